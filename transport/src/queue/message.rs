@@ -1,0 +1,112 @@
+//! The envelope of a queued message: what MAIL FROM / RCPT TO said plus the
+//! per-recipient delivery state. The body is stored separately (see `store`).
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::net::IpAddr;
+
+/// Queue-wide unique message number (Exchange shows it as `server\queue\id`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct MessageId(pub u64);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// RFC 3461 RET.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Ret {
+    Full,
+    Hdrs,
+}
+
+/// RFC 3461 NOTIFY. `never` excludes the others.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notify {
+    pub never: bool,
+    pub success: bool,
+    pub failure: bool,
+    pub delay: bool,
+}
+
+impl Notify {
+    /// What RFC 3461 §5.1 says applies when NOTIFY was not given: failure and delay.
+    pub fn default_when_absent() -> Self {
+        Self { never: false, success: false, failure: true, delay: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RecipientStatus {
+    /// Not yet accepted by a next hop.
+    Pending,
+    /// The next hop answered 250 for it.
+    Delivered,
+    /// Permanently refused (5xx) or expired; an NDR was (or will be) generated.
+    Failed { reply: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The address as given in RCPT TO, without angle brackets.
+    pub address: String,
+    /// NOTIFY as given; `None` means the parameter was absent.
+    pub notify: Option<Notify>,
+    /// ORCPT as given (`addr-type;xtext`).
+    pub orcpt: Option<String>,
+    pub status: RecipientStatus,
+}
+
+impl Recipient {
+    pub fn new(address: impl Into<String>) -> Self {
+        Self { address: address.into(), notify: None, orcpt: None, status: RecipientStatus::Pending }
+    }
+
+    /// Domain part (lower case); empty when the address has none.
+    pub fn domain(&self) -> String {
+        domain_of(&self.address)
+    }
+}
+
+/// Lower-cased domain part of an address (`""` when there is no `@`).
+pub fn domain_of(address: &str) -> String {
+    address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase()).unwrap_or_default()
+}
+
+/// Where and how a message came in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    pub connector: String,
+    pub client_ip: Option<IpAddr>,
+    pub helo: String,
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub id: MessageId,
+    /// Reverse path; `None` is the null sender `<>` (DSNs are never sent for it).
+    pub mail_from: Option<String>,
+    pub recipients: Vec<Recipient>,
+    /// Size in bytes of the stored data (including the added Received header).
+    pub size: u64,
+    /// BODY=8BITMIME was given.
+    pub body_8bit: bool,
+    pub ret: Option<Ret>,
+    pub envid: Option<String>,
+    /// Arrival time, milliseconds since the Unix epoch (from the server's clock).
+    pub arrival_ms: u64,
+    pub origin: Origin,
+}
+
+impl Envelope {
+    pub fn pending_recipients(&self) -> impl Iterator<Item = &Recipient> {
+        self.recipients.iter().filter(|r| r.status == RecipientStatus::Pending)
+    }
+
+    /// True once no recipient waits for delivery any more.
+    pub fn is_finished(&self) -> bool {
+        self.pending_recipients().next().is_none()
+    }
+}
