@@ -1,12 +1,26 @@
 //! The one time source of the server. Everything time-driven (retry schedules,
-//! delay DSNs, expiry, resubmit, idle queues) asks a [`Clock`], so tests can run
-//! days of queue time in seconds with [`ManualClock`].
+//! delay DSNs, expiry, resubmit, idle queues) asks a [`Clock`] for the time and
+//! sleeps through it, so tests can run days of queue time in seconds with
+//! [`ManualClock`].
+use futures::future::BoxFuture;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::watch;
 
 /// Wall-clock time as the server sees it.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> SystemTime;
+    /// Completes once `now() >= deadline`.
+    fn sleep_until(&self, deadline: SystemTime) -> BoxFuture<'static, ()>;
+}
+
+/// Milliseconds since the Unix epoch (what envelopes and the store record).
+pub fn to_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+pub fn from_millis(ms: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 /// The real clock.
@@ -17,26 +31,39 @@ impl Clock for SystemClock {
     fn now(&self) -> SystemTime {
         SystemTime::now()
     }
+
+    fn sleep_until(&self, deadline: SystemTime) -> BoxFuture<'static, ()> {
+        let wait = deadline.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO);
+        Box::pin(tokio::time::sleep(wait))
+    }
 }
 
-/// A clock that only moves when a test tells it to.
+/// A clock that only moves when a test tells it to. Sleepers wake when it is
+/// advanced past their deadline.
 #[derive(Debug, Clone)]
 pub struct ManualClock {
     now: Arc<Mutex<SystemTime>>,
+    tick: watch::Sender<SystemTime>,
 }
 
 impl ManualClock {
     pub fn new(start: SystemTime) -> Self {
-        Self { now: Arc::new(Mutex::new(start)) }
+        let (tick, _) = watch::channel(start);
+        Self { now: Arc::new(Mutex::new(start)), tick }
     }
 
     pub fn advance(&self, by: Duration) {
-        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-        *now += by;
+        let now = {
+            let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+            *now += by;
+            *now
+        };
+        self.tick.send_replace(now);
     }
 
     pub fn set(&self, to: SystemTime) {
         *self.now.lock().unwrap_or_else(|e| e.into_inner()) = to;
+        self.tick.send_replace(to);
     }
 }
 
@@ -44,6 +71,39 @@ impl Clock for ManualClock {
     fn now(&self) -> SystemTime {
         *self.now.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    fn sleep_until(&self, deadline: SystemTime) -> BoxFuture<'static, ()> {
+        let mut rx = self.tick.subscribe();
+        let now = self.now.clone();
+        Box::pin(async move {
+            loop {
+                if *now.lock().unwrap_or_else(|e| e.into_inner()) >= deadline {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    // The clock is gone: nothing will ever advance it.
+                    futures::future::pending::<()>().await;
+                }
+            }
+        })
+    }
 }
 
 pub type SharedClock = Arc<dyn Clock>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn manual_sleep_wakes_only_after_advance() {
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1000));
+        let deadline = clock.now() + Duration::from_secs(3600);
+        let sleeper = tokio::spawn(clock.sleep_until(deadline));
+        clock.advance(Duration::from_secs(1800));
+        tokio::task::yield_now().await;
+        assert!(!sleeper.is_finished());
+        clock.advance(Duration::from_secs(1800));
+        tokio::time::timeout(Duration::from_secs(5), sleeper).await.expect("woke").expect("joined");
+    }
+}

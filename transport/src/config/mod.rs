@@ -97,6 +97,10 @@ pub struct ReceiveConnector {
     /// Refuse MAIL before STARTTLS (`530 5.7.0`).
     #[serde(default)]
     pub require_tls: bool,
+    /// Idle time allowed between commands (Exchange ConnectionInactivityTimeout;
+    /// RFC 5321 §4.5.3.2.7 asks for at least 5 minutes, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_inactivity_timeout: Option<TimeSpan>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

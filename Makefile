@@ -1,0 +1,23 @@
+# Every entry point of kube-transport. See README.md.
+CARGO ?= cargo
+CONFIG ?= transport/examples/local.yaml
+
+.PHONY: build run test test-transport crds chart-lint e2e-local e2e bench fmt lint
+
+build:
+	$(CARGO) build --workspace --release
+
+## The transport server on the embedded default (queue under ./var).
+run:
+	$(CARGO) run --release -p transport --bin transport -- --config $(CONFIG)
+
+## Every test: unit, real-peer integration (smtp-sink, smtp-source, swaks, in-test DNS).
+test:
+	$(CARGO) test --workspace --all-targets
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings

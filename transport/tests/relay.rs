@@ -1,0 +1,69 @@
+//! swaks and Postfix's smtp-source → transport → Postfix's smtp-sink (smart host).
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+use support::*;
+
+/// Strips the `Received:` header our server prepends (with its folded lines).
+fn without_our_received(content: &str) -> &str {
+    assert!(content.starts_with("Received: from "), "our Received header comes first: {content:.200}");
+    let mut offset = 0;
+    for (i, line) in content.split_inclusive('\n').enumerate() {
+        if i > 0 && !line.starts_with([' ', '\t']) {
+            break;
+        }
+        offset += line.len();
+    }
+    &content[offset..]
+}
+
+#[test]
+fn swaks_message_is_relayed_byte_for_byte_with_a_received_header() {
+    let swaks = tool("swaks", "swaks");
+    let sink = Sink::start();
+    let server = Transport::start(&TransportSetup { smart_host: Some(sink.addr), ..Default::default() });
+
+    let original = "From: Alice <alice@example.org>\r\nTo: Bob <bob@example.net>\r\nSubject: byte for byte\r\n\
+        Message-ID: <swaks-1@test.invalid>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
+        First line.\r\n.A line that starts with a dot.\r\n..Two dots.\r\n\r\n   indented\ttab\r\nLast line.\r\n";
+    let dir = tempfile::tempdir().expect("tmp");
+    let file = dir.path().join("msg.eml");
+    std::fs::write(&file, original).expect("write");
+    let out = Command::new(swaks)
+        .args(["--server", &server.smtp.to_string(), "--from", "alice@example.org", "--to", "bob@example.net"])
+        .args(["--helo", "client.test", "--data"])
+        .arg(format!("@{}", file.display()))
+        .output()
+        .expect("run swaks");
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "swaks failed:\n{transcript}");
+    assert!(transcript.contains("<~  250 2.6.0 "), "queued reply missing:\n{transcript}");
+
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    assert_eq!(got.len(), 1);
+    let m = &got[0];
+    assert!(m.mail_args.starts_with("FROM:<alice@example.org>"), "{}", m.mail_args);
+    assert!(m.rcpt_args.iter().any(|r| r.starts_with("TO:<bob@example.net>")), "{:?}", m.rcpt_args);
+    let received = m.content.lines().next().unwrap_or_default();
+    assert!(received.contains("from client.test ([127.0.0.1])"), "{received}");
+    assert!(m.content.contains("by relay.test.invalid with ESMTP id "), "{}", m.content);
+    // smtp-sink writes LF line ends; the bytes are otherwise exactly the client's.
+    assert_eq!(without_our_received(&m.content), original.replace("\r\n", "\n"));
+}
+
+#[test]
+fn smtp_source_1000_messages_over_20_sessions_all_arrive() {
+    let source = tool("smtp-source", "postfix");
+    let sink = Sink::start();
+    let server = Transport::start(&TransportSetup { smart_host: Some(sink.addr), ..Default::default() });
+    let out = Command::new(source)
+        .args(["-s", "20", "-m", "1000", "-l", "2048", "-f", "load@example.org", "-t", "sink@example.net"])
+        .arg(server.smtp.to_string())
+        .output()
+        .expect("run smtp-source");
+    assert!(out.status.success(), "smtp-source failed: {}", String::from_utf8_lossy(&out.stderr));
+    let got = sink.wait_for(1000, Duration::from_secs(120));
+    assert_eq!(got.len(), 1000, "every accepted message arrives once");
+    assert!(got.iter().all(|m| m.rcpt_args.iter().any(|r| r.starts_with("TO:<sink@example.net>"))));
+}
