@@ -778,36 +778,6 @@ mod tests {
         assert!(recovered.iter().any(|e| e.id == id));
     }
 
-    /// Rough throughput figure: `cargo test --release -p transport --lib queue::store::tests::throughput -- --ignored --nocapture`
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    #[ignore]
-    async fn throughput() {
-        let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
-        let data = vec![b'x'; 4096];
-        let start = std::time::Instant::now();
-        let n_tasks = 256;
-        let per_task = 40;
-        let tasks: Vec<_> = (0..n_tasks)
-            .map(|_| {
-                let (store, data) = (store.clone(), data.clone());
-                tokio::spawn(async move {
-                    for _ in 0..per_task {
-                        let id = store.next_id();
-                        store.insert(&envelope(id), &data).await.unwrap();
-                        store.remove(id).await.unwrap();
-                    }
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let secs = start.elapsed().as_secs_f64();
-        let n = n_tasks * per_task;
-        eprintln!("{n} inserts + {n} removes of 4 KiB in {secs:.2}s: {:.0} msg/s, {:?}", n as f64 / secs, store.stats());
-    }
-
     const CRASH_CHILD_ENV: &str = "KT_QUEUE_CRASH_CHILD_DIR";
 
     /// Parent: runs this same test in a child process that inserts messages and
