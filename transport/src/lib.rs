@@ -3,18 +3,36 @@
 //! Module map (one owner per concern):
 //! - [`config`]   the configuration file: types, time spans, role defaults, validation
 //!                (compiled alone under the `config` feature for the operator)
+//! - [`api`]      JSON types of the admin HTTP API (shared with transportctl and the operator)
+//! - [`client`]   typed HTTP client of the admin API (feature `client`)
 //! - [`clock`]    the time source every timer goes through (tests drive it)
+//! - [`control`]  ServerState and server component states: who may connect, submit, deliver
 //! - [`smtp`]     ESMTP receive: listeners, sessions, command parsing, DATA reading, TLS
-//! - [`queue`]    the message model and the durable store (group commit, recovery)
-//! - [`routing`]  categorizer: address spaces, send connector choice, MX lookup
+//! - [`queue`]    the message model, the durable store, the queue manager, retry schedule
+//! - [`routing`]  categorizer: address spaces, accepted domains, MX lookup
 //! - [`delivery`] outbound SMTP per next hop (lettre), per-recipient outcomes
+//! - [`dsn`]      RFC 3464 delivery status notifications
+//! - [`logs`]     connectivity and protocol logs (Exchange CSV formats, rollover, retention)
+//! - [`admin`]    the admin HTTP API (axum), `/metrics`, `/healthz`, `/readyz`
 //! - [`server`]   wires the pieces together and runs them
+pub mod api;
 pub mod config;
 
+#[cfg(feature = "client")]
+pub mod client;
+
+#[cfg(feature = "server")]
+pub mod admin;
 #[cfg(feature = "server")]
 pub mod clock;
 #[cfg(feature = "server")]
+pub mod control;
+#[cfg(feature = "server")]
 pub mod delivery;
+#[cfg(feature = "server")]
+pub mod dsn;
+#[cfg(feature = "server")]
+pub mod logs;
 #[cfg(feature = "server")]
 pub mod queue;
 #[cfg(feature = "server")]

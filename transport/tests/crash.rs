@@ -43,7 +43,9 @@ fn every_acknowledged_message_survives_sigkill() {
                     n += 1;
                     let id = format!("crash-{t}-{n}");
                     match c.send_message("tracker@example.org", &["tracked@example.net"], &test_message(&id, 20)) {
-                        Ok(reply) if reply.starts_with("250") => acked.lock().unwrap().push(format!("<{id}@test.invalid>")),
+                        Ok(reply) if reply.starts_with("250") => {
+                            acked.lock().unwrap().push(format!("<{id}@test.invalid>"))
+                        }
                         Ok(reply) => panic!("unexpected refusal {reply}"),
                         Err(_) => break 'sessions,
                     }

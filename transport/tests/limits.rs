@@ -80,7 +80,10 @@ fn recipient_limit_452_4_5_3_and_rest_in_next_transaction() {
     c.send_raw(b"Message-ID: <first-three@test.invalid>\r\n\r\nhi\r\n.\r\n").unwrap();
     assert_reply(&c.read_reply().unwrap(), "250 2.6.0");
     // The client sends the remaining recipient in a new transaction.
-    assert_reply(&c.send_message("a@example.org", &["r4@local.test"], &test_message("fourth", 1)).unwrap(), "250 2.6.0");
+    assert_reply(
+        &c.send_message("a@example.org", &["r4@local.test"], &test_message("fourth", 1)).unwrap(),
+        "250 2.6.0",
+    );
     let msgs = f.sink.wait_for(2, Duration::from_secs(30));
     let rcpts: usize = msgs.iter().map(|m| m.rcpt_args.len()).sum();
     assert_eq!(rcpts, 4, "all four recipients delivered: {msgs:?}");

@@ -1,48 +1,60 @@
 //! The transport server's configuration file (DESIGN §8): YAML, camelCase, the
 //! same field names as the CRDs. This module is the one definition of it; the
-//! operator renders it through these types (feature `config`).
+//! operator renders it through these types (feature `config`) and embeds the
+//! shared pieces (retry, expiration, send connectors, receive limits,
+//! organisation settings, logging) in its CRDs, so nothing is declared twice.
 //!
 //! - [`timespan`]: Exchange time spans `[d.]hh:mm:ss` and `90s/15m/4h/2d`
 //! - [`size`]: byte sizes such as `36MB`
-//! - [`defaults`]: the DESIGN §4 role defaults and ranges
-//! - [`validate`]: every check, each error naming its field path
+//! - [`defaults`]: the DESIGN §4 role defaults and ranges, resolved policies
+//! - [`validate`]: parsing and every check, each error naming its field path
+//!
+//! Defaults live in code (never in the CRD schema): an absent optional field
+//! takes the default documented on it.
 pub mod defaults;
 pub mod size;
 pub mod timespan;
 pub mod validate;
 
 use ipnet::IpNet;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use defaults::{ExpirationPolicy, RetryPolicy};
+pub use defaults::{ExpirationPolicy, ReceiveLimits, RetryPolicy};
 pub use size::ByteSize;
 pub use timespan::TimeSpan;
 pub use validate::{ConfigError, ConfigErrors};
 
 /// Root of the configuration file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TransportFile {
     /// Server name: queue identities (`server\queue`), Reporting-MTA, logs.
     pub server_name: String,
+    /// Selects the DESIGN §4 defaults.
     #[serde(default)]
     pub role: Role,
-    /// Name used in EHLO, banners and Received headers.
+    /// Name used in the banner, EHLO and Received headers.
     pub fqdn: String,
+    /// Where the durable queue lives.
     pub queue_directory: PathBuf,
+    /// Connectivity and protocol logs (CSV). Absent: no transport logs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_directory: Option<PathBuf>,
+    /// `.eml` files with X-Sender/X-Receiver headers dropped here are submitted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_directory: Option<PathBuf>,
+    /// The ServerState the server starts in.
     #[serde(default)]
     pub server_state: ServerStateSetting,
     #[serde(default)]
     pub receive_connectors: Vec<ReceiveConnector>,
     #[serde(default)]
     pub send_connectors: Vec<SendConnector>,
+    /// Next hop for recipients in Authoritative accepted domains.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox_delivery: Option<MailboxDelivery>,
     #[serde(default)]
@@ -55,21 +67,23 @@ pub struct TransportFile {
     pub dns: Option<DnsSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSettings>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logging: Option<LoggingSettings>,
     /// component → requester → state, e.g. `{HubTransport: {Maintenance: Active}}`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub components: BTreeMap<String, BTreeMap<String, String>>,
+    pub components: BTreeMap<Component, BTreeMap<Requester, ComponentState>>,
 }
 
 /// Selects the DESIGN §4 defaults.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Role {
     #[default]
     Mailbox,
     Edge,
 }
 
-/// Desired ServerState in the file.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Desired ServerState (the states a server can be asked to be in).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum ServerStateSetting {
     #[default]
     Started,
@@ -77,65 +91,196 @@ pub enum ServerStateSetting {
     Stopped,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A server component whose state requesters set (Set-ServerComponentState).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Component {
+    HubTransport,
+    FrontendTransport,
+    ServerWideOffline,
+}
+
+impl Component {
+    pub const ALL: [Component; 3] =
+        [Component::HubTransport, Component::FrontendTransport, Component::ServerWideOffline];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Component::HubTransport => "HubTransport",
+            Component::FrontendTransport => "FrontendTransport",
+            Component::ServerWideOffline => "ServerWideOffline",
+        }
+    }
+}
+
+/// Who asked for a component state. Each requester's wish is kept separately.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum Requester {
+    Functional,
+    Maintenance,
+    Sidelined,
+    Deployment,
+    #[serde(rename = "HealthAPI")]
+    HealthApi,
+}
+
+impl Requester {
+    pub const ALL: [Requester; 5] = [
+        Requester::Functional,
+        Requester::Maintenance,
+        Requester::Sidelined,
+        Requester::Deployment,
+        Requester::HealthApi,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Requester::Functional => "Functional",
+            Requester::Maintenance => "Maintenance",
+            Requester::Sidelined => "Sidelined",
+            Requester::Deployment => "Deployment",
+            Requester::HealthApi => "HealthAPI",
+        }
+    }
+}
+
+/// State of a server component. Ordered so that the combined state is the
+/// maximum: Inactive wins over Draining, which wins over Active.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum ComponentState {
+    #[default]
+    Active,
+    Draining,
+    Inactive,
+}
+
+impl ComponentState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentState::Active => "Active",
+            ComponentState::Draining => "Draining",
+            ComponentState::Inactive => "Inactive",
+        }
+    }
+}
+
+/// Limits and behaviour of a receive connector that the file and the CRD
+/// share (the CRD adds a port and a certificate Secret instead of files).
+/// Every absent field takes the Exchange default written on it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ReceiveConnector {
-    pub name: String,
-    pub bind: SocketAddr,
+pub struct ReceiveSettings {
     /// Clients allowed to connect; empty means everyone.
-    #[serde(default, rename = "remoteIPRanges")]
+    #[serde(default, rename = "remoteIPRanges", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(with = "Vec<String>")]
     pub remote_ip_ranges: Vec<IpNet>,
-    /// Clients in `remoteIPRanges` may relay to domains that are not accepted.
+    /// Clients in `remoteIPRanges` may relay to domains that are not accepted
+    /// (anonymous relay). Accepted domains are always accepted.
     #[serde(default)]
     pub allow_relay: bool,
+    /// Default 36MB (64KB–2GB); the organisation's maxReceiveSize also applies.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_size: Option<ByteSize>,
+    /// Default 200 (1–512000); more recipients get `452 4.5.3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_recipients_per_message: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tls: Option<TlsFiles>,
     /// Refuse MAIL before STARTTLS (`530 5.7.0`).
     #[serde(default)]
     pub require_tls: bool,
-    /// Idle time allowed between commands (Exchange ConnectionInactivityTimeout;
-    /// RFC 5321 §4.5.3.2.7 asks for at least 5 minutes, the default).
+    /// Idle time allowed between commands. Default 00:05:00 (RFC 5321
+    /// §4.5.3.2.7 asks for at least 5 minutes); must be below connectionTimeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_inactivity_timeout: Option<TimeSpan>,
+    /// Longest a session may last. Default 00:10:00.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_timeout: Option<TimeSpan>,
+    /// Concurrent sessions on this connector. Default 5000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_inbound_connection: Option<u32>,
+    /// Concurrent sessions from one IP address. Default 20 (1–10000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_inbound_connection_per_source: Option<u32>,
+    /// Protocol errors before the session is closed. Default 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_protocol_errors: Option<u32>,
+    /// Size of the message header. Default 256KB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_header_size: Option<ByteSize>,
+    /// Received headers allowed before the message is refused as a loop. Default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hop_count: Option<u32>,
+    /// SMTP AUTH (PLAIN, LOGIN), offered only after STARTTLS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<ReceiveAuth>,
+    /// Write this connector's sessions to the protocol log.
+    #[serde(default)]
+    pub protocol_logging: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// SMTP AUTH on a receive connector. Authenticated clients may relay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReceiveAuth {
+    /// File of `user:password` lines (in the cluster: a mounted Secret).
+    pub users_file: PathBuf,
+}
+
+/// A receive connector of the file: where it listens, and its settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReceiveConnector {
+    pub name: String,
+    /// `ip:port` to listen on.
+    #[schemars(with = "String")]
+    pub bind: SocketAddr,
+    #[serde(flatten)]
+    pub settings: ReceiveSettings,
+    /// Certificate and key (PEM) for STARTTLS; absent: STARTTLS is not offered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsFiles>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TlsFiles {
     pub certificate_file: PathBuf,
     pub key_file: PathBuf,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// A send connector: which recipient domains it serves and how it reaches them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendConnector {
     pub name: String,
+    /// Domains served; the most specific match wins, then the lowest cost.
     pub address_spaces: Vec<AddressSpace>,
-    /// `host:port` or `host` (port 25 unless `port` says otherwise).
-    #[serde(default)]
+    /// `host:port` or `host` (port `port`, default 25). Exclusive with dnsRouting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub smart_hosts: Vec<String>,
-    /// Route by DNS MX of the recipient domain instead of smart hosts.
+    /// Route by the recipient domain's MX records (implicit MX fallback, null MX).
     #[serde(default)]
     pub dns_routing: bool,
+    /// Port for smart hosts without one and for MX hosts. Default 25.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
     #[serde(default)]
     pub tls: OutboundTls,
+    /// Time allowed to connect and get the banner. Default 00:01:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_timeout: Option<TimeSpan>,
+    /// Messages larger than this are refused for this connector (NDR 5.3.4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_size: Option<ByteSize>,
+    /// Simultaneous connections to one next hop. Default 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_connections: Option<u32>,
+    /// Write this connector's sessions to the protocol log.
+    #[serde(default)]
+    pub protocol_logging: bool,
 }
 
 /// Outbound TLS: `Opportunistic` uses STARTTLS when offered (certificate not
 /// verified, as MTAs do), `Required` refuses to send in clear, `None` never tries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum OutboundTls {
     #[default]
     Opportunistic,
@@ -143,109 +288,184 @@ pub enum OutboundTls {
     None,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddressSpace {
-    /// `*`, `example.com` or `*.example.com`.
+    /// `*`, `example.com` (that domain only) or `*.example.com` (it and its subdomains).
     pub domain: String,
-    #[serde(default = "default_cost")]
-    pub cost: u32,
+    /// 1–100, lower is preferred. Default 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<u32>,
 }
 
-fn default_cost() -> u32 {
-    1
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MailboxDelivery {
-    /// `host:port` of the mailbox hop that accepted (Authoritative) domains go to.
+    /// `host:port` of the mailbox hop that Authoritative accepted domains go to.
     pub host: String,
 }
 
 /// Every §4 retry row; absent ones take the role default (see [`RetryPolicy`]).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RetrySettings {
+    /// 0–15. Default 4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_glitch_retry_count: Option<u32>,
+    /// Default 00:01:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_glitch_retry_interval: Option<TimeSpan>,
+    /// 0–15. Default 6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transient_failure_retry_count: Option<u32>,
+    /// 1 s – 12 h. Default 00:05:00 (Mailbox), 00:10:00 (Edge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transient_failure_retry_interval: Option<TimeSpan>,
+    /// 1 s – 20 days. Default 00:10:00 (Mailbox), 00:30:00 (Edge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outbound_connection_failure_retry_interval: Option<TimeSpan>,
+    /// 1 s – 1 day. Default 00:15:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_retry_interval: Option<TimeSpan>,
+    /// 1 s – 1 day. Default 00:05:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox_delivery_queue_retry_interval: Option<TimeSpan>,
+    /// Default 12:00:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_idle_time_before_resubmit: Option<TimeSpan>,
+    /// 5 s – 1 h. Default 00:03:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_max_idle_time: Option<TimeSpan>,
+    /// 1–10. Default 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub poison_threshold: Option<u32>,
 }
 
 /// The §4 expiration rows; absent ones take the role default (see [`ExpirationPolicy`]).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExpirationSettings {
+    /// 1 s – 30 days, and more than transientFailureRetryCount × transientFailureRetryInterval. Default 04:00:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_notification_time_out: Option<TimeSpan>,
+    /// 5 s – 90 days. Default 2.00:00:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_expiration_time_out: Option<TimeSpan>,
 }
 
-/// Organisation-wide settings (Set-TransportConfig).
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// Organisation-wide settings (Set-TransportConfig); the TransportConfig CRD's spec.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OrgSettings {
-    #[serde(default)]
+    /// Domains this organisation receives mail for. A sender in one of them is internal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted_domains: Vec<AcceptedDomain>,
+    /// Delay DSNs to internal senders. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internal_delay_dsn_enabled: Option<bool>,
+    /// Delay DSNs to external senders. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_delay_dsn_enabled: Option<bool>,
+    /// Largest message sent. Default 10MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_send_size: Option<ByteSize>,
+    /// Largest message received. Default 10MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_receive_size: Option<ByteSize>,
+    /// Recipients per message (categorizer: NDR 5.5.3). Default 500.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_recipient_envelope_limit: Option<u32>,
+    /// From address of DSNs. Default `postmaster@<first accepted domain>`, else `postmaster@<fqdn>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postmaster: Option<String>,
+    /// Originals larger than this are returned as headers only in DSNs. Default 10MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsn_max_message_attach_size: Option<ByteSize>,
+    /// Human-readable text of DSNs; absent parts use the built-in text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsn_text: Option<DsnText>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DsnText {
+    /// First paragraph of a non-delivery report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
+    /// First paragraph of a delay notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<String>,
+    /// First paragraph of a success (delivered/relayed) notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AcceptedDomain {
+    /// `example.com` or `*.example.com`.
     pub domain: String,
     #[serde(rename = "type", default)]
     pub domain_type: AcceptedDomainType,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum AcceptedDomainType {
+    /// Every recipient is local: delivered to the mailbox hop.
     #[default]
     Authoritative,
+    /// Accepted and internal, but routed by the send connectors.
     InternalRelay,
+    /// Accepted for relay to a system outside the organisation.
+    ExternalRelay,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DnsSettings {
     /// `ip:port` of resolvers to ask (UDP and TCP); empty = the system resolver.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub nameservers: Vec<SocketAddr>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AdminSettings {
+    /// `ip:port` of the admin HTTP API.
+    #[schemars(with = "String")]
     pub bind: SocketAddr,
+    /// File holding the bearer token. May be absent only when bind is loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+}
+
+/// Connectivity and protocol logs (Exchange transport logs).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LoggingSettings {
+    /// Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connectivity_log: Option<bool>,
+    /// Protocol log for connectors with protocolLogging. Default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol_log: Option<bool>,
+    /// Files older than this are deleted. Default 30.00:00:00; 00:00:00 = never by age.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_age: Option<TimeSpan>,
+    /// Oldest files are deleted beyond this, per log. Default 250MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_directory_size: Option<ByteSize>,
+    /// A new file is started beyond this. Default 10MB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file_size: Option<ByteSize>,
+}
+
+/// Content revision of a configuration text: what `GET /v1/server` reports as
+/// `configRevision` and the operator writes into its ConfigMap annotation, so
+/// both sides compare the same thing.
+pub fn revision(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(text.as_bytes());
+    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -43,7 +43,8 @@ pub enum RecipientStatus {
     Pending,
     /// The next hop answered 250 for it.
     Delivered,
-    /// Permanently refused (5xx) or expired; an NDR was (or will be) generated.
+    /// Permanently refused (5xx), expired or removed; an NDR was generated
+    /// when the rules asked for one.
     Failed { reply: String },
 }
 
@@ -56,11 +57,14 @@ pub struct Recipient {
     /// ORCPT as given (`addr-type;xtext`).
     pub orcpt: Option<String>,
     pub status: RecipientStatus,
+    /// The last temporary refusal or connection error for this recipient.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl Recipient {
     pub fn new(address: impl Into<String>) -> Self {
-        Self { address: address.into(), notify: None, orcpt: None, status: RecipientStatus::Pending }
+        Self { address: address.into(), notify: None, orcpt: None, status: RecipientStatus::Pending, last_error: None }
     }
 
     /// Domain part (lower case); empty when the address has none.
@@ -74,6 +78,18 @@ pub fn domain_of(address: &str) -> String {
     address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase()).unwrap_or_default()
 }
 
+/// How a message entered the server (Get-Message's MessageSourceName).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Source {
+    /// Received by a receive connector (`SMTP:<connector>`).
+    #[default]
+    Smtp,
+    /// A delivery status notification this server generated.
+    Dsn,
+    /// Submitted from the replay directory.
+    Replay,
+}
+
 /// Where and how a message came in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
@@ -81,6 +97,8 @@ pub struct Origin {
     pub client_ip: Option<IpAddr>,
     pub helo: String,
     pub tls: bool,
+    #[serde(default)]
+    pub source: Source,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,6 +116,38 @@ pub struct Envelope {
     /// Arrival time, milliseconds since the Unix epoch (from the server's clock).
     pub arrival_ms: u64,
     pub origin: Origin,
+    /// Subject and Message-ID header values, for Get-Message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internet_message_id: Option<String>,
+    /// Queue state that survives a restart (DESIGN §4).
+    #[serde(default)]
+    pub state: MessageState,
+}
+
+/// The persistent, time-driven state of a queued message.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageState {
+    /// The one delay DSN was sent (or was not wanted): never send another.
+    #[serde(default)]
+    pub delay_dsn_done: bool,
+    /// Suspended by an administrator (Suspend-Message).
+    #[serde(default)]
+    pub suspended: bool,
+    /// Times processing this message crashed; at poisonThreshold it goes to Poison.
+    #[serde(default)]
+    pub crash_count: u32,
+    #[serde(default)]
+    pub poisoned: bool,
+    /// Message-level retries (a 4xx for this message on a working connection).
+    #[serde(default)]
+    pub retry_count: u32,
+    /// Earliest next attempt after a message-level retry (ms since the epoch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_at_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 impl Envelope {

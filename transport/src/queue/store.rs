@@ -141,9 +141,18 @@ struct Shared {
 }
 
 enum OpKind {
-    Insert { id: u64, envelope: Vec<u8>, data: Vec<u8> },
-    Update { id: u64, envelope: Vec<u8> },
-    Remove { id: u64 },
+    Insert {
+        id: u64,
+        envelope: Vec<u8>,
+        data: Vec<u8>,
+    },
+    Update {
+        id: u64,
+        envelope: Vec<u8>,
+    },
+    Remove {
+        id: u64,
+    },
     /// Test hook: makes the commit thread panic, to prove callers never hang.
     #[cfg(test)]
     Crash,
@@ -172,8 +181,11 @@ impl Store {
     /// skipped (with a warning), so one bad record never blocks the queue.
     pub fn open(dir: &Path) -> Result<(Store, Vec<Envelope>), StoreError> {
         let dir_existed = dir.is_dir();
-        std::fs::create_dir_all(dir)
-            .map_err(|source| StoreError::File { context: "cannot create the queue directory", path: dir.into(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::File {
+            context: "cannot create the queue directory",
+            path: dir.into(),
+            source,
+        })?;
         if !dir_existed {
             // Make the new directory's own entry durable.
             if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -213,7 +225,11 @@ impl Store {
             std::thread::Builder::new()
                 .name("queue-commit".into())
                 .spawn(move || commit_loop(&db, rx, &shared))
-                .map_err(|source| StoreError::File { context: "cannot start the commit thread for", path: dir.into(), source })?
+                .map_err(|source| StoreError::File {
+                    context: "cannot start the commit thread for",
+                    path: dir.into(),
+                    source,
+                })?
         };
         let inner = Inner {
             dir: dir.into(),
@@ -358,9 +374,11 @@ fn encode(envelope: &Envelope) -> Result<Vec<u8>, StoreError> {
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|source| StoreError::File { context: "cannot sync the directory", path: dir.into(), source })
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|source| StoreError::File {
+        context: "cannot sync the directory",
+        path: dir.into(),
+        source,
+    })
 }
 
 /// Reads every envelope (quarantining bad ones) and the highest id ever used.
@@ -545,7 +563,16 @@ mod tests {
             ret: None,
             envid: Some(format!("env-{}", id.0)),
             arrival_ms: 1_700_000_000_000 + id.0,
-            origin: Origin { connector: "Default".into(), client_ip: None, helo: "client.example".into(), tls: false },
+            origin: Origin {
+                connector: "Default".into(),
+                client_ip: None,
+                helo: "client.example".into(),
+                tls: false,
+                source: Default::default(),
+            },
+            subject: None,
+            internet_message_id: None,
+            state: Default::default(),
         }
     }
 
@@ -753,7 +780,10 @@ mod tests {
         let id = store.next_id();
         store.insert(&envelope(id), b"kept").await.unwrap();
         // Queue ops behind the crash so some are pending when the thread dies.
-        let crash = { let s = store.clone(); tokio::spawn(async move { s.submit(OpKind::Crash).await }) };
+        let crash = {
+            let s = store.clone();
+            tokio::spawn(async move { s.submit(OpKind::Crash).await })
+        };
         let pending: Vec<_> = (0..20)
             .map(|_| {
                 let s = store.clone();

@@ -1,1 +1,107 @@
-//! smtp (in progress)
+//! ESMTP receive (RFC 5321): one [`Listener`] per receive connector, one
+//! session per connection. A session checks limits and relay rights, reads
+//! DATA (refusing bare CR/LF), adds a `Received:` header and hands the message
+//! to [`Submit`]; it answers `250` only after `submit` returned, which means
+//! the message is durable.
+//!
+//! The session reads the server's [`Gate`](crate::control::Gate) for what is
+//! allowed (Paused, Stopped, HubTransport not Active) and reports what happens
+//! through [`SessionEvents`] (metrics, protocol log), so it owns neither.
+use crate::config::{AcceptedDomain, ReceiveLimits, ReceiveSettings};
+use crate::logs::LogEvent;
+use crate::queue::message::{Origin, Recipient, Ret};
+use crate::queue::MessageId;
+use futures::future::BoxFuture;
+use std::net::SocketAddr;
+
+mod listener;
+
+pub use listener::Listener;
+
+/// Everything a session needs to know about its connector. Replaced as a whole
+/// on a config reload; sessions already open keep the one they started with.
+#[derive(Clone)]
+pub struct SessionSettings {
+    pub connector: String,
+    pub settings: ReceiveSettings,
+    pub limits: ReceiveLimits,
+    /// EHLO name, banner and Received headers.
+    pub fqdn: String,
+    pub accepted_domains: Vec<AcceptedDomain>,
+    /// STARTTLS is offered when present.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A message a session accepted, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub id: MessageId,
+    /// `None` is the null reverse path `<>`.
+    pub mail_from: Option<String>,
+    pub recipients: Vec<Recipient>,
+    /// The message as stored: our Received header, then the client's bytes
+    /// (dot-unstuffed, CRLF line ends).
+    pub data: Vec<u8>,
+    pub body_8bit: bool,
+    pub ret: Option<Ret>,
+    pub envid: Option<String>,
+    pub origin: Origin,
+    pub subject: Option<String>,
+    pub internet_message_id: Option<String>,
+}
+
+/// Why a message could not be taken; the session maps it to a reply.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue cannot store it (disk full, I/O error): `452 4.3.1 Insufficient system storage`.
+    #[error("insufficient system storage: {0}")]
+    Storage(String),
+    /// The server stopped taking mail meanwhile: `421 4.3.2 Service not active`.
+    #[error("service not active: {0}")]
+    Unavailable(String),
+}
+
+/// Where accepted messages go (the server's intake: store, then queue).
+pub trait Submit: Send + Sync + 'static {
+    /// A fresh message id (used in the Received header and the 250 reply).
+    fn next_id(&self) -> MessageId;
+    /// Durably store the message; only then may the session answer 250.
+    fn submit(&self, msg: Incoming) -> BoxFuture<'_, Result<(), SubmitError>>;
+}
+
+/// What sessions report; the server implements it with metrics and the
+/// protocol log. Every method has a no-op default.
+pub trait SessionEvents: Send + Sync + 'static {
+    /// A session opened (after the connection was allowed).
+    fn session_opened(&self, _connector: &str, _session: u64, _local: SocketAddr, _remote: SocketAddr) {}
+    fn session_closed(&self, _connector: &str, _session: u64) {}
+    /// A connection refused before a session started (limits, Paused/Stopped).
+    fn connection_refused(&self, _connector: &str, _remote: SocketAddr, _reason: &str) {}
+    /// One protocol line, for the protocol log (only called when the
+    /// connector has protocolLogging).
+    fn protocol(&self, _connector: &str, _session: u64, _event: LogEvent, _data: &str) {}
+    /// A message was stored.
+    fn message_received(&self, _connector: &str, _bytes: u64, _recipients: usize) {}
+    /// A command or message was refused (`code` like `552 5.3.4`).
+    fn refused(&self, _connector: &str, _code: &str) {}
+}
+
+/// Events that go nowhere.
+pub struct NoEvents;
+impl SessionEvents for NoEvents {}
+
+/// Errors loading a connector's certificate and key.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Pem { path: String, message: String },
+    #[error("certificate and key do not fit together: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// A TLS acceptor from PEM certificate chain and key files.
+pub fn load_tls_acceptor(_files: &crate::config::TlsFiles) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    todo!("smtp helper")
+}

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 /// Path of a required external tool; panics naming the package when missing.
 pub fn tool(name: &str, package: &str) -> PathBuf {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     dirs.extend(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from));
     for dir in dirs {
         let candidate = dir.join(name);
@@ -210,7 +209,14 @@ pub struct TransportSetup {
 
 impl Default for TransportSetup {
     fn default() -> Self {
-        Self { smart_host: None, dns_routing: false, nameserver: None, mailbox: None, extra_receive: String::new(), extra: String::new() }
+        Self {
+            smart_host: None,
+            dns_routing: false,
+            nameserver: None,
+            mailbox: None,
+            extra_receive: String::new(),
+            extra: String::new(),
+        }
     }
 }
 
@@ -252,7 +258,14 @@ impl Transport {
         yaml.push_str(&setup.extra);
         let config_path = dir.join("transport.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
-        Transport { child: None, dir: dir.to_path_buf(), _tmp: None, smtp, config_path, log_path: dir.join("transport.log") }
+        Transport {
+            child: None,
+            dir: dir.to_path_buf(),
+            _tmp: None,
+            smtp,
+            config_path,
+            log_path: dir.join("transport.log"),
+        }
     }
 
     pub fn spawn(&mut self) {

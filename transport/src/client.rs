@@ -1,0 +1,1 @@
+//! A typed client of the admin HTTP API, for `transportctl` and the operator.
