@@ -1,1 +1,198 @@
-//! A typed client of the admin HTTP API, for `transportctl` and the operator.
+//! A typed client of the admin HTTP API (DESIGN §8), used by `transportctl` and
+//! the operator. Every call maps to one documented path; a refused action comes
+//! back as [`ClientError::Refused`] with the server's sentence.
+use crate::api::{ApiError, MessageInfo, QueueInfo, RedirectRequest, ServerInfo, SetComponentState, SetServerState};
+use crate::config::{Component, ComponentState, Requester, ServerStateSetting};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the admin API at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("the admin API refused the token (401): check --token-file")]
+    Unauthorized,
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// 409: the action is not allowed now; the sentence says why.
+    #[error("{0}")]
+    Refused(String),
+    #[error("the admin API answered {status}: {message}")]
+    Status { status: u16, message: String },
+    #[error("unexpected answer from {url}: {reason}")]
+    Decode { url: String, reason: String },
+}
+
+/// A queue action of `POST /v1/queues/{id}/...`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueAction {
+    Retry,
+    /// Retry-Queue -Resubmit.
+    Resubmit,
+    Suspend,
+    Resume,
+}
+
+/// A message action of `POST /v1/messages/{id}/...` / `DELETE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageAction {
+    Suspend,
+    Resume,
+    Remove { with_ndr: bool },
+}
+
+/// Client of one server's admin API.
+#[derive(Clone)]
+pub struct AdminClient {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl AdminClient {
+    /// `base` like `http://127.0.0.1:8025`; `token` is sent as a bearer token.
+    pub fn new(base: &str, token: Option<String>) -> Result<AdminClient, ClientError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| ClientError::Unreachable { url: base.to_string(), reason: e.to_string() })?;
+        Ok(AdminClient { base: base.trim_end_matches('/').to_string(), token, http })
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET /v1/server`.
+    pub async fn server(&self) -> Result<ServerInfo, ClientError> {
+        self.json(self.request(reqwest::Method::GET, "/v1/server")).await
+    }
+
+    /// `PUT /v1/server/state`.
+    pub async fn set_server_state(&self, state: ServerStateSetting) -> Result<ServerInfo, ClientError> {
+        let req = self.request(reqwest::Method::PUT, "/v1/server/state").json(&SetServerState { state });
+        self.json(req).await
+    }
+
+    /// `PUT /v1/components/{component}`.
+    pub async fn set_component(
+        &self,
+        component: Component,
+        requester: Requester,
+        state: ComponentState,
+    ) -> Result<ServerInfo, ClientError> {
+        let path = format!("/v1/components/{}", component.as_str());
+        let req = self.request(reqwest::Method::PUT, &path).json(&SetComponentState { requester, state });
+        self.json(req).await
+    }
+
+    /// `GET /v1/queues`.
+    pub async fn queues(&self) -> Result<Vec<QueueInfo>, ClientError> {
+        self.json(self.request(reqwest::Method::GET, "/v1/queues")).await
+    }
+
+    /// `GET /v1/messages[?queue=]`.
+    pub async fn messages(&self, queue: Option<&str>) -> Result<Vec<MessageInfo>, ClientError> {
+        let mut req = self.request(reqwest::Method::GET, "/v1/messages");
+        if let Some(q) = queue {
+            req = req.query(&[("queue", q)]);
+        }
+        self.json(req).await
+    }
+
+    pub async fn queue_action(&self, queue: &str, action: QueueAction) -> Result<(), ClientError> {
+        let (verb, query) = match action {
+            QueueAction::Retry => ("retry", None),
+            QueueAction::Resubmit => ("retry", Some(("resubmit", "true"))),
+            QueueAction::Suspend => ("suspend", None),
+            QueueAction::Resume => ("resume", None),
+        };
+        let mut req = self.request(reqwest::Method::POST, &format!("/v1/queues/{}/{verb}", segment(queue)));
+        if let Some(q) = query {
+            req = req.query(&[q]);
+        }
+        self.empty(req).await
+    }
+
+    pub async fn message_action(&self, id: u64, action: MessageAction) -> Result<(), ClientError> {
+        let req = match action {
+            MessageAction::Suspend => self.request(reqwest::Method::POST, &format!("/v1/messages/{id}/suspend")),
+            MessageAction::Resume => self.request(reqwest::Method::POST, &format!("/v1/messages/{id}/resume")),
+            MessageAction::Remove { with_ndr } => self
+                .request(reqwest::Method::DELETE, &format!("/v1/messages/{id}"))
+                .query(&[("withNdr", if with_ndr { "true" } else { "false" })]),
+        };
+        self.empty(req).await
+    }
+
+    /// `GET /v1/messages/{id}/export`: the message as message/rfc822 bytes.
+    pub async fn export_message(&self, id: u64) -> Result<Vec<u8>, ClientError> {
+        let resp = self.send(self.request(reqwest::Method::GET, &format!("/v1/messages/{id}/export"))).await?;
+        let url = resp.url().to_string();
+        resp.bytes().await.map(|b| b.to_vec()).map_err(|e| ClientError::Decode { url, reason: e.to_string() })
+    }
+
+    /// `POST /v1/redirect` (Redirect-Message).
+    pub async fn redirect(&self, target: &str) -> Result<ServerInfo, ClientError> {
+        let req = self.request(reqwest::Method::POST, "/v1/redirect").json(&RedirectRequest { target: target.into() });
+        self.json(req).await
+    }
+
+    /// `GET /readyz`: true when the server takes new mail.
+    pub async fn ready(&self) -> Result<bool, ClientError> {
+        let url = format!("{}/readyz", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: url.clone(), reason: e.to_string() })?;
+        Ok(resp.status().is_success())
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, ClientError> {
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            url: e.url().map(|u| u.to_string()).unwrap_or_else(|| self.base.clone()),
+            reason: e.to_string(),
+        })?;
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(resp);
+        }
+        // Every error answer is `{"error": "<sentence>"}`; fall back to the raw text.
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ApiError>(&text).map(|e| e.error).unwrap_or(text);
+        Err(match status {
+            401 => ClientError::Unauthorized,
+            404 => ClientError::NotFound(message),
+            409 => ClientError::Refused(message),
+            _ => ClientError::Status { status, message },
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
+        let resp = self.send(req).await?;
+        let url = resp.url().to_string();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Decode { url: url.clone(), reason: e.to_string() })?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, reason: e.to_string() })
+    }
+
+    async fn empty(&self, req: reqwest::RequestBuilder) -> Result<(), ClientError> {
+        self.send(req).await.map(|_| ())
+    }
+}
+
+/// A queue id as a path segment (ids are `Submission`, `Unreachable`, `Poison` or digits;
+/// anything else is percent-encoded so it cannot change the path).
+fn segment(id: &str) -> String {
+    id.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
