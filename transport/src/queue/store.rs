@@ -13,13 +13,18 @@
 //! - Envelopes are stored as opaque serde_json bytes so that fields added later
 //!   with `#[serde(default)]` read old records.
 //!
+//! - Writes are ordered: [`Store::update`], [`Store::remove`] and the queue-state
+//!   ops enqueue their op when called (not when first polled), so a caller
+//!   holding its own lock gets its ops committed in the order it made them.
+//!
 //! Tables: `envelopes` (id → JSON envelope), `bodies` (id → message data),
-//! `meta` (`"id_high_water"` → highest id ever handed out and committed) and
-//! `quarantine` (id → (reason, raw envelope bytes, body bytes or empty)) for
-//! records that could not be recovered.
+//! `meta` (`"id_high_water"` → highest id ever handed out and committed),
+//! `queues` (queue key → JSON queue state) and `quarantine` (id → (reason, raw
+//! envelope bytes, body bytes or empty)) for records that could not be recovered.
 use super::{Envelope, MessageId};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::fs::File;
+use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -33,6 +38,9 @@ pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bod
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// (reason, raw envelope bytes, body bytes — empty when the body was missing)
 pub(crate) const QUARANTINE: TableDefinition<u64, (&str, &[u8], &[u8])> = TableDefinition::new("quarantine");
+/// Queue state that survives restarts (retry counts and times, suspension),
+/// keyed by the queue's identity key; the value is the manager's JSON.
+pub(crate) const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 const HIGH_WATER_KEY: &str = "id_high_water";
 
 /// File name of the database inside the queue directory.
@@ -102,6 +110,15 @@ impl StoreError {
     }
 }
 
+/// What [`Store::open`] found on disk.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    /// Every readable message, sorted by id.
+    pub messages: Vec<Envelope>,
+    /// Persisted queue states (key, JSON value).
+    pub queues: Vec<(String, Vec<u8>)>,
+}
+
 /// Counters of the commit thread (they show how well ops are batched).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
@@ -153,6 +170,13 @@ enum OpKind {
     Remove {
         id: u64,
     },
+    PutQueue {
+        key: String,
+        value: Vec<u8>,
+    },
+    DeleteQueue {
+        key: String,
+    },
     /// Test hook: makes the commit thread panic, to prove callers never hang.
     #[cfg(test)]
     Crash,
@@ -169,6 +193,8 @@ impl OpKind {
             OpKind::Insert { envelope, data, .. } => envelope.len() + data.len(),
             OpKind::Update { envelope, .. } => envelope.len(),
             OpKind::Remove { .. } => 8,
+            OpKind::PutQueue { key, value } => key.len() + value.len(),
+            OpKind::DeleteQueue { key } => key.len(),
             #[cfg(test)]
             OpKind::Crash => 0,
         }
@@ -179,7 +205,7 @@ impl Store {
     /// Open (or create) the queue under `dir`; returns every recovered message,
     /// sorted by id. Unreadable records are moved to the `quarantine` table and
     /// skipped (with a warning), so one bad record never blocks the queue.
-    pub fn open(dir: &Path) -> Result<(Store, Vec<Envelope>), StoreError> {
+    pub fn open(dir: &Path) -> Result<(Store, Recovered), StoreError> {
         let dir_existed = dir.is_dir();
         std::fs::create_dir_all(dir).map_err(|source| StoreError::File {
             context: "cannot create the queue directory",
@@ -208,12 +234,12 @@ impl Store {
         // redb fsyncs the file on commit but not the directory entry of a new file.
         sync_dir(dir)?;
 
-        let (envelopes, max_id) = recover(&db)?;
+        let (recovered, max_id) = recover(&db)?;
         let shared = Arc::new(Shared {
             next_id: AtomicU64::new(max_id + 1),
             commits: AtomicU64::new(0),
             ops: AtomicU64::new(0),
-            len: AtomicU64::new(envelopes.len() as u64),
+            len: AtomicU64::new(recovered.messages.len() as u64),
             failed: OnceLock::new(),
             closed: AtomicBool::new(false),
         });
@@ -238,7 +264,7 @@ impl Store {
             thread: Mutex::new(Some(thread)),
             shared,
         };
-        Ok((Store { inner: Arc::new(inner) }, envelopes))
+        Ok((Store { inner: Arc::new(inner) }, recovered))
     }
 
     /// A fresh, never reused message id (also not across restarts: the high-water
@@ -261,16 +287,30 @@ impl Store {
 
     /// Durably replace a message's envelope (recipient states, retry state).
     /// [`StoreError::NotFound`] if the message is not stored (never resurrects).
-    pub async fn update(&self, envelope: &Envelope) -> Result<(), StoreError> {
-        let id = envelope.id.0;
-        let envelope = encode(envelope)?;
-        self.submit(OpKind::Update { id, envelope }).await
+    /// The op is queued before this returns (see the module docs on ordering).
+    pub fn update(&self, envelope: &Envelope) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let op = encode(envelope).map(|bytes| OpKind::Update { id: envelope.id.0, envelope: bytes });
+        self.enqueue(op)
     }
 
     /// Durably remove a message (after delivery, NDR or Remove-Message).
-    /// Removing a message that is not stored succeeds (idempotent).
-    pub async fn remove(&self, id: MessageId) -> Result<(), StoreError> {
-        self.submit(OpKind::Remove { id: id.0 }).await
+    /// Removing a message that is not stored succeeds (idempotent). Queued before this returns.
+    pub fn remove(&self, id: MessageId) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.enqueue(Ok(OpKind::Remove { id: id.0 }))
+    }
+
+    /// Durably store a queue's state under `key`. Queued before this returns.
+    pub fn put_queue(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.enqueue(Ok(OpKind::PutQueue { key: key.to_string(), value }))
+    }
+
+    /// Durably forget a queue's state. Queued before this returns.
+    pub fn delete_queue(&self, key: &str) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        self.enqueue(Ok(OpKind::DeleteQueue { key: key.to_string() }))
     }
 
     /// The stored data of a message.
@@ -315,23 +355,37 @@ impl Store {
     }
 
     async fn submit(&self, kind: OpKind) -> Result<(), StoreError> {
+        self.enqueue(Ok(kind)).await
+    }
+
+    /// Sends the op to the commit thread now; the future waits for its commit.
+    fn enqueue(
+        &self,
+        kind: Result<OpKind, StoreError>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let queued = kind.and_then(|kind| self.send_op(kind));
+        let inner = self.inner.clone();
+        async move {
+            let answer = queued?;
+            // A dropped reply sender means the thread died or gave up: never hang,
+            // never claim success.
+            answer.await.unwrap_or_else(|_| Err(inner.why_gone()))
+        }
+    }
+
+    fn send_op(&self, kind: OpKind) -> Result<oneshot::Receiver<Result<(), StoreError>>, StoreError> {
         if let Some(reason) = self.inner.shared.failed.get() {
             return Err(StoreError::Failed(reason.clone()));
         }
         let (reply, answer) = oneshot::channel();
-        let sent = {
-            let tx = self.inner.tx.lock().unwrap_or_else(|e| e.into_inner());
-            match tx.as_ref() {
-                None => return Err(StoreError::Closed),
-                Some(tx) => tx.send(Op { kind, reply }).is_ok(),
-            }
-        };
-        if !sent {
-            return Err(self.inner.why_gone());
+        let tx = self.inner.tx.lock().unwrap_or_else(|e| e.into_inner());
+        match tx.as_ref() {
+            None => Err(StoreError::Closed),
+            Some(tx) => match tx.send(Op { kind, reply }) {
+                Ok(()) => Ok(answer),
+                Err(_) => Err(self.inner.why_gone()),
+            },
         }
-        // A dropped reply sender means the thread died or gave up: never hang,
-        // never claim success.
-        answer.await.unwrap_or_else(|_| Err(self.inner.why_gone()))
     }
 }
 
@@ -382,10 +436,11 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 /// Reads every envelope (quarantining bad ones) and the highest id ever used.
-fn recover(db: &Database) -> Result<(Vec<Envelope>, u64), StoreError> {
+fn recover(db: &Database) -> Result<(Recovered, u64), StoreError> {
     let mut txn = db.begin_write().map_err(StoreError::db("begin recovery"))?;
     txn.set_durability(Durability::Immediate);
     let mut recovered = Vec::new();
+    let mut queues = Vec::new();
     let max_id;
     {
         // Opening in a write transaction also creates the tables on first use.
@@ -393,6 +448,11 @@ fn recover(db: &Database) -> Result<(Vec<Envelope>, u64), StoreError> {
         let mut bodies = txn.open_table(BODIES).map_err(StoreError::db("open bodies"))?;
         let mut meta = txn.open_table(META).map_err(StoreError::db("open meta"))?;
         let mut quarantine = txn.open_table(QUARANTINE).map_err(StoreError::db("open quarantine"))?;
+        let queue_table = txn.open_table(QUEUES).map_err(StoreError::db("open queues"))?;
+        for entry in queue_table.iter().map_err(StoreError::db("scan queues"))? {
+            let (key, value) = entry.map_err(StoreError::db("read queue state"))?;
+            queues.push((key.value().to_string(), value.value().to_vec()));
+        }
 
         let mut bad: Vec<(u64, String, Vec<u8>)> = Vec::new();
         for entry in envelopes.iter().map_err(StoreError::db("scan envelopes"))? {
@@ -437,7 +497,7 @@ fn recover(db: &Database) -> Result<(Vec<Envelope>, u64), StoreError> {
     }
     txn.commit().map_err(StoreError::db("commit recovery"))?;
     // The table iterates in key order, so `recovered` is sorted by id already.
-    Ok((recovered, max_id))
+    Ok((Recovered { messages: recovered, queues }, max_id))
 }
 
 /// What a successfully applied op changed (for the `len` counter).
@@ -507,6 +567,7 @@ fn apply(db: &Database, batch: &[Op], shared: &Shared) -> Result<Vec<Result<Effe
         let mut envelopes = txn.open_table(ENVELOPES).map_err(StoreError::db("open envelopes"))?;
         let mut bodies = txn.open_table(BODIES).map_err(StoreError::db("open bodies"))?;
         let mut meta = txn.open_table(META).map_err(StoreError::db("open meta"))?;
+        let mut queue_table = txn.open_table(QUEUES).map_err(StoreError::db("open queues"))?;
         for op in batch {
             let result = match &op.kind {
                 OpKind::Insert { id, envelope, data } => {
@@ -532,6 +593,14 @@ fn apply(db: &Database, batch: &[Op], shared: &Shared) -> Result<Vec<Result<Effe
                     bodies.remove(*id).map_err(StoreError::db("remove body"))?;
                     Ok(if existed { Effect::Removed } else { Effect::None })
                 }
+                OpKind::PutQueue { key, value } => {
+                    queue_table.insert(key.as_str(), value.as_slice()).map_err(StoreError::db("write queue state"))?;
+                    Ok(Effect::None)
+                }
+                OpKind::DeleteQueue { key } => {
+                    queue_table.remove(key.as_str()).map_err(StoreError::db("remove queue state"))?;
+                    Ok(Effect::None)
+                }
                 #[cfg(test)]
                 OpKind::Crash => panic!("test hook: commit thread crash"),
             };
@@ -552,6 +621,34 @@ mod tests {
     use crate::queue::message::{Origin, Recipient, RecipientStatus};
     use std::collections::BTreeSet;
     use std::io::BufRead;
+
+    /// Opens the store and returns the recovered messages only.
+    fn open_messages(dir: &Path) -> (Store, Vec<Envelope>) {
+        let (store, recovered) = Store::open(dir).unwrap();
+        (store, recovered.messages)
+    }
+
+    #[tokio::test]
+    async fn queue_state_survives_reopen_and_ops_keep_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        // Enqueued in this order without awaiting: the last write wins.
+        let a = store.put_queue("hop-a", b"first".to_vec());
+        let b = store.put_queue("hop-a", b"second".to_vec());
+        let c = store.put_queue("hop-b", b"kept".to_vec());
+        let d = store.put_queue("hop-c", b"gone".to_vec());
+        let e = store.delete_queue("hop-c");
+        for f in [a, b, c, d] {
+            f.await.unwrap();
+        }
+        e.await.unwrap();
+        drop(store);
+        let (_store, recovered) = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            recovered.queues,
+            vec![("hop-a".to_string(), b"second".to_vec()), ("hop-b".to_string(), b"kept".to_vec())]
+        );
+    }
 
     fn envelope(id: MessageId) -> Envelope {
         Envelope {
@@ -585,7 +682,7 @@ mod tests {
     #[tokio::test]
     async fn insert_update_remove_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let (store, recovered) = open_messages(dir.path());
         assert!(recovered.is_empty());
         let ids: Vec<_> = (0..3).map(|_| store.next_id()).collect();
         for id in &ids {
@@ -595,7 +692,7 @@ mod tests {
         assert_eq!(store.read_data(ids[1]).unwrap(), data_for(ids[1]));
         drop(store);
 
-        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let (store, recovered) = open_messages(dir.path());
         assert_eq!(recovered, ids.iter().map(|id| envelope(*id)).collect::<Vec<_>>());
         for id in &ids {
             assert_eq!(store.read_data(*id).unwrap(), data_for(*id));
@@ -606,7 +703,7 @@ mod tests {
         store.remove(ids[1]).await.unwrap();
         drop(store);
 
-        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let (store, recovered) = open_messages(dir.path());
         assert_eq!(recovered, vec![updated, envelope(ids[2])]);
         assert!(matches!(store.read_data(ids[1]), Err(StoreError::NotFound(_))));
         assert_eq!(store.len(), 2);
@@ -615,7 +712,7 @@ mod tests {
     #[tokio::test]
     async fn ids_not_reused_after_removing_the_highest() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
+        let (store, _) = open_messages(dir.path());
         let ids: Vec<_> = (0..3).map(|_| store.next_id()).collect();
         for id in &ids {
             store.insert(&envelope(*id), &data_for(*id)).await.unwrap();
@@ -624,17 +721,17 @@ mod tests {
         store.remove(highest).await.unwrap();
         drop(store);
 
-        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let (store, recovered) = open_messages(dir.path());
         assert_eq!(recovered.len(), 2);
         assert!(store.next_id() > highest);
         drop(store);
         // And once more with an empty store.
-        let (store, _) = Store::open(dir.path()).unwrap();
+        let (store, _) = open_messages(dir.path());
         for e in &recovered {
             store.remove(e.id).await.unwrap();
         }
         drop(store);
-        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let (store, recovered) = open_messages(dir.path());
         assert!(recovered.is_empty());
         assert!(store.next_id() > highest);
     }
@@ -642,7 +739,7 @@ mod tests {
     #[tokio::test]
     async fn update_missing_is_not_found_and_duplicate_insert_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
+        let (store, _) = open_messages(dir.path());
         let id = store.next_id();
         assert!(matches!(store.update(&envelope(id)).await, Err(StoreError::NotFound(i)) if i == id));
         store.insert(&envelope(id), b"first").await.unwrap();
@@ -656,7 +753,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_inserts_are_group_committed() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
+        let (store, _) = open_messages(dir.path());
         let tasks: Vec<_> = (0..500)
             .map(|_| {
                 let store = store.clone();
@@ -675,7 +772,7 @@ mod tests {
         assert!(stats.commits < 100, "expected batching, got {stats:?}");
         drop(store);
 
-        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let (store, recovered) = open_messages(dir.path());
         assert_eq!(recovered.iter().map(|e| e.id).collect::<BTreeSet<_>>(), ids);
         for id in ids {
             assert_eq!(store.read_data(id).unwrap(), data_for(id));
@@ -685,7 +782,7 @@ mod tests {
     #[tokio::test]
     async fn corrupt_records_are_quarantined() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
+        let (store, _) = open_messages(dir.path());
         let ids: Vec<_> = (0..3).map(|_| store.next_id()).collect();
         for id in &ids {
             store.insert(&envelope(*id), &data_for(*id)).await.unwrap();
@@ -703,7 +800,7 @@ mod tests {
             txn.commit().unwrap();
         }
 
-        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let (store, recovered) = open_messages(dir.path());
         assert_eq!(recovered, vec![envelope(ids[0]), envelope(ids[2])]);
         assert_eq!(store.len(), 2);
         assert!(store.next_id().0 > orphan, "quarantined ids are not reused");
@@ -729,7 +826,7 @@ mod tests {
     #[tokio::test]
     async fn second_open_reports_directory_in_use() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
+        let (store, _) = open_messages(dir.path());
         let err = match Store::open(dir.path()) {
             Err(e) => e,
             Ok(_) => panic!("second open succeeded"),
@@ -742,13 +839,13 @@ mod tests {
         store.close();
         assert!(matches!(store.insert(&envelope(MessageId(1)), b"x").await, Err(StoreError::Closed)));
         assert!(matches!(store.read_data(MessageId(1)), Err(StoreError::Closed)));
-        Store::open(dir.path()).unwrap();
+        open_messages(dir.path());
     }
 
     #[tokio::test]
     async fn close_finishes_queued_ops() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
+        let (store, _) = open_messages(dir.path());
         let ids: Vec<_> = (0..50).map(|_| store.next_id()).collect();
         let inserts: Vec<_> = ids
             .iter()
@@ -762,7 +859,7 @@ mod tests {
             t.await.unwrap().unwrap();
         }
         drop(store); // last handle: joins the thread
-        let (_store, recovered) = Store::open(dir.path()).unwrap();
+        let (_store, recovered) = open_messages(dir.path());
         assert_eq!(recovered.len(), 50);
     }
 
@@ -776,7 +873,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn dead_commit_thread_fails_ops_instead_of_hanging() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path()).unwrap();
+        let (store, _) = open_messages(dir.path());
         let id = store.next_id();
         store.insert(&envelope(id), b"kept").await.unwrap();
         // Queue ops behind the crash so some are pending when the thread dies.
@@ -804,7 +901,7 @@ mod tests {
         assert!(matches!(store.remove(id).await, Err(StoreError::CommitterGone)));
         store.close(); // logs the panic, must not panic itself
         drop(store);
-        let (_store, recovered) = Store::open(dir.path()).unwrap();
+        let (_store, recovered) = open_messages(dir.path());
         assert!(recovered.iter().any(|e| e.id == id));
     }
 
@@ -846,7 +943,7 @@ mod tests {
         let status = child.wait().unwrap();
         assert!(killed, "child ended after {} acks with {status}", acked.len());
 
-        let (store, recovered) = Store::open(dir.path()).unwrap();
+        let (store, recovered) = open_messages(dir.path());
         let recovered: std::collections::HashMap<_, _> = recovered.into_iter().map(|e| (e.id, e)).collect();
         for id in &acked {
             assert_eq!(recovered.get(id), Some(&envelope(*id)), "acknowledged message {id} lost");
@@ -862,7 +959,7 @@ mod tests {
     fn crash_child(dir: &Path) {
         let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
         rt.block_on(async {
-            let (store, _) = Store::open(dir).unwrap();
+            let (store, _) = open_messages(dir);
             let workers: Vec<_> = (0..16)
                 .map(|_| {
                     let store = store.clone();
