@@ -23,6 +23,16 @@ pub fn from_millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+/// RFC 3339 UTC with milliseconds (`2026-11-23T13:36:28.123Z`), as the admin
+/// API and the logs show times.
+pub fn rfc3339(t: SystemTime) -> String {
+    let ms = to_millis(t) as i128;
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms * 1_000_000)
+        .ok()
+        .and_then(|d| d.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
 /// The real clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
@@ -94,6 +104,12 @@ pub type SharedClock = Arc<dyn Clock>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_in_utc_with_milliseconds() {
+        assert_eq!(rfc3339(from_millis(1_372_367_317_520)), "2013-06-27T21:08:37.52Z");
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
 
     #[tokio::test]
     async fn manual_sleep_wakes_only_after_advance() {

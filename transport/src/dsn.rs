@@ -62,3 +62,9 @@ pub struct DsnInput<'a> {
 pub fn build(_input: &DsnInput<'_>) -> Vec<u8> {
     todo!("dsn helper")
 }
+
+/// The enhanced status code of an SMTP reply (`550 5.1.1 ...` → `5.1.1`), or
+/// `X.0.0` from the reply's class when it has none.
+pub fn enhanced_status(_reply: &str) -> String {
+    todo!("dsn helper")
+}

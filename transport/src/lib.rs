@@ -14,7 +14,8 @@
 //! - [`dsn`]      RFC 3464 delivery status notifications
 //! - [`logs`]     connectivity and protocol logs (Exchange CSV formats, rollover, retention)
 //! - [`admin`]    the admin HTTP API (axum), `/metrics`, `/healthz`, `/readyz`
-//! - [`server`]   wires the pieces together and runs them
+//! - [`metrics`]  Prometheus metrics fed by sessions and queues
+//! - [`server`]   wires the pieces together and runs them (intake, reloads, replay directory)
 pub mod api;
 pub mod config;
 
@@ -33,6 +34,8 @@ pub mod delivery;
 pub mod dsn;
 #[cfg(feature = "server")]
 pub mod logs;
+#[cfg(feature = "server")]
+pub mod metrics;
 #[cfg(feature = "server")]
 pub mod queue;
 #[cfg(feature = "server")]

@@ -1,3 +1,265 @@
-//! The admin HTTP API (DESIGN §8): server and component state, Get-Queue,
-//! Get-Message and every queue and message action, `/metrics`, `/healthz`,
-//! `/readyz`. Bearer-token protected.
+//! The admin HTTP API (DESIGN §8, axum): server and component state, Get-Queue,
+//! Get-Message and every queue and message action, Redirect-Message; plus
+//! `/metrics`, `/healthz` and `/readyz`, which kubelet and Prometheus reach
+//! without a token. Everything under `/v1` needs `Authorization: Bearer
+//! <token>` when a token is configured (the config refuses a non-loopback
+//! bind without one). A refused action answers 409 with a sentence.
+mod auth;
+
+use crate::api::{ApiError, RedirectInfo, RedirectRequest, ServerInfo, SetComponentState, SetServerState};
+use crate::config::{Component, ServerStateSetting};
+use crate::control::{Activity, Control};
+use crate::metrics::Telemetry;
+use crate::queue::manager::{ActionError, QueueManager};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use serde::Deserialize;
+use std::sync::{Arc, RwLock};
+
+/// What the admin API reads and acts on.
+#[derive(Clone)]
+pub struct AdminContext {
+    pub server_name: String,
+    pub control: Control,
+    pub manager: QueueManager,
+    pub telemetry: Arc<Telemetry>,
+    pub activity: Arc<dyn Activity>,
+    /// Revision of the config in effect and whether the file on disk needs a restart.
+    pub status: Arc<RwLock<ConfigStatus>>,
+    /// The bearer token (None: no token required, loopback only).
+    pub token: Arc<RwLock<Option<String>>>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ConfigStatus {
+    pub revision: String,
+    pub restart_required: bool,
+}
+
+impl AdminContext {
+    /// `GET /v1/server`.
+    pub fn server_info(&self) -> ServerInfo {
+        let status = self.status.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let redirect = self.manager.redirect_remaining().map(|(target, remaining)| RedirectInfo {
+            target,
+            remaining,
+            done: remaining == 0,
+        });
+        ServerInfo {
+            server_name: self.server_name.clone(),
+            server_state: self.control.server_state(),
+            components: self.control.components(),
+            config_revision: status.revision,
+            restart_required: status.restart_required,
+            accepting_mail: self.control.availability().ready(),
+            totals: self.manager.totals(),
+            redirect,
+        }
+    }
+}
+
+/// The routes, ready to serve.
+pub fn router(ctx: AdminContext) -> Router {
+    let v1 = Router::new()
+        .route("/v1/server", get(get_server))
+        .route("/v1/server/state", put(put_server_state))
+        .route("/v1/components/{component}", put(put_component))
+        .route("/v1/queues", get(get_queues))
+        .route("/v1/queues/{id}/retry", post(retry_queue))
+        .route("/v1/queues/{id}/suspend", post(suspend_queue))
+        .route("/v1/queues/{id}/resume", post(resume_queue))
+        .route("/v1/messages", get(get_messages))
+        .route("/v1/messages/{id}", delete(remove_message))
+        .route("/v1/messages/{id}/suspend", post(suspend_message))
+        .route("/v1/messages/{id}/resume", post(resume_message))
+        .route("/v1/messages/{id}/export", get(export_message))
+        .route("/v1/redirect", post(redirect))
+        .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), auth::require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .merge(v1)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path".into()) })
+        .with_state(ctx)
+}
+
+/// Serves the API on `listener` until `shutdown` fires.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    ctx: AdminContext,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let app = router(ctx);
+    let stop = async move {
+        while !*shutdown.borrow() {
+            if shutdown.changed().await.is_err() {
+                break;
+            }
+        }
+    };
+    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+        tracing::error!(error = %e, "admin API stopped");
+    }
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(ApiError { error: message })).into_response()
+}
+
+impl IntoResponse for ActionError {
+    fn into_response(self) -> Response {
+        match self {
+            ActionError::NotFound(m) => error(StatusCode::NOT_FOUND, m),
+            ActionError::Refused(m) => error(StatusCode::CONFLICT, m),
+            ActionError::Invalid(m) => error(StatusCode::BAD_REQUEST, m),
+        }
+    }
+}
+
+async fn readyz(State(ctx): State<AdminContext>) -> Response {
+    if ctx.control.availability().ready() {
+        (StatusCode::OK, "ready").into_response()
+    } else {
+        let state = ctx.control.server_state();
+        let reason = format!("not taking new mail (ServerState {} ({}))", state.name.as_str(), state.code);
+        (StatusCode::SERVICE_UNAVAILABLE, reason).into_response()
+    }
+}
+
+async fn metrics(State(ctx): State<AdminContext>) -> Response {
+    let components: Vec<_> = Component::ALL.into_iter().map(|c| (c, ctx.control.effective(c))).collect();
+    let body = ctx.telemetry.render(ctx.control.server_state().code, &components, &ctx.manager.queue_status_counts());
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
+}
+
+async fn get_server(State(ctx): State<AdminContext>) -> Json<ServerInfo> {
+    Json(ctx.server_info())
+}
+
+async fn put_server_state(State(ctx): State<AdminContext>, Json(req): Json<SetServerState>) -> Json<ServerInfo> {
+    // The transition runs on: Stopping lasts until open transactions end, and
+    // the caller sees the transitional state meanwhile.
+    let (control, activity) = (ctx.control.clone(), ctx.activity.clone());
+    let task = tokio::spawn(async move { control.set_server_state(req.state, activity.as_ref()).await });
+    if req.state != ServerStateSetting::Stopped {
+        let _ = task.await;
+    } else {
+        tokio::task::yield_now().await;
+    }
+    Json(ctx.server_info())
+}
+
+async fn put_component(
+    State(ctx): State<AdminContext>,
+    Path(component): Path<String>,
+    Json(req): Json<SetComponentState>,
+) -> Response {
+    let Ok(component) = serde_json::from_value::<Component>(serde_json::Value::String(component.clone())) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("There is no component {component}; use HubTransport, FrontendTransport or ServerWideOffline."),
+        );
+    };
+    match ctx.control.set_component(component, req.requester, req.state) {
+        Ok(()) => Json(ctx.server_info()).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn get_queues(State(ctx): State<AdminContext>) -> Response {
+    Json(ctx.manager.queues()).into_response()
+}
+
+#[derive(Deserialize)]
+struct RetryQuery {
+    #[serde(default)]
+    resubmit: bool,
+}
+
+async fn retry_queue(State(ctx): State<AdminContext>, Path(id): Path<String>, Query(q): Query<RetryQuery>) -> Response {
+    match ctx.manager.retry_queue(&id, q.resubmit) {
+        Ok(_) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn suspend_queue(State(ctx): State<AdminContext>, Path(id): Path<String>) -> Response {
+    done(ctx.manager.suspend_queue(&id))
+}
+
+async fn resume_queue(State(ctx): State<AdminContext>, Path(id): Path<String>) -> Response {
+    done(ctx.manager.resume_queue(&id))
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    queue: Option<String>,
+}
+
+async fn get_messages(State(ctx): State<AdminContext>, Query(q): Query<MessagesQuery>) -> Response {
+    match ctx.manager.messages(q.queue.as_deref()) {
+        Ok(rows) => Json(rows).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn message_id(id: &str) -> Result<u64, ActionError> {
+    id.parse().map_err(|_| ActionError::NotFound(format!("There is no message {id}.")))
+}
+
+async fn suspend_message(State(ctx): State<AdminContext>, Path(id): Path<String>) -> Response {
+    done(message_id(&id).and_then(|id| ctx.manager.suspend_message(id)))
+}
+
+async fn resume_message(State(ctx): State<AdminContext>, Path(id): Path<String>) -> Response {
+    done(message_id(&id).and_then(|id| ctx.manager.resume_message(id)))
+}
+
+#[derive(Deserialize)]
+struct RemoveQuery {
+    #[serde(default, rename = "withNdr")]
+    with_ndr: bool,
+}
+
+async fn remove_message(
+    State(ctx): State<AdminContext>,
+    Path(id): Path<String>,
+    Query(q): Query<RemoveQuery>,
+) -> Response {
+    match message_id(&id) {
+        Ok(id) => done(ctx.manager.remove_message(id, q.with_ndr).await),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn export_message(State(ctx): State<AdminContext>, Path(id): Path<String>) -> Response {
+    match message_id(&id).and_then(|n| ctx.manager.export_message(n)) {
+        Ok(bytes) => (
+            [
+                (header::CONTENT_TYPE, "message/rfc822".to_string()),
+                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.eml\"")),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn redirect(State(ctx): State<AdminContext>, Json(req): Json<RedirectRequest>) -> Response {
+    match ctx.manager.redirect(&req.target) {
+        Ok(_) => Json(ctx.server_info()).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn done(result: Result<(), ActionError>) -> Response {
+    match result {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}

@@ -7,6 +7,8 @@ pub mod manager;
 pub mod message;
 pub mod retry;
 pub mod store;
+#[cfg(feature = "test-hooks")]
+pub mod test_hooks;
 
 pub use message::{Envelope, MessageId, Notify, Recipient, RecipientStatus, Ret};
 pub use store::{Store, StoreError};

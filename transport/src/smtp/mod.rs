@@ -30,6 +30,8 @@ pub struct SessionSettings {
     pub accepted_domains: Vec<AcceptedDomain>,
     /// STARTTLS is offered when present.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The server clock (Received header dates).
+    pub clock: crate::clock::SharedClock,
 }
 
 /// A message a session accepted, ready to be stored.

@@ -1,0 +1,351 @@
+//! The queue manager: owns every queued message between acceptance and removal.
+//!
+//! Messages enter the Submission queue; the categorizer ([`categorize`]) splits
+//! their recipients by next hop into one delivery queue per hop (or the
+//! Unreachable queue); connection workers ([`worker`]) drain delivery queues;
+//! timers ([`timers`]) drive retries, delay DSNs, expiry, idle queues and
+//! auto-resubmit; [`actions`] are the administrator's levers; [`view`] renders
+//! Get-Queue and Get-Message; [`notify`] builds and submits DSNs.
+//!
+//! Ownership of decisions: the [`Router`](crate::routing::Router) decides the
+//! next hop, [`retry`](super::retry) decides when a failed hop is tried again,
+//! this module decides what happens to each message and when it is persisted.
+//! A message leaves the store only once no recipient is pending: delivery is at
+//! least once, never zero times. Every change is made in memory under one lock
+//! and persisted by enqueuing the message's latest envelope while still holding
+//! it, so the store sees changes in the order they were made.
+mod actions;
+mod categorize;
+mod notify;
+mod state;
+mod timers;
+mod view;
+mod worker;
+
+pub use actions::ActionError;
+pub use state::QueueId;
+
+use self::state::{QueueKey, QueueRecord, State, Timer};
+use super::message::{Envelope, MessageId};
+use super::store::{Recovered, Store, StoreError};
+use crate::clock::{from_millis, to_millis, SharedClock};
+use crate::config::{ExpirationPolicy, OrgSettings, RetryPolicy, TransportFile};
+use crate::control::Gate;
+use crate::logs::{ConnectivityLog, ProtocolLog};
+use crate::routing::mx::{MxError, Resolver};
+use crate::routing::{NextHop, Router};
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::SystemTime;
+use tokio::sync::{watch, Notify};
+use tracing::warn;
+
+/// What the queue side needs from the configuration; swapped as a whole on reload.
+pub struct RuntimeConfig {
+    pub server_name: String,
+    pub fqdn: String,
+    pub router: Router,
+    pub resolver: Resolver,
+    pub retry: RetryPolicy,
+    pub expiration: ExpirationPolicy,
+    pub org: OrgSettings,
+    pub postmaster: String,
+}
+
+impl RuntimeConfig {
+    pub fn from_file(file: &TransportFile) -> Result<Self, MxError> {
+        Ok(Self {
+            server_name: file.server_name.clone(),
+            fqdn: file.fqdn.clone(),
+            router: Router::new(&file.send_connectors, &file.transport_config, file.mailbox_delivery.as_ref()),
+            resolver: Resolver::new(file.dns.as_ref())?,
+            retry: file.retry_policy(),
+            expiration: file.expiration_policy(),
+            org: file.transport_config.clone(),
+            postmaster: file.postmaster(),
+        })
+    }
+}
+
+/// What the queue side reports (metrics; tests observe the retry schedule
+/// through it). Every method has a no-op default.
+pub trait QueueEvents: Send + Sync + 'static {
+    /// A connection attempt to a next hop ended (`Err` with the reason when it failed).
+    fn connection_attempt(&self, _hop: &NextHop, _at: SystemTime, _outcome: Result<(), &str>) {}
+    fn delivered(&self, _hop: &NextHop, _recipients: usize) {}
+    /// A message-level retry (4xx on a working connection).
+    fn deferred(&self, _hop: &NextHop, _recipients: usize) {}
+    /// Recipients failed for good (NDR or not).
+    fn failed(&self, _recipients: usize) {}
+    /// A DSN was generated (`failed`, `delayed`, `delivered`, `relayed`).
+    fn dsn(&self, _action: &'static str) {}
+}
+
+/// Events that go nowhere.
+pub struct NoQueueEvents;
+impl QueueEvents for NoQueueEvents {}
+
+/// Logs the outbound side writes.
+#[derive(Clone)]
+pub struct QueueLogs {
+    pub connectivity: ConnectivityLog,
+    pub send_protocol: ProtocolLog,
+}
+
+pub(crate) struct Inner {
+    store: Store,
+    clock: SharedClock,
+    config: RwLock<Arc<RuntimeConfig>>,
+    state: Mutex<State>,
+    /// Wakes the timer loop (a new earliest timer, delivery re-enabled).
+    wake: Notify,
+    gate: Gate,
+    events: Arc<dyn QueueEvents>,
+    logs: QueueLogs,
+    /// True while a Redirect-Message is in progress.
+    redirecting: watch::Sender<bool>,
+}
+
+/// Owns every queued message between acceptance and removal. Cheap to clone.
+#[derive(Clone)]
+pub struct QueueManager {
+    inner: Arc<Inner>,
+}
+
+impl QueueManager {
+    pub fn new(
+        store: Store,
+        clock: SharedClock,
+        config: RuntimeConfig,
+        gate: Gate,
+        events: Arc<dyn QueueEvents>,
+        logs: QueueLogs,
+    ) -> Self {
+        let now = to_millis(clock.now());
+        QueueManager {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                config: RwLock::new(Arc::new(config)),
+                state: Mutex::new(State::new(now)),
+                wake: Notify::new(),
+                gate,
+                events,
+                logs,
+                redirecting: watch::channel(false).0,
+            }),
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    /// Restores what [`Store::open`] found: queue states first (retry counters
+    /// and times, suspension), then every message, each back in the queue its
+    /// state says (Poison, suspended, in Retry) and with its timers.
+    pub fn recover(&self, recovered: Recovered) {
+        {
+            let mut state = self.state();
+            for (key, value) in recovered.queues {
+                let (Ok(key), Ok(record)) =
+                    (serde_json::from_str::<QueueKey>(&key), serde_json::from_slice::<QueueRecord>(&value))
+                else {
+                    warn!(%key, "ignoring an unreadable persisted queue state");
+                    continue;
+                };
+                match key {
+                    QueueKey::Submission => set_suspended(&mut state, QueueId::Submission, record.suspended),
+                    QueueKey::Unreachable => set_suspended(&mut state, QueueId::Unreachable, record.suspended),
+                    QueueKey::Hop(hop) => {
+                        state.next_number = state.next_number.max(record.number + 1);
+                        state.records.insert(hop, record);
+                    }
+                }
+            }
+        }
+        for envelope in recovered.messages {
+            self.enqueue(envelope);
+        }
+    }
+
+    /// A message that is already durable (new, or recovered) enters the
+    /// Submission queue and is categorized (unless Submission is suspended).
+    pub fn enqueue(&self, envelope: Envelope) {
+        let id = envelope.id;
+        let poisoned = envelope.state.poisoned;
+        {
+            let mut state = self.state();
+            state.messages.insert(id, state::Msg { env: envelope, queues: Vec::new(), pending: None });
+            self.add_message_timers(&mut state, id);
+            if poisoned {
+                let pending = pending_indexes(&state, id);
+                let now = self.now_ms();
+                state.add_item(QueueId::Poison, id, pending, now);
+                return;
+            }
+        }
+        self.categorize(id, None);
+    }
+
+    /// Runs the timers until the process ends.
+    pub async fn run(self) {
+        let mut gate = self.inner.gate.watch();
+        let mut delivery = gate.borrow().delivery;
+        loop {
+            let next = self.fire_due_timers();
+            let sleep = match next {
+                Some(t) => self.inner.clock.sleep_until(from_millis(t)),
+                None => Box::pin(futures::future::pending()),
+            };
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = sleep => {}
+                changed = gate.changed() => {
+                    if changed.is_err() {
+                        // The control side is gone: only the timers remain.
+                        gate = self.inner.gate.watch();
+                    }
+                    let now = gate.borrow().delivery;
+                    if now && !delivery {
+                        self.kick_all();
+                    }
+                    delivery = now;
+                }
+            }
+        }
+    }
+
+    /// Applies a new configuration. Queues in Retry get their next attempt
+    /// recomputed with the new intervals; the Unreachable queue is resubmitted
+    /// when routing changed (unless it is suspended).
+    pub fn reload(&self, config: RuntimeConfig, routing_changed: bool) {
+        *self.inner.config.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(config);
+        self.reschedule_after_reload();
+        if routing_changed {
+            let suspended = self.state().queues.get(&QueueId::Unreachable).is_some_and(|q| q.suspended);
+            if !suspended {
+                self.resubmit_queue(QueueId::Unreachable);
+            }
+        }
+        self.inner.wake.notify_one();
+    }
+
+    /// Watch this to learn when a Redirect-Message starts and ends.
+    pub fn redirecting(&self) -> watch::Receiver<bool> {
+        self.inner.redirecting.subscribe()
+    }
+
+    fn config(&self) -> Arc<RuntimeConfig> {
+        self.inner.config.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        to_millis(self.inner.clock.now())
+    }
+
+    /// Registers the delay-DSN and expiry timers of a message.
+    fn add_message_timers(&self, state: &mut State, id: MessageId) {
+        let config = self.config();
+        let Some(msg) = state.messages.get(&id) else { return };
+        let arrival = msg.env.arrival_ms;
+        if !msg.env.state.delay_dsn_done {
+            let at = arrival + config.expiration.delay_notification_time_out.as_millis() as u64;
+            state.add_timer(at, Timer::Delay(id));
+        }
+        let at = arrival + config.expiration.message_expiration_time_out.as_millis() as u64;
+        state.add_timer(at, Timer::Expire(id));
+        self.inner.wake.notify_one();
+    }
+
+    /// Enqueues the message's latest state to the store, under the lock (so
+    /// writes keep their order): removal once nothing is pending and no queue
+    /// holds it, else an update. Returns the future of that write.
+    fn persist_locked(
+        &self,
+        state: &mut State,
+        id: MessageId,
+    ) -> Option<impl Future<Output = Result<(), StoreError>> + Send + 'static> {
+        let msg = state.messages.get(&id)?;
+        let done = msg.env.is_finished() && msg.queues.is_empty();
+        if done {
+            state.messages.remove(&id);
+            Some(futures::future::Either::Left(self.inner.store.remove(id)))
+        } else {
+            Some(futures::future::Either::Right(self.inner.store.update(&msg.env)))
+        }
+    }
+
+    /// Persists a message's latest state and waits for it.
+    async fn persist(&self, id: MessageId) {
+        let write = {
+            let mut state = self.state();
+            self.persist_locked(&mut state, id)
+        };
+        if let Some(write) = write {
+            if let Err(e) = write.await {
+                // The previous state stays on disk: after a restart the message is
+                // delivered again to recipients not recorded (a duplicate, never a loss).
+                warn!(message = %id, error = %e, "could not record the message's queue state");
+            }
+        }
+        self.check_redirect_done();
+    }
+
+    /// Persists a queue's state (retry counters, suspension) or forgets it.
+    fn persist_queue_locked(&self, state: &State, qid: QueueId) {
+        let Some(queue) = state.queues.get(&qid) else { return };
+        let key = match (qid, &queue.hop) {
+            (QueueId::Submission, _) => QueueKey::Submission,
+            (QueueId::Unreachable, _) => QueueKey::Unreachable,
+            (_, Some(hop)) => QueueKey::Hop(hop.clone()),
+            _ => return,
+        };
+        let record = QueueRecord { number: queue_number(qid), suspended: queue.suspended, retry: queue.retry.clone() };
+        let write = if record.suspended || record.retry.in_retry() {
+            let value = serde_json::to_vec(&record).unwrap_or_default();
+            futures::future::Either::Left(self.inner.store.put_queue(&key.encode(), value))
+        } else {
+            futures::future::Either::Right(self.inner.store.delete_queue(&key.encode()))
+        };
+        tokio::spawn(async move {
+            if let Err(e) = write.await {
+                warn!(queue = %qid, error = %e, "could not record the queue's state");
+            }
+        });
+    }
+}
+
+fn queue_number(qid: QueueId) -> u64 {
+    match qid {
+        QueueId::Delivery(n) => n,
+        _ => 0,
+    }
+}
+
+fn set_suspended(state: &mut State, qid: QueueId, suspended: bool) {
+    if let Some(q) = state.queues.get_mut(&qid) {
+        q.suspended = suspended;
+    }
+}
+
+/// Indexes of a message's recipients that still wait for delivery.
+fn pending_indexes(state: &State, id: MessageId) -> Vec<usize> {
+    state
+        .messages
+        .get(&id)
+        .map(|m| {
+            m.env
+                .recipients
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.status == super::RecipientStatus::Pending)
+                .map(|(i, _)| i)
+                .collect()
+        })
+        .unwrap_or_default()
+}

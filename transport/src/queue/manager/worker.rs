@@ -1,0 +1,478 @@
+//! Connection workers: each one resolves its queue's next hop, connects, then
+//! sends ready items over that connection until none is left (waiting a moment
+//! for more, so bursts reuse connections). A failed connection puts the queue
+//! in Retry on the DESIGN §4 schedule; every attempt is written to the
+//! connectivity log.
+use super::state::{QueueId, State, Timer};
+use super::QueueManager;
+use crate::config::OutboundTls;
+use crate::delivery::{self, ConnectOptions, OutboundSession, ProtocolTap, RecipientOutcome, SendOutcome};
+use crate::logs::{LogEvent, ProtocolSession};
+use crate::queue::message::{Envelope, MessageId, Notify, RecipientStatus};
+use crate::queue::retry::connection_retry_interval;
+use crate::routing::DeliveryType;
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::{info, warn, Instrument};
+
+/// Exchange's default limit of simultaneous connections to one next hop.
+const DEFAULT_MAX_CONNECTIONS_PER_HOP: u32 = 20;
+const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+/// RFC 5321 §4.5.3.2: the longest a client waits for a reply (the DATA
+/// termination reply may take 10 minutes).
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+/// An open connection waits this long for more work before it says QUIT.
+const IDLE_KEEP: Duration = Duration::from_secs(2);
+
+/// Writes an outbound session's lines to the Send protocol log.
+struct SendTap(ProtocolSession);
+
+impl ProtocolTap for SendTap {
+    fn line(&self, event: LogEvent, data: &str) {
+        self.0.record(event, data, "");
+    }
+}
+
+impl QueueManager {
+    /// Opens connections for a delivery queue that has ready work, up to its
+    /// limit (one probe while the queue is in Retry).
+    pub(super) fn kick_locked(&self, state: &mut State, qid: QueueId) {
+        if !matches!(qid, QueueId::Delivery(_)) || !self.inner.gate.now().delivery {
+            return;
+        }
+        let config = self.config();
+        let now = self.now_ms();
+        let Some(q) = state.queues.get_mut(&qid) else { return };
+        if q.suspended || q.ready.is_empty() {
+            return;
+        }
+        if q.retry.next_retry_ms.is_some_and(|t| t > now) {
+            return;
+        }
+        let Some(hop) = q.hop.clone() else { return };
+        let limit = if q.retry.in_retry() {
+            1
+        } else {
+            hop.connector
+                .as_deref()
+                .and_then(|c| config.router.connector(c))
+                .and_then(|c| c.max_concurrent_connections)
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_HOP)
+        };
+        let want = limit.min(q.ready.len() as u32);
+        while q.connections < want {
+            q.connections += 1;
+            q.connecting += 1;
+            let this = self.clone();
+            let span = tracing::info_span!("delivery", queue = %qid, next_hop = %hop);
+            tokio::spawn(async move { this.run_worker(qid).await }.instrument(span));
+        }
+    }
+
+    pub(super) fn kick_all(&self) {
+        let mut state = self.state();
+        let ids: Vec<QueueId> = state.queues.keys().copied().collect();
+        for qid in ids {
+            self.kick_locked(&mut state, qid);
+        }
+    }
+
+    async fn run_worker(self, qid: QueueId) {
+        let config = self.config();
+        let (hop, length) = {
+            let state = self.state();
+            match state.queues.get(&qid).and_then(|q| q.hop.clone().map(|h| (h, q.items.len()))) {
+                Some(x) => x,
+                None => return,
+            }
+        };
+        let connector = hop.connector.as_deref().and_then(|c| config.router.connector(c)).cloned();
+        let log = self.inner.logs.connectivity.session("SMTP", &hop.next_hop_domain);
+        log.connect(&format!("{:?} {};QueueLength={length}", hop.delivery_type, hop.next_hop_domain));
+        let targets = match delivery::resolve_targets(&config.resolver, &hop, connector.as_ref()).await {
+            Ok(t) if !t.is_empty() => t,
+            Ok(_) => {
+                let reason = format!("no address found for {}", hop.next_hop_domain);
+                log.disconnect(&format!("Messages: 0 Bytes: 0 (Retry : {reason})"));
+                self.connection_failed(qid, reason);
+                return;
+            }
+            Err(e) if e.is_permanent() => {
+                warn!(event_id = 2000, next_hop = %hop, error = %e, "SmtpSendDnsConnectionFailure: permanent DNS failure");
+                log.disconnect(&format!("Messages: 0 Bytes: 0 (Failed : {e})"));
+                self.connection_failed_permanently(qid, e.reply()).await;
+                return;
+            }
+            Err(e) => {
+                warn!(event_id = 2000, next_hop = %hop, error = %e, "SmtpSendDnsConnectionFailure");
+                log.disconnect(&format!("Messages: 0 Bytes: 0 (Retry : {e})"));
+                self.connection_failed(qid, e.to_string());
+                return;
+            }
+        };
+        let found: Vec<String> = targets.iter().map(|t| format!("{}[{}]", t.host, t.addr.ip())).collect();
+        log.send(&found.join(","));
+        let opts = ConnectOptions {
+            helo_name: config.fqdn.clone(),
+            tls: connector.as_ref().map(|c| c.tls).unwrap_or(OutboundTls::Opportunistic),
+            connect_timeout: connector
+                .as_ref()
+                .and_then(|c| c.connection_timeout)
+                .map(|t| t.as_duration())
+                .unwrap_or(DEFAULT_CONNECTION_TIMEOUT),
+            command_timeout: COMMAND_TIMEOUT,
+            // Set per target below: the protocol log line needs the endpoints.
+            tap: None,
+        };
+        let mut session = None;
+        let mut last_error = String::from("no address to connect to");
+        for target in &targets {
+            let mut opts = opts.clone();
+            if connector.as_ref().is_some_and(|c| c.protocol_logging) {
+                let local = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
+                let name = connector.as_ref().map(|c| c.name.as_str()).unwrap_or("");
+                opts.tap = Some(Arc::new(SendTap(self.inner.logs.send_protocol.session(name, local, target.addr))));
+            }
+            match OutboundSession::connect(target, &opts).await {
+                Ok(s) => {
+                    session = Some(s);
+                    break;
+                }
+                Err(e) => {
+                    warn!(event_id = 2002, target = %target.addr, error = %e, "SmtpSendConnectionError");
+                    last_error = e.to_string();
+                }
+            }
+        }
+        let Some(mut session) = session else {
+            log.disconnect(&format!("Messages: 0 Bytes: 0 (Retry : {last_error})"));
+            self.connection_failed(qid, last_error);
+            return;
+        };
+        log.send(&format!("Established connection to {}", session.remote()));
+        self.connection_established(qid, connector.as_ref().map(|c| c.name.as_str()), &hop.next_hop_domain);
+
+        let (mut messages, mut bytes) = (0u64, 0u64);
+        let mut broken: Option<String> = None;
+        let work = self.state().queues.get(&qid).map(|q| q.work.clone());
+        loop {
+            let (id, recipients, env) = match self.take_ready(qid) {
+                Some(next) => next,
+                None => match &work {
+                    Some(work) if tokio::time::timeout(IDLE_KEEP, work.notified()).await.is_ok() => continue,
+                    _ => break,
+                },
+            };
+            let data = match self.inner.store.read_data(id) {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(message = %id, error = %e, "cannot read queued message data; retried later");
+                    self.release_item(qid, id, Some(e.to_string()));
+                    continue;
+                }
+            };
+            let send = async {
+                #[cfg(feature = "test-hooks")]
+                crate::queue::test_hooks::maybe_panic(&data);
+                session.send(&env, &recipients, &data).await
+            };
+            match AssertUnwindSafe(send).catch_unwind().await {
+                Ok(Ok(outcome)) => {
+                    messages += 1;
+                    bytes += data.len() as u64;
+                    self.apply_outcome(qid, id, outcome, session.remote().to_string()).await;
+                }
+                Ok(Err(e)) => {
+                    // Nothing of this transaction was confirmed: it stays queued.
+                    self.release_item(qid, id, None);
+                    broken = Some(e.to_string());
+                    break;
+                }
+                Err(_) => {
+                    self.crashed(id, "delivering");
+                    broken = Some("processing a message crashed".into());
+                    break;
+                }
+            }
+            if !session.is_reusable() {
+                break;
+            }
+        }
+        match &broken {
+            None => {
+                session.quit().await;
+                log.disconnect(&format!("Messages: {messages} Bytes: {bytes}"));
+            }
+            Some(reason) => log.disconnect(&format!("Messages: {messages} Bytes: {bytes} (Retry : {reason})")),
+        }
+        // A connection that delivered before it broke proves the hop works (the
+        // peer may have closed an idle connection): retry at once on a new one.
+        let failure = if messages > 0 { None } else { broken };
+        self.connection_closed(qid, failure);
+    }
+
+    /// Takes the next ready item of a queue and marks it active.
+    fn take_ready(&self, qid: QueueId) -> Option<(MessageId, Vec<usize>, Envelope)> {
+        if !self.inner.gate.now().delivery {
+            return None;
+        }
+        let mut state = self.state();
+        let State { queues, messages, .. } = &mut *state;
+        let q = queues.get_mut(&qid)?;
+        if q.suspended {
+            return None;
+        }
+        while let Some(id) = q.ready.pop_front() {
+            let (Some(item), Some(msg)) = (q.items.get_mut(&id), messages.get(&id)) else { continue };
+            if item.active || item.retry_at_ms.is_some() || msg.held() {
+                continue;
+            }
+            item.active = true;
+            return Some((id, item.recipients.clone(), msg.env.clone()));
+        }
+        None
+    }
+
+    /// An item goes back to its queue untouched (connection broke), or after a
+    /// message-level retry interval when `error` says why it could not be sent.
+    pub(super) fn release_item(&self, qid: QueueId, id: MessageId, error: Option<String>) {
+        let retry_after = self.config().retry.message_retry_interval.as_millis() as u64;
+        let now = self.now_ms();
+        let mut state = self.state();
+        let pending = state.messages.get_mut(&id).and_then(|m| {
+            if let Some(e) = &error {
+                m.env.state.last_error = Some(e.clone());
+            }
+            m.pending.take()
+        });
+        let Some(q) = state.queues.get_mut(&qid) else { return };
+        let Some(item) = q.items.get_mut(&id) else { return };
+        item.active = false;
+        if error.is_some() {
+            item.retry_at_ms = Some(now + retry_after);
+            state.add_timer(now + retry_after, Timer::ItemRetry(qid, id));
+        } else {
+            q.ready.push_front(id);
+        }
+        drop(state);
+        if let Some(pending) = pending {
+            self.apply_pending(id, pending);
+        }
+    }
+
+    /// Records what the next hop said for each recipient, sends the DSNs that
+    /// are due, then persists (or removes) the message.
+    async fn apply_outcome(&self, qid: QueueId, id: MessageId, outcome: SendOutcome, remote: String) {
+        let config = self.config();
+        let now = self.now_ms();
+        let mut failed = Vec::new();
+        let mut succeeded = Vec::new();
+        let mut delivered = 0usize;
+        let (hop, pending, redirect_again) = {
+            let mut state = self.state();
+            let State { queues, messages, timers, redirect, .. } = &mut *state;
+            let Some(msg) = messages.get_mut(&id) else { return };
+            let Some(q) = queues.get_mut(&qid) else { return };
+            let hop = q.hop.clone();
+            let mut retry = Vec::new();
+            let mut last_transient = None;
+            for (index, result) in outcome.recipients {
+                let Some(rcpt) = msg.env.recipients.get_mut(index) else { continue };
+                match result {
+                    RecipientOutcome::Delivered { reply } => {
+                        rcpt.status = RecipientStatus::Delivered;
+                        rcpt.last_error = None;
+                        delivered += 1;
+                        if wants_success(rcpt.notify) && !outcome.dsn_passed {
+                            succeeded.push((index, reply));
+                        }
+                    }
+                    RecipientOutcome::Permanent { reply } => {
+                        rcpt.status = RecipientStatus::Failed { reply: reply.clone() };
+                        failed.push((index, reply));
+                    }
+                    RecipientOutcome::Transient { reply } => {
+                        rcpt.last_error = Some(reply.clone());
+                        last_transient = Some(reply);
+                        retry.push(index);
+                    }
+                }
+            }
+            let remaining = !retry.is_empty();
+            if let Some(reply) = last_transient {
+                msg.env.state.retry_count += 1;
+                msg.env.state.last_error = Some(reply);
+            }
+            if delivered > 0 {
+                q.retry.idle_since_ms = Some(now);
+            }
+            let mut redirect_again = None;
+            if remaining && redirect.is_some() {
+                // Redirect-Message in progress: what the hop refused for now goes
+                // back through the categorizer (to the redirect target).
+                q.items.remove(&id);
+                msg.queues.retain(|x| *x != qid);
+                redirect_again = Some(retry);
+            } else if remaining {
+                let at = now + config.retry.message_retry_interval.as_millis() as u64;
+                msg.env.state.retry_at_ms = Some(at);
+                if let Some(item) = q.items.get_mut(&id) {
+                    item.active = false;
+                    item.recipients = retry;
+                    item.retry_at_ms = Some(at);
+                }
+                timers.insert((at, Timer::ItemRetry(qid, id)));
+            } else {
+                msg.env.state.retry_at_ms = None;
+                q.items.remove(&id);
+                msg.queues.retain(|x| *x != qid);
+            }
+            let pending = msg.pending.take();
+            self.note_idle_locked(&mut state, qid);
+            (hop, pending, redirect_again)
+        };
+        if let Some(hop) = &hop {
+            if delivered > 0 {
+                self.inner.events.delivered(hop, delivered);
+            }
+            if let Some(r) = &redirect_again {
+                self.inner.events.deferred(hop, r.len());
+            }
+        }
+        if !failed.is_empty() {
+            self.inner.events.failed(failed.len());
+            self.send_failure_dsn(id, &failed, Some(&remote)).await;
+        }
+        if !succeeded.is_empty() {
+            let mailbox = hop.as_ref().is_some_and(|h| h.delivery_type == DeliveryType::SmtpDeliveryToMailbox);
+            self.send_success_dsn(id, &succeeded, &remote, mailbox).await;
+        }
+        if let Some(recipients) = redirect_again {
+            self.categorize(id, Some(recipients));
+        }
+        if let Some(pending) = pending {
+            self.apply_pending(id, pending);
+        }
+        self.persist(id).await;
+    }
+
+    /// A connection was established: the queue leaves Retry.
+    fn connection_established(&self, qid: QueueId, connector: Option<&str>, next_hop: &str) {
+        let now = self.inner.clock.now();
+        let mut state = self.state();
+        let Some(q) = state.queues.get_mut(&qid) else { return };
+        q.connecting = q.connecting.saturating_sub(1);
+        let was_failing = q.retry.in_retry();
+        q.retry = Default::default();
+        if let Some(hop) = q.hop.clone() {
+            self.inner.events.connection_attempt(&hop, now, Ok(()));
+        }
+        if was_failing {
+            info!(
+                event_id = 2007,
+                "SmtpSendNewSession: Send connector {} has initiated a new session to {next_hop}",
+                connector.unwrap_or("(mailbox delivery)")
+            );
+            self.persist_queue_locked(&state, qid);
+        }
+        // The probe worked: open the other connections the work needs.
+        self.kick_locked(&mut state, qid);
+    }
+
+    /// A connection attempt failed: the queue goes (or stays) in Retry.
+    fn connection_failed(&self, qid: QueueId, reason: String) {
+        let config = self.config();
+        let now_time = self.inner.clock.now();
+        let now = self.now_ms();
+        let mut state = self.state();
+        let Some(q) = state.queues.get_mut(&qid) else { return };
+        q.connections = q.connections.saturating_sub(1);
+        q.connecting = q.connecting.saturating_sub(1);
+        q.last_activity_ms = now;
+        if let Some(hop) = q.hop.clone() {
+            self.inner.events.connection_attempt(&hop, now_time, Err(&reason));
+        }
+        // Several connections failing together count as one attempt.
+        if q.retry.next_retry_ms.is_none_or(|t| t <= now) {
+            let mailbox = q.hop.as_ref().is_some_and(|h| h.delivery_type == DeliveryType::SmtpDeliveryToMailbox);
+            q.retry.failures += 1;
+            let gap = connection_retry_interval(&config.retry, q.retry.failures, mailbox);
+            let next = now + gap.as_millis() as u64;
+            q.retry.next_retry_ms = Some(next);
+            q.retry.last_retry_ms = Some(now);
+            q.retry.first_retry_ms.get_or_insert(now);
+            let idle_since = *q.retry.idle_since_ms.get_or_insert(now);
+            info!(queue = %qid, failures = q.retry.failures, retry_in = ?gap, error = %reason, "queue in Retry");
+            let resubmit_at = idle_since + config.retry.max_idle_time_before_resubmit.as_millis() as u64;
+            state.add_timer(next, Timer::QueueRetry(qid));
+            state.add_timer(resubmit_at, Timer::Resubmit(qid));
+            self.inner.wake.notify_one();
+        }
+        if let Some(q) = state.queues.get_mut(&qid) {
+            q.retry.last_error = Some(reason.clone());
+        }
+        let ids: Vec<MessageId> = state.queues.get(&qid).map(|q| q.items.keys().copied().collect()).unwrap_or_default();
+        for id in ids {
+            if let Some(m) = state.messages.get_mut(&id) {
+                m.env.state.last_error = Some(reason.clone());
+            }
+        }
+        self.persist_queue_locked(&state, qid);
+    }
+
+    /// The next hop can never be reached (null MX, no such domain): every
+    /// recipient queued for it fails at once, with an NDR.
+    async fn connection_failed_permanently(&self, qid: QueueId, reply: String) {
+        let taken: Vec<(MessageId, Vec<usize>)> = {
+            let mut state = self.state();
+            if let Some(q) = state.queues.get_mut(&qid) {
+                q.connections = q.connections.saturating_sub(1);
+                q.connecting = q.connecting.saturating_sub(1);
+            }
+            let ids: Vec<MessageId> =
+                state.queues.get(&qid).map(|q| q.items.keys().copied().collect()).unwrap_or_default();
+            let taken = ids.into_iter().filter_map(|id| state.take_item(qid, id).map(|i| (id, i.recipients))).collect();
+            self.note_idle_locked(&mut state, qid);
+            taken
+        };
+        for (id, recipients) in taken {
+            let failures = recipients.into_iter().map(|i| (i, reply.clone())).collect();
+            self.fail_recipients(id, failures, None).await;
+        }
+    }
+
+    /// A connection ended; `failure` when it never worked.
+    fn connection_closed(&self, qid: QueueId, failure: Option<String>) {
+        if let Some(reason) = failure {
+            self.connection_failed(qid, reason);
+            return;
+        }
+        let mut state = self.state();
+        if let Some(q) = state.queues.get_mut(&qid) {
+            q.connections = q.connections.saturating_sub(1);
+            q.last_activity_ms = self.now_ms();
+        }
+        self.note_idle_locked(&mut state, qid);
+        // More work may have arrived meanwhile.
+        self.kick_locked(&mut state, qid);
+    }
+}
+
+/// RFC 3461: a success DSN only when NOTIFY asked for SUCCESS.
+fn wants_success(notify: Option<Notify>) -> bool {
+    notify.is_some_and(|n| n.success && !n.never)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_dsn_only_when_asked() {
+        assert!(!wants_success(None));
+        assert!(wants_success(Some(Notify { success: true, ..Default::default() })));
+        assert!(!wants_success(Some(Notify { never: true, success: true, ..Default::default() })));
+    }
+}

@@ -1,1 +1,0 @@
-//! Wires a transport server together (being rewritten).

@@ -1,0 +1,307 @@
+//! Wires a transport server together and runs it: the durable store (recovered
+//! on start), the control side (ServerState, component states), the queue
+//! manager and its timers, one SMTP listener per receive connector, the admin
+//! API, the replay directory and configuration reloads.
+mod intake;
+mod reload;
+pub mod replay;
+
+use crate::admin::{AdminContext, ConfigStatus};
+use crate::clock::SharedClock;
+use crate::config::{ReceiveConnector, ReceiveLimits, TransportFile};
+use crate::control::{Activity, Control};
+use crate::logs::{ConnectivityLog, LogSettings, ProtocolKind, ProtocolLog};
+use crate::metrics::Telemetry;
+use crate::queue::manager::{QueueLogs, QueueManager, RuntimeConfig};
+use crate::queue::Store;
+use crate::smtp::{self, SessionSettings};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{info, warn};
+
+pub use intake::Intake;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot open the queue in {dir}: {source}")]
+    Queue { dir: String, source: crate::queue::StoreError },
+    #[error("receive connector {connector}: cannot listen on {bind}: {source}")]
+    Listen { connector: String, bind: SocketAddr, source: std::io::Error },
+    #[error("receive connector {connector}: TLS: {source}")]
+    Tls { connector: String, source: smtp::TlsError },
+    #[error("admin API: cannot listen on {bind}: {source}")]
+    Admin { bind: SocketAddr, source: std::io::Error },
+    #[error("admin API: cannot read the token file {path}: {source}")]
+    Token { path: String, source: std::io::Error },
+    #[error("cannot open the transport logs in {dir}: {source}")]
+    Logs { dir: String, source: std::io::Error },
+    #[error("{0}")]
+    Dns(#[from] crate::routing::mx::MxError),
+}
+
+/// How a server is started (the binary uses the system clock and its file).
+pub struct StartOptions {
+    pub clock: SharedClock,
+    /// The file to watch for reloads (SIGHUP, or its content changing).
+    pub config_path: Option<PathBuf>,
+    /// The file's text, for `configRevision`.
+    pub config_text: String,
+}
+
+/// Sessions open and deliveries in flight (what Stopping waits for).
+struct ServerActivity {
+    telemetry: Arc<Telemetry>,
+    manager: QueueManager,
+}
+
+impl Activity for ServerActivity {
+    fn open_sessions(&self) -> usize {
+        self.telemetry.open_sessions()
+    }
+    fn active_deliveries(&self) -> usize {
+        self.manager.active_deliveries()
+    }
+}
+
+/// A running transport server.
+pub struct Server {
+    shared: Arc<Shared>,
+    listeners: Vec<(String, SocketAddr)>,
+    admin: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// What the running server and its reloads share.
+pub(crate) struct Shared {
+    file: RwLock<TransportFile>,
+    clock: SharedClock,
+    control: Control,
+    manager: QueueManager,
+    admin: AdminContext,
+    /// Per receive connector (by name): the settings new sessions take.
+    sessions: HashMap<String, watch::Sender<Arc<SessionSettings>>>,
+}
+
+impl Server {
+    /// Opens (and recovers) the queue, starts delivery, the listeners and the
+    /// admin API, then moves to the ServerState the file asks for.
+    pub async fn start(file: TransportFile, options: StartOptions) -> Result<Server, ServerError> {
+        let clock = options.clock.clone();
+        let (store, recovered) = Store::open(&file.queue_directory)
+            .map_err(|source| ServerError::Queue { dir: file.queue_directory.display().to_string(), source })?;
+        let control = Control::new(&file.queue_directory, &file.components, clock.clone());
+        let (connectivity, send_protocol, receive_protocol) = open_logs(&file, &clock)?;
+        let telemetry = Arc::new(Telemetry::new(receive_protocol));
+        let manager = QueueManager::new(
+            store.clone(),
+            clock.clone(),
+            RuntimeConfig::from_file(&file)?,
+            control.gate(),
+            telemetry.clone(),
+            QueueLogs { connectivity, send_protocol },
+        );
+        let recovered_count = recovered.messages.len();
+        manager.recover(recovered);
+        info!(server = %file.server_name, recovered = recovered_count, "queue opened");
+
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let mut tasks = vec![tokio::spawn(manager.clone().run())];
+        tasks.push(tokio::spawn(follow_redirects(manager.clone(), control.clone())));
+
+        let intake: Arc<dyn smtp::Submit> =
+            Arc::new(Intake::new(store.clone(), manager.clone(), clock.clone(), control.gate()));
+        let mut listeners = Vec::new();
+        let mut sessions = HashMap::new();
+        for connector in &file.receive_connectors {
+            let settings = session_settings(&file, connector, &clock)?;
+            let (tx, rx) = watch::channel(Arc::new(settings));
+            let listener = smtp::Listener::bind(connector.bind).await.map_err(|source| ServerError::Listen {
+                connector: connector.name.clone(),
+                bind: connector.bind,
+                source,
+            })?;
+            let addr = listener.local_addr();
+            info!(connector = %connector.name, %addr, "receive connector listening");
+            listeners.push((connector.name.clone(), addr));
+            sessions.insert(connector.name.clone(), tx);
+            let events: Arc<dyn smtp::SessionEvents> = telemetry.clone();
+            tasks.push(tokio::spawn(listener.run(rx, control.gate(), intake.clone(), events, shutdown_rx.clone())));
+        }
+
+        let activity: Arc<dyn Activity> =
+            Arc::new(ServerActivity { telemetry: telemetry.clone(), manager: manager.clone() });
+        let admin_ctx = AdminContext {
+            server_name: file.server_name.clone(),
+            control: control.clone(),
+            manager: manager.clone(),
+            telemetry,
+            activity: activity.clone(),
+            status: Arc::new(RwLock::new(ConfigStatus {
+                revision: crate::config::revision(&options.config_text),
+                restart_required: false,
+            })),
+            token: Arc::new(RwLock::new(read_token(&file)?)),
+        };
+        let mut admin = None;
+        if let Some(settings) = &file.admin {
+            let socket = tokio::net::TcpListener::bind(settings.bind)
+                .await
+                .map_err(|source| ServerError::Admin { bind: settings.bind, source })?;
+            let addr = socket.local_addr().unwrap_or(settings.bind);
+            info!(%addr, "admin API listening");
+            admin = Some(addr);
+            tasks.push(tokio::spawn(crate::admin::serve(socket, admin_ctx.clone(), shutdown_rx.clone())));
+        }
+        if let Some(dir) = &file.replay_directory {
+            tasks.push(tokio::spawn(replay::watch(dir.clone(), intake.clone(), shutdown_rx.clone())));
+        }
+
+        let initial_state = file.server_state;
+        let shared = Arc::new(Shared {
+            file: RwLock::new(file),
+            clock,
+            control: control.clone(),
+            manager,
+            admin: admin_ctx,
+            sessions,
+        });
+        if let Some(path) = options.config_path {
+            tasks.push(tokio::spawn(reload::watch(shared.clone(), path, shutdown_rx.clone())));
+        }
+        control.set_server_state(initial_state, activity.as_ref()).await;
+        Ok(Server { shared, listeners, admin, shutdown, tasks })
+    }
+
+    /// Where each receive connector listens (name, address).
+    pub fn listeners(&self) -> &[(String, SocketAddr)] {
+        &self.listeners
+    }
+
+    /// Where the admin API listens, if configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
+    pub fn queue_manager(&self) -> &QueueManager {
+        &self.shared.manager
+    }
+
+    pub fn control(&self) -> &Control {
+        &self.shared.control
+    }
+
+    /// `GET /v1/server` without HTTP.
+    pub fn info(&self) -> crate::api::ServerInfo {
+        self.shared.admin.server_info()
+    }
+
+    /// Applies a configuration now (what a file change or SIGHUP does).
+    pub async fn reload(&self, file: TransportFile, text: &str) {
+        reload::apply(&self.shared, file, text).await;
+    }
+
+    /// SIGTERM: no new connections, open sessions end after their current
+    /// transaction, deliveries in flight finish (bounded), then everything
+    /// stops. Everything acknowledged is already on disk, so nothing depends
+    /// on this running to the end.
+    pub async fn shutdown(self) {
+        let activity =
+            ServerActivity { telemetry: self.shared.admin.telemetry.clone(), manager: self.shared.manager.clone() };
+        let _ = tokio::time::timeout(
+            Duration::from_secs(30),
+            self.shared.control.set_server_state(crate::config::ServerStateSetting::Stopped, &activity),
+        )
+        .await;
+        let _ = self.shutdown.send(true);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for t in self.tasks {
+            t.abort();
+        }
+        self.shared.manager.store().close();
+    }
+}
+
+/// Mirrors the queue's Redirect-Message progress into the control side, which
+/// refuses new mail while it lasts.
+async fn follow_redirects(manager: QueueManager, control: Control) {
+    let mut rx = manager.redirecting();
+    loop {
+        let on = *rx.borrow_and_update();
+        control.set_redirecting(on);
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// What a session on `connector` works with.
+pub(crate) fn session_settings(
+    file: &TransportFile,
+    connector: &ReceiveConnector,
+    clock: &SharedClock,
+) -> Result<SessionSettings, ServerError> {
+    let tls = match &connector.tls {
+        Some(files) => Some(
+            smtp::load_tls_acceptor(files)
+                .map_err(|source| ServerError::Tls { connector: connector.name.clone(), source })?,
+        ),
+        None => None,
+    };
+    Ok(SessionSettings {
+        connector: connector.name.clone(),
+        settings: connector.settings.clone(),
+        limits: ReceiveLimits::resolve(&connector.settings, &file.transport_config),
+        fqdn: file.fqdn.clone(),
+        accepted_domains: file.transport_config.accepted_domains.clone(),
+        tls,
+        clock: clock.clone(),
+    })
+}
+
+pub(crate) fn read_token(file: &TransportFile) -> Result<Option<String>, ServerError> {
+    let Some(path) = file.admin.as_ref().and_then(|a| a.token_file.as_ref()) else { return Ok(None) };
+    let token = std::fs::read_to_string(path)
+        .map_err(|source| ServerError::Token { path: path.display().to_string(), source })?;
+    let token = token.trim().to_string();
+    if token.is_empty() {
+        warn!(path = %path.display(), "the admin token file is empty: every admin request will be refused");
+    }
+    Ok(Some(token))
+}
+
+fn open_logs(
+    file: &TransportFile,
+    clock: &SharedClock,
+) -> Result<(ConnectivityLog, ProtocolLog, ProtocolLog), ServerError> {
+    let Some(dir) = &file.log_directory else {
+        return Ok((ConnectivityLog::disabled(), ProtocolLog::disabled(), ProtocolLog::disabled()));
+    };
+    let logging = file.logging.clone().unwrap_or_default();
+    let settings = LogSettings {
+        directory: dir.clone(),
+        max_age: logging.max_age.map(|t| t.as_duration()).unwrap_or(Duration::from_secs(30 * 86_400)),
+        max_directory_size: logging.max_directory_size.map(|s| s.bytes()).unwrap_or(250 << 20),
+        max_file_size: logging.max_file_size.map(|s| s.bytes()).unwrap_or(10 << 20),
+    };
+    let err = |source| ServerError::Logs { dir: dir.display().to_string(), source };
+    let connectivity = if logging.connectivity_log.unwrap_or(true) {
+        ConnectivityLog::open(&settings, clock.clone()).map_err(err)?
+    } else {
+        ConnectivityLog::disabled()
+    };
+    let (send, receive) = if logging.protocol_log.unwrap_or(true) {
+        (
+            ProtocolLog::open(ProtocolKind::Send, &settings, clock.clone()).map_err(err)?,
+            ProtocolLog::open(ProtocolKind::Receive, &settings, clock.clone()).map_err(err)?,
+        )
+    } else {
+        (ProtocolLog::disabled(), ProtocolLog::disabled())
+    };
+    Ok((connectivity, send, receive))
+}

@@ -1,0 +1,113 @@
+//! Configuration reloads: on SIGHUP and whenever the file's content changes
+//! (a mounted ConfigMap changes it by swapping a symlink, so the content is
+//! compared, not the inode or mtime). Intervals, connectors, limits, accepted
+//! domains, components and the ServerState apply at once, without dropping
+//! sessions or queued mail; what only a restart can apply (a listener's
+//! address, the queue, log or admin location) is reported as
+//! `restartRequired`. An invalid file is refused and the old config stays.
+use super::{read_token, session_settings, ServerActivity, Shared};
+use crate::config::TransportFile;
+use crate::queue::manager::RuntimeConfig;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+/// How often the file is compared with the one in effect.
+const POLL: Duration = Duration::from_secs(2);
+
+pub(super) async fn watch(shared: Arc<Shared>, path: PathBuf, mut shutdown: watch::Receiver<bool>) {
+    let mut last = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+    loop {
+        let forced = tokio::select! {
+            _ = tokio::time::sleep(POLL) => false,
+            _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
+            _ = shutdown.changed() => return,
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                if forced {
+                    warn!(path = %path.display(), error = %e, "cannot read the configuration file; keeping the current one");
+                }
+                continue;
+            }
+        };
+        if text == last && !forced {
+            continue;
+        }
+        last = text.clone();
+        match TransportFile::from_yaml_str(&text) {
+            Ok(file) => apply(&shared, file, &text).await,
+            Err(errors) => {
+                error!(path = %path.display(), %errors, "the changed configuration is invalid; keeping the current one")
+            }
+        }
+    }
+}
+
+/// Applies a valid configuration to the running server.
+pub(super) async fn apply(shared: &Shared, new: TransportFile, text: &str) {
+    let old = shared.file.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let runtime = match RuntimeConfig::from_file(&new) {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "the changed configuration cannot be applied; keeping the current one");
+            return;
+        }
+    };
+    let restart_required = needs_restart(&old, &new);
+    if restart_required {
+        warn!("the configuration changed in a way only a restart applies (listener, queue, log or admin address)");
+    }
+    let routing_changed = old.send_connectors != new.send_connectors
+        || old.mailbox_delivery != new.mailbox_delivery
+        || old.transport_config.accepted_domains != new.transport_config.accepted_domains;
+    shared.manager.reload(runtime, routing_changed);
+    for connector in &new.receive_connectors {
+        let Some(tx) = shared.sessions.get(&connector.name) else { continue };
+        if old.receive_connectors.iter().any(|c| c.name == connector.name && c.bind == connector.bind) {
+            match session_settings(&new, connector, &shared.clock) {
+                Ok(s) => {
+                    tx.send_replace(Arc::new(s));
+                }
+                Err(e) => error!(connector = %connector.name, error = %e, "receive connector keeps its old settings"),
+            }
+        }
+    }
+    shared.control.apply_file_components(&new.components);
+    match read_token(&new) {
+        Ok(token) => *shared.admin.token.write().unwrap_or_else(|e| e.into_inner()) = token,
+        Err(e) => error!(error = %e, "the admin API keeps its old token"),
+    }
+    {
+        let mut status = shared.admin.status.write().unwrap_or_else(|e| e.into_inner());
+        status.revision = crate::config::revision(text);
+        status.restart_required = restart_required;
+    }
+    let state_changed = old.server_state != new.server_state;
+    let target = new.server_state;
+    *shared.file.write().unwrap_or_else(|e| e.into_inner()) = new;
+    info!(revision = %crate::config::revision(text), restart_required, "configuration reloaded");
+    if state_changed {
+        let activity = ServerActivity { telemetry: shared.admin.telemetry.clone(), manager: shared.manager.clone() };
+        shared.control.set_server_state(target, &activity).await;
+    }
+}
+
+/// What the running process cannot change in place.
+fn needs_restart(old: &TransportFile, new: &TransportFile) -> bool {
+    let binds = |f: &TransportFile| -> Vec<(String, std::net::SocketAddr)> {
+        let mut v: Vec<_> = f.receive_connectors.iter().map(|c| (c.name.clone(), c.bind)).collect();
+        v.sort();
+        v
+    };
+    binds(old) != binds(new)
+        || old.queue_directory != new.queue_directory
+        || old.log_directory != new.log_directory
+        || old.replay_directory != new.replay_directory
+        || old.admin.as_ref().map(|a| a.bind) != new.admin.as_ref().map(|a| a.bind)
+        || old.server_name != new.server_name
+}
