@@ -1,8 +1,10 @@
 # Every entry point of kube-transport. See README.md.
 CARGO ?= cargo
 CONFIG ?= transport/examples/local.yaml
+# The tests build the server with fault injection for the poison-queue tests.
+TEST_FEATURES ?= --features transport/test-hooks
 
-.PHONY: build run test test-transport crds chart-lint e2e-local e2e bench fmt lint
+.PHONY: build run test fmt lint
 
 build:
 	$(CARGO) build --workspace --release
@@ -11,13 +13,14 @@ build:
 run:
 	$(CARGO) run --release -p transport --bin transport -- --config $(CONFIG)
 
-## Every test: unit, real-peer integration (smtp-sink, smtp-source, swaks, in-test DNS).
+## Every test: unit, real-peer integration (smtp-sink, smtp-source, swaks, in-test DNS),
+## operator reconcile tests and the cluster-free local e2e.
 test:
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --all-targets $(TEST_FEATURES)
 
 fmt:
 	$(CARGO) fmt --all
 
 lint:
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --workspace --all-targets $(TEST_FEATURES) -- -D warnings
