@@ -5,6 +5,8 @@
 //! (under CI=true or not), because a skipped test proves nothing.
 #![allow(dead_code)]
 
+pub mod inproc;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -195,6 +197,8 @@ pub struct Transport {
     pub smtp: SocketAddr,
     pub config_path: PathBuf,
     pub log_path: PathBuf,
+    pub admin: Option<SocketAddr>,
+    pub token: Option<String>,
 }
 
 /// Knobs for the config file a test server gets.
@@ -205,6 +209,9 @@ pub struct TransportSetup {
     pub mailbox: Option<SocketAddr>,
     pub extra_receive: String,
     pub extra: String,
+    /// Serve the admin API on a free loopback port, with this token if given.
+    pub admin: bool,
+    pub token: Option<String>,
 }
 
 impl Default for TransportSetup {
@@ -216,6 +223,8 @@ impl Default for TransportSetup {
             mailbox: None,
             extra_receive: String::new(),
             extra: String::new(),
+            admin: false,
+            token: None,
         }
     }
 }
@@ -255,6 +264,16 @@ impl Transport {
                 "mailboxDelivery: {{host: \"{m}\"}}\ntransportConfig:\n  acceptedDomains: [{{domain: local.test, type: Authoritative}}]\n  postmaster: postmaster@local.test\n"
             ));
         }
+        let admin: Option<SocketAddr> =
+            setup.admin.then(|| format!("127.0.0.1:{}", free_port()).parse().expect("admin addr"));
+        if let Some(a) = admin {
+            yaml.push_str(&format!("admin:\n  bind: \"{a}\"\n"));
+            if let Some(token) = &setup.token {
+                let path = dir.join("token");
+                std::fs::write(&path, token).expect("token file");
+                yaml.push_str(&format!("  tokenFile: {}\n", path.display()));
+            }
+        }
         yaml.push_str(&setup.extra);
         let config_path = dir.join("transport.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
@@ -265,7 +284,21 @@ impl Transport {
             smtp,
             config_path,
             log_path: dir.join("transport.log"),
+            admin,
+            token: setup.token.clone(),
         }
+    }
+
+    /// Runs `f` with a client of this server's admin API (on a fresh runtime:
+    /// the tests are synchronous).
+    pub fn admin<T, F, Fut>(&self, f: F) -> T
+    where
+        F: FnOnce(transport::client::AdminClient) -> Fut,
+        Fut: std::future::Future<Output = T>,
+    {
+        let addr = self.admin.expect("this server has no admin API");
+        let client = transport::client::AdminClient::new(&format!("http://{addr}"), self.token.clone());
+        block_on(async move { f(client.expect("client")).await })
     }
 
     pub fn spawn(&mut self) {
@@ -378,6 +411,11 @@ impl RawClient {
         let _ = self.reader.read_to_string(&mut s);
         s
     }
+}
+
+/// Runs a future to completion on a fresh current-thread runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
 }
 
 /// A small RFC 5322 message with a unique Message-ID.
