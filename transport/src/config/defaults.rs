@@ -1,7 +1,72 @@
 //! DESIGN §4 defaults per role, the Exchange receive-connector defaults, and the
 //! resolved policies the server runs with (file value, or default).
-use super::{ByteSize, ExpirationSettings, OrgSettings, ReceiveSettings, RetrySettings, Role, TransportFile};
+//!
+//! The defaults are named constants so that the operator and the documentation
+//! quote the same values the server uses.
+use super::{
+    AcceptedDomain, ByteSize, ExpirationSettings, OrgSettings, ReceiveSettings, RetrySettings, Role, TransportFile,
+};
 use std::time::Duration;
+
+const fn mins(n: u64) -> Duration {
+    Duration::from_secs(n * 60)
+}
+const fn hours(n: u64) -> Duration {
+    Duration::from_secs(n * 3600)
+}
+const fn days(n: u64) -> Duration {
+    Duration::from_secs(n * 86400)
+}
+
+// DESIGN §4, the same for both roles unless the name says otherwise.
+pub const QUEUE_GLITCH_RETRY_COUNT: u32 = 4;
+pub const QUEUE_GLITCH_RETRY_INTERVAL: Duration = mins(1);
+pub const TRANSIENT_FAILURE_RETRY_COUNT: u32 = 6;
+pub const TRANSIENT_FAILURE_RETRY_INTERVAL_MAILBOX: Duration = mins(5);
+pub const TRANSIENT_FAILURE_RETRY_INTERVAL_EDGE: Duration = mins(10);
+pub const OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL_MAILBOX: Duration = mins(10);
+pub const OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL_EDGE: Duration = mins(30);
+/// Seed 002's value; newer Microsoft pages say 5 minutes.
+pub const MESSAGE_RETRY_INTERVAL: Duration = mins(15);
+pub const MAILBOX_DELIVERY_QUEUE_RETRY_INTERVAL: Duration = mins(5);
+pub const MAX_IDLE_TIME_BEFORE_RESUBMIT: Duration = hours(12);
+pub const QUEUE_MAX_IDLE_TIME: Duration = mins(3);
+pub const POISON_THRESHOLD: u32 = 2;
+pub const DELAY_NOTIFICATION_TIME_OUT: Duration = hours(4);
+pub const MESSAGE_EXPIRATION_TIME_OUT: Duration = days(2);
+
+// Exchange receive-connector defaults (New-ReceiveConnector).
+pub const RECEIVE_MAX_MESSAGE_SIZE: ByteSize = ByteSize::mb(36);
+pub const RECEIVE_MAX_RECIPIENTS_PER_MESSAGE: u32 = 200;
+/// RFC 5321 §4.5.3.2.7 asks a server to wait at least 5 minutes for a command.
+pub const RECEIVE_CONNECTION_INACTIVITY_TIMEOUT: Duration = mins(5);
+pub const RECEIVE_CONNECTION_TIMEOUT: Duration = mins(10);
+pub const RECEIVE_MAX_INBOUND_CONNECTION: u32 = 5000;
+pub const RECEIVE_MAX_INBOUND_CONNECTION_PER_SOURCE: u32 = 20;
+pub const RECEIVE_MAX_PROTOCOL_ERRORS: u32 = 5;
+pub const RECEIVE_MAX_HEADER_SIZE: ByteSize = ByteSize::kb(256);
+pub const RECEIVE_MAX_HOP_COUNT: u32 = 30;
+
+// Send connectors.
+pub const SEND_PORT: u16 = 25;
+pub const SEND_CONNECTION_TIMEOUT: Duration = mins(1);
+pub const SEND_MAX_CONCURRENT_CONNECTIONS: u32 = 20;
+pub const ADDRESS_SPACE_COST: u32 = 1;
+
+// Organisation (Set-TransportConfig).
+pub const INTERNAL_DELAY_DSN_ENABLED: bool = true;
+pub const EXTERNAL_DELAY_DSN_ENABLED: bool = true;
+pub const MAX_SEND_SIZE: ByteSize = ByteSize::mb(10);
+pub const MAX_RECEIVE_SIZE: ByteSize = ByteSize::mb(10);
+pub const MAX_RECIPIENT_ENVELOPE_LIMIT: u32 = 500;
+pub const DSN_MAX_MESSAGE_ATTACH_SIZE: ByteSize = ByteSize::mb(10);
+
+// Transport logs.
+pub const LOG_CONNECTIVITY: bool = true;
+pub const LOG_PROTOCOL: bool = true;
+pub const LOG_MAX_AGE: Duration = days(30);
+pub const LOG_MAX_DIRECTORY_SIZE: ByteSize = ByteSize::mb(250);
+pub const LOG_MAX_FILE_SIZE: ByteSize = ByteSize::mb(10);
 
 /// Every §4 retry row, resolved (file value or role default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,40 +106,156 @@ pub struct ReceiveLimits {
 }
 
 impl RetryPolicy {
-    pub fn resolve(_role: Role, _s: &RetrySettings) -> Self {
-        todo!("config helper")
+    /// The §4 defaults of a role.
+    pub fn defaults(role: Role) -> Self {
+        let (transient, outbound) = match role {
+            Role::Mailbox => {
+                (TRANSIENT_FAILURE_RETRY_INTERVAL_MAILBOX, OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL_MAILBOX)
+            }
+            Role::Edge => (TRANSIENT_FAILURE_RETRY_INTERVAL_EDGE, OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL_EDGE),
+        };
+        RetryPolicy {
+            queue_glitch_retry_count: QUEUE_GLITCH_RETRY_COUNT,
+            queue_glitch_retry_interval: QUEUE_GLITCH_RETRY_INTERVAL,
+            transient_failure_retry_count: TRANSIENT_FAILURE_RETRY_COUNT,
+            transient_failure_retry_interval: transient,
+            outbound_connection_failure_retry_interval: outbound,
+            message_retry_interval: MESSAGE_RETRY_INTERVAL,
+            mailbox_delivery_queue_retry_interval: MAILBOX_DELIVERY_QUEUE_RETRY_INTERVAL,
+            max_idle_time_before_resubmit: MAX_IDLE_TIME_BEFORE_RESUBMIT,
+            queue_max_idle_time: QUEUE_MAX_IDLE_TIME,
+            poison_threshold: POISON_THRESHOLD,
+        }
+    }
+
+    pub fn resolve(role: Role, s: &RetrySettings) -> Self {
+        let d = Self::defaults(role);
+        let span = |v: Option<super::TimeSpan>, default: Duration| v.map_or(default, |t| t.0);
+        RetryPolicy {
+            queue_glitch_retry_count: s.queue_glitch_retry_count.unwrap_or(d.queue_glitch_retry_count),
+            queue_glitch_retry_interval: span(s.queue_glitch_retry_interval, d.queue_glitch_retry_interval),
+            transient_failure_retry_count: s.transient_failure_retry_count.unwrap_or(d.transient_failure_retry_count),
+            transient_failure_retry_interval: span(
+                s.transient_failure_retry_interval,
+                d.transient_failure_retry_interval,
+            ),
+            outbound_connection_failure_retry_interval: span(
+                s.outbound_connection_failure_retry_interval,
+                d.outbound_connection_failure_retry_interval,
+            ),
+            message_retry_interval: span(s.message_retry_interval, d.message_retry_interval),
+            mailbox_delivery_queue_retry_interval: span(
+                s.mailbox_delivery_queue_retry_interval,
+                d.mailbox_delivery_queue_retry_interval,
+            ),
+            max_idle_time_before_resubmit: span(s.max_idle_time_before_resubmit, d.max_idle_time_before_resubmit),
+            queue_max_idle_time: span(s.queue_max_idle_time, d.queue_max_idle_time),
+            poison_threshold: s.poison_threshold.unwrap_or(d.poison_threshold),
+        }
     }
 }
 
 impl ExpirationPolicy {
-    pub fn resolve(_role: Role, _s: &ExpirationSettings) -> Self {
-        todo!("config helper")
+    /// The §4 defaults (the same for both roles).
+    pub fn defaults(_role: Role) -> Self {
+        ExpirationPolicy {
+            delay_notification_time_out: DELAY_NOTIFICATION_TIME_OUT,
+            message_expiration_time_out: MESSAGE_EXPIRATION_TIME_OUT,
+        }
+    }
+
+    pub fn resolve(role: Role, s: &ExpirationSettings) -> Self {
+        let d = Self::defaults(role);
+        ExpirationPolicy {
+            delay_notification_time_out: s.delay_notification_time_out.map_or(d.delay_notification_time_out, |t| t.0),
+            message_expiration_time_out: s.message_expiration_time_out.map_or(d.message_expiration_time_out, |t| t.0),
+        }
     }
 }
 
 impl ReceiveLimits {
-    pub fn resolve(_s: &ReceiveSettings, _org: &OrgSettings) -> Self {
-        todo!("config helper")
+    pub fn resolve(s: &ReceiveSettings, org: &OrgSettings) -> Self {
+        let connector = s.max_message_size.unwrap_or(RECEIVE_MAX_MESSAGE_SIZE);
+        // `unlimited` is u64::MAX, so the smaller of the two is the limit in force.
+        let max_message_size = connector.min(org.max_receive_size()).bytes();
+        ReceiveLimits {
+            max_message_size,
+            max_recipients_per_message: s.max_recipients_per_message.unwrap_or(RECEIVE_MAX_RECIPIENTS_PER_MESSAGE),
+            connection_inactivity_timeout: s
+                .connection_inactivity_timeout
+                .map_or(RECEIVE_CONNECTION_INACTIVITY_TIMEOUT, |t| t.0),
+            connection_timeout: s.connection_timeout.map_or(RECEIVE_CONNECTION_TIMEOUT, |t| t.0),
+            max_inbound_connection: s.max_inbound_connection.unwrap_or(RECEIVE_MAX_INBOUND_CONNECTION),
+            max_inbound_connection_per_source: s
+                .max_inbound_connection_per_source
+                .unwrap_or(RECEIVE_MAX_INBOUND_CONNECTION_PER_SOURCE),
+            max_protocol_errors: s.max_protocol_errors.unwrap_or(RECEIVE_MAX_PROTOCOL_ERRORS),
+            max_header_size: s.max_header_size.unwrap_or(RECEIVE_MAX_HEADER_SIZE).bytes(),
+            max_hop_count: s.max_hop_count.unwrap_or(RECEIVE_MAX_HOP_COUNT),
+        }
     }
 }
 
 impl OrgSettings {
     /// internalDelayDSNEnabled, default true.
     pub fn internal_delay_dsn(&self) -> bool {
-        todo!("config helper")
+        self.internal_delay_dsn_enabled.unwrap_or(INTERNAL_DELAY_DSN_ENABLED)
     }
     /// externalDelayDSNEnabled, default true.
     pub fn external_delay_dsn(&self) -> bool {
-        todo!("config helper")
+        self.external_delay_dsn_enabled.unwrap_or(EXTERNAL_DELAY_DSN_ENABLED)
     }
+    /// maxSendSize, default 10MB; `unlimited` is [`ByteSize::UNLIMITED`].
     pub fn max_send_size(&self) -> ByteSize {
-        todo!("config helper")
+        self.max_send_size.unwrap_or(MAX_SEND_SIZE)
+    }
+    /// maxReceiveSize, default 10MB; `unlimited` is [`ByteSize::UNLIMITED`].
+    pub fn max_receive_size(&self) -> ByteSize {
+        self.max_receive_size.unwrap_or(MAX_RECEIVE_SIZE)
     }
     pub fn max_recipient_envelope_limit(&self) -> u32 {
-        todo!("config helper")
+        self.max_recipient_envelope_limit.unwrap_or(MAX_RECIPIENT_ENVELOPE_LIMIT)
     }
     pub fn dsn_max_message_attach_size(&self) -> ByteSize {
-        todo!("config helper")
+        self.dsn_max_message_attach_size.unwrap_or(DSN_MAX_MESSAGE_ATTACH_SIZE)
+    }
+}
+
+impl super::SendConnector {
+    /// Port for smart hosts without one and for MX hosts.
+    pub fn port_or_default(&self) -> u16 {
+        self.port.unwrap_or(SEND_PORT)
+    }
+    pub fn connection_timeout_or_default(&self) -> Duration {
+        self.connection_timeout.map_or(SEND_CONNECTION_TIMEOUT, |t| t.0)
+    }
+    pub fn max_concurrent_connections_or_default(&self) -> u32 {
+        self.max_concurrent_connections.unwrap_or(SEND_MAX_CONCURRENT_CONNECTIONS)
+    }
+}
+
+impl super::AddressSpace {
+    pub fn cost_or_default(&self) -> u32 {
+        self.cost.unwrap_or(ADDRESS_SPACE_COST)
+    }
+}
+
+impl super::LoggingSettings {
+    pub fn connectivity_log_enabled(&self) -> bool {
+        self.connectivity_log.unwrap_or(LOG_CONNECTIVITY)
+    }
+    pub fn protocol_log_enabled(&self) -> bool {
+        self.protocol_log.unwrap_or(LOG_PROTOCOL)
+    }
+    /// `None` when files are never deleted by age (`00:00:00`).
+    pub fn max_age_or_default(&self) -> Option<Duration> {
+        Some(self.max_age.map_or(LOG_MAX_AGE, |t| t.0)).filter(|d| !d.is_zero())
+    }
+    pub fn max_directory_size_or_default(&self) -> ByteSize {
+        self.max_directory_size.unwrap_or(LOG_MAX_DIRECTORY_SIZE)
+    }
+    pub fn max_file_size_or_default(&self) -> ByteSize {
+        self.max_file_size.unwrap_or(LOG_MAX_FILE_SIZE)
     }
 }
 
@@ -88,8 +269,228 @@ impl TransportFile {
     }
 
     /// The postmaster address: configured, else `postmaster@<first accepted
-    /// domain>`, else `postmaster@<fqdn>`.
+    /// domain>` (the first that is not a wildcard), else `postmaster@<fqdn>`.
     pub fn postmaster(&self) -> String {
-        todo!("config helper")
+        if let Some(p) = &self.transport_config.postmaster {
+            return p.clone();
+        }
+        let domain = self
+            .transport_config
+            .accepted_domains
+            .iter()
+            .map(|d: &AcceptedDomain| d.domain.as_str())
+            .find(|d| !d.contains('*'))
+            .unwrap_or(&self.fqdn);
+        format!("postmaster@{domain}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{AcceptedDomainType, TimeSpan};
+
+    fn s(secs: u64) -> Duration {
+        Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn mailbox_role_defaults_are_the_design_table() {
+        let p = RetryPolicy::resolve(Role::Mailbox, &RetrySettings::default());
+        assert_eq!(p.queue_glitch_retry_count, 4);
+        assert_eq!(p.queue_glitch_retry_interval, s(60));
+        assert_eq!(p.transient_failure_retry_count, 6);
+        assert_eq!(p.transient_failure_retry_interval, s(5 * 60));
+        assert_eq!(p.outbound_connection_failure_retry_interval, s(10 * 60));
+        assert_eq!(p.message_retry_interval, s(15 * 60));
+        assert_eq!(p.mailbox_delivery_queue_retry_interval, s(5 * 60));
+        assert_eq!(p.max_idle_time_before_resubmit, s(12 * 3600));
+        assert_eq!(p.queue_max_idle_time, s(3 * 60));
+        assert_eq!(p.poison_threshold, 2);
+        let e = ExpirationPolicy::resolve(Role::Mailbox, &ExpirationSettings::default());
+        assert_eq!(e.delay_notification_time_out, s(4 * 3600));
+        assert_eq!(e.message_expiration_time_out, s(2 * 86400));
+    }
+
+    #[test]
+    fn edge_role_defaults_are_the_design_table() {
+        let p = RetryPolicy::resolve(Role::Edge, &RetrySettings::default());
+        assert_eq!(p.queue_glitch_retry_count, 4);
+        assert_eq!(p.queue_glitch_retry_interval, s(60));
+        assert_eq!(p.transient_failure_retry_count, 6);
+        assert_eq!(p.transient_failure_retry_interval, s(10 * 60));
+        assert_eq!(p.outbound_connection_failure_retry_interval, s(30 * 60));
+        assert_eq!(p.message_retry_interval, s(15 * 60));
+        assert_eq!(p.mailbox_delivery_queue_retry_interval, s(5 * 60));
+        assert_eq!(p.max_idle_time_before_resubmit, s(12 * 3600));
+        assert_eq!(p.queue_max_idle_time, s(3 * 60));
+        assert_eq!(p.poison_threshold, 2);
+        let e = ExpirationPolicy::resolve(Role::Edge, &ExpirationSettings::default());
+        assert_eq!(e.delay_notification_time_out, s(4 * 3600));
+        assert_eq!(e.message_expiration_time_out, s(2 * 86400));
+    }
+
+    #[test]
+    fn given_values_win_over_role_defaults_row_by_row() {
+        let given = RetrySettings {
+            queue_glitch_retry_count: Some(0),
+            queue_glitch_retry_interval: Some(TimeSpan::from_secs(7)),
+            transient_failure_retry_count: Some(15),
+            transient_failure_retry_interval: Some(TimeSpan::from_secs(11)),
+            outbound_connection_failure_retry_interval: Some(TimeSpan::from_secs(13)),
+            message_retry_interval: Some(TimeSpan::from_secs(17)),
+            mailbox_delivery_queue_retry_interval: Some(TimeSpan::from_secs(19)),
+            max_idle_time_before_resubmit: Some(TimeSpan::from_secs(23)),
+            queue_max_idle_time: Some(TimeSpan::from_secs(29)),
+            poison_threshold: Some(9),
+        };
+        let expected = RetryPolicy {
+            queue_glitch_retry_count: 0,
+            queue_glitch_retry_interval: s(7),
+            transient_failure_retry_count: 15,
+            transient_failure_retry_interval: s(11),
+            outbound_connection_failure_retry_interval: s(13),
+            message_retry_interval: s(17),
+            mailbox_delivery_queue_retry_interval: s(19),
+            max_idle_time_before_resubmit: s(23),
+            queue_max_idle_time: s(29),
+            poison_threshold: 9,
+        };
+        assert_eq!(RetryPolicy::resolve(Role::Mailbox, &given), expected);
+        assert_eq!(RetryPolicy::resolve(Role::Edge, &given), expected);
+
+        // One row given, every other row keeps the role default.
+        let one =
+            RetrySettings { transient_failure_retry_interval: Some(TimeSpan::from_secs(42)), ..Default::default() };
+        let edge = RetryPolicy::resolve(Role::Edge, &one);
+        assert_eq!(edge, RetryPolicy { transient_failure_retry_interval: s(42), ..RetryPolicy::defaults(Role::Edge) });
+
+        let e = ExpirationPolicy::resolve(
+            Role::Edge,
+            &ExpirationSettings { message_expiration_time_out: Some(TimeSpan::from_days(7)), ..Default::default() },
+        );
+        assert_eq!(
+            e,
+            ExpirationPolicy { delay_notification_time_out: s(4 * 3600), message_expiration_time_out: s(7 * 86400) }
+        );
+    }
+
+    #[test]
+    fn receive_limits_default_to_exchange_values_and_the_org_limit() {
+        let l = ReceiveLimits::resolve(&ReceiveSettings::default(), &OrgSettings::default());
+        assert_eq!(
+            l,
+            ReceiveLimits {
+                // The connector says 36MB but the organisation's maxReceiveSize (10MB) is smaller.
+                max_message_size: 10 << 20,
+                max_recipients_per_message: 200,
+                connection_inactivity_timeout: s(5 * 60),
+                connection_timeout: s(10 * 60),
+                max_inbound_connection: 5000,
+                max_inbound_connection_per_source: 20,
+                max_protocol_errors: 5,
+                max_header_size: 256 << 10,
+                max_hop_count: 30,
+            }
+        );
+    }
+
+    #[test]
+    fn receive_message_size_is_the_smaller_of_connector_and_org() {
+        let unlimited_org = OrgSettings { max_receive_size: Some(ByteSize::UNLIMITED), ..Default::default() };
+        let l = ReceiveLimits::resolve(&ReceiveSettings::default(), &unlimited_org);
+        assert_eq!(l.max_message_size, 36 << 20, "unlimited org: the connector default applies");
+
+        let small = ReceiveSettings { max_message_size: Some(ByteSize::mb(5)), ..Default::default() };
+        assert_eq!(ReceiveLimits::resolve(&small, &OrgSettings::default()).max_message_size, 5 << 20);
+
+        let big_org = OrgSettings { max_receive_size: Some(ByteSize::mb(100)), ..Default::default() };
+        let big = ReceiveSettings { max_message_size: Some(ByteSize::mb(50)), ..Default::default() };
+        assert_eq!(ReceiveLimits::resolve(&big, &big_org).max_message_size, 50 << 20);
+        assert_eq!(ReceiveLimits::resolve(&big, &OrgSettings::default()).max_message_size, 10 << 20);
+    }
+
+    #[test]
+    fn receive_limits_take_given_values() {
+        let given = ReceiveSettings {
+            max_recipients_per_message: Some(3),
+            connection_inactivity_timeout: Some(TimeSpan::from_secs(30)),
+            connection_timeout: Some(TimeSpan::from_secs(60)),
+            max_inbound_connection: Some(7),
+            max_inbound_connection_per_source: Some(2),
+            max_protocol_errors: Some(1),
+            max_header_size: Some(ByteSize::kb(8)),
+            max_hop_count: Some(4),
+            ..Default::default()
+        };
+        let l = ReceiveLimits::resolve(&given, &OrgSettings::default());
+        assert_eq!(
+            (l.max_recipients_per_message, l.connection_inactivity_timeout, l.connection_timeout),
+            (3, s(30), s(60))
+        );
+        assert_eq!((l.max_inbound_connection, l.max_inbound_connection_per_source, l.max_protocol_errors), (7, 2, 1));
+        assert_eq!((l.max_header_size, l.max_hop_count), (8 << 10, 4));
+    }
+
+    #[test]
+    fn org_settings_defaults_and_given_values() {
+        let d = OrgSettings::default();
+        assert!(d.internal_delay_dsn() && d.external_delay_dsn());
+        assert_eq!(d.max_send_size(), ByteSize::mb(10));
+        assert_eq!(d.max_receive_size(), ByteSize::mb(10));
+        assert_eq!(d.max_recipient_envelope_limit(), 500);
+        assert_eq!(d.dsn_max_message_attach_size(), ByteSize::mb(10));
+
+        let g = OrgSettings {
+            internal_delay_dsn_enabled: Some(false),
+            external_delay_dsn_enabled: Some(false),
+            max_send_size: Some(ByteSize::UNLIMITED),
+            max_receive_size: Some(ByteSize::mb(1)),
+            max_recipient_envelope_limit: Some(12),
+            dsn_max_message_attach_size: Some(ByteSize::kb(64)),
+            ..Default::default()
+        };
+        assert!(!g.internal_delay_dsn() && !g.external_delay_dsn());
+        assert_eq!(g.max_send_size(), ByteSize::UNLIMITED);
+        assert_eq!(g.max_receive_size(), ByteSize::mb(1));
+        assert_eq!(g.max_recipient_envelope_limit(), 12);
+        assert_eq!(g.dsn_max_message_attach_size(), ByteSize::kb(64));
+    }
+
+    fn file(accepted: &[&str], postmaster: Option<&str>) -> TransportFile {
+        let mut f: TransportFile =
+            serde_yaml::from_str("{serverName: s, fqdn: mail.example.net, queueDirectory: q}").unwrap();
+        f.transport_config.accepted_domains = accepted
+            .iter()
+            .map(|d| AcceptedDomain { domain: d.to_string(), domain_type: AcceptedDomainType::Authoritative })
+            .collect();
+        f.transport_config.postmaster = postmaster.map(str::to_string);
+        f
+    }
+
+    #[test]
+    fn postmaster_is_configured_else_first_plain_accepted_domain_else_fqdn() {
+        assert_eq!(file(&["a.test"], Some("pm@b.test")).postmaster(), "pm@b.test");
+        assert_eq!(file(&["*.wild.test", "a.test", "b.test"], None).postmaster(), "postmaster@a.test");
+        assert_eq!(file(&["*.wild.test"], None).postmaster(), "postmaster@mail.example.net");
+        assert_eq!(file(&[], None).postmaster(), "postmaster@mail.example.net");
+    }
+
+    #[test]
+    fn send_connector_and_logging_defaults() {
+        let c: crate::config::SendConnector =
+            serde_yaml::from_str("{name: x, addressSpaces: [{domain: '*'}], dnsRouting: true}").unwrap();
+        assert_eq!(c.port_or_default(), 25);
+        assert_eq!(c.connection_timeout_or_default(), s(60));
+        assert_eq!(c.max_concurrent_connections_or_default(), 20);
+        assert_eq!(c.address_spaces[0].cost_or_default(), 1);
+
+        let l = crate::config::LoggingSettings::default();
+        assert!(l.connectivity_log_enabled() && l.protocol_log_enabled());
+        assert_eq!(l.max_age_or_default(), Some(s(30 * 86400)));
+        assert_eq!(l.max_directory_size_or_default(), ByteSize::mb(250));
+        assert_eq!(l.max_file_size_or_default(), ByteSize::mb(10));
+        let never = crate::config::LoggingSettings { max_age: Some(TimeSpan::from_secs(0)), ..Default::default() };
+        assert_eq!(never.max_age_or_default(), None);
     }
 }

@@ -33,11 +33,13 @@ pub use validate::{ConfigError, ConfigErrors};
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TransportFile {
     /// Server name: queue identities (`server\queue`), Reporting-MTA, logs.
+    /// Letters, digits, `-`, `_` and `.`.
+    #[schemars(pattern(validate::SERVER_NAME_PATTERN))]
     pub server_name: String,
     /// Selects the DESIGN §4 defaults.
     #[serde(default)]
     pub role: Role,
-    /// Name used in the banner, EHLO and Received headers.
+    /// Name used in the banner, EHLO and Received headers: a host name.
     pub fqdn: String,
     /// Where the durable queue lives.
     pub queue_directory: PathBuf,
@@ -182,33 +184,38 @@ pub struct ReceiveSettings {
     pub max_message_size: Option<ByteSize>,
     /// Default 200 (1–512000); more recipients get `452 4.5.3`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 512_000))]
     pub max_recipients_per_message: Option<u32>,
-    /// Refuse MAIL before STARTTLS (`530 5.7.0`).
-    #[serde(default)]
+    /// Refuse MAIL before STARTTLS (`530 5.7.0`). Needs TLS on the connector.
+    // DESIGN §2 spells it requireTLS; the camelCase form is accepted too.
+    #[serde(default, rename = "requireTLS", alias = "requireTls")]
     pub require_tls: bool,
     /// Idle time allowed between commands. Default 00:05:00 (RFC 5321
-    /// §4.5.3.2.7 asks for at least 5 minutes); must be below connectionTimeout.
+    /// §4.5.3.2.7 asks for at least 5 minutes); 1 s – 1 day, and below connectionTimeout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_inactivity_timeout: Option<TimeSpan>,
-    /// Longest a session may last. Default 00:10:00.
+    /// Longest a session may last. Default 00:10:00 (1 s – 1 day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_timeout: Option<TimeSpan>,
-    /// Concurrent sessions on this connector. Default 5000.
+    /// Concurrent sessions on this connector. Default 5000 (at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_inbound_connection: Option<u32>,
     /// Concurrent sessions from one IP address. Default 20 (1–10000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10_000))]
     pub max_inbound_connection_per_source: Option<u32>,
     /// Protocol errors before the session is closed. Default 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_protocol_errors: Option<u32>,
-    /// Size of the message header. Default 256KB.
+    /// Size of the message header. Default 256KB (at least 1KB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_header_size: Option<ByteSize>,
-    /// Received headers allowed before the message is refused as a loop. Default 30.
+    /// Received headers allowed before the message is refused as a loop. Default 30 (1–500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 500))]
     pub max_hop_count: Option<u32>,
-    /// SMTP AUTH (PLAIN, LOGIN), offered only after STARTTLS.
+    /// SMTP AUTH (PLAIN, LOGIN), offered only after STARTTLS (so it needs TLS on the connector).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<ReceiveAuth>,
     /// Write this connector's sessions to the protocol log.
@@ -228,6 +235,8 @@ pub struct ReceiveAuth {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ReceiveConnector {
+    /// Unique among the receive connectors.
+    #[schemars(length(min = 1))]
     pub name: String,
     /// `ip:port` to listen on.
     #[schemars(with = "String")]
@@ -250,8 +259,11 @@ pub struct TlsFiles {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendConnector {
+    /// Unique among the send connectors.
+    #[schemars(length(min = 1))]
     pub name: String,
-    /// Domains served; the most specific match wins, then the lowest cost.
+    /// Domains served; the most specific match wins, then the lowest cost. At least one.
+    #[schemars(length(min = 1))]
     pub address_spaces: Vec<AddressSpace>,
     /// `host:port` or `host` (port `port`, default 25). Exclusive with dnsRouting.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -261,17 +273,19 @@ pub struct SendConnector {
     pub dns_routing: bool,
     /// Port for smart hosts without one and for MX hosts. Default 25.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: Option<u16>,
     #[serde(default)]
     pub tls: OutboundTls,
-    /// Time allowed to connect and get the banner. Default 00:01:00.
+    /// Time allowed to connect and get the banner. Default 00:01:00 (1 s – 1 day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_timeout: Option<TimeSpan>,
     /// Messages larger than this are refused for this connector (NDR 5.3.4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_size: Option<ByteSize>,
-    /// Simultaneous connections to one next hop. Default 20.
+    /// Simultaneous connections to one next hop. Default 20 (at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_concurrent_connections: Option<u32>,
     /// Write this connector's sessions to the protocol log.
     #[serde(default)]
@@ -292,9 +306,11 @@ pub enum OutboundTls {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AddressSpace {
     /// `*`, `example.com` (that domain only) or `*.example.com` (it and its subdomains).
+    #[schemars(pattern(validate::ADDRESS_SPACE_PATTERN))]
     pub domain: String,
     /// 1–100, lower is preferred. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
     pub cost: Option<u32>,
 }
 
@@ -311,12 +327,14 @@ pub struct MailboxDelivery {
 pub struct RetrySettings {
     /// 0–15. Default 4.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 15))]
     pub queue_glitch_retry_count: Option<u32>,
-    /// Default 00:01:00.
+    /// 1 s – 1 h. Default 00:01:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_glitch_retry_interval: Option<TimeSpan>,
     /// 0–15. Default 6.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 15))]
     pub transient_failure_retry_count: Option<u32>,
     /// 1 s – 12 h. Default 00:05:00 (Mailbox), 00:10:00 (Edge).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,7 +348,7 @@ pub struct RetrySettings {
     /// 1 s – 1 day. Default 00:05:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox_delivery_queue_retry_interval: Option<TimeSpan>,
-    /// Default 12:00:00.
+    /// 1 s – 30 days. Default 12:00:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_idle_time_before_resubmit: Option<TimeSpan>,
     /// 5 s – 1 h. Default 00:03:00.
@@ -338,6 +356,7 @@ pub struct RetrySettings {
     pub queue_max_idle_time: Option<TimeSpan>,
     /// 1–10. Default 2.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 10))]
     pub poison_threshold: Option<u32>,
 }
 
@@ -345,7 +364,8 @@ pub struct RetrySettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExpirationSettings {
-    /// 1 s – 30 days, and more than transientFailureRetryCount × transientFailureRetryInterval. Default 04:00:00.
+    /// 1 s – 30 days, more than transientFailureRetryCount × transientFailureRetryInterval,
+    /// and less than messageExpirationTimeOut. Default 04:00:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_notification_time_out: Option<TimeSpan>,
     /// 5 s – 90 days. Default 2.00:00:00.
@@ -361,19 +381,31 @@ pub struct OrgSettings {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted_domains: Vec<AcceptedDomain>,
     /// Delay DSNs to internal senders. Default true.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    // DESIGN §2/§8 spell it with DSN in capitals; the camelCase form is accepted too.
+    #[serde(
+        default,
+        rename = "internalDelayDSNEnabled",
+        alias = "internalDelayDsnEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub internal_delay_dsn_enabled: Option<bool>,
     /// Delay DSNs to external senders. Default true.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        rename = "externalDelayDSNEnabled",
+        alias = "externalDelayDsnEnabled",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_delay_dsn_enabled: Option<bool>,
     /// Largest message sent. Default 10MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_send_size: Option<ByteSize>,
-    /// Largest message received. Default 10MB.
+    /// Largest message received. Default 10MB; `unlimited` leaves only the connectors' limits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_receive_size: Option<ByteSize>,
-    /// Recipients per message (categorizer: NDR 5.5.3). Default 500.
+    /// Recipients per message (categorizer: NDR 5.5.3). Default 500 (at least 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_recipient_envelope_limit: Option<u32>,
     /// From address of DSNs. Default `postmaster@<first accepted domain>`, else `postmaster@<fqdn>`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -403,7 +435,8 @@ pub struct DsnText {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AcceptedDomain {
-    /// `example.com` or `*.example.com`.
+    /// `example.com` or `*.example.com`; unique.
+    #[schemars(pattern(validate::ACCEPTED_DOMAIN_PATTERN))]
     pub domain: String,
     #[serde(rename = "type", default)]
     pub domain_type: AcceptedDomainType,
@@ -450,13 +483,13 @@ pub struct LoggingSettings {
     /// Protocol log for connectors with protocolLogging. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol_log: Option<bool>,
-    /// Files older than this are deleted. Default 30.00:00:00; 00:00:00 = never by age.
+    /// Files older than this are deleted. Default 30.00:00:00; 00:00:00 = never by age; at most 24855 days.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<TimeSpan>,
-    /// Oldest files are deleted beyond this, per log. Default 250MB.
+    /// Oldest files are deleted beyond this, per log. Default 250MB (at least 1KB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_directory_size: Option<ByteSize>,
-    /// A new file is started beyond this. Default 10MB.
+    /// A new file is started beyond this. Default 10MB (at least 1KB, at most maxDirectorySize).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_file_size: Option<ByteSize>,
 }
