@@ -9,7 +9,7 @@ use support::*;
 struct Fixture {
     sink: Sink,
     server: Transport,
-    /// The `Limited` connector: no relay, 10 KB, 3 recipients, 2 s inactivity timeout.
+    /// The `Limited` connector: no relay, 64 KB, 3 recipients, 2 s inactivity timeout.
     limited: SocketAddr,
 }
 
@@ -20,7 +20,7 @@ fn fixture() -> Fixture {
         smart_host: Some(sink.addr),
         mailbox: Some(sink.addr),
         extra_receive: format!(
-            "  - name: Limited\n    bind: 127.0.0.1:{port}\n    allowRelay: false\n    maxMessageSize: 10KB\n    \
+            "  - name: Limited\n    bind: 127.0.0.1:{port}\n    allowRelay: false\n    maxMessageSize: 64KB\n    \
              maxRecipientsPerMessage: 3\n    connectionInactivityTimeout: 2s\n"
         ),
         ..Default::default()
@@ -57,9 +57,9 @@ fn good_message_still_flows(f: &Fixture, tag: &str) {
 fn message_size_limit_552_5_3_4() {
     let f = fixture();
     let mut c = session(f.limited);
-    assert_reply(&c.cmd("MAIL FROM:<a@example.org> SIZE=20000").unwrap(), "552 5.3.4");
+    assert_reply(&c.cmd("MAIL FROM:<a@example.org> SIZE=100000").unwrap(), "552 5.3.4");
     // Declared small, sent large: refused after the data, nothing stored.
-    let big = test_message("too-big", 600);
+    let big = test_message("too-big", 3000);
     assert_reply(&c.send_message("a@example.org", &["b@local.test"], &big).unwrap(), "552 5.3.4");
     // The session is still usable.
     assert_reply(&c.send_message("a@example.org", &["b@local.test"], &test_message("small", 2)).unwrap(), "250 2.6.0");

@@ -285,17 +285,17 @@ fn open_logs(
     let logging = file.logging.clone().unwrap_or_default();
     let settings = LogSettings {
         directory: dir.clone(),
-        max_age: logging.max_age.map(|t| t.as_duration()).unwrap_or(Duration::from_secs(30 * 86_400)),
-        max_directory_size: logging.max_directory_size.map(|s| s.bytes()).unwrap_or(250 << 20),
-        max_file_size: logging.max_file_size.map(|s| s.bytes()).unwrap_or(10 << 20),
+        max_age: logging.max_age_or_default().unwrap_or(Duration::ZERO),
+        max_directory_size: logging.max_directory_size_or_default().bytes(),
+        max_file_size: logging.max_file_size_or_default().bytes(),
     };
     let err = |source| ServerError::Logs { dir: dir.display().to_string(), source };
-    let connectivity = if logging.connectivity_log.unwrap_or(true) {
+    let connectivity = if logging.connectivity_log_enabled() {
         ConnectivityLog::open(&settings, clock.clone()).map_err(err)?
     } else {
         ConnectivityLog::disabled()
     };
-    let (send, receive) = if logging.protocol_log.unwrap_or(true) {
+    let (send, receive) = if logging.protocol_log_enabled() {
         (
             ProtocolLog::open(ProtocolKind::Send, &settings, clock.clone()).map_err(err)?,
             ProtocolLog::open(ProtocolKind::Receive, &settings, clock.clone()).map_err(err)?,

@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn, Instrument};
 
-/// Exchange's default limit of simultaneous connections to one next hop.
-const DEFAULT_MAX_CONNECTIONS_PER_HOP: u32 = 20;
-const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::config::defaults::{SEND_CONNECTION_TIMEOUT, SEND_MAX_CONCURRENT_CONNECTIONS};
 /// RFC 5321 §4.5.3.2: the longest a client waits for a reply (the DATA
 /// termination reply may take 10 minutes).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
@@ -58,8 +56,7 @@ impl QueueManager {
             hop.connector
                 .as_deref()
                 .and_then(|c| config.router.connector(c))
-                .and_then(|c| c.max_concurrent_connections)
-                .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_HOP)
+                .map_or(SEND_MAX_CONCURRENT_CONNECTIONS, |c| c.max_concurrent_connections_or_default())
         };
         let want = limit.min(q.ready.len() as u32);
         while q.connections < want {
@@ -117,11 +114,7 @@ impl QueueManager {
         let opts = ConnectOptions {
             helo_name: config.fqdn.clone(),
             tls: connector.as_ref().map(|c| c.tls).unwrap_or(OutboundTls::Opportunistic),
-            connect_timeout: connector
-                .as_ref()
-                .and_then(|c| c.connection_timeout)
-                .map(|t| t.as_duration())
-                .unwrap_or(DEFAULT_CONNECTION_TIMEOUT),
+            connect_timeout: connector.as_ref().map_or(SEND_CONNECTION_TIMEOUT, |c| c.connection_timeout_or_default()),
             command_timeout: COMMAND_TIMEOUT,
             // Set per target below: the protocol log line needs the endpoints.
             tap: None,
