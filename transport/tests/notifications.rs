@@ -92,7 +92,15 @@ fn delay_dsn_respects_the_sender_side_switches() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(queued_dsns(&s.server), 1);
     assert!(sink_dsns(&s.sink).is_empty(), "no delay DSN to the internal sender");
-    let dsn = s.server.server().queue_manager().messages(None).unwrap().into_iter().find(|m| m.message_source_name == "DSN").unwrap();
+    let dsn = s
+        .server
+        .server()
+        .queue_manager()
+        .messages(None)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.message_source_name == "DSN")
+        .unwrap();
     assert_eq!(dsn.recipients[0].address, "carol@example.org");
     assert_eq!(dsn.from_address, "", "DSNs have a null reverse path");
 
@@ -125,11 +133,19 @@ fn notify_and_null_sender_rules() {
     let got = if got.len() == 1 { got } else { sink_dsns(&s.sink) };
     assert_eq!(got.len(), 1, "one NDR: {got:?}");
     let status = delivery_status(&got[0]);
-    assert!(status.contains("Final-Recipient: rfc822; no-delay@example.net") || status.contains("Final-Recipient: rfc822;no-delay@example.net"), "{status}");
+    assert!(
+        status.contains("Final-Recipient: rfc822; no-delay@example.net")
+            || status.contains("Final-Recipient: rfc822;no-delay@example.net"),
+        "{status}"
+    );
     assert!(status.contains("Action: failed"), "{status}");
     assert!(status.contains("Status: 4.4.7"), "{status}");
     assert!(status.contains("Original-Envelope-Id: env-no-delay"), "{status}");
-    assert!(status.contains("Reporting-MTA: dns; relay.test.invalid") || status.contains("Reporting-MTA: dns;relay.test.invalid"), "{status}");
+    assert!(
+        status.contains("Reporting-MTA: dns; relay.test.invalid")
+            || status.contains("Reporting-MTA: dns;relay.test.invalid"),
+        "{status}"
+    );
     // Nothing is left queued.
     eventually(Duration::from_secs(10), "empty queues", || {
         (s.server.server().queue_manager().totals().messages == 0).then_some(())
@@ -168,7 +184,11 @@ fn notify_success_to_a_hop_without_dsn_gets_a_relayed_dsn() {
     let status = delivery_status(&got[0]);
     assert!(status.contains("Action: relayed"), "{status}");
     assert!(status.contains("Status: 2.0.0"), "{status}");
-    assert!(status.contains("Original-Recipient: rfc822;bob@example.net") || status.contains("Original-Recipient: rfc822; bob@example.net"), "{status}");
+    assert!(
+        status.contains("Original-Recipient: rfc822;bob@example.net")
+            || status.contains("Original-Recipient: rfc822; bob@example.net"),
+        "{status}"
+    );
 
     // A DSN-capable hop takes over: NOTIFY goes along and no DSN comes from us.
     let with_dsn = Sink::start();

@@ -61,10 +61,7 @@ fn dsns(sink: &Sink) -> Vec<(String, String, SinkMessage)> {
         .filter(|m| m.mail_args.starts_with("FROM:<>"))
         .map(|m| {
             let field = |name: &str| {
-                m.content
-                    .lines()
-                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
-                    .unwrap_or_default()
+                m.content.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string())).unwrap_or_default()
             };
             (field("Action:"), field("Status:"), m.clone())
         })
@@ -213,8 +210,13 @@ fn queue_stuck_in_retry_is_resubmitted_and_reaches_a_new_route() {
 
     // The old connector goes away; a new one routes the world to a live host.
     let new_yaml = yaml.replace(
-        &format!("  - name: Outbound\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"127.0.0.1:{dead}\"]\n"),
-        &format!("  - name: Replacement\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"{}\"]\n", new_route.addr),
+        &format!(
+            "  - name: Outbound\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"127.0.0.1:{dead}\"]\n"
+        ),
+        &format!(
+            "  - name: Replacement\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"{}\"]\n",
+            new_route.addr
+        ),
     );
     assert_ne!(new_yaml, yaml);
     server.reload(&new_yaml);

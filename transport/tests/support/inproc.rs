@@ -29,14 +29,17 @@ pub struct InProc {
 impl InProc {
     /// Starts a server from `yaml` (a complete config file) with its queue under `dir`.
     pub fn start(yaml: &str, dir: &Path, clock: ManualClock) -> InProc {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("runtime");
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
         let config_path = dir.join("transport.yaml");
         std::fs::write(&config_path, yaml).expect("write config");
-        let mut s = InProc { rt, server: None, clock, dir: dir.to_path_buf(), config_path, smtp: "127.0.0.1:1".parse().unwrap() };
+        let mut s = InProc {
+            rt,
+            server: None,
+            clock,
+            dir: dir.to_path_buf(),
+            config_path,
+            smtp: "127.0.0.1:1".parse().unwrap(),
+        };
         s.spawn();
         s
     }
