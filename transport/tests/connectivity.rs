@@ -1,0 +1,58 @@
+//! Black box, real time, one-second intervals: smtp-sink is down, then up. The
+//! connectivity log shows each failed session and the one that worked, in
+//! order, and event 2007 (SmtpSendNewSession) marks the first new session
+//! after the failures.
+mod support;
+
+use std::time::Duration;
+use support::inproc::read_logs;
+use support::*;
+
+#[test]
+fn connectivity_log_and_event_2007_follow_a_hop_going_down_and_up() {
+    let port = free_port();
+    let server = Transport::start(&TransportSetup {
+        smart_host: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+        extra: "retry: {queueGlitchRetryInterval: \"00:00:01\"}\n".into(),
+        ..Default::default()
+    });
+    let mut c = RawClient::connect(server.smtp).unwrap().0;
+    c.cmd("EHLO client.test").unwrap();
+    assert!(c.send_message("a@example.org", &["b@example.net"], &test_message("conn", 1)).unwrap().starts_with("250"));
+    let log_dir = server.dir.join("log").join("Connectivity");
+    let destination = format!("127.0.0.1:{port}");
+    eventually(Duration::from_secs(20), "two failed sessions in the log", || {
+        let failed = read_logs(&log_dir).iter().filter(|l| l.contains(",-,") && l.contains("(Retry : ")).count();
+        (failed >= 2).then_some(())
+    });
+    let sink = Sink::start_on(port, &[]);
+    sink.wait_for(1, Duration::from_secs(20));
+    let lines = eventually(Duration::from_secs(10), "the successful session's last line", || {
+        let lines = read_logs(&log_dir);
+        lines.iter().any(|l| l.contains(",-,Messages: 1 Bytes: ")).then_some(lines)
+    });
+    // Every line: date-time,session,source,destination,direction,description.
+    for line in &lines {
+        let fields: Vec<&str> = line.splitn(6, ',').collect();
+        assert_eq!(fields.len(), 6, "{line}");
+        assert!(fields[0].ends_with('Z') && fields[0].contains('T'), "{line}");
+        assert_eq!(fields[1].len(), 16, "{line}");
+        assert_eq!(fields[2], "SMTP", "{line}");
+        assert_eq!(fields[3], destination, "{line}");
+        assert!(["+", "-", ">"].contains(&fields[4]), "{line}");
+    }
+    // Order: failures first, then a session that connects and delivers.
+    let first_success = lines.iter().position(|l| l.contains(",>,Established connection to ")).expect("established");
+    let failures_before = lines[..first_success].iter().filter(|l| l.contains("(Retry : ")).count();
+    assert!(failures_before >= 2, "{lines:#?}");
+    let session = lines[first_success].split(',').nth(1).unwrap();
+    let own: Vec<&String> = lines.iter().filter(|l| l.split(',').nth(1) == Some(session)).collect();
+    assert!(own[0].contains(",+,") && own[0].contains("QueueLength=1"), "{own:#?}");
+    assert!(own.last().unwrap().contains(",-,Messages: 1 Bytes: "), "{own:#?}");
+    let timestamps: Vec<&str> = lines.iter().map(|l| l.split(',').next().unwrap()).collect();
+    assert!(timestamps.windows(2).all(|w| w[0] <= w[1]), "lines in time order");
+    // Event 2007 after the failures, naming the connector and the hop.
+    let log = server.log();
+    let event = log.find("2007").expect("event 2007 logged");
+    assert!(log[event..].contains(&format!("Send connector Outbound has initiated a new session to {destination}")), "{log}");
+}
