@@ -53,6 +53,6 @@ fn connectivity_log_and_event_2007_follow_a_hop_going_down_and_up() {
     assert!(timestamps.windows(2).all(|w| w[0] <= w[1]), "lines in time order");
     // Event 2007 after the failures, naming the connector and the hop.
     let log = server.log();
-    let event = log.find("2007").expect("event 2007 logged");
+    let event = log.find("event_id=2007").expect("event 2007 logged");
     assert!(log[event..].contains(&format!("Send connector Outbound has initiated a new session to {destination}")), "{log}");
 }
