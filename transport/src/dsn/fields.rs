@@ -143,10 +143,11 @@ pub(crate) fn final_recipient(addr: &str) -> String {
     format!("utf-8; {escaped}")
 }
 
-/// An address for a From:/To: header: no controls, white space or angle
-/// brackets (mail-builder writes it between `<` and `>` verbatim).
+/// An address for a From:/To: header: no controls (CR and LF among them)
+/// or angle brackets, since mail-builder writes it between `<` and `>`
+/// verbatim.
 pub(crate) fn header_address(addr: &str) -> String {
-    addr.chars().filter(|c| !c.is_control() && !c.is_whitespace() && !matches!(c, '<' | '>' | '"' | ',')).collect()
+    addr.trim().chars().filter(|c| !c.is_control() && !matches!(c, '<' | '>' | '\u{2028}' | '\u{2029}')).collect()
 }
 
 /// A host name from configuration or a remote server: printable ASCII, no

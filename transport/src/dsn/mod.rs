@@ -107,7 +107,7 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
         None => text::subject_prefix(primary).to_string(),
     };
     let reporting_mta = host(input.reporting_mta);
-    let message_id = format!("{}@{}", uuid::Uuid::new_v4().simple(), reporting_mta);
+    let message_id = format!("{}@{}", uuid::Uuid::new_v4().hyphenated(), reporting_mta);
 
     let report = MimePart::new(
         ContentType::new("multipart/report").attribute("report-type", "delivery-status"),

@@ -305,9 +305,16 @@ fn hostile_diagnostic_stays_on_one_line() {
         Some("550 5.7.1 Denied\r\nX-Injected: yes\r\n\r\nFinal-Recipient: rfc822; mallory@evil.example\n".into());
     bob.remote_mta = Some("mx.fabrikam.com\r\nX-Host-Injected: yes".into());
     let recipients = [bob];
-    let raw = build(&input(&recipients, ORIGINAL));
+    let mut inp = input(&recipients, ORIGINAL);
+    inp.to = "alice@contoso.com>\r\nBcc: <everyone@example.com";
+    let raw = build(&inp);
     assert_wire_safe(&raw);
     let msg = parse(&raw);
+    assert!(msg.bcc().is_none(), "the sender address cannot add a header");
+    assert_eq!(
+        msg.to().and_then(|a| a.first()).and_then(|a| a.address()),
+        Some("alice@contoso.comBcc: everyone@example.com")
+    );
     let [human, status, _] = report_parts(&msg);
     let groups = status_groups(status);
     assert_eq!(groups.len(), 2, "no extra recipient group was injected: {groups:?}");

@@ -60,7 +60,20 @@ impl ProtocolLog {
 
     /// A session's lines: sequence numbers start at 0.
     pub fn session(&self, connector: &str, local: SocketAddr, remote: SocketAddr) -> ProtocolSession {
-        let id = self.inner.as_ref().map(|i| i.ids.next()).unwrap_or_default();
+        self.session_with_id("", connector, local, remote)
+    }
+
+    /// Like [`session`](Self::session) but under an id given by the caller,
+    /// e.g. the outbound session's [`ConnectivitySession::id`] so both logs
+    /// can be matched; an empty `id` gets a fresh one.
+    ///
+    /// [`ConnectivitySession::id`]: super::ConnectivitySession::id
+    pub fn session_with_id(&self, id: &str, connector: &str, local: SocketAddr, remote: SocketAddr) -> ProtocolSession {
+        let id = match &self.inner {
+            None => String::new(),
+            Some(_) if !id.is_empty() => id.to_string(),
+            Some(inner) => inner.ids.next(),
+        };
         ProtocolSession {
             inner: self.inner.clone(),
             connector: connector.to_string(),

@@ -137,7 +137,9 @@ fn protocol_logs_number_each_session_from_zero() {
     b.record(LogEvent::Received, "EHLO client.example", "");
     a.record(LogEvent::Info, "", "TLS protocol SP_PROT_TLS1_2_SERVER negotiation succeeded");
     a.record(LogEvent::Disconnect, "", "Remote(SocketError)");
-    let out = send.session("Internet", "10.0.0.1:41000".parse().expect("addr"), "10.0.0.9:25".parse().expect("addr"));
+    let out_local = || "10.0.0.1:41000".parse::<SocketAddr>().expect("addr");
+    let out_remote = || "10.0.0.9:25".parse::<SocketAddr>().expect("addr");
+    let out = send.session("Internet", out_local(), out_remote());
     out.record(LogEvent::Received, "220 mx.fabrikam.com ESMTP", "");
 
     let recv_files = files(&dir.path().join("ProtocolLog").join("SmtpReceive"));
@@ -164,16 +166,24 @@ fn protocol_logs_number_each_session_from_zero() {
         ]
     );
 
+    // An outbound session can reuse its connectivity log id.
+    let again = send.session_with_id("08D03F2DE58E0D71", "Internet", out_local(), out_remote());
+    again.record(LogEvent::Connect, "", "");
+    assert_eq!(again.id(), "08D03F2DE58E0D71");
+
     let send_files = files(&dir.path().join("ProtocolLog").join("SmtpSend"));
     assert_eq!(send_files.len(), 1);
     assert_eq!(send_files[0].0, "SEND20250304-1.log");
     assert_eq!(header(&send_files[0].1)[2], "#Log-Type: SMTP Send Protocol Log");
     assert_eq!(
         rows(&send_files[0].1),
-        [format!(
-            "2025-03-04T05:06:07.100Z,Internet,{},0,10.0.0.1:41000,10.0.0.9:25,<,220 mx.fabrikam.com ESMTP,",
-            out.id()
-        )]
+        [
+            format!(
+                "2025-03-04T05:06:07.100Z,Internet,{},0,10.0.0.1:41000,10.0.0.9:25,<,220 mx.fabrikam.com ESMTP,",
+                out.id()
+            ),
+            "2025-03-04T05:06:07.100Z,Internet,08D03F2DE58E0D71,0,10.0.0.1:41000,10.0.0.9:25,+,,".to_string(),
+        ]
     );
 }
 
