@@ -54,5 +54,8 @@ fn connectivity_log_and_event_2007_follow_a_hop_going_down_and_up() {
     // Event 2007 after the failures, naming the connector and the hop.
     let log = server.log();
     let event = log.find("event_id=2007").expect("event 2007 logged");
-    assert!(log[event..].contains(&format!("Send connector Outbound has initiated a new session to {destination}")), "{log}");
+    assert!(
+        log[event..].contains(&format!("Send connector Outbound has initiated a new session to {destination}")),
+        "{log}"
+    );
 }

@@ -7,7 +7,8 @@ pub mod protocol;
 mod rolling;
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use connectivity::{ConnectivityLog, ConnectivitySession};
 pub use protocol::{ProtocolKind, ProtocolLog, ProtocolSession};
@@ -44,3 +45,29 @@ pub struct LogSettings {
     pub max_directory_size: u64,
     pub max_file_size: u64,
 }
+
+/// Session ids as Exchange writes them: 16 upper-case hex digits, the start
+/// time of the log in .NET ticks (100 ns since 0001-01-01) plus a counter,
+/// so ids are unique within a run and increase across restarts.
+pub(crate) struct SessionIds {
+    base: u64,
+    next: AtomicU64,
+}
+
+/// .NET ticks at the Unix epoch.
+const TICKS_AT_UNIX_EPOCH: u64 = 621_355_968_000_000_000;
+
+impl SessionIds {
+    pub(crate) fn new(start: SystemTime) -> Self {
+        let since_epoch = start.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+        let ticks = (since_epoch.as_nanos() / 100) as u64;
+        SessionIds { base: TICKS_AT_UNIX_EPOCH.wrapping_add(ticks), next: AtomicU64::new(0) }
+    }
+
+    pub(crate) fn next(&self) -> String {
+        format!("{:016X}", self.base.wrapping_add(self.next.fetch_add(1, Ordering::Relaxed)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -38,7 +38,10 @@ impl QueueManager {
             failures,
             Action::Failed,
             |r| wants_failure(r.notify),
-            |reply| (dsn::enhanced_status(reply), Some(reply.to_string()), remote.map(str::to_string), Some(now), None),
+            |reply| {
+                let status = dsn::enhanced_status(reply).unwrap_or_else(|| "5.0.0".into());
+                (status, Some(reply.to_string()), remote.map(str::to_string), Some(now), None)
+            },
         );
         self.send_dsn(id, Action::Failed, recipients).await;
     }
@@ -92,7 +95,8 @@ impl QueueManager {
                 Action::Delayed,
                 |_| true,
                 |last| {
-                    let status = if last.starts_with('4') { dsn::enhanced_status(last) } else { "4.4.7".to_string() };
+                    let status =
+                        dsn::enhanced_status(last).filter(|s| s.starts_with('4')).unwrap_or_else(|| "4.4.7".into());
                     let diagnostic = if last.is_empty() { None } else { Some(last.to_string()) };
                     (status, diagnostic, None, Some(now), Some(until))
                 },
@@ -169,8 +173,9 @@ impl QueueManager {
             max_attach: config.org.dsn_max_message_attach_size().bytes(),
             text,
         });
-        let kind = action_name(action);
-        match self.submit_dsn(&to, bytes).await {
+        let kind = action.as_str();
+        // An 8-bit original returned whole makes the report 8-bit too.
+        match self.submit_dsn(&to, bytes, env.body_8bit).await {
             Ok(dsn_id) => {
                 info!(message = %id, dsn = %dsn_id, action = kind, to = %to, "DSN queued");
                 self.inner.events.dsn(kind);
@@ -180,7 +185,12 @@ impl QueueManager {
     }
 
     /// Stores a DSN as a new message from `<>` to `to` and queues it.
-    async fn submit_dsn(&self, to: &str, bytes: Vec<u8>) -> Result<MessageId, crate::queue::StoreError> {
+    async fn submit_dsn(
+        &self,
+        to: &str,
+        bytes: Vec<u8>,
+        body_8bit: bool,
+    ) -> Result<MessageId, crate::queue::StoreError> {
         let config = self.config();
         let id = self.inner.store.next_id();
         let mut recipient = Recipient::new(to);
@@ -191,7 +201,7 @@ impl QueueManager {
             mail_from: None,
             recipients: vec![recipient],
             size: bytes.len() as u64,
-            body_8bit: false,
+            body_8bit,
             ret: None,
             envid: None,
             arrival_ms: to_millis(self.inner.clock.now()),
@@ -222,15 +232,6 @@ pub(super) fn wants_failure(notify: Option<Notify>) -> bool {
 
 pub(super) fn wants_delay(notify: Option<Notify>) -> bool {
     notify.is_none_or(|n| n.delay && !n.never)
-}
-
-fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Failed => "failed",
-        Action::Delayed => "delayed",
-        Action::Delivered => "delivered",
-        Action::Relayed => "relayed",
-    }
 }
 
 #[cfg(test)]

@@ -126,7 +126,9 @@ impl QueueManager {
             if connector.as_ref().is_some_and(|c| c.protocol_logging) {
                 let local = std::net::SocketAddr::from(([0, 0, 0, 0], 0));
                 let name = connector.as_ref().map(|c| c.name.as_str()).unwrap_or("");
-                opts.tap = Some(Arc::new(SendTap(self.inner.logs.send_protocol.session(name, local, target.addr))));
+                // The same session id as the connectivity log's line, to find one from the other.
+                let session = self.inner.logs.send_protocol.session_with_id(log.id(), name, local, target.addr);
+                opts.tap = Some(Arc::new(SendTap(session)));
             }
             match OutboundSession::connect(target, &opts).await {
                 Ok(s) => {
