@@ -14,7 +14,16 @@ use crate::queue::MessageId;
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
 
+mod auth;
+mod command;
+mod data;
 mod listener;
+mod received;
+mod session;
+mod tls;
+
+#[cfg(test)]
+mod tests;
 
 pub use listener::Listener;
 
@@ -30,6 +39,8 @@ pub struct SessionSettings {
     pub accepted_domains: Vec<AcceptedDomain>,
     /// STARTTLS is offered when present.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The server's clock: the date of the Received header.
+    pub clock: crate::clock::SharedClock,
 }
 
 /// A message a session accepted, ready to be stored.
@@ -102,6 +113,8 @@ pub enum TlsError {
 }
 
 /// A TLS acceptor from PEM certificate chain and key files.
-pub fn load_tls_acceptor(_files: &crate::config::TlsFiles) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
-    todo!("smtp helper")
+/// Errors name the file; a key that does not match the certificate is
+/// reported by rustls.
+pub fn load_tls_acceptor(files: &crate::config::TlsFiles) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    tls::load_tls_acceptor(files)
 }
