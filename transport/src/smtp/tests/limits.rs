@@ -92,6 +92,28 @@ async fn slow_client_is_cut_off_at_the_connection_lifetime() {
 }
 
 #[tokio::test]
+async fn a_command_line_trickled_byte_by_byte_times_out() {
+    let mut s = settings();
+    s.limits.connection_inactivity_timeout = Duration::from_secs(1);
+    let server = start(s).await;
+    let c = server.session().await;
+    let (read, mut write) = c.into_inner().into_split();
+    let mut reader = Client::new(tokio::io::join(read, tokio::io::sink()));
+    // Never idle for long, but the line never completes. Bounded to 10 s.
+    let trickle = tokio::spawn(async move {
+        for b in b"NOOP ".iter().chain(std::iter::repeat(&b'x')).take(50) {
+            if write.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    expect(&reader.reply().await, "421 4.4.2 mail.local.test Timeout waiting for client input");
+    trickle.abort();
+    server.good_message_still_accepted("after-trickle").await;
+}
+
+#[tokio::test]
 async fn connections_per_source_and_per_connector_are_limited() {
     const LIMIT: &str =
         "421 4.3.2 The maximum number of concurrent connections has exceeded a limit, closing transmission channel";
