@@ -7,6 +7,13 @@
 //! The session reads the server's [`Gate`](crate::control::Gate) for what is
 //! allowed (Paused, Stopped, HubTransport not Active) and reports what happens
 //! through [`SessionEvents`] (metrics, protocol log), so it owns neither.
+//!
+//! - `listener`: accept loop, remote IP ranges, connection limits, refusals
+//! - `session`: one connection: commands, transactions, timeouts, STARTTLS, AUTH
+//! - `command`: strict parsing of command lines, paths and parameters
+//! - `data`: DATA framing, dot-unstuffing, bare CR/LF and size checks
+//! - `received`: our Received header, the client's header section
+//! - `auth`: users file, PLAIN/LOGIN decoding; `tls`: the STARTTLS acceptor
 use crate::config::{AcceptedDomain, ReceiveLimits, ReceiveSettings};
 use crate::logs::LogEvent;
 use crate::queue::message::{Origin, Recipient, Ret};
