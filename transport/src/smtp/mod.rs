@@ -7,6 +7,13 @@
 //! The session reads the server's [`Gate`](crate::control::Gate) for what is
 //! allowed (Paused, Stopped, HubTransport not Active) and reports what happens
 //! through [`SessionEvents`] (metrics, protocol log), so it owns neither.
+//!
+//! - `listener`: accept loop, remote IP ranges, connection limits, refusals
+//! - `session`: one connection: commands, transactions, timeouts, STARTTLS, AUTH
+//! - `command`: strict parsing of command lines, paths and parameters
+//! - `data`: DATA framing, dot-unstuffing, bare CR/LF and size checks
+//! - `received`: our Received header, the client's header section
+//! - `auth`: users file, PLAIN/LOGIN decoding; `tls`: the STARTTLS acceptor
 use crate::config::{AcceptedDomain, ReceiveLimits, ReceiveSettings};
 use crate::logs::LogEvent;
 use crate::queue::message::{Origin, Recipient, Ret};
@@ -14,7 +21,16 @@ use crate::queue::MessageId;
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
 
+mod auth;
+mod command;
+mod data;
 mod listener;
+mod received;
+mod session;
+mod tls;
+
+#[cfg(test)]
+mod tests;
 
 pub use listener::Listener;
 
@@ -30,7 +46,7 @@ pub struct SessionSettings {
     pub accepted_domains: Vec<AcceptedDomain>,
     /// STARTTLS is offered when present.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
-    /// The server clock (Received header dates).
+    /// The server's clock: the date of the Received header.
     pub clock: crate::clock::SharedClock,
 }
 
@@ -104,6 +120,8 @@ pub enum TlsError {
 }
 
 /// A TLS acceptor from PEM certificate chain and key files.
-pub fn load_tls_acceptor(_files: &crate::config::TlsFiles) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
-    todo!("smtp helper")
+/// Errors name the file; a key that does not match the certificate is
+/// reported by rustls.
+pub fn load_tls_acceptor(files: &crate::config::TlsFiles) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
+    tls::load_tls_acceptor(files)
 }

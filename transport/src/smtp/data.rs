@@ -1,0 +1,233 @@
+//! Reading DATA (RFC 5321 §4.1.1.4, §4.5.2): the message ends only at
+//! `<CRLF>.<CRLF>`, leading dots are unstuffed, and any bare CR or bare LF
+//! fails the whole transaction. The last rule is what defeats SMTP smuggling:
+//! a receiver that took `<LF>.<LF>` or `<CR>.<CR>` as the end while the next
+//! hop does not (or the other way round) lets a second message hide inside
+//! the first. Here no such sequence ends anything, and the message holding one
+//! is refused once the real end has been read.
+
+/// Where in the current line the reader is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// At the start of a line (after CRLF, or at the very start of the data).
+    LineStart,
+    /// A `.` at the start of a line.
+    Dot,
+    /// `.` CR at the start of a line: LF now ends the message.
+    DotCr,
+    /// Inside a line.
+    Mid,
+    /// A CR inside a line: LF ends the line.
+    Cr,
+}
+
+/// Why the data was refused (checked in this order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataError {
+    /// A CR not followed by LF, or an LF not preceded by CR.
+    BareLineEnd,
+    Nul,
+    TooBig,
+}
+
+/// Streaming DATA decoder. Feed it what arrives until it reports the end.
+pub struct DataReader {
+    state: State,
+    /// Prefix (our Received header) then the client's bytes, unstuffed.
+    buf: Vec<u8>,
+    prefix_len: usize,
+    max_size: u64,
+    /// Client bytes seen, unstuffed (counted even once no longer stored).
+    size: u64,
+    bare_line_end: bool,
+    nul: bool,
+}
+
+impl DataReader {
+    /// `prefix` is stored before the client's bytes and does not count
+    /// towards `max_size`.
+    pub fn new(prefix: Vec<u8>, max_size: u64) -> Self {
+        let prefix_len = prefix.len();
+        DataReader {
+            state: State::LineStart,
+            buf: prefix,
+            prefix_len,
+            max_size,
+            size: 0,
+            bare_line_end: false,
+            nul: false,
+        }
+    }
+
+    /// Client bytes seen so far (unstuffed).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn failed(&self) -> bool {
+        self.bare_line_end || self.nul || self.size > self.max_size
+    }
+
+    /// Store client bytes unless the message is already refused; past the
+    /// size limit the buffer is released so memory stays bounded by the limit.
+    fn emit(&mut self, bytes: &[u8]) {
+        self.size += bytes.len() as u64;
+        if self.failed() {
+            if self.buf.capacity() > 0 {
+                self.buf = Vec::new();
+            }
+            return;
+        }
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn bare(&mut self) {
+        self.bare_line_end = true;
+        self.emit(&[]);
+    }
+
+    /// Consumes `input`. Returns `Some(n)` when the end-of-data line was
+    /// found: the first `n` bytes of `input` (up to and including it) are
+    /// consumed and the rest belongs to the next command. `None`: all of
+    /// `input` was consumed and more is needed.
+    pub fn feed(&mut self, input: &[u8]) -> Option<usize> {
+        let mut i = 0;
+        while i < input.len() {
+            let b = input[i];
+            match self.state {
+                State::Mid => {
+                    // Copy the run of ordinary bytes in one go.
+                    let run = input[i..].iter().position(|&c| c == b'\r' || c == b'\n' || c == 0);
+                    let end = run.map_or(input.len(), |p| i + p);
+                    if end > i {
+                        self.emit(&input[i..end]);
+                        i = end;
+                        continue;
+                    }
+                    match b {
+                        b'\r' => self.state = State::Cr,
+                        b'\n' => self.bare(),
+                        _ => {
+                            self.nul = true;
+                            self.emit(&[]);
+                        }
+                    }
+                }
+                State::Cr => {
+                    if b == b'\n' {
+                        self.emit(b"\r\n");
+                        self.state = State::LineStart;
+                    } else {
+                        // CR followed by anything else: refuse, and look at
+                        // the byte again as an ordinary one.
+                        self.bare();
+                        self.state = State::Mid;
+                        continue;
+                    }
+                }
+                State::LineStart => match b {
+                    b'.' => self.state = State::Dot,
+                    b'\r' => self.state = State::Cr,
+                    b'\n' => {
+                        self.bare();
+                        self.state = State::Mid;
+                    }
+                    _ => {
+                        self.state = State::Mid;
+                        continue;
+                    }
+                },
+                State::Dot => match b {
+                    b'\r' => self.state = State::DotCr,
+                    b'\n' => {
+                        self.bare();
+                        self.state = State::Mid;
+                    }
+                    _ => {
+                        // Dot-unstuffing: the leading dot goes, the rest stays.
+                        self.state = State::Mid;
+                        continue;
+                    }
+                },
+                State::DotCr => {
+                    if b == b'\n' {
+                        return Some(i + 1);
+                    }
+                    self.bare();
+                    self.state = State::Mid;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        None
+    }
+
+    /// After the end was found: the stored bytes (prefix first), or why the
+    /// message is refused. `prefix_len` tells where the client's bytes start.
+    pub fn finish(self) -> Result<(Vec<u8>, usize), DataError> {
+        if self.bare_line_end {
+            Err(DataError::BareLineEnd)
+        } else if self.nul {
+            Err(DataError::Nul)
+        } else if self.size > self.max_size {
+            Err(DataError::TooBig)
+        } else {
+            Ok((self.buf, self.prefix_len))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Feeds `input` in pieces of `step` bytes; returns what was consumed and the outcome.
+    fn read(input: &[u8], step: usize, max: u64) -> (Option<usize>, Result<Vec<u8>, DataError>) {
+        let mut r = DataReader::new(b"P:".to_vec(), max);
+        let mut consumed = 0;
+        for chunk in input.chunks(step) {
+            if let Some(n) = r.feed(chunk) {
+                return (Some(consumed + n), r.finish().map(|(b, _)| b));
+            }
+            consumed += chunk.len();
+        }
+        (None, r.finish().map(|(b, _)| b))
+    }
+
+    #[test]
+    fn ends_only_at_crlf_dot_crlf_in_any_chunking() {
+        let msg = b"Subject: x\r\n\r\n..dotted\r\n.\r\nQUIT\r\n";
+        for step in 1..msg.len() {
+            let (end, out) = read(msg, step, 1000);
+            assert_eq!(end, Some(msg.len() - 6), "step {step}");
+            assert_eq!(out.unwrap(), b"P:Subject: x\r\n\r\n.dotted\r\n");
+        }
+    }
+
+    #[test]
+    fn empty_message() {
+        assert_eq!(read(b".\r\n", 1, 10), (Some(3), Ok(b"P:".to_vec())));
+    }
+
+    #[test]
+    fn smuggling_sequences_never_end_the_data_and_fail_it() {
+        for bad in [&b"a\n.\nb"[..], b"a\r.\rb", b"a\n.\r\nb", b"a\r\n.\nb", b"a\r\n.\rb", b"a\r.\r\nb", b"a\nb"] {
+            let mut msg = bad.to_vec();
+            msg.extend_from_slice(b"\r\n.\r\n");
+            for step in [1, 2, msg.len()] {
+                let (end, out) = read(&msg, step, 1000);
+                assert_eq!(end, Some(msg.len()), "{bad:?} step {step}");
+                assert_eq!(out, Err(DataError::BareLineEnd), "{bad:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn nul_and_size() {
+        assert_eq!(read(b"a\0b\r\n.\r\n", 3, 100).1, Err(DataError::Nul));
+        let (end, out) = read(b"0123456789\r\n.\r\n", 4, 11);
+        assert_eq!((end, out), (Some(15), Err(DataError::TooBig)));
+        assert!(read(b"012345678\r\n.\r\n", 4, 11).1.is_ok());
+    }
+}
