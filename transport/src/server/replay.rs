@@ -5,7 +5,8 @@
 //! durably queued; a file that cannot be parsed is renamed `.bad`; leftover
 //! `.tmp` files become `.eml` again at start (a crash may cause a duplicate,
 //! never a loss).
-use crate::queue::message::{Notify, Origin, Recipient, Ret, Source};
+use crate::queue::message::{Origin, Recipient, Ret, Source};
+use crate::smtp::command;
 use crate::smtp::{Incoming, Submit, SubmitError};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -72,35 +73,22 @@ pub fn parse(bytes: &[u8]) -> Result<ReplayMessage, ReplayError> {
         match name.trim().to_ascii_lowercase().as_str() {
             "x-sender" => {
                 senders += 1;
-                let (addr, params) = split_address(value, "X-Sender")?;
-                msg.mail_from = addr;
-                for (k, v) in params {
-                    match k.as_str() {
-                        "body" => msg.body_8bit = v.eq_ignore_ascii_case("8bitmime"),
-                        "ret" => {
-                            msg.ret = Some(match v.to_ascii_uppercase().as_str() {
-                                "FULL" => Ret::Full,
-                                "HDRS" => Ret::Hdrs,
-                                _ => return Err(header_error("X-Sender", format!("RET={v} is not FULL or HDRS"))),
-                            })
-                        }
-                        "envid" => msg.envid = Some(v),
-                        _ => {} // auth= and others carry nothing we keep
-                    }
-                }
+                let args = command::parse_mail(&format!("FROM:{}", bracketed(value)))
+                    .map_err(|e| header_error("X-Sender", value, e))?;
+                msg.mail_from = args.from;
+                msg.body_8bit = args.body == Some(command::Body::EightBitMime);
+                msg.ret = args.ret;
+                msg.envid = args.envid;
             }
             "x-receiver" => {
-                let (addr, params) = split_address(value, "X-Receiver")?;
-                let addr =
-                    addr.ok_or_else(|| header_error("X-Receiver", "the null address is not a recipient".into()))?;
-                let mut rcpt = Recipient::new(addr);
-                for (k, v) in params {
-                    match k.as_str() {
-                        "notify" => rcpt.notify = Some(parse_notify(&v)?),
-                        "orcpt" => rcpt.orcpt = Some(v),
-                        _ => {}
-                    }
-                }
+                let args = command::parse_rcpt(&format!("TO:{}", bracketed(value)))
+                    .map_err(|e| header_error("X-Receiver", value, e))?;
+                let command::Forward::Mailbox { local, domain } = args.to else {
+                    return Err(header_error("X-Receiver", value, command::ArgError::Address));
+                };
+                let mut rcpt = Recipient::new(format!("{local}@{domain}"));
+                rcpt.notify = args.notify;
+                rcpt.orcpt = args.orcpt;
                 msg.recipients.push(rcpt);
             }
             "x-helodomain" => msg.helo = Some(value.to_string()),
@@ -126,46 +114,21 @@ pub fn parse(bytes: &[u8]) -> Result<ReplayMessage, ReplayError> {
     Ok(msg)
 }
 
-fn header_error(header: &str, reason: String) -> ReplayError {
-    ReplayError::Header { header: header.into(), reason }
+fn header_error(header: &str, value: &str, e: command::ArgError) -> ReplayError {
+    ReplayError::Header { header: header.into(), reason: format!("{value:?} is not a valid envelope line ({e:?})") }
 }
 
-/// `<addr> K=V ...` or `addr K=V ...`; `<>` is the null address.
-fn split_address(value: &str, header: &str) -> Result<(Option<String>, Vec<(String, String)>), ReplayError> {
-    let mut parts = value.split_whitespace();
-    let first = parts.next().ok_or_else(|| header_error(header, "no address".into()))?;
-    let addr = first.strip_prefix('<').and_then(|a| a.strip_suffix('>')).unwrap_or(first);
-    let addr = if addr.is_empty() {
-        None
-    } else if addr.contains('@') && !addr.contains(['<', '>', '"', ',']) && addr.is_ascii() {
-        Some(addr.to_string())
-    } else {
-        return Err(header_error(header, format!("{first} is not an address")));
-    };
-    let params = parts
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), v.to_string()),
-            None => (p.to_ascii_lowercase(), String::new()),
-        })
-        .collect();
-    Ok((addr, params))
-}
-
-fn parse_notify(v: &str) -> Result<Notify, ReplayError> {
-    let mut n = Notify::default();
-    for word in v.split(',') {
-        match word.trim().to_ascii_uppercase().as_str() {
-            "NEVER" => n.never = true,
-            "SUCCESS" => n.success = true,
-            "FAILURE" => n.failure = true,
-            "DELAY" => n.delay = true,
-            other => return Err(header_error("X-Receiver", format!("NOTIFY value {other} is unknown"))),
-        }
+/// Exchange writes the address with or without angle brackets; the SMTP
+/// parser (shared with the sessions) wants them.
+fn bracketed(value: &str) -> String {
+    let value = value.trim();
+    if value.starts_with('<') {
+        return value.to_string();
     }
-    if n.never && (n.success || n.failure || n.delay) {
-        return Err(header_error("X-Receiver", "NOTIFY=NEVER excludes the other values".into()));
+    match value.split_once(' ') {
+        Some((addr, params)) => format!("<{addr}> {params}"),
+        None => format!("<{value}>"),
     }
-    Ok(n)
 }
 
 /// Line ends as SMTP stores them (files may use LF only).
@@ -271,6 +234,7 @@ pub async fn scan(dir: &Path, intake: &dyn Submit) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::queue::message::Notify;
 
     #[test]
     fn envelope_comes_from_the_injected_headers() {

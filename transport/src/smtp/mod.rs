@@ -22,7 +22,7 @@ use futures::future::BoxFuture;
 use std::net::SocketAddr;
 
 mod auth;
-mod command;
+pub(crate) mod command;
 mod data;
 mod listener;
 mod received;
