@@ -43,7 +43,8 @@ impl Reply {
         }
     }
 
-    /// The recipient outcome a refusal means (4xx try again, 5xx fail).
+    /// The recipient outcome a refusal means (4xx, 421 included: try again;
+    /// 5xx: fail).
     fn refusal(&self) -> RecipientOutcome {
         if self.code() >= 500 {
             RecipientOutcome::Permanent { reply: self.text() }
@@ -128,14 +129,16 @@ impl OutboundSession {
                 .await
             {
                 Err(_) => {
+                    handle.note(LogEvent::Disconnect, &remote);
                     let stage = if handle.lines_received() == 0 { "banner" } else { "EHLO" };
                     return Err(DeliveryError::Timeout { addr: remote, stage });
                 }
                 Ok(Err(e)) => {
+                    handle.note(LogEvent::Disconnect, &remote);
                     return Err(match negative_reply(&e) {
                         Some((_, reply)) => DeliveryError::Refused { addr: remote, reply },
                         None => DeliveryError::Broken { addr: remote, reason: error_chain(&e) },
-                    })
+                    });
                 }
                 Ok(Ok(conn)) => conn,
             };
@@ -319,9 +322,7 @@ impl OutboundSession {
         };
         let reply = self.exchange(mail, "MAIL", command_timeout).await?;
         if !matches!(reply, Reply::Positive(_)) {
-            let outcome =
-                if reply.code() == 421 { RecipientOutcome::Transient { reply: reply.text() } } else { reply.refusal() };
-            return Ok(SendOutcome { recipients: all(outcome), dsn_passed: dsn });
+            return Ok(SendOutcome { recipients: all(reply.refusal()), dsn_passed: dsn });
         }
 
         let mut outcomes: Vec<(usize, Option<RecipientOutcome>)> = Vec::with_capacity(wanted.len());
@@ -366,11 +367,7 @@ impl OutboundSession {
                 self.reusable = false;
                 return Ok(finish(outcomes, RecipientOutcome::Transient { reply: reply.text() }));
             }
-            Reply::Negative { code, .. } => {
-                let outcome =
-                    if *code == 421 { RecipientOutcome::Transient { reply: reply.text() } } else { reply.refusal() };
-                return Ok(finish(outcomes, outcome));
-            }
+            Reply::Negative { .. } => return Ok(finish(outcomes, reply.refusal())),
         }
 
         // lettre dot-stuffs the data and appends CRLF.CRLF; the stored data
