@@ -105,7 +105,7 @@ fn classify(error: &hickory_resolver::ResolveError) -> Answer {
 
 /// An IP address written as a domain literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`)
 /// or bare (`192.0.2.1`, `2001:db8::1`).
-pub fn ip_literal(host: &str) -> Option<IpAddr> {
+fn ip_literal(host: &str) -> Option<IpAddr> {
     let inner = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     let inner = match inner.get(..5) {
         Some(tag) if tag.eq_ignore_ascii_case("ipv6:") => &inner[5..],
