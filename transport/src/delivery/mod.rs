@@ -4,13 +4,29 @@
 //! 5xx for one recipient does not fail the others). lettre's high-level `send`
 //! stops at the first refused recipient, which is why this module drives the
 //! commands itself.
+//!
+//! - [`session`]: the session (greeting, STARTTLS, transactions)
+//! - `stream`: the byte stream under lettre (TCP, then TLS) and the protocol tap
+//! - `tls`: opportunistic TLS (certificates not verified)
+//! - `commands`, `reply`: MAIL/RCPT with DSN parameters, reply text, EHLO keywords
+mod commands;
+mod reply;
+pub mod session;
+mod stream;
+mod tls;
+
+pub use session::OutboundSession;
+
+use crate::api::DeliveryType;
 use crate::config::{OutboundTls, SendConnector};
 use crate::logs::LogEvent;
-use crate::queue::Envelope;
 use crate::routing::mx::{ResolveError, Resolver, Target};
 use crate::routing::NextHop;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// SMTP's port when a connector or host names none.
+const DEFAULT_PORT: u16 = 25;
 
 /// Receives each protocol line of an outbound session (the Send protocol log).
 pub trait ProtocolTap: Send + Sync {
@@ -68,48 +84,99 @@ pub struct SendOutcome {
     pub dsn_passed: bool,
 }
 
-/// An open, greeted (and possibly TLS) session to a next hop.
-pub struct OutboundSession {
-    _private: (),
-}
-
-impl OutboundSession {
-    pub async fn connect(_target: &Target, _opts: &ConnectOptions) -> Result<OutboundSession, DeliveryError> {
-        todo!("delivery helper")
+/// `host`, `host:port`, `[literal]`, `[literal]:port`, `ip4:port` or a bare
+/// IPv6 address, as smart hosts and the mailbox hop are written.
+fn split_host_port(spec: &str, default_port: u16) -> Result<(String, u16), String> {
+    let spec = spec.trim();
+    let bad_port = || format!("invalid port in {spec:?}");
+    if let Some(rest) = spec.strip_prefix('[') {
+        let Some((literal, after)) = rest.split_once(']') else {
+            return Err(format!("unclosed [ in {spec:?}"));
+        };
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().map_err(|_| bad_port())?,
+            None if after.is_empty() => default_port,
+            None => return Err(format!("unexpected text after ] in {spec:?}")),
+        };
+        return Ok((format!("[{literal}]"), port));
     }
-
-    /// `host [addr]` of the peer, for logs and Remote-MTA.
-    pub fn remote(&self) -> &str {
-        todo!("delivery helper")
-    }
-
-    /// Send one message to the given recipients (indexes into the envelope).
-    pub async fn send(
-        &mut self,
-        _envelope: &Envelope,
-        _recipients: &[usize],
-        _data: &[u8],
-    ) -> Result<SendOutcome, DeliveryError> {
-        todo!("delivery helper")
-    }
-
-    /// False once the peer closed, said 421, or a transaction broke.
-    pub fn is_reusable(&self) -> bool {
-        todo!("delivery helper")
-    }
-
-    /// QUIT and close (errors ignored: the work is done).
-    pub async fn quit(self) {
-        todo!("delivery helper")
+    match spec.matches(':').count() {
+        0 => Ok((spec.to_string(), default_port)),
+        1 => {
+            let (host, port) = spec.split_once(':').ok_or_else(bad_port)?;
+            Ok((host.to_string(), port.parse().map_err(|_| bad_port())?))
+        }
+        // Several colons: a bare IPv6 address, no port.
+        _ => Ok((spec.to_string(), default_port)),
     }
 }
 
 /// The addresses to try for a next hop, in order: the smart hosts of its
 /// connector, the MX hosts of its domain, or the mailbox hop.
+///
+/// Smart hosts are resolved in the configured order; one that does not
+/// resolve is skipped, and only when none resolves is its error returned.
+/// Without a connector, a smart-host hop's `next_hop_domain` is itself the
+/// comma-separated host list (Redirect-Message uses this).
 pub async fn resolve_targets(
-    _resolver: &Resolver,
-    _hop: &NextHop,
-    _connector: Option<&SendConnector>,
+    resolver: &Resolver,
+    hop: &NextHop,
+    connector: Option<&SendConnector>,
 ) -> Result<Vec<Target>, ResolveError> {
-    todo!("delivery helper")
+    let port = connector.and_then(|c| c.port).unwrap_or(DEFAULT_PORT);
+    match hop.delivery_type {
+        DeliveryType::SmartHostConnectorDelivery => {
+            let hosts: Vec<String> = match connector {
+                Some(c) => c.smart_hosts.clone(),
+                None => hop.next_hop_domain.split(',').map(str::to_string).filter(|h| !h.trim().is_empty()).collect(),
+            };
+            let mut targets = Vec::new();
+            let mut first_error = None;
+            for spec in &hosts {
+                let result = match split_host_port(spec, port) {
+                    Ok((host, port)) => resolver.host_targets(&host, port).await,
+                    Err(reason) => Err(ResolveError::Temporary { name: spec.clone(), reason }),
+                };
+                match result {
+                    Ok(found) => targets.extend(found),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            if targets.is_empty() {
+                return Err(first_error.unwrap_or_else(|| ResolveError::Temporary {
+                    name: hop.next_hop_domain.clone(),
+                    reason: "no smart host is configured".to_string(),
+                }));
+            }
+            Ok(targets)
+        }
+        DeliveryType::DnsConnectorDelivery => resolver.mx_targets(&hop.next_hop_domain, port).await,
+        DeliveryType::SmtpDeliveryToMailbox => {
+            let (host, port) = split_host_port(&hop.next_hop_domain, DEFAULT_PORT)
+                .map_err(|reason| ResolveError::Temporary { name: hop.next_hop_domain.clone(), reason })?;
+            resolver.host_targets(&host, port).await
+        }
+        DeliveryType::Unreachable | DeliveryType::Undefined => Err(ResolveError::Temporary {
+            name: hop.next_hop_domain.clone(),
+            reason: format!("a {:?} queue has no next hop to deliver to", hop.delivery_type),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_host_port;
+
+    #[test]
+    fn host_and_port_forms() {
+        assert_eq!(split_host_port("relay.test", 25), Ok(("relay.test".into(), 25)));
+        assert_eq!(split_host_port("relay.test:2525", 25), Ok(("relay.test".into(), 2525)));
+        assert_eq!(split_host_port("[10.0.0.1]", 587), Ok(("[10.0.0.1]".into(), 587)));
+        assert_eq!(split_host_port("[::1]:26", 25), Ok(("[::1]".into(), 26)));
+        assert_eq!(split_host_port("2001:db8::1", 25), Ok(("2001:db8::1".into(), 25)));
+        assert!(split_host_port("relay.test:x", 25).is_err());
+        assert!(split_host_port("[10.0.0.1", 25).is_err());
+    }
 }

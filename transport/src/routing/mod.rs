@@ -9,7 +9,7 @@ pub mod mx;
 
 pub use crate::api::DeliveryType;
 use crate::config::{AcceptedDomainType, MailboxDelivery, OrgSettings, SendConnector};
-use crate::queue::Envelope;
+use crate::queue::{Envelope, RecipientStatus};
 use serde::{Deserialize, Serialize};
 
 /// Exchange's NextHopSolutionKey: delivery type, next hop domain, connector.
@@ -43,39 +43,163 @@ pub enum Route {
 /// Routing table built from the configuration; replaced as a whole on reload.
 #[derive(Debug, Clone)]
 pub struct Router {
-    _send_connectors: Vec<SendConnector>,
-    _org: OrgSettings,
-    _mailbox: Option<MailboxDelivery>,
+    send_connectors: Vec<SendConnector>,
+    org: OrgSettings,
+    mailbox: Option<MailboxDelivery>,
+}
+
+/// How closely a pattern (`*`, `*.example.com`, `example.com`) matches a
+/// domain; greater is more specific. Exact beats any wildcard, a longer
+/// wildcard suffix beats a shorter one, and `*` comes last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Specificity {
+    Any,
+    Suffix(usize),
+    Exact,
+}
+
+/// Lower case without the trailing dot of an absolute name: the form every
+/// comparison uses.
+fn normalize(domain: &str) -> String {
+    domain.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Match of `pattern` against an already normalized `domain`.
+fn specificity(pattern: &str, domain: &str) -> Option<Specificity> {
+    let pattern = normalize(pattern);
+    if pattern == "*" {
+        return Some(Specificity::Any);
+    }
+    if let Some(parent) = pattern.strip_prefix("*.") {
+        let covered =
+            domain == parent || domain.strip_suffix(parent).is_some_and(|head| head.ends_with('.') && head.len() > 1);
+        return covered.then_some(Specificity::Suffix(parent.len()));
+    }
+    (pattern == domain).then_some(Specificity::Exact)
 }
 
 impl Router {
     pub fn new(send_connectors: &[SendConnector], org: &OrgSettings, mailbox: Option<&MailboxDelivery>) -> Self {
-        Router { _send_connectors: send_connectors.to_vec(), _org: org.clone(), _mailbox: mailbox.cloned() }
+        Router { send_connectors: send_connectors.to_vec(), org: org.clone(), mailbox: mailbox.cloned() }
     }
 
     /// The accepted domain type of `domain` (exact or `*.parent` match), if any.
-    pub fn accepted(&self, _domain: &str) -> Option<AcceptedDomainType> {
-        todo!("routing helper")
+    /// `*.parent` covers the parent and all its subdomains; the most specific
+    /// accepted domain decides.
+    pub fn accepted(&self, domain: &str) -> Option<AcceptedDomainType> {
+        let domain = normalize(domain);
+        self.org
+            .accepted_domains
+            .iter()
+            .filter_map(|a| specificity(&a.domain, &domain).map(|s| (s, a.domain_type)))
+            .max_by_key(|(s, _)| *s)
+            .map(|(_, t)| t)
     }
 
     /// True when the sender's domain is an accepted domain (internal sender).
-    pub fn is_internal_sender(&self, _mail_from: Option<&str>) -> bool {
-        todo!("routing helper")
+    /// ExternalRelay domains belong to systems outside the organisation, so
+    /// their senders are external, as in Exchange.
+    pub fn is_internal_sender(&self, mail_from: Option<&str>) -> bool {
+        let Some(from) = mail_from else { return false };
+        let domain = crate::queue::message::domain_of(from);
+        !domain.is_empty()
+            && matches!(
+                self.accepted(&domain),
+                Some(AcceptedDomainType::Authoritative | AcceptedDomainType::InternalRelay)
+            )
     }
 
     /// Route one recipient domain.
-    pub fn route(&self, _domain: &str) -> Route {
-        todo!("routing helper")
+    pub fn route(&self, domain: &str) -> Route {
+        let domain = normalize(domain);
+        if domain.is_empty() {
+            return Route::Unreachable("the recipient address has no domain".to_string());
+        }
+        if self.accepted(&domain) == Some(AcceptedDomainType::Authoritative) {
+            return match &self.mailbox {
+                Some(m) => Route::Hop(NextHop {
+                    delivery_type: DeliveryType::SmtpDeliveryToMailbox,
+                    next_hop_domain: m.host.clone(),
+                    connector: None,
+                }),
+                None => Route::Unreachable(format!(
+                    "{domain} is an authoritative accepted domain but no mailbox delivery hop is configured"
+                )),
+            };
+        }
+        let Some(connector) = self.best_connector(&domain) else {
+            return Route::Unreachable(format!("no send connector has an address space matching {domain}"));
+        };
+        if connector.dns_routing {
+            Route::Hop(NextHop {
+                delivery_type: DeliveryType::DnsConnectorDelivery,
+                next_hop_domain: domain,
+                connector: Some(connector.name.clone()),
+            })
+        } else if !connector.smart_hosts.is_empty() {
+            Route::Hop(NextHop {
+                delivery_type: DeliveryType::SmartHostConnectorDelivery,
+                next_hop_domain: connector.smart_hosts.join(","),
+                connector: Some(connector.name.clone()),
+            })
+        } else {
+            Route::Unreachable(format!(
+                "send connector {} serves {domain} but has neither smart hosts nor DNS routing",
+                connector.name
+            ))
+        }
+    }
+
+    /// The connector whose address space matches `domain` most specifically,
+    /// then with the lowest cost, then the first configured.
+    fn best_connector(&self, domain: &str) -> Option<&SendConnector> {
+        let mut best: Option<(Specificity, u32, usize)> = None;
+        for (index, connector) in self.send_connectors.iter().enumerate() {
+            for space in &connector.address_spaces {
+                let Some(spec) = specificity(&space.domain, domain) else { continue };
+                let cost = space.cost.unwrap_or(1);
+                // Greater specificity wins, then lower cost, then earlier connector.
+                let better = match best {
+                    None => true,
+                    Some((s, c, i)) => {
+                        (spec, std::cmp::Reverse(cost), std::cmp::Reverse(index))
+                            > (s, std::cmp::Reverse(c), std::cmp::Reverse(i))
+                    }
+                };
+                if better {
+                    best = Some((spec, cost, index));
+                }
+            }
+        }
+        best.map(|(_, _, index)| &self.send_connectors[index])
     }
 
     /// Groups the pending recipients (by index) of a message by route, in a
-    /// stable order.
-    pub fn split(&self, _envelope: &Envelope) -> Vec<(Route, Vec<usize>)> {
-        todo!("routing helper")
+    /// stable order: groups in order of their first recipient, indexes
+    /// ascending within a group.
+    pub fn split(&self, envelope: &Envelope) -> Vec<(Route, Vec<usize>)> {
+        let mut groups: Vec<(Route, Vec<usize>)> = Vec::new();
+        let mut by_domain: std::collections::HashMap<String, Route> = std::collections::HashMap::new();
+        for (index, recipient) in envelope.recipients.iter().enumerate() {
+            if recipient.status != RecipientStatus::Pending {
+                continue;
+            }
+            let domain = recipient.domain();
+            let route = if domain.is_empty() {
+                Route::Unreachable(format!("recipient {} has no domain", recipient.address))
+            } else {
+                by_domain.entry(domain).or_insert_with_key(|d| self.route(d)).clone()
+            };
+            match groups.iter_mut().find(|(r, _)| *r == route) {
+                Some((_, indexes)) => indexes.push(index),
+                None => groups.push((route, vec![index])),
+            }
+        }
+        groups
     }
 
     /// The send connector by name.
-    pub fn connector(&self, _name: &str) -> Option<&SendConnector> {
-        todo!("routing helper")
+    pub fn connector(&self, name: &str) -> Option<&SendConnector> {
+        self.send_connectors.iter().find(|c| c.name == name)
     }
 }

@@ -1,0 +1,443 @@
+//! One outbound SMTP session: connect, greet, STARTTLS, then transactions.
+use super::commands::{Mail, Rcpt};
+use super::reply::{first_reply_end, raw_line_text, response_text, Extensions};
+use super::stream::{tapped, StreamHandle};
+use super::{tls, ConnectOptions, DeliveryError, RecipientOutcome, SendOutcome};
+use crate::config::OutboundTls;
+use crate::logs::LogEvent;
+use crate::queue::Envelope;
+use crate::routing::mx::Target;
+use lettre::transport::smtp::client::AsyncSmtpConnection;
+use lettre::transport::smtp::commands::{Data, Ehlo, Quit, Rset, Starttls};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::response::Response;
+use rustls_pki_types::ServerName;
+use std::fmt::Display;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// RFC 5321 §4.5.3.2.6: the reply after the final dot may take 10 minutes.
+const DATA_TERMINATION_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A reply that is part of the dialogue (any code); transport failures are
+/// [`DeliveryError`]s instead.
+enum Reply {
+    Positive(Response),
+    Negative { code: u16, text: String },
+}
+
+impl Reply {
+    fn code(&self) -> u16 {
+        match self {
+            Reply::Positive(r) => u16::from(r.code()),
+            Reply::Negative { code, .. } => *code,
+        }
+    }
+
+    fn text(&self) -> String {
+        match self {
+            Reply::Positive(r) => response_text(r),
+            Reply::Negative { text, .. } => text.clone(),
+        }
+    }
+
+    /// The recipient outcome a refusal means (4xx, 421 included: try again;
+    /// 5xx: fail).
+    fn refusal(&self) -> RecipientOutcome {
+        if self.code() >= 500 {
+            RecipientOutcome::Permanent { reply: self.text() }
+        } else {
+            RecipientOutcome::Transient { reply: self.text() }
+        }
+    }
+}
+
+/// lettre reports 4xx/5xx replies as errors carrying the code and the
+/// joined text; everything else it reports (I/O, parse, EOF) ends the session.
+fn negative_reply(error: &lettre::transport::smtp::Error) -> Option<(u16, String)> {
+    let code = u16::from(error.status()?);
+    let text = std::error::Error::source(error).map(|s| s.to_string()).unwrap_or_default();
+    let text = text.trim();
+    Some((code, if text.is_empty() { code.to_string() } else { format!("{code} {text}") }))
+}
+
+/// The error and its causes on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let s = e.to_string();
+        if !text.contains(&s) {
+            text.push_str(": ");
+            text.push_str(&s);
+        }
+        source = e.source();
+    }
+    text
+}
+
+fn client_id(helo_name: &str) -> ClientId {
+    match helo_name.parse::<IpAddr>() {
+        Ok(IpAddr::V4(ip)) => ClientId::Ipv4(ip),
+        Ok(IpAddr::V6(ip)) => ClientId::Ipv6(ip),
+        Err(_) => ClientId::Domain(helo_name.to_string()),
+    }
+}
+
+/// An open, greeted (and possibly TLS) session to a next hop.
+pub struct OutboundSession {
+    conn: AsyncSmtpConnection,
+    stream: StreamHandle,
+    remote: String,
+    ext: Extensions,
+    opts: ConnectOptions,
+    reusable: bool,
+    /// A transaction was started on this session: RSET before the next one.
+    used: bool,
+    closed: bool,
+}
+
+impl OutboundSession {
+    pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<OutboundSession, DeliveryError> {
+        let remote = format!("{} [{}]", target.host, target.addr);
+        let started = Instant::now();
+        let tcp = match timeout(opts.connect_timeout, TcpStream::connect(target.addr)).await {
+            Err(_) => return Err(DeliveryError::Timeout { addr: remote, stage: "connect" }),
+            Ok(Err(e)) => return Err(DeliveryError::Connect { addr: remote, reason: e.to_string() }),
+            Ok(Ok(tcp)) => tcp,
+        };
+        let _ = tcp.set_nodelay(true);
+        // connect_timeout covers the banner too: wait for its first bytes here,
+        // so that lettre's greeting (banner, EHLO) only waits for the EHLO reply.
+        let left = opts.connect_timeout.saturating_sub(started.elapsed());
+        match timeout(left, tcp.peek(&mut [0u8; 1])).await {
+            Err(_) => return Err(DeliveryError::Timeout { addr: remote, stage: "banner" }),
+            Ok(Err(e)) => return Err(DeliveryError::Broken { addr: remote, reason: e.to_string() }),
+            Ok(Ok(0)) => {
+                return Err(DeliveryError::Broken { addr: remote, reason: "closed before the banner".to_string() })
+            }
+            Ok(Ok(_)) => {}
+        }
+
+        let (stream, handle) = tapped(tcp, target.addr, opts.tap.clone());
+        handle.note(LogEvent::Connect, &remote);
+        let helo = client_id(&opts.helo_name);
+        let conn =
+            match timeout(opts.command_timeout, AsyncSmtpConnection::connect_with_transport(Box::new(stream), &helo))
+                .await
+            {
+                Err(_) => {
+                    handle.note(LogEvent::Disconnect, &remote);
+                    let stage = if handle.lines_received() == 0 { "banner" } else { "EHLO" };
+                    return Err(DeliveryError::Timeout { addr: remote, stage });
+                }
+                Ok(Err(e)) => {
+                    handle.note(LogEvent::Disconnect, &remote);
+                    return Err(match negative_reply(&e) {
+                        Some((_, reply)) => DeliveryError::Refused { addr: remote, reply },
+                        None => DeliveryError::Broken { addr: remote, reason: error_chain(&e) },
+                    });
+                }
+                Ok(Ok(conn)) => conn,
+            };
+        // lettre keeps only the keywords it knows; read DSN, SIZE... from the
+        // raw reply lines: the banner reply, then the EHLO reply.
+        let lines = handle.take_lines();
+        let ehlo = first_reply_end(&lines).map(|end| &lines[end..]).unwrap_or(&[]);
+        let ext = Extensions::parse(ehlo.iter().map(|l| raw_line_text(l)));
+
+        let mut session = OutboundSession {
+            conn,
+            stream: handle,
+            remote,
+            ext,
+            opts: opts.clone(),
+            reusable: true,
+            used: false,
+            closed: false,
+        };
+        session.negotiate_tls(target, &helo).await?;
+        tracing::debug!(remote = %session.remote, dsn = session.ext.dsn, "outbound session open");
+        Ok(session)
+    }
+
+    /// STARTTLS when offered (unless tls is None), then EHLO again.
+    async fn negotiate_tls(&mut self, target: &Target, helo: &ClientId) -> Result<(), DeliveryError> {
+        if self.opts.tls == OutboundTls::None {
+            return Ok(());
+        }
+        if !self.ext.starttls {
+            if self.opts.tls == OutboundTls::Required {
+                self.close_politely().await;
+                return Err(self.tls_error("TLS is required but the peer does not offer STARTTLS".to_string()));
+            }
+            return Ok(());
+        }
+        let before = self.stream.lines_received();
+        let reply = self.exchange(Starttls, "STARTTLS", self.opts.command_timeout).await?;
+        match &reply {
+            Reply::Positive(r) if u16::from(r.code()) == 220 => {}
+            Reply::Negative { code: 421, text } => {
+                self.reusable = false;
+                return Err(DeliveryError::Refused { addr: self.remote.clone(), reply: text.clone() });
+            }
+            Reply::Negative { text, .. } if self.opts.tls == OutboundTls::Opportunistic => {
+                // RFC 3207 §4: after a refused STARTTLS the session goes on in clear.
+                self.stream.note(LogEvent::Info, &format!("STARTTLS refused ({text}); continuing without TLS"));
+                return Ok(());
+            }
+            other => {
+                let text = other.text();
+                self.close_politely().await;
+                return Err(self.tls_error(format!("STARTTLS answered {text}")));
+            }
+        }
+        // Anything the peer sent after its 220 would be read as if it came
+        // over TLS (the STARTTLS command injection of CVE-2011-0411).
+        let reply_lines = match &reply {
+            Reply::Positive(r) => r.message().count().max(1) as u64,
+            Reply::Negative { .. } => 1,
+        };
+        if self.stream.lines_received() > before + reply_lines || self.stream.has_partial_line() {
+            self.reusable = false;
+            return Err(self.tls_error("the peer sent data after its STARTTLS reply".to_string()));
+        }
+        let connector = tls::opportunistic().map_err(|reason| self.tls_error(reason))?;
+        let name = ServerName::try_from(target.host.clone()).unwrap_or(ServerName::IpAddress(target.addr.ip().into()));
+        match timeout(self.opts.command_timeout, self.stream.start_tls(connector, name)).await {
+            Err(_) => {
+                self.reusable = false;
+                return Err(DeliveryError::Timeout { addr: self.remote.clone(), stage: "TLS handshake" });
+            }
+            Ok(Err(e)) => {
+                self.reusable = false;
+                return Err(self.tls_error(e.to_string()));
+            }
+            Ok(Ok(description)) => self.stream.note(LogEvent::Info, &format!("TLS negotiated: {description}")),
+        }
+        // RFC 3207 §4.2: forget what was announced in clear; ask again.
+        match self.exchange(Ehlo::new(helo.clone()), "EHLO", self.opts.command_timeout).await? {
+            Reply::Positive(r) => {
+                self.ext = Extensions::parse(r.message());
+                Ok(())
+            }
+            Reply::Negative { text, .. } => {
+                self.reusable = false;
+                Err(DeliveryError::Refused { addr: self.remote.clone(), reply: text })
+            }
+        }
+    }
+
+    fn tls_error(&self, reason: String) -> DeliveryError {
+        DeliveryError::Tls { addr: self.remote.clone(), reason }
+    }
+
+    /// `host [addr]` of the peer, for logs and Remote-MTA.
+    pub fn remote(&self) -> &str {
+        &self.remote
+    }
+
+    /// Sends a command and reads its reply within `wait`. A reply of any code
+    /// is a [`Reply`]; a broken connection or a timeout ends the session.
+    async fn exchange<C: Display>(
+        &mut self,
+        command: C,
+        stage: &'static str,
+        wait: Duration,
+    ) -> Result<Reply, DeliveryError> {
+        match timeout(wait, self.conn.command(command)).await {
+            Err(_) => {
+                self.reusable = false;
+                Err(DeliveryError::Timeout { addr: self.remote.clone(), stage })
+            }
+            Ok(Ok(response)) => Ok(Reply::Positive(response)),
+            Ok(Err(e)) => match negative_reply(&e) {
+                Some((code, text)) => {
+                    if code == 421 {
+                        // RFC 5321 §3.8: the server is closing the channel.
+                        self.reusable = false;
+                    }
+                    Ok(Reply::Negative { code, text })
+                }
+                None => {
+                    self.reusable = false;
+                    Err(DeliveryError::Broken {
+                        addr: self.remote.clone(),
+                        reason: format!("{stage}: {}", error_chain(&e)),
+                    })
+                }
+            },
+        }
+    }
+
+    /// Send one message to the given recipients (indexes into the envelope;
+    /// indexes out of range are ignored).
+    ///
+    /// `data` is the message as stored (CRLF line ends, not dot-stuffed);
+    /// it is dot-stuffed once on the way out.
+    pub async fn send(
+        &mut self,
+        envelope: &Envelope,
+        recipients: &[usize],
+        data: &[u8],
+    ) -> Result<SendOutcome, DeliveryError> {
+        let dsn = self.ext.dsn;
+        let wanted: Vec<usize> = recipients.iter().copied().filter(|&i| i < envelope.recipients.len()).collect();
+        if !self.reusable {
+            return Err(DeliveryError::Broken {
+                addr: self.remote.clone(),
+                reason: "the session can no longer be used".to_string(),
+            });
+        }
+        if wanted.is_empty() {
+            return Ok(SendOutcome { recipients: Vec::new(), dsn_passed: dsn });
+        }
+        let all = |outcome: RecipientOutcome| wanted.iter().map(|&i| (i, outcome.clone())).collect::<Vec<_>>();
+        let command_timeout = self.opts.command_timeout;
+
+        if self.used {
+            let reply = self.exchange(Rset, "RSET", command_timeout).await?;
+            if !matches!(reply, Reply::Positive(_)) {
+                // A peer that refuses RSET is in no state to take mail.
+                self.reusable = false;
+                return Ok(SendOutcome {
+                    recipients: all(RecipientOutcome::Transient { reply: reply.text() }),
+                    dsn_passed: dsn,
+                });
+            }
+        }
+        self.used = true;
+
+        let non_ascii = envelope.mail_from.as_deref().is_some_and(|a| !a.is_ascii())
+            || wanted.iter().any(|&i| !envelope.recipients[i].address.is_ascii());
+        let mail = Mail {
+            from: envelope.mail_from.as_deref(),
+            size: self.ext.size.map(|_| data.len() as u64),
+            body_8bit: envelope.body_8bit && self.ext.eight_bit_mime,
+            smtputf8: non_ascii && self.ext.smtputf8,
+            ret: if dsn { envelope.ret } else { None },
+            envid: if dsn { envelope.envid.as_deref() } else { None },
+        };
+        let reply = self.exchange(mail, "MAIL", command_timeout).await?;
+        if !matches!(reply, Reply::Positive(_)) {
+            return Ok(SendOutcome { recipients: all(reply.refusal()), dsn_passed: dsn });
+        }
+
+        let mut outcomes: Vec<(usize, Option<RecipientOutcome>)> = Vec::with_capacity(wanted.len());
+        for (position, &index) in wanted.iter().enumerate() {
+            let rcpt = Rcpt { recipient: &envelope.recipients[index], dsn };
+            let reply = self.exchange(rcpt, "RCPT", command_timeout).await?;
+            match reply {
+                Reply::Positive(_) => outcomes.push((index, None)),
+                Reply::Negative { code: 421, ref text } => {
+                    // The server is going away: nothing of this transaction
+                    // was taken, try every recipient again later.
+                    let outcome = RecipientOutcome::Transient { reply: text.clone() };
+                    let mut result: Vec<(usize, RecipientOutcome)> =
+                        outcomes.into_iter().map(|(i, o)| (i, o.unwrap_or_else(|| outcome.clone()))).collect();
+                    result.extend(wanted[position..].iter().map(|&i| (i, outcome.clone())));
+                    return Ok(SendOutcome { recipients: result, dsn_passed: dsn });
+                }
+                refused => outcomes.push((index, Some(refused.refusal()))),
+            }
+        }
+        let finish = |outcomes: Vec<(usize, Option<RecipientOutcome>)>, accepted: RecipientOutcome| SendOutcome {
+            recipients: outcomes.into_iter().map(|(i, o)| (i, o.unwrap_or_else(|| accepted.clone()))).collect(),
+            dsn_passed: dsn,
+        };
+
+        if outcomes.iter().all(|(_, o)| o.is_some()) {
+            // No recipient accepted: end the transaction, the session stays usable.
+            let reply = self.exchange(Rset, "RSET", command_timeout).await;
+            if !matches!(reply, Ok(Reply::Positive(_))) {
+                self.reusable = false;
+            }
+            self.used = false;
+            let recipients = outcomes.into_iter().filter_map(|(i, o)| o.map(|o| (i, o))).collect();
+            return Ok(SendOutcome { recipients, dsn_passed: dsn });
+        }
+
+        let reply = self.exchange(Data, "DATA", command_timeout).await?;
+        match &reply {
+            Reply::Positive(r) if u16::from(r.code()) == 354 => {}
+            Reply::Positive(_) => {
+                // Not an invitation to send data: the dialogue is out of step.
+                self.reusable = false;
+                return Ok(finish(outcomes, RecipientOutcome::Transient { reply: reply.text() }));
+            }
+            Reply::Negative { .. } => return Ok(finish(outcomes, reply.refusal())),
+        }
+
+        // lettre dot-stuffs the data and appends CRLF.CRLF; the stored data
+        // already ends with CRLF, which must not become an extra empty line.
+        let body = data.strip_suffix(b"\r\n").unwrap_or(data);
+        self.stream.set_quiet_writes(true);
+        let sent = timeout(command_timeout.max(DATA_TERMINATION_TIMEOUT), self.conn.message(body)).await;
+        self.stream.set_quiet_writes(false);
+        let reply = match sent {
+            Err(_) => {
+                self.reusable = false;
+                return Err(DeliveryError::Timeout { addr: self.remote.clone(), stage: "end of data" });
+            }
+            Ok(Ok(response)) => Reply::Positive(response),
+            Ok(Err(e)) => match negative_reply(&e) {
+                Some((code, text)) => {
+                    if code == 421 {
+                        self.reusable = false;
+                    }
+                    Reply::Negative { code, text }
+                }
+                None => {
+                    self.reusable = false;
+                    return Err(DeliveryError::Broken {
+                        addr: self.remote.clone(),
+                        reason: format!("end of data: {}", error_chain(&e)),
+                    });
+                }
+            },
+        };
+        let outcome = match &reply {
+            Reply::Positive(r) if u16::from(r.code()) < 300 => RecipientOutcome::Delivered { reply: reply.text() },
+            Reply::Positive(_) => {
+                self.reusable = false;
+                RecipientOutcome::Transient { reply: reply.text() }
+            }
+            Reply::Negative { .. } => reply.refusal(),
+        };
+        tracing::debug!(remote = %self.remote, reply = %reply.text(), "message sent");
+        Ok(finish(outcomes, outcome))
+    }
+
+    /// False once the peer closed, said 421, or a transaction broke.
+    pub fn is_reusable(&self) -> bool {
+        self.reusable
+    }
+
+    /// QUIT and close (errors ignored: the work is done).
+    pub async fn quit(mut self) {
+        self.close_politely().await;
+    }
+
+    async fn close_politely(&mut self) {
+        if self.closed {
+            return;
+        }
+        if self.reusable {
+            let _ = timeout(self.opts.command_timeout, self.conn.command(Quit)).await;
+        }
+        let _ = timeout(self.opts.command_timeout, self.stream.shutdown()).await;
+        self.reusable = false;
+        self.closed = true;
+        self.stream.note(LogEvent::Disconnect, &self.remote);
+    }
+}
+
+impl Drop for OutboundSession {
+    fn drop(&mut self) {
+        if !self.closed {
+            self.stream.note(LogEvent::Disconnect, &self.remote);
+        }
+    }
+}
