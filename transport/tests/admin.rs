@@ -253,7 +253,7 @@ fn queue_and_message_actions_with_their_refusals() {
     // Remove-Message with an NDR: the NDR reaches alice's mailbox hop; without: nothing.
     t.admin(move |c| async move { c.message_action(second, MessageAction::Remove { with_ndr: true }).await }).unwrap();
     let ndr = mailbox.wait_for(1, Duration::from_secs(20));
-    assert!(ndr[0].mail_args.starts_with("FROM:<>"), "{:?}", ndr[0].mail_args);
+    assert!(ndr[0].mail_args.starts_with("<>"), "{:?}", ndr[0].mail_args);
     assert!(ndr[0].content.contains("Action: failed"), "{}", ndr[0].content);
     t.admin(move |c| async move { c.message_action(third, MessageAction::Remove { with_ndr: false }).await }).unwrap();
     std::thread::sleep(Duration::from_millis(500));
@@ -401,8 +401,8 @@ fn replay_directory_submits_eml_files_and_renames_bad_ones() {
     .unwrap();
     std::fs::write(replay.join("broken.eml"), "Subject: no envelope\n\nbody\n").unwrap();
     let got = sink.wait_for(1, Duration::from_secs(30));
-    assert!(got[0].mail_args.starts_with("FROM:<replayed@example.org>"), "{}", got[0].mail_args);
-    assert!(got[0].rcpt_args.iter().any(|r| r.starts_with("TO:<dest@example.net>")));
+    assert!(got[0].mail_args.starts_with("<replayed@example.org>"), "{}", got[0].mail_args);
+    assert!(got[0].rcpt_args.iter().any(|r| r.starts_with("<dest@example.net>")));
     eventually(Duration::from_secs(15), "broken.bad", || replay.join("broken.bad").exists().then_some(()));
     assert!(!replay.join("good.eml").exists() && !replay.join("good.tmp").exists());
     let _ = t;

@@ -29,7 +29,9 @@ fn swaks_message_is_relayed_byte_for_byte_with_a_received_header() {
         First line.\r\n.A line that starts with a dot.\r\n..Two dots.\r\n\r\n   indented\ttab\r\nLast line.\r\n";
     let dir = tempfile::tempdir().expect("tmp");
     let file = dir.path().join("msg.eml");
-    std::fs::write(&file, original).expect("write");
+    // swaks ends the data with CRLF.CRLF itself: the file holds the message
+    // without its final line end, so what swaks sends is exactly `original`.
+    std::fs::write(&file, original.strip_suffix("\r\n").expect("ends with CRLF")).expect("write");
     let out = Command::new(swaks)
         .args(["--server", &server.smtp.to_string(), "--from", "alice@example.org", "--to", "bob@example.net"])
         .args(["--helo", "client.test", "--data"])
@@ -38,13 +40,13 @@ fn swaks_message_is_relayed_byte_for_byte_with_a_received_header() {
         .expect("run swaks");
     let transcript = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "swaks failed:\n{transcript}");
-    assert!(transcript.contains("<~  250 2.6.0 "), "queued reply missing:\n{transcript}");
+    assert!(transcript.contains("<-  250 2.6.0 "), "queued reply missing:\n{transcript}");
 
     let got = sink.wait_for(1, Duration::from_secs(30));
     assert_eq!(got.len(), 1);
     let m = &got[0];
-    assert!(m.mail_args.starts_with("FROM:<alice@example.org>"), "{}", m.mail_args);
-    assert!(m.rcpt_args.iter().any(|r| r.starts_with("TO:<bob@example.net>")), "{:?}", m.rcpt_args);
+    assert!(m.mail_args.starts_with("<alice@example.org>"), "{}", m.mail_args);
+    assert!(m.rcpt_args.iter().any(|r| r.starts_with("<bob@example.net>")), "{:?}", m.rcpt_args);
     let received = m.content.lines().next().unwrap_or_default();
     assert!(received.contains("from client.test ([127.0.0.1])"), "{received}");
     assert!(m.content.contains("by relay.test.invalid with ESMTP id "), "{}", m.content);
@@ -65,5 +67,5 @@ fn smtp_source_1000_messages_over_20_sessions_all_arrive() {
     assert!(out.status.success(), "smtp-source failed: {}", String::from_utf8_lossy(&out.stderr));
     let got = sink.wait_for(1000, Duration::from_secs(120));
     assert_eq!(got.len(), 1000, "every accepted message arrives once");
-    assert!(got.iter().all(|m| m.rcpt_args.iter().any(|r| r.starts_with("TO:<sink@example.net>"))));
+    assert!(got.iter().all(|m| m.rcpt_args.iter().any(|r| r.starts_with("<sink@example.net>"))));
 }

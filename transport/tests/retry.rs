@@ -58,7 +58,7 @@ fn wait_attempts(server: &InProc, hop: &str, attempts: u32) -> (u64, u64) {
 fn dsns(sink: &Sink) -> Vec<(String, String, SinkMessage)> {
     sink.messages()
         .into_iter()
-        .filter(|m| m.mail_args.starts_with("FROM:<>"))
+        .filter(|m| m.mail_args.starts_with("<>"))
         .map(|m| {
             let field = |name: &str| {
                 m.content.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string())).unwrap_or_default()

@@ -31,7 +31,7 @@ struct Counts {
 
 /// A counted session; dropping it (also when the session panics) frees the
 /// slot and reports the session closed.
-struct Slot {
+pub(crate) struct Slot {
     counts: Arc<Mutex<Counts>>,
     ip: IpAddr,
     events: Arc<dyn SessionEvents>,
@@ -101,6 +101,7 @@ impl Listener {
                                     events: events.clone(),
                                     shutdown: shutdown.clone(),
                                     remote,
+                                    slot: Some(slot),
                                 };
                                 let span = tracing::info_span!(
                                     "smtp_session",
@@ -113,7 +114,6 @@ impl Listener {
                                 tasks.spawn(
                                     async move {
                                         session::run(ctx, stream).await;
-                                        drop(slot);
                                     }
                                     .instrument(span),
                                 );

@@ -36,6 +36,9 @@ pub(crate) struct SessionCtx {
     pub events: Arc<dyn SessionEvents>,
     pub shutdown: watch::Receiver<bool>,
     pub remote: SocketAddr,
+    /// The connection-limit slot; released just before the last reply is
+    /// sent, so a client that reconnects right after QUIT is not counted twice.
+    pub slot: Option<super::listener::Slot>,
 }
 
 /// The connection, plain or after STARTTLS.
@@ -259,6 +262,9 @@ impl Session {
             Stop::Close(text) => self.reply(&text),
             Stop::Quit => {}
         }
+        // Free the connection slot before the last reply goes out: a client that
+        // reconnects as soon as it reads it must not find the old session counted.
+        drop(self.ctx.slot.take());
         let out = std::mem::take(&mut self.outbuf);
         let conn = &mut self.conn;
         let _ = tokio::time::timeout(GOODBYE, async {
