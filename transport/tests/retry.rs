@@ -167,8 +167,9 @@ fn restart_mid_schedule_keeps_counters_and_sends_no_second_delay_dsn() {
     let hop = format!("127.0.0.1:{dead}");
     send(&server, "alice@local.test", "bob@example.net", "", "restart");
     let (_, mut next) = wait_attempts(&server, &hop, 1);
-    // Walk through the glitch tier and into the transient tier, past the delay DSN (40 min).
-    for attempt in 2..=8 {
+    // Walk through the glitch and transient tiers, past the delay DSN (40 min):
+    // attempt 12 is at +44 min.
+    for attempt in 2..=12 {
         server.set_time(at_ms(next));
         (_, next) = wait_attempts(&server, &hop, attempt);
     }

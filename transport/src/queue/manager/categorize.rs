@@ -108,8 +108,12 @@ impl QueueManager {
                 }
             }
             if let Some(q) = state.queues.get_mut(&qid) {
-                q.retry = Default::default();
+                // The queue keeps its retry schedule (what comes back to it waits
+                // for the next attempt); the idle clock of the next resubmit restarts.
                 q.ready.clear();
+                if q.retry.in_retry() {
+                    q.retry.idle_since_ms = Some(self.now_ms());
+                }
             }
             self.persist_queue_locked(&state, qid);
             self.note_idle_locked(&mut state, qid);
