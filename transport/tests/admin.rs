@@ -310,7 +310,12 @@ fn redirect_message_moves_500_queued_messages_to_another_server() {
 
 #[test]
 fn admin_api_needs_the_token() {
-    let t = with_admin(TransportSetup { token: Some("s3cret-token".into()), ..Default::default() });
+    let sink = Sink::start();
+    let t = with_admin(TransportSetup {
+        smart_host: Some(sink.addr),
+        token: Some("s3cret-token".into()),
+        ..Default::default()
+    });
     assert_eq!(state(&t).1, 2, "the right token works");
     let addr = t.admin.unwrap();
     let anonymous = block_on(async move {
@@ -361,7 +366,8 @@ fn reload_changes_the_retry_interval_of_a_queue_already_in_retry() {
 
 #[test]
 fn a_listener_change_is_reported_as_restart_required_and_an_invalid_file_is_refused() {
-    let t = with_admin(TransportSetup::default());
+    let sink = Sink::start();
+    let t = with_admin(TransportSetup { smart_host: Some(sink.addr), ..Default::default() });
     let yaml = std::fs::read_to_string(&t.config_path).unwrap();
     std::fs::write(
         &t.config_path,

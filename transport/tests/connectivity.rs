@@ -53,7 +53,8 @@ fn connectivity_log_and_event_2007_follow_a_hop_going_down_and_up() {
     assert!(timestamps.windows(2).all(|w| w[0] <= w[1]), "lines in time order");
     // Event 2007 after the failures, naming the connector and the hop.
     let log = server.log();
-    let line = log.lines().find(|l| l.contains("SmtpSendNewSession")).unwrap_or_else(|| panic!("event 2007 logged:\n{log}"));
+    let line =
+        log.lines().find(|l| l.contains("SmtpSendNewSession")).unwrap_or_else(|| panic!("event 2007 logged:\n{log}"));
     assert!(line.contains("event_id=2007"), "{line}");
     assert!(line.contains(&format!("Send connector Outbound has initiated a new session to {destination}")), "{line}");
     assert_eq!(log.matches("SmtpSendNewSession").count(), 1, "once, for the first session after the failures");

@@ -151,6 +151,8 @@ impl QueueManager {
 
         let (mut messages, mut bytes) = (0u64, 0u64);
         let mut broken: Option<String> = None;
+        // A crash while processing a message is the message's fault, not the hop's.
+        let mut crashed = false;
         let work = self.state().queues.get(&qid).map(|q| q.work.clone());
         loop {
             let (id, recipients, env) = match self.take_ready(qid) {
@@ -188,6 +190,7 @@ impl QueueManager {
                 Err(_) => {
                     self.crashed(id, "delivering");
                     broken = Some("processing a message crashed".into());
+                    crashed = true;
                     break;
                 }
             }
@@ -204,7 +207,7 @@ impl QueueManager {
         }
         // A connection that delivered before it broke proves the hop works (the
         // peer may have closed an idle connection): retry at once on a new one.
-        let failure = if messages > 0 { None } else { broken };
+        let failure = if messages > 0 || crashed { None } else { broken };
         self.connection_closed(qid, failure);
     }
 
