@@ -2,7 +2,7 @@
 //!
 //! Module map (one owner per concern):
 //! - [`config`]   the configuration file: types, time spans, role defaults, validation
-//!                (compiled alone under the `config` feature for the operator)
+//!   (compiled alone under the `config` feature for the operator)
 //! - [`api`]      JSON types of the admin HTTP API (shared with transportctl and the operator)
 //! - [`client`]   typed HTTP client of the admin API (feature `client`)
 //! - [`clock`]    the time source every timer goes through (tests drive it)

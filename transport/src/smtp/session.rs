@@ -159,8 +159,7 @@ pub(crate) async fn run(ctx: SessionCtx, stream: TcpStream) {
         Stop::Quit => "QUIT",
     };
     tracing::debug!(reason = why, "session ends");
-    s.finish(stop).await;
-    s.log(LogEvent::Disconnect, why);
+    s.finish(stop, why).await;
 }
 
 impl Session {
@@ -256,12 +255,17 @@ impl Session {
 
     /// Last reply, close_notify/FIN, and a short drain so that the client
     /// reads the reply instead of a reset caused by its own unread bytes.
-    async fn finish(&mut self, stop: Stop) {
+    async fn finish(&mut self, stop: Stop, why: &str) {
         match stop {
-            Stop::Gone => return,
+            Stop::Gone => {
+                self.log(LogEvent::Disconnect, why);
+                return;
+            }
             Stop::Close(text) => self.reply(&text),
             Stop::Quit => {}
         }
+        // Logged before the connection slot (and with it the session's log) goes away.
+        self.log(LogEvent::Disconnect, why);
         // Free the connection slot before the last reply goes out: a client that
         // reconnects as soon as it reads it must not find the old session counted.
         drop(self.ctx.slot.take());

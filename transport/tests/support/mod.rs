@@ -203,6 +203,7 @@ pub struct Transport {
 }
 
 /// Knobs for the config file a test server gets.
+#[derive(Default)]
 pub struct TransportSetup {
     pub smart_host: Option<SocketAddr>,
     pub dns_routing: bool,
@@ -213,21 +214,6 @@ pub struct TransportSetup {
     /// Serve the admin API on a free loopback port, with this token if given.
     pub admin: bool,
     pub token: Option<String>,
-}
-
-impl Default for TransportSetup {
-    fn default() -> Self {
-        Self {
-            smart_host: None,
-            dns_routing: false,
-            nameserver: None,
-            mailbox: None,
-            extra_receive: String::new(),
-            extra: String::new(),
-            admin: false,
-            token: None,
-        }
-    }
 }
 
 impl Transport {

@@ -40,7 +40,7 @@ impl QueueManager {
             Timer::QueueRetry(qid) => {
                 let mut state = self.state();
                 let Some(q) = state.queues.get_mut(&qid) else { return };
-                if !q.retry.next_retry_ms.is_some_and(|t| t <= now) {
+                if q.retry.next_retry_ms.is_none_or(|t| t > now) {
                     return;
                 }
                 if q.items.is_empty() {
@@ -96,7 +96,7 @@ impl QueueManager {
                 }
                 let Some(q) = state.queues.get_mut(&qid) else { return };
                 let Some(item) = q.items.get_mut(&id) else { return };
-                if item.active || !item.retry_at_ms.is_some_and(|t| t <= now) {
+                if item.active || item.retry_at_ms.is_none_or(|t| t > now) {
                     return;
                 }
                 item.retry_at_ms = None;
