@@ -186,6 +186,8 @@ impl Control {
                 },
             };
             state.generation += 1;
+            // Already in the transitional state (a server that is Starting): nothing to show.
+            let transitional = transitional.filter(|t| *t != from);
             if let Some(t) = transitional {
                 info!(from = from.as_str(), to = t.as_str(), code = t.code(), "ServerState");
                 state.server_state = t;
