@@ -1,4 +1,21 @@
-//! The kube-transport operator (TransportService, TransportConfig and
-//! ServerComponentState controllers). Its configuration rendering reuses the
-//! transport crate's config types: `transport::config`.
+//! The kube-transport operator: TransportService, TransportConfig and
+//! ServerComponentState custom resources, reconciled into transport servers.
+//!
+//! Module map:
+//! - [`crd`]        the custom resources and the CRD documents generated from them
+//! - [`names`]      names, labels, annotations and paths shared by every object
+//! - [`build`]      pure builders: rendered config, ConfigMap, Secret, Services, Pod, PVC
+//! - [`validation`] the rendered config checked like `transport check-config`, errors mapped to CRD fields
+//! - [`conditions`] status conditions (metav1.Condition) and ServerState summaries
+//! - [`admin`]      reaching a server's admin API (production: pod IP + token)
+//! - [`apply`]      server-side apply of children, writing only what differs
+//! - [`reconcile`]  the TransportService and TransportConfig reconcilers
+//! - [`context`]    what reconcilers share: client, admin connector, metrics, events
+//! - [`metrics`]    Prometheus metrics of the reconcilers
+//! - [`run`]        kube-runtime Controllers, and a polling driver for watch-less API servers
+pub mod crd;
+
 pub use transport::config::TransportFile;
+pub mod build;
+pub mod names;
+pub mod validation;
