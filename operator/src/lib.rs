@@ -13,9 +13,20 @@
 //! - [`context`]    what reconcilers share: client, admin connector, metrics, events
 //! - [`metrics`]    Prometheus metrics of the reconcilers
 //! - [`run`]        kube-runtime Controllers, and a polling driver for watch-less API servers
-pub mod crd;
-
-pub use transport::config::TransportFile;
+pub mod admin;
+pub mod apply;
 pub mod build;
+pub mod conditions;
+pub mod context;
+pub mod crd;
+mod error;
+pub mod metrics;
 pub mod names;
+pub mod reconcile;
+pub mod run;
 pub mod validation;
+
+pub use context::Context;
+pub use error::{Error, Result};
+pub use reconcile::{reconcile_transport_config, reconcile_transport_service};
+pub use transport::config::TransportFile;

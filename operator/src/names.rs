@@ -14,8 +14,9 @@ pub const MANAGED_BY: &str = "kube-transport-operator";
 
 /// On a pod: revision of the configuration it was created with.
 pub const ANNOTATION_CONFIG_REVISION: &str = "kubetransport.io/config-revision";
-/// On a pod: hash of its spec; a different hash means the server must restart.
-pub const ANNOTATION_POD_SPEC_HASH: &str = "kubetransport.io/pod-spec-hash";
+/// On a pod: hash of what only a restart applies (pod spec, listen addresses); a different
+/// hash means the server must be drained and restarted.
+pub const ANNOTATION_RESTART_HASH: &str = "kubetransport.io/restart-hash";
 /// On a queue PVC: the server was drained for removal, the volume may go.
 pub const ANNOTATION_DRAINED: &str = "kubetransport.io/drained";
 /// Prefix of the ConfigMap annotations `config.kubetransport.io/<server>: <revision>`.

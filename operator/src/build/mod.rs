@@ -11,7 +11,7 @@ pub mod services;
 pub use admin_secret::{admin_token_secret, new_token};
 pub use config_file::{component_states, rendered, transport_file, RenderedServer};
 pub use config_map::config_map;
-pub use pod::{pod_spec_hash, queue_pvc, server_pod, server_pod_spec};
+pub use pod::{queue_pvc, restart_hash, server_pod, server_pod_spec};
 pub use services::{headless_service, smtp_service};
 
 use crate::crd::TransportService;

@@ -1,7 +1,7 @@
 //! Pod `<ts>-<i>` of one server, and its queue volume `<ts>-<i>-queue`. Pods are managed
 //! one by one (as CloudNativePG does), so a single server can be drained, restarted or
 //! removed without touching the others.
-use super::owner_references;
+use super::{config_file::RenderedServer, owner_references};
 use crate::crd::{TransportService, DEFAULT_STORAGE_SIZE};
 use crate::names;
 use k8s_openapi::api::core::v1::{
@@ -15,6 +15,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
+use transport::config::TransportFile;
 
 /// Long enough for a server to finish its sessions and deliveries after SIGTERM.
 pub const TERMINATION_GRACE_SECONDS: i64 = 300;
@@ -171,28 +172,37 @@ pub fn server_pod_spec(ts: &TransportService, server: &str, image: &str) -> PodS
     }
 }
 
-/// Hash of a pod spec: pods whose hash differs from the desired one need a restart.
-pub fn pod_spec_hash(spec: &PodSpec) -> String {
+/// What only a restart changes: the pod spec, and the addresses the server listens on
+/// (a receive connector's bind address is in the file, not in the pod spec). Pods whose
+/// hash differs from the desired one are rolled, one at a time.
+pub fn restart_hash(spec: &PodSpec, file: &TransportFile) -> String {
+    let mut hasher = Sha256::new();
     // serde_json writes struct fields in declaration order and maps sorted (BTreeMap), so
     // the same spec always gives the same bytes.
-    let bytes = serde_json::to_vec(spec).unwrap_or_default();
-    Sha256::digest(&bytes).iter().take(8).map(|b| format!("{b:02x}")).collect()
+    hasher.update(serde_json::to_vec(spec).unwrap_or_default());
+    for c in &file.receive_connectors {
+        hasher.update(format!("\n{}={}", c.name, c.bind).as_bytes());
+    }
+    if let Some(admin) = &file.admin {
+        hasher.update(format!("\nadmin={}", admin.bind).as_bytes());
+    }
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
 /// The pod of `server`, annotated with the revision of the configuration it starts with
-/// and the hash of its spec.
-pub fn server_pod(ts: &TransportService, server: &str, image: &str, config_revision: &str) -> Pod {
+/// and its restart hash.
+pub fn server_pod(ts: &TransportService, image: &str, server: &RenderedServer) -> Pod {
     let name = ts.metadata.name.as_deref().unwrap_or_default();
-    let spec = server_pod_spec(ts, server, image);
+    let spec = server_pod_spec(ts, &server.name, image);
     let annotations = BTreeMap::from([
-        (names::ANNOTATION_CONFIG_REVISION.to_string(), config_revision.to_string()),
-        (names::ANNOTATION_POD_SPEC_HASH.to_string(), pod_spec_hash(&spec)),
+        (names::ANNOTATION_CONFIG_REVISION.to_string(), server.revision.clone()),
+        (names::ANNOTATION_RESTART_HASH.to_string(), restart_hash(&spec, &server.file)),
     ]);
     Pod {
         metadata: ObjectMeta {
-            name: Some(server.to_string()),
+            name: Some(server.name.clone()),
             namespace: ts.metadata.namespace.clone(),
-            labels: Some(names::server_labels(name, server)),
+            labels: Some(names::server_labels(name, &server.name)),
             annotations: Some(annotations),
             owner_references: owner_references(ts),
             ..Default::default()
@@ -235,13 +245,28 @@ mod tests {
     use crate::crd::{AuthSecretRef, ReceiveConnectorSpec, StorageSpec, TlsSecretRef};
     use k8s_openapi::api::core::v1::ResourceRequirements;
 
+    fn rendered(ts: &TransportService, index: u32) -> RenderedServer {
+        let file =
+            crate::build::transport_file(ts, "prod", index, &crate::build::tests::org(), Default::default()).unwrap();
+        crate::build::rendered(index, file).unwrap()
+    }
+
+    fn server_pod(ts: &TransportService, server: &str, image: &str) -> Pod {
+        let index = names::server_index(ts.metadata.name.as_deref().unwrap(), server).unwrap();
+        super::server_pod(ts, image, &rendered(ts, index))
+    }
+
+    fn hash(p: &Pod) -> String {
+        p.metadata.annotations.as_ref().unwrap()["kubetransport.io/restart-hash"].clone()
+    }
+
     fn container(p: &Pod) -> &Container {
         &p.spec.as_ref().unwrap().containers[0]
     }
 
     #[test]
     fn pod_runs_the_servers_file_with_probes_on_the_admin_port() {
-        let pod = server_pod(&service("mail", 2), "mail-1", "img:1", "abc123");
+        let pod = server_pod(&service("mail", 2), "mail-1", "img:1");
         assert_eq!(pod.metadata.name.as_deref(), Some("mail-1"));
         let c = container(&pod);
         assert_eq!(c.name, "transport");
@@ -260,7 +285,7 @@ mod tests {
 
     #[test]
     fn pod_is_locked_down_and_drains_before_it_is_killed() {
-        let pod = server_pod(&service("mail", 1), "mail-0", "img:1", "abc");
+        let pod = server_pod(&service("mail", 1), "mail-0", "img:1");
         let spec = pod.spec.as_ref().unwrap();
         assert!(spec.termination_grace_period_seconds.unwrap() >= 300);
         let psc = spec.security_context.as_ref().unwrap();
@@ -277,14 +302,16 @@ mod tests {
 
     #[test]
     fn pod_labels_annotations_and_owner() {
-        let pod = server_pod(&service("mail", 1), "mail-0", "img:1", "rev1");
+        let ts = service("mail", 1);
+        let pod = server_pod(&ts, "mail-0", "img:1");
         let labels = pod.metadata.labels.clone().unwrap();
         assert_eq!(labels["app.kubernetes.io/name"], "kube-transport");
         assert_eq!(labels["app.kubernetes.io/instance"], "mail");
         assert_eq!(labels["kubetransport.io/server"], "mail-0");
         let ann = pod.metadata.annotations.clone().unwrap();
-        assert_eq!(ann["kubetransport.io/config-revision"], "rev1");
-        assert_eq!(ann["kubetransport.io/pod-spec-hash"], pod_spec_hash(pod.spec.as_ref().unwrap()));
+        let r = rendered(&ts, 0);
+        assert_eq!(ann["kubetransport.io/config-revision"], r.revision);
+        assert_eq!(ann["kubetransport.io/restart-hash"], restart_hash(pod.spec.as_ref().unwrap(), &r.file));
         assert_eq!(pod.metadata.owner_references.unwrap()[0].controller, Some(true));
     }
 
@@ -298,7 +325,7 @@ mod tests {
             auth: Some(AuthSecretRef { secret_name: "mail-users".into(), key: Some("htpasswd".into()) }),
             ..Default::default()
         });
-        let pod = server_pod(&ts, "mail-0", "img:1", "rev");
+        let pod = server_pod(&ts, "mail-0", "img:1");
         let spec = pod.spec.as_ref().unwrap();
         let mounts: BTreeMap<String, String> =
             container(&pod).volume_mounts.iter().flatten().map(|m| (m.mount_path.clone(), m.name.clone())).collect();
@@ -334,22 +361,28 @@ mod tests {
             ..Default::default()
         };
         ts.spec.resources = Some(res.clone());
-        let pod = server_pod(&ts, "mail-0", "img:1", "rev");
+        let pod = server_pod(&ts, "mail-0", "img:1");
         assert_eq!(container(&pod).resources, Some(res));
         let sysctls = pod.spec.unwrap().security_context.unwrap().sysctls.unwrap();
         assert_eq!(sysctls[0].name, "net.ipv4.ip_unprivileged_port_start");
     }
 
     #[test]
-    fn hash_changes_with_a_port_and_not_with_the_config_revision() {
+    fn restart_hash_changes_with_a_port_or_bind_and_not_with_a_reloadable_setting() {
         let ts = service("mail", 1);
-        let a = server_pod(&ts, "mail-0", "img:1", "rev1");
-        let b = server_pod(&ts, "mail-0", "img:1", "rev2");
-        let hash = |p: &Pod| p.metadata.annotations.as_ref().unwrap()["kubetransport.io/pod-spec-hash"].clone();
-        assert_eq!(hash(&a), hash(&b), "a reloadable change does not restart");
+        let before = hash(&server_pod(&ts, "mail-0", "img:1"));
+        let mut reloadable = ts.clone();
+        reloadable.spec.retry =
+            Some(transport::config::RetrySettings { poison_threshold: Some(3), ..Default::default() });
+        reloadable.spec.receive_connectors[0].settings.max_recipients_per_message = Some(50);
+        assert_eq!(before, hash(&server_pod(&reloadable, "mail-0", "img:1")), "a reloadable change does not restart");
         let mut moved = ts.clone();
         moved.spec.receive_connectors[0].port = 2600;
-        assert_ne!(hash(&a), hash(&server_pod(&moved, "mail-0", "img:1", "rev1")));
+        assert_ne!(before, hash(&server_pod(&moved, "mail-0", "img:1")), "a port change restarts");
+        let mut rebound = ts.clone();
+        rebound.spec.receive_connectors[0].bind = Some("127.0.0.1".into());
+        assert_ne!(before, hash(&server_pod(&rebound, "mail-0", "img:1")), "a bind change restarts");
+        assert_ne!(before, hash(&server_pod(&ts, "mail-0", "img:2")), "an image change restarts");
     }
 
     #[test]

@@ -14,6 +14,9 @@ pub const ALL_SERVERS: &str = "*";
 
 /// One requester's wish for one component of one server, like Set-ServerComponentState.
 /// Deleting the object withdraws the wish.
+// kube-derive's `printcolumn(...)` repeats `type_` in each column, which clippy takes for
+// a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "kubetransport.io",

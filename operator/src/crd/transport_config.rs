@@ -9,6 +9,9 @@ use transport::config::OrgSettings;
 
 /// Organisation-wide transport settings shared by the TransportServices that reference it:
 /// accepted domains, delay DSNs, size and recipient limits, postmaster, DSN text.
+// kube-derive's `printcolumn(...)` repeats `type_` in each column, which clippy takes for
+// a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "kubetransport.io",

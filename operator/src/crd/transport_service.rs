@@ -34,6 +34,9 @@ pub const DEFAULT_TRANSPORT_CONFIG: &str = "default";
 /// A set of SMTP transport servers: pods `<name>-0` … `<name>-<servers-1>`, each with its
 /// own queue volume, rendered configuration and admin API, managed like Exchange transport
 /// services (ServerState, component states, drain before removal or restart).
+// kube-derive's `printcolumn(...)` repeats `type_` in each column, which clippy takes for
+// a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[kube(
     group = "kubetransport.io",
