@@ -445,3 +445,35 @@ async fn component_states_from_server_component_state_objects_land_in_the_file()
     let file0: serde_yaml::Value = serde_yaml::from_str(&data["mail-0.yaml"]).unwrap();
     assert!(file0.get("components").is_none(), "aimed at mail-1 only");
 }
+
+#[tokio::test]
+async fn a_paused_server_does_not_hold_a_rolling_restart_back() {
+    let h = Harness::new().await;
+    running(&h, "mail", 2).await;
+    h.edit_spec("mail", |ts| {
+        ts.spec.server_state_overrides.insert("mail-1".into(), ServerStateSetting::Paused);
+    })
+    .await;
+    h.reconcile("mail").await;
+    h.kubelet().await;
+    h.reconcile("mail").await;
+    let status = h.service("mail").await.status.unwrap();
+    assert_eq!(condition(&status.conditions, "Progressing").status, "False", "{:?}", status.conditions);
+
+    h.edit_spec("mail", |ts| ts.spec.receive_connectors[0].port = 2600).await;
+    h.reconcile("mail").await;
+    assert_eq!(h.pod_names().await, vec!["mail-1"], "mail-0 restarts although mail-1 is not Ready (Paused)");
+    for _ in 0..3 {
+        h.reconcile("mail").await;
+        h.kubelet().await;
+    }
+    h.reconcile("mail").await;
+    let pods = h.pods().await;
+    let port = |p: &Pod| p.spec.as_ref().unwrap().containers[0].ports.as_ref().unwrap()[0].container_port;
+    assert_eq!(pods.iter().map(port).collect::<Vec<_>>(), vec![2600, 2600]);
+    assert_eq!(
+        h.admin.server("mail-1").unwrap().info.server_state.name,
+        ServerStateName::Paused,
+        "state pushed to the new process"
+    );
+}

@@ -76,6 +76,13 @@ impl Server {
         u16::try_from(port.container_port).ok()
     }
 
+    /// Up as far as the operator can tell: Ready, or answering its admin API while refusing
+    /// mail on purpose (Paused, Stopped, a component not Active), which fails readiness by
+    /// design and must not hold a rolling restart back.
+    pub fn settled(&self) -> bool {
+        !self.terminating() && (self.pod_ready() || self.info.as_ref().is_some_and(|i| !i.accepting_mail))
+    }
+
     fn restart_hash(pod: Option<&Pod>) -> Option<&str> {
         pod?.metadata.annotations.as_ref()?.get(names::ANNOTATION_RESTART_HASH).map(String::as_str)
     }

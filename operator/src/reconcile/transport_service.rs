@@ -540,7 +540,7 @@ impl Run<'_> {
         let candidate = match under_way {
             Some(i) => i,
             None => {
-                let others_ready = servers.values().filter(|s| s.desired && s.index != first).all(Server::pod_ready);
+                let others_ready = servers.values().filter(|s| s.desired && s.index != first).all(Server::settled);
                 if !others_ready {
                     if let Some(s) = servers.get_mut(&first) {
                         s.note = Some("restart pending: waiting for the other servers to be Ready".into());
@@ -665,7 +665,7 @@ impl Run<'_> {
             ))
         } else if !removing.is_empty() {
             Some(("ScalingDown", format!("draining before removal: {}", removing.join(", "))))
-        } else if ready < desired.len() {
+        } else if desired.iter().any(|s| !s.settled()) {
             Some(("ServersStarting", format!("{ready}/{wanted} servers ready")))
         } else if !pending_config.is_empty() {
             Some(("ConfigPending", format!("not running the latest configuration yet: {}", pending_config.join(", "))))
