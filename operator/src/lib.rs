@@ -12,6 +12,7 @@
 //! - [`reconcile`]  the TransportService and TransportConfig reconcilers
 //! - [`context`]    what reconcilers share: client, admin connector, metrics, events
 //! - [`metrics`]    Prometheus metrics of the reconcilers
+//! - [`http`]       `/metrics`, `/healthz`, `/readyz` of the operator
 //! - [`run`]        kube-runtime Controllers, and a polling driver for watch-less API servers
 pub mod admin;
 pub mod apply;
@@ -20,6 +21,7 @@ pub mod conditions;
 pub mod context;
 pub mod crd;
 mod error;
+pub mod http;
 pub mod metrics;
 pub mod names;
 pub mod reconcile;

@@ -2,19 +2,14 @@
 //! `/metrics`, `/healthz` and `/readyz` on `--metrics-bind`, JSON logs, optional leader
 //! election on a coordination.k8s.io Lease, and a graceful stop on SIGTERM.
 use anyhow::Context as _;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use clap::Parser;
 use kube_leader_election::{LeaseLock, LeaseLockParams, LeaseLockResult};
 use operator::admin::PodIpConnector;
+use operator::http::HttpState;
 use operator::metrics::Metrics;
 use operator::Context;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
@@ -43,13 +38,6 @@ struct Args {
     transport_image: String,
 }
 
-/// What the HTTP endpoints read.
-struct Http {
-    registry: Registry,
-    /// True once the controllers run (for a replica waiting on the Lease: false).
-    ready: AtomicBool,
-}
-
 const LEASE_TTL: Duration = Duration::from_secs(15);
 const LEASE_RENEW: Duration = Duration::from_secs(5);
 
@@ -66,16 +54,12 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let mut registry = Registry::default();
     metrics.register(&mut registry);
-    let http = Arc::new(Http { registry, ready: AtomicBool::new(false) });
+    let http = HttpState::new(registry);
 
     let listener = tokio::net::TcpListener::bind(args.metrics_bind)
         .await
         .with_context(|| format!("cannot listen on {}", args.metrics_bind))?;
-    let app = Router::new()
-        .route("/metrics", get(metrics_text))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(http.clone());
+    let app = operator::http::router(http.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "metrics server stopped");
@@ -123,11 +107,11 @@ async fn main() -> anyhow::Result<()> {
             .with_metrics(metrics)
             .with_default_image(args.transport_image.clone()),
     );
-    http.ready.store(true, Ordering::SeqCst);
+    http.set_ready(true);
     tracing::info!(namespace = ?args.namespace, "controllers starting");
     // Returns on SIGTERM / Ctrl-C once the reconciles under way have finished.
     operator::run::run_controllers(ctx).await;
-    http.ready.store(false, Ordering::SeqCst);
+    http.set_ready(false);
     if let Some(lock) = lease {
         if let Err(e) = lock.step_down().await {
             tracing::warn!(error = %e, "cannot release the lease");
@@ -166,23 +150,4 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
-}
-
-async fn metrics_text(State(http): State<Arc<Http>>) -> impl IntoResponse {
-    let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, &http.registry) {
-        Ok(()) => {
-            (StatusCode::OK, [("content-type", "application/openmetrics-text; version=1.0.0; charset=utf-8")], body)
-                .into_response()
-        }
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
-    }
-}
-
-async fn readyz(State(http): State<Arc<Http>>) -> impl IntoResponse {
-    if http.ready.load(Ordering::SeqCst) {
-        (StatusCode::OK, "ok")
-    } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not leading")
-    }
 }
