@@ -477,3 +477,31 @@ async fn a_paused_server_does_not_hold_a_rolling_restart_back() {
         "state pushed to the new process"
     );
 }
+
+/// Needs the config helper's `TransportFile::validate` (accepted domains listed once).
+#[tokio::test]
+async fn an_invalid_transport_config_is_named_in_both_statuses() {
+    use transport::config::{AcceptedDomain, AcceptedDomainType};
+    let h = Harness::new().await;
+    running(&h, "mail", 1).await;
+    let mut tc = h.api::<TransportConfig>().get("default").await.unwrap();
+    tc.spec
+        .settings
+        .accepted_domains
+        .push(AcceptedDomain { domain: "example.com".into(), domain_type: AcceptedDomainType::InternalRelay });
+    h.api::<TransportConfig>().replace("default", &Default::default(), &tc).await.unwrap();
+    let cm_before = h.config_map("mail").await.data;
+
+    h.reconcile_config("default").await;
+    let status = h.api::<TransportConfig>().get("default").await.unwrap().status.unwrap();
+    let ready = condition(&status.conditions, "Ready");
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(ready.message.contains("spec.acceptedDomains[1].domain"), "{}", ready.message);
+
+    h.reconcile("mail").await;
+    let status = h.service("mail").await.status.unwrap();
+    let ready = condition(&status.conditions, "Ready");
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert!(ready.message.contains("TransportConfig default: spec.acceptedDomains[1].domain"), "{}", ready.message);
+    assert_eq!(h.config_map("mail").await.data, cm_before);
+}
