@@ -18,6 +18,10 @@ run:
 test:
 	$(CARGO) test --workspace --all-targets $(TEST_FEATURES)
 
+## The CRDs generated from the Rust types (operator/src/crd) into crds/ (never edit those by hand).
+crds:
+	$(CARGO) run -q -p operator --bin crdgen -- --out-dir crds
+
 fmt:
 	$(CARGO) fmt --all
 

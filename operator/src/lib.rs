@@ -1,4 +1,34 @@
-//! The kube-transport operator (TransportService, TransportConfig and
-//! ServerComponentState controllers). Its configuration rendering reuses the
-//! transport crate's config types: `transport::config`.
+//! The kube-transport operator: TransportService, TransportConfig and
+//! ServerComponentState custom resources, reconciled into transport servers.
+//!
+//! Module map:
+//! - [`crd`]        the custom resources and the CRD documents generated from them
+//! - [`names`]      names, labels, annotations and paths shared by every object
+//! - [`build`]      pure builders: rendered config, ConfigMap, Secret, Services, Pod, PVC
+//! - [`validation`] the rendered config checked like `transport check-config`, errors mapped to CRD fields
+//! - [`conditions`] status conditions (metav1.Condition) and ServerState summaries
+//! - [`admin`]      reaching a server's admin API (production: pod IP + token)
+//! - [`apply`]      server-side apply of children, writing only what differs
+//! - [`reconcile`]  the TransportService and TransportConfig reconcilers
+//! - [`context`]    what reconcilers share: client, admin connector, metrics, events
+//! - [`metrics`]    Prometheus metrics of the reconcilers
+//! - [`http`]       `/metrics`, `/healthz`, `/readyz` of the operator
+//! - [`run`]        kube-runtime Controllers, and a polling driver for watch-less API servers
+pub mod admin;
+pub mod apply;
+pub mod build;
+pub mod conditions;
+pub mod context;
+pub mod crd;
+mod error;
+pub mod http;
+pub mod metrics;
+pub mod names;
+pub mod reconcile;
+pub mod run;
+pub mod validation;
+
+pub use context::Context;
+pub use error::{Error, Result};
+pub use reconcile::{reconcile_transport_config, reconcile_transport_service};
 pub use transport::config::TransportFile;

@@ -55,7 +55,7 @@ impl From<ServerStateName> for ServerStateInfo {
 }
 
 /// One requester's wish for a component.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RequesterState {
     pub requester: Requester,
@@ -65,7 +65,7 @@ pub struct RequesterState {
 }
 
 /// A component's combined state and the wishes it came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentInfo {
     pub component: Component,

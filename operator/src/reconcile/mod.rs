@@ -1,0 +1,44 @@
+//! The reconcilers: plain async functions over a [`Context`](crate::context::Context), so
+//! the kube-runtime Controllers, the polling driver and the tests all call the same code.
+//!
+//! - [`transport_service`]: a TransportService into its ConfigMap, Secret, Services, Pods
+//!   and PVCs, with the servers driven through their admin API ([`servers`])
+//! - [`transport_config`]: validation of a TransportConfig, and the services using it
+mod servers;
+pub mod transport_config;
+pub mod transport_service;
+
+pub use transport_config::reconcile_transport_config;
+pub use transport_service::reconcile_transport_service;
+
+use crate::conditions::{self, Wanted};
+use crate::context::Context;
+use k8s_openapi::api::core::v1::ObjectReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::runtime::events::EventType;
+
+/// Ready reasons that call for an administrator: published as Warning Events.
+const WARNING_REASONS: [&str; 5] =
+    ["InvalidSpec", "TransportConfigNotFound", "ServerPaused", "ServerStopped", "ServerUnreachable"];
+
+/// Publishes an Event when the Ready condition changes reason (a transition), so every
+/// transition shows in `kubectl describe` without repeating on each reconcile.
+async fn announce_transition(ctx: &Context, regarding: &ObjectReference, old: &[Condition], new: &[Condition]) {
+    let Some(now) = conditions::find(new, conditions::READY) else {
+        return;
+    };
+    let before = conditions::find(old, conditions::READY);
+    if before.is_some_and(|b| b.reason == now.reason && b.status == now.status) {
+        return;
+    }
+    let type_ = if WARNING_REASONS.contains(&now.reason.as_str()) { EventType::Warning } else { EventType::Normal };
+    ctx.event(regarding, None, type_, &now.reason, "Reconcile", now.message.clone()).await;
+}
+
+/// Sets the three conditions of a status.
+fn set_all(conds: &mut Vec<Condition>, wanted: [Wanted; 3], generation: Option<i64>) {
+    let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+    for w in wanted {
+        conditions::set(conds, w, generation, &now);
+    }
+}

@@ -1,0 +1,794 @@
+//! Reconciles a TransportService into running servers.
+//!
+//! Each reconcile: read the TransportConfig and ServerComponentStates, render and check
+//! every server's configuration (an invalid spec is reported and nothing is applied), apply
+//! the token Secret, the ConfigMap and the Services, create missing queue volumes and pods,
+//! read every server's admin API, push the wanted ServerState, then take one step of any
+//! scale-down (drain, redirect, remove when empty) and of any rolling restart (one server at
+//! a time: drain, empty or redirect, delete, wait for the new pod to be Ready), and write
+//! status. A reconcile never waits: a step under way is picked up by the next one.
+use super::servers::Server;
+use super::{announce_transition, set_all};
+use crate::apply::{self, Outcome};
+use crate::build;
+use crate::conditions::{self, Wanted};
+use crate::context::Context;
+use crate::crd::{ServerComponentState, ServerStatus, TransportConfig, TransportService, TransportServiceStatus};
+use crate::names;
+use crate::validation;
+use crate::{Error, Result};
+use futures::future::join_all;
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Secret, Service};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tracing::Instrument;
+use transport::config::{ComponentState, ServerStateSetting};
+
+const KIND: &str = "TransportService";
+/// Next look when the TransportConfig is missing.
+const MISSING_REFERENCE_REQUEUE: Duration = Duration::from_secs(30);
+
+/// Reconciles one TransportService (see the module documentation).
+pub async fn reconcile_transport_service(ts: Arc<TransportService>, ctx: Arc<Context>) -> Result<Action> {
+    let _timer = ctx.metrics.start(KIND);
+    let span = tracing::info_span!("reconcile", kind = KIND, namespace = ts.namespace().unwrap_or_default(), name = %ts.name_any());
+    let result = reconcile(&ts, &ctx).instrument(span).await;
+    if let Err(e) = &result {
+        ctx.metrics.error(KIND, e);
+    }
+    result
+}
+
+/// One reconcile's view of the service.
+struct Run<'a> {
+    ts: &'a TransportService,
+    ctx: &'a Context,
+    ns: String,
+    name: String,
+    regarding: ObjectReference,
+    pods: Api<Pod>,
+    pvcs: Api<PersistentVolumeClaim>,
+}
+
+async fn reconcile(ts: &TransportService, ctx: &Context) -> Result<Action> {
+    let name = ts.name_any();
+    let ns = ts.namespace().ok_or_else(|| Error::NoNamespace { kind: KIND, name: name.clone() })?;
+    if ts.metadata.deletion_timestamp.is_some() {
+        // Children carry owner references: Kubernetes deletes them with the service.
+        return Ok(Action::await_change());
+    }
+    let run = Run {
+        ts,
+        ctx,
+        regarding: ts.object_ref(&()),
+        pods: Api::namespaced(ctx.client.clone(), &ns),
+        pvcs: Api::namespaced(ctx.client.clone(), &ns),
+        ns,
+        name,
+    };
+    run.reconcile().await
+}
+
+impl Run<'_> {
+    async fn reconcile(&self) -> Result<Action> {
+        let ts = self.ts;
+        let client = self.ctx.client.clone();
+        let old = ts.status.clone().unwrap_or_default();
+
+        let tc_name = ts.spec.transport_config_name().to_string();
+        let Some(tc) = Api::<TransportConfig>::namespaced(client.clone(), &self.ns).get_opt(&tc_name).await? else {
+            let message = format!(
+                "TransportConfig {tc_name} does not exist in namespace {}: create it, or set spec.transportConfigRef to one that does; the servers keep their last configuration",
+                self.ns
+            );
+            self.write_status(&old, self.blocked(&old, "TransportConfigNotFound", message)).await?;
+            return Ok(Action::requeue(MISSING_REFERENCE_REQUEUE));
+        };
+        let component_objects =
+            Api::<ServerComponentState>::namespaced(client.clone(), &self.ns).list(&ListParams::default()).await?.items;
+
+        let mut servers = self.observe().await?;
+        let indices: Vec<u32> = servers.values().filter(|s| keeps_config(s)).map(|s| s.index).collect();
+        let rendered = match validation::render_service(ts, &tc.spec.settings, &tc_name, &component_objects, &indices) {
+            Ok(r) => r,
+            Err(errors) => {
+                let message = format!(
+                    "invalid spec, nothing was applied (the servers keep their last good configuration): {}",
+                    validation::describe(&errors)
+                );
+                self.write_status(&old, self.blocked(&old, "InvalidSpec", message)).await?;
+                return Ok(Action::await_change());
+            }
+        };
+
+        let token = self.ensure_admin_token().await?;
+        self.ensure_config_map(&rendered).await?;
+        self.ensure_services().await?;
+
+        let image = ts.spec.image.clone().unwrap_or_else(|| self.ctx.default_image.clone());
+        for r in rendered {
+            if let Some(s) = servers.get_mut(&r.index) {
+                s.desired_pod = Some(build::server_pod(ts, &image, &r));
+                s.rendered = Some(r);
+            }
+        }
+        self.ensure_volumes_and_pods(&mut servers).await?;
+
+        let connector = self.ctx.admin.clone();
+        join_all(servers.values_mut().map(|s| {
+            let endpoint = s.endpoint(&self.ns, &self.name, &token);
+            let connector = connector.clone();
+            async move { s.poll(connector.as_ref(), endpoint).await }
+        }))
+        .await;
+
+        self.push_server_states(&mut servers).await;
+        self.withdraw_stale_drains(&mut servers).await;
+        let removing = self.step_scale_down(&mut servers, &token).await?;
+        let rolling = self.step_roll(&mut servers, &token).await?;
+
+        let status = self.status(&old, &servers, removing, rolling);
+        let busy = conditions::find(&status.conditions, conditions::PROGRESSING).is_some_and(|c| c.status == "True");
+        self.write_status(&old, status).await?;
+        Ok(Action::requeue(if busy { self.ctx.requeue_busy } else { self.ctx.requeue_idle }))
+    }
+
+    /// The servers: those wanted, and those that still have a pod or a volume.
+    async fn observe(&self) -> Result<BTreeMap<u32, Server>> {
+        let wanted = self.ts.spec.servers();
+        let selector = ListParams::default().labels(&names::pod_selector_string(&self.name));
+        let mut servers: BTreeMap<u32, Server> = (0..wanted).map(|i| (i, Server::new(&self.name, i, true))).collect();
+        for pod in self.pods.list(&selector).await?.items {
+            if let Some(i) = names::server_index(&self.name, &pod.name_any()) {
+                servers.entry(i).or_insert_with(|| Server::new(&self.name, i, false)).pod = Some(pod);
+            }
+        }
+        for pvc in self.pvcs.list(&selector).await?.items {
+            let index = pvc.name_any().strip_suffix("-queue").and_then(|s| names::server_index(&self.name, s));
+            if let Some(i) = index {
+                servers.entry(i).or_insert_with(|| Server::new(&self.name, i, false)).pvc = Some(pvc);
+            }
+        }
+        Ok(servers)
+    }
+
+    /// Status when nothing could be applied: the servers are left as they are.
+    fn blocked(&self, old: &TransportServiceStatus, reason: &str, message: String) -> TransportServiceStatus {
+        let mut status = old.clone();
+        status.observed_generation = self.ts.metadata.generation;
+        set_all(
+            &mut status.conditions,
+            [
+                Wanted::new(conditions::READY, false, reason, message.clone()),
+                Wanted::new(conditions::PROGRESSING, false, reason, "waiting for the spec to be corrected"),
+                Wanted::new(conditions::DEGRADED, true, reason, message),
+            ],
+            self.ts.metadata.generation,
+        );
+        status
+    }
+
+    async fn write_status(&self, old: &TransportServiceStatus, status: TransportServiceStatus) -> Result<()> {
+        announce_transition(self.ctx, &self.regarding, &old.conditions, &status.conditions).await;
+        if self.ts.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let api: Api<TransportService> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let body = json!({
+            "apiVersion": TransportService::api_version(&()),
+            "kind": KIND,
+            "status": status,
+        });
+        api.patch_status(&self.name, &PatchParams::apply(&self.ctx.field_manager).force(), &Patch::Apply(&body))
+            .await?;
+        Ok(())
+    }
+
+    /// The token of the admin API: the existing Secret's, or a new one (never rotated).
+    async fn ensure_admin_token(&self) -> Result<String> {
+        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let secret_name = names::admin_secret_name(&self.name);
+        if let Some(existing) = api.get_opt(&secret_name).await? {
+            let token = existing.data.as_ref().and_then(|d| d.get(names::TOKEN_KEY)).map(|t| t.0.clone());
+            if let Some(token) = token.filter(|t| !t.is_empty()) {
+                return Ok(String::from_utf8_lossy(&token).into_owned());
+            }
+        }
+        let token = build::new_token();
+        let secret = build::admin_token_secret(self.ts, &token);
+        api.patch(&secret_name, &PatchParams::apply(&self.ctx.field_manager).force(), &Patch::Apply(&secret)).await?;
+        Ok(token)
+    }
+
+    async fn ensure_config_map(&self, rendered: &[build::RenderedServer]) -> Result<()> {
+        let api: Api<ConfigMap> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        let desired = build::config_map(self.ts, rendered);
+        let existing = api.get_opt(&names::config_map_name(&self.name)).await?;
+        let before = existing.as_ref().map(revisions).unwrap_or_default();
+        let wanted = revisions(&desired);
+        let (outcome, applied) = if existing.as_ref().is_some_and(|e| !stale_keys(e, &desired).is_empty()) {
+            // A server is gone: its key must go too, which `ensure` (a superset test) misses.
+            let applied = api
+                .patch(
+                    &names::config_map_name(&self.name),
+                    &PatchParams::apply(&self.ctx.field_manager).force(),
+                    &Patch::Apply(&desired),
+                )
+                .await?;
+            (Outcome::Updated, applied)
+        } else {
+            apply::ensure(&api, &desired, &self.ctx.field_manager).await?
+        };
+        let stale = stale_keys(&applied, &desired);
+        if !stale.is_empty() {
+            // Server-side apply removes the keys this manager no longer applies; an API server
+            // whose apply is a plain merge (kube-fake-client) keeps them: remove them explicitly.
+            let (annotations, data): (Vec<_>, Vec<_>) =
+                stale.into_iter().partition(|k| k.starts_with(names::CONFIG_REVISION_PREFIX));
+            let nulls = |keys: Vec<String>| {
+                keys.into_iter().map(|k| (k, serde_json::Value::Null)).collect::<serde_json::Map<_, _>>()
+            };
+            let patch = json!({"data": nulls(data), "metadata": {"annotations": nulls(annotations)}});
+            api.patch(&names::config_map_name(&self.name), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        }
+        if outcome == Outcome::Updated {
+            let changed: Vec<String> = wanted
+                .iter()
+                .filter(|(server, rev)| before.get(*server) != Some(rev))
+                .map(|(server, rev)| format!("{server} (revision {rev})"))
+                .collect();
+            if !changed.is_empty() {
+                self.ctx
+                    .event(
+                        &self.regarding,
+                        None,
+                        EventType::Normal,
+                        "ConfigUpdated",
+                        "UpdateConfigMap",
+                        format!("new configuration for {}; the servers reload it", changed.join(", ")),
+                    )
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn ensure_services(&self) -> Result<()> {
+        let api: Api<Service> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+        if let Some(smtp) = build::smtp_service(self.ts) {
+            apply::ensure(&api, &smtp, &self.ctx.field_manager).await?;
+        }
+        apply::ensure(&api, &build::headless_service(self.ts), &self.ctx.field_manager).await?;
+        Ok(())
+    }
+
+    /// Queue volumes and pods of the wanted servers, and the pod of a removed server whose
+    /// queue was not drained yet (it must run to hand its mail over).
+    async fn ensure_volumes_and_pods(&self, servers: &mut BTreeMap<u32, Server>) -> Result<()> {
+        let fm = self.ctx.field_manager.clone();
+        for s in servers.values_mut() {
+            if !keeps_config(s) {
+                continue;
+            }
+            if s.desired && s.pvc.is_none() {
+                let (_, pvc) = apply::create_if_missing(&self.pvcs, &build::queue_pvc(self.ts, &s.name), &fm).await?;
+                s.pvc = Some(pvc);
+            }
+            if s.pod.is_none() && (s.desired || s.pvc.is_some()) {
+                let Some(pod) = &s.desired_pod else { continue };
+                let (outcome, pod) = apply::create_if_missing(&self.pods, pod, &fm).await?;
+                if outcome == Outcome::Created {
+                    let why = if s.desired { "" } else { " to drain the queue it still holds" };
+                    let revision = s.rendered.as_ref().map(|r| r.revision.clone()).unwrap_or_default();
+                    self.ctx
+                        .event(
+                            &self.regarding,
+                            Some(self.pod_ref(&s.name)),
+                            EventType::Normal,
+                            "ServerCreated",
+                            "CreatePod",
+                            format!("created pod {}{why} (configuration revision {revision})", s.name),
+                        )
+                        .await;
+                }
+                s.pod = Some(pod);
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks each server for the ServerState the spec wants, when it reports another one.
+    async fn push_server_states(&self, servers: &mut BTreeMap<u32, Server>) {
+        for s in servers.values_mut() {
+            let (Some(info), Some(client)) = (&s.info, &s.admin) else { continue };
+            let wanted = self.ts.spec.server_state_for(&s.name);
+            if state_matches(wanted, info.server_state.name) {
+                continue;
+            }
+            let from = info.server_state.name;
+            match client.set_server_state(wanted).await {
+                Ok(info) => {
+                    s.info = Some(info);
+                    self.ctx
+                        .event(
+                            &self.regarding,
+                            Some(self.pod_ref(&s.name)),
+                            EventType::Normal,
+                            "ServerStateChanged",
+                            "SetServerState",
+                            format!("asked server {} to go from {} to {wanted:?}", s.name, from.as_str()),
+                        )
+                        .await;
+                }
+                Err(e) => s.note = Some(format!("cannot set ServerState {wanted:?}: {e}")),
+            }
+        }
+    }
+
+    /// A wanted server that is up to date but still drained by the operator (a scale-down
+    /// undone, a restart that did not happen) gets HubTransport back. A ServerComponentState
+    /// of requester Deployment owns that wish instead when one exists.
+    async fn withdraw_stale_drains(&self, servers: &mut BTreeMap<u32, Server>) {
+        for s in servers.values_mut() {
+            if !s.desired || s.needs_restart() || s.deployment_state() == ComponentState::Active {
+                continue;
+            }
+            let wished = s.rendered.as_ref().is_some_and(|r| {
+                r.file
+                    .components
+                    .get(&transport::config::Component::HubTransport)
+                    .is_some_and(|m| m.contains_key(&transport::config::Requester::Deployment))
+            });
+            if wished {
+                continue;
+            }
+            if let Err(e) = s.undrain().await {
+                s.note = Some(format!("cannot end the operator's drain: {e}"));
+            }
+        }
+    }
+
+    /// Where a drained server hands its queue: the Intra connector of the first wanted
+    /// server that is ready, taking mail, and not `except` (one still to restart is fine:
+    /// its queue outlives the restart on its volume).
+    fn redirect_target(&self, servers: &BTreeMap<u32, Server>, except: &str, token: &str) -> Option<String> {
+        servers
+            .values()
+            .filter(|s| s.desired && s.name != except && s.pod_ready())
+            .filter(|s| s.info.is_some() && s.deployment_state() == ComponentState::Active)
+            .find_map(|s| {
+                // The port its running pod listens on (the spec may have moved it since).
+                let port = s.running_intra_port().unwrap_or_else(|| self.ts.spec.intra_port());
+                self.ctx.admin.smtp_address(&s.endpoint(&self.ns, &self.name, token), port)
+            })
+    }
+
+    /// One step for each server beyond `spec.servers`: drain it, redirect its queue, and
+    /// remove its pod and volume once the queue is empty. Returns the servers still going.
+    async fn step_scale_down(&self, servers: &mut BTreeMap<u32, Server>, token: &str) -> Result<Vec<String>> {
+        let removed: Vec<u32> = servers.values().filter(|s| !s.desired).map(|s| s.index).collect();
+        let mut going = Vec::new();
+        for index in removed {
+            let target = servers.get(&index).and_then(|s| self.redirect_target(servers, &s.name, token));
+            let Some(s) = servers.get_mut(&index) else { continue };
+            if self.step_removal(s, target).await? {
+                servers.remove(&index);
+            } else {
+                going.push(servers.get(&index).map(|s| s.name.clone()).unwrap_or_default());
+            }
+        }
+        Ok(going)
+    }
+
+    /// Ok(true) once the server is gone.
+    async fn step_removal(&self, s: &mut Server, target: Option<String>) -> Result<bool> {
+        if s.pod.is_none() {
+            // No pod: a drained volume goes; an undrained one got its pod back above.
+            if let Some(pvc) = &s.pvc {
+                if drained(pvc) {
+                    self.delete_pvc(&s.name).await?;
+                    return Ok(true);
+                }
+                s.note = Some("starting the server again to drain the queue it still holds".into());
+                return Ok(false);
+            }
+            return Ok(true);
+        }
+        if s.terminating() {
+            s.note = Some("waiting for the pod to terminate".into());
+            return Ok(false);
+        }
+        if s.info.is_none() {
+            let why = s.admin_error.clone().unwrap_or_else(|| "the pod is not running yet".into());
+            s.note = Some(format!("to be removed once drained; waiting for its admin API ({why})"));
+            return Ok(false);
+        }
+        match s.drain().await {
+            Ok(true) => {
+                let note = format!(
+                    "draining server {} before removing it (spec.servers is {}): HubTransport Draining by Deployment",
+                    s.name,
+                    self.ts.spec.servers()
+                );
+                self.ctx
+                    .event(
+                        &self.regarding,
+                        Some(self.pod_ref(&s.name)),
+                        EventType::Normal,
+                        "ServerDraining",
+                        "ScaleDown",
+                        note,
+                    )
+                    .await;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                s.note = Some(format!("cannot drain: {e}"));
+                return Ok(false);
+            }
+        }
+        let totals = s.info.as_ref().map(|i| i.totals).unwrap_or_default();
+        if totals.messages == 0 {
+            self.remove(s).await?;
+            return Ok(true);
+        }
+        s.note = Some(self.hand_over(s, target, "removal").await);
+        Ok(false)
+    }
+
+    /// Redirects the queue of a draining server; returns its status note.
+    async fn hand_over(&self, s: &mut Server, target: Option<String>, purpose: &str) -> String {
+        let totals = s.info.as_ref().map(|i| i.totals).unwrap_or_default();
+        let movable = totals.messages.saturating_sub(totals.poison);
+        if movable == 0 {
+            return format!(
+                "draining for {purpose}: only {} poison message(s) left; export or remove them (transportctl) to finish",
+                totals.poison
+            );
+        }
+        let Some(target) = target else {
+            return format!(
+                "draining for {purpose}: {} message(s) left, delivered from here (no other ready server to redirect them to)",
+                totals.messages
+            );
+        };
+        match s.redirect(&target).await {
+            Ok(true) => {
+                let note = format!(
+                    "handing {} queued message(s) of {} to {target} (Redirect-Message)",
+                    totals.messages, s.name
+                );
+                self.ctx
+                    .event(
+                        &self.regarding,
+                        Some(self.pod_ref(&s.name)),
+                        EventType::Normal,
+                        "RedirectingQueue",
+                        "RedirectMessage",
+                        note,
+                    )
+                    .await;
+                format!("draining for {purpose}: {} message(s) left, redirected to {target}", totals.messages)
+            }
+            Ok(false) => {
+                format!("draining for {purpose}: {} message(s) left, redirect to {target} under way", totals.messages)
+            }
+            Err(e) => format!(
+                "draining for {purpose}: {} message(s) left; redirect to {target} refused: {e}",
+                totals.messages
+            ),
+        }
+    }
+
+    /// Removes a drained server: marks its volume, deletes its pod, then its volume.
+    async fn remove(&self, s: &mut Server) -> Result<()> {
+        if let Some(pvc) = &s.pvc {
+            if !drained(pvc) {
+                // A merge patch, not an apply: an apply of only this annotation would give up
+                // the fields this manager applied when it created the claim.
+                let patch = json!({"metadata": {"annotations": {names::ANNOTATION_DRAINED: "true"}}});
+                self.pvcs.patch(&names::pvc_name(&s.name), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            }
+        }
+        delete_ignoring_missing(&self.pods, &s.name).await?;
+        if s.pvc.is_some() {
+            self.delete_pvc(&s.name).await?;
+        }
+        let note = format!("removed server {}: its queue was empty; pod and queue volume deleted", s.name);
+        self.ctx
+            .event(&self.regarding, Some(self.pod_ref(&s.name)), EventType::Normal, "ServerRemoved", "ScaleDown", note)
+            .await;
+        Ok(())
+    }
+
+    /// The pod of `server`, as the related object of an Event.
+    fn pod_ref(&self, server: &str) -> ObjectReference {
+        ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("Pod".into()),
+            name: Some(server.to_string()),
+            namespace: Some(self.ns.clone()),
+            ..Default::default()
+        }
+    }
+
+    async fn delete_pvc(&self, server: &str) -> Result<()> {
+        delete_ignoring_missing(&self.pvcs, &names::pvc_name(server)).await
+    }
+
+    /// One step of a rolling restart: at most one server at a time is drained, emptied or
+    /// redirected, and deleted; its new pod must be Ready before the next one starts.
+    /// Returns the servers still to restart.
+    async fn step_roll(&self, servers: &mut BTreeMap<u32, Server>, token: &str) -> Result<Vec<String>> {
+        let outdated: Vec<u32> = servers.values().filter(|s| s.desired && s.needs_restart()).map(|s| s.index).collect();
+        let names_left: Vec<String> = outdated.iter().filter_map(|i| servers.get(i)).map(|s| s.name.clone()).collect();
+        let Some(&first) = outdated.first() else {
+            return Ok(names_left);
+        };
+        // A server already drained for its restart goes on; else the first outdated one, once
+        // every other wanted server is up and Ready.
+        let under_way = outdated
+            .iter()
+            .copied()
+            .find(|i| servers.get(i).is_some_and(|s| s.deployment_state() != ComponentState::Active));
+        let candidate = match under_way {
+            Some(i) => i,
+            None => {
+                let others_ready = servers.values().filter(|s| s.desired && s.index != first).all(Server::settled);
+                if !others_ready {
+                    if let Some(s) = servers.get_mut(&first) {
+                        s.note = Some("restart pending: waiting for the other servers to be Ready".into());
+                    }
+                    return Ok(names_left);
+                }
+                first
+            }
+        };
+        let target = servers.get(&candidate).and_then(|s| self.redirect_target(servers, &s.name, token));
+        let Some(s) = servers.get_mut(&candidate) else { return Ok(names_left) };
+        let reason = s.restart_reason();
+
+        if s.info.is_none() {
+            if s.pod_ready() {
+                s.note = Some("restart pending: waiting for its admin API to drain it first".into());
+                return Ok(names_left);
+            }
+            // Not ready and not answering: it serves nobody, there is nothing to drain first.
+            delete_ignoring_missing(&self.pods, &s.name).await?;
+            let note =
+                format!("restarting server {} ({reason}); it was not ready and its admin API did not answer", s.name);
+            self.ctx
+                .event(
+                    &self.regarding,
+                    Some(self.pod_ref(&s.name)),
+                    EventType::Normal,
+                    "ConfigChangeRequiresRestart",
+                    "RestartServer",
+                    note,
+                )
+                .await;
+            s.pod = None;
+            return Ok(names_left);
+        }
+        match s.drain().await {
+            Ok(true) => {
+                let note = format!("restarting server {} because {reason}: draining it first", s.name);
+                self.ctx
+                    .event(
+                        &self.regarding,
+                        Some(self.pod_ref(&s.name)),
+                        EventType::Normal,
+                        "ConfigChangeRequiresRestart",
+                        "RestartServer",
+                        note,
+                    )
+                    .await;
+            }
+            Ok(false) => {}
+            Err(e) => {
+                s.note = Some(format!("restart pending: cannot drain it: {e}"));
+                return Ok(names_left);
+            }
+        }
+        let messages = s.messages().unwrap_or_default();
+        // With no other server to take the queue, restart once drained: the queue is on the
+        // volume, which the new pod mounts again.
+        if messages == 0 || target.is_none() {
+            delete_ignoring_missing(&self.pods, &s.name).await?;
+            let kept = if messages == 0 {
+                String::new()
+            } else {
+                format!(" ({messages} message(s) stay queued on its volume)")
+            };
+            let note = format!("deleted pod {} to restart it{kept}; its new pod starts with the new settings", s.name);
+            self.ctx
+                .event(
+                    &self.regarding,
+                    Some(self.pod_ref(&s.name)),
+                    EventType::Normal,
+                    "ServerRestarting",
+                    "RestartServer",
+                    note,
+                )
+                .await;
+            s.pod = None;
+            s.info = None;
+            return Ok(names_left);
+        }
+        s.note = Some(self.hand_over(s, target, "restart").await);
+        Ok(names_left)
+    }
+
+    fn status(
+        &self,
+        old: &TransportServiceStatus,
+        servers: &BTreeMap<u32, Server>,
+        removing: Vec<String>,
+        rolling: Vec<String>,
+    ) -> TransportServiceStatus {
+        let wanted = self.ts.spec.servers();
+        let desired: Vec<&Server> = servers.values().filter(|s| s.desired).collect();
+        let ready = desired.iter().filter(|s| s.pod_ready()).count();
+        let entries: Vec<ServerStatus> = servers.values().map(server_status).collect();
+
+        let mut stopped = None;
+        let mut paused = None;
+        for s in &desired {
+            if let Some((reason, message)) =
+                s.info.as_ref().and_then(|i| conditions::server_state_problem(&s.name, i.server_state.name))
+            {
+                let slot = if reason == "ServerStopped" { &mut stopped } else { &mut paused };
+                slot.get_or_insert(message);
+            }
+        }
+        let unreachable: Vec<String> =
+            desired.iter().filter(|s| s.pod_ready() && s.info.is_none()).map(|s| s.name.clone()).collect();
+        let pending_config: Vec<String> = desired
+            .iter()
+            .filter(|s| match (&s.info, &s.rendered) {
+                (Some(i), Some(r)) => i.config_revision != r.revision,
+                _ => false,
+            })
+            .map(|s| s.name.clone())
+            .collect();
+
+        let progressing: Option<(&str, String)> = if !rolling.is_empty() {
+            Some((
+                "RollingRestart",
+                format!("restarting one at a time for a change they cannot reload: {}", rolling.join(", ")),
+            ))
+        } else if !removing.is_empty() {
+            Some(("ScalingDown", format!("draining before removal: {}", removing.join(", "))))
+        } else if desired.iter().any(|s| !s.settled()) {
+            Some(("ServersStarting", format!("{ready}/{wanted} servers ready")))
+        } else if !pending_config.is_empty() {
+            Some(("ConfigPending", format!("not running the latest configuration yet: {}", pending_config.join(", "))))
+        } else {
+            None
+        };
+
+        let generation = self.ts.metadata.generation;
+        let progressing_cond = match &progressing {
+            Some((reason, message)) => Wanted::new(conditions::PROGRESSING, true, *reason, message.clone()),
+            None => Wanted::new(
+                conditions::PROGRESSING,
+                false,
+                "Reconciled",
+                format!("every server runs the configuration of generation {}", generation.unwrap_or_default()),
+            ),
+        };
+        let degraded_cond = if let Some(message) = &paused {
+            Wanted::new(conditions::DEGRADED, true, "ServerPaused", message.clone())
+        } else if !unreachable.is_empty() {
+            Wanted::new(
+                conditions::DEGRADED,
+                true,
+                "ServerUnreachable",
+                format!("admin API not answering: {}", unreachable.join(", ")),
+            )
+        } else {
+            Wanted::new(conditions::DEGRADED, false, "AsExpected", "no problem found")
+        };
+        let ready_cond = if let Some(message) = stopped {
+            Wanted::new(conditions::READY, false, "ServerStopped", message)
+        } else if let Some(message) = paused {
+            Wanted::new(conditions::READY, false, "ServerPaused", message)
+        } else if !unreachable.is_empty() {
+            Wanted::new(conditions::READY, false, "ServerUnreachable", degraded_cond.message.clone())
+        } else if let Some((reason, message)) = progressing {
+            Wanted::new(conditions::READY, false, reason, message)
+        } else {
+            Wanted::new(conditions::READY, true, "ServersReady", format!("{ready}/{wanted} servers ready and Started"))
+        };
+
+        let mut status = TransportServiceStatus {
+            observed_generation: generation,
+            conditions: old.conditions.clone(),
+            servers_ready: Some(format!("{ready}/{wanted}")),
+            server_state: conditions::server_state_summary(
+                desired.iter().map(|s| s.info.as_ref().map(|i| &i.server_state)),
+            ),
+            servers: entries,
+        };
+        set_all(&mut status.conditions, [ready_cond, progressing_cond, degraded_cond], generation);
+        status
+    }
+}
+
+fn server_status(s: &Server) -> ServerStatus {
+    let note = s.note.clone().or_else(|| s.admin_error.as_ref().map(|e| format!("admin API: {e}")));
+    ServerStatus {
+        name: s.name.clone(),
+        pod_phase: s.pod_phase(),
+        ready: s.pod_ready(),
+        server_state: s.info.as_ref().map(|i| i.server_state),
+        components: s.info.as_ref().map(|i| i.components.clone()).unwrap_or_default(),
+        queue_totals: s.info.as_ref().map(|i| i.totals),
+        config_revision: s.info.as_ref().map(|i| i.config_revision.clone()),
+        desired_config_revision: s.rendered.as_ref().map(|r| r.revision.clone()),
+        message: note,
+    }
+}
+
+/// A server needs its configuration while it is wanted, or still has a pod or an undrained
+/// queue volume.
+fn keeps_config(s: &Server) -> bool {
+    s.desired || s.pod.is_some() || s.pvc.as_ref().is_some_and(|p| !drained(p))
+}
+
+fn drained(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.metadata.annotations.as_ref().and_then(|a| a.get(names::ANNOTATION_DRAINED)).is_some_and(|v| v == "true")
+}
+
+/// The server is in, or on its way to, the wanted ServerState.
+fn state_matches(wanted: ServerStateSetting, reported: transport::api::ServerStateName) -> bool {
+    use transport::api::ServerStateName as N;
+    matches!(
+        (wanted, reported),
+        (ServerStateSetting::Started, N::Started | N::Starting | N::Continuing)
+            | (ServerStateSetting::Paused, N::Paused | N::Pausing)
+            | (ServerStateSetting::Stopped, N::Stopped | N::Stopping)
+    )
+}
+
+/// `config.kubetransport.io/<server>` → revision.
+fn revisions(cm: &ConfigMap) -> BTreeMap<String, String> {
+    cm.metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter_map(|(k, v)| k.strip_prefix(names::CONFIG_REVISION_PREFIX).map(|s| (s.to_string(), v.clone())))
+        .collect()
+}
+
+/// Data keys and revision annotations of `existing` that `desired` no longer has.
+fn stale_keys(existing: &ConfigMap, desired: &ConfigMap) -> BTreeSet<String> {
+    let want_data: BTreeSet<&String> = desired.data.iter().flatten().map(|(k, _)| k).collect();
+    let want_ann: BTreeSet<&String> = desired.metadata.annotations.iter().flatten().map(|(k, _)| k).collect();
+    let data = existing.data.iter().flatten().map(|(k, _)| k).filter(|k| !want_data.contains(k));
+    let ann = existing
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .filter(|k| k.starts_with(names::CONFIG_REVISION_PREFIX) && !want_ann.contains(k));
+    data.chain(ann).cloned().collect()
+}
+
+async fn delete_ignoring_missing<K>(api: &Api<K>, name: &str) -> Result<()>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

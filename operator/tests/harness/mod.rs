@@ -1,0 +1,470 @@
+//! Test harness of the reconcile tests: an in-memory API server (kube-fake-client 0.3,
+//! every write counted by interceptors), a fake admin API of the transport servers (an axum
+//! server on 127.0.0.1:0 answering `GET /v1/server`, `PUT /v1/server/state`,
+//! `PUT /v1/components/{c}` and `POST /v1/redirect` per server), and a "kubelet" that
+//! starts the fake servers for the pods the operator creates and reports them Ready.
+//!
+//! kube-fake-client has no watch and no kubelet: the tests call the reconcilers directly
+//! and move pods along with [`Harness::kubelet`].
+#![allow(dead_code)]
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use kube_fake_client::{interceptor, ClientBuilder};
+use operator::admin::{AdminConnector, ServerEndpoint};
+use operator::crd::{TransportConfig, TransportConfigSpec, TransportService};
+use operator::Context;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use transport::api::{
+    ComponentInfo, QueueTotals, RedirectInfo, RedirectRequest, RequesterState, ServerInfo, ServerStateInfo,
+    ServerStateName, SetComponentState, SetServerState,
+};
+use transport::client::{AdminClient, ClientError};
+use transport::config::{
+    AcceptedDomain, AcceptedDomainType, Component, ComponentState, OrgSettings, ServerStateSetting,
+};
+
+pub const NS: &str = "prod";
+/// Bound on every wait of a test.
+pub const TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Every write the API server received.
+#[derive(Clone, Default)]
+pub struct Writes {
+    count: Arc<AtomicUsize>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Writes {
+    fn record(&self, what: String) {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        self.log.lock().unwrap().push(what);
+    }
+
+    pub fn count(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+
+    /// The writes after mark `from` (a previous `count()`).
+    pub fn since(&self, from: usize) -> Vec<String> {
+        self.log.lock().unwrap()[from..].to_vec()
+    }
+}
+
+fn describe(body: &Value, name: &str) -> String {
+    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("?");
+    format!("{kind}/{name}")
+}
+
+/// One transport server behind the fake admin API.
+#[derive(Debug, Clone)]
+pub struct FakeServer {
+    pub info: ServerInfo,
+    /// uid of the pod it runs in: a new pod is a new process.
+    pub pod_uid: String,
+    pub redirects: Vec<String>,
+    pub tokens: Vec<Option<String>>,
+}
+
+type Servers = Arc<Mutex<BTreeMap<String, FakeServer>>>;
+
+/// Fixed time for requester wishes, so status stays the same from one poll to the next.
+const SINCE: &str = "2026-01-01T00:00:00Z";
+
+fn new_info(server: &str, revision: &str, totals: QueueTotals) -> ServerInfo {
+    ServerInfo {
+        server_name: server.to_string(),
+        server_state: ServerStateName::Started.into(),
+        components: Component::ALL
+            .iter()
+            .map(|c| ComponentInfo { component: *c, state: ComponentState::Active, requesters: Vec::new() })
+            .collect(),
+        config_revision: revision.to_string(),
+        restart_required: false,
+        accepting_mail: true,
+        totals,
+        redirect: None,
+    }
+}
+
+fn refresh_accepting(info: &mut ServerInfo) {
+    let hub_active = info
+        .components
+        .iter()
+        .all(|c| c.state == ComponentState::Active || c.component == Component::FrontendTransport);
+    info.accepting_mail = hub_active && info.server_state.name == ServerStateName::Started;
+}
+
+fn token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+}
+
+type Reply = Result<Json<ServerInfo>, (StatusCode, Json<Value>)>;
+
+fn not_found(server: &str) -> (StatusCode, Json<Value>) {
+    (StatusCode::NOT_FOUND, Json(json!({"error": format!("no server {server}")})))
+}
+
+async fn get_server(State(s): State<Servers>, Path(server): Path<String>, headers: HeaderMap) -> Reply {
+    let mut all = s.lock().unwrap();
+    let fake = all.get_mut(&server).ok_or_else(|| not_found(&server))?;
+    fake.tokens.push(token(&headers));
+    Ok(Json(fake.info.clone()))
+}
+
+async fn put_state(
+    State(s): State<Servers>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<SetServerState>,
+) -> Reply {
+    let mut all = s.lock().unwrap();
+    let fake = all.get_mut(&server).ok_or_else(|| not_found(&server))?;
+    fake.tokens.push(token(&headers));
+    fake.info.server_state = match body.state {
+        ServerStateSetting::Started => ServerStateName::Started,
+        ServerStateSetting::Paused => ServerStateName::Paused,
+        ServerStateSetting::Stopped => ServerStateName::Stopped,
+    }
+    .into();
+    refresh_accepting(&mut fake.info);
+    Ok(Json(fake.info.clone()))
+}
+
+async fn put_component(
+    State(s): State<Servers>,
+    Path((server, component)): Path<(String, String)>,
+    headers: HeaderMap,
+    Json(body): Json<SetComponentState>,
+) -> Reply {
+    let mut all = s.lock().unwrap();
+    let fake = all.get_mut(&server).ok_or_else(|| not_found(&server))?;
+    fake.tokens.push(token(&headers));
+    let component: Component = serde_json::from_value(json!(component))
+        .map_err(|e| (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))))?;
+    let entry = fake.info.components.iter_mut().find(|c| c.component == component).expect("every component listed");
+    match entry.requesters.iter_mut().find(|r| r.requester == body.requester) {
+        Some(r) => r.state = body.state,
+        None => {
+            entry.requesters.push(RequesterState { requester: body.requester, state: body.state, since: SINCE.into() })
+        }
+    }
+    entry.state = entry.requesters.iter().map(|r| r.state).max().unwrap_or_default();
+    refresh_accepting(&mut fake.info);
+    Ok(Json(fake.info.clone()))
+}
+
+async fn post_redirect(
+    State(s): State<Servers>,
+    Path(server): Path<String>,
+    headers: HeaderMap,
+    Json(body): Json<RedirectRequest>,
+) -> Reply {
+    let mut all = s.lock().unwrap();
+    let fake = all.get_mut(&server).ok_or_else(|| not_found(&server))?;
+    fake.tokens.push(token(&headers));
+    fake.redirects.push(body.target.clone());
+    fake.info.redirect = Some(RedirectInfo { target: body.target, remaining: fake.info.totals.messages, done: false });
+    Ok(Json(fake.info.clone()))
+}
+
+/// The fake admin API of every server, on 127.0.0.1.
+#[derive(Clone)]
+pub struct FakeAdmin {
+    pub servers: Servers,
+    pub addr: SocketAddr,
+}
+
+impl FakeAdmin {
+    pub async fn start() -> FakeAdmin {
+        let servers: Servers = Arc::default();
+        let app = Router::new()
+            .route("/{server}/v1/server", get(get_server))
+            .route("/{server}/v1/server/state", put(put_state))
+            .route("/{server}/v1/components/{component}", put(put_component))
+            .route("/{server}/v1/redirect", post(post_redirect))
+            .with_state(servers.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        FakeAdmin { servers, addr }
+    }
+
+    pub fn server(&self, name: &str) -> Option<FakeServer> {
+        self.servers.lock().unwrap().get(name).cloned()
+    }
+
+    /// Changes a running fake server.
+    pub fn edit(&self, name: &str, f: impl FnOnce(&mut FakeServer)) {
+        let mut all = self.servers.lock().unwrap();
+        let fake = all.get_mut(name).unwrap_or_else(|| panic!("no fake server {name}"));
+        f(fake);
+        refresh_accepting(&mut fake.info);
+    }
+
+    pub fn set_messages(&self, name: &str, messages: u64) {
+        self.edit(name, |s| {
+            s.info.totals.messages = messages;
+            if let Some(r) = &mut s.info.redirect {
+                r.remaining = messages;
+                r.done = messages == 0;
+            }
+        });
+    }
+
+    pub fn deployment_state(&self, name: &str) -> Option<ComponentState> {
+        let s = self.server(name)?;
+        let hub = s.info.components.iter().find(|c| c.component == Component::HubTransport)?;
+        hub.requesters.iter().find(|r| r.requester == transport::config::Requester::Deployment).map(|r| r.state)
+    }
+}
+
+/// Connects to the fake admin API: `http://127.0.0.1:<port>/<server>`.
+pub struct TestConnector {
+    pub addr: SocketAddr,
+}
+
+impl AdminConnector for TestConnector {
+    fn client(&self, endpoint: &ServerEndpoint) -> Result<AdminClient, ClientError> {
+        AdminClient::new(&format!("http://{}/{}", self.addr, endpoint.server), endpoint.token.clone())
+    }
+}
+
+pub struct Harness {
+    pub client: Client,
+    pub writes: Writes,
+    pub admin: FakeAdmin,
+    pub ctx: Arc<Context>,
+}
+
+impl Harness {
+    pub async fn new() -> Harness {
+        let writes = Writes::default();
+        let (w1, w2, w3, w4, w5, w6) =
+            (writes.clone(), writes.clone(), writes.clone(), writes.clone(), writes.clone(), writes.clone());
+        let funcs = interceptor::Funcs::new()
+            .create(move |c| {
+                w1.record(format!(
+                    "create {}",
+                    describe(c.object, c.object["metadata"]["name"].as_str().unwrap_or("?"))
+                ));
+                Ok(None)
+            })
+            .patch(move |c| {
+                w2.record(format!("patch {}", describe(c.patch, c.name)));
+                Ok(None)
+            })
+            .patch_status(move |c| {
+                w3.record(format!("patch-status {}", describe(c.patch, c.name)));
+                Ok(None)
+            })
+            .replace(move |c| {
+                w4.record(format!("replace {}", describe(c.object, c.name)));
+                Ok(None)
+            })
+            .replace_status(move |c| {
+                w5.record(format!("replace-status {}", describe(c.object, c.name)));
+                Ok(None)
+            })
+            .delete(move |c| {
+                w6.record(format!("delete {}", c.name));
+                Ok(None)
+            });
+        let client = ClientBuilder::new()
+            .with_resource::<TransportService>()
+            .with_resource::<TransportConfig>()
+            .with_resource::<operator::crd::ServerComponentState>()
+            .with_status_subresource::<TransportService>()
+            .with_status_subresource::<TransportConfig>()
+            .with_status_subresource::<Pod>()
+            .with_interceptor_funcs(funcs)
+            .build()
+            .await
+            .expect("fake API server");
+        let admin = FakeAdmin::start().await;
+        let ctx = Arc::new(
+            Context::new(client.clone(), Arc::new(TestConnector { addr: admin.addr }))
+                .with_default_image("transport:test"),
+        );
+        Harness { client, writes, admin, ctx }
+    }
+
+    pub fn api<K>(&self) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        K::DynamicType: Default,
+    {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub async fn create_config(&self, name: &str) -> TransportConfig {
+        let tc = TransportConfig::new(name, TransportConfigSpec { settings: org() });
+        self.api::<TransportConfig>().create(&PostParams::default(), &tc).await.expect("create TransportConfig")
+    }
+
+    pub async fn create_service(&self, ts: TransportService) -> TransportService {
+        self.api::<TransportService>().create(&PostParams::default(), &ts).await.expect("create TransportService")
+    }
+
+    pub async fn service(&self, name: &str) -> TransportService {
+        self.api::<TransportService>().get(name).await.expect("get TransportService")
+    }
+
+    /// Changes the spec the way `kubectl apply` would (a new generation).
+    pub async fn edit_spec(&self, name: &str, f: impl FnOnce(&mut TransportService)) {
+        let mut ts = self.service(name).await;
+        f(&mut ts);
+        self.api::<TransportService>().replace(name, &PostParams::default(), &ts).await.expect("replace spec");
+    }
+
+    /// Reconciles the TransportService as it is now in the API server.
+    pub async fn reconcile(&self, name: &str) -> kube::runtime::controller::Action {
+        let ts = self.service(name).await;
+        tokio::time::timeout(TIMEOUT, operator::reconcile_transport_service(Arc::new(ts), self.ctx.clone()))
+            .await
+            .expect("reconcile within the time limit")
+            .expect("reconcile")
+    }
+
+    pub async fn reconcile_config(&self, name: &str) {
+        let tc = self.api::<TransportConfig>().get(name).await.expect("get TransportConfig");
+        tokio::time::timeout(TIMEOUT, operator::reconcile_transport_config(Arc::new(tc), self.ctx.clone()))
+            .await
+            .expect("reconcile within the time limit")
+            .expect("reconcile");
+    }
+
+    pub async fn pods(&self) -> Vec<Pod> {
+        let mut pods = self.api::<Pod>().list(&ListParams::default()).await.unwrap().items;
+        pods.sort_by_key(|p| p.name_any());
+        pods
+    }
+
+    pub async fn pod_names(&self) -> Vec<String> {
+        self.pods().await.iter().map(|p| p.name_any()).collect()
+    }
+
+    pub async fn config_map(&self, service: &str) -> ConfigMap {
+        self.api::<ConfigMap>().get(&format!("{service}-config")).await.expect("ConfigMap")
+    }
+
+    /// Reasons of the Events published so far.
+    pub async fn event_reasons(&self) -> Vec<String> {
+        let events: Api<Event> = self.api();
+        let mut list = events.list(&ListParams::default()).await.unwrap().items;
+        list.sort_by_key(|e| e.event_time.as_ref().map(|t| t.0));
+        list.into_iter().filter_map(|e| e.reason).collect()
+    }
+
+    pub async fn event_notes(&self, reason: &str) -> Vec<String> {
+        let events: Api<Event> = self.api();
+        events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some(reason))
+            .filter_map(|e| e.note)
+            .collect()
+    }
+
+    /// What a kubelet and the transport processes would do: every pod runs a server that
+    /// has loaded its file from the ConfigMap (a new pod is a new process, keeping only its
+    /// queue), has the IP 127.0.0.1 and is Ready while it takes mail.
+    pub async fn kubelet(&self) {
+        let pods: Api<Pod> = self.api();
+        let cms: Api<ConfigMap> = self.api();
+        let mut seen = Vec::new();
+        for pod in pods.list(&ListParams::default()).await.unwrap().items {
+            let name = pod.name_any();
+            let instance = pod.labels().get("app.kubernetes.io/instance").cloned().unwrap_or_default();
+            let revision = cms
+                .get_opt(&format!("{instance}-config"))
+                .await
+                .unwrap()
+                .and_then(|cm| cm.metadata.annotations)
+                .and_then(|a| a.get(&format!("config.kubetransport.io/{name}")).cloned())
+                .unwrap_or_default();
+            let uid = pod.metadata.uid.clone().unwrap_or_default();
+            let ready = {
+                let mut all = self.admin.servers.lock().unwrap();
+                let fresh = all.get(&name).is_none_or(|s| s.pod_uid != uid);
+                if fresh {
+                    let totals = all.get(&name).map(|s| s.info.totals).unwrap_or_default();
+                    all.insert(
+                        name.clone(),
+                        FakeServer {
+                            info: new_info(&name, &revision, totals),
+                            pod_uid: uid,
+                            redirects: Vec::new(),
+                            tokens: Vec::new(),
+                        },
+                    );
+                }
+                let s = all.get_mut(&name).unwrap();
+                s.info.config_revision = revision;
+                refresh_accepting(&mut s.info);
+                s.info.accepting_mail
+            };
+            let status = json!({"status": {
+                "phase": "Running",
+                "podIP": "127.0.0.1",
+                "conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}],
+            }});
+            pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+            seen.push(name);
+        }
+        self.admin.servers.lock().unwrap().retain(|name, _| seen.contains(name));
+    }
+}
+
+pub fn org() -> OrgSettings {
+    OrgSettings {
+        accepted_domains: vec![AcceptedDomain {
+            domain: "example.com".into(),
+            domain_type: AcceptedDomainType::Authoritative,
+        }],
+        postmaster: Some("postmaster@example.com".into()),
+        ..Default::default()
+    }
+}
+
+/// A TransportService `name` with one receive connector (Default, 2525) and a smart host.
+pub fn service(name: &str, servers: u32) -> TransportService {
+    let spec = serde_json::from_value(json!({
+        "servers": servers,
+        "receiveConnectors": [{"name": "Default", "port": 2525, "remoteIPRanges": ["10.0.0.0/8"]}],
+        "sendConnectors": [{"name": "Outbound", "addressSpaces": [{"domain": "*"}], "smartHosts": ["relay.example.net:25"]}],
+    }))
+    .expect("spec");
+    TransportService::new(name, spec)
+}
+
+pub fn started() -> ServerStateInfo {
+    ServerStateName::Started.into()
+}
+
+pub fn condition<'a>(
+    conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+    conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("no {type_} condition in {conditions:?}"))
+}
