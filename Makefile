@@ -4,7 +4,7 @@ CONFIG ?= transport/examples/local.yaml
 # The tests build the server with fault injection for the poison-queue tests.
 TEST_FEATURES ?= --features transport/test-hooks
 
-.PHONY: build run test fmt lint
+.PHONY: build run test fmt lint crds
 
 build:
 	$(CARGO) build --workspace --release
