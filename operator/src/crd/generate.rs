@@ -108,6 +108,11 @@ fn visit(node: &mut Value, prop: &str, f: &mut dyn FnMut(&mut Map<String, Value>
 
 fn rewrite(node: &mut Map<String, Value>, prop: &str) {
     node.remove("default");
+    // kube's structural rewrite empties the types inside every anyOf; int-or-string is
+    // the one place where the API server wants them: exactly [{type: integer}, {type: string}].
+    if node.get("x-kubernetes-int-or-string") == Some(&json!(true)) && node.contains_key("anyOf") {
+        node.insert("anyOf".into(), json!([{"type": "integer"}, {"type": "string"}]));
+    }
     let max = match node.get("format").and_then(Value::as_str) {
         Some("uint8") => Some(u64::from(u8::MAX)),
         Some("uint16") => Some(u64::from(u16::MAX)),
@@ -149,6 +154,35 @@ mod tests {
             Value::Object(m) => m.contains_key(key) || m.values().any(|c| find_key(c, key)),
             Value::Array(l) => l.iter().any(|c| find_key(c, key)),
             _ => false,
+        }
+    }
+
+    /// Every int-or-string node (the sizes) as the API server requires it.
+    fn int_or_string_nodes(v: &Value, out: &mut Vec<Value>) {
+        match v {
+            Value::Object(m) => {
+                if m.get("x-kubernetes-int-or-string") == Some(&json!(true)) {
+                    out.push(v.clone());
+                }
+                m.values().for_each(|c| int_or_string_nodes(c, out));
+            }
+            Value::Array(l) => l.iter().for_each(|c| int_or_string_nodes(c, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn int_or_string_sizes_keep_their_any_of_types() {
+        let mut nodes = Vec::new();
+        for crd in crds() {
+            int_or_string_nodes(&schema(&crd), &mut nodes);
+        }
+        // Quantities (resources) are int-or-string without anyOf; the sizes carry one.
+        let sizes: Vec<Value> = nodes.into_iter().filter(|n| n.get("anyOf").is_some()).collect();
+        assert!(!sizes.is_empty(), "maxMessageSize and the other sizes are int-or-string");
+        for n in sizes {
+            assert!(n.get("type").is_none(), "{n}");
+            assert_eq!(n["anyOf"], json!([{"type": "integer"}, {"type": "string"}]), "{n}");
         }
     }
 
