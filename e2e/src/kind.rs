@@ -1,0 +1,1 @@
+//! Helpers of the kind suite (being built).

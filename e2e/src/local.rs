@@ -1,0 +1,1 @@
+//! The cluster-free local e2e harness (being built).
