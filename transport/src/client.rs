@@ -52,6 +52,9 @@ pub struct AdminClient {
 impl AdminClient {
     /// `base` like `http://127.0.0.1:8025`; `token` is sent as a bearer token.
     pub fn new(base: &str, token: Option<String>) -> Result<AdminClient, ClientError> {
+        // When reqwest is built with rustls (feature unification in a workspace),
+        // it needs a process-wide crypto provider; an error only means one is set.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))
