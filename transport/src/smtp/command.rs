@@ -12,9 +12,8 @@
 use crate::queue::message::{Notify, Ret};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// RFC 5321 §4.5.3.1.1–3 size limits.
+/// RFC 5321 §4.5.3.1.1 and §4.5.3.1.3 size limits (domains: the host-name rule, 253).
 const MAX_LOCAL_PART: usize = 64;
-const MAX_DOMAIN: usize = 255;
 const MAX_PATH: usize = 256;
 /// RFC 3461 §4.4 and §5.4.
 const MAX_ENVID: usize = 100;
@@ -295,19 +294,10 @@ fn valid_quoted_string(s: &str) -> bool {
     true
 }
 
-/// `sub-domain *("." sub-domain)`, letters, digits and inner hyphens; one
-/// trailing dot is tolerated (it means the same domain).
+/// `sub-domain *("." sub-domain)`, letters, digits and inner hyphens (the
+/// config's host-name rule); one trailing dot is tolerated (it means the same domain).
 pub fn valid_domain(s: &str) -> bool {
-    let s = s.strip_suffix('.').unwrap_or(s);
-    !s.is_empty()
-        && s.len() <= MAX_DOMAIN
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
+    crate::config::validate::is_host_name(s.strip_suffix('.').unwrap_or(s))
 }
 
 /// `[1.2.3.4]` or `[IPv6:...]` (general address literals are not supported).
