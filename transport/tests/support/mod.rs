@@ -33,19 +33,42 @@ pub fn tool(name: &str, package: &str) -> PathBuf {
 }
 
 /// A loopback port nobody listens on right now.
+///
+/// Taken below the kernel's ephemeral range (32768 and up), where outgoing
+/// connections pick their source ports: a port handed out there could be
+/// taken by some connection before the server binds it.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("ephemeral port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 10_000;
+    const COUNT: u32 = 22_000;
+    // Each test process starts elsewhere in the range, so parallel runs rarely meet.
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, (std::process::id() * 7919) % COUNT, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..COUNT {
+        let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between {FIRST} and {}", FIRST + COUNT);
 }
 
 pub fn wait_for_port(addr: SocketAddr, within: Duration) {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return;
+        if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            // A connection to a port nobody listens on can "succeed" by connecting
+            // to itself (TCP simultaneous open, when the kernel picks that very port
+            // as the source): only a real SMTP greeting proves the server is there.
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut first = [0u8; 4];
+            if stream.read_exact(&mut first).is_ok() && first[..3].iter().all(u8::is_ascii_digit) {
+                return;
+            }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("nothing listens on {addr} after {within:?}");
+    panic!("no SMTP server answers on {addr} after {within:?}");
 }
 
 /// Waits until `check` holds, polling; panics with `what` after `within`.
@@ -207,6 +230,8 @@ pub struct Transport {
 pub struct TransportSetup {
     pub smart_host: Option<SocketAddr>,
     pub dns_routing: bool,
+    /// The send connector's port (for MX hosts and smart hosts without one).
+    pub connector_port: Option<u16>,
     pub nameserver: Option<SocketAddr>,
     pub mailbox: Option<SocketAddr>,
     pub extra_receive: String,
@@ -242,6 +267,9 @@ impl Transport {
         }
         if setup.dns_routing {
             yaml.push_str("    dnsRouting: true\n");
+        }
+        if let Some(port) = setup.connector_port {
+            yaml.push_str(&format!("    port: {port}\n"));
         }
         if let Some(ns) = setup.nameserver {
             yaml.push_str(&format!("dns: {{nameservers: [\"{ns}\"]}}\n"));

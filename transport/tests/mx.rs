@@ -1,0 +1,67 @@
+//! DNS routing through the whole server: a message for a domain is delivered to
+//! its MX host (or, without MX, to the domain's own address), found by asking a
+//! real DNS server started inside the test; a null MX (RFC 7505) or a domain
+//! that does not exist fails at once with an NDR to the sender.
+mod support;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+use support::dns::{DnsServer, Zone};
+use support::*;
+
+fn zone() -> Zone {
+    Zone::new("example")
+        .mx("mx.example", 10, "mail.mx.example")
+        .a("mail.mx.example", Ipv4Addr::LOCALHOST)
+        .a("implicit.example", Ipv4Addr::LOCALHOST)
+        .null_mx("nomail.example")
+}
+
+#[test]
+fn mx_implicit_mx_null_mx_and_nxdomain() {
+    let dns = DnsServer::start(vec![zone()]);
+    // The MX hosts all resolve to 127.0.0.1; the connector's port points at this sink.
+    let world = Sink::start();
+    let mailbox = Sink::start();
+    let server = Transport::start(&TransportSetup {
+        dns_routing: true,
+        connector_port: Some(world.addr.port()),
+        nameserver: Some(dns.addr),
+        mailbox: Some(mailbox.addr),
+        ..Default::default()
+    });
+    let (mut c, banner) = RawClient::connect(server.smtp).unwrap_or_else(|e| panic!("{e}: {}", server.log()));
+    assert!(banner.starts_with("220"), "{banner}");
+    c.cmd("EHLO client.test").unwrap();
+    for (to, tag) in [
+        ("bob@mx.example", "via-mx"),
+        ("carol@implicit.example", "via-implicit-mx"),
+        ("dave@nomail.example", "to-null-mx"),
+        ("erin@nothere.example", "to-nxdomain"),
+    ] {
+        let reply = c.send_message("alice@local.test", &[to], &test_message(tag, 1)).unwrap();
+        assert!(reply.starts_with("250 2.6.0"), "{to}: {reply}");
+    }
+    let delivered = world.wait_for(2, Duration::from_secs(30));
+    let ids: Vec<String> = delivered.iter().filter_map(|m| m.header("Message-ID")).collect();
+    assert!(ids.contains(&"<via-mx@test.invalid>".to_string()), "{ids:?}");
+    assert!(ids.contains(&"<via-implicit-mx@test.invalid>".to_string()), "{ids:?}");
+
+    // Two NDRs to alice (at the mailbox hop), at once: no retry schedule for these.
+    let ndrs = mailbox.wait_for(2, Duration::from_secs(30));
+    let status_of = |rcpt: &str| {
+        let ndr = ndrs
+            .iter()
+            .find(|m| m.content.contains(&format!("Final-Recipient: rfc822; {rcpt}")))
+            .unwrap_or_else(|| panic!("an NDR for {rcpt}: {:?}", ndrs.iter().map(|m| &m.content).collect::<Vec<_>>()));
+        assert!(ndr.mail_args.starts_with("<>"), "{}", ndr.mail_args);
+        assert!(ndr.content.contains("Action: failed"), "{}", ndr.content);
+        ndr.content.clone()
+    };
+    let null_mx = status_of("dave@nomail.example");
+    assert!(null_mx.contains("Status: 5.1.10") && null_mx.contains("556 5.1.10"), "{null_mx}");
+    let nxdomain = status_of("erin@nothere.example");
+    assert!(nxdomain.contains("Status: 5.4.4"), "{nxdomain}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(world.messages().len(), 2, "nothing else reached the world");
+}
