@@ -234,3 +234,73 @@ fn queue_stuck_in_retry_is_resubmitted_and_reaches_a_new_route() {
         server.queue(&hop).is_none_or(|q| q.message_count == 0).then_some(())
     });
 }
+
+#[test]
+fn mailbox_hops_retry_on_their_own_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead_mailbox: std::net::SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
+    let world = Sink::start();
+    let yaml = config(
+        dir.path(),
+        free_port(),
+        world.addr.port(),
+        dead_mailbox,
+        "retry: {mailboxDeliveryQueueRetryInterval: 7m}",
+    );
+    let server = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+    send(&server, "carol@example.org", "bob@local.test", "", "mailbox");
+    let hop = dead_mailbox.to_string();
+    let (mut last, mut next) = wait_attempts(&server, &hop, 1);
+    // Not the glitch/transient tiers: every gap is mailboxDeliveryQueueRetryInterval.
+    for attempt in 2..=8 {
+        assert_eq!(next - last, 7 * MIN, "gap before attempt {attempt}");
+        server.set_time(at_ms(next));
+        (last, next) = wait_attempts(&server, &hop, attempt);
+    }
+    assert_eq!(server.queue(&hop).unwrap().delivery_type, transport::api::DeliveryType::SmtpDeliveryToMailbox);
+}
+
+#[test]
+fn a_4xx_on_a_working_connection_retries_the_message_not_the_queue() {
+    let soft = Sink::start_with(&["-r", "RCPT"]);
+    let mailbox = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), free_port(), soft.addr.port(), mailbox.addr, "");
+    let server = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+    send(&server, "alice@local.test", "bob@example.net", "", "soft");
+    let hop = soft.addr.to_string();
+    let manager = || server.server().queue_manager().messages(None).unwrap();
+    let row = eventually(Duration::from_secs(10), "the message in Retry", || {
+        manager().into_iter().find(|m| m.status == transport::api::MessageStatus::Retry && m.retry_count == 1)
+    });
+    assert!(row.last_error.as_deref().is_some_and(|e| e.starts_with("450")), "{row:?}");
+    let q = server.queue(&hop).unwrap();
+    assert_eq!(q.retry_count, 0, "the connection worked: the queue is not in Retry ({q:?})");
+    // messageRetryInterval (15 min) later, one more attempt.
+    server.set_time(at_ms(ms(t0()) + 15 * MIN - 1000));
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(manager()[0].retry_count, 1);
+    server.set_time(at_ms(ms(t0()) + 15 * MIN));
+    eventually(Duration::from_secs(10), "the second attempt", || (manager()[0].retry_count == 2).then_some(()));
+}
+
+#[test]
+fn unreachable_is_resubmitted_when_routing_changes() {
+    let sink = Sink::start();
+    let mailbox = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = config(dir.path(), free_port(), sink.addr.port(), mailbox.addr, "")
+        .replace("addressSpaces: [{domain: \"*\"}]", "addressSpaces: [{domain: \"example.com\"}]");
+    let server = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+    send(&server, "alice@local.test", "bob@example.net", "", "unroutable");
+    let unreachable = eventually(Duration::from_secs(10), "the Unreachable queue", || {
+        server.queues().into_iter().find(|q| q.id == "Unreachable" && q.message_count == 1)
+    });
+    assert_eq!(unreachable.next_hop_domain, "Unreachable Domain");
+    let row = &server.server().queue_manager().messages(Some("Unreachable")).unwrap()[0];
+    assert!(row.last_error.as_deref().is_some_and(|e| e.contains("example.net")), "{row:?}");
+    // A connector for the domain appears: the Unreachable queue goes through routing again.
+    server.reload(&yaml.replace("addressSpaces: [{domain: \"example.com\"}]", "addressSpaces: [{domain: \"*.net\"}]"));
+    let got = sink.wait_for(1, Duration::from_secs(20));
+    assert_eq!(got[0].header("Message-ID").as_deref(), Some("<unroutable@test.invalid>"));
+}

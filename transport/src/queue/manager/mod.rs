@@ -240,8 +240,8 @@ impl QueueManager {
         self.inner.config.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> StateGuard<'_> {
+        StateGuard { guard: self.inner.state.lock().unwrap_or_else(|e| e.into_inner()), wake: &self.inner.wake }
     }
 
     fn now_ms(&self) -> u64 {
@@ -317,6 +317,34 @@ impl QueueManager {
                 warn!(queue = %qid, error = %e, "could not record the queue's state");
             }
         });
+    }
+}
+
+/// The lock on the queue state. When released, it wakes the timer loop if a
+/// timer was added meanwhile, so no code path can add a timer the loop misses.
+struct StateGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    wake: &'a Notify,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if std::mem::take(&mut self.guard.timers_added) {
+            self.wake.notify_one();
+        }
     }
 }
 

@@ -236,6 +236,9 @@ pub(super) struct State {
     pub redirect: Option<Redirect>,
     /// Persisted states of hops that have no queue yet (restored when one is created).
     pub records: HashMap<NextHop, QueueRecord>,
+    /// A timer was added since the timer loop last looked: it must recompute
+    /// when it next wakes (the manager's lock guard acts on this when released).
+    pub timers_added: bool,
 }
 
 impl State {
@@ -252,11 +255,14 @@ impl State {
             timers: BTreeSet::new(),
             redirect: None,
             records: HashMap::new(),
+            timers_added: false,
         }
     }
 
+    /// Every timer goes through here, so the timer loop always learns of it.
     pub(super) fn add_timer(&mut self, at_ms: u64, timer: Timer) {
         self.timers.insert((at_ms, timer));
+        self.timers_added = true;
     }
 
     /// The delivery queue of a next hop, created (with any persisted state) on demand.
@@ -275,7 +281,7 @@ impl State {
             queue.suspended = r.suspended;
             queue.retry = r.retry;
             if let Some(t) = queue.retry.next_retry_ms {
-                self.timers.insert((t, Timer::QueueRetry(QueueId::Delivery(number))));
+                self.add_timer(t, Timer::QueueRetry(QueueId::Delivery(number)));
             }
         }
         self.by_hop.insert(hop.clone(), number);
@@ -306,7 +312,7 @@ impl State {
             None => {
                 queue.items.insert(id, Item { recipients, active: false, retry_at_ms: retry_at });
                 if let Some(t) = retry_at {
-                    self.timers.insert((t, Timer::ItemRetry(qid, id)));
+                    self.add_timer(t, Timer::ItemRetry(qid, id));
                     false
                 } else if !held {
                     queue.make_ready(id);

@@ -270,7 +270,8 @@ impl QueueManager {
         let mut delivered = 0usize;
         let (hop, pending, redirect_again) = {
             let mut state = self.state();
-            let State { queues, messages, timers, redirect, .. } = &mut *state;
+            let State { queues, messages, redirect, .. } = &mut *state;
+            let mut retry_timer = None;
             let Some(msg) = messages.get_mut(&id) else { return };
             let Some(q) = queues.get_mut(&qid) else { return };
             let hop = q.hop.clone();
@@ -321,13 +322,16 @@ impl QueueManager {
                     item.recipients = retry;
                     item.retry_at_ms = Some(at);
                 }
-                timers.insert((at, Timer::ItemRetry(qid, id)));
+                retry_timer = Some((at, Timer::ItemRetry(qid, id)));
             } else {
                 msg.env.state.retry_at_ms = None;
                 q.items.remove(&id);
                 msg.queues.retain(|x| *x != qid);
             }
             let pending = msg.pending.take();
+            if let Some((at, timer)) = retry_timer {
+                state.add_timer(at, timer);
+            }
             self.note_idle_locked(&mut state, qid);
             (hop, pending, redirect_again)
         };
