@@ -59,3 +59,48 @@ fn connectivity_log_and_event_2007_follow_a_hop_going_down_and_up() {
     assert!(line.contains(&format!("Send connector Outbound has initiated a new session to {destination}")), "{line}");
     assert_eq!(log.matches("SmtpSendNewSession").count(), 1, "once, for the first session after the failures");
 }
+
+#[test]
+fn protocol_logs_record_both_directions_of_connectors_that_ask_for_it() {
+    use support::inproc::{t0, InProc};
+    let sink = Sink::start();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "serverName: plog-0\nfqdn: relay.test.invalid\nqueueDirectory: {q}\nlogDirectory: {l}\n\
+         receiveConnectors:\n  - name: Logged\n    bind: 127.0.0.1:{port}\n    allowRelay: true\n    protocolLogging: true\n\
+         sendConnectors:\n  - name: Outbound\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"{sink}\"]\n    protocolLogging: true\n",
+        q = dir.path().join("queue").display(),
+        l = dir.path().join("log").display(),
+        port = free_port(),
+        sink = sink.addr,
+    );
+    let server = InProc::start(&yaml, dir.path(), transport::clock::ManualClock::new(t0()));
+    let mut c = RawClient::connect(server.smtp).unwrap().0;
+    c.cmd("EHLO client.test").unwrap();
+    assert!(c.send_message("a@example.org", &["b@example.net"], &test_message("plog", 1)).unwrap().starts_with("250"));
+    let _ = c.cmd("QUIT");
+    sink.wait_for(1, Duration::from_secs(20));
+    let log = dir.path().join("log").join("ProtocolLog");
+    let recv = eventually(Duration::from_secs(10), "the receive protocol log", || {
+        let lines = read_logs(&log.join("SmtpReceive"));
+        lines.iter().any(|l| l.contains(",-,")).then_some(lines)
+    });
+    // date-time,connector-id,session-id,sequence-number,local-endpoint,remote-endpoint,event,data,context
+    let fields: Vec<Vec<&str>> = recv.iter().map(|l| l.splitn(9, ',').collect()).collect();
+    assert!(fields.iter().all(|f| f.len() >= 8 && f[1] == "Logged"), "{recv:#?}");
+    let seq: Vec<u64> = fields.iter().map(|f| f[3].parse().unwrap()).collect();
+    assert_eq!(seq, (0..seq.len() as u64).collect::<Vec<_>>(), "sequence numbers from 0: {recv:#?}");
+    assert!(fields.iter().any(|f| f[6] == "<" && f[7] == "EHLO client.test"), "{recv:#?}");
+    assert!(fields.iter().any(|f| f[6] == ">" && f[7].starts_with("250 2.6.0")), "{recv:#?}");
+    assert_eq!(fields[0][6], "+");
+    let send = eventually(Duration::from_secs(10), "the send protocol log", || {
+        let lines = read_logs(&log.join("SmtpSend"));
+        lines.iter().any(|l| l.contains("MAIL FROM:")).then_some(lines)
+    });
+    assert!(send.iter().all(|l| l.split(',').nth(1) == Some("Outbound")), "{send:#?}");
+    assert!(send.iter().any(|l| l.contains(",>,MAIL FROM:<a@example.org>")), "{send:#?}");
+    assert!(send.iter().any(|l| l.contains(",<,250")), "{send:#?}");
+    // The send session has the id of its connectivity log session.
+    let session = send[0].split(',').nth(2).unwrap();
+    assert!(server.connectivity_log().iter().any(|l| l.split(',').nth(1) == Some(session)), "{session}");
+}
