@@ -473,7 +473,7 @@ fn notes_show_a_first_transport_service_that_the_operator_accepts() {
     let manifest: String =
         notes[start..end].lines().map(|l| l.strip_prefix("  ").unwrap_or(l)).collect::<Vec<_>>().join("\n");
     let docs = parse_docs(&manifest);
-    assert_eq!(docs.iter().map(|d| kind(d)).collect::<Vec<_>>(), ["TransportConfig", "TransportService"]);
+    assert_eq!(docs.iter().map(kind).collect::<Vec<_>>(), ["TransportConfig", "TransportService"]);
     let problems = check_custom_resources(&docs);
     assert!(problems.is_empty(), "{problems:#?}");
     for command in [

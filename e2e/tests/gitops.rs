@@ -28,7 +28,7 @@ fn read_docs(path: &Path) -> Vec<Value> {
 #[test]
 fn kustomize_base_and_overlay_render_resources_the_operator_accepts() {
     let base = kustomize("base");
-    assert_eq!(base.iter().map(|d| kind(d)).collect::<Vec<_>>(), ["Namespace", "TransportConfig", "TransportService"]);
+    assert_eq!(base.iter().map(kind).collect::<Vec<_>>(), ["Namespace", "TransportConfig", "TransportService"]);
     for doc in base.iter().filter(|d| kind(d) != "Namespace") {
         assert_eq!(namespace(doc), "mail", "{doc}");
     }
