@@ -4,7 +4,7 @@ CONFIG ?= transport/examples/local.yaml
 # The tests build the server with fault injection for the poison-queue tests.
 TEST_FEATURES ?= --features transport/test-hooks
 
-.PHONY: build run test fmt lint crds
+.PHONY: build run test fmt lint crds chart-crds chart-lint chart-test images e2e
 
 build:
 	$(CARGO) build --workspace --release
@@ -19,8 +19,10 @@ test:
 	$(CARGO) test --workspace --all-targets $(TEST_FEATURES)
 
 ## The CRDs generated from the Rust types (operator/src/crd) into crds/ (never edit those by hand).
+## The chart carries a copy in charts/kube-transport/files/crds (a test fails when they differ).
 crds:
 	$(CARGO) run -q -p operator --bin crdgen -- --out-dir crds
+	$(MAKE) chart-crds
 
 fmt:
 	$(CARGO) fmt --all
@@ -28,3 +30,40 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(TEST_FEATURES) -- -D warnings
+
+# ---- Packaging: images, Helm chart, kind e2e (README "Install / upgrade / uninstall") ----
+DOCKER ?= docker
+IMAGE_REPO ?= ghcr.io/kube-transport
+IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+CHART := charts/kube-transport
+# helm from PATH, else where e2e/tools/install-helm.sh puts it.
+HELM ?= $(shell command -v helm 2>/dev/null || echo $(HOME)/.cache/kube-transport/bin/helm)
+
+## The images of images/Dockerfile: $(IMAGE_REPO)/transport, /transport-operator and
+## /mailtools (smtp-sink + swaks, for helm test and the kind suite), tagged $(IMAGE_TAG).
+images:
+	$(DOCKER) build -f images/Dockerfile --target transport -t $(IMAGE_REPO)/transport:$(IMAGE_TAG) .
+	$(DOCKER) build -f images/Dockerfile --target operator -t $(IMAGE_REPO)/transport-operator:$(IMAGE_TAG) .
+	$(DOCKER) build -f images/Dockerfile --target mailtools -t $(IMAGE_REPO)/mailtools:$(IMAGE_TAG) .
+
+## Copies crds/ into the chart (the chart cannot read files outside its folder).
+chart-crds:
+	rm -f $(CHART)/files/crds/*.yaml
+	cp crds/*.yaml $(CHART)/files/crds/
+
+## helm lint, then helm template, with the default values and with every option on.
+chart-lint:
+	$(HELM) lint --strict $(CHART)
+	$(HELM) lint --strict $(CHART) -f $(CHART)/ci/full-values.yaml
+	$(HELM) template kube-transport $(CHART) >/dev/null
+	$(HELM) template kube-transport $(CHART) -f $(CHART)/ci/full-values.yaml --api-versions kubetransport.io/v1alpha1 >/dev/null
+
+## What the chart renders (kinds, RBAC, images, probes, CRDs) and the GitOps examples.
+chart-test:
+	$(CARGO) test -p e2e --test chart --test gitops
+
+## The kind suite (needs docker and kind): creates the cluster of e2e/kind-config.yaml,
+## builds and loads the images, helm installs, runs helm test and the scenarios of
+## e2e/tests/kind.rs, upgrades, uninstalls, deletes the cluster (KEEP_CLUSTER=1 keeps it).
+e2e:
+	CARGO="$(CARGO)" HELM="$(HELM)" DOCKER="$(DOCKER)" bash e2e/tools/kind-e2e.sh

@@ -1,0 +1,107 @@
+{{/*
+Names. The chart's own objects are labelled app.kubernetes.io/name=kube-transport-operator:
+`app.kubernetes.io/name=kube-transport` belongs to the objects the operator makes for a
+TransportService (its transport pods, volumes, Services), and scripts select those by it.
+*/}}
+{{- define "kube-transport.name" -}}
+{{- default "kube-transport-operator" .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kube-transport.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else if contains .Chart.Name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+
+{{- define "kube-transport.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "kube-transport.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "kube-transport.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "kube-transport.labels" -}}
+helm.sh/chart: {{ include "kube-transport.chart" . }}
+{{ include "kube-transport.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: kube-transport
+{{- end }}
+
+{{- define "kube-transport.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "kube-transport.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* `repository@digest`, else `repository:tag` with the appVersion as the default tag. */}}
+{{- define "kube-transport.image" -}}
+{{- $image := index . 0 }}
+{{- $root := index . 1 }}
+{{- if $image.digest }}
+{{- printf "%s@%s" $image.repository $image.digest }}
+{{- else }}
+{{- printf "%s:%s" $image.repository (default $root.Chart.AppVersion $image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "kube-transport.leaderElect" -}}
+{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}true{{ end }}
+{{- end }}
+
+{{- define "kube-transport.leaseName" -}}
+{{- default (include "kube-transport.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
+{{/* Where the custom resources the chart creates (defaults, helm test) live. */}}
+{{- define "kube-transport.workNamespace" -}}
+{{- default .Release.Namespace .Values.watchNamespace }}
+{{- end }}
+
+{{/*
+The rules the operator needs in every namespace it watches. Each verb is there because the
+operator makes that call; nothing is `*`.
+*/}}
+{{- define "kube-transport.namespacedRules" -}}
+# The three kinds it reconciles: read and watch; it never writes their spec.
+- apiGroups: ["kubetransport.io"]
+  resources: ["transportservices", "transportconfigs", "servercomponentstates"]
+  verbs: ["get", "list", "watch"]
+# Status is written with server-side apply (PATCH).
+- apiGroups: ["kubetransport.io"]
+  resources: ["transportservices/status", "transportconfigs/status", "servercomponentstates/status"]
+  verbs: ["get", "patch"]
+# Owner references with blockOwnerDeletion on the objects it makes need update on the
+# owner's finalizers (OwnerReferencesPermissionEnforcement).
+- apiGroups: ["kubetransport.io"]
+  resources: ["transportservices/finalizers", "servercomponentstates/finalizers"]
+  verbs: ["update"]
+# What a TransportService becomes: pods and queue volumes (one per server), the rendered
+# configuration, the admin token, the Services, and a PodDisruptionBudget. Server-side
+# apply creates (create) and updates (patch); scaling down deletes.
+- apiGroups: [""]
+  resources: ["pods", "persistentvolumeclaims", "configmaps", "secrets", "services"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Events on every state change (kube-runtime's recorder patches a repeated event).
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* Nodes are cluster-scoped: the operator watches them to drain servers off a node being drained. */}}
+{{- define "kube-transport.nodeRules" -}}
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
