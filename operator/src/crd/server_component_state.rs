@@ -39,6 +39,13 @@ pub const ALL_SERVERS: &str = "*";
         description = "Combined state of the component over every requester"
     ),
     printcolumn(name = "ServerState", type_ = "string", json_path = ".status.serverState"),
+    printcolumn(
+        name = "Messages",
+        type_ = "integer",
+        json_path = ".status.messagesToDrain",
+        description = "Messages still queued on the servers"
+    ),
+    printcolumn(name = "Drained", type_ = "string", json_path = ".status.conditions[?(@.type==\"Drained\")].status"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -84,6 +91,11 @@ pub struct ServerComponentStateStatus {
     pub effective_state: Option<ComponentState>,
     /// ServerState of the servers (`Started`, or each state with its count).
     pub server_state: Option<String>,
+    /// Messages still queued on the servers (what a drain waits for).
+    pub messages_to_drain: Option<u64>,
+    /// When the servers confirmed this request's state (the latest of their times: by then
+    /// every server had it).
+    pub last_confirmed_time: Option<Time>,
     /// Each server the request is aimed at.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
@@ -100,8 +112,10 @@ pub struct ComponentServerStatus {
     pub server_state: Option<ServerStateInfo>,
     /// Messages still queued on the server (what a drain waits for).
     pub messages_to_drain: Option<u64>,
-    /// Last time the server confirmed this request's state.
+    /// Since when the server holds this request's state (as its admin API reports it).
     pub confirmed_time: Option<Time>,
+    /// What the operator is doing with this server, or why it cannot reach it.
+    pub message: Option<String>,
 }
 
 impl ServerComponentStateSpec {
