@@ -27,6 +27,7 @@ pub const ALL_SERVERS: &str = "*";
     status = "ServerComponentStateStatus",
     shortname = "scs",
     derive = "PartialEq",
+    derive = "Default",
     doc = "One requester's wish for one component of one transport server (like Set-ServerComponentState).",
     printcolumn(name = "Server", type_ = "string", json_path = ".spec.server"),
     printcolumn(name = "Component", type_ = "string", json_path = ".spec.component"),
@@ -116,6 +117,21 @@ pub struct ComponentServerStatus {
     pub confirmed_time: Option<Time>,
     /// What the operator is doing with this server, or why it cannot reach it.
     pub message: Option<String>,
+}
+
+/// An empty request (no server), HubTransport Active by Maintenance: what tools that need a
+/// `Default` (the in-memory API server of the tests) start from; never a schema default.
+impl Default for ServerComponentStateSpec {
+    fn default() -> Self {
+        ServerComponentStateSpec {
+            server: String::new(),
+            transport_service_ref: TransportServiceRef::default(),
+            component: Component::HubTransport,
+            requester: Requester::Maintenance,
+            state: ComponentState::Active,
+            redirect_to: None,
+        }
+    }
 }
 
 impl ServerComponentStateSpec {
