@@ -424,3 +424,75 @@ pub async fn assert_all_delivered(cluster: &LocalCluster, sink: &sink::Sink, acc
         })
         .await;
 }
+
+/// Waits until `kubectl get ts <name>` shows Ready True, `servers`/`servers` ready, every
+/// server Started (2) and running the configuration rendered for it (Progressing False).
+pub async fn wait_service_ready(cluster: &LocalCluster, name: &str, servers: usize) -> TransportService {
+    let what = format!("TransportService {name} Ready with {servers} servers Started");
+    cluster
+        .wait_for(Duration::from_secs(90), &what, || async {
+            let ts = cluster.service(name).await;
+            let status = ts.status.clone().ok_or("no status")?;
+            let cond = |t: &str| status.conditions.iter().find(|c| c.type_ == t).cloned();
+            let ready = cond("Ready").ok_or("no Ready")?;
+            let progressing = cond("Progressing").ok_or("no Progressing")?;
+            let started = status.servers.iter().filter(|s| s.server_state.map(|x| x.code) == Some(2)).count();
+            if ready.status == "True"
+                && progressing.status == "False"
+                && status.servers.len() == servers
+                && started == servers
+                && status.observed_generation == ts.metadata.generation
+            {
+                Ok(ts)
+            } else {
+                Err(format!(
+                    "Ready {} {}: {}; Progressing {}: {}",
+                    ready.status, ready.reason, ready.message, progressing.reason, progressing.message
+                ))
+            }
+        })
+        .await
+}
+
+/// The status of a ServerComponentState, once `check` accepts it.
+pub async fn wait_component_state(
+    cluster: &LocalCluster,
+    name: &str,
+    what: &str,
+    check: impl Fn(&operator::crd::ServerComponentStateStatus) -> bool,
+) -> operator::crd::ServerComponentStateStatus {
+    cluster
+        .wait_for(Duration::from_secs(60), what, || async {
+            let obj = cluster.api::<ServerComponentState>().get(name).await.map_err(|e| e.to_string())?;
+            let status = obj.status.clone().ok_or("no status")?;
+            if check(&status) && status.observed_generation == obj.metadata.generation {
+                Ok(status)
+            } else {
+                Err(format!("{status:?}"))
+            }
+        })
+        .await
+}
+
+/// The condition `type_` of a status's conditions.
+pub fn condition<'a>(
+    conditions: &'a [k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition],
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// The pod of `server` is Ready (true) or not (false), as `kubectl get pod` shows it.
+pub async fn wait_pod_ready(cluster: &LocalCluster, server: &str, ready: bool) {
+    let what = format!("pod {server} Ready={ready}");
+    cluster
+        .wait_for(Duration::from_secs(60), &what, || async {
+            let pod = cluster.pod(server).await.ok_or("no pod")?;
+            if pod_ready(&pod) == ready && pod.status.as_ref().and_then(|s| s.pod_ip.as_ref()).is_some() {
+                Ok(())
+            } else {
+                Err(format!("{:?}", pod.status.and_then(|s| s.conditions)))
+            }
+        })
+        .await
+}
