@@ -282,7 +282,11 @@ impl Drop for LocalCluster {
         // of it now, even if the runtime outlives the cluster.
         let pids: Vec<u32> = self.pids.lock().unwrap_or_else(|e| e.into_inner()).keys().copied().collect();
         for pid in pids {
-            let _ = std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-KILL")
+                .arg(pid.to_string())
+                .stderr(std::process::Stdio::null())
+                .status();
         }
     }
 }
@@ -495,4 +499,55 @@ pub async fn wait_pod_ready(cluster: &LocalCluster, server: &str, ready: bool) {
             }
         })
         .await
+}
+
+/// Retry-Queue on every queue in Retry of `servers` (what an administrator does once a dead
+/// next hop is back), until `done` holds.
+pub async fn retry_until(
+    cluster: &LocalCluster,
+    service: &str,
+    servers: &[&str],
+    what: &str,
+    done: impl Fn() -> Result<(), String>,
+) {
+    cluster
+        .wait_for(Duration::from_secs(90), what, || async {
+            if let Ok(()) = done() {
+                return Ok(());
+            }
+            for server in servers {
+                let admin = cluster.admin(service, server).await;
+                for q in admin.queues().await.map_err(|e| e.to_string())? {
+                    if q.status == transport::api::QueueStatus::Retry {
+                        let _ = admin.queue_action(&q.id, transport::client::QueueAction::Retry).await;
+                    }
+                }
+            }
+            done()
+        })
+        .await;
+}
+
+/// Messages in each server's queues as `kubectl get ts -o yaml` shows them.
+pub async fn queued(cluster: &LocalCluster, service: &str) -> BTreeMap<String, u64> {
+    let ts = cluster.service(service).await;
+    ts.status
+        .map(|s| {
+            s.servers.iter().map(|e| (e.name.clone(), e.queue_totals.map(|t| t.messages).unwrap_or_default())).collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A service whose `later.test` mail goes to `127.0.0.1:<dead_port>`, where nothing listens
+/// yet: a next hop that is down.
+pub fn service_with_dead_hop(name: &str, servers: u32, sink_port: u16, dead_port: u16) -> TransportService {
+    mail_service(
+        name,
+        servers,
+        sink_port,
+        serde_json::json!({"sendConnectors": [
+            {"name": "Outbound", "addressSpaces": [{"domain": "*"}], "smartHosts": [format!("127.0.0.1:{sink_port}")]},
+            {"name": "Later", "addressSpaces": [{"domain": "later.test"}], "smartHosts": [format!("127.0.0.1:{dead_port}")]},
+        ]}),
+    )
 }
