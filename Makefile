@@ -4,7 +4,7 @@ CONFIG ?= transport/examples/local.yaml
 # The tests build the server with fault injection for the poison-queue tests.
 TEST_FEATURES ?= --features transport/test-hooks
 
-.PHONY: build run test fmt lint crds chart-crds chart-lint chart-test images e2e
+.PHONY: build run test fmt lint crds e2e-local chart-crds chart-lint chart-test images e2e
 
 build:
 	$(CARGO) build --workspace --release
@@ -17,6 +17,12 @@ run:
 ## operator reconcile tests and the cluster-free local e2e.
 test:
 	$(CARGO) test --workspace --all-targets $(TEST_FEATURES)
+
+## The cluster-free local e2e alone (also part of `make test`): the operator's loop against an
+## in-memory API server, each pod a real `transport` process on 127.x, smtp-sink as next hop.
+e2e-local:
+	$(CARGO) build -p transport --bin transport $(TEST_FEATURES)
+	$(CARGO) test -p e2e $(TEST_FEATURES) --test 'local_*' --lib
 
 ## The CRDs generated from the Rust types (operator/src/crd) into crds/ (never edit those by hand).
 ## The chart carries a copy in charts/kube-transport/files/crds (a test fails when they differ).

@@ -1,5 +1,6 @@
 //! What every reconcile shares.
 use crate::admin::AdminConnector;
+use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::names;
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -27,6 +28,8 @@ pub struct Context {
     pub requeue_busy: Duration,
     /// Next look when everything is as wanted (refreshes queue totals in status).
     pub requeue_idle: Duration,
+    /// Retry delays per object while its servers do not answer.
+    pub backoff: Backoff,
 }
 
 impl Context {
@@ -43,6 +46,7 @@ impl Context {
             default_image: names::DEFAULT_IMAGE.to_string(),
             requeue_busy: Duration::from_secs(5),
             requeue_idle: Duration::from_secs(60),
+            backoff: Backoff::default(),
         }
     }
 

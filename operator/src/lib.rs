@@ -8,14 +8,16 @@
 //! - [`validation`] the rendered config checked like `transport check-config`, errors mapped to CRD fields
 //! - [`conditions`] status conditions (metav1.Condition) and ServerState summaries
 //! - [`admin`]      reaching a server's admin API (production: pod IP + token)
+//! - [`backoff`]    growing retry delays while servers do not answer
 //! - [`apply`]      server-side apply of children, writing only what differs
-//! - [`reconcile`]  the TransportService and TransportConfig reconcilers
+//! - [`reconcile`]  the TransportService, TransportConfig and ServerComponentState reconcilers
 //! - [`context`]    what reconcilers share: client, admin connector, metrics, events
 //! - [`metrics`]    Prometheus metrics of the reconcilers
 //! - [`http`]       `/metrics`, `/healthz`, `/readyz` of the operator
 //! - [`run`]        kube-runtime Controllers, and a polling driver for watch-less API servers
 pub mod admin;
 pub mod apply;
+pub mod backoff;
 pub mod build;
 pub mod conditions;
 pub mod context;
@@ -30,5 +32,5 @@ pub mod validation;
 
 pub use context::Context;
 pub use error::{Error, Result};
-pub use reconcile::{reconcile_transport_config, reconcile_transport_service};
+pub use reconcile::{reconcile_server_component_state, reconcile_transport_config, reconcile_transport_service};
 pub use transport::config::TransportFile;

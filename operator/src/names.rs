@@ -21,6 +21,20 @@ pub const ANNOTATION_RESTART_HASH: &str = "kubetransport.io/restart-hash";
 pub const ANNOTATION_DRAINED: &str = "kubetransport.io/drained";
 /// Prefix of the ConfigMap annotations `config.kubetransport.io/<server>: <revision>`.
 pub const CONFIG_REVISION_PREFIX: &str = "config.kubetransport.io/";
+/// On a pod: its server was drained for the drain of its node and holds no message any
+/// more; the PodDisruptionBudget no longer covers it, so the eviction may go ahead.
+pub const LABEL_EVICTABLE: &str = "kubetransport.io/evictable";
+/// Finalizer of ServerComponentState objects: deleting one sets its requester back to
+/// Active on the servers (and in their files) before the object goes.
+pub const COMPONENT_STATE_FINALIZER: &str = "kubetransport.io/component-state";
+/// Node taints that announce a drain (CloudNativePG's list): the operator drains the
+/// servers on such a node, as it does on a cordoned (`spec.unschedulable`) one.
+pub const DRAIN_TAINTS: [&str; 4] = [
+    "node.kubernetes.io/unschedulable",
+    "ToBeDeletedByClusterAutoscaler",
+    "karpenter.sh/disrupted",
+    "karpenter.sh/disruption",
+];
 
 /// Admin API port of every server (DESIGN §8).
 pub const ADMIN_PORT: u16 = 8025;
@@ -65,6 +79,11 @@ pub fn admin_secret_name(ts: &str) -> String {
 
 pub fn headless_service_name(ts: &str) -> String {
     format!("{ts}-headless")
+}
+
+/// The PodDisruptionBudget of a TransportService.
+pub fn disruption_budget_name(ts: &str) -> String {
+    ts.to_string()
 }
 
 pub fn pvc_name(server: &str) -> String {

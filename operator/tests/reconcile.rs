@@ -226,6 +226,13 @@ async fn a_port_change_rolls_the_servers_one_at_a_time_each_drained_first() {
     // mail-1 waits until the new mail-0 is Ready.
     h.reconcile("mail").await;
     assert_eq!(h.admin.deployment_state("mail-1"), None);
+    // The new process of mail-0 comes back drained (its wishes are on its volume): the
+    // operator ends that drain, and mail-1 still waits for mail-0 to be Ready.
+    h.kubelet().await;
+    assert_eq!(h.admin.deployment_state("mail-0"), Some(ComponentState::Draining));
+    h.reconcile("mail").await;
+    assert_eq!(h.admin.deployment_state("mail-0"), Some(ComponentState::Active));
+    assert_eq!(h.admin.deployment_state("mail-1"), None);
 
     h.kubelet().await;
     h.reconcile("mail").await;
@@ -234,11 +241,16 @@ async fn a_port_change_rolls_the_servers_one_at_a_time_each_drained_first() {
     h.reconcile("mail").await;
     h.kubelet().await;
     h.reconcile("mail").await;
+    h.kubelet().await;
+    h.reconcile("mail").await;
     let pods = h.pods().await;
     assert_eq!((port(&pods[0]), port(&pods[1])), (2600, 2600));
     let status = h.service("mail").await.status.unwrap();
     assert_eq!(condition(&status.conditions, "Ready").status, "True", "{:?}", status.conditions);
     assert_eq!(h.event_reasons().await.iter().filter(|r| *r == "ConfigChangeRequiresRestart").count(), 2);
+    let notes = h.event_notes("ConfigChangeRequiresRestart").await;
+    assert!(notes.iter().all(|n| n.contains("a receive connector's port changed")), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("mail-0")) && notes.iter().any(|n| n.contains("mail-1")), "{notes:?}");
 }
 
 #[tokio::test]
@@ -463,7 +475,7 @@ async fn a_paused_server_does_not_hold_a_rolling_restart_back() {
     h.edit_spec("mail", |ts| ts.spec.receive_connectors[0].port = 2600).await;
     h.reconcile("mail").await;
     assert_eq!(h.pod_names().await, vec!["mail-1"], "mail-0 restarts although mail-1 is not Ready (Paused)");
-    for _ in 0..3 {
+    for _ in 0..5 {
         h.reconcile("mail").await;
         h.kubelet().await;
     }

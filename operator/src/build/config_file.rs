@@ -22,9 +22,11 @@ pub struct RenderedServer {
     pub revision: String,
 }
 
-/// Every component state wished for `server`: `component → requester → state`. Objects
-/// being deleted are withdrawn already; two objects with the same requester (one for the
-/// server, one for `*`) combine to the more restrictive state.
+/// Every component state wished for `server`: `component → requester → state`. Two
+/// objects with the same requester (one for the server, one for `*`) combine to the more
+/// restrictive state. An object being deleted (its finalizer still on) withdraws its wish:
+/// its requester is written `Active` until the object is gone, so that a server restarted
+/// in between comes back Active for that requester instead of with the old wish.
 pub fn component_states(
     service: &str,
     server: &str,
@@ -32,13 +34,29 @@ pub fn component_states(
 ) -> BTreeMap<Component, BTreeMap<Requester, ComponentState>> {
     let mut states: BTreeMap<Component, BTreeMap<Requester, ComponentState>> = BTreeMap::new();
     for obj in objects {
-        if obj.metadata.deletion_timestamp.is_some() || !obj.spec.targets(service, server) {
+        if !obj.spec.targets(service, server) {
             continue;
         }
-        let slot = states.entry(obj.spec.component).or_default().entry(obj.spec.requester).or_insert(obj.spec.state);
-        *slot = (*slot).max(obj.spec.state);
+        let state = if obj.metadata.deletion_timestamp.is_some() { ComponentState::Active } else { obj.spec.state };
+        let slot = states.entry(obj.spec.component).or_default().entry(obj.spec.requester).or_insert(state);
+        *slot = (*slot).max(state);
     }
     states
+}
+
+/// What `requester` wishes for `component` on `server`, over every object (Active when none).
+pub fn requester_wish(
+    service: &str,
+    server: &str,
+    component: Component,
+    requester: Requester,
+    objects: &[ServerComponentState],
+) -> ComponentState {
+    component_states(service, server, objects)
+        .get(&component)
+        .and_then(|r| r.get(&requester))
+        .copied()
+        .unwrap_or_default()
 }
 
 /// The configuration file of server `index` of `ts`. Fails only on what the file cannot
@@ -244,7 +262,20 @@ mod tests {
         let mut deleting = objects[0].clone();
         deleting.metadata.deletion_timestamp =
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now()));
-        assert!(component_states("mail", "mail-0", &[deleting]).is_empty(), "a deleted object is withdrawn");
+        assert_eq!(
+            component_states("mail", "mail-0", &[deleting.clone()]),
+            BTreeMap::from([(
+                Component::HubTransport,
+                BTreeMap::from([(Requester::Maintenance, ComponentState::Active)])
+            )]),
+            "an object being deleted withdraws its wish: Active until it is gone"
+        );
+        let objects = vec![deleting, objects[1].clone()];
+        assert_eq!(
+            requester_wish("mail", "mail-0", Component::HubTransport, Requester::Maintenance, &objects),
+            ComponentState::Inactive,
+            "another object of the same requester still holds its wish"
+        );
     }
 
     #[test]

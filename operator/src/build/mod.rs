@@ -5,12 +5,14 @@
 pub mod admin_secret;
 pub mod config_file;
 pub mod config_map;
+pub mod disruption_budget;
 pub mod pod;
 pub mod services;
 
 pub use admin_secret::{admin_token_secret, new_token};
-pub use config_file::{component_states, rendered, transport_file, RenderedServer};
+pub use config_file::{component_states, rendered, requester_wish, transport_file, RenderedServer};
 pub use config_map::config_map;
+pub use disruption_budget::disruption_budget;
 pub use pod::{queue_pvc, restart_hash, server_pod, server_pod_spec};
 pub use services::{headless_service, smtp_service};
 

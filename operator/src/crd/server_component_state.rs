@@ -27,6 +27,7 @@ pub const ALL_SERVERS: &str = "*";
     status = "ServerComponentStateStatus",
     shortname = "scs",
     derive = "PartialEq",
+    derive = "Default",
     doc = "One requester's wish for one component of one transport server (like Set-ServerComponentState).",
     printcolumn(name = "Server", type_ = "string", json_path = ".spec.server"),
     printcolumn(name = "Component", type_ = "string", json_path = ".spec.component"),
@@ -39,6 +40,13 @@ pub const ALL_SERVERS: &str = "*";
         description = "Combined state of the component over every requester"
     ),
     printcolumn(name = "ServerState", type_ = "string", json_path = ".status.serverState"),
+    printcolumn(
+        name = "Messages",
+        type_ = "integer",
+        json_path = ".status.messagesToDrain",
+        description = "Messages still queued on the servers"
+    ),
+    printcolumn(name = "Drained", type_ = "string", json_path = ".status.conditions[?(@.type==\"Drained\")].status"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
 )]
@@ -84,6 +92,11 @@ pub struct ServerComponentStateStatus {
     pub effective_state: Option<ComponentState>,
     /// ServerState of the servers (`Started`, or each state with its count).
     pub server_state: Option<String>,
+    /// Messages still queued on the servers (what a drain waits for).
+    pub messages_to_drain: Option<u64>,
+    /// When the servers confirmed this request's state (the latest of their times: by then
+    /// every server had it).
+    pub last_confirmed_time: Option<Time>,
     /// Each server the request is aimed at.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
@@ -100,8 +113,25 @@ pub struct ComponentServerStatus {
     pub server_state: Option<ServerStateInfo>,
     /// Messages still queued on the server (what a drain waits for).
     pub messages_to_drain: Option<u64>,
-    /// Last time the server confirmed this request's state.
+    /// Since when the server holds this request's state (as its admin API reports it).
     pub confirmed_time: Option<Time>,
+    /// What the operator is doing with this server, or why it cannot reach it.
+    pub message: Option<String>,
+}
+
+/// An empty request (no server), HubTransport Active by Maintenance: what tools that need a
+/// `Default` (the in-memory API server of the tests) start from; never a schema default.
+impl Default for ServerComponentStateSpec {
+    fn default() -> Self {
+        ServerComponentStateSpec {
+            server: String::new(),
+            transport_service_ref: TransportServiceRef::default(),
+            component: Component::HubTransport,
+            requester: Requester::Maintenance,
+            state: ComponentState::Active,
+            redirect_to: None,
+        }
+    }
 }
 
 impl ServerComponentStateSpec {

@@ -4,10 +4,14 @@
 //! - [`transport_service`]: a TransportService into its ConfigMap, Secret, Services, Pods
 //!   and PVCs, with the servers driven through their admin API ([`servers`])
 //! - [`transport_config`]: validation of a TransportConfig, and the services using it
+//! - [`server_component_state`]: one requester's wish pushed to the servers, its queue
+//!   redirected, what the servers confirm, and its withdrawal when the object is deleted
+pub mod server_component_state;
 mod servers;
 pub mod transport_config;
 pub mod transport_service;
 
+pub use server_component_state::reconcile_server_component_state;
 pub use transport_config::reconcile_transport_config;
 pub use transport_service::reconcile_transport_service;
 

@@ -23,6 +23,10 @@ pub(super) struct Server {
     pub admin_error: Option<String>,
     /// What the operator is doing with it (status `message`).
     pub note: Option<String>,
+    /// The `configRevision` the server reports once it runs its rendered file.
+    pub expected_revision: Option<String>,
+    /// Why the pod's node is being drained (cordoned, or a drain taint), if it is.
+    pub node_drain: Option<String>,
 }
 
 impl Server {
@@ -39,7 +43,23 @@ impl Server {
             info: None,
             admin_error: None,
             note: None,
+            expected_revision: None,
+            node_drain: None,
         }
+    }
+
+    /// The node the pod was scheduled on.
+    pub fn node_name(&self) -> Option<&str> {
+        self.pod.as_ref()?.spec.as_ref()?.node_name.as_deref().filter(|n| !n.is_empty())
+    }
+
+    /// The pod carries `kubetransport.io/evictable=true` (out of the PodDisruptionBudget).
+    pub fn evictable(&self) -> bool {
+        self.pod
+            .as_ref()
+            .and_then(|p| p.metadata.labels.as_ref())
+            .and_then(|l| l.get(names::LABEL_EVICTABLE))
+            .is_some_and(|v| v == "true")
     }
 
     pub fn pod_ip(&self) -> Option<&str> {

@@ -2,11 +2,14 @@
 //!
 //! Each reconcile: read the TransportConfig and ServerComponentStates, render and check
 //! every server's configuration (an invalid spec is reported and nothing is applied), apply
-//! the token Secret, the ConfigMap and the Services, create missing queue volumes and pods,
-//! read every server's admin API, push the wanted ServerState, then take one step of any
-//! scale-down (drain, redirect, remove when empty) and of any rolling restart (one server at
-//! a time: drain, empty or redirect, delete, wait for the new pod to be Ready), and write
-//! status. A reconcile never waits: a step under way is picked up by the next one.
+//! the token Secret, the ConfigMap, the Services and the PodDisruptionBudget, create missing
+//! queue volumes and pods, look at the pods' nodes, read every server's admin API, push the
+//! wanted ServerState, then take one step of any node drain (drain the servers of a cordoned
+//! or drain-tainted node, redirect their queues to a sibling elsewhere, and let the eviction
+//! through once they are empty), of any scale-down (drain, redirect, remove when empty) and
+//! of any rolling restart (one server at a time: drain, empty or redirect, delete, wait for
+//! the new pod to be Ready), and write status. A reconcile never waits: a step under way is
+//! picked up by the next one.
 use super::servers::Server;
 use super::{announce_transition, set_all};
 use crate::apply::{self, Outcome};
@@ -18,7 +21,8 @@ use crate::names;
 use crate::validation;
 use crate::{Error, Result};
 use futures::future::join_all;
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, ObjectReference, PersistentVolumeClaim, Pod, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -110,6 +114,8 @@ impl Run<'_> {
         let token = self.ensure_admin_token().await?;
         self.ensure_config_map(&rendered).await?;
         self.ensure_services().await?;
+        let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &self.ns);
+        apply::ensure(&pdbs, &build::disruption_budget(ts), &self.ctx.field_manager).await?;
 
         let image = ts.spec.image.clone().unwrap_or_else(|| self.ctx.default_image.clone());
         for r in rendered {
@@ -119,21 +125,28 @@ impl Run<'_> {
             }
         }
         self.ensure_volumes_and_pods(&mut servers).await?;
+        self.observe_nodes(&mut servers).await;
 
         let connector = self.ctx.admin.clone();
         join_all(servers.values_mut().map(|s| {
             let endpoint = s.endpoint(&self.ns, &self.name, &token);
             let connector = connector.clone();
-            async move { s.poll(connector.as_ref(), endpoint).await }
+            async move {
+                if let Some(r) = &s.rendered {
+                    s.expected_revision = Some(connector.expected_revision(&endpoint, r));
+                }
+                s.poll(connector.as_ref(), endpoint).await
+            }
         }))
         .await;
 
         self.push_server_states(&mut servers).await;
         self.withdraw_stale_drains(&mut servers).await;
+        let node_drains = self.step_node_drains(&mut servers, &token).await?;
         let removing = self.step_scale_down(&mut servers, &token).await?;
         let rolling = self.step_roll(&mut servers, &token).await?;
 
-        let status = self.status(&old, &servers, removing, rolling);
+        let status = self.status(&old, &servers, removing, rolling, node_drains);
         let busy = conditions::find(&status.conditions, conditions::PROGRESSING).is_some_and(|c| c.status == "True");
         self.write_status(&old, status).await?;
         Ok(Action::requeue(if busy { self.ctx.requeue_busy } else { self.ctx.requeue_idle }))
@@ -332,10 +345,22 @@ impl Run<'_> {
     }
 
     /// A wanted server that is up to date but still drained by the operator (a scale-down
-    /// undone, a restart that did not happen) gets HubTransport back. A ServerComponentState
-    /// of requester Deployment owns that wish instead when one exists.
+    /// undone, a restart that did not happen, a node drain cancelled, a pod that came back
+    /// on another node) gets HubTransport back, and loses its `evictable` label. A
+    /// ServerComponentState of requester Deployment owns that wish instead when one exists.
     async fn withdraw_stale_drains(&self, servers: &mut BTreeMap<u32, Server>) {
         for s in servers.values_mut() {
+            if s.node_drain.is_some() {
+                continue;
+            }
+            if s.evictable() && !s.terminating() {
+                let patch = json!({"metadata": {"labels": {names::LABEL_EVICTABLE: null}}});
+                match self.pods.patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                    Ok(pod) => s.pod = Some(pod),
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => return tracing::warn!(error = %e, server = %s.name, "cannot remove the evictable label"),
+                }
+            }
             if !s.desired || s.needs_restart() || s.deployment_state() == ComponentState::Active {
                 continue;
             }
@@ -343,7 +368,8 @@ impl Run<'_> {
                 r.file
                     .components
                     .get(&transport::config::Component::HubTransport)
-                    .is_some_and(|m| m.contains_key(&transport::config::Requester::Deployment))
+                    .and_then(|m| m.get(&transport::config::Requester::Deployment))
+                    .is_some_and(|state| *state > ComponentState::Active)
             });
             if wished {
                 continue;
@@ -354,13 +380,107 @@ impl Run<'_> {
         }
     }
 
+    /// Which pods sit on a node being drained: cordoned (`spec.unschedulable`) or carrying
+    /// a drain taint. A node that cannot be read counts as not draining (and is logged).
+    async fn observe_nodes(&self, servers: &mut BTreeMap<u32, Server>) {
+        let nodes: Api<Node> = Api::all(self.ctx.client.clone());
+        let names: BTreeSet<String> = servers.values().filter_map(|s| s.node_name().map(str::to_string)).collect();
+        let mut draining = BTreeMap::new();
+        for name in names {
+            match nodes.get_opt(&name).await {
+                Ok(Some(node)) => {
+                    if let Some(why) = node_drain_reason(&node) {
+                        draining.insert(name, why);
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(node = %name, error = %e, "cannot read the node of a server"),
+            }
+        }
+        for s in servers.values_mut() {
+            s.node_drain = s
+                .node_name()
+                .and_then(|n| draining.get(n))
+                .map(|why| format!("node {} is {why}", s.node_name().unwrap_or_default()));
+        }
+    }
+
+    /// One step for each server whose node is being drained: HubTransport Draining by
+    /// Deployment, its queue redirected to a sibling on a node that is not draining, and once
+    /// it holds no message, the `evictable` label that takes its pod out of the
+    /// PodDisruptionBudget so the eviction goes ahead. Returns those servers.
+    async fn step_node_drains(&self, servers: &mut BTreeMap<u32, Server>, token: &str) -> Result<Vec<String>> {
+        let draining: Vec<u32> = servers
+            .values()
+            .filter(|s| s.pod.is_some() && !s.terminating() && s.node_drain.is_some())
+            .map(|s| s.index)
+            .collect();
+        let mut names_left = Vec::new();
+        for index in draining {
+            let target = servers.get(&index).and_then(|s| self.redirect_target(servers, &s.name, token));
+            let Some(s) = servers.get_mut(&index) else { continue };
+            let why = s.node_drain.clone().unwrap_or_default();
+            names_left.push(s.name.clone());
+            if s.info.is_none() {
+                let detail = s.admin_error.clone().unwrap_or_else(|| "the pod is not running yet".into());
+                s.note = Some(format!("{why}: waiting for its admin API to drain it ({detail})"));
+                continue;
+            }
+            match s.drain().await {
+                Ok(true) => {
+                    let note = format!(
+                        "{why}: draining server {} before its pod is evicted (HubTransport Draining by Deployment)",
+                        s.name
+                    );
+                    self.ctx
+                        .event(
+                            &self.regarding,
+                            Some(self.pod_ref(&s.name)),
+                            EventType::Normal,
+                            "NodeDraining",
+                            "DrainServer",
+                            note,
+                        )
+                        .await;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    s.note = Some(format!("{why}: cannot drain the server: {e}"));
+                    continue;
+                }
+            }
+            if s.messages().unwrap_or_default() > 0 {
+                s.note = Some(format!("{why}: {}", self.hand_over(s, target, "the drain of its node").await));
+                continue;
+            }
+            if !s.evictable() {
+                let patch = json!({"metadata": {"labels": {names::LABEL_EVICTABLE: "true"}}});
+                let pod = self.pods.patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                s.pod = Some(pod);
+                let note = format!("{why}: server {} holds no mail any more; its pod may be evicted", s.name);
+                self.ctx
+                    .event(
+                        &self.regarding,
+                        Some(self.pod_ref(&s.name)),
+                        EventType::Normal,
+                        "ServerEvictable",
+                        "DrainServer",
+                        note,
+                    )
+                    .await;
+            }
+            s.note = Some(format!("{why}: drained, its queue is empty; the pod may be evicted"));
+        }
+        Ok(names_left)
+    }
+
     /// Where a drained server hands its queue: the Intra connector of the first wanted
     /// server that is ready, taking mail, and not `except` (one still to restart is fine:
     /// its queue outlives the restart on its volume).
     fn redirect_target(&self, servers: &BTreeMap<u32, Server>, except: &str, token: &str) -> Option<String> {
         servers
             .values()
-            .filter(|s| s.desired && s.name != except && s.pod_ready())
+            .filter(|s| s.desired && s.name != except && s.pod_ready() && s.node_drain.is_none())
             .filter(|s| s.info.is_some() && s.deployment_state() == ComponentState::Active)
             .find_map(|s| {
                 // The port its running pod listens on (the spec may have moved it since).
@@ -631,6 +751,7 @@ impl Run<'_> {
         servers: &BTreeMap<u32, Server>,
         removing: Vec<String>,
         rolling: Vec<String>,
+        node_drains: Vec<String>,
     ) -> TransportServiceStatus {
         let wanted = self.ts.spec.servers();
         let desired: Vec<&Server> = servers.values().filter(|s| s.desired).collect();
@@ -651,8 +772,8 @@ impl Run<'_> {
             desired.iter().filter(|s| s.pod_ready() && s.info.is_none()).map(|s| s.name.clone()).collect();
         let pending_config: Vec<String> = desired
             .iter()
-            .filter(|s| match (&s.info, &s.rendered) {
-                (Some(i), Some(r)) => i.config_revision != r.revision,
+            .filter(|s| match (&s.info, &s.expected_revision) {
+                (Some(i), Some(expected)) => &i.config_revision != expected,
                 _ => false,
             })
             .map(|s| s.name.clone())
@@ -665,6 +786,11 @@ impl Run<'_> {
             ))
         } else if !removing.is_empty() {
             Some(("ScalingDown", format!("draining before removal: {}", removing.join(", "))))
+        } else if !node_drains.is_empty() {
+            Some((
+                "NodeDrain",
+                format!("draining before eviction, their nodes are being drained: {}", node_drains.join(", ")),
+            ))
         } else if desired.iter().any(|s| !s.settled()) {
             Some(("ServersStarting", format!("{ready}/{wanted} servers ready")))
         } else if !pending_config.is_empty() {
@@ -791,4 +917,17 @@ where
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
+}
+
+/// Why `node` is being drained: cordoned, or a taint that announces a drain.
+fn node_drain_reason(node: &Node) -> Option<String> {
+    let spec = node.spec.as_ref()?;
+    if spec.unschedulable == Some(true) {
+        return Some("cordoned (spec.unschedulable)".into());
+    }
+    spec.taints
+        .iter()
+        .flatten()
+        .find(|t| names::DRAIN_TAINTS.contains(&t.key.as_str()))
+        .map(|t| format!("tainted {}:{}", t.key, t.effect))
 }

@@ -5,8 +5,12 @@
 //! starts the fake servers for the pods the operator creates and reports them Ready.
 //!
 //! kube-fake-client has no watch and no kubelet: the tests call the reconcilers directly
-//! and move pods along with [`Harness::kubelet`].
+//! and move pods along with [`Harness::kubelet`]. Its DELETE ignores finalizers; the e2e
+//! crate's `fake_api` wrapper (shared by path) makes them hold deletion as an API server does.
 #![allow(dead_code)]
+
+#[path = "../../../e2e/src/local/fake_api.rs"]
+pub mod fake_api;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -18,7 +22,10 @@ use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use kube_fake_client::{interceptor, ClientBuilder};
 use operator::admin::{AdminConnector, ServerEndpoint};
-use operator::crd::{TransportConfig, TransportConfigSpec, TransportService};
+use operator::crd::{
+    ServerComponentState, ServerComponentStateSpec, TransportConfig, TransportConfigSpec, TransportService,
+    TransportServiceRef,
+};
 use operator::Context;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -32,7 +39,8 @@ use transport::api::{
 };
 use transport::client::{AdminClient, ClientError};
 use transport::config::{
-    AcceptedDomain, AcceptedDomainType, Component, ComponentState, OrgSettings, ServerStateSetting,
+    combined_component_state, AcceptedDomain, AcceptedDomainType, Component, ComponentState, OrgSettings, Requester,
+    ServerStateSetting, TransportFile,
 };
 
 pub const NS: &str = "prod";
@@ -75,6 +83,8 @@ pub struct FakeServer {
     pub pod_uid: String,
     pub redirects: Vec<String>,
     pub tokens: Vec<Option<String>>,
+    /// Component wishes set through `PUT /v1/components` (requester, state), in order.
+    pub component_calls: Vec<(Component, Requester, ComponentState)>,
 }
 
 type Servers = Arc<Mutex<BTreeMap<String, FakeServer>>>;
@@ -98,12 +108,31 @@ fn new_info(server: &str, revision: &str, totals: QueueTotals) -> ServerInfo {
     }
 }
 
+/// Recomputes each component's combined state (the server's rule) and whether it takes mail.
 fn refresh_accepting(info: &mut ServerInfo) {
+    let strongest: BTreeMap<Component, ComponentState> = info
+        .components
+        .iter()
+        .map(|c| (c.component, ComponentState::strongest(c.requesters.iter().map(|r| r.state))))
+        .collect();
+    for c in &mut info.components {
+        c.state = combined_component_state(c.component, |x| strongest.get(&x).copied().unwrap_or_default());
+    }
     let hub_active = info
         .components
         .iter()
         .all(|c| c.state == ComponentState::Active || c.component == Component::FrontendTransport);
     info.accepting_mail = hub_active && info.server_state.name == ServerStateName::Started;
+}
+
+/// Records one requester's wish, as `PUT /v1/components/{c}` and a file (re)load do.
+fn set_wish(info: &mut ServerInfo, component: Component, requester: Requester, state: ComponentState) {
+    let entry = info.components.iter_mut().find(|c| c.component == component).expect("every component listed");
+    match entry.requesters.iter_mut().find(|r| r.requester == requester) {
+        Some(r) => r.state = state,
+        None => entry.requesters.push(RequesterState { requester, state, since: SINCE.into() }),
+    }
+    refresh_accepting(info);
 }
 
 fn token(headers: &HeaderMap) -> Option<String> {
@@ -157,15 +186,8 @@ async fn put_component(
     fake.tokens.push(token(&headers));
     let component: Component = serde_json::from_value(json!(component))
         .map_err(|e| (StatusCode::BAD_REQUEST, Json(json!({"error": e.to_string()}))))?;
-    let entry = fake.info.components.iter_mut().find(|c| c.component == component).expect("every component listed");
-    match entry.requesters.iter_mut().find(|r| r.requester == body.requester) {
-        Some(r) => r.state = body.state,
-        None => {
-            entry.requesters.push(RequesterState { requester: body.requester, state: body.state, since: SINCE.into() })
-        }
-    }
-    entry.state = entry.requesters.iter().map(|r| r.state).max().unwrap_or_default();
-    refresh_accepting(&mut fake.info);
+    fake.component_calls.push((component, body.requester, body.state));
+    set_wish(&mut fake.info, component, body.requester, body.state);
     Ok(Json(fake.info.clone()))
 }
 
@@ -230,9 +252,20 @@ impl FakeAdmin {
     }
 
     pub fn deployment_state(&self, name: &str) -> Option<ComponentState> {
+        self.wish(name, Component::HubTransport, Requester::Deployment)
+    }
+
+    /// A requester's wish as the fake server holds it.
+    pub fn wish(&self, name: &str, component: Component, requester: Requester) -> Option<ComponentState> {
         let s = self.server(name)?;
-        let hub = s.info.components.iter().find(|c| c.component == Component::HubTransport)?;
-        hub.requesters.iter().find(|r| r.requester == transport::config::Requester::Deployment).map(|r| r.state)
+        let c = s.info.components.iter().find(|c| c.component == component)?;
+        c.requesters.iter().find(|r| r.requester == requester).map(|r| r.state)
+    }
+
+    /// A component's combined state on the fake server.
+    pub fn effective(&self, name: &str, component: Component) -> Option<ComponentState> {
+        let s = self.server(name)?;
+        s.info.components.iter().find(|c| c.component == component).map(|c| c.state)
     }
 }
 
@@ -290,14 +323,16 @@ impl Harness {
         let client = ClientBuilder::new()
             .with_resource::<TransportService>()
             .with_resource::<TransportConfig>()
-            .with_resource::<operator::crd::ServerComponentState>()
+            .with_resource::<ServerComponentState>()
             .with_status_subresource::<TransportService>()
             .with_status_subresource::<TransportConfig>()
+            .with_status_subresource::<ServerComponentState>()
             .with_status_subresource::<Pod>()
             .with_interceptor_funcs(funcs)
             .build()
             .await
             .expect("fake API server");
+        let client = fake_api::with_finalizers(client);
         let admin = FakeAdmin::start().await;
         let ctx = Arc::new(
             Context::new(client.clone(), Arc::new(TestConnector { addr: admin.addr }))
@@ -341,6 +376,40 @@ impl Harness {
             .await
             .expect("reconcile within the time limit")
             .expect("reconcile")
+    }
+
+    /// Reconciles the ServerComponentState as it is now in the API server.
+    pub async fn reconcile_scs(&self, name: &str) -> kube::runtime::controller::Action {
+        let scs = self.scs(name).await.unwrap_or_else(|| panic!("no ServerComponentState {name}"));
+        tokio::time::timeout(TIMEOUT, operator::reconcile_server_component_state(Arc::new(scs), self.ctx.clone()))
+            .await
+            .expect("reconcile within the time limit")
+            .expect("reconcile")
+    }
+
+    pub async fn scs(&self, name: &str) -> Option<ServerComponentState> {
+        self.api::<ServerComponentState>().get_opt(name).await.expect("get ServerComponentState")
+    }
+
+    pub async fn create_scs(&self, scs: ServerComponentState) {
+        self.api::<ServerComponentState>()
+            .create(&PostParams::default(), &scs)
+            .await
+            .expect("create ServerComponentState");
+    }
+
+    /// `kubectl delete servercomponentstate NAME` (returns at once, finalizers or not).
+    pub async fn delete_scs(&self, name: &str) {
+        self.api::<ServerComponentState>()
+            .delete(name, &Default::default())
+            .await
+            .expect("delete ServerComponentState");
+    }
+
+    /// The scheduler's part: puts the pod on `node`.
+    pub async fn schedule(&self, pod: &str, node: &str) {
+        let patch = json!({"spec": {"nodeName": node}});
+        self.api::<Pod>().patch(pod, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("schedule pod");
     }
 
     pub async fn reconcile_config(&self, name: &str) {
@@ -403,23 +472,44 @@ impl Harness {
                 .and_then(|cm| cm.metadata.annotations)
                 .and_then(|a| a.get(&format!("config.kubetransport.io/{name}")).cloned())
                 .unwrap_or_default();
+            let file: Option<TransportFile> = cms
+                .get_opt(&format!("{instance}-config"))
+                .await
+                .unwrap()
+                .and_then(|cm| cm.data)
+                .and_then(|d| d.get(&format!("{name}.yaml")).cloned())
+                .and_then(|text| serde_yaml::from_str(&text).ok());
             let uid = pod.metadata.uid.clone().unwrap_or_default();
             let ready = {
                 let mut all = self.admin.servers.lock().unwrap();
                 let fresh = all.get(&name).is_none_or(|s| s.pod_uid != uid);
                 if fresh {
-                    let totals = all.get(&name).map(|s| s.info.totals).unwrap_or_default();
+                    // A new process: its queue and its wishes (components.json) are on the volume.
+                    let old = all.get(&name).map(|s| (s.info.totals, s.info.components.clone()));
+                    let mut info = new_info(&name, "", old.as_ref().map(|o| o.0).unwrap_or_default());
+                    if let Some((_, components)) = old {
+                        info.components = components;
+                    }
                     all.insert(
                         name.clone(),
                         FakeServer {
-                            info: new_info(&name, &revision, totals),
+                            info,
                             pod_uid: uid,
                             redirects: Vec::new(),
                             tokens: Vec::new(),
+                            component_calls: Vec::new(),
                         },
                     );
                 }
                 let s = all.get_mut(&name).unwrap();
+                if s.info.config_revision != revision {
+                    // A (re)loaded file: its component entries win for the requesters they name.
+                    for (component, requesters) in file.map(|f| f.components).unwrap_or_default() {
+                        for (requester, state) in requesters {
+                            set_wish(&mut s.info, component, requester, state);
+                        }
+                    }
+                }
                 s.info.config_revision = revision;
                 refresh_accepting(&mut s.info);
                 s.info.accepting_mail
@@ -467,4 +557,26 @@ pub fn condition<'a>(
     type_: &str,
 ) -> &'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
     conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("no {type_} condition in {conditions:?}"))
+}
+
+/// One requester's wish for one component of `server` (`*`: every server of `service`).
+pub fn scs(
+    name: &str,
+    service: &str,
+    server: &str,
+    component: Component,
+    requester: Requester,
+    state: ComponentState,
+) -> ServerComponentState {
+    ServerComponentState::new(
+        name,
+        ServerComponentStateSpec {
+            server: server.into(),
+            transport_service_ref: TransportServiceRef { name: service.into() },
+            component,
+            requester,
+            state,
+            redirect_to: None,
+        },
+    )
 }

@@ -163,6 +163,27 @@ impl ComponentState {
             ComponentState::Inactive => "Inactive",
         }
     }
+
+    /// The strongest of several requesters' wishes for one component (Active when none).
+    pub fn strongest(wishes: impl IntoIterator<Item = ComponentState>) -> ComponentState {
+        wishes.into_iter().max().unwrap_or_default()
+    }
+}
+
+/// The combined state of `component` (DESIGN §2, Set-ServerComponentState): the strongest
+/// wish for it, except that ServerWideOffline Inactive makes every component Inactive.
+/// `strongest_of` gives the strongest wish of each component ([`ComponentState::strongest`]).
+/// The one rule the server (its component table) and the operator (status of
+/// ServerComponentState objects) both apply.
+pub fn combined_component_state(
+    component: Component,
+    strongest_of: impl Fn(Component) -> ComponentState,
+) -> ComponentState {
+    if strongest_of(Component::ServerWideOffline) == ComponentState::Inactive {
+        ComponentState::Inactive
+    } else {
+        strongest_of(component)
+    }
 }
 
 /// Limits and behaviour of a receive connector that the file and the CRD

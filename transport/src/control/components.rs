@@ -78,17 +78,13 @@ impl ComponentTable {
 
     /// The strongest wish for the component alone.
     fn own(&self, component: Component) -> ComponentState {
-        self.wishes.get(&component).and_then(|r| r.values().map(|w| w.state).max()).unwrap_or_default()
+        ComponentState::strongest(self.wishes.get(&component).into_iter().flat_map(|r| r.values().map(|w| w.state)))
     }
 
-    /// The combined state, ServerWideOffline Inactive included.
+    /// The combined state, ServerWideOffline Inactive included (the rule lives in the
+    /// config module so that the operator applies the same one).
     pub fn effective(&self, component: Component) -> ComponentState {
-        let own = self.own(component);
-        if self.own(Component::ServerWideOffline) == ComponentState::Inactive {
-            ComponentState::Inactive
-        } else {
-            own
-        }
+        crate::config::combined_component_state(component, |c| self.own(c))
     }
 
     pub fn infos(&self) -> Vec<ComponentInfo> {

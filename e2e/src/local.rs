@@ -1,1 +1,0 @@
-//! The cluster-free local e2e harness (being built).
