@@ -96,7 +96,7 @@ fn namespaced_rules() -> Vec<(&'static str, &'static str, &'static [&'static str
     vec![
         ("kubetransport.io", "transportservices", &["get", "list", "watch"]),
         ("kubetransport.io", "transportconfigs", &["get", "list", "watch"]),
-        ("kubetransport.io", "servercomponentstates", &["get", "list", "watch"]),
+        ("kubetransport.io", "servercomponentstates", &["get", "list", "watch", "patch"]),
         ("kubetransport.io", "transportservices/status", &["get", "patch"]),
         ("kubetransport.io", "transportconfigs/status", &["get", "patch"]),
         ("kubetransport.io", "servercomponentstates/status", &["get", "patch"]),

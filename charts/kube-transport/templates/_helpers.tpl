@@ -73,8 +73,12 @@ operator makes that call; nothing is `*`.
 {{- define "kube-transport.namespacedRules" -}}
 # The three kinds it reconciles: read and watch; it never writes their spec.
 - apiGroups: ["kubetransport.io"]
-  resources: ["transportservices", "transportconfigs", "servercomponentstates"]
+  resources: ["transportservices", "transportconfigs"]
   verbs: ["get", "list", "watch"]
+# patch: the operator's finalizer on each ServerComponentState (it withdraws the wish on deletion).
+- apiGroups: ["kubetransport.io"]
+  resources: ["servercomponentstates"]
+  verbs: ["get", "list", "watch", "patch"]
 # Status is written with server-side apply (PATCH).
 - apiGroups: ["kubetransport.io"]
   resources: ["transportservices/status", "transportconfigs/status", "servercomponentstates/status"]
