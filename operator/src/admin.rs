@@ -54,7 +54,6 @@ pub struct PodIpConnector;
 
 impl AdminConnector for PodIpConnector {
     fn client(&self, endpoint: &ServerEndpoint) -> Result<AdminClient, ClientError> {
-        crate::context::install_crypto_provider();
         let ip = endpoint.pod_ip.as_deref().ok_or_else(|| ClientError::Unreachable {
             url: format!("pod {}", endpoint.server),
             reason: "the pod has no IP address yet".into(),

@@ -91,8 +91,10 @@ impl Context {
     }
 }
 
-/// reqwest (the admin API client) built with rustls but no provider panics when a client is
-/// made; install ring once for the process (an error only means one is installed already).
+/// rustls needs one process-wide crypto provider when more than one is compiled in (feature
+/// unification brings aws-lc-rs next to ring); install ring before the first TLS use. An
+/// error only means one is installed already. (`transport::client::AdminClient::new` does
+/// the same for the admin API client.)
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
