@@ -4,7 +4,7 @@ CONFIG ?= transport/examples/local.yaml
 # The tests build the server with fault injection for the poison-queue tests.
 TEST_FEATURES ?= --features transport/test-hooks
 
-.PHONY: build run test fmt lint
+.PHONY: build run test fmt lint bench
 
 build:
 	$(CARGO) build --workspace --release
@@ -24,3 +24,10 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(TEST_FEATURES) -- -D warnings
+
+## Relay benchmark on loopback: smtp-source -> smtp-sink (ceiling), a private Postfix
+## relay and the transport server, same load, same sink; then 100,000 messages queued.
+## Writes bench/results/<date>.{md,png,json}. BENCH_ARGS=--quick for a short run.
+bench:
+	$(CARGO) build --release -p transport -p bench
+	$(CARGO) run --release -p bench -- $(BENCH_ARGS)
