@@ -1,19 +1,23 @@
 //! The load: Postfix's smtp-source for most sessions, and the bench's own
 //! probe client for the rest (about one session in ten), which sends the same
 //! messages the same way and times each one from the end of DATA (the final
-//! `.` written) to the 250. Every target gets exactly the same load.
+//! `.` written) to the 250. Every target gets exactly the same load: the same
+//! sessions and the same number of messages, split between smtp-source and the
+//! probes in proportion to their sessions.
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub const FROM: &str = "load@example.org";
 pub const TO: &str = "sink@example.net";
 pub const HELO: &str = "client.bench.invalid";
+/// Sessions per smtp-source process when sessions carry several messages.
+const SOURCE_GROUP: u32 = 6;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Load {
@@ -23,7 +27,7 @@ pub struct Load {
     pub sessions: u32,
     /// Messages per session before QUIT.
     pub per_session: u32,
-    /// Messages in the run (about: the probes run as long as smtp-source does).
+    /// Messages in the run.
     pub messages: u32,
 }
 
@@ -64,26 +68,30 @@ pub fn run(addr: SocketAddr, load: &Load) -> Result<LoadResult> {
     // smtp-source's share of the messages, a whole number of sessions.
     let src_messages =
         (u64::from(load.messages) * u64::from(src_sessions) / u64::from(load.sessions)) as u32 / per * per;
-    let done = Arc::new(AtomicBool::new(false));
     let accepted = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let errors = Arc::new(Mutex::new(Vec::new()));
     let started = Instant::now();
 
+    // The probes' share: the messages smtp-source does not send, taken one at a
+    // time, so every target gets the same number of messages over the same sessions.
+    let probe_quota = Arc::new(AtomicU64::new(u64::from(load.messages - src_messages)));
     let probe_threads: Vec<_> = (0..probes)
         .map(|n| {
-            let (done, accepted, latencies, errors) =
-                (done.clone(), accepted.clone(), latencies.clone(), errors.clone());
+            let (quota, accepted, latencies, errors) =
+                (probe_quota.clone(), accepted.clone(), latencies.clone(), errors.clone());
             let load = *load;
             std::thread::spawn(move || {
                 let mut seq = 0u64;
-                while !done.load(Ordering::Relaxed) {
-                    match probe_session(addr, &load, n, &mut seq, &done) {
+                let mut failures = 0;
+                while quota.load(Ordering::Relaxed) > 0 && failures < 100 {
+                    match probe_session(addr, &load, n, &mut seq, &quota) {
                         Ok(times) => {
                             accepted.fetch_add(times.len() as u64, Ordering::Relaxed);
                             latencies.lock().unwrap().extend(times);
                         }
                         Err((times, e)) => {
+                            failures += 1;
                             accepted.fetch_add(times.len() as u64, Ordering::Relaxed);
                             latencies.lock().unwrap().extend(times);
                             errors.lock().unwrap().push(format!("{e:#}"));
@@ -98,16 +106,25 @@ pub fn run(addr: SocketAddr, load: &Load) -> Result<LoadResult> {
     let source_result = if per == 1 {
         smtp_source(addr, load.size, src_sessions, src_messages, false)
     } else {
-        // smtp-source -d keeps one session for all its messages: one process per
-        // session of `per` messages gives `per` messages per session.
-        let batches = Arc::new(AtomicU64::new(u64::from(src_messages / per)));
-        let workers: Vec<_> = (0..src_sessions)
-            .map(|_| {
-                let batches = batches.clone();
+        // smtp-source -d keeps each session for as many messages as the process
+        // has: a process with g sessions and g × per messages gives about `per`
+        // messages per session. Groups of up to 6 sessions keep the cost of
+        // starting processes low (it competes with the target for the CPU).
+        let quota = Arc::new(AtomicU64::new(u64::from(src_messages)));
+        let groups: Vec<u32> =
+            (0..src_sessions).step_by(SOURCE_GROUP as usize).map(|g| (src_sessions - g).min(SOURCE_GROUP)).collect();
+        let workers: Vec<_> = groups
+            .into_iter()
+            .map(|g| {
+                let quota = quota.clone();
                 let size = load.size;
                 std::thread::spawn(move || -> Result<()> {
-                    while batches.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_ok() {
-                        smtp_source(addr, size, 1, per, true)?;
+                    let take = u64::from(g * per);
+                    while let Ok(left) = quota.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| {
+                        q.checked_sub(q.min(take)).filter(|_| q > 0)
+                    }) {
+                        let n = left.min(take) as u32;
+                        smtp_source(addr, size, g.min(n.div_ceil(per)), n, true)?;
                     }
                     Ok(())
                 })
@@ -122,7 +139,6 @@ pub fn run(addr: SocketAddr, load: &Load) -> Result<LoadResult> {
         }
         result
     };
-    done.store(true, Ordering::Relaxed);
     for t in probe_threads {
         let _ = t.join();
     }
@@ -211,7 +227,7 @@ fn probe_session(
     load: &Load,
     probe: u32,
     seq: &mut u64,
-    done: &AtomicBool,
+    quota: &AtomicU64,
 ) -> Result<Vec<f64>, (Vec<f64>, anyhow::Error)> {
     let mut times = Vec::new();
     let result = (|| -> Result<()> {
@@ -221,8 +237,9 @@ fn probe_session(
         let mut c = Client { reader: BufReader::new(stream.try_clone()?), writer: stream };
         c.expect('2')?;
         c.cmd(&format!("EHLO {HELO}"), '2')?;
-        for i in 0..load.per_session {
-            if i > 0 && done.load(Ordering::Relaxed) {
+        for _ in 0..load.per_session {
+            // A message that fails is not retried: it stays counted as taken.
+            if quota.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| q.checked_sub(1)).is_err() {
                 break;
             }
             *seq += 1;

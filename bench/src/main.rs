@@ -231,7 +231,10 @@ fn run_all(o: Options) -> Result<()> {
     let date = format!("{:04}-{:02}-{:02}", now.year(), now.month() as u8, now.day());
     let mut results = Results {
         date: date.clone(),
-        commit: git_commit(),
+        commit: match std::env::var("BENCH_TRANSPORT_BIN") {
+            Ok(bin) => format!("{}, transport binary {bin}", git_commit()),
+            Err(_) => git_commit(),
+        },
         machine: machine(),
         postfix_version: postfix::Postfix::version(),
         reps: o.reps,

@@ -318,11 +318,12 @@ const METHOD: &str = "\
   server of the ceiling run; messages delivered are counted from its counters.
 - The load: about nine sessions in ten are Postfix's `smtp-source` (`-s`, `-m`, `-l`, \
   `-f load@example.org -t sink@example.net -M client.bench.invalid`); with 10 messages per session \
-  each session is one `smtp-source -s 1 -m 10 -d`, several of them in parallel. The other sessions \
+  they are `smtp-source -s 6 -m 60 -d` processes (6 sessions sharing 60 messages: about 10 each), \
+  started one after the other by parallel workers. The other sessions \
   (max(2, sessions/10)) are the bench's probe client, which speaks the same way (no pipelining, one \
   recipient, the same payload size) and times each message from writing the final `.` to reading \
-  the 250: that is the acceptance latency. The probes run as long as smtp-source does, so the message \
-  count varies a little between targets.
+  the 250: that is the acceptance latency. smtp-source and the probes share the run's messages in \
+  proportion to their sessions, so every target gets the same sessions and the same message count.
 - accepted msg/s: messages answered 250 / (load start → last client done). delivered msg/s (end to \
   end): the same messages / (load start → the last of them counted at the sink).
 - Peak RSS: the peak, over samples every 200 ms, of the sum of VmHWM over the target's processes \

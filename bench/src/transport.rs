@@ -49,8 +49,12 @@ impl Transport {
         Ok(Transport { dir: dir.to_path_buf(), smtp, admin, config: config_path, child: None })
     }
 
-    /// The `transport` binary next to this one (both built by `cargo build --release`).
+    /// The `transport` binary next to this one (both built by `cargo build --release`),
+    /// or the one named by `BENCH_TRANSPORT_BIN` (to measure an older build).
     pub fn binary() -> Result<PathBuf> {
+        if let Some(bin) = std::env::var_os("BENCH_TRANSPORT_BIN") {
+            return Ok(PathBuf::from(bin));
+        }
         let exe = std::env::current_exe()?;
         let bin = exe.with_file_name("transport");
         if !bin.is_file() {
