@@ -50,6 +50,11 @@ pub const DB_FILE: &str = "queue.redb";
 const MAX_BATCH_OPS: usize = 1024;
 /// ...or once it carries this many bytes (bounds the memory of one transaction).
 const MAX_BATCH_BYTES: usize = 64 << 20;
+/// redb's page cache (default 1 GiB). Bodies are written once and read once
+/// for delivery, and recovery walks every record once: a large cache only holds
+/// pages nobody reads again (and shows up as RSS), the OS page cache serves the
+/// rare re-read.
+const CACHE_BYTES: usize = 32 << 20;
 /// redb refuses values above 3 GiB; refuse them up front so that one huge
 /// message cannot fail a whole batch (and thereby poison the store).
 const MAX_VALUE_LEN: usize = 3 << 30;
@@ -221,6 +226,7 @@ impl Store {
         let path = dir.join(DB_FILE);
         let repair_logged = AtomicBool::new(false);
         let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
             .set_repair_callback(move |_session| {
                 if !repair_logged.swap(true, Ordering::Relaxed) {
                     tracing::warn!("queue database was not closed cleanly; checking and repairing it");
