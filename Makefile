@@ -4,7 +4,7 @@ CONFIG ?= transport/examples/local.yaml
 # The tests build the server with fault injection for the poison-queue tests.
 TEST_FEATURES ?= --features transport/test-hooks
 
-.PHONY: build run test fmt lint crds e2e-local chart-crds chart-lint chart-test images e2e
+.PHONY: build run test fmt lint crds e2e-local chart-crds chart-lint chart-test images e2e bench
 
 build:
 	$(CARGO) build --workspace --release
@@ -73,3 +73,10 @@ chart-test:
 ## e2e/tests/kind.rs, upgrades, uninstalls, deletes the cluster (KEEP_CLUSTER=1 keeps it).
 e2e:
 	CARGO="$(CARGO)" HELM="$(HELM)" DOCKER="$(DOCKER)" bash e2e/tools/kind-e2e.sh
+
+## Relay benchmark on loopback: smtp-source -> smtp-sink (ceiling), a private Postfix
+## relay and the transport server, same load, same sink; then 100,000 messages queued.
+## Writes bench/results/<date>.{md,png,json}. BENCH_ARGS=--quick for a short run.
+bench:
+	$(CARGO) build --release -p transport -p bench
+	$(CARGO) run --release -p bench -- $(BENCH_ARGS)

@@ -165,10 +165,13 @@ async fn several_messages_over_one_session() {
     for i in 0..3 {
         assert_eq!(ids.get(&format!("<reuse-{i}@test.invalid>")), Some(&1), "{ids:?}");
     }
-    // One connection: one greeting, and RSET before the second and third message.
+    // One connection: one greeting, and no RSET (each transaction ended with
+    // its final dot, RFC 5321 §4.1.1.4): MAIL, RCPT, DATA for each message.
     let sent = tap.sent();
     assert_eq!(sent.iter().filter(|l| l.starts_with("EHLO")).count(), 1, "{sent:?}");
-    assert_eq!(sent.iter().filter(|l| *l == "RSET").count(), 2, "{sent:?}");
+    assert_eq!(sent.iter().filter(|l| *l == "RSET").count(), 0, "{sent:?}");
+    assert_eq!(sent.iter().filter(|l| l.starts_with("MAIL FROM:")).count(), 3, "{sent:?}");
+    assert_eq!(sent.iter().filter(|l| *l == "DATA").count(), 3, "{sent:?}");
 }
 
 #[tokio::test]

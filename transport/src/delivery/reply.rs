@@ -42,6 +42,8 @@ pub(super) struct Extensions {
     pub dsn: bool,
     pub eight_bit_mime: bool,
     pub smtputf8: bool,
+    /// RFC 2920: MAIL, RCPT and DATA may be sent together.
+    pub pipelining: bool,
     /// SIZE was announced (`Some(0)`: no fixed limit).
     pub size: Option<u64>,
 }
@@ -59,6 +61,7 @@ impl Extensions {
                 "DSN" => ext.dsn = true,
                 "8BITMIME" => ext.eight_bit_mime = true,
                 "SMTPUTF8" => ext.smtputf8 = true,
+                "PIPELINING" => ext.pipelining = true,
                 "SIZE" => ext.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 _ => {}
             }
@@ -135,7 +138,14 @@ mod tests {
         let ext = Extensions::parse(["smtp-sink", "PIPELINING", "size 1000", "dsn", "8BITMIME", ""]);
         assert_eq!(
             ext,
-            Extensions { starttls: false, dsn: true, eight_bit_mime: true, smtputf8: false, size: Some(1000) }
+            Extensions {
+                starttls: false,
+                dsn: true,
+                eight_bit_mime: true,
+                smtputf8: false,
+                pipelining: true,
+                size: Some(1000)
+            }
         );
     }
 

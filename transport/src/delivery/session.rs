@@ -247,7 +247,22 @@ impl OutboundSession {
         stage: &'static str,
         wait: Duration,
     ) -> Result<Reply, DeliveryError> {
-        match timeout(wait, self.conn.command(command)).await {
+        let result = timeout(wait, self.conn.command(command)).await;
+        self.reply_of(result, stage)
+    }
+
+    /// Reads the next reply (of a command written with [`Self::write_raw`]).
+    async fn read_reply(&mut self, stage: &'static str, wait: Duration) -> Result<Reply, DeliveryError> {
+        let result = timeout(wait, self.conn.read_response()).await;
+        self.reply_of(result, stage)
+    }
+
+    fn reply_of(
+        &mut self,
+        result: Result<Result<Response, lettre::transport::smtp::Error>, tokio::time::error::Elapsed>,
+        stage: &'static str,
+    ) -> Result<Reply, DeliveryError> {
+        match result {
             Err(_) => {
                 self.reusable = false;
                 Err(DeliveryError::Timeout { addr: self.remote.clone(), stage })
@@ -272,11 +287,42 @@ impl OutboundSession {
         }
     }
 
+    /// Writes commands (or data) in one write; lettre reads the replies.
+    async fn write_raw(&mut self, bytes: &[u8], stage: &'static str) -> Result<(), DeliveryError> {
+        match timeout(self.opts.command_timeout, self.stream.write_all(bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                self.reusable = false;
+                Err(DeliveryError::Broken { addr: self.remote.clone(), reason: format!("{stage}: {e}") })
+            }
+            Err(_) => {
+                self.reusable = false;
+                Err(DeliveryError::Timeout { addr: self.remote.clone(), stage })
+            }
+        }
+    }
+
+    /// After a 354: the message, dot-stuffed and terminated, in one write, then
+    /// the reply to the final dot. The transaction is over whatever that says.
+    async fn send_data(&mut self, data: &[u8]) -> Result<Reply, DeliveryError> {
+        let framed = frame_data(data);
+        self.stream.set_quiet_writes(true);
+        let written = self.write_raw(&framed, "message data").await;
+        self.stream.set_quiet_writes(false);
+        written?;
+        let wait = self.opts.command_timeout.max(DATA_TERMINATION_TIMEOUT);
+        let reply = self.read_reply("end of data", wait).await?;
+        // RFC 5321 §4.1.1.4: the end of data completes the transaction.
+        self.used = false;
+        Ok(reply)
+    }
+
     /// Send one message to the given recipients (indexes into the envelope;
     /// indexes out of range are ignored).
     ///
     /// `data` is the message as stored (CRLF line ends, not dot-stuffed);
-    /// it is dot-stuffed once on the way out.
+    /// it is dot-stuffed once on the way out. MAIL, RCPT and DATA go in one
+    /// write when the hop offers PIPELINING (RFC 2920), one by one otherwise.
     pub async fn send(
         &mut self,
         envelope: &Envelope,
@@ -298,6 +344,7 @@ impl OutboundSession {
         let command_timeout = self.opts.command_timeout;
 
         if self.used {
+            // The last transaction did not end with the final dot: reset it.
             let reply = self.exchange(Rset, "RSET", command_timeout).await?;
             if !matches!(reply, Reply::Positive(_)) {
                 // A peer that refuses RSET is in no state to take mail.
@@ -320,28 +367,58 @@ impl OutboundSession {
             ret: if dsn { envelope.ret } else { None },
             envid: if dsn { envelope.envid.as_deref() } else { None },
         };
-        let reply = self.exchange(mail, "MAIL", command_timeout).await?;
+        let pipelining = self.ext.pipelining;
+        if pipelining {
+            let mut commands = mail.to_string();
+            for &index in &wanted {
+                commands.push_str(&Rcpt { recipient: &envelope.recipients[index], dsn }.to_string());
+            }
+            commands.push_str("DATA\r\n");
+            self.write_raw(commands.as_bytes(), "MAIL").await?;
+        }
+        let reply = if pipelining {
+            self.read_reply("MAIL", command_timeout).await?
+        } else {
+            self.exchange(mail, "MAIL", command_timeout).await?
+        };
         if !matches!(reply, Reply::Positive(_)) {
+            if pipelining && self.reusable {
+                // The RCPT and DATA replies still come (refusals: no transaction).
+                for _ in &wanted {
+                    self.read_reply("RCPT", command_timeout).await?;
+                }
+                self.after_refused_data(command_timeout).await?;
+            }
+            self.used = false;
             return Ok(SendOutcome { recipients: all(reply.refusal()), dsn_passed: dsn });
         }
 
         let mut outcomes: Vec<(usize, Option<RecipientOutcome>)> = Vec::with_capacity(wanted.len());
-        for (position, &index) in wanted.iter().enumerate() {
-            let rcpt = Rcpt { recipient: &envelope.recipients[index], dsn };
-            let reply = self.exchange(rcpt, "RCPT", command_timeout).await?;
+        let mut closing: Option<String> = None;
+        for &index in &wanted {
+            if closing.is_some() {
+                // After a 421 the server closes the connection: no more replies.
+                break;
+            }
+            let reply = if pipelining {
+                self.read_reply("RCPT", command_timeout).await?
+            } else {
+                let rcpt = Rcpt { recipient: &envelope.recipients[index], dsn };
+                self.exchange(rcpt, "RCPT", command_timeout).await?
+            };
             match reply {
                 Reply::Positive(_) => outcomes.push((index, None)),
                 Reply::Negative { code: 421, ref text } => {
-                    // The server is going away: nothing of this transaction
-                    // was taken, try every recipient again later.
-                    let outcome = RecipientOutcome::Transient { reply: text.clone() };
-                    let mut result: Vec<(usize, RecipientOutcome)> =
-                        outcomes.into_iter().map(|(i, o)| (i, o.unwrap_or_else(|| outcome.clone()))).collect();
-                    result.extend(wanted[position..].iter().map(|&i| (i, outcome.clone())));
-                    return Ok(SendOutcome { recipients: result, dsn_passed: dsn });
+                    closing.get_or_insert_with(|| text.clone());
                 }
                 refused => outcomes.push((index, Some(refused.refusal()))),
             }
+        }
+        if let Some(text) = closing {
+            // The server is going away: nothing of this transaction was taken,
+            // try every recipient again later.
+            let outcome = RecipientOutcome::Transient { reply: text };
+            return Ok(SendOutcome { recipients: all(outcome), dsn_passed: dsn });
         }
         let finish = |outcomes: Vec<(usize, Option<RecipientOutcome>)>, accepted: RecipientOutcome| SendOutcome {
             recipients: outcomes.into_iter().map(|(i, o)| (i, o.unwrap_or_else(|| accepted.clone()))).collect(),
@@ -350,16 +427,25 @@ impl OutboundSession {
 
         if outcomes.iter().all(|(_, o)| o.is_some()) {
             // No recipient accepted: end the transaction, the session stays usable.
-            let reply = self.exchange(Rset, "RSET", command_timeout).await;
-            if !matches!(reply, Ok(Reply::Positive(_))) {
-                self.reusable = false;
+            if pipelining {
+                self.after_refused_data(command_timeout).await?;
+            }
+            if self.used && self.reusable {
+                let reply = self.exchange(Rset, "RSET", command_timeout).await;
+                if !matches!(reply, Ok(Reply::Positive(_))) {
+                    self.reusable = false;
+                }
             }
             self.used = false;
             let recipients = outcomes.into_iter().filter_map(|(i, o)| o.map(|o| (i, o))).collect();
             return Ok(SendOutcome { recipients, dsn_passed: dsn });
         }
 
-        let reply = self.exchange(Data, "DATA", command_timeout).await?;
+        let reply = if pipelining {
+            self.read_reply("DATA", command_timeout).await?
+        } else {
+            self.exchange(Data, "DATA", command_timeout).await?
+        };
         match &reply {
             Reply::Positive(r) if u16::from(r.code()) == 354 => {}
             Reply::Positive(_) => {
@@ -370,34 +456,7 @@ impl OutboundSession {
             Reply::Negative { .. } => return Ok(finish(outcomes, reply.refusal())),
         }
 
-        // lettre dot-stuffs the data and appends CRLF.CRLF; the stored data
-        // already ends with CRLF, which must not become an extra empty line.
-        let body = data.strip_suffix(b"\r\n").unwrap_or(data);
-        self.stream.set_quiet_writes(true);
-        let sent = timeout(command_timeout.max(DATA_TERMINATION_TIMEOUT), self.conn.message(body)).await;
-        self.stream.set_quiet_writes(false);
-        let reply = match sent {
-            Err(_) => {
-                self.reusable = false;
-                return Err(DeliveryError::Timeout { addr: self.remote.clone(), stage: "end of data" });
-            }
-            Ok(Ok(response)) => Reply::Positive(response),
-            Ok(Err(e)) => match negative_reply(&e) {
-                Some((code, text)) => {
-                    if code == 421 {
-                        self.reusable = false;
-                    }
-                    Reply::Negative { code, text }
-                }
-                None => {
-                    self.reusable = false;
-                    return Err(DeliveryError::Broken {
-                        addr: self.remote.clone(),
-                        reason: format!("end of data: {}", error_chain(&e)),
-                    });
-                }
-            },
-        };
+        let reply = self.send_data(data).await?;
         let outcome = match &reply {
             Reply::Positive(r) if u16::from(r.code()) < 300 => RecipientOutcome::Delivered { reply: reply.text() },
             Reply::Positive(_) => {
@@ -408,6 +467,21 @@ impl OutboundSession {
         };
         tracing::debug!(remote = %self.remote, reply = %reply.text(), "message sent");
         Ok(finish(outcomes, outcome))
+    }
+
+    /// The reply to a pipelined DATA after MAIL or every RCPT was refused. It
+    /// should be a refusal; a server that says 354 anyway gets an empty message
+    /// ended at once (it has no recipient to deliver it to), and the session is
+    /// not trusted with another transaction.
+    async fn after_refused_data(&mut self, wait: Duration) -> Result<(), DeliveryError> {
+        let reply = self.read_reply("DATA", wait).await?;
+        if matches!(&reply, Reply::Positive(r) if u16::from(r.code()) == 354) {
+            self.write_raw(b".\r\n", "end of data").await?;
+            self.read_reply("end of data", wait).await?;
+            self.reusable = false;
+            self.used = false;
+        }
+        Ok(())
     }
 
     /// False once the peer closed, said 421, or a transaction broke.
@@ -434,10 +508,55 @@ impl OutboundSession {
     }
 }
 
+/// The message as sent after DATA: leading dots doubled (RFC 5321 §4.5.2),
+/// then `CRLF . CRLF`. The stored data ends with CRLF, which must not become
+/// an extra empty line; data that does not gets its CRLF before the dot.
+fn frame_data(data: &[u8]) -> Vec<u8> {
+    let body = data.strip_suffix(b"\r\n").unwrap_or(data);
+    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 8);
+    let mut line_start = true;
+    let mut rest = body;
+    while !rest.is_empty() {
+        if line_start && rest[0] == b'.' {
+            out.push(b'.');
+        }
+        // Copy up to and including the next CRLF in one go.
+        match rest.windows(2).position(|w| w == b"\r\n") {
+            Some(p) => {
+                out.extend_from_slice(&rest[..p + 2]);
+                rest = &rest[p + 2..];
+                line_start = true;
+            }
+            None => {
+                out.extend_from_slice(rest);
+                rest = &[];
+            }
+        }
+    }
+    out.extend_from_slice(b"\r\n.\r\n");
+    out
+}
+
 impl Drop for OutboundSession {
     fn drop(&mut self) {
         if !self.closed {
             self.stream.note(LogEvent::Disconnect, &self.remote);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame_data;
+
+    #[test]
+    fn data_is_dot_stuffed_and_terminated_once() {
+        assert_eq!(frame_data(b".a\r\nb\r\n..c\r\n"), b"..a\r\nb\r\n...c\r\n.\r\n");
+        // No CRLF at the end: one is added before the dot.
+        assert_eq!(frame_data(b"x\r\n."), b"x\r\n..\r\n.\r\n");
+        // An empty last line is kept; a dot after a bare CR is not at a line start.
+        assert_eq!(frame_data(b"a\r\n\r\n"), b"a\r\n\r\n.\r\n");
+        assert_eq!(frame_data(b"a\r.b\r\n"), b"a\r.b\r\n.\r\n");
+        assert_eq!(frame_data(b""), b"\r\n.\r\n");
     }
 }

@@ -148,6 +148,39 @@ impl StreamHandle {
         lock(&self.shared).kept.drain(..).collect()
     }
 
+    /// Writes `bytes` on the connection (plain or TLS) beside lettre, which
+    /// keeps reading the replies: for pipelined commands and the message data,
+    /// each in one write. Lines pass the protocol tap like lettre's writes.
+    pub(super) async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
+        let mut written = 0;
+        std::future::poll_fn(|cx| {
+            while written < bytes.len() {
+                let mut shared = lock(&self.shared);
+                let polled = match &mut shared.io {
+                    Io::Plain(tcp) => Pin::new(tcp).poll_write(cx, &bytes[written..]),
+                    Io::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, &bytes[written..]),
+                    Io::Detached => Poll::Ready(Err(detached())),
+                };
+                match polled {
+                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Poll::Ready(Ok(n)) => {
+                        shared.sent(&bytes[written..written + n]);
+                        written += n;
+                    }
+                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            let mut shared = lock(&self.shared);
+            match &mut shared.io {
+                Io::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+                Io::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+                Io::Detached => Poll::Ready(Err(detached())),
+            }
+        })
+        .await
+    }
+
     /// While set, written bytes are message data and are not logged.
     pub(super) fn set_quiet_writes(&self, quiet: bool) {
         let mut shared = lock(&self.shared);

@@ -296,6 +296,25 @@ impl QueueManager {
         self.check_redirect_done();
     }
 
+    /// Persists a message's latest state without waiting for the commit: the
+    /// write is queued now, in order; a delivery connection goes on with its
+    /// next message instead of waiting (removals are lazy, see the store).
+    fn persist_detached(&self, id: MessageId) {
+        let write = {
+            let mut state = self.state();
+            self.persist_locked(&mut state, id)
+        };
+        if let Some(write) = write {
+            tokio::spawn(async move {
+                if let Err(e) = write.await {
+                    // As in `persist`: the previous state stays on disk (a duplicate, never a loss).
+                    warn!(message = %id, error = %e, "could not record the message's queue state");
+                }
+            });
+        }
+        self.check_redirect_done();
+    }
+
     /// Persists a queue's state (retry counters, suspension) or forgets it.
     fn persist_queue_locked(&self, state: &State, qid: QueueId) {
         let Some(queue) = state.queues.get(&qid) else { return };

@@ -357,7 +357,7 @@ impl QueueManager {
         if let Some(pending) = pending {
             self.apply_pending(id, pending);
         }
-        self.persist(id).await;
+        self.persist_detached(id);
     }
 
     /// A connection was established: the queue leaves Retry.

@@ -1,0 +1,478 @@
+//! `make bench`: on loopback, the same smtp-source load (plus the bench's own
+//! latency probes) against
+//! 1. smtp-sink directly (the ceiling: no relay, no disk),
+//! 2. a private Postfix instance relaying to that smtp-sink,
+//! 3. the transport server (release build) relaying to that smtp-sink,
+//!
+//! then the transport server with a large queue for a dead next hop. Writes
+//! `bench/results/<date>.{md,json,png}`. See bench/README.md.
+mod chart;
+mod load;
+mod postfix;
+mod procs;
+mod report;
+mod scale;
+mod sink;
+mod transport;
+
+use anyhow::{bail, Context, Result};
+use load::Load;
+use serde::{Deserialize, Serialize};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Target {
+    Ceiling,
+    Postfix,
+    Transport,
+}
+
+impl Target {
+    pub const ALL: [Target; 3] = [Target::Ceiling, Target::Postfix, Target::Transport];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Target::Ceiling => "smtp-source → smtp-sink (ceiling)",
+            Target::Postfix => "Postfix relay",
+            Target::Transport => "transport relay",
+        }
+    }
+}
+
+/// One load against one target.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    pub target: Target,
+    pub load: Load,
+    pub rep: u32,
+    pub accepted: u64,
+    /// Load start to the last client done.
+    pub accept_secs: f64,
+    /// Load start to the last message at the sink.
+    pub delivered_secs: f64,
+    pub latency_samples: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Peak over samples of the sum of VmHWM of the target's processes (none for the ceiling).
+    pub peak_rss_kb: Option<u64>,
+    /// The same with Pss (shared pages divided among the processes sharing them).
+    #[serde(default)]
+    pub peak_pss_kb: Option<u64>,
+    /// CPU seconds of the target's processes during the run (children included).
+    pub cpu_secs: Option<f64>,
+    pub probe_errors: Vec<String>,
+}
+
+impl Run {
+    pub fn accepted_rate(&self) -> f64 {
+        self.accepted as f64 / self.accept_secs
+    }
+    pub fn delivered_rate(&self) -> f64 {
+        self.accepted as f64 / self.delivered_secs
+    }
+}
+
+/// Everything one `make bench` measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    pub date: String,
+    pub commit: String,
+    pub machine: String,
+    pub postfix_version: String,
+    pub reps: u32,
+    pub runs: Vec<Run>,
+    pub failures: Vec<String>,
+    pub scale: Option<scale::Scale>,
+    pub postfix_main_cf: String,
+    pub postfix_master_cf: String,
+    pub transport_config: String,
+    pub wall_secs: f64,
+}
+
+struct Options {
+    reps: u32,
+    messages: u32,
+    large_messages: u32,
+    scale_messages: u64,
+    out: PathBuf,
+    baseline: Option<PathBuf>,
+    only: Option<Vec<Target>>,
+    loads: Option<Vec<usize>>,
+    label: Option<String>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: bench [--reps N] [--messages N] [--large-messages N] [--scale-messages N (0: skip)]\n\
+         \x20            [--out DIR] [--label NAME] [--baseline FILE.json] [--targets ceiling,postfix,transport]\n\
+         \x20            [--loads 1,2,...] [--quick]\n\
+         \x20      bench report FILE.json [--baseline FILE.json]   (rewrite the .md and .png of a result)"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args(args: &[String]) -> Options {
+    let mut o = Options {
+        reps: 3,
+        messages: 5000,
+        large_messages: 1000,
+        scale_messages: 100_000,
+        out: PathBuf::from("bench/results"),
+        baseline: None,
+        only: None,
+        loads: None,
+        label: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().cloned().unwrap_or_else(|| usage());
+        match a.as_str() {
+            "--reps" => o.reps = value().parse().unwrap_or_else(|_| usage()),
+            "--messages" => o.messages = value().parse().unwrap_or_else(|_| usage()),
+            "--large-messages" => o.large_messages = value().parse().unwrap_or_else(|_| usage()),
+            "--scale-messages" => o.scale_messages = value().parse().unwrap_or_else(|_| usage()),
+            "--out" => o.out = PathBuf::from(value()),
+            "--label" => o.label = Some(value()),
+            "--baseline" => o.baseline = Some(PathBuf::from(value())),
+            "--targets" => {
+                let list = value()
+                    .split(',')
+                    .map(|t| match t.trim() {
+                        "ceiling" => Target::Ceiling,
+                        "postfix" => Target::Postfix,
+                        "transport" => Target::Transport,
+                        _ => usage(),
+                    })
+                    .collect();
+                o.only = Some(list);
+            }
+            "--loads" => {
+                o.loads = Some(value().split(',').map(|n| n.trim().parse().unwrap_or_else(|_| usage())).collect())
+            }
+            "--quick" => {
+                o.reps = 1;
+                o.messages = 1000;
+                o.large_messages = 200;
+                o.scale_messages = 10_000;
+            }
+            _ => usage(),
+        }
+    }
+    o
+}
+
+fn loads(o: &Options) -> Vec<Load> {
+    let all = vec![
+        Load { size: 2048, sessions: 20, per_session: 1, messages: o.messages },
+        Load { size: 2048, sessions: 20, per_session: 10, messages: o.messages },
+        Load { size: 2048, sessions: 100, per_session: 1, messages: o.messages },
+        Load { size: 2048, sessions: 100, per_session: 10, messages: o.messages },
+        Load { size: 100 * 1024, sessions: 20, per_session: 1, messages: o.large_messages },
+    ];
+    match &o.loads {
+        None => all,
+        Some(pick) => pick.iter().filter_map(|&i| all.get(i.wrapping_sub(1)).copied()).collect(),
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = if args.first().map(String::as_str) == Some("report") {
+        let Some(file) = args.get(1) else { usage() };
+        let o = parse_args(&args[2..]);
+        rewrite_report(Path::new(file), o.baseline.as_deref())
+    } else {
+        run_all(parse_args(&args))
+    };
+    if let Err(e) = result {
+        eprintln!("bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn rewrite_report(file: &Path, baseline: Option<&Path>) -> Result<()> {
+    let results: Results = serde_json::from_slice(&std::fs::read(file)?)?;
+    let baseline = baseline.map(read_results).transpose()?;
+    write_outputs(&results, baseline.as_ref(), &file.with_extension(""))
+}
+
+fn read_results(path: &Path) -> Result<Results> {
+    serde_json::from_slice(&std::fs::read(path).with_context(|| format!("read {}", path.display()))?)
+        .with_context(|| format!("parse {}", path.display()))
+}
+
+fn write_outputs(results: &Results, baseline: Option<&Results>, stem: &Path) -> Result<()> {
+    let png = stem.with_extension("png");
+    chart::draw(results, &png)?;
+    let md = report::markdown(results, baseline, png.file_name().and_then(|n| n.to_str()).unwrap_or(""));
+    std::fs::write(stem.with_extension("md"), md)?;
+    std::fs::write(stem.with_extension("json"), serde_json::to_vec_pretty(results)?)?;
+    eprintln!("bench: wrote {}.{{md,png,json}}", stem.display());
+    Ok(())
+}
+
+fn run_all(o: Options) -> Result<()> {
+    let wall = Instant::now();
+    for t in ["smtp-source", "smtp-sink", "postfix"] {
+        tool(t)?;
+    }
+    transport::Transport::binary()?;
+    let baseline = o.baseline.as_deref().map(read_results).transpose()?;
+    let tmp = tempfile::Builder::new().prefix("kt-bench-").tempdir_in(std::env::temp_dir())?;
+    let sink_addr = free_addr()?;
+    let mut sink = sink::Sink::start(sink_addr)?;
+    let postfix_smtp = free_addr()?;
+    let mut pf = postfix::Postfix::create(&tmp.path().join("postfix"), postfix_smtp, sink_addr)?;
+    let targets = o.only.clone().unwrap_or_else(|| Target::ALL.to_vec());
+
+    let now = time::OffsetDateTime::now_utc();
+    let date = format!("{:04}-{:02}-{:02}", now.year(), now.month() as u8, now.day());
+    let mut results = Results {
+        date: date.clone(),
+        commit: match std::env::var("BENCH_TRANSPORT_BIN") {
+            Ok(bin) => format!("{}, transport binary {bin}", git_commit()),
+            Err(_) => git_commit(),
+        },
+        machine: machine(),
+        postfix_version: postfix::Postfix::version(),
+        reps: o.reps,
+        runs: Vec::new(),
+        failures: Vec::new(),
+        scale: None,
+        postfix_main_cf: postfix::main_cf(Path::new("$TMP/postfix"), sink_addr),
+        postfix_master_cf: postfix::master_cf(postfix_smtp),
+        transport_config: transport::config(
+            Path::new("$TMP/transport"),
+            "127.0.0.1:PORT".parse().unwrap_or(sink_addr),
+            "127.0.0.1:PORT".parse().unwrap_or(sink_addr),
+            sink_addr,
+        ),
+        wall_secs: 0.0,
+    };
+    // Placeholders for ports that change per run.
+    results.transport_config = results.transport_config.replace(&sink_addr.to_string(), "127.0.0.1:SINK");
+    results.postfix_main_cf = results.postfix_main_cf.replace(&sink_addr.port().to_string(), "SINK");
+
+    for load in loads(&o) {
+        for rep in 1..=o.reps {
+            for &target in &targets {
+                eprint!("bench: {} rep {rep}/{}: {} ... ", load.name(), o.reps, target.label());
+                let outcome = match target {
+                    Target::Ceiling => measure(&mut sink, sink_addr, &load, target, rep, None),
+                    Target::Postfix => run_postfix(&mut pf, &mut sink, &load, rep),
+                    Target::Transport => run_transport(tmp.path(), &mut sink, &load, rep),
+                };
+                match outcome {
+                    Ok(run) => {
+                        eprintln!(
+                            "{:.0} msg/s accepted, {:.0} msg/s delivered, p50 {:.1} ms, p99 {:.1} ms",
+                            run.accepted_rate(),
+                            run.delivered_rate(),
+                            run.p50_ms,
+                            run.p99_ms
+                        );
+                        results.runs.push(run);
+                    }
+                    Err(e) => {
+                        eprintln!("FAILED: {e:#}");
+                        results.failures.push(format!("{} / {} / rep {rep}: {e:#}", load.name(), target.label()));
+                        // Let whatever is still in flight drain before the next run.
+                        settle(&sink);
+                    }
+                }
+            }
+        }
+    }
+    drop(pf);
+    if o.scale_messages > 0 && targets.contains(&Target::Transport) {
+        match scale::run(tmp.path(), o.scale_messages, 2048) {
+            Ok(s) => results.scale = Some(s),
+            Err(e) => results.failures.push(format!("scale: {e:#}")),
+        }
+    }
+    results.wall_secs = wall.elapsed().as_secs_f64();
+    std::fs::create_dir_all(&o.out)?;
+    let stem = o.out.join(match &o.label {
+        Some(l) => format!("{date}-{l}"),
+        None => date,
+    });
+    write_outputs(&results, baseline.as_ref(), &stem)?;
+    print!("{}", report::summary_text(&results));
+    Ok(())
+}
+
+fn run_postfix(pf: &mut postfix::Postfix, sink: &mut sink::Sink, load: &Load, rep: u32) -> Result<Run> {
+    let master = pf.start()?;
+    let run = measure(sink, pf.smtp, load, Target::Postfix, rep, Some(master));
+    pf.stop()?;
+    run
+}
+
+fn run_transport(tmp: &Path, sink: &mut sink::Sink, load: &Load, rep: u32) -> Result<Run> {
+    let dir = tmp.join(format!("transport-{}-{rep}", load.short().replace('/', "-")));
+    let mut server = transport::Transport::create(&dir, free_addr()?, free_addr()?, sink.addr)?;
+    let (pid, _) = server.start()?;
+    let run = measure(sink, server.smtp, load, Target::Transport, rep, Some(pid));
+    let stopped = server.stop();
+    if run.is_err() {
+        let log = server.log();
+        let tail: Vec<&str> = log.lines().rev().take(5).collect();
+        eprintln!("transport log tail: {}", tail.join(" | "));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = run?;
+    stopped?;
+    Ok(run)
+}
+
+/// Runs the load against `addr` and waits for all of it at the sink; `pid` is
+/// the process tree to account (None for the ceiling).
+fn measure(
+    sink: &mut sink::Sink,
+    addr: SocketAddr,
+    load: &Load,
+    target: Target,
+    rep: u32,
+    pid: Option<u32>,
+) -> Result<Run> {
+    let before = sink.count();
+    let cpu_before = pid.map(procs::cpu_seconds);
+    let sampler = pid.map(|p| procs::MemorySampler::start(p, Duration::from_millis(200)));
+    let started = Instant::now();
+    let result = load::run(addr, load);
+    let result = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(s) = sampler {
+                s.finish();
+            }
+            return Err(e);
+        }
+    };
+    // Every accepted message must reach the sink (at least once).
+    let delivered_at = sink.wait_for(before + result.accepted, Duration::from_secs(600))?;
+    let cpu_secs = pid.zip(cpu_before).map(|(p, b)| procs::cpu_seconds(p) - b);
+    let peaks = sampler.map(|s| s.finish());
+    let mut lat = result.latencies_ms.clone();
+    lat.sort_by(f64::total_cmp);
+    Ok(Run {
+        target,
+        load: *load,
+        rep,
+        accepted: result.accepted,
+        accept_secs: result.elapsed.as_secs_f64(),
+        delivered_secs: delivered_at.duration_since(started).as_secs_f64(),
+        latency_samples: lat.len(),
+        p50_ms: percentile(&lat, 0.50),
+        p99_ms: percentile(&lat, 0.99),
+        peak_rss_kb: peaks.map(|p| p.0),
+        peak_pss_kb: peaks.map(|p| p.1),
+        cpu_secs,
+        probe_errors: result.errors,
+    })
+}
+
+/// Nearest-rank percentile of sorted values (NaN when empty).
+pub fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Waits until the sink count stops moving (after a failed run).
+fn settle(sink: &sink::Sink) {
+    let mut last = sink.count();
+    for _ in 0..30 {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = sink.count();
+        if now == last {
+            return;
+        }
+        last = now;
+    }
+}
+
+/// Path of a Postfix tool (/usr/sbin is not always on PATH).
+pub fn tool(name: &str) -> Result<PathBuf> {
+    let mut dirs: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    dirs.extend(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from));
+    for dir in dirs {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!("`{name}` not found: install the Debian package `postfix`")
+}
+
+/// A loopback address nobody listens on right now.
+pub fn free_addr() -> Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+pub fn wait_for_port(addr: SocketAddr, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("nothing listens on {addr} after {within:?}")
+}
+
+/// Polls `f` until it returns something, or `within` passes.
+pub fn poll<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn git_commit() -> String {
+    let out = |args: &[&str]| {
+        std::process::Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let hash = out(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    let dirty = out(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    if dirty {
+        format!("{hash} (with uncommitted changes)")
+    } else {
+        hash
+    }
+}
+
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .unwrap_or("?")
+        .trim()
+        .to_string();
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| m.lines().next().map(|l| l.split_whitespace().nth(1).unwrap_or("0").to_string()))
+        .and_then(|kb| kb.parse::<u64>().ok())
+        .map_or(String::from("?"), |kb| format!("{} GiB", kb / 1024 / 1024));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
+    format!("{cpus} CPUs ({model}), {mem} RAM, Linux {kernel}")
+}
