@@ -220,3 +220,67 @@ fn random_sigkills_under_load_lose_no_acknowledged_message() {
     assert!(!log.contains("panicked"), "something panicked");
 }
 
+/// Damage done to the queue database between two runs.
+fn damage(db: &std::path::Path, how: &str) {
+    let bytes = std::fs::read(db).expect("read db");
+    let damaged = match how {
+        "truncated" => bytes[..bytes.len() / 3].to_vec(),
+        "garbage" => (0..bytes.len()).map(|i| (i * 7919 % 251) as u8).collect(),
+        "flipped" => {
+            // Scribble over the middle of the file (pages, not the header).
+            let mut b = bytes.clone();
+            let (start, end) = (b.len() / 3, b.len() / 3 + 64 * 1024.min(b.len() / 3));
+            for x in &mut b[start..end] {
+                *x ^= 0xa5;
+            }
+            b
+        }
+        "empty" => Vec::new(),
+        other => panic!("unknown damage {other}"),
+    };
+    std::fs::write(db, damaged).expect("write db");
+}
+
+/// A queue database damaged behind the server's back (a disk error, a bad
+/// restore, a truncated copy) never keeps the server down: the file is moved
+/// aside with a log line naming it, and the server takes and delivers mail.
+#[test]
+fn a_damaged_queue_database_is_quarantined_and_the_server_serves() {
+    for how in ["truncated", "garbage", "flipped", "empty"] {
+        let sink_port = free_port();
+        let sink_addr: SocketAddr = format!("127.0.0.1:{sink_port}").parse().expect("addr");
+        let mut server = Transport::start(&TransportSetup { smart_host: Some(sink_addr), ..Default::default() });
+        for i in 0..3 {
+            let (mut c, _) = RawClient::connect(server.smtp).expect("connect");
+            c.cmd("EHLO damage.test").expect("ehlo");
+            let r = c.send_message("a@example.org", &["b@example.net"], &test_message(&format!("{how}-{i}"), 200));
+            assert!(r.expect("reply").starts_with("250"));
+        }
+        server.kill();
+        let queue = server.dir.join("queue");
+        damage(&queue.join("queue.redb"), how);
+        server.spawn();
+        let log = server.log();
+        let sink = Sink::start_on(sink_port, &[]);
+        let (mut c, _) = RawClient::connect(server.smtp).expect("connect");
+        c.cmd("EHLO damage.test").expect("ehlo");
+        let r = c.send_message("a@example.org", &["b@example.net"], &test_message(&format!("{how}-after"), 2));
+        assert!(r.expect("reply").starts_with("250 2.6.0"), "{how}: the server takes mail");
+        sink.wait_for(1, Duration::from_secs(60));
+        let aside: Vec<_> = std::fs::read_dir(&queue)
+            .expect("queue dir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("queue.redb.corrupt-"))
+            .collect();
+        let quarantined = !aside.is_empty();
+        // Damage redb's own repair can handle is repaired instead (records it
+        // cannot read are quarantined inside the database).
+        assert!(quarantined || log.contains("repairing"), "{how}: neither quarantined nor repaired:\n{log}");
+        if quarantined {
+            assert!(log.contains("quarantined"), "{how}: the log says where the damaged file went:\n{log}");
+            assert!(log.contains(&aside[0]), "{how}: the log names {}:\n{log}", aside[0]);
+        }
+        eprintln!("damaged database ({how}): {}", if quarantined { "quarantined" } else { "repaired" });
+    }
+}

@@ -117,9 +117,26 @@ pub enum StoreError {
     Failed(String),
     #[error("queue: the commit thread stopped unexpectedly")]
     CommitterGone,
+    #[error("queue database is damaged: {0}")]
+    Damaged(String),
 }
 
 impl StoreError {
+    /// The file's content is unreadable (as opposed to the file system being
+    /// unavailable, a lock, or a version mismatch, which must stop the start).
+    fn is_damage(&self) -> bool {
+        let redb_damage = |e: &redb::Error| match e {
+            redb::Error::Corrupted(_) => true,
+            redb::Error::Io(io) => matches!(io.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData),
+            _ => false,
+        };
+        match self {
+            StoreError::Damaged(_) => true,
+            StoreError::Open { source, .. } | StoreError::Database { source, .. } => redb_damage(source),
+            _ => false,
+        }
+    }
+
     fn db<E: Into<redb::Error>>(context: &'static str) -> impl FnOnce(E) -> StoreError {
         move |e| StoreError::Database { context, source: Box::new(e.into()) }
     }
@@ -240,11 +257,38 @@ impl Store {
             }
         }
         let path = dir.join(DB_FILE);
-        let db = open_database(dir, &path)?;
+        // An existing but empty file would silently open as a new, empty queue.
+        let emptied = std::fs::metadata(&path).is_ok_and(|m| m.len() == 0);
+        let opened = if emptied {
+            Err(StoreError::Damaged(format!("{} is empty (truncated?)", path.display())))
+        } else {
+            open_and_recover(dir, &path)
+        };
+        let (db, (recovered, max_id)) = match opened {
+            Ok(opened) => opened,
+            Err(e) if e.is_damage() => {
+                // A damaged file must not keep the server down (a crash loop
+                // delivers nothing): move it aside for a person to look at and
+                // start with an empty queue.
+                let aside = quarantine_file(dir, &path)?;
+                tracing::error!(
+                    error = %e,
+                    quarantined = %aside.display(),
+                    "queue database is damaged and cannot be opened; it was quarantined and the server starts \
+                     with an empty queue (the messages in it are NOT delivered; inspect the quarantined file)"
+                );
+                let opened = open_and_recover(dir, &path)?;
+                // Ids must not repeat those of the quarantined file: start above
+                // any id it can hold (milliseconds since the epoch).
+                let floor = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                (opened.0, (opened.1 .0, opened.1 .1.max(floor)))
+            }
+            Err(e) => return Err(e),
+        };
         // redb fsyncs the file on commit but not the directory entry of a new file.
         sync_dir(dir)?;
-
-        let (recovered, max_id) = recover(&db)?;
         let shared = Arc::new(Shared {
             next_id: AtomicU64::new(max_id + 1),
             commits: AtomicU64::new(0),
@@ -443,6 +487,37 @@ impl Shared {
     fn set_failure(&self, reason: Option<String>) {
         *self.failed.lock().unwrap_or_else(|e| e.into_inner()) = reason;
     }
+}
+
+/// Opens the database and runs the start-up recovery; a panic inside redb
+/// (which it may raise on a damaged file) is reported as damage.
+fn open_and_recover(dir: &Path, path: &Path) -> Result<(Database, (Recovered, u64)), StoreError> {
+    let attempt = std::panic::catch_unwind(|| {
+        let db = open_database(dir, path)?;
+        let recovered = recover(&db)?;
+        Ok((db, recovered))
+    });
+    attempt.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "unknown panic".into());
+        Err(StoreError::Damaged(format!("reading it panicked: {what}")))
+    })
+}
+
+/// Renames a damaged database file to `queue.redb.corrupt-<unix ms>` (durably).
+fn quarantine_file(dir: &Path, path: &Path) -> Result<PathBuf, StoreError> {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let aside = dir.join(format!("{DB_FILE}.corrupt-{stamp}"));
+    std::fs::rename(path, &aside).map_err(|source| StoreError::File {
+        context: "cannot move the damaged queue database aside",
+        path: path.into(),
+        source,
+    })?;
+    sync_dir(dir)?;
+    Ok(aside)
 }
 
 /// Opens (or creates) the database file, repairing it after an unclean stop.
