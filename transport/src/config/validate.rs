@@ -143,6 +143,11 @@ impl TransportFile {
         }
         if let Some(token) = self.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
             c.readable("admin.tokenFile", token);
+            // An empty token would refuse every request (or, in a careless
+            // check, accept an empty one): say so before the server runs with it.
+            if std::fs::read_to_string(token).is_ok_and(|t| t.trim().is_empty()) {
+                c.push("admin.tokenFile", format!("{} is empty: write the bearer token into it", token.display()));
+            }
         }
         c.finish()
     }
