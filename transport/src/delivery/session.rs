@@ -18,9 +18,6 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-/// RFC 5321 §4.5.3.2.6: the reply after the final dot may take 10 minutes.
-const DATA_TERMINATION_TIMEOUT: Duration = Duration::from_secs(600);
-
 /// A reply that is part of the dialogue (any code); transport failures are
 /// [`DeliveryError`]s instead.
 enum Reply {
@@ -374,7 +371,9 @@ impl OutboundSession {
         // already ends with CRLF, which must not become an extra empty line.
         let body = data.strip_suffix(b"\r\n").unwrap_or(data);
         self.stream.set_quiet_writes(true);
-        let sent = timeout(command_timeout.max(DATA_TERMINATION_TIMEOUT), self.conn.message(body)).await;
+        // The connector's inactivity timeout (default 10 minutes, RFC 5321
+        // §4.5.3.2.6's wait for the reply after the data) bounds this too.
+        let sent = timeout(command_timeout, self.conn.message(body)).await;
         self.stream.set_quiet_writes(false);
         let reply = match sent {
             Err(_) => {
