@@ -252,6 +252,8 @@ impl QueueManager {
         if error.is_some() {
             item.retry_at_ms = Some(now + retry_after);
             state.add_timer(now + retry_after, Timer::ItemRetry(qid, id));
+            // The timer loop may be asleep until a later timer: make it look.
+            self.inner.wake.notify_one();
         } else {
             q.ready.push_front(id);
         }
@@ -323,6 +325,9 @@ impl QueueManager {
                     item.retry_at_ms = Some(at);
                 }
                 timers.insert((at, Timer::ItemRetry(qid, id)));
+                // The timer loop may be asleep until a later timer (a delay DSN
+                // hours away): without this the retry waits for the next event.
+                self.inner.wake.notify_one();
             } else {
                 msg.env.state.retry_at_ms = None;
                 q.items.remove(&id);
