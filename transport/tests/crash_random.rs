@@ -132,10 +132,9 @@ fn random_sigkills_under_load_lose_no_acknowledged_message() {
     let mut server = Transport::start(&TransportSetup {
         smart_host: Some(sink.addr),
         admin: true,
-        extra: format!(
-            "retry: {{queueGlitchRetryInterval: \"00:00:01\", transientFailureRetryInterval: \"00:00:01\", \
-             outboundConnectionFailureRetryInterval: \"00:00:01\", messageRetryInterval: \"00:00:01\"}}\n"
-        ),
+        extra: "retry: {queueGlitchRetryInterval: \"00:00:01\", transientFailureRetryInterval: \"00:00:01\", \
+                outboundConnectionFailureRetryInterval: \"00:00:01\", messageRetryInterval: \"00:00:01\"}\n"
+            .into(),
         ..Default::default()
     });
     // Bound the outbound connections: the duplicate bound below depends on it.

@@ -63,17 +63,19 @@ impl Scripted {
         Scripted { stop, taken, thread: Some(thread) }
     }
 
-    fn stop(&mut self) {
+    /// Stops the peer; returns how many messages it took.
+    fn stop(&mut self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        self.taken.load(Ordering::Relaxed)
     }
 }
 
 impl Drop for Scripted {
     fn drop(&mut self) {
-        self.stop();
+        let _ = self.stop();
     }
 }
 
@@ -176,7 +178,7 @@ fn send(t: &Transport, tag: &str) {
 /// puts a good smtp-sink on the hop's port and checks the message arrives.
 /// Returns how many times it arrived (more than once only where the fault
 /// leaves its fate unknown).
-fn run_case(name: &str, start_fault: impl FnOnce(u16) -> Box<dyn FnOnce()>, expect: Expect) -> usize {
+fn run_case(name: &str, start_fault: impl FnOnce(u16) -> Box<dyn FnOnce() -> usize>, expect: Expect) -> usize {
     let port = free_port();
     let hop: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let stop_fault = start_fault(port);
@@ -201,8 +203,9 @@ fn run_case(name: &str, start_fault: impl FnOnce(u16) -> Box<dyn FnOnce()>, expe
         }
     });
     eprintln!("peer fault {name}: {seen}");
-    stop_fault();
+    let taken = stop_fault();
     if let Expect::Delivered = expect {
+        assert_eq!(taken, 1, "{name}: the hop took the message once");
         // Nothing may be sent again: a good hop on the port gets nothing.
         let sink = Sink::start_on(port, &[]);
         std::thread::sleep(Duration::from_secs(7));
@@ -225,14 +228,17 @@ fn run_case(name: &str, start_fault: impl FnOnce(u16) -> Box<dyn FnOnce()>, expe
     sink.message_ids()[&want]
 }
 
-fn sink_fault(extra: &'static [&'static str]) -> impl FnOnce(u16) -> Box<dyn FnOnce()> {
+fn sink_fault(extra: &'static [&'static str]) -> impl FnOnce(u16) -> Box<dyn FnOnce() -> usize> {
     move |port| {
         let mut sink = Sink::start_on(port, extra);
-        Box::new(move || sink.stop())
+        Box::new(move || {
+            sink.stop();
+            sink.messages().len()
+        })
     }
 }
 
-fn scripted(fault: Fault) -> impl FnOnce(u16) -> Box<dyn FnOnce()> {
+fn scripted(fault: Fault) -> impl FnOnce(u16) -> Box<dyn FnOnce() -> usize> {
     move |port| {
         let mut peer = Scripted::start(port, fault);
         Box::new(move || peer.stop())

@@ -786,7 +786,7 @@ fn recover_loop(
             }
             Err(e) => {
                 // Once a minute is enough to say it is still failing.
-                if attempts == 1 || attempts % 60 == 0 {
+                if attempts == 1 || attempts.is_multiple_of(60) {
                     tracing::warn!(error = %e, attempts, "queue storage still failing; writes are refused");
                 }
                 shared.set_failure(Some(e.to_string()));
