@@ -4,7 +4,7 @@ CONFIG ?= transport/examples/local.yaml
 # The tests build the server with fault injection for the poison-queue tests.
 TEST_FEATURES ?= --features transport/test-hooks
 
-.PHONY: build run test fmt lint
+.PHONY: build run test fmt lint fuzz-smoke
 
 build:
 	$(CARGO) build --workspace --release
@@ -24,3 +24,8 @@ fmt:
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets $(TEST_FEATURES) -- -D warnings
+
+## Fuzzing (fuzz/, cargo-fuzz on stable, see RELIABILITY.md): every target's stored
+## corpus replayed, then FUZZ_SECONDS (default 15) of fuzzing each. Needs cargo-fuzz.
+fuzz-smoke:
+	fuzz/smoke.sh

@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 
 mod auth;
 pub(crate) mod command;
-mod data;
+pub(crate) mod data;
 mod listener;
 mod received;
 mod session;
