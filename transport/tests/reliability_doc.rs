@@ -49,6 +49,11 @@ fn reliability_md_quotes_what_the_tests_run() {
     let forms = relay.split("const RELAY_TESTS").nth(1).expect("RELAY_TESTS").split("];").next().unwrap_or("");
     states(&doc, &format!("| open-relay recipient forms | {} |", count(forms, "    (\"")));
 
+    let config = read("transport/tests/hostile_config.rs");
+    let cases = config.split("let cases").nth(1).expect("cases").split("];").next().unwrap_or("");
+    let hostile_configs = cases.lines().filter(|l| l.trim_start().starts_with('(')).count();
+    states(&doc, &format!("| hostile config files | {hostile_configs} |"));
+
     let peers = read("transport/tests/peer_faults.rs");
     // `run_case(` followed by a case name (rustfmt may break the line there).
     let cases = peers.split("run_case(").skip(1).filter(|rest| rest.trim_start().starts_with('"')).count();
