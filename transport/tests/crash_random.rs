@@ -4,6 +4,10 @@
 //! administrator suspends, resumes and retries the queue (during a queue
 //! action). After each kill it is started again on the same queue.
 //!
+//! Every other round the store's `test-hooks` slow-commit flag makes each
+//! commit take 100 ms, so that kills land inside commits (data written, the
+//! fsync in progress, clients waiting for their 250).
+//!
 //! At the end every message that got a 250 has reached the sink at least once,
 //! the messages that reached it more than once are bounded by what can be in
 //! flight at a kill (one per outbound connection), no restart failed and the
@@ -159,7 +163,16 @@ fn random_sigkills_under_load_lose_no_acknowledged_message() {
     let admin = administrator(&server, stop.clone(), actions.clone());
 
     let started = Instant::now();
+    let slow_flag = server.dir.join("queue").join("test-hook-slow-commit");
     for kill in 0..kills {
+        // Every other round the disk is slow (the test-hooks store takes 100 ms
+        // per commit): the kill then most likely lands inside a commit, with
+        // data written and clients still waiting for their 250.
+        if kill % 2 == 1 {
+            std::fs::write(&slow_flag, "").expect("slow-commit flag");
+        } else {
+            let _ = std::fs::remove_file(&slow_flag);
+        }
         // Let it run a random while (the first kills come early, before the
         // queue is busy; later ones with deliveries and queue actions going on).
         std::thread::sleep(Duration::from_millis(100 + rng.below(1400)));
@@ -170,6 +183,7 @@ fn random_sigkills_under_load_lose_no_acknowledged_message() {
         }
         server.spawn();
     }
+    let _ = std::fs::remove_file(&slow_flag);
     // Stop the load, then let the restarted server deliver everything.
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);

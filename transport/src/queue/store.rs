@@ -836,9 +836,15 @@ fn recovered_has(recovered: &Recovered, id: u64) -> bool {
 /// Test hook (feature `test-hooks`): while the file `DISK_FULL_FLAG` exists in
 /// the queue directory, commits fail as on a full disk — before committing, or
 /// after it when the file says `after-commit` (the batch's fate is then
-/// unknown to the store, as after a failed fsync). Without the feature: never.
+/// unknown to the store, as after a failed fsync). While `SLOW_COMMIT_FLAG`
+/// exists each commit takes 100 ms more, as on a slow disk, so that a crash
+/// test's kills often land between the write and the answer. Without the
+/// feature: never.
 #[cfg(feature = "test-hooks")]
 fn injected_fault(shared: &Shared, stage: &str) -> Result<(), StoreError> {
+    if stage == "before-commit" && shared.dir.join(SLOW_COMMIT_FLAG).exists() {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     match std::fs::read_to_string(shared.dir.join(DISK_FULL_FLAG)) {
         Ok(mode) if mode.trim() == "after-commit" && stage == "after-commit" => Err(disk_full()),
         Ok(mode) if mode.trim() != "after-commit" && stage != "after-commit" => Err(disk_full()),
@@ -859,6 +865,10 @@ fn disk_full() -> StoreError {
 /// Name of the test hooks' disk-full flag file in the queue directory.
 #[cfg(feature = "test-hooks")]
 pub const DISK_FULL_FLAG: &str = "test-hook-disk-full";
+
+/// Name of the test hooks' slow-commit flag file in the queue directory.
+#[cfg(feature = "test-hooks")]
+pub const SLOW_COMMIT_FLAG: &str = "test-hook-slow-commit";
 
 /// Applies a batch in one write transaction. The outer error fails the whole
 /// batch (nothing committed or unknown); the inner results are per op
