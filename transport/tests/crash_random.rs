@@ -133,23 +133,21 @@ fn random_sigkills_under_load_lose_no_acknowledged_message() {
     eprintln!("crash harness: {kills} kills, KT_CRASH_SEED={seed}");
     let mut rng = Rng(seed);
     let sink = Sink::start();
-    let mut server = Transport::start(&TransportSetup {
+    let setup = TransportSetup {
         smart_host: Some(sink.addr),
         admin: true,
         extra: "retry: {queueGlitchRetryInterval: \"00:00:01\", transientFailureRetryInterval: \"00:00:01\", \
                 outboundConnectionFailureRetryInterval: \"00:00:01\", messageRetryInterval: \"00:00:01\"}\n"
             .into(),
         ..Default::default()
-    });
+    };
     // Bound the outbound connections: the duplicate bound below depends on it.
-    let config = std::fs::read_to_string(&server.config_path).expect("config");
-    let config = config.replace(
-        "    addressSpaces: [{domain: \"*\", cost: 1}]\n",
-        &format!("    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    maxConcurrentConnections: {CONNECTIONS}\n"),
-    );
-    std::fs::write(&server.config_path, config).expect("config");
-    server.kill();
-    server.spawn();
+    let mut server = Transport::start_edited(&setup, |config| {
+        config.replace(
+            "    addressSpaces: [{domain: \"*\", cost: 1}]\n",
+            &format!("    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    maxConcurrentConnections: {CONNECTIONS}\n"),
+        )
+    });
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));

@@ -192,21 +192,23 @@ fn real_full_tmpfs_is_452_4_3_1_and_recovers_when_space_returns() {
     };
     let sink_port = free_port();
     let sink_addr: SocketAddr = format!("127.0.0.1:{sink_port}").parse().expect("addr");
-    let mut server = Transport::start(&TransportSetup {
-        smart_host: Some(sink_addr),
-        extra: FAST_RETRY.into(),
-        ..Default::default()
-    });
-    // Move the queue onto the tmpfs and restart.
-    server.kill();
-    let config = std::fs::read_to_string(&server.config_path).expect("config");
+    // The queue on the tmpfs.
     let queue = fs.path.join("queue");
-    let config = config.replace(
-        &format!("queueDirectory: {}", server.dir.join("queue").display()),
-        &format!("queueDirectory: {}", queue.display()),
-    );
-    std::fs::write(&server.config_path, config).expect("config");
-    server.spawn();
+    let setup = TransportSetup { smart_host: Some(sink_addr), extra: FAST_RETRY.into(), ..Default::default() };
+    let server = Transport::start_edited(&setup, |config| {
+        config
+            .lines()
+            .map(|l| {
+                if l.starts_with("queueDirectory:") {
+                    format!("queueDirectory: {}", queue.display())
+                } else {
+                    l.into()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+            + "\n"
+    });
 
     let body = "x".repeat(70);
     let big = |tag: &str| {

@@ -22,9 +22,16 @@ struct Fixture {
     /// The `Tight` connector: 3 connections per source, 5 in all, 2 s
     /// inactivity, 5 s lifetime, 3 protocol errors.
     tight: SocketAddr,
+    /// One test at a time (see [`fixture`]); dropped last.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
+/// Tests of this file run one at a time: each starts servers and peers on
+/// ports picked with free_port(), and the abuse (connection floods, many
+/// sources) must not meet another test's server on a reused port.
 fn fixture() -> Fixture {
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let sink = Sink::start();
     let port = free_port();
     let server = Transport::start(&TransportSetup {
@@ -38,7 +45,7 @@ fn fixture() -> Fixture {
     });
     let tight: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     wait_for_port(tight, Duration::from_secs(10));
-    Fixture { sink, server, tight }
+    Fixture { sink, server, tight, _serial: serial }
 }
 
 fn ip(last: u8) -> IpAddr {

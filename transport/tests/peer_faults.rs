@@ -146,7 +146,7 @@ enum Expect {
 }
 
 fn server(hop: SocketAddr) -> Transport {
-    let mut t = Transport::start(&TransportSetup {
+    let setup = TransportSetup {
         smart_host: Some(hop),
         admin: true,
         // Retries 3 s apart (time to look at the state), a hop silent for 2 s is given up.
@@ -154,16 +154,13 @@ fn server(hop: SocketAddr) -> Transport {
                 outboundConnectionFailureRetryInterval: \"00:00:03\", messageRetryInterval: \"00:00:03\"}\n"
             .into(),
         ..Default::default()
-    });
-    let config = std::fs::read_to_string(&t.config_path).expect("config");
-    let config = config.replace(
-        "    addressSpaces: [{domain: \"*\", cost: 1}]\n",
-        "    addressSpaces: [{domain: \"*\", cost: 1}]\n    connectionTimeout: 2s\n    connectionInactivityTimeout: 2s\n",
-    );
-    std::fs::write(&t.config_path, config).expect("config");
-    t.kill();
-    t.spawn();
-    t
+    };
+    Transport::start_edited(&setup, |config| {
+        config.replace(
+            "    addressSpaces: [{domain: \"*\", cost: 1}]\n",
+            "    addressSpaces: [{domain: \"*\", cost: 1}]\n    connectionTimeout: 2s\n    connectionInactivityTimeout: 2s\n",
+        )
+    })
 }
 
 fn send(t: &Transport, tag: &str) {
@@ -179,6 +176,11 @@ fn send(t: &Transport, tag: &str) {
 /// Returns how many times it arrived (more than once only where the fault
 /// leaves its fate unknown).
 fn run_case(name: &str, start_fault: impl FnOnce(u16) -> Box<dyn FnOnce() -> usize>, expect: Expect) -> usize {
+    // One case at a time: each starts and stops peers on ports picked with
+    // free_port(), and a port freed by one case must not be taken by another's
+    // peer between free_port() and the server binding it.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let port = free_port();
     let hop: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let stop_fault = start_fault(port);

@@ -41,7 +41,7 @@ fn fixture() -> Fixture {
     std::fs::write(tls.path().join("tls.key"), key.key_pair.serialize_pem()).expect("key");
     std::fs::write(tls.path().join("users"), format!("{USER}:{PASSWORD}\n")).expect("users");
     let (internet_port, submission_port) = (free_port(), free_port());
-    let mut server = Transport::start(&TransportSetup {
+    let setup = TransportSetup {
         smart_host: Some(smart_host.addr),
         mailbox: Some(mailbox.addr),
         extra_receive: format!(
@@ -53,14 +53,13 @@ fn fixture() -> Fixture {
             users = tls.path().join("users").display(),
         ),
         ..Default::default()
+    };
+    // The relay connector relays for one client address only.
+    let server = Transport::start_edited(&setup, |config| {
+        let narrowed = config.replace("remoteIPRanges: [\"127.0.0.0/8\"]", "remoteIPRanges: [\"127.0.0.2/32\"]");
+        assert_ne!(narrowed, config);
+        narrowed
     });
-    // Narrow the relay connector to one client address.
-    let config = std::fs::read_to_string(&server.config_path).expect("config");
-    let narrowed = config.replace("remoteIPRanges: [\"127.0.0.0/8\"]", "remoteIPRanges: [\"127.0.0.2/32\"]");
-    assert_ne!(narrowed, config);
-    std::fs::write(&server.config_path, narrowed).expect("config");
-    server.kill();
-    server.spawn();
     let internet = format!("127.0.0.1:{internet_port}").parse().expect("addr");
     let submission = format!("127.0.0.1:{submission_port}").parse().expect("addr");
     wait_for_port(internet, Duration::from_secs(10));
