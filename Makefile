@@ -4,7 +4,7 @@ CONFIG ?= transport/examples/local.yaml
 # The tests build the server with fault injection for the poison-queue tests.
 TEST_FEATURES ?= --features transport/test-hooks
 
-.PHONY: build run test fmt lint crds e2e-local chart-crds chart-lint chart-test images e2e bench
+.PHONY: build run test fmt lint crds e2e-local chart-crds chart-lint chart-test images e2e bench fuzz-smoke
 
 build:
 	$(CARGO) build --workspace --release
@@ -80,3 +80,8 @@ e2e:
 bench:
 	$(CARGO) build --release -p transport -p bench
 	$(CARGO) run --release -p bench -- $(BENCH_ARGS)
+
+## Fuzzing (fuzz/, cargo-fuzz on stable, see RELIABILITY.md): every target's stored
+## corpus replayed, then FUZZ_SECONDS (default 15) of fuzzing each. Needs cargo-fuzz.
+fuzz-smoke:
+	fuzz/smoke.sh

@@ -44,3 +44,6 @@ pub mod routing;
 pub mod server;
 #[cfg(feature = "server")]
 pub mod smtp;
+
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;

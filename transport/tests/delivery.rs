@@ -530,6 +530,7 @@ fn dns_connector(port: u16) -> SendConnector {
         port: Some(port),
         tls: OutboundTls::Opportunistic,
         connection_timeout: None,
+        connection_inactivity_timeout: None,
         max_message_size: None,
         max_concurrent_connections: None,
         protocol_logging: false,

@@ -25,6 +25,7 @@ fn connector(name: &str, spaces: Vec<AddressSpace>) -> SendConnector {
         port: None,
         tls: OutboundTls::Opportunistic,
         connection_timeout: None,
+        connection_inactivity_timeout: None,
         max_message_size: None,
         max_concurrent_connections: None,
         protocol_logging: false,

@@ -59,6 +59,7 @@ pub(crate) mod tests {
                     port: None,
                     tls: Default::default(),
                     connection_timeout: None,
+                    connection_inactivity_timeout: None,
                     max_message_size: None,
                     max_concurrent_connections: None,
                     protocol_logging: false,

@@ -121,6 +121,11 @@ impl IntoResponse for ActionError {
 }
 
 async fn readyz(State(ctx): State<AdminContext>) -> Response {
+    // A server that cannot store mail (disk full) answers 452 to every message:
+    // take it out of the Service until its storage has recovered.
+    if let Some(reason) = ctx.manager.store().failure() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("queue storage failing: {reason}")).into_response();
+    }
     if ctx.control.availability().ready() {
         (StatusCode::OK, "ready").into_response()
     } else {

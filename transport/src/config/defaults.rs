@@ -50,6 +50,8 @@ pub const RECEIVE_MAX_HOP_COUNT: u32 = 30;
 // Send connectors.
 pub const SEND_PORT: u16 = 25;
 pub const SEND_CONNECTION_TIMEOUT: Duration = mins(1);
+/// Exchange's ConnectionInactivityTimeOut; also RFC 5321 §4.5.3.2.6's wait after the data.
+pub const SEND_CONNECTION_INACTIVITY_TIMEOUT: Duration = mins(10);
 pub const SEND_MAX_CONCURRENT_CONNECTIONS: u32 = 20;
 pub const ADDRESS_SPACE_COST: u32 = 1;
 
@@ -228,6 +230,9 @@ impl super::SendConnector {
     }
     pub fn connection_timeout_or_default(&self) -> Duration {
         self.connection_timeout.map_or(SEND_CONNECTION_TIMEOUT, |t| t.0)
+    }
+    pub fn connection_inactivity_timeout_or_default(&self) -> Duration {
+        self.connection_inactivity_timeout.map_or(SEND_CONNECTION_INACTIVITY_TIMEOUT, |t| t.0)
     }
     pub fn max_concurrent_connections_or_default(&self) -> u32 {
         self.max_concurrent_connections.unwrap_or(SEND_MAX_CONCURRENT_CONNECTIONS)

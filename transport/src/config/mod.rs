@@ -301,6 +301,13 @@ pub struct SendConnector {
     /// Time allowed to connect and get the banner. Default 00:01:00 (1 s – 1 day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_timeout: Option<TimeSpan>,
+    /// Time allowed for each reply of the next hop once connected, the reply
+    /// after the final dot included (Exchange's ConnectionInactivityTimeOut;
+    /// RFC 5321 §4.5.3.2 asks for 5 minutes, 10 after the data). A hop that
+    /// stays silent longer is given up and its queue goes in Retry.
+    /// Default 00:10:00 (1 s – 1 day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_inactivity_timeout: Option<TimeSpan>,
     /// Messages larger than this are refused for this connector (NDR 5.3.4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_size: Option<ByteSize>,

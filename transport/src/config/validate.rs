@@ -72,6 +72,7 @@ pub mod ranges {
     pub const RECEIVE_MIN_HEADER_SIZE: u64 = super::KB;
     pub const ADDRESS_SPACE_COST: (u32, u32) = (1, 100);
     pub const SEND_CONNECTION_TIMEOUT: (Duration, Duration) = (SECOND, DAY);
+    pub const SEND_CONNECTION_INACTIVITY_TIMEOUT: (Duration, Duration) = (SECOND, DAY);
     /// Exchange's log MaxAge: 00:00:00 (never by age) to 24855 days.
     pub const LOG_MAX_AGE: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(24855 * 86400));
     pub const LOG_MIN_SIZE: u64 = super::KB;
@@ -143,6 +144,11 @@ impl TransportFile {
         }
         if let Some(token) = self.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
             c.readable("admin.tokenFile", token);
+            // An empty token would refuse every request (or, in a careless
+            // check, accept an empty one): say so before the server runs with it.
+            if std::fs::read_to_string(token).is_ok_and(|t| t.trim().is_empty()) {
+                c.push("admin.tokenFile", format!("{} is empty: write the bearer token into it", token.display()));
+            }
         }
         c.finish()
     }
@@ -427,6 +433,11 @@ fn check_send_connector(c: &mut Checker, at: &str, sc: &SendConnector) {
         c.push(format!("{at}.port"), "0 is out of range (1 to 65535)");
     }
     c.span(format!("{at}.connectionTimeout"), sc.connection_timeout, ranges::SEND_CONNECTION_TIMEOUT);
+    c.span(
+        format!("{at}.connectionInactivityTimeout"),
+        sc.connection_inactivity_timeout,
+        ranges::SEND_CONNECTION_INACTIVITY_TIMEOUT,
+    );
     c.min_count(format!("{at}.maxConcurrentConnections"), sc.max_concurrent_connections, 1);
 }
 
@@ -1160,6 +1171,11 @@ components: {HubTransport: {Maintenance: Active}}
                 format!("{at}.connectionTimeout"),
                 Box::new(|s| s.connection_timeout = ts("2d")),
                 "2.00:00:00 is out of range (00:00:01 to 1.00:00:00)",
+            ),
+            (
+                format!("{at}.connectionInactivityTimeout"),
+                Box::new(|s| s.connection_inactivity_timeout = ts("00:00:00")),
+                "00:00:00 is out of range (00:00:01 to 1.00:00:00)",
             ),
             (
                 format!("{at}.maxConcurrentConnections"),

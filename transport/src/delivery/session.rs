@@ -18,9 +18,6 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-/// RFC 5321 §4.5.3.2.6: the reply after the final dot may take 10 minutes.
-const DATA_TERMINATION_TIMEOUT: Duration = Duration::from_secs(600);
-
 /// A reply that is part of the dialogue (any code); transport failures are
 /// [`DeliveryError`]s instead.
 enum Reply {
@@ -310,8 +307,9 @@ impl OutboundSession {
         let written = self.write_raw(&framed, "message data").await;
         self.stream.set_quiet_writes(false);
         written?;
-        let wait = self.opts.command_timeout.max(DATA_TERMINATION_TIMEOUT);
-        let reply = self.read_reply("end of data", wait).await?;
+        // The connector's inactivity timeout (default 10 minutes, RFC 5321
+        // §4.5.3.2.6's wait for the reply after the data) bounds this too.
+        let reply = self.read_reply("end of data", self.opts.command_timeout).await?;
         // RFC 5321 §4.1.1.4: the end of data completes the transaction.
         self.used = false;
         Ok(reply)

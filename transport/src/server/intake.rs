@@ -51,6 +51,10 @@ impl Submit for Intake {
             Ok(())
         })
     }
+
+    fn storage_failure(&self) -> Option<String> {
+        self.store.failure()
+    }
 }
 
 fn storage_error(e: StoreError) -> SubmitError {

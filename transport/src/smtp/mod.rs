@@ -23,7 +23,7 @@ use std::net::SocketAddr;
 
 mod auth;
 pub(crate) mod command;
-mod data;
+pub(crate) mod data;
 mod listener;
 mod received;
 mod session;
@@ -85,6 +85,11 @@ pub trait Submit: Send + Sync + 'static {
     fn next_id(&self) -> MessageId;
     /// Durably store the message; only then may the session answer 250.
     fn submit(&self, msg: Incoming) -> BoxFuture<'_, Result<(), SubmitError>>;
+    /// Why messages cannot be stored right now (disk full, I/O error), if so:
+    /// MAIL is then answered `452 4.3.1` before the client sends any data.
+    fn storage_failure(&self) -> Option<String> {
+        None
+    }
 }
 
 /// What sessions report; the server implements it with metrics and the

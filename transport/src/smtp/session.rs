@@ -493,6 +493,11 @@ impl Session {
         if !self.ctx.gate.now().mail {
             return Err(Stop::Close("421 4.3.2 Service not active".into()));
         }
+        if let Some(reason) = self.ctx.submit.storage_failure() {
+            tracing::warn!(%reason, "MAIL refused: the queue cannot store messages now");
+            self.reply("452 4.3.1 Insufficient system storage");
+            return Ok(());
+        }
         match command::parse_mail(args) {
             Err(e) => self.arg_error(e, "501 5.1.7 Invalid address"),
             Ok(m) if m.size.is_some_and(|s| s > self.settings().limits.max_message_size) => {

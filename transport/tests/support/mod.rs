@@ -251,6 +251,20 @@ impl Transport {
         t
     }
 
+    /// Like [`Transport::start`], with the config text changed by `edit` before
+    /// the first start (a kill and respawn to change it would free the SMTP port
+    /// for a moment, and a parallel test could take it).
+    pub fn start_edited(setup: &TransportSetup, edit: impl FnOnce(String) -> String) -> Self {
+        let tmp = tempfile::tempdir().expect("transport dir");
+        let dir = tmp.path().to_path_buf();
+        let mut t = Self::configure(&dir, setup);
+        let text = std::fs::read_to_string(&t.config_path).expect("read config");
+        std::fs::write(&t.config_path, edit(text)).expect("write config");
+        t._tmp = Some(tmp);
+        t.spawn();
+        t
+    }
+
     fn configure(dir: &Path, setup: &TransportSetup) -> Self {
         let port = free_port();
         let smtp: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");

@@ -17,10 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn, Instrument};
 
-use crate::config::defaults::{SEND_CONNECTION_TIMEOUT, SEND_MAX_CONCURRENT_CONNECTIONS};
-/// RFC 5321 §4.5.3.2: the longest a client waits for a reply (the DATA
-/// termination reply may take 10 minutes).
-const COMMAND_TIMEOUT: Duration = Duration::from_secs(600);
+use crate::config::defaults::{
+    SEND_CONNECTION_INACTIVITY_TIMEOUT, SEND_CONNECTION_TIMEOUT, SEND_MAX_CONCURRENT_CONNECTIONS,
+};
 /// An open connection waits this long for more work before it says QUIT.
 const IDLE_KEEP: Duration = Duration::from_secs(2);
 
@@ -115,7 +114,9 @@ impl QueueManager {
             helo_name: config.fqdn.clone(),
             tls: connector.as_ref().map(|c| c.tls).unwrap_or(OutboundTls::Opportunistic),
             connect_timeout: connector.as_ref().map_or(SEND_CONNECTION_TIMEOUT, |c| c.connection_timeout_or_default()),
-            command_timeout: COMMAND_TIMEOUT,
+            command_timeout: connector
+                .as_ref()
+                .map_or(SEND_CONNECTION_INACTIVITY_TIMEOUT, |c| c.connection_inactivity_timeout_or_default()),
             // Set per target below: the protocol log line needs the endpoints.
             tap: None,
         };
@@ -251,6 +252,8 @@ impl QueueManager {
         if error.is_some() {
             item.retry_at_ms = Some(now + retry_after);
             state.add_timer(now + retry_after, Timer::ItemRetry(qid, id));
+            // The timer loop may be asleep until a later timer: make it look.
+            self.inner.wake.notify_one();
         } else {
             q.ready.push_front(id);
         }

@@ -1,0 +1,55 @@
+//! The SMTP command-line parser: never panics, and what it accepts is safe to
+//! write into our own outbound MAIL/RCPT commands (no line ends, no NUL, no
+//! unquoted `<`, `>` or space) and parses again to the same thing.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use transport::fuzzing::{decode_xtext, parse_mail, parse_rcpt, split_verb, valid_domain, Forward};
+
+fn safe_local_part(local: &str) {
+    assert!(!local.is_empty() && local.len() <= 64, "{local:?}");
+    if local.starts_with('"') {
+        assert!(local.bytes().all(|b| (32..=126).contains(&b)), "{local:?}");
+    } else {
+        assert!(!local.contains(['<', '>', ' ', '"', '\\', '@']), "{local:?}");
+        assert!(local.bytes().all(|b| b.is_ascii_graphic()), "{local:?}");
+    }
+}
+
+fn safe_domain(domain: &str) {
+    assert!(valid_domain(domain) || (domain.starts_with('[') && domain.ends_with(']')), "{domain:?}");
+    assert!(domain.bytes().all(|b| b.is_ascii_graphic()), "{domain:?}");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(line) = std::str::from_utf8(data) else { return };
+    let (_, rest) = split_verb(line);
+    assert!(line.ends_with(rest));
+    for args in [line, rest] {
+        if let Ok(mail) = parse_mail(args) {
+            if let Some(from) = &mail.from {
+                let (local, domain) = from.rsplit_once('@').expect("a reverse path has a domain");
+                safe_local_part(local);
+                safe_domain(domain);
+                let again = parse_mail(&format!("FROM:<{from}>")).expect("an accepted reverse path parses again");
+                assert_eq!(again.from, mail.from);
+            }
+            if let Some(envid) = &mail.envid {
+                assert!(envid.bytes().all(|b| (0x20..0x7f).contains(&b)), "{envid:?}");
+            }
+        }
+        if let Ok(rcpt) = parse_rcpt(args) {
+            if let Forward::Mailbox { local, domain } = &rcpt.to {
+                safe_local_part(local);
+                safe_domain(domain);
+                let again = parse_rcpt(&format!("TO:<{local}@{domain}>")).expect("an accepted recipient parses again");
+                assert_eq!(&again.to, &rcpt.to);
+            }
+            if let Some(orcpt) = &rcpt.orcpt {
+                assert!(orcpt.bytes().all(|b| b.is_ascii_graphic()), "{orcpt:?}");
+            }
+        }
+    }
+    if let Some(decoded) = decode_xtext(line) {
+        assert!(decoded.len() <= line.len());
+    }
+});

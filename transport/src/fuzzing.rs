@@ -1,0 +1,7 @@
+//! The pure parsers the cargo-fuzz targets in `fuzz/` drive (feature `fuzzing`
+//! only): the SMTP command-line parser and the DATA reader are crate-private
+//! everywhere else.
+pub use crate::smtp::command::{
+    decode_xtext, parse_mail, parse_rcpt, split_verb, valid_domain, ArgError, Forward, MailArgs, RcptArgs, Verb,
+};
+pub use crate::smtp::data::{DataError, DataReader};
