@@ -34,8 +34,9 @@ fn reliability_md_quotes_what_the_tests_run() {
     let crash = read("transport/tests/crash_random.rs");
     let kills = constant(&crash, "DEFAULT_KILLS");
     let connections = constant(&crash, "CONNECTIONS");
+    let per_connection = constant(&crash, "DUPLICATES_PER_CONNECTION");
     states(&doc, &format!("| kills per CI run | {kills} |"));
-    states(&doc, &format!("| duplicate bound per kill | {connections} |"));
+    states(&doc, &format!("| duplicate bound per kill | {} |", connections * per_connection));
     let damage =
         ["\"truncated\"", "\"garbage\"", "\"flipped\"", "\"empty\""].iter().filter(|d| crash.contains(*d)).count();
     states(&doc, &format!("| kinds of database damage | {damage} |"));

@@ -24,6 +24,7 @@ mod worker;
 
 pub use actions::ActionError;
 pub use state::QueueId;
+pub use worker::MAX_UNCONFIRMED_DELIVERIES;
 
 use self::state::{QueueKey, QueueRecord, State, Timer};
 use super::message::{Envelope, MessageId};
@@ -299,20 +300,22 @@ impl QueueManager {
     /// Persists a message's latest state without waiting for the commit: the
     /// write is queued now, in order; a delivery connection goes on with its
     /// next message instead of waiting (removals are lazy, see the store).
-    fn persist_detached(&self, id: MessageId) {
+    /// Returns the task waiting for that commit.
+    fn persist_detached(&self, id: MessageId) -> Option<tokio::task::JoinHandle<()>> {
         let write = {
             let mut state = self.state();
             self.persist_locked(&mut state, id)
         };
-        if let Some(write) = write {
+        let task = write.map(|write| {
             tokio::spawn(async move {
                 if let Err(e) = write.await {
                     // As in `persist`: the previous state stays on disk (a duplicate, never a loss).
                     warn!(message = %id, error = %e, "could not record the message's queue state");
                 }
-            });
-        }
+            })
+        });
         self.check_redirect_done();
+        task
     }
 
     /// Persists a queue's state (retry counters, suspension) or forgets it.

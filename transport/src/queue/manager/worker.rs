@@ -20,6 +20,11 @@ use tracing::{info, warn, Instrument};
 use crate::config::defaults::{
     SEND_CONNECTION_INACTIVITY_TIMEOUT, SEND_CONNECTION_TIMEOUT, SEND_MAX_CONCURRENT_CONNECTIONS,
 };
+/// A connection sends its next message without waiting for the commit that
+/// records the last one delivered, but never runs more than this many
+/// unrecorded deliveries ahead: after a crash, what a connection may deliver
+/// twice is bounded by this plus the one in flight.
+pub const MAX_UNCONFIRMED_DELIVERIES: usize = 4;
 /// An open connection waits this long for more work before it says QUIT.
 const IDLE_KEEP: Duration = Duration::from_secs(2);
 
@@ -155,7 +160,16 @@ impl QueueManager {
         // A crash while processing a message is the message's fault, not the hop's.
         let mut crashed = false;
         let work = self.state().queues.get(&qid).map(|q| q.work.clone());
+        let mut unconfirmed: std::collections::VecDeque<tokio::task::JoinHandle<()>> = Default::default();
         loop {
+            while unconfirmed.front().is_some_and(|h| h.is_finished()) {
+                unconfirmed.pop_front();
+            }
+            if unconfirmed.len() >= MAX_UNCONFIRMED_DELIVERIES {
+                if let Some(oldest) = unconfirmed.pop_front() {
+                    let _ = oldest.await;
+                }
+            }
             let (id, recipients, env) = match self.take_ready(qid) {
                 Some(next) => next,
                 None => match &work {
@@ -180,7 +194,8 @@ impl QueueManager {
                 Ok(Ok(outcome)) => {
                     messages += 1;
                     bytes += data.len() as u64;
-                    self.apply_outcome(qid, id, outcome, session.remote().to_string()).await;
+                    let recorded = self.apply_outcome(qid, id, outcome, session.remote().to_string()).await;
+                    unconfirmed.extend(recorded);
                 }
                 Ok(Err(e)) => {
                     // Nothing of this transaction was confirmed: it stays queued.
@@ -265,7 +280,14 @@ impl QueueManager {
 
     /// Records what the next hop said for each recipient, sends the DSNs that
     /// are due, then persists (or removes) the message.
-    async fn apply_outcome(&self, qid: QueueId, id: MessageId, outcome: SendOutcome, remote: String) {
+    /// Returns the task recording the message's new state (see [`MAX_UNCONFIRMED_DELIVERIES`]).
+    async fn apply_outcome(
+        &self,
+        qid: QueueId,
+        id: MessageId,
+        outcome: SendOutcome,
+        remote: String,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         let config = self.config();
         let now = self.now_ms();
         let mut failed = Vec::new();
@@ -275,8 +297,8 @@ impl QueueManager {
             let mut state = self.state();
             let State { queues, messages, redirect, .. } = &mut *state;
             let mut retry_timer = None;
-            let Some(msg) = messages.get_mut(&id) else { return };
-            let Some(q) = queues.get_mut(&qid) else { return };
+            let Some(msg) = messages.get_mut(&id) else { return None };
+            let Some(q) = queues.get_mut(&qid) else { return None };
             let hop = q.hop.clone();
             let mut retry = Vec::new();
             let mut last_transient = None;
@@ -360,7 +382,7 @@ impl QueueManager {
         if let Some(pending) = pending {
             self.apply_pending(id, pending);
         }
-        self.persist_detached(id);
+        self.persist_detached(id)
     }
 
     /// A connection was established: the queue leaves Retry.
