@@ -18,6 +18,7 @@ mod transport;
 use anyhow::{bail, Context, Result};
 use load::Load;
 use serde::{Deserialize, Serialize};
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -415,15 +416,21 @@ pub fn free_addr() -> Result<SocketAddr> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
 }
 
+/// Waits for a `220` greeting: a transport server that is still Starting
+/// (recovering its queue) listens already but answers `421`.
 pub fn wait_for_port(addr: SocketAddr, within: Duration) -> Result<()> {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(());
+        if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut first = [0u8; 4];
+            if stream.read_exact(&mut first).is_ok() && &first == b"220 " {
+                return Ok(());
+            }
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    bail!("nothing listens on {addr} after {within:?}")
+    bail!("no SMTP server greets with 220 on {addr} after {within:?}")
 }
 
 /// Polls `f` until it returns something, or `within` passes.

@@ -60,15 +60,21 @@ pub fn wait_for_port(addr: SocketAddr, within: Duration) {
             // A connection to a port nobody listens on can "succeed" by connecting
             // to itself (TCP simultaneous open, when the kernel picks that very port
             // as the source): only a real SMTP greeting proves the server is there.
+            // And not a 4xx one: while the server is still Starting (recovering
+            // its queue) it answers `421 4.3.2`, and a test must not begin yet.
+            // A 5xx greeting (`554`, this client's address not allowed) is final.
             let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
             let mut first = [0u8; 4];
-            if stream.read_exact(&mut first).is_ok() && first[..3].iter().all(u8::is_ascii_digit) {
+            if stream.read_exact(&mut first).is_ok()
+                && first[..3].iter().all(u8::is_ascii_digit)
+                && matches!(first[0], b'2' | b'5')
+            {
                 return;
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("no SMTP server answers on {addr} after {within:?}");
+    panic!("no SMTP server on {addr} is past Starting after {within:?}");
 }
 
 /// Waits until `check` holds, polling; panics with `what` after `within`.
