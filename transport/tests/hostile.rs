@@ -44,7 +44,7 @@ fn fixture() -> Fixture {
         ..Default::default()
     });
     let tight: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    wait_for_port(tight, Duration::from_secs(10));
+    wait_for_server(tight, Duration::from_secs(10));
     Fixture { sink, server, tight, _serial: serial }
 }
 

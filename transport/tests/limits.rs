@@ -26,7 +26,7 @@ fn fixture() -> Fixture {
         ..Default::default()
     });
     let limited = format!("127.0.0.1:{port}").parse().expect("addr");
-    wait_for_port(limited, Duration::from_secs(10));
+    wait_for_server(limited, Duration::from_secs(10));
     Fixture { sink, server, limited }
 }
 

@@ -62,8 +62,8 @@ fn fixture() -> Fixture {
     });
     let internet = format!("127.0.0.1:{internet_port}").parse().expect("addr");
     let submission = format!("127.0.0.1:{submission_port}").parse().expect("addr");
-    wait_for_port(internet, Duration::from_secs(10));
-    wait_for_port(submission, Duration::from_secs(10));
+    wait_for_server(internet, Duration::from_secs(10));
+    wait_for_server(submission, Duration::from_secs(10));
     Fixture { smart_host, mailbox, server, internet, submission, _tls: tls }
 }
 

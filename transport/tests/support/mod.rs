@@ -53,16 +53,32 @@ pub fn free_port() -> u16 {
     panic!("no free port on 127.0.0.1 between {FIRST} and {}", FIRST + COUNT);
 }
 
+/// Waits until something listens on `addr` (a peer such as smtp-sink, which may
+/// be told to greet late or with `421`).
 pub fn wait_for_port(addr: SocketAddr, within: Duration) {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
-        if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+        if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
             // A connection to a port nobody listens on can "succeed" by connecting
-            // to itself (TCP simultaneous open, when the kernel picks that very port
-            // as the source): only a real SMTP greeting proves the server is there.
-            // And not a 4xx one: while the server is still Starting (recovering
-            // its queue) it answers `421 4.3.2`, and a test must not begin yet.
-            // A 5xx greeting (`554`, this client's address not allowed) is final.
+            // to itself (TCP simultaneous open, when the kernel picks that very
+            // port as the source): only a different peer proves a listener.
+            if stream.local_addr().ok() != stream.peer_addr().ok() {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {addr} after {within:?}");
+}
+
+/// Waits until the transport server on `addr` is past Starting: while it
+/// recovers its queue it listens already but greets with `421 4.3.2`, and a test
+/// must not begin yet. A `220`, or a final `5xx` refusal (`554`, this client's
+/// address not allowed), means it is serving.
+pub fn wait_for_server(addr: SocketAddr, within: Duration) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
             let mut first = [0u8; 4];
             if stream.read_exact(&mut first).is_ok()
@@ -74,18 +90,23 @@ pub fn wait_for_port(addr: SocketAddr, within: Duration) {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("no SMTP server on {addr} is past Starting after {within:?}");
+    panic!("no transport server past Starting on {addr} after {within:?}");
 }
 
 /// Waits until `check` holds, polling; panics with `what` after `within`.
-pub fn eventually<T>(within: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn eventually<T>(within: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
+    eventually_or(within, check).unwrap_or_else(|| panic!("timed out after {within:?} waiting for {what}"))
+}
+
+/// Polls `check` until it holds; `None` after `within` (the caller says what it saw).
+pub fn eventually_or<T>(within: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + within;
     loop {
         if let Some(v) = check() {
-            return v;
+            return Some(v);
         }
         if Instant::now() > deadline {
-            panic!("timed out after {within:?} waiting for {what}");
+            return None;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -347,7 +368,7 @@ impl Transport {
             .spawn()
             .expect("start transport");
         self.child = Some(child);
-        wait_for_port(self.smtp, Duration::from_secs(30));
+        wait_for_server(self.smtp, Duration::from_secs(30));
     }
 
     /// SIGKILL: no shutdown code runs, like a power cut for the process.
