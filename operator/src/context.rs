@@ -91,6 +91,17 @@ impl Context {
     }
 }
 
+/// A server's pod as the related object of an Event.
+pub fn pod_ref(namespace: &str, pod: &str) -> ObjectReference {
+    ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: Some(pod.to_string()),
+        namespace: Some(namespace.to_string()),
+        ..Default::default()
+    }
+}
+
 /// rustls needs one process-wide crypto provider when more than one is compiled in (feature
 /// unification brings aws-lc-rs next to ring); install ring before the first TLS use. An
 /// error only means one is installed already. (`transport::client::AdminClient::new` does

@@ -28,15 +28,18 @@ const WARNING_REASONS: [&str; 5] =
 /// Publishes an Event when the Ready condition changes reason (a transition), so every
 /// transition shows in `kubectl describe` without repeating on each reconcile.
 async fn announce_transition(ctx: &Context, regarding: &ObjectReference, old: &[Condition], new: &[Condition]) {
-    let Some(now) = conditions::find(new, conditions::READY) else {
+    let Some(now) = transition(old, new, conditions::READY) else {
         return;
     };
-    let before = conditions::find(old, conditions::READY);
-    if before.is_some_and(|b| b.reason == now.reason && b.status == now.status) {
-        return;
-    }
     let type_ = if WARNING_REASONS.contains(&now.reason.as_str()) { EventType::Warning } else { EventType::Normal };
     ctx.event(regarding, None, type_, &now.reason, "Reconcile", now.message.clone()).await;
+}
+
+/// The condition `type_` of `new` when its reason or status differs from `old`'s.
+fn transition<'a>(old: &[Condition], new: &'a [Condition], type_: &str) -> Option<&'a Condition> {
+    let now = conditions::find(new, type_)?;
+    let before = conditions::find(old, type_);
+    (!before.is_some_and(|b| b.reason == now.reason && b.status == now.status)).then_some(now)
 }
 
 /// Sets the three conditions of a status.

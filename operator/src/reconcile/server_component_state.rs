@@ -15,7 +15,7 @@
 use super::servers::Server;
 use crate::build::{self};
 use crate::conditions::{self, Wanted};
-use crate::context::Context;
+use crate::context::{pod_ref, Context};
 use crate::crd::{
     ComponentServerStatus, ServerComponentState, ServerComponentStateStatus, TransportService, ALL_SERVERS,
 };
@@ -594,11 +594,7 @@ impl Run<'_> {
     /// An Event for each transition of Ready or Drained (not on every reconcile).
     async fn announce(&self, old: &[Condition], new: &[Condition]) {
         for type_ in [conditions::READY, DRAINED] {
-            let Some(now) = conditions::find(new, type_) else { continue };
-            let before = conditions::find(old, type_);
-            if before.is_some_and(|b| b.reason == now.reason && b.status == now.status) {
-                continue;
-            }
+            let Some(now) = super::transition(old, new, type_) else { continue };
             let warning = ["ServerUnreachable", "InvalidSpec", "TransportServiceNotFound", "ServerNotFound"];
             let event_type =
                 if warning.contains(&now.reason.as_str()) { EventType::Warning } else { EventType::Normal };
@@ -614,13 +610,7 @@ impl Run<'_> {
     }
 
     async fn event(&self, server: Option<&str>, type_: EventType, reason: &str, action: &str, note: String) {
-        let related = server.map(|s| ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(s.to_string()),
-            namespace: Some(self.ns.clone()),
-            ..Default::default()
-        });
+        let related = server.map(|s| pod_ref(&self.ns, s));
         self.ctx.event(&self.regarding, related, type_, reason, action, note).await;
     }
 }

@@ -15,7 +15,7 @@ use super::{announce_transition, set_all};
 use crate::apply::{self, Outcome};
 use crate::build;
 use crate::conditions::{self, Wanted};
-use crate::context::Context;
+use crate::context::{pod_ref, Context};
 use crate::crd::{ServerComponentState, ServerStatus, TransportConfig, TransportService, TransportServiceStatus};
 use crate::names;
 use crate::validation;
@@ -32,6 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument;
+use transport::client::ClientError;
 use transport::config::{ComponentState, ServerStateSetting};
 
 const KIND: &str = "TransportService";
@@ -299,16 +300,13 @@ impl Run<'_> {
                 if outcome == Outcome::Created {
                     let why = if s.desired { "" } else { " to drain the queue it still holds" };
                     let revision = s.rendered.as_ref().map(|r| r.revision.clone()).unwrap_or_default();
-                    self.ctx
-                        .event(
-                            &self.regarding,
-                            Some(self.pod_ref(&s.name)),
-                            EventType::Normal,
-                            "ServerCreated",
-                            "CreatePod",
-                            format!("created pod {}{why} (configuration revision {revision})", s.name),
-                        )
-                        .await;
+                    self.server_event(
+                        &s.name,
+                        "ServerCreated",
+                        "CreatePod",
+                        format!("created pod {}{why} (configuration revision {revision})", s.name),
+                    )
+                    .await;
                 }
                 s.pod = Some(pod);
             }
@@ -328,16 +326,13 @@ impl Run<'_> {
             match client.set_server_state(wanted).await {
                 Ok(info) => {
                     s.info = Some(info);
-                    self.ctx
-                        .event(
-                            &self.regarding,
-                            Some(self.pod_ref(&s.name)),
-                            EventType::Normal,
-                            "ServerStateChanged",
-                            "SetServerState",
-                            format!("asked server {} to go from {} to {wanted:?}", s.name, from.as_str()),
-                        )
-                        .await;
+                    self.server_event(
+                        &s.name,
+                        "ServerStateChanged",
+                        "SetServerState",
+                        format!("asked server {} to go from {} to {wanted:?}", s.name, from.as_str()),
+                    )
+                    .await;
                 }
                 Err(e) => s.note = Some(format!("cannot set ServerState {wanted:?}: {e}")),
             }
@@ -426,28 +421,13 @@ impl Run<'_> {
                 s.note = Some(format!("{why}: waiting for its admin API to drain it ({detail})"));
                 continue;
             }
-            match s.drain().await {
-                Ok(true) => {
-                    let note = format!(
-                        "{why}: draining server {} before its pod is evicted (HubTransport Draining by Deployment)",
-                        s.name
-                    );
-                    self.ctx
-                        .event(
-                            &self.regarding,
-                            Some(self.pod_ref(&s.name)),
-                            EventType::Normal,
-                            "NodeDraining",
-                            "DrainServer",
-                            note,
-                        )
-                        .await;
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    s.note = Some(format!("{why}: cannot drain the server: {e}"));
-                    continue;
-                }
+            let note = format!(
+                "{why}: draining server {} before its pod is evicted (HubTransport Draining by Deployment)",
+                s.name
+            );
+            if let Err(e) = self.start_draining(s, "NodeDraining", "DrainServer", note).await {
+                s.note = Some(format!("{why}: cannot drain the server: {e}"));
+                continue;
             }
             if s.messages().unwrap_or_default() > 0 {
                 s.note = Some(format!("{why}: {}", self.hand_over(s, target, "the drain of its node").await));
@@ -458,16 +438,7 @@ impl Run<'_> {
                 let pod = self.pods.patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
                 s.pod = Some(pod);
                 let note = format!("{why}: server {} holds no mail any more; its pod may be evicted", s.name);
-                self.ctx
-                    .event(
-                        &self.regarding,
-                        Some(self.pod_ref(&s.name)),
-                        EventType::Normal,
-                        "ServerEvictable",
-                        "DrainServer",
-                        note,
-                    )
-                    .await;
+                self.server_event(&s.name, "ServerEvictable", "DrainServer", note).await;
             }
             s.note = Some(format!("{why}: drained, its queue is empty; the pod may be evicted"));
         }
@@ -529,32 +500,16 @@ impl Run<'_> {
             s.note = Some(format!("to be removed once drained; waiting for its admin API ({why})"));
             return Ok(false);
         }
-        match s.drain().await {
-            Ok(true) => {
-                let note = format!(
-                    "draining server {} before removing it (spec.servers is {}): HubTransport Draining by Deployment",
-                    s.name,
-                    self.ts.spec.servers()
-                );
-                self.ctx
-                    .event(
-                        &self.regarding,
-                        Some(self.pod_ref(&s.name)),
-                        EventType::Normal,
-                        "ServerDraining",
-                        "ScaleDown",
-                        note,
-                    )
-                    .await;
-            }
-            Ok(false) => {}
-            Err(e) => {
-                s.note = Some(format!("cannot drain: {e}"));
-                return Ok(false);
-            }
+        let note = format!(
+            "draining server {} before removing it (spec.servers is {}): HubTransport Draining by Deployment",
+            s.name,
+            self.ts.spec.servers()
+        );
+        if let Err(e) = self.start_draining(s, "ServerDraining", "ScaleDown", note).await {
+            s.note = Some(format!("cannot drain: {e}"));
+            return Ok(false);
         }
-        let totals = s.info.as_ref().map(|i| i.totals).unwrap_or_default();
-        if totals.messages == 0 {
+        if s.messages().unwrap_or_default() == 0 {
             self.remove(s).await?;
             return Ok(true);
         }
@@ -584,16 +539,7 @@ impl Run<'_> {
                     "handing {} queued message(s) of {} to {target} (Redirect-Message)",
                     totals.messages, s.name
                 );
-                self.ctx
-                    .event(
-                        &self.regarding,
-                        Some(self.pod_ref(&s.name)),
-                        EventType::Normal,
-                        "RedirectingQueue",
-                        "RedirectMessage",
-                        note,
-                    )
-                    .await;
+                self.server_event(&s.name, "RedirectingQueue", "RedirectMessage", note).await;
                 format!("draining for {purpose}: {} message(s) left, redirected to {target}", totals.messages)
             }
             Ok(false) => {
@@ -621,21 +567,29 @@ impl Run<'_> {
             self.delete_pvc(&s.name).await?;
         }
         let note = format!("removed server {}: its queue was empty; pod and queue volume deleted", s.name);
-        self.ctx
-            .event(&self.regarding, Some(self.pod_ref(&s.name)), EventType::Normal, "ServerRemoved", "ScaleDown", note)
-            .await;
+        self.server_event(&s.name, "ServerRemoved", "ScaleDown", note).await;
         Ok(())
     }
 
-    /// The pod of `server`, as the related object of an Event.
-    fn pod_ref(&self, server: &str) -> ObjectReference {
-        ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("Pod".into()),
-            name: Some(server.to_string()),
-            namespace: Some(self.ns.clone()),
-            ..Default::default()
+    /// A Normal Event about one server, with its pod as the related object.
+    async fn server_event(&self, server: &str, reason: &str, action: &str, note: String) {
+        let related = Some(pod_ref(&self.ns, server));
+        self.ctx.event(&self.regarding, related, EventType::Normal, reason, action, note).await;
+    }
+
+    /// Sets HubTransport Draining (requester Deployment) on `s`; the first time, an Event
+    /// with `reason` and `note` says why.
+    async fn start_draining(
+        &self,
+        s: &mut Server,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) -> Result<(), ClientError> {
+        if s.drain().await? {
+            self.server_event(&s.name, reason, action, note).await;
         }
+        Ok(())
     }
 
     async fn delete_pvc(&self, server: &str) -> Result<()> {
@@ -683,38 +637,14 @@ impl Run<'_> {
             delete_ignoring_missing(&self.pods, &s.name).await?;
             let note =
                 format!("restarting server {} ({reason}); it was not ready and its admin API did not answer", s.name);
-            self.ctx
-                .event(
-                    &self.regarding,
-                    Some(self.pod_ref(&s.name)),
-                    EventType::Normal,
-                    "ConfigChangeRequiresRestart",
-                    "RestartServer",
-                    note,
-                )
-                .await;
+            self.server_event(&s.name, "ConfigChangeRequiresRestart", "RestartServer", note).await;
             s.pod = None;
             return Ok(names_left);
         }
-        match s.drain().await {
-            Ok(true) => {
-                let note = format!("restarting server {} because {reason}: draining it first", s.name);
-                self.ctx
-                    .event(
-                        &self.regarding,
-                        Some(self.pod_ref(&s.name)),
-                        EventType::Normal,
-                        "ConfigChangeRequiresRestart",
-                        "RestartServer",
-                        note,
-                    )
-                    .await;
-            }
-            Ok(false) => {}
-            Err(e) => {
-                s.note = Some(format!("restart pending: cannot drain it: {e}"));
-                return Ok(names_left);
-            }
+        let note = format!("restarting server {} because {reason}: draining it first", s.name);
+        if let Err(e) = self.start_draining(s, "ConfigChangeRequiresRestart", "RestartServer", note).await {
+            s.note = Some(format!("restart pending: cannot drain it: {e}"));
+            return Ok(names_left);
         }
         let messages = s.messages().unwrap_or_default();
         // With no other server to take the queue, restart once drained: the queue is on the
@@ -727,16 +657,7 @@ impl Run<'_> {
                 format!(" ({messages} message(s) stay queued on its volume)")
             };
             let note = format!("deleted pod {} to restart it{kept}; its new pod starts with the new settings", s.name);
-            self.ctx
-                .event(
-                    &self.regarding,
-                    Some(self.pod_ref(&s.name)),
-                    EventType::Normal,
-                    "ServerRestarting",
-                    "RestartServer",
-                    note,
-                )
-                .await;
+            self.server_event(&s.name, "ServerRestarting", "RestartServer", note).await;
             s.pod = None;
             s.info = None;
             return Ok(names_left);
