@@ -43,7 +43,7 @@ fn every_error_with_its_field_path_and_the_server_refuses_to_start() {
         "retry.poisonThreshold",
         "admin.tokenFile",
     ] {
-        assert!(errors.contains(&format!("{path}")), "{path} missing from:\n{errors}");
+        assert!(errors.contains(&path.to_string()), "{path} missing from:\n{errors}");
     }
     assert!(errors.contains("13:00:00"), "the value given is named:\n{errors}");
 

@@ -8,7 +8,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::dns::{DnsServer, Zone};
-use support::Sink;
+use support::{envelope, Sink};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use transport::config::{AddressSpace, DnsSettings, OutboundTls, SendConnector};
@@ -16,35 +16,12 @@ use transport::delivery::{
     resolve_targets, ConnectOptions, DeliveryError, OutboundSession, ProtocolTap, RecipientOutcome,
 };
 use transport::logs::LogEvent;
-use transport::queue::message::{Envelope, MessageId, MessageState, Notify, Origin, Recipient, Ret, Source};
+use transport::queue::message::{Envelope, Notify, Ret};
 use transport::routing::mx::{Resolver, Target};
 use transport::routing::{DeliveryType, NextHop};
 
 /// Every network wait in these tests is bounded by this.
 const LIMIT: Duration = Duration::from_secs(20);
-
-fn envelope(from: Option<&str>, recipients: &[&str]) -> Envelope {
-    Envelope {
-        id: MessageId(1),
-        mail_from: from.map(str::to_string),
-        recipients: recipients.iter().map(|r| Recipient::new(*r)).collect(),
-        size: 0,
-        body_8bit: false,
-        ret: None,
-        envid: None,
-        arrival_ms: 0,
-        origin: Origin {
-            connector: "Default".to_string(),
-            client_ip: None,
-            helo: "client.test".to_string(),
-            tls: false,
-            source: Source::Smtp,
-        },
-        subject: None,
-        internet_message_id: None,
-        state: MessageState::default(),
-    }
-}
 
 fn all(envelope: &Envelope) -> Vec<usize> {
     (0..envelope.recipients.len()).collect()

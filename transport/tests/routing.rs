@@ -4,11 +4,12 @@ mod support;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use support::dns::{DnsServer, Zone};
+use support::envelope;
 use transport::config::{
     AcceptedDomain, AcceptedDomainType, AddressSpace, DnsSettings, MailboxDelivery, OrgSettings, OutboundTls,
     SendConnector,
 };
-use transport::queue::message::{Envelope, MessageId, MessageState, Origin, Recipient, RecipientStatus, Source};
+use transport::queue::message::RecipientStatus;
 use transport::routing::mx::{ResolveError, Resolver, Target};
 use transport::routing::{DeliveryType, NextHop, Route, Router};
 
@@ -192,29 +193,6 @@ fn no_matching_connector_is_unreachable() {
     assert!(via(&none, "example.com").unwrap_err().contains("example.com"));
 }
 
-fn envelope(recipients: &[&str]) -> Envelope {
-    Envelope {
-        id: MessageId(7),
-        mail_from: Some("alice@example.org".to_string()),
-        recipients: recipients.iter().map(|r| Recipient::new(*r)).collect(),
-        size: 100,
-        body_8bit: false,
-        ret: None,
-        envid: None,
-        arrival_ms: 0,
-        origin: Origin {
-            connector: "Default".to_string(),
-            client_ip: None,
-            helo: "client.test".to_string(),
-            tls: false,
-            source: Source::Smtp,
-        },
-        subject: None,
-        internet_message_id: None,
-        state: MessageState::default(),
-    }
-}
-
 #[test]
 fn split_groups_pending_recipients_by_route() {
     let router = Router::new(
@@ -222,16 +200,19 @@ fn split_groups_pending_recipients_by_route() {
         &OrgSettings::default(),
         None,
     );
-    let mut env = envelope(&[
-        "a@x.example.com",   // 0: Dns x.example.com
-        "b@one.org",         // 1: Smart
-        "c@X.Example.COM",   // 2: Dns x.example.com (case)
-        "d@two.org",         // 3: Smart, but already delivered
-        "postmaster",        // 4: no domain
-        "e@y.example.com",   // 5: Dns y.example.com
-        "f@nowhere.invalid", // 6: no connector
-        "g@three.org",       // 7: Smart
-    ]);
+    let mut env = envelope(
+        Some("alice@example.org"),
+        &[
+            "a@x.example.com",   // 0: Dns x.example.com
+            "b@one.org",         // 1: Smart
+            "c@X.Example.COM",   // 2: Dns x.example.com (case)
+            "d@two.org",         // 3: Smart, but already delivered
+            "postmaster",        // 4: no domain
+            "e@y.example.com",   // 5: Dns y.example.com
+            "f@nowhere.invalid", // 6: no connector
+            "g@three.org",       // 7: Smart
+        ],
+    );
     env.recipients[3].status = RecipientStatus::Delivered;
 
     let groups = router.split(&env);

@@ -56,19 +56,10 @@ pub fn free_port() -> u16 {
 /// Waits until something listens on `addr` (a peer such as smtp-sink, which may
 /// be told to greet late or with `421`).
 pub fn wait_for_port(addr: SocketAddr, within: Duration) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok(stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            // A connection to a port nobody listens on can "succeed" by connecting
-            // to itself (TCP simultaneous open, when the kernel picks that very
-            // port as the source): only a different peer proves a listener.
-            if stream.local_addr().ok() != stream.peer_addr().ok() {
-                return;
-            }
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("nothing listens on {addr} after {within:?}");
+    // A connection to a port nobody listens on can "succeed" by connecting to
+    // itself (TCP simultaneous open, when the kernel picks that very port as the
+    // source): only a different peer proves a listener.
+    wait_until_connected(addr, within, "a listener", |stream| stream.local_addr().ok() != stream.peer_addr().ok())
 }
 
 /// Waits until the transport server on `addr` is past Starting: while it
@@ -76,21 +67,27 @@ pub fn wait_for_port(addr: SocketAddr, within: Duration) {
 /// must not begin yet. A `220`, or a final `5xx` refusal (`554`, this client's
 /// address not allowed), means it is serving.
 pub fn wait_for_server(addr: SocketAddr, within: Duration) {
+    wait_until_connected(addr, within, "a transport server past Starting", |stream| {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+        let mut first = [0u8; 4];
+        stream.read_exact(&mut first).is_ok()
+            && first[..3].iter().all(u8::is_ascii_digit)
+            && matches!(first[0], b'2' | b'5')
+    })
+}
+
+/// Connects to `addr` until `accept` likes the connection; panics after `within`.
+fn wait_until_connected(addr: SocketAddr, within: Duration, what: &str, accept: impl Fn(&mut TcpStream) -> bool) {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
         if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut first = [0u8; 4];
-            if stream.read_exact(&mut first).is_ok()
-                && first[..3].iter().all(u8::is_ascii_digit)
-                && matches!(first[0], b'2' | b'5')
-            {
+            if accept(&mut stream) {
                 return;
             }
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    panic!("no transport server past Starting on {addr} after {within:?}");
+    panic!("no {what} on {addr} after {within:?}");
 }
 
 /// Waits until `check` holds, polling; panics with `what` after `within`.
@@ -470,6 +467,32 @@ impl RawClient {
 }
 
 /// Runs a future to completion on a fresh current-thread runtime.
+/// An envelope as the receive side would queue it from `client.test` on the
+/// Default connector (`from` None: a null reverse path).
+pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::message::Envelope {
+    use transport::queue::message::{Envelope, MessageId, MessageState, Origin, Recipient, Source};
+    Envelope {
+        id: MessageId(1),
+        mail_from: from.map(str::to_string),
+        recipients: recipients.iter().map(|r| Recipient::new(*r)).collect(),
+        size: 0,
+        body_8bit: false,
+        ret: None,
+        envid: None,
+        arrival_ms: 0,
+        origin: Origin {
+            connector: "Default".to_string(),
+            client_ip: None,
+            helo: "client.test".to_string(),
+            tls: false,
+            source: Source::Smtp,
+        },
+        subject: None,
+        internet_message_id: None,
+        state: MessageState::default(),
+    }
+}
+
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
 }

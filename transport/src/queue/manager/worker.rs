@@ -297,8 +297,8 @@ impl QueueManager {
             let mut state = self.state();
             let State { queues, messages, redirect, .. } = &mut *state;
             let mut retry_timer = None;
-            let Some(msg) = messages.get_mut(&id) else { return None };
-            let Some(q) = queues.get_mut(&qid) else { return None };
+            let msg = messages.get_mut(&id)?;
+            let q = queues.get_mut(&qid)?;
             let hop = q.hop.clone();
             let mut retry = Vec::new();
             let mut last_transient = None;
