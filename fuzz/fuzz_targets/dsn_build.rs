@@ -91,7 +91,7 @@ fuzz_target!(|input: Input| {
     }
     let end = report.windows(4).position(|w| w == b"\r\n\r\n").expect("a header section");
     for line in report[..end].split(|&b| b == b'\n') {
-        assert!(line.len() <= 999, "header line of {} octets", line.len());
+        assert!(line.len() <= 999, "header line of {} octets: {:?}...", line.len(), String::from_utf8_lossy(&line[..40]));
         assert!(line.is_ascii(), "8-bit header line {:?}", String::from_utf8_lossy(line));
     }
     let parsed = mail_parser::MessageParser::default().parse(&report).expect("the report parses");

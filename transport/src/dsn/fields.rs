@@ -145,10 +145,18 @@ pub(crate) fn final_recipient(addr: &str) -> String {
 
 /// An address for a From:/To: header: no controls (CR and LF among them)
 /// or angle brackets, since mail-builder writes it between `<` and `>`
-/// verbatim.
+/// verbatim, and short enough for one line, since it cannot be folded
+/// inside. A cut address only changes what the reader sees: the report goes
+/// to the envelope's reverse path.
 pub(crate) fn header_address(addr: &str) -> String {
-    addr.trim().chars().filter(|c| !c.is_control() && !matches!(c, '<' | '>' | '\u{2028}' | '\u{2029}')).collect()
+    let clean: String =
+        addr.trim().chars().filter(|c| !c.is_control() && !matches!(c, '<' | '>' | '\u{2028}' | '\u{2029}')).collect();
+    fit(&clean, MAX_HEADER_ADDRESS).into_owned()
 }
+
+/// Longest From:/To: address written: with `From: "Mail Delivery System" <`
+/// and `>` around it the line stays within [`MAX_LINE`].
+const MAX_HEADER_ADDRESS: usize = 900;
 
 /// A host name from configuration or a remote server: printable ASCII, no
 /// white space.
@@ -168,8 +176,16 @@ pub(crate) fn unix_seconds(t: SystemTime) -> i64 {
     }
 }
 
+/// RFC 5322 §2.1.1: no line of a message may exceed 998 octets.
+const MAX_LINE: usize = 998;
+
 /// `Name: value` with CRLF, folded at spaces to keep lines near 78 octets
 /// (RFC 5322 §2.2.3). The value must already be on one line.
+///
+/// A word too long for any line (only a corrupt record can hold one: the
+/// SMTP receiver limits paths to 256 octets and ENVID to 100) is cut and
+/// marked with `...`, since folding inside it would change the value and a
+/// longer line would make the report itself invalid.
 pub(crate) fn field(name: &str, value: &str) -> String {
     let mut out = String::with_capacity(name.len() + value.len() + 8);
     out.push_str(name);
@@ -181,12 +197,26 @@ pub(crate) fn field(name: &str, value: &str) -> String {
             out.push_str("\r\n");
             line = 0;
         }
+        let word = fit(word, MAX_LINE.saturating_sub(line + 1));
         out.push(' ');
-        out.push_str(word);
+        out.push_str(&word);
         line += 1 + word.len();
     }
     out.push_str("\r\n");
     out
+}
+
+/// `word` if it has at most `room` octets, else its longest prefix (at a
+/// character boundary) that leaves room for a `...` marker.
+fn fit(word: &str, room: usize) -> std::borrow::Cow<'_, str> {
+    if word.len() <= room {
+        return word.into();
+    }
+    let mut end = room.saturating_sub(3);
+    while !word.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &word[..end]).into()
 }
 
 #[cfg(test)]
@@ -226,6 +256,23 @@ mod tests {
             assert!(line.len() <= 78, "{line:?}");
         }
         assert_eq!(f.replace("\r\n", "").trim_end(), format!("Diagnostic-Code: smtp; {}", long.trim()));
+    }
+
+    #[test]
+    fn a_word_longer_than_a_line_is_cut_not_folded() {
+        let addr = format!("{}@example.com", "a".repeat(2000));
+        let f = field("Final-Recipient", &final_recipient(&addr));
+        let first = f.split("\r\n").next().unwrap_or_default();
+        assert_eq!(f.matches("\r\n").count(), 2, "folded once, before the address: {f:?}");
+        assert_eq!(first, "Final-Recipient: rfc822;");
+        for line in f.split("\r\n") {
+            assert!(line.len() <= MAX_LINE, "line of {} octets", line.len());
+        }
+        assert!(f.trim_end().ends_with("aaa..."), "cut with a marker");
+        // Within the limit nothing is cut, multi-byte text is cut at a character boundary.
+        assert_eq!(fit("ok", 2), "ok");
+        assert_eq!(fit("éééé", 6), "é...");
+        assert_eq!(header_address(&"x y".repeat(600)).len(), MAX_HEADER_ADDRESS);
     }
 
     #[test]

@@ -331,6 +331,34 @@ fn hostile_diagnostic_stays_on_one_line() {
     assert!(text.lines().all(|l| !l.starts_with("X-Injected")), "{text}");
 }
 
+/// What fuzzing found (RELIABILITY.md): values no SMTP session can produce
+/// but a corrupt record could, each longer than a line, still give a report
+/// a client can parse with every line within the limit.
+#[test]
+fn overlong_values_are_cut_to_a_valid_report() {
+    let long = "x".repeat(1500);
+    let mut bob = recipient(&format!("{long}@fabrikam.com"), Action::Failed, "5.1.1");
+    bob.original_recipient = Some(format!("rfc822;{long}@fabrikam.com"));
+    let recipients = [bob];
+    let mut inp = input(&recipients, ORIGINAL);
+    let envid = format!("id{long}");
+    let to = format!("alice {long}@contoso.com");
+    inp.envid = Some(&envid);
+    inp.to = &to;
+    let raw = build(&inp);
+    assert_wire_safe(&raw);
+    let msg = parse(&raw);
+    let to = msg.to().and_then(|a| a.first()).and_then(|a| a.address()).expect("To: address");
+    assert!(to.starts_with("alice xxx") && to.ends_with("..."), "{to}");
+    let [_, status, _] = report_parts(&msg);
+    let groups = status_groups(status);
+    assert_eq!(groups.len(), 2, "{groups:?}");
+    let fr = get(&groups[1], "Final-Recipient").expect("Final-Recipient");
+    assert!(fr.starts_with("rfc822; xxx") && fr.ends_with("..."), "{fr}");
+    assert!(get(&groups[1], "Original-Recipient").is_some_and(|v| v.ends_with("...")));
+    assert!(get(&groups[0], "Original-Envelope-Id").is_some_and(|v| v.starts_with("idxxx") && v.ends_with("...")));
+}
+
 #[test]
 fn hostile_subject_cannot_add_report_headers() {
     // "Hi\r\nBcc: everyone@example.com" hidden in an encoded word.
