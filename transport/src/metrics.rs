@@ -37,6 +37,7 @@ pub struct Telemetry {
     dsns: Family<Labels, Counter>,
     attempts: Family<Labels, Counter>,
     queue_messages: Family<Labels, Gauge>,
+    queue_stored: Gauge,
     server_state: Gauge,
     component_state: Family<Labels, Gauge>,
     open_sessions: AtomicUsize,
@@ -59,6 +60,7 @@ impl Telemetry {
             dsns: Family::default(),
             attempts: Family::default(),
             queue_messages: Family::default(),
+            queue_stored: Gauge::default(),
             server_state: Gauge::default(),
             component_state: Family::default(),
             open_sessions: AtomicUsize::new(0),
@@ -80,6 +82,11 @@ impl Telemetry {
         registry.register("dsns", "Delivery status notifications generated, by action", t.dsns.clone());
         registry.register("connection_attempts", "Outbound connection attempts, by result", t.attempts.clone());
         registry.register("queue_messages", "Messages in queues, by queue status", t.queue_messages.clone());
+        registry.register(
+            "queue_stored_messages",
+            "Messages durably in the queue store as of its last commit: what a restart would recover",
+            t.queue_stored.clone(),
+        );
         registry.register(
             "server_state",
             "ServerState code (2 Started, 4 Stopped, 6 Paused...)",
@@ -104,8 +111,10 @@ impl Telemetry {
         server_state_code: u8,
         components: &[(Component, ComponentState)],
         queues: &[(QueueStatus, u64)],
+        stored: usize,
     ) -> String {
         self.server_state.set(i64::from(server_state_code));
+        self.queue_stored.set(i64::try_from(stored).unwrap_or(i64::MAX));
         for (c, s) in components {
             let value = match s {
                 ComponentState::Active => 0,

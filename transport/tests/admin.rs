@@ -463,6 +463,26 @@ fn metrics_count_what_happened() {
     );
     assert!(text.contains("transport_server_state 2"), "{text}");
     assert!(text.contains("transport_component_state{component=\"HubTransport\"} 0"), "{text}");
+    // Delivered and its removal committed: nothing left that a restart would recover.
+    eventually(Duration::from_secs(10), "the delivered message gone from the store", || {
+        (t.metric("transport_queue_stored_messages") == Some(0.0)).then_some(())
+    });
+}
+
+#[test]
+fn stored_messages_metric_counts_what_a_restart_recovers() {
+    let port = free_port();
+    let t = with_admin(TransportSetup {
+        smart_host: Some(format!("127.0.0.1:{port}").parse().unwrap()),
+        extra: "retry: {queueGlitchRetryInterval: \"01:00:00\"}\n".into(),
+        ..Default::default()
+    });
+    assert_eq!(t.metric("transport_queue_stored_messages"), Some(0.0));
+    for i in 0..3 {
+        assert!(send(t.smtp, "a@example.org", "b@example.net", &format!("held-{i}")).starts_with("250"));
+    }
+    // Each 250 came after its commit, so the count is there at once.
+    assert_eq!(t.metric("transport_queue_stored_messages"), Some(3.0));
 }
 
 #[test]

@@ -96,7 +96,12 @@ fn disk_full_is_452_4_3_1_and_the_server_recovers_without_loss_or_repeats() {
     sink.wait_for(before.len() + after.len(), Duration::from_secs(60));
 
     // A restart finds no stale copies: what was delivered during the fault
-    // had its removal applied on recovery.
+    // had its removal applied on recovery. The kill waits for the store to
+    // have committed every removal: a kill between a delivery and its removal
+    // is the at-least-once window (the crash tests bound it), not this case.
+    eventually(Duration::from_secs(30), "every delivered message removed from the store", || {
+        (server.metric("transport_queue_stored_messages") == Some(0.0)).then_some(())
+    });
     server.kill();
     server.spawn();
     assert!(send(server.smtp, "last").starts_with("250 2.6.0"));
@@ -120,7 +125,8 @@ fn disk_full_is_452_4_3_1_and_the_server_recovers_without_loss_or_repeats() {
 #[test]
 fn message_refused_after_a_late_commit_failure_is_never_delivered() {
     let sink = Sink::start();
-    let mut server = Transport::start(&TransportSetup { smart_host: Some(sink.addr), ..Default::default() });
+    let mut server =
+        Transport::start(&TransportSetup { smart_host: Some(sink.addr), admin: true, ..Default::default() });
     let flag = server.dir.join("queue").join(DISK_FULL_FLAG);
     assert!(send(server.smtp, "first").starts_with("250 2.6.0"));
     std::fs::write(&flag, "after-commit").expect("flag");
@@ -132,9 +138,16 @@ fn message_refused_after_a_late_commit_failure_is_never_delivered() {
         r.starts_with("250").then_some(r)
     });
     assert!(reply.starts_with("250 2.6.0"));
+    // Both delivered and nothing left in the store, the refused copy included;
+    // the restart then shows that no copy of it survived on disk either. (A
+    // kill between a delivery and its removal would be the at-least-once
+    // window, which the crash tests bound, so the kill waits for it to close.)
+    sink.wait_for(2, Duration::from_secs(60));
+    eventually(Duration::from_secs(30), "an empty store", || {
+        (server.metric("transport_queue_stored_messages") == Some(0.0)).then_some(())
+    });
     server.kill();
     server.spawn();
-    sink.wait_for(2, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(3));
     let ids = sink.message_ids();
     assert_eq!(ids.get(&id("first")), Some(&1));

@@ -137,7 +137,12 @@ async fn readyz(State(ctx): State<AdminContext>) -> Response {
 
 async fn metrics(State(ctx): State<AdminContext>) -> Response {
     let components: Vec<_> = Component::ALL.into_iter().map(|c| (c, ctx.control.effective(c))).collect();
-    let body = ctx.telemetry.render(ctx.control.server_state().code, &components, &ctx.manager.queue_status_counts());
+    let body = ctx.telemetry.render(
+        ctx.control.server_state().code,
+        &components,
+        &ctx.manager.queue_status_counts(),
+        ctx.manager.store().len(),
+    );
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }
 

@@ -354,6 +354,14 @@ impl Transport {
         block_on(async move { f(client.expect("client")).await })
     }
 
+    /// The value of an unlabelled metric from the admin API's `/metrics`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let addr = self.admin.expect("this server has no admin API");
+        let text =
+            block_on(async move { reqwest::get(format!("http://{addr}/metrics")).await.ok()?.text().await.ok() })?;
+        text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("log file");
         let child = Command::new(env!("CARGO_BIN_EXE_transport"))
