@@ -262,7 +262,12 @@ async fn export_message(State(ctx): State<AdminContext>, Path(id): Path<String>)
 
 async fn redirect(State(ctx): State<AdminContext>, Json(req): Json<RedirectRequest>) -> Response {
     match ctx.manager.redirect(&req.target) {
-        Ok(_) => Json(ctx.server_info()).into_response(),
+        Ok(_) => {
+            // The answer must already show mail refused: do not wait for the
+            // follower task to mirror the redirect into the control side.
+            ctx.control.sync_redirecting(&ctx.manager.redirecting());
+            Json(ctx.server_info()).into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

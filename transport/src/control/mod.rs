@@ -250,9 +250,13 @@ impl Control {
         }
     }
 
-    /// A Redirect-Message started or ended.
-    pub fn set_redirecting(&self, on: bool) {
+    /// Mirrors whether a Redirect-Message is in progress. The flag is read
+    /// from the queue manager's channel under this lock, so callers racing
+    /// each other (the follower task, the admin handler answering the
+    /// redirect request) can only ever leave the latest value behind.
+    pub fn sync_redirecting(&self, redirecting: &watch::Receiver<bool>) {
         let mut state = self.lock();
+        let on = *redirecting.borrow();
         if state.redirecting != on {
             state.redirecting = on;
             self.publish(&state);
@@ -381,9 +385,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let c = control(dir.path());
         c.set_server_state(ServerStateSetting::Started, &Busy(AtomicUsize::new(0))).await;
-        c.set_redirecting(true);
+        let (tx, rx) = watch::channel(false);
+        tx.send_replace(true);
+        c.sync_redirecting(&rx);
         assert!(!c.availability().mail);
-        c.set_redirecting(false);
+        tx.send_replace(false);
+        c.sync_redirecting(&rx);
         assert!(c.availability().mail);
     }
 }

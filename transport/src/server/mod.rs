@@ -232,8 +232,8 @@ impl Server {
 async fn follow_redirects(manager: QueueManager, control: Control) {
     let mut rx = manager.redirecting();
     loop {
-        let on = *rx.borrow_and_update();
-        control.set_redirecting(on);
+        rx.borrow_and_update();
+        control.sync_redirecting(&rx);
         if rx.changed().await.is_err() {
             return;
         }
