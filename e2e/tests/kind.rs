@@ -7,8 +7,7 @@
 //! user would for this cluster: the send connector's smart host and the mailbox hop point
 //! at an in-cluster Postfix smtp-sink, and the receive connector also accepts 127.0.0.0/8,
 //! where connections through `kubectl port-forward` come from inside the pod.
-use e2e::kind::cluster::{self, at, example, send, skip, uuid_like, wait_queued, Env, PortForward};
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use e2e::kind::cluster::{self, at, example, send, skip, uuid_like, wait_queued, Env, PortForward, Sink};
 use operator::crd::{ServerComponentState, TransportService};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -36,6 +35,26 @@ fn mail_manifests(env: &Env) -> (Value, Value) {
     (tc, ts)
 }
 
+/// A namespace of its own with the sink deployed and [`mail_manifests`] applied, every
+/// server Ready; the manifests are returned for the scenario to edit and apply again.
+struct Deployed {
+    env: Env,
+    sink: Sink,
+    tc: Value,
+    ts: Value,
+    ready: TransportService,
+}
+
+async fn deploy_mail(namespace: &str) -> Deployed {
+    let env = Env::new(namespace).await;
+    let sink = env.deploy_sink().await;
+    let (tc, ts) = mail_manifests(&env);
+    env.apply(&tc).await;
+    env.apply(&ts).await;
+    let ready = env.wait_service_ready("mail", 3).await;
+    Deployed { env, sink, tc, ts, ready }
+}
+
 fn recipients(token: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{token}-{i}@sink.test")).collect()
 }
@@ -50,12 +69,7 @@ async fn mail_reaches_the_sink_and_applying_the_same_manifests_again_changes_not
     if skip("mail_reaches_the_sink_and_applying_the_same_manifests_again_changes_nothing") {
         return;
     }
-    let env = Env::new("mail").await;
-    let mut sink = env.deploy_sink().await;
-    let (tc, ts) = mail_manifests(&env);
-    env.apply(&tc).await;
-    env.apply(&ts).await;
-    env.wait_service_ready("mail", 3).await;
+    let Deployed { env, mut sink, tc, ts, .. } = deploy_mail("mail").await;
 
     // Through the Service, as a client in the cluster would.
     let forward = PortForward::start(&env.namespace, "service/mail", 2525).await;
@@ -79,15 +93,7 @@ async fn mail_reaches_the_sink_and_applying_the_same_manifests_again_changes_not
     let generation = ts_now.metadata.generation;
     let config = env.config_map("mail").await.metadata.resource_version;
     let pods = env.pod_uids("mail").await;
-    let pvcs: Vec<String> = env
-        .api::<PersistentVolumeClaim>()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter_map(|p| p.metadata.uid.clone())
-        .collect();
+    let pvcs = env.pvc_uids().await;
     let tc_again = env.apply(&tc).await;
     let ts_again = env.apply(&ts).await;
     assert_eq!(ts_again.metadata.generation, generation, "re-applying changed the TransportService's spec");
@@ -99,16 +105,7 @@ async fn mail_reaches_the_sink_and_applying_the_same_manifests_again_changes_not
     assert_eq!(after.status.as_ref().unwrap().observed_generation, generation);
     assert_eq!(env.config_map("mail").await.metadata.resource_version, config, "the rendered ConfigMap was rewritten");
     assert_eq!(env.pod_uids("mail").await, pods, "servers were restarted");
-    let pvcs_after: Vec<String> = env
-        .api::<PersistentVolumeClaim>()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items
-        .iter()
-        .filter_map(|p| p.metadata.uid.clone())
-        .collect();
-    assert_eq!(pvcs_after, pvcs);
+    assert_eq!(env.pvc_uids().await, pvcs);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -116,12 +113,7 @@ async fn maintenance_drains_a_server_takes_it_offline_and_brings_it_back() {
     if skip("maintenance_drains_a_server_takes_it_offline_and_brings_it_back") {
         return;
     }
-    let env = Env::new("maint").await;
-    let mut sink = env.deploy_sink().await;
-    let (tc, ts) = mail_manifests(&env);
-    env.apply(&tc).await;
-    env.apply(&ts).await;
-    env.wait_service_ready("mail", 3).await;
+    let Deployed { env, mut sink, .. } = deploy_mail("maint").await;
 
     // Mail waits on mail-1 while the next hop is down.
     env.scale_sink(0).await;
@@ -202,12 +194,7 @@ async fn config_change_by_reapplying_edited_manifests_reaches_running_servers() 
     if skip("config_change_by_reapplying_edited_manifests_reaches_running_servers") {
         return;
     }
-    let env = Env::new("config").await;
-    let mut sink = env.deploy_sink().await;
-    let (mut tc, mut ts) = mail_manifests(&env);
-    env.apply(&tc).await;
-    env.apply(&ts).await;
-    let before = env.wait_service_ready("mail", 3).await;
+    let Deployed { env, mut sink, mut tc, mut ts, ready: before } = deploy_mail("config").await;
     let old: Vec<(String, String)> = before
         .status
         .unwrap()

@@ -2,11 +2,11 @@
 //! runbook). HubTransport Draining by Maintenance with redirectTo → the queue, held for a
 //! dead next hop, moves to the other server → ServerWideOffline Inactive → the pod is not
 //! Ready and refuses mail → maintenance done, both objects deleted → Active and Ready again.
-use e2e::local::sink::{free_port, Sink};
+use e2e::local::sink::Sink;
 use e2e::local::smtp::{self, Smtp};
 use e2e::local::{
-    condition, queued, retry_until, service_with_dead_hop, smtp_address, transport_config, wait_component_state,
-    wait_pod_ready, wait_service_ready, LocalCluster,
+    condition, hold_on, mail_with_dead_hop, retry_until, wait_component_state, wait_pod_ready, wait_queued,
+    wait_service_ready, DeadHopCluster,
 };
 use operator::crd::{ServerComponentState, TransportService};
 use std::time::Duration;
@@ -23,27 +23,9 @@ fn request(name: &str, component: &str, state: &str, redirect: Option<&str>) -> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_exchange_maintenance_sequence_from_kubectl() {
-    let sink = Sink::start(0);
-    let dead_port = free_port();
-    let cluster = LocalCluster::start().await;
-    cluster.apply(transport_config()).await;
-    cluster.apply(service_with_dead_hop("mail", 2, sink.addr.port(), dead_port)).await;
-    wait_service_ready(&cluster, "mail", 2).await;
-    let mail1 = smtp_address(&cluster.pod("mail-1").await.unwrap()).unwrap();
+    let DeadHopCluster { cluster, sink: _sink, dead_port } = mail_with_dead_hop(2).await;
     let ids: Vec<String> = (0..3).map(|i| format!("stuck-{i}")).collect();
-    for id in &ids {
-        assert!(smtp::send_one(mail1, id, "dave@later.test").await.unwrap().starts_with("250"));
-    }
-    cluster
-        .wait_for(Duration::from_secs(60), "3 messages held on mail-1", || async {
-            let q = queued(&cluster, "mail").await;
-            if q.get("mail-1") == Some(&3) {
-                Ok(())
-            } else {
-                Err(format!("{q:?}"))
-            }
-        })
-        .await;
+    let mail1 = hold_on(&cluster, "mail-1", &ids, "dave@later.test").await;
 
     // 1. Set-ServerComponentState mail-1 HubTransport Draining -Requester Maintenance, and
     //    Redirect-Message to mail-0: the queue does not wait for the dead next hop.
@@ -55,16 +37,10 @@ async fn the_exchange_maintenance_sequence_from_kubectl() {
     .await;
     assert_eq!(status.effective_state, Some(ComponentState::Draining));
     assert_eq!(status.messages_to_drain, Some(0));
-    cluster
-        .wait_for(Duration::from_secs(30), "mail-0 holds the 3 messages", || async {
-            let q = queued(&cluster, "mail").await;
-            if q.get("mail-0") == Some(&3) && q.get("mail-1") == Some(&0) {
-                Ok(())
-            } else {
-                Err(format!("{q:?}"))
-            }
-        })
-        .await;
+    wait_queued(&cluster, "mail", Duration::from_secs(30), "mail-0 holds the 3 messages", |q| {
+        q.get("mail-0") == Some(&3) && q.get("mail-1") == Some(&0)
+    })
+    .await;
     wait_pod_ready(&cluster, "mail-1", false).await;
 
     // 2. ServerWideOffline Inactive: every component off.
@@ -104,14 +80,5 @@ async fn the_exchange_maintenance_sequence_from_kubectl() {
 
     // The next hop comes back: the redirected messages arrive from mail-0.
     let later = Sink::start(dead_port);
-    retry_until(&cluster, "mail", &["mail-0"], "the redirected messages at the next hop", || {
-        let got = later.message_ids();
-        let missing: Vec<&String> = ids.iter().filter(|id| !got.contains_key(&format!("<{id}@e2e.test>"))).collect();
-        if missing.is_empty() {
-            Ok(())
-        } else {
-            Err(format!("missing {missing:?}"))
-        }
-    })
-    .await;
+    retry_until(&cluster, "mail", &["mail-0"], "the redirected messages at the next hop", || later.missing(&ids)).await;
 }

@@ -9,7 +9,7 @@
 //! DNS domain (default `cluster.local`).
 use super::tools;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Client, Resource};
 use lettre::message::{Mailbox, Message};
@@ -218,6 +218,12 @@ impl Env {
             .into_iter()
             .map(|p| (p.metadata.name.unwrap_or_default(), p.metadata.uid.unwrap_or_default()))
             .collect()
+    }
+
+    /// The uids of the namespace's PersistentVolumeClaims (the servers' queue volumes).
+    pub async fn pvc_uids(&self) -> Vec<String> {
+        let pvcs = self.api::<PersistentVolumeClaim>().list(&ListParams::default()).await.expect("list PVCs");
+        pvcs.items.into_iter().filter_map(|p| p.metadata.uid).collect()
     }
 
     /// `host:port` of the in-cluster sink's Service.

@@ -382,7 +382,7 @@ impl MailFlow {
                     n += 1;
                     match smtp::send_one(*addr, &id, "bob@example.net").await {
                         Ok(reply) if reply.starts_with("250") => {
-                            report.accepted.insert(format!("<{id}@e2e.test>"), server.clone());
+                            report.accepted.insert(smtp::message_id(&id), server.clone());
                         }
                         Ok(reply) => report.refused.push(format!("{server}: {reply}")),
                         Err(e) => report.refused.push(format!("{server}: {e}")),
@@ -536,6 +536,60 @@ pub async fn queued(cluster: &LocalCluster, service: &str) -> BTreeMap<String, u
             s.servers.iter().map(|e| (e.name.clone(), e.queue_totals.map(|t| t.messages).unwrap_or_default())).collect()
         })
         .unwrap_or_default()
+}
+
+/// Waits until the per-server message counts of `service` (see [`queued`]) satisfy `done`.
+pub async fn wait_queued(
+    cluster: &LocalCluster,
+    service: &str,
+    within: Duration,
+    what: &str,
+    done: impl Fn(&BTreeMap<String, u64>) -> bool,
+) {
+    cluster
+        .wait_for(within, what, || async {
+            let q = queued(cluster, service).await;
+            if done(&q) {
+                Ok(())
+            } else {
+                Err(format!("{q:?}"))
+            }
+        })
+        .await
+}
+
+/// A running cluster with the TransportService `mail` Ready: mail for `later.test` goes to
+/// `127.0.0.1:<dead_port>`, down until a test starts a sink there; the rest goes to `sink`.
+pub struct DeadHopCluster {
+    pub cluster: LocalCluster,
+    pub sink: sink::Sink,
+    pub dead_port: u16,
+}
+
+/// Starts a [`DeadHopCluster`] whose `mail` has `servers` servers.
+pub async fn mail_with_dead_hop(servers: u32) -> DeadHopCluster {
+    let sink = sink::Sink::start(0);
+    let dead_port = sink::free_port();
+    let cluster = LocalCluster::start().await;
+    cluster.apply(transport_config()).await;
+    cluster.apply(service_with_dead_hop("mail", servers, sink.addr.port(), dead_port)).await;
+    wait_service_ready(&cluster, "mail", servers as usize).await;
+    DeadHopCluster { cluster, sink, dead_port }
+}
+
+/// Sends one message per id to `server` of `mail` for `rcpt` (a `later.test` address, so
+/// it stays queued), each accepted, and waits until that server's queue holds them all.
+/// Returns the server's SMTP address.
+pub async fn hold_on(cluster: &LocalCluster, server: &str, ids: &[String], rcpt: &str) -> SocketAddr {
+    let pod = cluster.pod(server).await.unwrap_or_else(|| panic!("no pod {server}"));
+    let addr = smtp_address(&pod).unwrap_or_else(|| panic!("{server} has no SMTP address"));
+    for id in ids {
+        let reply = smtp::send_one(addr, id, rcpt).await.expect("SMTP session");
+        assert!(reply.starts_with("250"), "{server} refused {id}: {reply}");
+    }
+    let what = format!("{} messages held on {server}", ids.len());
+    wait_queued(cluster, "mail", Duration::from_secs(60), &what, |q| q.get(server) == Some(&(ids.len() as u64))).await;
+    addr
 }
 
 /// A service whose `later.test` mail goes to `127.0.0.1:<dead_port>`, where nothing listens

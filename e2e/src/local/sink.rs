@@ -52,6 +52,18 @@ impl Sink {
         Sink { child, addr, dir }
     }
 
+    /// `Ok` once a message of each of `ids` (as sent by [`super::smtp::message`]) has
+    /// arrived, else `Err` naming the ones still missing.
+    pub fn missing(&self, ids: &[String]) -> Result<(), String> {
+        let got = self.message_ids();
+        let missing: Vec<&String> = ids.iter().filter(|id| !got.contains_key(&super::smtp::message_id(id))).collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("missing {missing:?}"))
+        }
+    }
+
     /// Message-ID → how many times it arrived (complete dumps only).
     pub fn message_ids(&self) -> BTreeMap<String, usize> {
         let mut ids = BTreeMap::new();

@@ -82,10 +82,16 @@ impl Smtp {
     }
 }
 
-/// A message with a unique Message-ID `<id@e2e.test>`.
+/// The Message-ID [`message`] gives `id`: `<id@e2e.test>`.
+pub fn message_id(id: &str) -> String {
+    format!("<{id}@e2e.test>")
+}
+
+/// A message with a unique Message-ID ([`message_id`]).
 pub fn message(id: &str, to: &str) -> String {
+    let message_id = message_id(id);
     format!(
-        "From: alice@example.org\r\nTo: {to}\r\nSubject: e2e {id}\r\nMessage-ID: <{id}@e2e.test>\r\n\r\nmessage {id}\r\n"
+        "From: alice@example.org\r\nTo: {to}\r\nSubject: e2e {id}\r\nMessage-ID: {message_id}\r\n\r\nmessage {id}\r\n"
     )
 }
 
