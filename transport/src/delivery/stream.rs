@@ -88,6 +88,31 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// One write on the connection (plain or TLS); what was written passes the tap.
+    /// Both lettre's writes ([`TappedStream`]) and the session's own
+    /// ([`StreamHandle::write_all`]) go through here.
+    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let polled = match &mut self.io {
+            Io::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
+            Io::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
+            Io::Detached => Poll::Ready(Err(detached())),
+        };
+        if let Poll::Ready(Ok(written)) = polled {
+            self.sent(&buf[..written]);
+        }
+        polled
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match &mut self.io {
+            Io::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
+            Io::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
+            Io::Detached => Poll::Ready(Err(detached())),
+        }
+    }
+}
+
 fn line_text(bytes: &[u8]) -> String {
     let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
     String::from_utf8_lossy(bytes).into_owned()
@@ -154,29 +179,15 @@ impl StreamHandle {
     pub(super) async fn write_all(&self, bytes: &[u8]) -> io::Result<()> {
         let mut written = 0;
         std::future::poll_fn(|cx| {
+            let mut shared = lock(&self.shared);
             while written < bytes.len() {
-                let mut shared = lock(&self.shared);
-                let polled = match &mut shared.io {
-                    Io::Plain(tcp) => Pin::new(tcp).poll_write(cx, &bytes[written..]),
-                    Io::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, &bytes[written..]),
-                    Io::Detached => Poll::Ready(Err(detached())),
-                };
-                match polled {
-                    Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
-                    Poll::Ready(Ok(n)) => {
-                        shared.sent(&bytes[written..written + n]);
-                        written += n;
-                    }
-                    Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                    Poll::Pending => return Poll::Pending,
+                match std::task::ready!(shared.poll_write(cx, &bytes[written..])) {
+                    Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                    Ok(n) => written += n,
+                    Err(e) => return Poll::Ready(Err(e)),
                 }
             }
-            let mut shared = lock(&self.shared);
-            match &mut shared.io {
-                Io::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-                Io::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
-                Io::Detached => Poll::Ready(Err(detached())),
-            }
+            shared.poll_flush(cx)
         })
         .await
     }
@@ -256,25 +267,11 @@ impl AsyncRead for TappedStream {
 
 impl AsyncWrite for TappedStream {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        let mut shared = lock(&self.shared);
-        let polled = match &mut shared.io {
-            Io::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
-            Io::Tls(tls) => Pin::new(tls.as_mut()).poll_write(cx, buf),
-            Io::Detached => Poll::Ready(Err(detached())),
-        };
-        if let Poll::Ready(Ok(written)) = polled {
-            shared.sent(&buf[..written]);
-        }
-        polled
+        lock(&self.shared).poll_write(cx, buf)
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        let mut shared = lock(&self.shared);
-        match &mut shared.io {
-            Io::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
-            Io::Tls(tls) => Pin::new(tls.as_mut()).poll_flush(cx),
-            Io::Detached => Poll::Ready(Err(detached())),
-        }
+        lock(&self.shared).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

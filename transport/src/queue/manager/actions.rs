@@ -69,8 +69,6 @@ impl QueueManager {
                     q.items.len()
                 };
                 state.add_timer(now, Timer::QueueRetry(qid));
-                drop(state);
-                self.inner.wake.notify_one();
                 Ok(count)
             }
         }
@@ -388,7 +386,6 @@ impl QueueManager {
                         state.add_timer(at, Timer::ItemRetry(qid, id));
                     }
                 }
-                self.inner.wake.notify_one();
             }
             self.persist_locked(&mut state, id)
         };

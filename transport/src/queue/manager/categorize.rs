@@ -137,7 +137,6 @@ impl QueueManager {
             if q.items.is_empty() && q.connections == 0 && q.hop.is_some() {
                 q.last_activity_ms = now;
                 state.add_timer(now + idle, super::state::Timer::QueueIdle(qid));
-                self.inner.wake.notify_one();
             }
         }
     }

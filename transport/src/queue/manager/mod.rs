@@ -260,7 +260,6 @@ impl QueueManager {
         }
         let at = arrival + config.expiration.message_expiration_time_out.as_millis() as u64;
         state.add_timer(at, Timer::Expire(id));
-        self.inner.wake.notify_one();
     }
 
     /// Enqueues the message's latest state to the store, under the lock (so

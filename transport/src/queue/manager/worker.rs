@@ -267,8 +267,6 @@ impl QueueManager {
         if error.is_some() {
             item.retry_at_ms = Some(now + retry_after);
             state.add_timer(now + retry_after, Timer::ItemRetry(qid, id));
-            // The timer loop may be asleep until a later timer: make it look.
-            self.inner.wake.notify_one();
         } else {
             q.ready.push_front(id);
         }
@@ -435,7 +433,6 @@ impl QueueManager {
             let resubmit_at = idle_since + config.retry.max_idle_time_before_resubmit.as_millis() as u64;
             state.add_timer(next, Timer::QueueRetry(qid));
             state.add_timer(resubmit_at, Timer::Resubmit(qid));
-            self.inner.wake.notify_one();
         }
         if let Some(q) = state.queues.get_mut(&qid) {
             q.retry.last_error = Some(reason.clone());
