@@ -227,33 +227,21 @@ fn comparison(r: &Results, base: &Results, out: &mut String) {
     let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     for load in loads(r) {
         let row = |x: &Results| {
-            (
+            [
                 med(x, &load, Target::Transport, rate),
                 ratio(x, &load, Target::Transport, Target::Postfix, rate),
                 ratio(x, &load, Target::Transport, Target::Ceiling, rate) * 100.0,
                 med(x, &load, Target::Transport, |y| y.p99_ms),
                 med(x, &load, Target::Transport, |y| y.cpu_secs.unwrap_or(f64::NAN)),
                 med(x, &load, Target::Transport, |y| y.peak_rss_kb.map_or(f64::NAN, |k| k as f64 / 1024.0)),
-            )
+            ]
         };
+        // Decimals shown for each column of `row`.
+        const DECIMALS: [usize; 6] = [0, 2, 1, 2, 2, 1];
         let (b, n) = (row(base), row(r));
-        let _ = writeln!(
-            out,
-            "| {} | {} → {} | {} → {} | {} → {} | {} → {} | {} → {} | {} → {} |",
-            load.name(),
-            fmt(b.0, 0),
-            fmt(n.0, 0),
-            fmt(b.1, 2),
-            fmt(n.1, 2),
-            fmt(b.2, 1),
-            fmt(n.2, 1),
-            fmt(b.3, 2),
-            fmt(n.3, 2),
-            fmt(b.4, 2),
-            fmt(n.4, 2),
-            fmt(b.5, 1),
-            fmt(n.5, 1),
-        );
+        let cells: Vec<String> =
+            (0..DECIMALS.len()).map(|i| format!("{} → {}", fmt(b[i], DECIMALS[i]), fmt(n[i], DECIMALS[i]))).collect();
+        let _ = writeln!(out, "| {} | {} |", load.name(), cells.join(" | "));
     }
     if let (Some(b), Some(n)) = (&base.scale, &r.scale) {
         let _ = writeln!(

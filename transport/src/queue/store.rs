@@ -1057,15 +1057,21 @@ mod tests {
         (0..len).map(|i| (id.0 as usize * 31 + i) as u8).collect()
     }
 
+    /// Stores `n` new messages one after the other ([`envelope`], [`data_for`]); their ids.
+    async fn insert_new(store: &Store, n: usize) -> Vec<MessageId> {
+        let ids: Vec<_> = (0..n).map(|_| store.next_id()).collect();
+        for id in &ids {
+            store.insert(&envelope(*id), &data_for(*id)).await.unwrap();
+        }
+        ids
+    }
+
     #[tokio::test]
     async fn insert_update_remove_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let (store, recovered) = open_messages(dir.path());
         assert!(recovered.is_empty());
-        let ids: Vec<_> = (0..3).map(|_| store.next_id()).collect();
-        for id in &ids {
-            store.insert(&envelope(*id), &data_for(*id)).await.unwrap();
-        }
+        let ids = insert_new(&store, 3).await;
         assert_eq!(store.len(), 3);
         assert_eq!(store.read_data(ids[1]).unwrap(), data_for(ids[1]));
         drop(store);
@@ -1091,10 +1097,7 @@ mod tests {
     async fn ids_not_reused_after_removing_the_highest() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open_messages(dir.path());
-        let ids: Vec<_> = (0..3).map(|_| store.next_id()).collect();
-        for id in &ids {
-            store.insert(&envelope(*id), &data_for(*id)).await.unwrap();
-        }
+        let ids = insert_new(&store, 3).await;
         let highest = *ids.iter().max().unwrap();
         store.remove(highest).await.unwrap();
         drop(store);
@@ -1161,10 +1164,7 @@ mod tests {
     async fn corrupt_records_are_quarantined() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open_messages(dir.path());
-        let ids: Vec<_> = (0..3).map(|_| store.next_id()).collect();
-        for id in &ids {
-            store.insert(&envelope(*id), &data_for(*id)).await.unwrap();
-        }
+        let ids = insert_new(&store, 3).await;
         drop(store);
         let orphan = 1000u64; // an envelope without a body
         {
@@ -1245,10 +1245,7 @@ mod tests {
     async fn removals_not_awaited_are_committed_by_close() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open_messages(dir.path());
-        let ids: Vec<_> = (0..5).map(|_| store.next_id()).collect();
-        for id in &ids {
-            store.insert(&envelope(*id), &data_for(*id)).await.unwrap();
-        }
+        let ids = insert_new(&store, 5).await;
         // Removals are lazy (no commit of their own); nobody waits for these.
         for id in &ids[..3] {
             drop(store.remove(*id));
@@ -1317,10 +1314,7 @@ mod tests {
     async fn failed_commits_refuse_writes_then_recover_what_was_asked() {
         let dir = tempfile::tempdir().unwrap();
         let (store, _) = open_messages(dir.path());
-        let ids: Vec<_> = (0..3).map(|_| store.next_id()).collect();
-        for id in &ids {
-            store.insert(&envelope(*id), &data_for(*id)).await.unwrap();
-        }
+        let ids = insert_new(&store, 3).await;
         std::fs::write(dir.path().join(DISK_FULL_FLAG), "").unwrap();
         let refused = store.next_id();
         let err = store.insert(&envelope(refused), b"refused").await.unwrap_err();
