@@ -464,9 +464,7 @@ fn metrics_count_what_happened() {
     assert!(text.contains("transport_server_state 2"), "{text}");
     assert!(text.contains("transport_component_state{component=\"HubTransport\"} 0"), "{text}");
     // Delivered and its removal committed: nothing left that a restart would recover.
-    eventually(Duration::from_secs(10), "the delivered message gone from the store", || {
-        (t.metric("transport_queue_stored_messages") == Some(0.0)).then_some(())
-    });
+    t.wait_store_empty(Duration::from_secs(10));
 }
 
 #[test]

@@ -140,18 +140,12 @@ fn random_sigkills_under_load_lose_no_acknowledged_message() {
     let setup = TransportSetup {
         smart_host: Some(sink.addr),
         admin: true,
-        extra: "retry: {queueGlitchRetryInterval: \"00:00:01\", transientFailureRetryInterval: \"00:00:01\", \
-                outboundConnectionFailureRetryInterval: \"00:00:01\", messageRetryInterval: \"00:00:01\"}\n"
-            .into(),
+        extra: retry_every(1),
+        // Bound the outbound connections: the duplicate bound below depends on it.
+        extra_send: format!("    maxConcurrentConnections: {CONNECTIONS}\n"),
         ..Default::default()
     };
-    // Bound the outbound connections: the duplicate bound below depends on it.
-    let mut server = Transport::start_edited(&setup, |config| {
-        config.replace(
-            "    addressSpaces: [{domain: \"*\", cost: 1}]\n",
-            &format!("    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    maxConcurrentConnections: {CONNECTIONS}\n"),
-        )
-    });
+    let mut server = Transport::start(&setup);
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));

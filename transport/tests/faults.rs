@@ -16,11 +16,6 @@ use support::*;
 /// Name of the store's test-hook flag file (transport::queue::store::DISK_FULL_FLAG).
 const DISK_FULL_FLAG: &str = "test-hook-disk-full";
 
-/// Every retry interval at one second, so a hop that comes back is used at once.
-const FAST_RETRY: &str =
-    "retry: {queueGlitchRetryInterval: \"00:00:01\", transientFailureRetryInterval: \"00:00:01\", \
-    outboundConnectionFailureRetryInterval: \"00:00:01\", messageRetryInterval: \"00:00:01\"}\n";
-
 fn session(addr: SocketAddr) -> RawClient {
     let (mut c, banner) = RawClient::connect(addr).expect("connect");
     assert!(banner.starts_with("220 "), "{banner}");
@@ -55,7 +50,7 @@ fn disk_full_is_452_4_3_1_and_the_server_recovers_without_loss_or_repeats() {
     let mut server = Transport::start(&TransportSetup {
         smart_host: Some(sink_addr),
         admin: true,
-        extra: FAST_RETRY.into(),
+        extra: retry_every(1),
         ..Default::default()
     });
     let flag = server.dir.join("queue").join(DISK_FULL_FLAG);
@@ -99,9 +94,7 @@ fn disk_full_is_452_4_3_1_and_the_server_recovers_without_loss_or_repeats() {
     // had its removal applied on recovery. The kill waits for the store to
     // have committed every removal: a kill between a delivery and its removal
     // is the at-least-once window (the crash tests bound it), not this case.
-    eventually(Duration::from_secs(30), "every delivered message removed from the store", || {
-        (server.metric("transport_queue_stored_messages") == Some(0.0)).then_some(())
-    });
+    server.wait_store_empty(Duration::from_secs(30));
     server.kill();
     server.spawn();
     assert!(send(server.smtp, "last").starts_with("250 2.6.0"));
@@ -143,9 +136,7 @@ fn message_refused_after_a_late_commit_failure_is_never_delivered() {
     // kill between a delivery and its removal would be the at-least-once
     // window, which the crash tests bound, so the kill waits for it to close.)
     sink.wait_for(2, Duration::from_secs(60));
-    eventually(Duration::from_secs(30), "an empty store", || {
-        (server.metric("transport_queue_stored_messages") == Some(0.0)).then_some(())
-    });
+    server.wait_store_empty(Duration::from_secs(30));
     server.kill();
     server.spawn();
     std::thread::sleep(Duration::from_secs(3));
@@ -207,21 +198,13 @@ fn real_full_tmpfs_is_452_4_3_1_and_recovers_when_space_returns() {
     let sink_addr: SocketAddr = format!("127.0.0.1:{sink_port}").parse().expect("addr");
     // The queue on the tmpfs.
     let queue = fs.path.join("queue");
-    let setup = TransportSetup { smart_host: Some(sink_addr), extra: FAST_RETRY.into(), ..Default::default() };
-    let server = Transport::start_edited(&setup, |config| {
-        config
-            .lines()
-            .map(|l| {
-                if l.starts_with("queueDirectory:") {
-                    format!("queueDirectory: {}", queue.display())
-                } else {
-                    l.into()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-            + "\n"
-    });
+    let setup = TransportSetup {
+        smart_host: Some(sink_addr),
+        extra: retry_every(1),
+        queue_directory: Some(queue.clone()),
+        ..Default::default()
+    };
+    let server = Transport::start(&setup);
 
     let body = "x".repeat(70);
     let big = |tag: &str| {

@@ -150,17 +150,11 @@ fn server(hop: SocketAddr) -> Transport {
         smart_host: Some(hop),
         admin: true,
         // Retries 3 s apart (time to look at the state), a hop silent for 2 s is given up.
-        extra: "retry: {queueGlitchRetryInterval: \"00:00:03\", transientFailureRetryInterval: \"00:00:03\", \
-                outboundConnectionFailureRetryInterval: \"00:00:03\", messageRetryInterval: \"00:00:03\"}\n"
-            .into(),
+        extra: retry_every(3),
+        extra_send: "    connectionTimeout: 2s\n    connectionInactivityTimeout: 2s\n".into(),
         ..Default::default()
     };
-    Transport::start_edited(&setup, |config| {
-        config.replace(
-            "    addressSpaces: [{domain: \"*\", cost: 1}]\n",
-            "    addressSpaces: [{domain: \"*\", cost: 1}]\n    connectionTimeout: 2s\n    connectionInactivityTimeout: 2s\n",
-        )
-    })
+    Transport::start(&setup)
 }
 
 fn send(t: &Transport, tag: &str) {
@@ -219,14 +213,12 @@ fn run_case(name: &str, start_fault: impl FnOnce(u16) -> Box<dyn FnOnce() -> usi
     }
     let sink = Sink::start_on(port, &[]);
     let want = format!("<{name}@test.invalid>");
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while !sink.message_ids().contains_key(&want) {
-        if std::time::Instant::now() > deadline {
+    eventually_or(Duration::from_secs(60), || sink.message_ids().contains_key(&want).then_some(())).unwrap_or_else(
+        || {
             let state = t.admin(|c| async move { (c.queues().await, c.messages(None).await) });
             panic!("{name}: not delivered once the hop is good\n{state:?}\n{}", t.log());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        },
+    );
     eventually(Duration::from_secs(30), &format!("{name}: an empty queue"), || {
         t.admin(|c| async move { c.messages(None).await.expect("messages") }).is_empty().then_some(())
     });

@@ -9,7 +9,7 @@ use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A TCP connection to `addr` from the loopback address `source` (the whole
 /// 127.0.0.0/8 is local on Linux), so per-source limits see distinct clients.
@@ -117,14 +117,5 @@ impl GoodClient {
             sent.iter().all(|id| ids.contains_key(id)).then_some(())
         });
         sent.len()
-    }
-}
-
-/// Waits (bounded) until `f` returns true.
-pub fn within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -43,7 +43,12 @@ pub fn free_port() -> u16 {
     const COUNT: u32 = 22_000;
     // Each test process starts elsewhere in the range, so parallel runs rarely meet.
     static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
-    let _ = NEXT.compare_exchange(u32::MAX, (std::process::id() * 7919) % COUNT, Ordering::SeqCst, Ordering::SeqCst);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % COUNT,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
     for _ in 0..COUNT {
         let port = (FIRST + NEXT.fetch_add(1, Ordering::SeqCst) % COUNT) as u16;
         if TcpListener::bind(("127.0.0.1", port)).is_ok() {
@@ -93,6 +98,16 @@ fn wait_until_connected(addr: SocketAddr, within: Duration, what: &str, accept: 
 /// Waits until `check` holds, polling; panics with `what` after `within`.
 pub fn eventually<T>(within: Duration, what: &str, check: impl FnMut() -> Option<T>) -> T {
     eventually_or(within, check).unwrap_or_else(|| panic!("timed out after {within:?} waiting for {what}"))
+}
+
+/// A `retry:` section with every retry interval at `secs` seconds, so a hop that
+/// comes back is used soon.
+pub fn retry_every(secs: u32) -> String {
+    let t = format!("\"00:00:{secs:02}\"");
+    format!(
+        "retry: {{queueGlitchRetryInterval: {t}, transientFailureRetryInterval: {t}, \
+         outboundConnectionFailureRetryInterval: {t}, messageRetryInterval: {t}}}\n"
+    )
 }
 
 /// Polls `check` until it holds; `None` after `within` (the caller says what it saw).
@@ -258,7 +273,14 @@ pub struct TransportSetup {
     pub connector_port: Option<u16>,
     pub nameserver: Option<SocketAddr>,
     pub mailbox: Option<SocketAddr>,
+    /// The Default receive connector's `remoteIPRanges` (a YAML list); all of
+    /// 127.0.0.0/8 when `None`.
+    pub remote_ip_ranges: Option<String>,
     pub extra_receive: String,
+    /// More lines for the Outbound send connector (each indented by four spaces).
+    pub extra_send: String,
+    /// The queue directory, instead of `queue` in the server's folder.
+    pub queue_directory: Option<PathBuf>,
     pub extra: String,
     /// Serve the admin API on a free loopback port, with this token if given.
     pub admin: bool,
@@ -275,27 +297,14 @@ impl Transport {
         t
     }
 
-    /// Like [`Transport::start`], with the config text changed by `edit` before
-    /// the first start (a kill and respawn to change it would free the SMTP port
-    /// for a moment, and a parallel test could take it).
-    pub fn start_edited(setup: &TransportSetup, edit: impl FnOnce(String) -> String) -> Self {
-        let tmp = tempfile::tempdir().expect("transport dir");
-        let dir = tmp.path().to_path_buf();
-        let mut t = Self::configure(&dir, setup);
-        let text = std::fs::read_to_string(&t.config_path).expect("read config");
-        std::fs::write(&t.config_path, edit(text)).expect("write config");
-        t._tmp = Some(tmp);
-        t.spawn();
-        t
-    }
-
     fn configure(dir: &Path, setup: &TransportSetup) -> Self {
         let port = free_port();
         let smtp: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let mut yaml = format!(
             "serverName: test-0\nfqdn: relay.test.invalid\nqueueDirectory: {q}\nlogDirectory: {l}\n\
-             receiveConnectors:\n  - name: Default\n    bind: {smtp}\n    remoteIPRanges: [\"127.0.0.0/8\"]\n    allowRelay: true\n{extra_receive}",
-            q = dir.join("queue").display(),
+             receiveConnectors:\n  - name: Default\n    bind: {smtp}\n    remoteIPRanges: {ranges}\n    allowRelay: true\n{extra_receive}",
+            q = setup.queue_directory.clone().unwrap_or_else(|| dir.join("queue")).display(),
+            ranges = setup.remote_ip_ranges.as_deref().unwrap_or("[\"127.0.0.0/8\"]"),
             l = dir.join("log").display(),
             extra_receive = setup.extra_receive,
         );
@@ -309,6 +318,7 @@ impl Transport {
         if let Some(port) = setup.connector_port {
             yaml.push_str(&format!("    port: {port}\n"));
         }
+        yaml.push_str(&setup.extra_send);
         if let Some(ns) = setup.nameserver {
             yaml.push_str(&format!("dns: {{nameservers: [\"{ns}\"]}}\n"));
         }
@@ -360,6 +370,14 @@ impl Transport {
         let text =
             block_on(async move { reqwest::get(format!("http://{addr}/metrics")).await.ok()?.text().await.ok() })?;
         text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Waits until the store holds no message (every removal committed), per
+    /// the admin API's `transport_queue_stored_messages`.
+    pub fn wait_store_empty(&self, within: Duration) {
+        eventually(within, "an empty queue store", || {
+            (self.metric("transport_queue_stored_messages") == Some(0.0)).then_some(())
+        });
     }
 
     pub fn spawn(&mut self) {
@@ -474,7 +492,6 @@ impl RawClient {
     }
 }
 
-/// Runs a future to completion on a fresh current-thread runtime.
 /// An envelope as the receive side would queue it from `client.test` on the
 /// Default connector (`from` None: a null reverse path).
 pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::message::Envelope {
@@ -501,6 +518,7 @@ pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::me
     }
 }
 
+/// Runs a future to completion on a fresh current-thread runtime.
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
 }
