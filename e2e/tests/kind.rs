@@ -235,7 +235,7 @@ async fn config_change_by_reapplying_edited_manifests_reaches_running_servers() 
     let annotations = env.config_map("mail").await.metadata.annotations.unwrap_or_default();
     for entry in &after.status.as_ref().unwrap().servers {
         assert_eq!(
-            annotations.get(&format!("config.kubetransport.io/{}", entry.name)),
+            annotations.get(&operator::names::config_revision_annotation(&entry.name)),
             entry.config_revision.as_ref(),
             "{}",
             entry.name

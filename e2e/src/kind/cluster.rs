@@ -8,6 +8,7 @@
 //! (images/Dockerfile target `mailtools`), `KUBE_TRANSPORT_E2E_CLUSTER_DOMAIN` the cluster's
 //! DNS domain (default `cluster.local`).
 use super::tools;
+use crate::local::pod_ready;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams};
@@ -15,6 +16,7 @@ use kube::{Client, Resource};
 use lettre::message::{Mailbox, Message};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use operator::crd::{ServerComponentState, TransportConfig, TransportService};
+use operator::names;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
@@ -93,8 +95,8 @@ pub struct Env {
 impl Env {
     /// A new namespace `kt-e2e-<name>-<random>` on the current kubeconfig's cluster.
     pub async fn new(name: &str) -> Env {
-        // kube's TLS needs a process-wide rustls crypto provider; ring is the workspace's.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // kube's TLS needs a process-wide rustls crypto provider, as in the operator.
+        operator::context::install_crypto_provider();
         let client = Client::try_default().await.expect("no usable kubeconfig (KUBECONFIG or ~/.kube/config)");
         let suffix: String = uuid_like();
         let namespace = format!("kt-e2e-{name}-{suffix}");
@@ -182,24 +184,24 @@ impl Env {
     /// Whether pod `name` is Ready (takes connections through the Service).
     pub async fn pod_ready(&self, name: &str) -> Option<bool> {
         let pod = self.api::<Pod>().get_opt(name).await.ok().flatten()?;
-        Some(pod_is_ready(&pod))
+        Some(pod_ready(&pod))
     }
 
     pub async fn wait_pod_ready(&self, name: &str, ready: bool) -> Pod {
         let what = format!("pod {name} {}", if ready { "Ready" } else { "not Ready" });
-        self.wait_for::<Pod>(name, &what, STEP, |p| pod_is_ready(p) == ready).await
+        self.wait_for::<Pod>(name, &what, STEP, |p| pod_ready(p) == ready).await
     }
 
     /// The admin API token of a TransportService's servers (Secret `<ts>-admin-token`).
     pub async fn admin_token(&self, ts: &str) -> String {
-        let secret = self.api::<Secret>().get(&format!("{ts}-admin-token")).await.expect("the admin token Secret");
-        let bytes = secret.data.and_then(|d| d.get("token").cloned()).expect("key token");
+        let secret = self.api::<Secret>().get(&names::admin_secret_name(ts)).await.expect("the admin token Secret");
+        let bytes = secret.data.and_then(|d| d.get(names::TOKEN_KEY).cloned()).expect("key token");
         String::from_utf8(bytes.0).expect("UTF-8 token").trim().to_string()
     }
 
     /// A port-forward to `server`'s admin API and a client of it.
     pub async fn admin(&self, ts: &str, server: &str) -> (PortForward, AdminClient) {
-        let forward = PortForward::start(&self.namespace, &format!("pod/{server}"), 8025).await;
+        let forward = PortForward::start(&self.namespace, &format!("pod/{server}"), names::ADMIN_PORT).await;
         let client = AdminClient::new(&format!("http://{}", forward.addr), Some(self.admin_token(ts).await))
             .expect("admin client");
         (forward, client)
@@ -207,12 +209,12 @@ impl Env {
 
     /// The ConfigMap `<ts>-config` (rendered configuration, revision annotations).
     pub async fn config_map(&self, ts: &str) -> ConfigMap {
-        self.api::<ConfigMap>().get(&format!("{ts}-config")).await.expect("the rendered ConfigMap")
+        self.api::<ConfigMap>().get(&names::config_map_name(ts)).await.expect("the rendered ConfigMap")
     }
 
     /// UID of each pod of a TransportService, by name.
     pub async fn pod_uids(&self, ts: &str) -> BTreeMap<String, String> {
-        let selector = format!("app.kubernetes.io/name=kube-transport,app.kubernetes.io/instance={ts}");
+        let selector = names::pod_selector_string(ts);
         let pods = self.api::<Pod>().list(&ListParams::default().labels(&selector)).await.expect("list pods");
         pods.items
             .into_iter()
@@ -285,7 +287,7 @@ impl Env {
         let started = Instant::now();
         loop {
             let list = pods.list(&ListParams::default().labels("app.kubernetes.io/name=e2e-sink")).await.expect("list");
-            let ready = list.items.iter().filter(|p| pod_is_ready(p)).count() as i32;
+            let ready = list.items.iter().filter(|p| pod_ready(p)).count() as i32;
             if ready == replicas && list.items.len() as i32 == replicas {
                 return;
             }
@@ -339,13 +341,6 @@ impl Drop for Env {
 /// What the sink has been seen to receive (its pods come and go when it is scaled).
 pub struct Sink {
     seen: BTreeSet<String>,
-}
-
-fn pod_is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
 /// The address of a `RCPT TO:<address>` line of smtp-sink's verbose log.
