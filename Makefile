@@ -82,6 +82,7 @@ bench:
 	$(CARGO) run --release -p bench -- $(BENCH_ARGS)
 
 ## Fuzzing (fuzz/, cargo-fuzz on stable, see RELIABILITY.md): every target's stored
-## corpus replayed, then FUZZ_SECONDS (default 15) of fuzzing each. Needs cargo-fuzz.
+## corpus replayed, then FUZZ_SECONDS (default 15) of fuzzing each; under CI=true seed 1 and
+## 100,000 runs each (RELIABILITY.md). Needs cargo-fuzz.
 fuzz-smoke:
 	fuzz/smoke.sh

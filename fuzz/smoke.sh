@@ -12,11 +12,10 @@
 # Longer runs: FUZZ_SECONDS=300 fuzz/smoke.sh [target...]
 set -euo pipefail
 cd "$(dirname "$0")"
-seconds="${FUZZ_SECONDS:-15}"
-budget=(-max_total_time="$seconds")
 if [ "${CI:-}" = "true" ]; then
-  seconds="${FUZZ_SECONDS:-60}"
-  budget=(-max_total_time="$seconds" -seed="${FUZZ_SEED:-1}" -runs="${FUZZ_RUNS:-100000}")
+  budget=(-max_total_time="${FUZZ_SECONDS:-60}" -seed="${FUZZ_SEED:-1}" -runs="${FUZZ_RUNS:-100000}")
+else
+  budget=(-max_total_time="${FUZZ_SECONDS:-15}")
 fi
 if ! cargo fuzz --version >/dev/null 2>&1; then
   echo "cargo-fuzz is missing: cargo install cargo-fuzz --locked" >&2

@@ -244,12 +244,9 @@ fn run_all(o: Options) -> Result<()> {
         scale: None,
         postfix_main_cf: postfix::main_cf(Path::new("$TMP/postfix"), sink_addr),
         postfix_master_cf: postfix::master_cf(postfix_smtp),
-        transport_config: transport::config(
-            Path::new("$TMP/transport"),
-            "127.0.0.1:PORT".parse().unwrap_or(sink_addr),
-            "127.0.0.1:PORT".parse().unwrap_or(sink_addr),
-            sink_addr,
-        ),
+        // Every address the sink's: the placeholder below then stands for each
+        // (the ports change per run).
+        transport_config: transport::config(Path::new("$TMP/transport"), sink_addr, sink_addr, sink_addr),
         wall_secs: 0.0,
     };
     // Placeholders for ports that change per run.
@@ -342,16 +339,8 @@ fn measure(
     let cpu_before = pid.map(procs::cpu_seconds);
     let sampler = pid.map(|p| procs::MemorySampler::start(p, Duration::from_millis(200)));
     let started = Instant::now();
-    let result = load::run(addr, load);
-    let result = match result {
-        Ok(r) => r,
-        Err(e) => {
-            if let Some(s) = sampler {
-                s.finish();
-            }
-            return Err(e);
-        }
-    };
+    // On an error the sampler is dropped, which stops it.
+    let result = load::run(addr, load)?;
     // Every accepted message must reach the sink (at least once).
     let delivered_at = sink.wait_for(before + result.accepted, Duration::from_secs(600))?;
     let cpu_secs = pid.zip(cpu_before).map(|(p, b)| procs::cpu_seconds(p) - b);

@@ -35,7 +35,12 @@ fn stat(pid: u32) -> Option<(u32, u64)> {
 
 /// A `VmXxx:` line of /proc/<pid>/status, in kB.
 fn status_kb(pid: u32, key: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    kb_field(&format!("/proc/{pid}/status"), key)
+}
+
+/// The `key   1234 kB` line of a /proc file, in kB.
+fn kb_field(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
     let line = text.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].trim().trim_end_matches("kB").trim().parse().ok()
 }
@@ -75,9 +80,7 @@ pub fn cpu_seconds(root: u32) -> f64 {
 /// the processes sharing them: sums over a process tree without counting a
 /// shared library once per process).
 fn pss_kb(pid: u32) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
-    let line = text.lines().find(|l| l.starts_with("Pss:"))?;
-    line[4..].trim().trim_end_matches("kB").trim().parse().ok()
+    kb_field(&format!("/proc/{pid}/smaps_rollup"), "Pss:")
 }
 
 /// Samples a process tree's memory until stopped: the peak over samples of
@@ -118,6 +121,14 @@ impl MemorySampler {
             let _ = t.join();
         }
         (self.peak_kb.load(Ordering::Relaxed), self.peak_pss_kb.load(Ordering::Relaxed))
+    }
+}
+
+impl Drop for MemorySampler {
+    /// A sampler given up on an error path stops too (it would read /proc
+    /// until the bench exits, competing with the runs after it).
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
