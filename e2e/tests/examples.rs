@@ -4,10 +4,12 @@
 //! the schema does not know (the API server would silently drop a misspelt one), by the
 //! operator's own types, and, for TransportServices, by the same checks the operator runs
 //! before it renders a configuration.
+//!
+//! The manifest reading and schema walk are the ones the chart and GitOps tests use
+//! (`e2e::kind::manifests`).
+use e2e::kind::manifests::{crd_schemas, parse_docs, unknown_fields};
 use operator::crd::{ServerComponentState, TransportConfig, TransportService};
-use serde::Deserialize;
 use serde_json::Value;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn examples() -> Vec<(PathBuf, Value)> {
@@ -21,60 +23,14 @@ fn examples() -> Vec<(PathBuf, Value)> {
     let mut docs = Vec::new();
     for path in paths {
         let text = std::fs::read_to_string(&path).unwrap();
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            if !value.is_null() {
-                docs.push((path.clone(), value));
-            }
-        }
+        docs.extend(parse_docs(&text).into_iter().map(|doc| (path.clone(), doc)));
     }
     docs
 }
 
-fn schemas() -> BTreeMap<String, Value> {
-    operator::crd::crds()
-        .into_iter()
-        .map(|crd| {
-            let schema = crd.spec.versions[0].schema.as_ref().unwrap().open_api_v3_schema.as_ref().unwrap();
-            (crd.spec.names.kind.clone(), serde_json::to_value(schema).unwrap())
-        })
-        .collect()
-}
-
-/// Paths of fields in `value` that `schema` does not declare.
-fn unknown_fields(schema: &Value, value: &Value, at: &str, out: &mut Vec<String>) {
-    if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
-        return;
-    }
-    match value {
-        Value::Object(map) => {
-            let props = schema.get("properties").and_then(Value::as_object);
-            let extra = schema.get("additionalProperties");
-            for (k, v) in map {
-                let path = format!("{at}.{k}");
-                match (props.and_then(|p| p.get(k)), extra) {
-                    (Some(s), _) => unknown_fields(s, v, &path, out),
-                    (None, Some(s)) if s.is_object() => unknown_fields(s, v, &path, out),
-                    // The API server checks these itself; a CRD schema does not list them.
-                    (None, _) if at.is_empty() && ["apiVersion", "kind", "metadata"].contains(&k.as_str()) => {}
-                    (None, _) => out.push(path),
-                }
-            }
-        }
-        Value::Array(items) => {
-            if let Some(s) = schema.get("items") {
-                for (i, v) in items.iter().enumerate() {
-                    unknown_fields(s, v, &format!("{at}[{i}]"), out);
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
 #[test]
 fn every_example_matches_its_crd_schema() {
-    let schemas = schemas();
+    let schemas = crd_schemas();
     let docs = examples();
     let kinds: Vec<&str> = docs.iter().map(|(_, d)| d["kind"].as_str().unwrap()).collect();
     for kind in ["TransportConfig", "TransportService", "ServerComponentState"] {
@@ -96,7 +52,7 @@ fn every_example_matches_its_crd_schema() {
 /// The retry range and time-span pattern come from the config helper's schema attributes.
 #[test]
 fn the_schema_check_refuses_what_a_cluster_would_refuse() {
-    let schemas = schemas();
+    let schemas = crd_schemas();
     let ts = &schemas["TransportService"];
     let validator = jsonschema::draft4::new(ts).unwrap();
     let base = serde_json::json!({
