@@ -44,6 +44,8 @@ const LEASE_RENEW: Duration = Duration::from_secs(5);
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    // Before the first TLS use (the API client): more than one provider is compiled in.
+    operator::context::install_crypto_provider();
     tracing_subscriber::fmt()
         .json()
         .with_current_span(true)

@@ -8,7 +8,7 @@
 //! (images/Dockerfile target `mailtools`), `KUBE_TRANSPORT_E2E_CLUSTER_DOMAIN` the cluster's
 //! DNS domain (default `cluster.local`).
 use super::tools;
-use crate::local::pod_ready;
+use crate::scenario::pod_ready;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolumeClaim, Pod, Secret, Service};
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, ListParams, LogParams, Patch, PatchParams, PostParams};

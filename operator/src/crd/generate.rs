@@ -6,7 +6,9 @@
 //! - unsigned integers get their upper bound (the API server ignores `format: uint32`,
 //!   and a larger number would make the whole object unreadable for the operator);
 //! - CIDR lists (`remoteIPRanges`) and resolver addresses (`nameservers`) are checked
-//!   by the API server, for the same reason;
+//!   by the API server, for the same reason; every list and string a CEL rule reads is
+//!   bounded (`maxItems`, `maxLength`), or the API server estimates the rule's cost over
+//!   its budget (10^7 per rule, 10^8 per CRD) and refuses the whole CRD;
 //! - a TransportService name must leave room for `-headless` and `-<i>` in the names of
 //!   the Services and pods made from it.
 use super::{ServerComponentState, TransportConfig, TransportService};
@@ -17,6 +19,10 @@ use serde_json::{json, Map, Value};
 /// Longest TransportService name: `<name>-headless` must stay a 63-character DNS label,
 /// and `<name>-<i>` a pod host name.
 pub const MAX_SERVICE_NAME: usize = 50;
+/// Most address ranges one connector lists (Exchange connectors hold a few dozen).
+pub const MAX_IP_RANGES: u64 = 1024;
+/// Longest textual address range: an IPv6 address with an embedded IPv4 one (45) and `/128`.
+pub const MAX_CIDR_LENGTH: u64 = 49;
 
 /// A generated CRD and the file name it has under `crds/`.
 pub struct CrdFile {
@@ -123,10 +129,16 @@ fn rewrite(node: &mut Map<String, Value>, prop: &str) {
         node.entry("maximum").or_insert(json!(max));
     }
     match prop {
-        "remoteIPRanges[]" => push_rule(
-            node,
-            json!({"rule": "isCIDR(self)", "message": "must be an address range such as 10.0.0.0/8 or 2001:db8::/32"}),
-        ),
+        "remoteIPRanges" => {
+            node.entry("maxItems").or_insert(json!(MAX_IP_RANGES));
+        }
+        "remoteIPRanges[]" => {
+            node.entry("maxLength").or_insert(json!(MAX_CIDR_LENGTH));
+            push_rule(
+                node,
+                json!({"rule": "isCIDR(self)", "message": "must be an address range such as 10.0.0.0/8 or 2001:db8::/32"}),
+            )
+        }
         "nameservers[]" => {
             node.entry("pattern").or_insert(json!(r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"));
         }

@@ -177,6 +177,7 @@ pub struct ReceiveConnectorSpec {
 
     /// IP address to listen on. Default every IPv4 address (`0.0.0.0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 45))]
     #[schemars(extend("x-kubernetes-validations" = [{"rule": "isIP(self)", "message": "must be an IP address"}]))]
     pub bind: Option<String>,
 

@@ -9,7 +9,6 @@
 //! crate's `fake_api` wrapper (shared by path) makes them hold deletion as an API server does.
 #![allow(dead_code)]
 
-#[path = "../../../e2e/src/local/fake_api.rs"]
 pub mod fake_api;
 
 use axum::extract::{Path, State};

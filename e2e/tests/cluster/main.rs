@@ -1,0 +1,111 @@
+//! The e2e suite on a real Kubernetes control plane (`make e2e-local`, part of `make test`):
+//! etcd, kube-apiserver, kube-controller-manager and kube-scheduler built from the Go
+//! module proxy, three process nodes, the chart installed with the real `helm install`, and
+//! every scenario driven as a user would (kubectl, helm, SMTP to the Service address).
+//!
+//! One cluster serves the whole run (it takes seconds to start, the scenarios minutes), each
+//! scenario in a namespace of its own; what touches the whole cluster (node drains, helm
+//! upgrade and uninstall, the audit checks) runs last, alone. A scenario that cannot get
+//! its cluster fails; none is ever skipped. `cargo test -p e2e --test cluster -- <words>`
+//! runs the scenarios whose names contain one of the words.
+mod audit;
+mod crds;
+mod maintenance;
+mod startup;
+
+use e2e::cluster::Options;
+use e2e::scenario::Suite;
+use futures::future::BoxFuture;
+use std::sync::Arc;
+use std::time::Instant;
+
+type Scenario = fn(Arc<Suite>) -> BoxFuture<'static, ()>;
+
+/// Scenarios that run side by side, each in its own namespace.
+const PARALLEL: &[(&str, Scenario)] = &[
+    ("startup: three servers start, take mail through the Service and report Started", startup::three_servers),
+    ("maintenance: an Inactive server refuses mail and drains, nothing lost", maintenance::inactive_server),
+];
+
+fn main() -> std::process::ExitCode {
+    let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+    e2e::init_test_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let started = Instant::now();
+        let suite = match Suite::start(Options::default()).await {
+            Ok(s) => Arc::new(s),
+            Err(e) => {
+                eprintln!("cannot start the cluster: {e:#}");
+                return std::process::ExitCode::FAILURE;
+            }
+        };
+        println!("cluster up in {:.1} s ({})", started.elapsed().as_secs_f64(), suite.cluster.api_url());
+        let mut failed = Vec::new();
+        // The CRDs straight from crds/ first (then removed), then the chart with its own.
+        for (name, scenario) in
+            [("crds: the API server accepts crds/ and the chart installs", crds::install as Scenario)]
+        {
+            run(&suite, name, scenario, &mut failed).await;
+        }
+        if failed.is_empty() {
+            let lanes: Vec<_> = PARALLEL
+                .iter()
+                .filter(|(name, _)| wanted(name))
+                .map(|(name, scenario)| {
+                    let suite = suite.clone();
+                    let name = name.to_string();
+                    let scenario = *scenario;
+                    tokio::spawn(async move {
+                        let t = Instant::now();
+                        let result = tokio::spawn(scenario(suite)).await;
+                        (name, t.elapsed(), result)
+                    })
+                })
+                .collect();
+            for lane in lanes {
+                let (name, took, result) = lane.await.expect("a scenario lane");
+                report(&name, took, result, &mut failed);
+            }
+            for (name, scenario) in
+                [("audit: the operator's requests as the API server logged them", audit::operator_requests as Scenario)]
+            {
+                run(&suite, name, scenario, &mut failed).await;
+            }
+        }
+        println!("{} failed, in {:.0} s", failed.len(), started.elapsed().as_secs_f64());
+        for f in &failed {
+            println!("FAILED: {f}");
+        }
+        if failed.is_empty() {
+            std::process::ExitCode::SUCCESS
+        } else {
+            std::process::ExitCode::FAILURE
+        }
+    })
+}
+
+async fn run(suite: &Arc<Suite>, name: &str, scenario: Scenario, failed: &mut Vec<String>) {
+    let t = Instant::now();
+    let result = tokio::spawn(scenario(suite.clone())).await;
+    report(name, t.elapsed(), result, failed);
+}
+
+fn report(name: &str, took: std::time::Duration, result: Result<(), tokio::task::JoinError>, failed: &mut Vec<String>) {
+    match result {
+        Ok(()) => println!("scenario {name} ... ok ({:.1} s)", took.as_secs_f64()),
+        Err(e) => {
+            let why = match e.try_into_panic() {
+                Ok(p) => p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default(),
+                Err(e) => e.to_string(),
+            };
+            println!("scenario {name} ... FAILED ({:.1} s)\n{why}", took.as_secs_f64());
+            failed.push(name.to_string());
+        }
+    }
+}
