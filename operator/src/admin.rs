@@ -1,7 +1,6 @@
 //! Reaching one server's admin API. Production connects to `http://<podIP>:8025` with the
 //! token of the `<ts>-admin-token` Secret; tests and the local e2e substitute their own
 //! [`AdminConnector`] (servers on loopback ports, processes instead of pods).
-use crate::build::RenderedServer;
 use crate::names;
 use std::net::IpAddr;
 use transport::client::{AdminClient, ClientError};
@@ -27,16 +26,6 @@ pub trait AdminConnector: Send + Sync + 'static {
     /// of Redirect-Message). Default: the pod IP.
     fn smtp_address(&self, endpoint: &ServerEndpoint, port: u16) -> Option<String> {
         endpoint.pod_ip.as_deref().map(|ip| host_port(ip, port))
-    }
-
-    /// The `configRevision` the server at `endpoint` reports once it runs `rendered` (its
-    /// file in the ConfigMap). Default: the revision of that text, which the kubelet mounts
-    /// unchanged. The cluster-free local e2e, which has to rewrite in-pod paths and listen
-    /// addresses before it starts a local process, answers with the revision of the file it
-    /// writes.
-    fn expected_revision(&self, endpoint: &ServerEndpoint, rendered: &RenderedServer) -> String {
-        let _ = endpoint;
-        rendered.revision.clone()
     }
 }
 

@@ -224,8 +224,8 @@ impl Cluster {
         for ctx in &self.node_contexts {
             let pods = ctx.dir.join("pods");
             let prefix = format!("{namespace}_{pod}_");
-            let mut found: Vec<PathBuf> = std::fs::read_dir(&pods)
-                .ok()?
+            let Ok(entries) = std::fs::read_dir(&pods) else { continue };
+            let mut found: Vec<PathBuf> = entries
                 .flatten()
                 .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
                 .map(|e| e.path())

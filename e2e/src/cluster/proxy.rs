@@ -40,6 +40,14 @@ impl Table {
         self.addresses.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The ports a Service has now.
+    pub fn ports(&self, key: &str) -> Vec<u16> {
+        let table = self.endpoints.read().unwrap_or_else(|e| e.into_inner());
+        let mut ports: Vec<u16> = table.keys().filter(|(k, _)| k == key).map(|(_, p)| *p).collect();
+        ports.sort();
+        ports
+    }
+
     /// The ready endpoints behind a Service port now.
     pub fn endpoints(&self, key: &str, port: u16) -> Vec<SocketAddr> {
         let table = self.endpoints.read().unwrap_or_else(|e| e.into_inner());

@@ -11,12 +11,27 @@ use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+/// Descriptors the mount sources are opened on in the child (far above what it inherits).
+const FIRST_SOURCE_FD: libc::c_int = 900;
+
 /// One bind mount: a folder (or file) of the harness at `target` inside the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mount {
     pub source: PathBuf,
     pub target: PathBuf,
     pub read_only: bool,
+}
+
+/// A mount, prepared before fork (nothing is allocated between fork and exec).
+struct Prepared {
+    source: CString,
+    /// The descriptor the source is opened on, and its /proc/self/fd path.
+    fd: libc::c_int,
+    through_fd: CString,
+    target: CString,
+    parents: Vec<CString>,
+    is_dir: bool,
+    read_only: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -33,35 +48,10 @@ fn cstring(p: &Path) -> Result<CString> {
 }
 
 impl Sandbox {
-    /// Makes every mount point exist on this machine (an empty folder, or an empty file for
-    /// a file mount), as a container runtime makes them in the image's file system.
-    fn prepare_mount_points(&self) -> Result<()> {
-        for m in &self.mounts {
-            if m.target.exists() {
-                continue;
-            }
-            if m.source.is_dir() {
-                std::fs::create_dir_all(&m.target)
-            } else {
-                if let Some(parent) = m.target.parent() {
-                    std::fs::create_dir_all(parent)?;
-                }
-                File::create(&m.target).map(|_| ())
-            }
-            .with_context(|| format!("cannot make mount point {}", m.target.display()))?;
-        }
-        Ok(())
-    }
-
-    /// A mount that would hide another mount's folder, or the program, from the process
-    /// that sets the mounts up (the pod could not start).
+    /// A mount that would hide the program from the process that runs it.
     fn check_hiding(&self, program: &Path) -> Result<()> {
-        for m in &self.mounts {
-            let hidden =
-                self.mounts.iter().map(|o| o.source.as_path()).chain([program]).find(|p| p.starts_with(&m.target));
-            if let Some(p) = hidden {
-                anyhow::bail!("the volume mounted at {} would hide {} on this node", m.target.display(), p.display());
-            }
+        if let Some(m) = self.mounts.iter().find(|m| program.starts_with(&m.target)) {
+            anyhow::bail!("the volume mounted at {} would hide {} on this node", m.target.display(), program.display());
         }
         Ok(())
     }
@@ -69,16 +59,32 @@ impl Sandbox {
     /// Sets up `cmd` to enter the sandbox between fork and exec.
     pub fn apply(&self, cmd: &mut tokio::process::Command) -> Result<()> {
         self.check_hiding(Path::new(cmd.as_std().get_program()))?;
-        self.prepare_mount_points()?;
         let netns =
             File::open(self.netns.path()).with_context(|| format!("no network namespace {}", self.netns.name))?;
         let hostname = self.hostname.clone().into_bytes();
         // Parents before children: a volume inside another volume's folder stays visible.
         let mut mounts = self.mounts.clone();
         mounts.sort_by_key(|m| m.target.components().count());
-        let mounts: Vec<(CString, CString, bool)> = mounts
+        // Each source is opened (O_PATH, in the new mount namespace, before any mount) onto
+        // a fixed descriptor and mounted through /proc/self/fd: a volume mounted first (an
+        // emptyDir on /tmp) may cover the folder of one mounted after it.
+        let mounts: Vec<Prepared> = mounts
             .iter()
-            .map(|m| Ok((cstring(&m.source)?, cstring(&m.target)?, m.read_only)))
+            .enumerate()
+            .map(|(i, m)| {
+                let fd = FIRST_SOURCE_FD + i as libc::c_int;
+                let ancestors = m.target.ancestors().skip(1).collect::<Vec<_>>();
+                Ok(Prepared {
+                    source: cstring(&m.source)?,
+                    fd,
+                    through_fd: cstring(Path::new(&format!("/proc/self/fd/{fd}")))?,
+                    target: cstring(&m.target)?,
+                    // Outermost first.
+                    parents: ancestors.iter().rev().map(|p| cstring(p)).collect::<Result<_>>()?,
+                    is_dir: m.source.is_dir(),
+                    read_only: m.read_only,
+                })
+            })
             .collect::<Result<_>>()?;
         let root = cstring(Path::new("/"))?;
         let workdir = cstring(self.working_dir.as_deref().unwrap_or(Path::new("/")))?;
@@ -100,17 +106,32 @@ impl Sandbox {
                 let null = std::ptr::null();
                 // Nothing mounted here propagates back to the machine.
                 check(libc::mount(null, root.as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE, null.cast()))?;
-                for (source, target, read_only) in &mounts {
-                    check(libc::mount(
-                        source.as_ptr(),
-                        target.as_ptr(),
-                        null,
-                        libc::MS_BIND | libc::MS_REC,
-                        null.cast(),
-                    ))?;
-                    if *read_only {
+                for m in &mounts {
+                    let opened = libc::open(m.source.as_ptr(), libc::O_PATH | libc::O_CLOEXEC);
+                    if opened < 0 || libc::dup3(opened, m.fd, libc::O_CLOEXEC) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    libc::close(opened);
+                }
+                for m in &mounts {
+                    // The mount point, made where the container sees it (inside a volume
+                    // mounted before, when it is in one), as a container runtime does.
+                    for parent in &m.parents {
+                        libc::mkdir(parent.as_ptr(), 0o755);
+                    }
+                    if m.is_dir {
+                        libc::mkdir(m.target.as_ptr(), 0o755);
+                    } else {
+                        let f = libc::open(m.target.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644);
+                        if f >= 0 {
+                            libc::close(f);
+                        }
+                    }
+                    let flags = libc::MS_BIND | libc::MS_REC;
+                    check(libc::mount(m.through_fd.as_ptr(), m.target.as_ptr(), null, flags, null.cast()))?;
+                    if m.read_only {
                         let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
-                        check(libc::mount(null, target.as_ptr(), null, flags, null.cast()))?;
+                        check(libc::mount(null, m.target.as_ptr(), null, flags, null.cast()))?;
                     }
                 }
                 // After the volumes: a bind mount copies its source mount's flags, and the
@@ -124,5 +145,39 @@ impl Sandbox {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn volumes_are_mounted_where_the_spec_says_even_under_an_emptydir_on_tmp() {
+        let name = format!("kt-sandbox-test-{}", std::process::id());
+        assert!(std::process::Command::new("ip").args(["netns", "add", &name]).status().unwrap().success());
+        let dir = tempfile::Builder::new().tempdir_in("/var/tmp").unwrap();
+        let empty = dir.path().join("empty");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&empty).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("f"), "volume\n").unwrap();
+        let sandbox = Sandbox {
+            netns: Netns { name: name.clone() },
+            hostname: "pod-a".into(),
+            mounts: vec![
+                Mount { source: empty, target: "/tmp".into(), read_only: false },
+                Mount { source: data, target: "/tmp/kt-sandbox-test/data".into(), read_only: true },
+            ],
+            read_only_root: true,
+            working_dir: None,
+        };
+        let mut cmd = tokio::process::Command::new("sh");
+        cmd.args(["-c", "cat /tmp/kt-sandbox-test/data/f; hostname; touch /x 2>/dev/null || echo ro"]);
+        sandbox.apply(&mut cmd).unwrap();
+        let out = cmd.output().await;
+        let _ = std::process::Command::new("ip").args(["netns", "del", &name]).status();
+        let out = out.unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "volume\npod-a\nro\n", "{out:?}");
     }
 }

@@ -55,23 +55,31 @@ pub struct FlowReport {
 }
 
 /// Mail sent continuously to a Service, one message at a time: the Service's proxy picks
-/// a ready server for each connection, as kube-proxy does.
+/// a ready server for each connection, as kube-proxy does. Each message goes to the
+/// Service's (first) port as it is at that moment, as a client reconfigured with it would.
 pub struct MailFlow {
     stop: tokio::sync::watch::Sender<bool>,
     task: JoinHandle<FlowReport>,
 }
 
 impl MailFlow {
-    pub fn start(service: SocketAddr, prefix: &str, gap: Duration) -> MailFlow {
+    pub fn start(env: &Env<'_>, service: &str, prefix: &str, gap: Duration) -> MailFlow {
         let prefix = prefix.to_string();
+        let table = env.cluster().proxy.clone();
+        let key = format!("{}/{service}", env.ns);
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let task = tokio::spawn(async move {
             let mut report = FlowReport::default();
             let mut n = 0usize;
             while !*stopped.borrow() {
+                let port = table.ports(&key).first().copied();
+                let Some(target) = table.address(&key).zip(port).map(SocketAddr::from) else {
+                    tokio::time::sleep(gap).await;
+                    continue;
+                };
                 let id = format!("{prefix}-{n}");
                 n += 1;
-                match smtp::send_one(service, &id, "bob@example.net").await {
+                match smtp::send_one(target, &id, "bob@example.net").await {
                     Ok(reply) if reply.starts_with("250") => {
                         let server = server_of(&reply).unwrap_or_default();
                         report.accepted.insert(smtp::message_id(&id), server);

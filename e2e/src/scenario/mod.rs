@@ -179,16 +179,23 @@ impl Env<'_> {
         self.apply_yaml(&serde_yaml::to_string(obj)?)
     }
 
-    /// `kubectl edit`: changes an object as it is now.
-    pub async fn edit<K>(&self, name: &str, f: impl FnOnce(&mut K)) -> Result<K>
+    /// `kubectl edit`: changes an object as it is now (read again and changed again when
+    /// someone else wrote it in between, as kubectl does on a conflict).
+    pub async fn edit<K>(&self, name: &str, f: impl Fn(&mut K)) -> Result<K>
     where
         K: Resource<Scope = NamespaceResourceScope> + Clone + Serialize + DeserializeOwned + Debug,
         K::DynamicType: Default,
     {
         let api = self.api::<K>();
-        let mut obj = api.get(name).await?;
-        f(&mut obj);
-        Ok(api.replace(name, &PostParams::default(), &obj).await?)
+        for _ in 0..10 {
+            let mut obj = api.get(name).await?;
+            f(&mut obj);
+            match api.replace(name, &PostParams::default(), &obj).await {
+                Err(kube::Error::Api(e)) if e.code == 409 => continue,
+                other => return Ok(other?),
+            }
+        }
+        bail!("{name} kept changing under kubectl edit")
     }
 
     /// `kubectl delete --wait=false`.
@@ -276,6 +283,15 @@ impl Env<'_> {
         let mut out = self.suite.operator_log(30);
         let pods = self.kubectl(&["get", "pods", "-o", "wide"]).unwrap_or_else(|e| e.to_string());
         out.push_str(&format!("--- kubectl get pods -n {}\n{pods}\n", self.ns));
+        let states = self
+            .kubectl(&[
+                "get",
+                "pods",
+                "-o",
+                r#"jsonpath={range .items[*]}{.metadata.name}: {.status.containerStatuses[*].state}{"\n"}{end}"#,
+            ])
+            .unwrap_or_else(|e| e.to_string());
+        out.push_str(&format!("--- container states\n{states}\n"));
         for pod in pods.lines().skip(1).filter_map(|l| l.split_whitespace().next()) {
             let log = self.cluster().logs(&self.ns, pod, "transport", 12);
             out.push_str(&format!("--- {pod}\n{log}\n"));

@@ -9,8 +9,12 @@
 //! its cluster fails; none is ever skipped. `cargo test -p e2e --test cluster -- <words>`
 //! runs the scenarios whose names contain one of the words.
 mod audit;
+mod config_change;
 mod crds;
 mod maintenance;
+mod runbook;
+mod scale_down;
+mod server_state;
 mod startup;
 
 use e2e::cluster::Options;
@@ -25,6 +29,16 @@ type Scenario = fn(Arc<Suite>) -> BoxFuture<'static, ()>;
 const PARALLEL: &[(&str, Scenario)] = &[
     ("startup: three servers start, take mail through the Service and report Started", startup::three_servers),
     ("maintenance: an Inactive server refuses mail and drains, nothing lost", maintenance::inactive_server),
+    ("server-state: a Paused server is Degraded and is started again", server_state::paused_and_started),
+    ("runbook: the Exchange maintenance sequence from kubectl", runbook::exchange_sequence),
+    (
+        "scale-down: the queue of a removed server is redirected before its pod goes",
+        scale_down::redirects_before_removal,
+    ),
+    (
+        "config-change: a reload needs no restart, a port change rolls one server at a time",
+        config_change::reload_and_roll,
+    ),
 ];
 
 fn main() -> std::process::ExitCode {
@@ -75,6 +89,14 @@ fn main() -> std::process::ExitCode {
             }
         }
         println!("{} failed, in {:.0} s", failed.len(), started.elapsed().as_secs_f64());
+        // E2E_HOLD=<seconds>: after a failure the cluster stays up that long for a look
+        // (KUBECONFIG printed), then goes.
+        if let Some(hold) =
+            std::env::var("E2E_HOLD").ok().and_then(|s| s.parse::<u64>().ok()).filter(|_| !failed.is_empty())
+        {
+            println!("holding the cluster for {hold} s: export KUBECONFIG={}", suite.cluster.kubeconfig().display());
+            tokio::time::sleep(std::time::Duration::from_secs(hold)).await;
+        }
         for f in &failed {
             println!("FAILED: {f}");
         }

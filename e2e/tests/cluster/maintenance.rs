@@ -33,9 +33,9 @@ pub fn inactive_server(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         wait_service_ready(&env, "mail", 3).await;
         let mail1_pod = env.pod("mail-1").await.unwrap().unwrap();
         let mail1 = smtp_address(&mail1_pod).expect("mail-1's address");
-        let service = env.smtp_service("mail", 2525).await.unwrap();
+        env.smtp_service("mail", 2525).await.unwrap();
 
-        let flow = MailFlow::start(service, "flow", Duration::from_millis(40));
+        let flow = MailFlow::start(&env, "mail", "flow", Duration::from_millis(40));
         env.wait_for(Duration::from_secs(30), "mail flowing to the sink", || async {
             let n = sink.message_ids().len();
             if n >= 15 {

@@ -7,11 +7,13 @@ use k8s_openapi::api::core::v1::{Service, ServicePort, ServiceSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::ObjectMeta;
 
+/// A Service port that targets the container port of the same name: while a port change
+/// rolls the servers, each pod is reached on the port it listens on (old or new).
 fn port(name: String, port: u16) -> ServicePort {
     ServicePort {
+        target_port: Some(IntOrString::String(name.clone())),
         name: Some(name),
         port: i32::from(port),
-        target_port: Some(IntOrString::Int(i32::from(port))),
         protocol: Some("TCP".to_string()),
         ..Default::default()
     }

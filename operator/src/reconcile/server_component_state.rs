@@ -62,6 +62,8 @@ struct Target {
     in_file: Option<ComponentState>,
     /// Every wish in the server's file (component → requester → state).
     file_components: BTreeMap<Component, BTreeMap<Requester, ComponentState>>,
+    /// `configRevision` of that file: the server runs it once it reports this revision.
+    file_revision: Option<String>,
 }
 
 impl Target {
@@ -71,13 +73,19 @@ impl Target {
         Some(requester_entry(info, component, requester).map(|(state, _)| state).unwrap_or_default())
     }
 
-    /// The pod holds the wish and its file says the same, so a restart keeps it.
+    /// The pod holds the wish, its file says the same, and the pod has loaded that file: a
+    /// restart keeps the wish, and no older file the kubelet has yet to deliver can bring an
+    /// earlier one back (the ConfigMap reaches a pod with a delay of its own).
     fn confirmed(&self, component: Component, requester: Requester) -> bool {
         let file_agrees = match self.in_file {
             Some(state) => state == self.wanted,
             None => self.wanted == ComponentState::Active,
         };
-        self.reported(component, requester) == Some(self.wanted) && file_agrees
+        let file_loaded = match (&self.file_revision, &self.server.info) {
+            (Some(file), Some(info)) => *file == info.config_revision,
+            _ => false,
+        };
+        self.reported(component, requester) == Some(self.wanted) && file_agrees && file_loaded
     }
 }
 
@@ -245,13 +253,14 @@ impl Run<'_> {
             let endpoint = server.endpoint(&self.ns, service, &token);
             server.poll(self.ctx.admin.as_ref(), endpoint).await;
             let wanted = build::requester_wish(service, &server.name, spec.component, spec.requester, &objects);
-            let file_components = files
-                .get(&names::config_key(&server.name))
+            let text = files.get(&names::config_key(&server.name));
+            let file_revision = text.map(|t| transport::config::revision(t));
+            let file_components = text
                 .and_then(|text| serde_yaml::from_str::<TransportFile>(text).ok())
                 .map(|f| f.components)
                 .unwrap_or_default();
             let in_file = file_components.get(&spec.component).and_then(|r| r.get(&spec.requester)).copied();
-            targets.push(Target { server, wanted, in_file, file_components });
+            targets.push(Target { server, wanted, in_file, file_components, file_revision });
         }
         Ok(targets)
     }
@@ -480,14 +489,24 @@ impl Run<'_> {
     fn pending_detail(&self, t: &Target) -> String {
         let spec = &self.obj.spec;
         let reported = t.reported(spec.component, spec.requester).unwrap_or_default();
+        let in_file = match t.in_file {
+            Some(state) => state == t.wanted,
+            None => t.wanted == ComponentState::Active,
+        };
         if reported != t.wanted {
             format!("the server reports {} {reported:?}, {:?} is wanted", spec.requester.as_str(), t.wanted)
-        } else {
+        } else if !in_file {
             format!(
                 "its file in ConfigMap {} does not hold {} {:?} yet",
                 names::config_map_name(&spec.transport_service_ref.name),
                 spec.requester.as_str(),
                 t.wanted
+            )
+        } else {
+            let running = t.server.info.as_ref().map(|i| i.config_revision.as_str()).unwrap_or("unknown");
+            format!(
+                "waiting for the server to load its file (revision {}, it runs {running})",
+                t.file_revision.as_deref().unwrap_or("unknown")
             )
         }
     }

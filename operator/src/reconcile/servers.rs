@@ -23,8 +23,6 @@ pub(super) struct Server {
     pub admin_error: Option<String>,
     /// What the operator is doing with it (status `message`).
     pub note: Option<String>,
-    /// The `configRevision` the server reports once it runs its rendered file.
-    pub expected_revision: Option<String>,
     /// Why the pod's node is being drained (cordoned, or a drain taint), if it is.
     pub node_drain: Option<String>,
 }
@@ -43,7 +41,6 @@ impl Server {
             info: None,
             admin_error: None,
             note: None,
-            expected_revision: None,
             node_drain: None,
         }
     }

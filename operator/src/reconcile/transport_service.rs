@@ -132,12 +132,7 @@ impl Run<'_> {
         join_all(servers.values_mut().map(|s| {
             let endpoint = s.endpoint(&self.ns, &self.name, &token);
             let connector = connector.clone();
-            async move {
-                if let Some(r) = &s.rendered {
-                    s.expected_revision = Some(connector.expected_revision(&endpoint, r));
-                }
-                s.poll(connector.as_ref(), endpoint).await
-            }
+            async move { s.poll(connector.as_ref(), endpoint).await }
         }))
         .await;
 
@@ -693,8 +688,8 @@ impl Run<'_> {
             desired.iter().filter(|s| s.pod_ready() && s.info.is_none()).map(|s| s.name.clone()).collect();
         let pending_config: Vec<String> = desired
             .iter()
-            .filter(|s| match (&s.info, &s.expected_revision) {
-                (Some(i), Some(expected)) => &i.config_revision != expected,
+            .filter(|s| match (&s.info, &s.rendered) {
+                (Some(i), Some(r)) => i.config_revision != r.revision,
                 _ => false,
             })
             .map(|s| s.name.clone())
