@@ -90,24 +90,24 @@ fn table(rows: &[(&str, &str, &[&str])]) -> BTreeMap<(String, String), BTreeSet<
 }
 
 const CRUD: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
+const APPLIED: &[&str] = &["get", "list", "watch", "create", "patch"];
 
-/// What the operator needs in each namespace it watches, and nothing more.
+/// What the operator needs in each namespace it watches, and nothing more (the e2e suite
+/// on the real control plane proves each is used, from the audit log).
 fn namespaced_rules() -> Vec<(&'static str, &'static str, &'static [&'static str])> {
     vec![
         ("kubetransport.io", "transportservices", &["get", "list", "watch"]),
         ("kubetransport.io", "transportconfigs", &["get", "list", "watch"]),
-        ("kubetransport.io", "servercomponentstates", &["get", "list", "watch", "patch"]),
-        ("kubetransport.io", "transportservices/status", &["get", "patch"]),
-        ("kubetransport.io", "transportconfigs/status", &["get", "patch"]),
-        ("kubetransport.io", "servercomponentstates/status", &["get", "patch"]),
-        ("kubetransport.io", "transportservices/finalizers", &["update"]),
-        ("kubetransport.io", "servercomponentstates/finalizers", &["update"]),
+        ("kubetransport.io", "servercomponentstates", &["list", "watch", "patch"]),
+        ("kubetransport.io", "transportservices/status", &["patch"]),
+        ("kubetransport.io", "transportconfigs/status", &["patch"]),
+        ("kubetransport.io", "servercomponentstates/status", &["patch"]),
         ("", "pods", CRUD),
         ("", "persistentvolumeclaims", CRUD),
-        ("", "configmaps", CRUD),
-        ("", "secrets", CRUD),
-        ("", "services", CRUD),
-        ("policy", "poddisruptionbudgets", CRUD),
+        ("", "configmaps", APPLIED),
+        ("", "services", APPLIED),
+        ("", "secrets", &["create", "patch"]),
+        ("policy", "poddisruptionbudgets", APPLIED),
         ("events.k8s.io", "events", &["create", "patch"]),
     ]
 }
@@ -146,6 +146,9 @@ fn default_values_render_the_operator_with_hardened_defaults() {
         counts(&[
             ("ClusterRole", 1),
             ("ClusterRoleBinding", 1),
+            // the token key Secret, by name, in the release namespace
+            ("Role", 1),
+            ("RoleBinding", 1),
             ("CustomResourceDefinition", 3),
             ("Deployment", 1),
             // the metrics Service and the helm test's sink
@@ -156,7 +159,7 @@ fn default_values_render_the_operator_with_hardened_defaults() {
             ("TransportConfig", 1),
             ("TransportService", 1),
         ]),
-        "no NetworkPolicy, ServiceMonitor, PodMonitor, PodDisruptionBudget, Role or default CRs unless asked for"
+        "no NetworkPolicy, ServiceMonitor, PodMonitor, PodDisruptionBudget, Lease Role or default CRs unless asked for"
     );
     let version = app_version();
     let deployment = find(&docs, "Deployment", FULLNAME);
@@ -179,6 +182,7 @@ fn default_values_render_the_operator_with_hardened_defaults() {
         vec![
             "--metrics-bind=0.0.0.0:8080".to_string(),
             format!("--transport-image=ghcr.io/kube-transport/transport:{version}"),
+            format!("--token-key-secret={FULLNAME}-token-key"),
         ],
         "one replica, every namespace: no --namespace, no --leader-elect"
     );
@@ -227,7 +231,16 @@ fn rbac_grants_exactly_what_the_operator_calls() {
     expected.push(("", "nodes", &["get", "list", "watch"]));
     assert_eq!(rule_table(role), table(&expected));
     assert_bound_to(find(&docs, "ClusterRoleBinding", FULLNAME), "ClusterRole", FULLNAME, FULLNAME);
-    assert_eq!(of_kind(&docs, "Role").len(), 0, "no Lease role without leader election");
+    // The one Secret it reads: its token key, in its own namespace.
+    let key_role = format!("{FULLNAME}-token-key");
+    let key = find(&docs, "Role", &key_role);
+    assert_eq!(namespace(key), NS);
+    assert_eq!(
+        rule_table(key),
+        table(&[("", "secrets", &["create"]), ("", &format!("secrets#{FULLNAME}-token-key"), &["get"])])
+    );
+    assert_bound_to(find(&docs, "RoleBinding", &key_role), "Role", &key_role, FULLNAME);
+    assert_eq!(of_kind(&docs, "Role").len(), 1, "no Lease role without leader election");
 }
 
 #[test]
@@ -280,6 +293,7 @@ fn one_watched_namespace_gets_a_role_and_replicas_get_leader_election() {
         vec![
             "--metrics-bind=0.0.0.0:9090",
             "--transport-image=registry.example.com/mail/transport@sha256:0000000000000000000000000000000000000000000000000000000000000001",
+            "--token-key-secret=kt-kube-transport-token-key",
             "--namespace=mail",
             "--leader-elect",
             "--lease-name=mail-operator",

@@ -3,6 +3,7 @@ use crate::admin::AdminConnector;
 use crate::backoff::Backoff;
 use crate::metrics::Metrics;
 use crate::names;
+use crate::token::TokenKey;
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::Client;
@@ -30,6 +31,13 @@ pub struct Context {
     pub requeue_idle: Duration,
     /// Retry delays per object while its servers do not answer.
     pub backoff: Backoff,
+    /// Derives each TransportService's admin token.
+    pub token_key: TokenKey,
+    /// `namespace/name token` of each admin token Secret this process wrote: written once
+    /// per process, and again before each pod it creates (a pod mounts it).
+    pub written_tokens: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// When this process last wrote each object's status (`kind/namespace/name`).
+    pub status_writes: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl Context {
@@ -47,7 +55,35 @@ impl Context {
             requeue_busy: Duration::from_secs(5),
             requeue_idle: Duration::from_secs(60),
             backoff: Backoff::default(),
+            token_key: TokenKey::random(),
+            written_tokens: Default::default(),
+            status_writes: Default::default(),
         }
+    }
+
+    /// Whether to write a status now ([`crate::status_write::decide`]), for the object `key`.
+    pub fn status_decision<S: serde::Serialize>(
+        &self,
+        key: &str,
+        current: Option<&S>,
+        new: &S,
+        without_counters: impl Fn(&S) -> S,
+    ) -> crate::status_write::Decision {
+        let last = self.status_writes.lock().unwrap_or_else(|e| e.into_inner()).get(key).copied();
+        crate::status_write::decide(current, new, without_counters, last, std::time::Instant::now())
+    }
+
+    /// Notes that the status of `key` was just written (and logs what changed in it).
+    pub fn status_written<S: serde::Serialize>(&self, key: &str, old: Option<&S>, new: &S) {
+        let (old, new) = (serde_json::to_value(old).unwrap_or_default(), serde_json::to_value(new).unwrap_or_default());
+        let changed = crate::status_write::changed_paths(&old, &new, 8);
+        tracing::info!(object = %key, changed = ?changed, "status written");
+        self.status_writes.lock().unwrap_or_else(|e| e.into_inner()).insert(key.to_string(), std::time::Instant::now());
+    }
+
+    pub fn with_token_key(mut self, key: TokenKey) -> Self {
+        self.token_key = key;
+        self
     }
 
     pub fn with_namespace(mut self, namespace: Option<String>) -> Self {
@@ -81,7 +117,7 @@ impl Context {
         let event = Event {
             type_,
             reason: reason.to_string(),
-            note: Some(note.chars().take(1024).collect()),
+            note: Some(truncate_note(note)),
             action: action.to_string(),
             secondary: related,
         };
@@ -89,6 +125,23 @@ impl Context {
             tracing::warn!(error = %e, reason, "cannot publish event");
         }
     }
+}
+
+/// The API server refuses an Event whose note is over 1024 *bytes*: a longer note is cut at
+/// the last character boundary that fits, and ends with `…` to show it was cut.
+pub fn truncate_note(mut note: String) -> String {
+    const MAX: usize = 1024;
+    if note.len() <= MAX {
+        return note;
+    }
+    let ellipsis = "…";
+    let mut end = MAX - ellipsis.len();
+    while !note.is_char_boundary(end) {
+        end -= 1;
+    }
+    note.truncate(end);
+    note.push_str(ellipsis);
+    note
 }
 
 /// A server's pod as the related object of an Event.
@@ -108,4 +161,23 @@ pub fn pod_ref(namespace: &str, pod: &str) -> ObjectReference {
 /// the same for the admin API client.)
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::truncate_note;
+
+    #[test]
+    fn notes_are_cut_to_1024_bytes_at_a_character_boundary() {
+        assert_eq!(truncate_note("short".into()), "short");
+        let exact = "a".repeat(1024);
+        assert_eq!(truncate_note(exact.clone()), exact);
+        // 600 two-byte characters: 1200 bytes, 600 characters (a character count would keep it all).
+        let cut = truncate_note("é".repeat(600));
+        assert!(cut.len() <= 1024, "{} bytes", cut.len());
+        assert!(cut.ends_with('…'));
+        assert!(cut.len() > 1015, "nothing more cut than needed: {}", cut.len());
+        let four = truncate_note("𝄞".repeat(300));
+        assert!(four.len() <= 1024 && four.ends_with('…'));
+    }
 }

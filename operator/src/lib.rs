@@ -14,7 +14,10 @@
 //! - [`context`]    what reconcilers share: client, admin connector, metrics, events
 //! - [`metrics`]    Prometheus metrics of the reconcilers
 //! - [`http`]       `/metrics`, `/healthz`, `/readyz` of the operator
+//! - [`leader`]     leader election on a Lease (a leader that cannot renew stops in time)
 //! - [`run`]        kube-runtime Controllers, and a polling driver for watch-less API servers
+//! - [`status_write`] when a status is worth writing (counters at most every 10 s)
+//! - [`token`]      the admin API tokens, derived from the operator's key
 pub mod admin;
 pub mod apply;
 pub mod backoff;
@@ -24,10 +27,13 @@ pub mod context;
 pub mod crd;
 mod error;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod names;
 pub mod reconcile;
 pub mod run;
+pub mod status_write;
+pub mod token;
 pub mod validation;
 
 pub use context::Context;

@@ -3,15 +3,16 @@
 //! election on a coordination.k8s.io Lease, and a graceful stop on SIGTERM.
 use anyhow::Context as _;
 use clap::Parser;
-use kube_leader_election::{LeaseLock, LeaseLockParams, LeaseLockResult};
+use kube_leader_election::{LeaseLock, LeaseLockParams};
 use operator::admin::PodIpConnector;
 use operator::http::HttpState;
+use operator::leader;
 use operator::metrics::Metrics;
+use operator::token::TokenKey;
 use operator::Context;
 use prometheus_client::registry::Registry;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser, Debug)]
@@ -36,10 +37,11 @@ struct Args {
     /// Image of servers whose TransportService names none.
     #[arg(long, env = "TRANSPORT_IMAGE", default_value = operator::names::DEFAULT_IMAGE)]
     transport_image: String,
+    /// Secret (in the operator's namespace) holding the key the admin tokens are derived
+    /// from; created on the first start.
+    #[arg(long, env = "TOKEN_KEY_SECRET", default_value = "kube-transport-token-key")]
+    token_key_secret: String,
 }
-
-const LEASE_TTL: Duration = Duration::from_secs(15);
-const LEASE_RENEW: Duration = Duration::from_secs(5);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -68,51 +70,49 @@ async fn main() -> anyhow::Result<()> {
         }
     });
 
+    // The operator's own namespace: the Lease and the token key live there.
+    let own_namespace =
+        args.lease_namespace.clone().or_else(|| args.namespace.clone()).unwrap_or_else(|| "default".into());
     let lease = if args.leader_elect {
-        let namespace =
-            args.lease_namespace.clone().or_else(|| args.namespace.clone()).unwrap_or_else(|| "default".into());
+        let namespace = own_namespace.clone();
         let holder = std::env::var("POD_NAME").unwrap_or_else(|_| format!("transport-operator-{}", std::process::id()));
         let lock = Arc::new(LeaseLock::new(
             client.clone(),
             &namespace,
-            LeaseLockParams { lease_name: args.lease_name.clone(), holder_id: holder.clone(), lease_ttl: LEASE_TTL },
+            LeaseLockParams {
+                lease_name: args.lease_name.clone(),
+                holder_id: holder.clone(),
+                lease_ttl: leader::LEASE_TTL,
+            },
         ));
         tracing::info!(lease = %args.lease_name, %namespace, %holder, "waiting for leadership");
         tokio::select! {
-            acquired = acquire(&lock) => acquired?,
+            _ = leader::acquire(&lock) => {}
             _ = shutdown_signal() => return Ok(()),
         }
         tracing::info!("leading");
-        let renewer = lock.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(LEASE_RENEW).await;
-                match renewer.try_acquire_or_renew().await {
-                    Ok(LeaseLockResult::Acquired(_)) => {}
-                    // Another replica may act now: stop at once rather than act twice.
-                    Ok(LeaseLockResult::NotAcquired(_)) => {
-                        tracing::error!("lost the lease; exiting");
-                        std::process::exit(1);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot renew the lease"),
-                }
-            }
-        });
+        leader::keep(lock.clone());
         Some(lock)
     } else {
         None
     };
 
+    let token_key =
+        TokenKey::load_or_create(client.clone(), &own_namespace, &args.token_key_secret).await.with_context(|| {
+            format!("cannot read or create the token key Secret {own_namespace}/{}", args.token_key_secret)
+        })?;
     let ctx = Arc::new(
         Context::new(client, Arc::new(PodIpConnector))
             .with_namespace(args.namespace.clone())
             .with_metrics(metrics)
-            .with_default_image(args.transport_image.clone()),
+            .with_default_image(args.transport_image.clone())
+            .with_token_key(token_key),
     );
-    http.set_ready(true);
     tracing::info!(namespace = ?args.namespace, "controllers starting");
-    // Returns on SIGTERM / Ctrl-C once the reconciles under way have finished.
-    operator::run::run_controllers(ctx).await;
+    // Ready once every watch has listed its objects; returns on SIGTERM / Ctrl-C once the
+    // reconciles under way have finished.
+    let ready = http.clone();
+    operator::run::run_controllers(ctx, move || ready.set_ready(true)).await;
     http.set_ready(false);
     if let Some(lock) = lease {
         if let Err(e) = lock.step_down().await {
@@ -121,17 +121,6 @@ async fn main() -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn acquire(lock: &LeaseLock) -> anyhow::Result<()> {
-    loop {
-        match lock.try_acquire_or_renew().await {
-            Ok(LeaseLockResult::Acquired(_)) => return Ok(()),
-            Ok(LeaseLockResult::NotAcquired(_)) => {}
-            Err(e) => tracing::warn!(error = %e, "cannot take the lease"),
-        }
-        tokio::time::sleep(LEASE_RENEW).await;
-    }
 }
 
 async fn shutdown_signal() {

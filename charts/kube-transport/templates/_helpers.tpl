@@ -57,6 +57,11 @@ app.kubernetes.io/part-of: kube-transport
 {{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}true{{ end }}
 {{- end }}
 
+{{/* The Secret (release namespace) holding the key the admin tokens are derived from. */}}
+{{- define "kube-transport.tokenKeySecret" -}}
+{{- printf "%s-token-key" (include "kube-transport.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
 {{- define "kube-transport.leaseName" -}}
 {{- default (include "kube-transport.fullname" .) .Values.leaderElection.leaseName }}
 {{- end }}
@@ -71,6 +76,8 @@ The rules the operator needs in every namespace it watches. Each verb is there b
 operator makes that call; nothing is `*`.
 */}}
 {{- define "kube-transport.namespacedRules" -}}
+# Every rule below is used by the operator (the e2e suite compares what the API server's
+# audit log shows it asking for with these rules, in both directions).
 # The three kinds it reconciles: read and watch; it never writes their spec.
 - apiGroups: ["kubetransport.io"]
   resources: ["transportservices", "transportconfigs"]
@@ -78,25 +85,29 @@ operator makes that call; nothing is `*`.
 # patch: the operator's finalizer on each ServerComponentState (it withdraws the wish on deletion).
 - apiGroups: ["kubetransport.io"]
   resources: ["servercomponentstates"]
-  verbs: ["get", "list", "watch", "patch"]
+  verbs: ["list", "watch", "patch"]
 # Status is written with server-side apply (PATCH).
 - apiGroups: ["kubetransport.io"]
   resources: ["transportservices/status", "transportconfigs/status", "servercomponentstates/status"]
-  verbs: ["get", "patch"]
-# Owner references with blockOwnerDeletion on the objects it makes need update on the
-# owner's finalizers (OwnerReferencesPermissionEnforcement).
-- apiGroups: ["kubetransport.io"]
-  resources: ["transportservices/finalizers", "servercomponentstates/finalizers"]
-  verbs: ["update"]
-# What a TransportService becomes: pods and queue volumes (one per server), the rendered
-# configuration, the admin token, the Services, and a PodDisruptionBudget. Server-side
-# apply creates (create) and updates (patch); scaling down deletes.
+  verbs: ["patch"]
+# Pods and queue volumes (one per server): server-side apply creates them (patch, and
+# create for a new object); a rolling restart and a scale-down delete them.
 - apiGroups: [""]
-  resources: ["pods", "persistentvolumeclaims", "configmaps", "secrets", "services"]
+  resources: ["pods", "persistentvolumeclaims"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The rendered configuration and the Services: applied, never deleted (they go with their
+# TransportService through their owner reference).
+- apiGroups: [""]
+  resources: ["configmaps", "services"]
+  verbs: ["get", "list", "watch", "create", "patch"]
+# The admin token Secret `<ts>-admin-token`: written, never read (the token is derived
+# from the operator's key), so the operator cannot read any Secret of these namespaces.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["create", "patch"]
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 # Events on every state change (kube-runtime's recorder patches a repeated event).
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]

@@ -25,6 +25,10 @@ use std::time::Instant;
 
 type Scenario = fn(Arc<Suite>) -> BoxFuture<'static, ()>;
 
+/// The CRDs from crds/ and then from the chart, which installs the operator: everything
+/// else stands on it.
+const FIRST: &[(&str, Scenario)] = &[("crds: the API server accepts crds/ and the chart installs", crds::install)];
+
 /// Scenarios that run side by side, each in its own namespace.
 const PARALLEL: &[(&str, Scenario)] = &[
     ("startup: three servers start, take mail through the Service and report Started", startup::three_servers),
@@ -40,6 +44,12 @@ const PARALLEL: &[(&str, Scenario)] = &[
         config_change::reload_and_roll,
     ),
 ];
+
+/// What needs the whole cluster to itself, one after the other.
+const LAST: &[(&str, Scenario)] = &[("idle: no write by the operator for 60 s once nothing changes", audit::idle)];
+
+/// Over everything the run did; only when every scenario ran.
+const SUMMARY: (&str, Scenario) = ("rbac: no request refused, every permission the chart grants used", audit::rbac);
 
 fn main() -> std::process::ExitCode {
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -57,20 +67,15 @@ fn main() -> std::process::ExitCode {
         };
         println!("cluster up in {:.1} s ({})", started.elapsed().as_secs_f64(), suite.cluster.api_url());
         let mut failed = Vec::new();
-        // The CRDs straight from crds/ first (then removed), then the chart with its own.
-        for (name, scenario) in
-            [("crds: the API server accepts crds/ and the chart installs", crds::install as Scenario)]
-        {
-            run(&suite, name, scenario, &mut failed).await;
+        for (name, scenario) in FIRST {
+            run(&suite, name, *scenario, &mut failed).await;
         }
         if failed.is_empty() {
             let lanes: Vec<_> = PARALLEL
                 .iter()
                 .filter(|(name, _)| wanted(name))
                 .map(|(name, scenario)| {
-                    let suite = suite.clone();
-                    let name = name.to_string();
-                    let scenario = *scenario;
+                    let (suite, name, scenario) = (suite.clone(), name.to_string(), *scenario);
                     tokio::spawn(async move {
                         let t = Instant::now();
                         let result = tokio::spawn(scenario(suite)).await;
@@ -82,18 +87,18 @@ fn main() -> std::process::ExitCode {
                 let (name, took, result) = lane.await.expect("a scenario lane");
                 report(&name, took, result, &mut failed);
             }
-            for (name, scenario) in
-                [("audit: the operator's requests as the API server logged them", audit::operator_requests as Scenario)]
-            {
-                run(&suite, name, scenario, &mut failed).await;
+            for (name, scenario) in LAST.iter().filter(|(name, _)| wanted(name)) {
+                run(&suite, name, *scenario, &mut failed).await;
+            }
+            if filters.is_empty() {
+                run(&suite, SUMMARY.0, SUMMARY.1, &mut failed).await;
             }
         }
         println!("{} failed, in {:.0} s", failed.len(), started.elapsed().as_secs_f64());
         // E2E_HOLD=<seconds>: after a failure the cluster stays up that long for a look
         // (KUBECONFIG printed), then goes.
-        if let Some(hold) =
-            std::env::var("E2E_HOLD").ok().and_then(|s| s.parse::<u64>().ok()).filter(|_| !failed.is_empty())
-        {
+        let hold = std::env::var("E2E_HOLD").ok().and_then(|s| s.parse::<u64>().ok());
+        if let Some(hold) = hold.filter(|_| !failed.is_empty()) {
             println!("holding the cluster for {hold} s: export KUBECONFIG={}", suite.cluster.kubeconfig().display());
             tokio::time::sleep(std::time::Duration::from_secs(hold)).await;
         }

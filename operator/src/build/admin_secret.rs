@@ -1,21 +1,12 @@
-//! Secret `<ts>-admin-token`: the bearer token of every server's admin API. Generated once;
-//! the reconciler never rotates it (it only creates the Secret when it is missing).
+//! Secret `<ts>-admin-token`: the bearer token of every server's admin API, as the pods
+//! mount it (the token itself is derived by [`crate::token`]).
 use super::owner_references;
 use crate::crd::TransportService;
 use crate::names;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::api::ObjectMeta;
-use rand::distr::{Alphanumeric, SampleString};
 use std::collections::BTreeMap;
-
-/// Length of a generated token: 48 alphanumerics, about 285 bits.
-const TOKEN_LEN: usize = 48;
-
-/// A new random token (from the operating system's CSPRNG through `rand`'s thread RNG).
-pub fn new_token() -> String {
-    Alphanumeric.sample_string(&mut rand::rng(), TOKEN_LEN)
-}
 
 pub fn admin_token_secret(ts: &TransportService, token: &str) -> Secret {
     let name = ts.metadata.name.as_deref().unwrap_or_default();
@@ -37,14 +28,6 @@ pub fn admin_token_secret(ts: &TransportService, token: &str) -> Secret {
 mod tests {
     use super::*;
     use crate::build::tests::service;
-
-    #[test]
-    fn tokens_are_long_random_and_distinct() {
-        let (a, b) = (new_token(), new_token());
-        assert_eq!(a.len(), 48);
-        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, b);
-    }
 
     #[test]
     fn secret_holds_the_token_under_key_token() {

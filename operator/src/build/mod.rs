@@ -9,7 +9,7 @@ pub mod disruption_budget;
 pub mod pod;
 pub mod services;
 
-pub use admin_secret::{admin_token_secret, new_token};
+pub use admin_secret::admin_token_secret;
 pub use config_file::{component_states, rendered, requester_wish, transport_file, RenderedServer};
 pub use config_map::config_map;
 pub use disruption_budget::disruption_budget;
@@ -22,8 +22,11 @@ use kube::Resource;
 
 /// The controller owner reference to `ts` (absent only for an object without a uid, which
 /// the API server never returns).
+/// The TransportService as controller owner: its children go with it (garbage collection).
+/// Without blockOwnerDeletion, which would need update rights on the service's finalizers
+/// (OwnerReferencesPermissionEnforcement) for a foreground deletion nobody asks for.
 pub fn owner_references(ts: &TransportService) -> Option<Vec<OwnerReference>> {
-    ts.controller_owner_ref(&()).map(|o| vec![o])
+    ts.controller_owner_ref(&()).map(|o| vec![OwnerReference { block_owner_deletion: None, ..o }])
 }
 
 #[cfg(test)]

@@ -212,7 +212,11 @@ pub fn server_pod(ts: &TransportService, image: &str, server: &RenderedServer) -
     }
 }
 
-/// The queue volume `<server>-queue` (size and class from `spec.storage`).
+/// The queue volume `<server>-queue` (size and class from `spec.storage`). It has no owner
+/// reference: deleting the TransportService keeps the volumes and the mail queued on them
+/// (as a StatefulSet keeps its claims), and a TransportService of the same name created
+/// again finds them and delivers that mail. Scaling down deletes a volume only once its
+/// queue is empty.
 pub fn queue_pvc(ts: &TransportService, server: &str) -> PersistentVolumeClaim {
     let name = ts.metadata.name.as_deref().unwrap_or_default();
     let storage = ts.spec.storage.clone().unwrap_or_default();
@@ -222,7 +226,6 @@ pub fn queue_pvc(ts: &TransportService, server: &str) -> PersistentVolumeClaim {
             name: Some(names::pvc_name(server)),
             namespace: ts.metadata.namespace.clone(),
             labels: Some(names::server_labels(name, server)),
-            owner_references: owner_references(ts),
             ..Default::default()
         },
         spec: Some(PersistentVolumeClaimSpec {
@@ -390,6 +393,7 @@ mod tests {
         let mut ts = service("mail", 1);
         let pvc = queue_pvc(&ts, "mail-0");
         assert_eq!(pvc.metadata.name.as_deref(), Some("mail-0-queue"));
+        assert!(pvc.metadata.owner_references.is_none(), "the mail outlives the TransportService");
         let spec = pvc.spec.unwrap();
         assert_eq!(spec.resources.unwrap().requests.unwrap()["storage"], Quantity("1Gi".into()));
         assert_eq!(spec.access_modes.unwrap(), vec!["ReadWriteOnce"]);

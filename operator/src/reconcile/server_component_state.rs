@@ -20,8 +20,9 @@ use crate::crd::{
     ComponentServerStatus, ServerComponentState, ServerComponentStateStatus, TransportService, ALL_SERVERS,
 };
 use crate::names;
+use crate::status_write::{mask_condition_counts, mask_counts, sooner, Decision};
 use crate::{Error, Result};
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -180,8 +181,8 @@ impl Run<'_> {
                 };
                 return self.release(&detail).await;
             }
-            self.write_status(self.status(&targets)).await?;
-            return Ok(Action::requeue(self.next_look(unreachable, true)));
+            let later = self.write_status(self.status(&targets)).await?;
+            return Ok(Action::requeue(sooner(self.next_look(unreachable, true), later)));
         }
 
         if spec.state == ComponentState::Draining {
@@ -193,8 +194,8 @@ impl Run<'_> {
         let busy = !all_confirmed
             || (spec.state != ComponentState::Active
                 && conditions::find(&status.conditions, DRAINED).is_some_and(|c| c.status != "True"));
-        self.write_status(status).await?;
-        Ok(Action::requeue(self.next_look(unreachable, busy)))
+        let later = self.write_status(status).await?;
+        Ok(Action::requeue(sooner(self.next_look(unreachable, busy), later)))
     }
 
     /// Backoff while a server does not answer, a short look while something is under way.
@@ -227,12 +228,7 @@ impl Run<'_> {
         } else {
             names::server_index(service, &spec.server).into_iter().collect()
         };
-        let token = Api::<Secret>::namespaced(client.clone(), &self.ns)
-            .get_opt(&names::admin_secret_name(service))
-            .await?
-            .and_then(|s| s.data)
-            .and_then(|d| d.get(names::TOKEN_KEY).map(|t| String::from_utf8_lossy(&t.0).into_owned()))
-            .unwrap_or_default();
+        let token = self.ctx.token_key.token(&self.ns, service, ts.metadata.uid.as_deref().unwrap_or_default());
         let files: BTreeMap<String, String> = Api::<ConfigMap>::namespaced(client.clone(), &self.ns)
             .get_opt(&names::config_map_name(service))
             .await?
@@ -587,11 +583,16 @@ impl Run<'_> {
         Wanted::new(DRAINED, false, "MessagesQueued", message)
     }
 
-    async fn write_status(&self, status: ServerComponentStateStatus) -> Result<()> {
+    /// Writes the status unless only queue counters changed within the last 10 s; then
+    /// returns when to come back for them.
+    async fn write_status(&self, status: ServerComponentStateStatus) -> Result<Option<Duration>> {
         let old = self.obj.status.clone().unwrap_or_default();
         self.announce(&old.conditions, &status.conditions).await;
-        if self.obj.status.as_ref() == Some(&status) {
-            return Ok(());
+        let key = format!("{KIND}/{}", self.key);
+        match self.ctx.status_decision(&key, self.obj.status.as_ref(), &status, without_counters) {
+            Decision::Unchanged => return Ok(None),
+            Decision::Later(after) => return Ok(Some(after)),
+            Decision::Write => {}
         }
         let body = json!({
             "apiVersion": ServerComponentState::api_version(&()),
@@ -603,9 +604,12 @@ impl Run<'_> {
             .patch_status(&self.name, &PatchParams::apply(&self.ctx.field_manager).force(), &Patch::Apply(&body))
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.ctx.status_written(&key, self.obj.status.as_ref(), &status);
+                Ok(None)
+            }
             // Deleted meanwhile: nothing left to report on.
-            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -632,6 +636,18 @@ impl Run<'_> {
         let related = server.map(|s| pod_ref(&self.ns, s));
         self.ctx.event(&self.regarding, related, type_, reason, action, note).await;
     }
+}
+
+/// The status with its queue counters blanked (see [`crate::status_write`]).
+fn without_counters(status: &ServerComponentStateStatus) -> ServerComponentStateStatus {
+    let mut s = status.clone();
+    s.messages_to_drain = None;
+    mask_condition_counts(&mut s.conditions);
+    for server in &mut s.servers {
+        server.messages_to_drain = None;
+        server.message = server.message.as_deref().map(mask_counts);
+    }
+    s
 }
 
 /// The rules a cluster cannot check with the schema: the server and `redirectTo` belong to

@@ -7,6 +7,7 @@ use super::{announce_transition, set_all};
 use crate::conditions::{self, Wanted};
 use crate::context::Context;
 use crate::crd::{ServerStateEntry, ServiceUsage, TransportConfig, TransportConfigStatus, TransportService};
+use crate::status_write::Decision;
 use crate::validation;
 use crate::{Error, Result};
 use kube::api::{Api, ListParams, Patch, PatchParams};
@@ -60,11 +61,7 @@ async fn reconcile(tc: &TransportConfig, ctx: &Context) -> Result<Action> {
             }
         })
         .collect();
-    let (ready, wanted) = services.iter().fold((0, 0), |(r, w), ts| {
-        let (sr, sw) =
-            ts.status.as_ref().and_then(|s| s.servers_ready.as_deref()).and_then(parse_ratio).unwrap_or((0, 0));
-        (r + sr, w + sw.max(ts.spec.servers()))
-    });
+    let (ready, wanted) = services.iter().fold((0, 0), |(r, w), ts| (r + ready_servers(ts), w + ts.spec.servers()));
     let states: Vec<_> = usages.iter().flat_map(|u| u.servers.iter().map(|s| s.server_state.as_ref())).collect();
 
     let mut problem = None;
@@ -127,16 +124,22 @@ async fn reconcile(tc: &TransportConfig, ctx: &Context) -> Result<Action> {
     set_all(&mut status.conditions, [ready_cond, progressing, degraded_cond], generation);
 
     announce_transition(ctx, &tc.object_ref(&()), &old.conditions, &status.conditions).await;
-    if tc.status.as_ref() != Some(&status) {
+    let key = format!("{KIND}/{ns}/{name}");
+    // No counters in this status: every change is written at once.
+    if ctx.status_decision(&key, tc.status.as_ref(), &status, |s| s.clone()) == Decision::Write {
         let api: Api<TransportConfig> = Api::namespaced(ctx.client.clone(), &ns);
         let body = json!({"apiVersion": TransportConfig::api_version(&()), "kind": KIND, "status": status});
         api.patch_status(&name, &PatchParams::apply(&ctx.field_manager).force(), &Patch::Apply(&body)).await?;
+        ctx.status_written(&key, tc.status.as_ref(), &status);
     }
     Ok(Action::requeue(ctx.requeue_idle))
 }
 
-/// `2/3` → (2, 3).
-fn parse_ratio(s: &str) -> Option<(u32, u32)> {
-    let (a, b) = s.split_once('/')?;
-    Some((a.trim().parse().ok()?, b.trim().parse().ok()?))
+/// The servers of `ts` within `spec.servers` whose pod is Ready, as its status reports them.
+fn ready_servers(ts: &TransportService) -> u32 {
+    let name = ts.name_any();
+    let wanted = ts.spec.servers();
+    let status = ts.status.as_ref();
+    let ready = status.iter().flat_map(|s| s.servers.iter()).filter(|s| s.ready);
+    ready.filter(|s| crate::names::server_index(&name, &s.name).is_some_and(|i| i < wanted)).count() as u32
 }

@@ -18,6 +18,7 @@ use crate::conditions::{self, Wanted};
 use crate::context::{pod_ref, Context};
 use crate::crd::{ServerComponentState, ServerStatus, TransportConfig, TransportService, TransportServiceStatus};
 use crate::names;
+use crate::status_write::{mask_condition_counts, mask_counts, sooner, Decision};
 use crate::validation;
 use crate::{Error, Result};
 use futures::future::join_all;
@@ -112,7 +113,7 @@ impl Run<'_> {
             }
         };
 
-        let token = self.ensure_admin_token().await?;
+        let token = self.admin_token(false).await?;
         self.ensure_config_map(&rendered).await?;
         self.ensure_services().await?;
         let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), &self.ns);
@@ -144,8 +145,9 @@ impl Run<'_> {
 
         let status = self.status(&old, &servers, removing, rolling, node_drains);
         let busy = conditions::find(&status.conditions, conditions::PROGRESSING).is_some_and(|c| c.status == "True");
-        self.write_status(&old, status).await?;
-        Ok(Action::requeue(if busy { self.ctx.requeue_busy } else { self.ctx.requeue_idle }))
+        let later = self.write_status(&old, status).await?;
+        let next = if busy { self.ctx.requeue_busy } else { self.ctx.requeue_idle };
+        Ok(Action::requeue(sooner(next, later)))
     }
 
     /// The servers: those wanted, and those that still have a pod or a volume.
@@ -183,10 +185,19 @@ impl Run<'_> {
         status
     }
 
-    async fn write_status(&self, old: &TransportServiceStatus, status: TransportServiceStatus) -> Result<()> {
+    /// Writes the status unless only queue counters changed within the last 10 s; then
+    /// returns when to come back for them.
+    async fn write_status(
+        &self,
+        old: &TransportServiceStatus,
+        status: TransportServiceStatus,
+    ) -> Result<Option<Duration>> {
         announce_transition(self.ctx, &self.regarding, &old.conditions, &status.conditions).await;
-        if self.ts.status.as_ref() == Some(&status) {
-            return Ok(());
+        let key = format!("{KIND}/{}/{}", self.ns, self.name);
+        match self.ctx.status_decision(&key, self.ts.status.as_ref(), &status, without_counters) {
+            Decision::Unchanged => return Ok(None),
+            Decision::Later(after) => return Ok(Some(after)),
+            Decision::Write => {}
         }
         let api: Api<TransportService> = Api::namespaced(self.ctx.client.clone(), &self.ns);
         let body = json!({
@@ -196,22 +207,25 @@ impl Run<'_> {
         });
         api.patch_status(&self.name, &PatchParams::apply(&self.ctx.field_manager).force(), &Patch::Apply(&body))
             .await?;
-        Ok(())
+        self.ctx.status_written(&key, self.ts.status.as_ref(), &status);
+        Ok(None)
     }
 
-    /// The token of the admin API: the existing Secret's, or a new one (never rotated).
-    async fn ensure_admin_token(&self) -> Result<String> {
-        let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-        let secret_name = names::admin_secret_name(&self.name);
-        if let Some(existing) = api.get_opt(&secret_name).await? {
-            let token = existing.data.as_ref().and_then(|d| d.get(names::TOKEN_KEY)).map(|t| t.0.clone());
-            if let Some(token) = token.filter(|t| !t.is_empty()) {
-                return Ok(String::from_utf8_lossy(&token).into_owned());
-            }
+    /// The admin API token (derived from the operator's key, see [`crate::token`]). Its
+    /// Secret is written (server-side apply, never read back) the first time this process
+    /// sees the service, and again with `before_pod`: a pod about to be created mounts it.
+    async fn admin_token(&self, before_pod: bool) -> Result<String> {
+        let uid = self.ts.metadata.uid.clone().unwrap_or_default();
+        let token = self.ctx.token_key.token(&self.ns, &self.name, &uid);
+        let written = format!("{}/{} {token}", self.ns, self.name);
+        let known = self.ctx.written_tokens.lock().unwrap_or_else(|e| e.into_inner()).contains(&written);
+        if before_pod || !known {
+            let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
+            let secret = build::admin_token_secret(self.ts, &token);
+            let params = PatchParams::apply(&self.ctx.field_manager).force();
+            api.patch(&names::admin_secret_name(&self.name), &params, &Patch::Apply(&secret)).await?;
+            self.ctx.written_tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(written);
         }
-        let token = build::new_token();
-        let secret = build::admin_token_secret(self.ts, &token);
-        api.patch(&secret_name, &PatchParams::apply(&self.ctx.field_manager).force(), &Patch::Apply(&secret)).await?;
         Ok(token)
     }
 
@@ -281,6 +295,7 @@ impl Run<'_> {
     /// queue was not drained yet (it must run to hand its mail over).
     async fn ensure_volumes_and_pods(&self, servers: &mut BTreeMap<u32, Server>) -> Result<()> {
         let fm = self.ctx.field_manager.clone();
+        let mut token_written = false;
         for s in servers.values_mut() {
             if !keeps_config(s) {
                 continue;
@@ -291,6 +306,10 @@ impl Run<'_> {
             }
             if s.pod.is_none() && (s.desired || s.pvc.is_some()) {
                 let Some(pod) = &s.desired_pod else { continue };
+                if !token_written {
+                    self.admin_token(true).await?;
+                    token_written = true;
+                }
                 let (outcome, pod) = apply::create_if_missing(&self.pods, pod, &fm).await?;
                 if outcome == Outcome::Created {
                     let why = if s.desired { "" } else { " to drain the queue it still holds" };
@@ -761,6 +780,17 @@ impl Run<'_> {
         set_all(&mut status.conditions, [ready_cond, progressing_cond, degraded_cond], generation);
         status
     }
+}
+
+/// The status with its queue counters blanked (see [`crate::status_write`]).
+fn without_counters(status: &TransportServiceStatus) -> TransportServiceStatus {
+    let mut s = status.clone();
+    mask_condition_counts(&mut s.conditions);
+    for server in &mut s.servers {
+        server.queue_totals = None;
+        server.message = server.message.as_deref().map(mask_counts);
+    }
+    s
 }
 
 fn server_status(s: &Server) -> ServerStatus {
