@@ -14,11 +14,15 @@ use std::path::{Path, PathBuf};
 
 fn examples() -> Vec<(PathBuf, Value)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("examples/")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
+    let yaml_in = |dir: PathBuf| -> Vec<PathBuf> {
+        std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("entry").path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect()
+    };
+    let mut paths = yaml_in(dir.clone());
+    paths.extend(yaml_in(dir.join("maintenance")));
     paths.sort();
     let mut docs = Vec::new();
     for path in paths {

@@ -127,8 +127,8 @@ async fn maintenance_drains_a_server_takes_it_offline_and_brings_it_back() {
     wait_queued(&admin1, "mail-1 holds the messages", |n| n >= 3).await;
 
     // 1. Set-ServerComponentState mail-1 HubTransport Draining (requester Maintenance),
-    //    redirecting to mail-0: examples/servercomponentstate-maintenance.yaml as it is.
-    let draining = example("servercomponentstate-maintenance.yaml");
+    //    redirecting to mail-0: examples/maintenance/mail-1-maintenance.yaml as it is.
+    let draining = example("maintenance/mail-1-maintenance.yaml");
     env.apply(&draining).await;
     env.wait_pod_ready("mail-1", false).await;
     let scs = env

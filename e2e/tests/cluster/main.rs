@@ -11,6 +11,9 @@
 mod audit;
 mod config_change;
 mod crds;
+mod examples;
+mod gitops;
+mod invalid;
 mod maintenance;
 mod runbook;
 mod scale_down;
@@ -42,6 +45,12 @@ const PARALLEL: &[(&str, Scenario)] = &[
     (
         "config-change: a reload needs no restart, a port change rolls one server at a time",
         config_change::reload_and_roll,
+    ),
+    ("examples: kubectl apply -f examples/ as examples/README.md says", examples::as_documented),
+    ("gitops: the same manifests applied twice change nothing", gitops::apply_twice_changes_nothing),
+    (
+        "invalid: bad input refused by the API server or named in a condition, nothing applied",
+        invalid::refused_with_the_field,
     ),
 ];
 
