@@ -11,10 +11,12 @@
 mod audit;
 mod config_change;
 mod crds;
+mod deletion;
 mod examples;
 mod gitops;
 mod invalid;
 mod maintenance;
+mod node_drain;
 mod runbook;
 mod scale_down;
 mod server_state;
@@ -48,6 +50,11 @@ const PARALLEL: &[(&str, Scenario)] = &[
     ),
     ("examples: kubectl apply -f examples/ as examples/README.md says", examples::as_documented),
     ("gitops: the same manifests applied twice change nothing", gitops::apply_twice_changes_nothing),
+    ("delete-ts: deleting a TransportService keeps its queued mail for its return", deletion::service_with_mail),
+    (
+        "delete-ns: a namespace with ServerComponentStates is deleted while the operator runs",
+        deletion::namespace_with_component_states,
+    ),
     (
         "invalid: bad input refused by the API server or named in a condition, nothing applied",
         invalid::refused_with_the_field,
@@ -55,7 +62,10 @@ const PARALLEL: &[(&str, Scenario)] = &[
 ];
 
 /// What needs the whole cluster to itself, one after the other.
-const LAST: &[(&str, Scenario)] = &[("idle: no write by the operator for 60 s once nothing changes", audit::idle)];
+const LAST: &[(&str, Scenario)] = &[
+    ("node-drain: kubectl drain waits for the server to be drained, then it moves", node_drain::drain_node_with_mail),
+    ("idle: no write by the operator for 60 s once nothing changes", audit::idle),
+];
 
 /// Over everything the run did; only when every scenario ran.
 const SUMMARY: (&str, Scenario) = ("rbac: no request refused, every permission the chart grants used", audit::rbac);

@@ -304,6 +304,10 @@ impl Run<'_> {
                 let (_, pvc) = apply::create_if_missing(&self.pvcs, &build::queue_pvc(self.ts, &s.name), &fm).await?;
                 s.pvc = Some(pvc);
             }
+            if s.pod.is_none() && s.pvc.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_some()) {
+                s.note = Some("waiting for its old queue volume (empty) to be deleted".into());
+                continue;
+            }
             if s.pod.is_none() && (s.desired || s.pvc.is_some()) {
                 let Some(pod) = &s.desired_pod else { continue };
                 if !token_written {
@@ -360,6 +364,22 @@ impl Run<'_> {
     async fn withdraw_stale_drains(&self, servers: &mut BTreeMap<u32, Server>) {
         for s in servers.values_mut() {
             if s.node_drain.is_some() {
+                continue;
+            }
+            // Drained for an eviction that did not come, its (empty) volume already on its
+            // way out: it must not take mail onto that volume again. It restarts (on a new
+            // volume) instead of being undrained.
+            if s.pvc.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_some())
+                && s.pod.is_some()
+                && !s.terminating()
+            {
+                match delete_ignoring_missing(&self.pods, &s.name).await {
+                    Ok(()) => {
+                        s.note =
+                            Some("restarting on a new queue volume (its old one was released for a node drain)".into())
+                    }
+                    Err(e) => s.note = Some(format!("cannot restart it on a new queue volume: {e}")),
+                }
                 continue;
             }
             if s.evictable() && !s.terminating() {
@@ -448,10 +468,18 @@ impl Run<'_> {
                 continue;
             }
             if !s.evictable() {
+                // The empty queue's volume goes with the pod: a volume bound to the node
+                // (local storage) would keep the new pod from starting anywhere else.
+                if s.pvc.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_none()) {
+                    self.delete_pvc(&s.name).await?;
+                }
                 let patch = json!({"metadata": {"labels": {names::LABEL_EVICTABLE: "true"}}});
                 let pod = self.pods.patch(&s.name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
                 s.pod = Some(pod);
-                let note = format!("{why}: server {} holds no mail any more; its pod may be evicted", s.name);
+                let note = format!(
+                    "{why}: server {} holds no mail any more; its pod may be evicted, and it starts again elsewhere with a new queue volume",
+                    s.name
+                );
                 self.server_event(&s.name, "ServerEvictable", "DrainServer", note).await;
             }
             s.note = Some(format!("{why}: drained, its queue is empty; the pod may be evicted"));
