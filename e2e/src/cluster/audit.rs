@@ -44,6 +44,16 @@ pub struct Entry {
 #[derive(Debug, Clone, Deserialize)]
 pub struct User {
     pub username: String,
+    /// For a ServiceAccount token bound to a pod: `authentication.kubernetes.io/pod-name`.
+    #[serde(default)]
+    pub extra: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl User {
+    /// The pod whose bound token made the request.
+    pub fn pod(&self) -> Option<&str> {
+        self.extra.get("authentication.kubernetes.io/pod-name").and_then(|v| v.first()).map(String::as_str)
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

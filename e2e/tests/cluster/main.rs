@@ -15,6 +15,7 @@ mod deletion;
 mod examples;
 mod gitops;
 mod invalid;
+mod lifecycle;
 mod maintenance;
 mod node_drain;
 mod runbook;
@@ -65,10 +66,18 @@ const PARALLEL: &[(&str, Scenario)] = &[
 const LAST: &[(&str, Scenario)] = &[
     ("node-drain: kubectl drain waits for the server to be drained, then it moves", node_drain::drain_node_with_mail),
     ("idle: no write by the operator for 60 s once nothing changes", audit::idle),
+    (
+        "upgrade: helm upgrade with a new transport image rolls the servers, nothing lost",
+        lifecycle::new_transport_image,
+    ),
+    ("leader: with two replicas the standby takes over, never two leaders at once", lifecycle::leader_failover),
 ];
 
-/// Over everything the run did; only when every scenario ran.
-const SUMMARY: (&str, Scenario) = ("rbac: no request refused, every permission the chart grants used", audit::rbac);
+/// Over everything the run did, then the end of the release; only when every scenario ran.
+const SUMMARY: &[(&str, Scenario)] = &[
+    ("rbac: no request refused, every permission the chart grants used", audit::rbac),
+    ("uninstall: helm uninstall leaves the CRDs, the servers and their mail", lifecycle::uninstall_keeps_mail),
+];
 
 fn main() -> std::process::ExitCode {
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
@@ -109,8 +118,8 @@ fn main() -> std::process::ExitCode {
             for (name, scenario) in LAST.iter().filter(|(name, _)| wanted(name)) {
                 run(&suite, name, *scenario, &mut failed).await;
             }
-            if filters.is_empty() {
-                run(&suite, SUMMARY.0, SUMMARY.1, &mut failed).await;
+            for (name, scenario) in SUMMARY.iter().filter(|_| filters.is_empty()) {
+                run(&suite, name, *scenario, &mut failed).await;
             }
         }
         println!("{} failed, in {:.0} s", failed.len(), started.elapsed().as_secs_f64());

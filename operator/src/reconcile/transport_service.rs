@@ -146,7 +146,16 @@ impl Run<'_> {
         let status = self.status(&old, &servers, removing, rolling, node_drains);
         let busy = conditions::find(&status.conditions, conditions::PROGRESSING).is_some_and(|c| c.status == "True");
         let later = self.write_status(&old, status).await?;
-        let next = if busy { self.ctx.requeue_busy } else { self.ctx.requeue_idle };
+        // Queued mail moves the counters a user reads: look again as often as they are
+        // written, rather than at the idle pace.
+        let queued = servers.values().any(|s| s.messages().unwrap_or_default() > 0);
+        let next = if busy {
+            self.ctx.requeue_busy
+        } else if queued {
+            crate::status_write::COUNTER_INTERVAL
+        } else {
+            self.ctx.requeue_idle
+        };
         Ok(Action::requeue(sooner(next, later)))
     }
 
