@@ -1,6 +1,5 @@
-//! Running the reconcilers: kube-runtime Controllers (production), or a polling driver
-//! that lists every object and reconciles it (API servers without watch, such as
-//! kube-fake-client in the cluster-free local e2e).
+//! Running the reconcilers: kube-runtime Controllers, each triggered by what changes the
+//! work (see [`run_controllers`]).
 use crate::context::Context;
 use crate::crd::{ServerComponentState, TransportConfig, TransportService};
 use crate::names;
@@ -9,7 +8,7 @@ use crate::{Error, Result};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
@@ -233,57 +232,5 @@ fn log_result<K: Resource, E: std::fmt::Display>(kind: &str, result: std::result
     match result {
         Ok((obj, _)) => tracing::debug!(kind, object = %obj.name, "reconciled"),
         Err(e) => tracing::warn!(kind, error = %e, "controller"),
-    }
-}
-
-/// What one polling pass did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PollReport {
-    pub reconciled: usize,
-    /// `kind namespace/name: error` of each failed reconcile.
-    pub errors: Vec<String>,
-}
-
-/// Lists every TransportConfig, then every TransportService, then every
-/// ServerComponentState, and reconciles each once (the services first, so that a wish is in
-/// the servers' files before it is confirmed).
-pub async fn poll_once(ctx: &Arc<Context>) -> Result<PollReport> {
-    let mut report = PollReport::default();
-    for tc in api::<TransportConfig>(ctx).list(&ListParams::default()).await?.items {
-        let id = format!("TransportConfig {}/{}", tc.namespace().unwrap_or_default(), tc.name_any());
-        match reconcile_transport_config(Arc::new(tc), ctx.clone()).await {
-            Ok(_) => report.reconciled += 1,
-            Err(e) => report.errors.push(format!("{id}: {e}")),
-        }
-    }
-    for ts in api::<TransportService>(ctx).list(&ListParams::default()).await?.items {
-        let id = format!("TransportService {}/{}", ts.namespace().unwrap_or_default(), ts.name_any());
-        match reconcile_transport_service(Arc::new(ts), ctx.clone()).await {
-            Ok(_) => report.reconciled += 1,
-            Err(e) => report.errors.push(format!("{id}: {e}")),
-        }
-    }
-    for scs in api::<ServerComponentState>(ctx).list(&ListParams::default()).await?.items {
-        let id = format!("ServerComponentState {}/{}", scs.namespace().unwrap_or_default(), scs.name_any());
-        match reconcile_server_component_state(Arc::new(scs), ctx.clone()).await {
-            Ok(_) => report.reconciled += 1,
-            Err(e) => report.errors.push(format!("{id}: {e}")),
-        }
-    }
-    Ok(report)
-}
-
-/// Reconciles everything every `interval`, forever (drop the future to stop it).
-pub async fn run_polling(ctx: Arc<Context>, interval: Duration) {
-    loop {
-        match poll_once(&ctx).await {
-            Ok(report) => {
-                for e in &report.errors {
-                    tracing::warn!(error = %e, "reconcile failed");
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot list the custom resources"),
-        }
-        tokio::time::sleep(interval).await;
     }
 }

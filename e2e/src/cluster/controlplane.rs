@@ -84,8 +84,8 @@ pub struct ControlPlane {
 
 impl ControlPlane {
     /// Starts the four components under `root` on `ip`, and waits until the API server
-    /// answers `/readyz`.
-    pub async fn start(root: &Path, ip: Ipv4Addr, pki: &Pki) -> Result<ControlPlane> {
+    /// answers `/readyz`. Without `scheduler`, pods stay unbound (tests bind them).
+    pub async fn start(root: &Path, ip: Ipv4Addr, pki: &Pki, scheduler: bool) -> Result<ControlPlane> {
         let bins = Binaries::locate()?;
         let logs = root.join("logs");
         let url = format!("https://{ip}:{API_PORT}");
@@ -182,11 +182,13 @@ impl ControlPlane {
             daemon::command(bins.path("kube-controller-manager"), kcm_args),
             &logs,
         )?);
-        plane.daemons.push(Daemon::spawn(
-            "kube-scheduler",
-            daemon::command(bins.path("kube-scheduler"), common(&scheduler_kubeconfig, 10259)),
-            &logs,
-        )?);
+        if scheduler {
+            plane.daemons.push(Daemon::spawn(
+                "kube-scheduler",
+                daemon::command(bins.path("kube-scheduler"), common(&scheduler_kubeconfig, 10259)),
+                &logs,
+            )?);
+        }
         Ok(plane)
     }
 

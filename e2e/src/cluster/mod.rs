@@ -29,6 +29,7 @@ pub mod probe;
 pub mod provisioner;
 pub mod proxy;
 pub mod sandbox;
+pub mod shared;
 pub mod volumes;
 
 use anyhow::{Context as _, Result};
@@ -43,7 +44,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// Where temporary clusters live.
-const TEMP_BASE: &str = "/var/lib/kube-transport-e2e";
+pub(crate) const TEMP_BASE: &str = "/var/lib/kube-transport-e2e";
 
 /// What to start.
 #[derive(Debug, Clone)]
@@ -109,7 +110,7 @@ impl Cluster {
         let net = Network::create(slot)?;
         let pki = pki::Pki::create(&dir.join("pki"), ip.into(), controlplane::SERVICE_IP.into())?;
         tracing::info!(root = %dir.display(), %ip, "starting the control plane");
-        let plane = ControlPlane::start(&dir, ip, &pki).await?;
+        let plane = ControlPlane::start(&dir, ip, &pki, true).await?;
         let client = plane.admin_client().await?;
         provisioner::install(&client).await?;
 

@@ -33,6 +33,17 @@ pub fn refused_with_the_field(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         let long = "m".repeat(51);
         let err = env.apply_yaml(&service(&long, "\"10.0.0.0/8\"", 2525)).unwrap_err().to_string();
         assert!(err.contains("at most 50 characters"), "{err}");
+        let base = service("mail", "\"10.0.0.0/8\"", 2525);
+        for (bad, expected) in [
+            (service("mail", "\"10.0.0.0/8\"", 0).replace("port: 0", "port: 70000"), "spec.receiveConnectors[0].port"),
+            (format!("{base}  role: Hub\n"), "spec.role: Unsupported value: \"Hub\""),
+            (format!("{base}  retry: {{queueGlitchRetryCount: 16}}\n"), "spec.retry.queueGlitchRetryCount"),
+            (format!("{base}  retry: {{messageRetryInterval: 15 minutes}}\n"), "spec.retry.messageRetryInterval"),
+            (base.replace("receiveConnectors", "recieveConnectors"), "unknown field \"spec.recieveConnectors\""),
+        ] {
+            let err = env.apply_yaml(&bad).unwrap_err().to_string();
+            assert!(err.contains(expected), "expected {expected:?} in: {err}");
+        }
         assert!(env.api::<TransportService>().list(&ListParams::default()).await.unwrap().items.is_empty());
 
         // The operator: a postmaster that is no address, long and not ASCII.

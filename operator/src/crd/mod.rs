@@ -47,22 +47,28 @@ pub struct ServerStatus {
     /// Server (and pod) name, `<transportservice>-<i>`.
     pub name: String,
     /// Phase of the server's pod (`Pending`, `Running`, ...); absent while it has no pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_phase: Option<String>,
     /// The pod is Ready: it takes connections through the Service.
     #[serde(default)]
     pub ready: bool,
     /// ServerState reported by the server (`{name, code}`), e.g. `{name: Started, code: 2}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_state: Option<ServerStateInfo>,
     /// Component states reported by the server, with the requesters' wishes.
     #[serde(default)]
     pub components: Vec<ComponentInfo>,
     /// Messages in the server's queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_totals: Option<QueueTotals>,
     /// Revision of the configuration file the server runs with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_revision: Option<String>,
     /// Revision of the configuration the operator rendered for it (ConfigMap `<name>-config`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_config_revision: Option<String>,
     /// What the operator is doing with this server, or why it cannot read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 
@@ -71,5 +77,6 @@ pub struct ServerStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ServerStateEntry {
     pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_state: Option<ServerStateInfo>,
 }

@@ -81,21 +81,27 @@ pub struct ServerComponentStateSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ServerComponentStateStatus {
     /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready` (the servers confirmed the state) and `Drained` (no message left to deliver).
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// This request's state, as confirmed by the servers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub requested_state: Option<ComponentState>,
     /// Combined state of the component over every requester (one value when the servers agree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_state: Option<ComponentState>,
     /// ServerState of the servers (`Started`, or each state with its count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_state: Option<String>,
     /// Messages still queued on the servers (what a drain waits for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages_to_drain: Option<u64>,
     /// When the servers confirmed this request's state (the latest of their times: by then
     /// every server had it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_confirmed_time: Option<Time>,
     /// Each server the request is aimed at.
     #[serde(default)]
@@ -109,13 +115,18 @@ pub struct ServerComponentStateStatus {
 pub struct ComponentServerStatus {
     pub name: String,
     /// Combined state of the component on this server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effective_state: Option<ComponentState>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_state: Option<ServerStateInfo>,
     /// Messages still queued on the server (what a drain waits for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messages_to_drain: Option<u64>,
     /// Since when the server holds this request's state (as its admin API reports it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmed_time: Option<Time>,
     /// What the operator is doing with this server, or why it cannot reach it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
 }
 

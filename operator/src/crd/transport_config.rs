@@ -55,14 +55,17 @@ pub struct TransportConfigSpec {
 #[serde(rename_all = "camelCase")]
 pub struct TransportConfigStatus {
     /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready` and `Degraded`.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Servers ready / servers wanted, over every TransportService using it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub servers_ready: Option<String>,
     /// ServerState of those servers (`Started`, or each state with its count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_state: Option<String>,
     /// The TransportServices that reference this TransportConfig.
     #[serde(default)]
@@ -76,6 +79,7 @@ pub struct TransportConfigStatus {
 pub struct ServiceUsage {
     pub name: String,
     /// Servers ready / servers wanted, as the TransportService reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub servers_ready: Option<String>,
     #[serde(default)]
     pub servers: Vec<ServerStateEntry>,

@@ -247,15 +247,18 @@ pub struct IntraOrgSpec {
 #[serde(rename_all = "camelCase")]
 pub struct TransportServiceStatus {
     /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// `Ready`, `Progressing` and `Degraded`.
     #[serde(default)]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// Servers ready / servers wanted, e.g. `2/3`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub servers_ready: Option<String>,
     /// ServerState of the servers: one name when they agree (`Started`), else each state
     /// with its count (`Started 2, Paused 1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_state: Option<String>,
     /// One entry per server, including servers being drained for removal.
     #[serde(default)]

@@ -244,31 +244,19 @@ impl Run<'_> {
         let existing = api.get_opt(&names::config_map_name(&self.name)).await?;
         let before = existing.as_ref().map(revisions).unwrap_or_default();
         let wanted = revisions(&desired);
-        let (outcome, applied) = if existing.as_ref().is_some_and(|e| !stale_keys(e, &desired).is_empty()) {
+        let outcome = if existing.as_ref().is_some_and(|e| !stale_keys(e, &desired).is_empty()) {
             // A server is gone: its key must go too, which `ensure` (a superset test) misses.
-            let applied = api
-                .patch(
-                    &names::config_map_name(&self.name),
-                    &PatchParams::apply(&self.ctx.field_manager).force(),
-                    &Patch::Apply(&desired),
-                )
-                .await?;
-            (Outcome::Updated, applied)
+            // Server-side apply removes the keys this manager no longer applies.
+            api.patch(
+                &names::config_map_name(&self.name),
+                &PatchParams::apply(&self.ctx.field_manager).force(),
+                &Patch::Apply(&desired),
+            )
+            .await?;
+            Outcome::Updated
         } else {
-            apply::ensure(&api, &desired, &self.ctx.field_manager).await?
+            apply::ensure(&api, &desired, &self.ctx.field_manager).await?.0
         };
-        let stale = stale_keys(&applied, &desired);
-        if !stale.is_empty() {
-            // Server-side apply removes the keys this manager no longer applies; an API server
-            // whose apply is a plain merge (kube-fake-client) keeps them: remove them explicitly.
-            let (annotations, data): (Vec<_>, Vec<_>) =
-                stale.into_iter().partition(|k| k.starts_with(names::CONFIG_REVISION_PREFIX));
-            let nulls = |keys: Vec<String>| {
-                keys.into_iter().map(|k| (k, serde_json::Value::Null)).collect::<serde_json::Map<_, _>>()
-            };
-            let patch = json!({"data": nulls(data), "metadata": {"annotations": nulls(annotations)}});
-            api.patch(&names::config_map_name(&self.name), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        }
         if outcome == Outcome::Updated {
             let changed: Vec<String> = wanted
                 .iter()

@@ -1,25 +1,24 @@
-//! Test harness of the reconcile tests: an in-memory API server (kube-fake-client 0.3,
-//! every write counted by interceptors), a fake admin API of the transport servers (an axum
-//! server on 127.0.0.1:0 answering `GET /v1/server`, `PUT /v1/server/state`,
-//! `PUT /v1/components/{c}` and `POST /v1/redirect` per server), and a "kubelet" that
-//! starts the fake servers for the pods the operator creates and reports them Ready.
+//! Test harness of the reconcile tests: the real API server of the process's shared control
+//! plane (`e2e::cluster::shared`: etcd, kube-apiserver, kube-controller-manager, the CRDs;
+//! no nodes, no scheduler), a namespace per test, every write the operator's client makes
+//! recorded (a tower layer on the client), a fake admin API of the transport servers (an
+//! axum server on 127.0.0.1:0 answering `GET /v1/server`, `PUT /v1/server/state`,
+//! `PUT /v1/components/{c}` and `POST /v1/redirect` per server), and a "kubelet" that starts
+//! the fake servers for the pods the operator creates and reports them Ready.
 //!
-//! kube-fake-client has no watch and no kubelet: the tests call the reconcilers directly
-//! and move pods along with [`Harness::kubelet`]. Its DELETE ignores finalizers; the e2e
-//! crate's `fake_api` wrapper (shared by path) makes them hold deletion as an API server does.
+//! The tests call the reconcilers directly and move pods along with [`Harness::kubelet`]
+//! and [`Harness::schedule`] (a binding, as the scheduler makes): what each reconcile
+//! writes and decides is checked step by step, against what a real API server accepts.
 #![allow(dead_code)]
-
-pub mod fake_api;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::core::v1::{Binding, ConfigMap, Namespace, ObjectReference, Pod, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use kube_fake_client::{interceptor, ClientBuilder};
 use operator::admin::{AdminConnector, ServerEndpoint};
 use operator::crd::{
     ServerComponentState, ServerComponentStateSpec, TransportConfig, TransportConfigSpec, TransportService,
@@ -42,11 +41,10 @@ use transport::config::{
     ServerStateSetting, TransportFile,
 };
 
-pub const NS: &str = "prod";
 /// Bound on every wait of a test.
 pub const TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Every write the API server received.
+/// Every write the operator's client sent to the API server (`verb Kind/name`).
 #[derive(Clone, Default)]
 pub struct Writes {
     count: Arc<AtomicUsize>,
@@ -69,9 +67,45 @@ impl Writes {
     }
 }
 
-fn describe(body: &Value, name: &str) -> String {
-    let kind = body.get("kind").and_then(Value::as_str).unwrap_or("?");
-    format!("{kind}/{name}")
+/// `create Pod/mail-0`, `patch-status TransportService/mail`, `delete Pod/mail-0` for a
+/// request; None for reads.
+fn describe(method: &http::Method, path: &str) -> Option<String> {
+    let verb = match *method {
+        http::Method::POST => "create",
+        http::Method::PATCH => "patch",
+        http::Method::PUT => "replace",
+        http::Method::DELETE => "delete",
+        _ => return None,
+    };
+    // /api/v1/namespaces/<ns>/<plural>[/<name>[/<sub>]] or /apis/<g>/<v>/namespaces/...
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let group_version = if parts.first() == Some(&"api") { 2 } else { 3 };
+    let rest = match parts.iter().position(|p| *p == "namespaces").and_then(|i| parts.get(i + 2..)) {
+        Some(rest) if !rest.is_empty() => rest,
+        _ => parts.get(group_version..).unwrap_or_default(),
+    };
+    let plural = rest.first().copied().unwrap_or("?");
+    let kind = match plural {
+        "pods" => "Pod",
+        "configmaps" => "ConfigMap",
+        "services" => "Service",
+        "secrets" => "Secret",
+        "persistentvolumeclaims" => "PersistentVolumeClaim",
+        "poddisruptionbudgets" => "PodDisruptionBudget",
+        "events" => "Event",
+        "transportservices" => "TransportService",
+        "transportconfigs" => "TransportConfig",
+        "servercomponentstates" => "ServerComponentState",
+        "nodes" => "Node",
+        other => other,
+    };
+    let name = rest.get(1).copied().unwrap_or("?");
+    let verb = match (verb, rest.get(2).copied()) {
+        ("patch", Some("status")) => "patch-status",
+        ("replace", Some("status")) => "replace-status",
+        (v, _) => v,
+    };
+    Some(format!("{verb} {kind}/{name}"))
 }
 
 /// One transport server behind the fake admin API.
@@ -80,6 +114,8 @@ pub struct FakeServer {
     pub info: ServerInfo,
     /// uid of the pod it runs in: a new pod is a new process.
     pub pod_uid: String,
+    /// uid of its queue volume's claim: a new process on the same volume finds its queue.
+    pub volume_uid: String,
     pub redirects: Vec<String>,
     pub tokens: Vec<Option<String>>,
     /// Component wishes set through `PUT /v1/components` (requester, state), in order.
@@ -281,63 +317,53 @@ impl AdminConnector for TestConnector {
 
 pub struct Harness {
     pub client: Client,
+    pub ns: String,
     pub writes: Writes,
     pub admin: FakeAdmin,
     pub ctx: Arc<Context>,
 }
 
+/// A namespace of its own for each test of this process.
+fn next_namespace() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!("rt-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst))
+}
+
 impl Harness {
     pub async fn new() -> Harness {
+        e2e::cluster::install_crypto_provider();
+        let plane =
+            tokio::task::spawn_blocking(e2e::cluster::shared::shared_control_plane).await.expect("control plane");
         let writes = Writes::default();
-        let (w1, w2, w3, w4, w5, w6) =
-            (writes.clone(), writes.clone(), writes.clone(), writes.clone(), writes.clone(), writes.clone());
-        let funcs = interceptor::Funcs::new()
-            .create(move |c| {
-                w1.record(format!(
-                    "create {}",
-                    describe(c.object, c.object["metadata"]["name"].as_str().unwrap_or("?"))
-                ));
-                Ok(None)
-            })
-            .patch(move |c| {
-                w2.record(format!("patch {}", describe(c.patch, c.name)));
-                Ok(None)
-            })
-            .patch_status(move |c| {
-                w3.record(format!("patch-status {}", describe(c.patch, c.name)));
-                Ok(None)
-            })
-            .replace(move |c| {
-                w4.record(format!("replace {}", describe(c.object, c.name)));
-                Ok(None)
-            })
-            .replace_status(move |c| {
-                w5.record(format!("replace-status {}", describe(c.object, c.name)));
-                Ok(None)
-            })
-            .delete(move |c| {
-                w6.record(format!("delete {}", c.name));
-                Ok(None)
-            });
-        let client = ClientBuilder::new()
-            .with_resource::<TransportService>()
-            .with_resource::<TransportConfig>()
-            .with_resource::<ServerComponentState>()
-            .with_status_subresource::<TransportService>()
-            .with_status_subresource::<TransportConfig>()
-            .with_status_subresource::<ServerComponentState>()
-            .with_status_subresource::<Pod>()
-            .with_interceptor_funcs(funcs)
-            .build()
-            .await
-            .expect("fake API server");
-        let client = fake_api::with_finalizers(client);
+        let recorder = writes.clone();
+        let kubeconfig = kube::config::Kubeconfig::read_from(&plane.kubeconfig).expect("kubeconfig");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("config");
+        let layer = tower::ServiceBuilder::new().map_request(move |req: http::Request<kube::client::Body>| {
+            if let Some(what) = describe(req.method(), req.uri().path()) {
+                recorder.record(what);
+            }
+            req
+        });
+        let client = kube::client::ClientBuilder::try_from(config).expect("client").with_layer(&layer).build();
+        let ns = next_namespace();
+        let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
+        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await.expect("namespace");
+        // Pods need the `default` ServiceAccount, which the controller-manager makes.
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while accounts.get_opt("default").await.expect("get ServiceAccount").is_none() {
+            assert!(std::time::Instant::now() < deadline, "no default ServiceAccount in {ns}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mark = writes.count();
         let admin = FakeAdmin::start().await;
         let ctx = Arc::new(
             Context::new(client.clone(), Arc::new(TestConnector { addr: admin.addr }))
                 .with_default_image("transport:test"),
         );
-        Harness { client, writes, admin, ctx }
+        let h = Harness { client, ns, writes, admin, ctx };
+        assert_eq!(h.writes.since(mark), Vec::<String>::new());
+        h
     }
 
     pub fn api<K>(&self) -> Api<K>
@@ -345,7 +371,12 @@ impl Harness {
         K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
         K::DynamicType: Default,
     {
-        Api::namespaced(self.client.clone(), NS)
+        Api::namespaced(self.client.clone(), &self.ns)
+    }
+
+    /// A Node of this test (Nodes are cluster-wide: the name carries the namespace's).
+    pub fn node_name(&self, short: &str) -> String {
+        format!("{}-{short}", self.ns)
     }
 
     pub async fn create_config(&self, name: &str) -> TransportConfig {
@@ -377,6 +408,92 @@ impl Harness {
             .expect("reconcile")
     }
 
+    /// Reconciles every TransportConfig, TransportService and ServerComponentState of the
+    /// test's namespace once, in that order; how many.
+    pub async fn reconcile_all(&self) -> usize {
+        let mut n = 0;
+        for tc in self.api::<TransportConfig>().list(&ListParams::default()).await.unwrap().items {
+            self.reconcile_config(&tc.name_any()).await;
+            n += 1;
+        }
+        for ts in self.api::<TransportService>().list(&ListParams::default()).await.unwrap().items {
+            self.reconcile(&ts.name_any()).await;
+            n += 1;
+        }
+        for scs in self.api::<ServerComponentState>().list(&ListParams::default()).await.unwrap().items {
+            self.reconcile_scs(&scs.name_any()).await;
+            n += 1;
+        }
+        n
+    }
+
+    /// Waits until the object is gone from the API server (finalizers done).
+    pub async fn wait_gone<K>(&self, name: &str)
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        while let Some(obj) = self.api::<K>().get_opt(name).await.unwrap() {
+            assert!(obj.meta().deletion_timestamp.is_some(), "{name} was not deleted");
+            assert!(std::time::Instant::now() < deadline, "{name} still there after {TIMEOUT:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Server → uid of its queue volume's claim.
+    pub async fn volume_uids(&self) -> BTreeMap<String, String> {
+        let claims = self.api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>();
+        let list = claims.list(&ListParams::default()).await.unwrap().items;
+        list.into_iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_none())
+            .filter_map(|c| Some((c.name_any().strip_suffix("-queue")?.to_string(), c.uid()?)))
+            .collect()
+    }
+
+    /// Reconcile and kubelet in turn (the controller-manager doing its part meanwhile) until
+    /// `done` holds for the pods; panics after [`TIMEOUT`].
+    pub async fn settle_until(&self, service: &str, what: &str, done: impl Fn(&[Pod]) -> bool) {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            self.reconcile(service).await;
+            self.kubelet().await;
+            if done(&self.pods().await) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "not settled within {TIMEOUT:?}: {what}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// [`Harness::settle_until`] the service is Ready.
+    pub async fn settle(&self, service: &str) {
+        let deadline = std::time::Instant::now() + TIMEOUT;
+        loop {
+            self.reconcile(service).await;
+            self.kubelet().await;
+            self.reconcile(service).await;
+            let status = self.service(service).await.status.unwrap_or_default();
+            if status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{service} not Ready within {TIMEOUT:?}: {:?}",
+                status.conditions
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// As if 10 s had passed since every status write: queue counters may be written again.
+    pub fn counters_due(&self) {
+        self.ctx.status_writes.lock().unwrap().clear();
+    }
+
     /// Reconciles the ServerComponentState as it is now in the API server.
     pub async fn reconcile_scs(&self, name: &str) -> kube::runtime::controller::Action {
         let scs = self.scs(name).await.unwrap_or_else(|| panic!("no ServerComponentState {name}"));
@@ -405,10 +522,20 @@ impl Harness {
             .expect("delete ServerComponentState");
     }
 
-    /// The scheduler's part: puts the pod on `node`.
+    /// The scheduler's part: binds the pod to the test's node `node`.
     pub async fn schedule(&self, pod: &str, node: &str) {
-        let patch = json!({"spec": {"nodeName": node}});
-        self.api::<Pod>().patch(pod, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("schedule pod");
+        let binding = Binding {
+            metadata: kube::api::ObjectMeta { name: Some(pod.to_string()), ..Default::default() },
+            target: ObjectReference {
+                kind: Some("Node".into()),
+                name: Some(self.node_name(node)),
+                ..Default::default()
+            },
+        };
+        self.api::<Pod>()
+            .create_subresource::<Binding, Value>("binding", pod, &PostParams::default(), &binding)
+            .await
+            .expect("bind pod");
     }
 
     pub async fn reconcile_config(&self, name: &str) {
@@ -460,9 +587,19 @@ impl Harness {
     pub async fn kubelet(&self) {
         let pods: Api<Pod> = self.api();
         let cms: Api<ConfigMap> = self.api();
+        let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = self.api();
         let mut seen = Vec::new();
         for pod in pods.list(&ListParams::default()).await.unwrap().items {
             let name = pod.name_any();
+            if pod.metadata.deletion_timestamp.is_some() {
+                // The process stops; the pod object goes once it has (the final delete).
+                let params = kube::api::DeleteParams { grace_period_seconds: Some(0), ..Default::default() };
+                let _ = pods.delete(&name, &params).await;
+                continue;
+            }
+            // What the process finds on its queue volume depends on which volume it is.
+            let volume =
+                claims.get_opt(&format!("{name}-queue")).await.unwrap().and_then(|c| c.uid()).unwrap_or_default();
             let instance = pod.labels().get("app.kubernetes.io/instance").cloned().unwrap_or_default();
             let revision = cms
                 .get_opt(&format!("{instance}-config"))
@@ -483,8 +620,12 @@ impl Harness {
                 let mut all = self.admin.servers.lock().unwrap();
                 let fresh = all.get(&name).is_none_or(|s| s.pod_uid != uid);
                 if fresh {
-                    // A new process: its queue and its wishes (components.json) are on the volume.
-                    let old = all.get(&name).map(|s| (s.info.totals, s.info.components.clone()));
+                    // A new process: its queue and its wishes (components.json) are on the
+                    // volume, if it is the same volume.
+                    let old = all
+                        .get(&name)
+                        .filter(|s| s.volume_uid == volume)
+                        .map(|s| (s.info.totals, s.info.components.clone()));
                     let mut info = new_info(&name, "", old.as_ref().map(|o| o.0).unwrap_or_default());
                     if let Some((_, components)) = old {
                         info.components = components;
@@ -494,6 +635,7 @@ impl Harness {
                         FakeServer {
                             info,
                             pod_uid: uid,
+                            volume_uid: volume,
                             redirects: Vec::new(),
                             tokens: Vec::new(),
                             component_calls: Vec::new(),

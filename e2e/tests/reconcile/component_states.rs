@@ -1,8 +1,6 @@
 //! Maintenance through ServerComponentState objects, the PodDisruptionBudget and node
 //! drains, against the in-memory API server and the fake admin API (see `harness`).
-mod harness;
-
-use harness::{condition, scs, service, Harness};
+use crate::harness::{condition, scs, service, Harness};
 use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod, Taint};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -160,11 +158,18 @@ async fn deleting_the_request_brings_the_requester_back_to_active_before_the_obj
     let ready = condition(&obj.status.as_ref().unwrap().conditions, "Ready").clone();
     assert_eq!(ready.reason, "Withdrawing");
 
-    // The pod answers again: Active is pushed, then the object goes.
+    // The pod answers again: Active is pushed; the object goes once the server has also
+    // loaded the file that says Active (an older file arriving later would bring the wish
+    // back).
     h.admin.servers.lock().unwrap().insert("mail-1".into(), saved);
     h.reconcile_scs("mail-1-maintenance").await;
     assert_eq!(h.admin.wish("mail-1", Component::HubTransport, Requester::Maintenance), Some(ComponentState::Active));
     assert_eq!(h.admin.effective("mail-1", Component::HubTransport), Some(ComponentState::Active));
+    let waiting = h.scs("mail-1-maintenance").await.expect("held until the server runs its new file");
+    let message = waiting.status.unwrap().servers[0].message.clone().unwrap_or_default();
+    assert!(message.contains("waiting for the server to load its file"), "{message}");
+    h.kubelet().await;
+    h.reconcile_scs("mail-1-maintenance").await;
     assert!(h.scs("mail-1-maintenance").await.is_none(), "finalizer removed, object gone");
     assert!(h.event_reasons().await.contains(&"ComponentStateWithdrawn".to_string()));
 
@@ -288,13 +293,15 @@ async fn the_disruption_budget_covers_every_server_not_yet_drained_for_its_node(
 }
 
 async fn node(h: &Harness, name: &str) {
-    let node = Node { metadata: ObjectMeta { name: Some(name.into()), ..Default::default() }, ..Default::default() };
+    let node =
+        Node { metadata: ObjectMeta { name: Some(h.node_name(name)), ..Default::default() }, ..Default::default() };
     Api::<Node>::all(h.client.clone()).create(&PostParams::default(), &node).await.expect("create Node");
 }
 
 async fn set_node_spec(h: &Harness, name: &str, spec: NodeSpec) {
     let patch = json!({"spec": spec});
-    Api::<Node>::all(h.client.clone()).patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    let nodes = Api::<Node>::all(h.client.clone());
+    nodes.patch(&h.node_name(name), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
 }
 
 fn evictable(pod: &Pod) -> bool {
@@ -332,7 +339,10 @@ async fn a_cordoned_node_drains_its_server_to_a_sibling_before_the_eviction_is_l
     assert_eq!(progressing.reason, "NodeDrain");
     assert!(progressing.message.contains("mail-1"), "{}", progressing.message);
     let m1 = status.servers[1].message.clone().unwrap();
-    assert!(m1.contains("node n2 is cordoned") && m1.contains("3 message(s) left"), "{m1}");
+    assert!(
+        m1.contains(&format!("node {} is cordoned", h.node_name("n2"))) && m1.contains("3 message(s) left"),
+        "{m1}"
+    );
     let notes = h.event_notes("NodeDraining").await;
     assert_eq!(notes.len(), 2, "{notes:?}");
     assert!(h.event_reasons().await.contains(&"ServerEvictable".to_string()));
@@ -342,14 +352,17 @@ async fn a_cordoned_node_drains_its_server_to_a_sibling_before_the_eviction_is_l
     h.reconcile("mail").await;
     assert!(evictable(&h.pods().await[1]), "drained: out of the budget");
 
-    // The drain is called off: back to Active, back under the budget.
+    // The drain is called off: the servers drained for it had their (empty) volumes
+    // released, so they start again on new ones, Active, back under the budget.
+    let volumes = h.volume_uids().await;
     set_node_spec(&h, "n2", NodeSpec { unschedulable: Some(false), ..Default::default() }).await;
-    h.reconcile("mail").await;
-    h.kubelet().await;
-    h.reconcile("mail").await;
+    h.settle("mail").await;
+    let now = h.volume_uids().await;
     for s in ["mail-1", "mail-2"] {
-        assert_eq!(h.admin.deployment_state(s), Some(ComponentState::Active), "{s}");
+        assert_ne!(h.admin.deployment_state(s), Some(ComponentState::Draining), "{s}");
+        assert_ne!(now.get(s), volumes.get(s), "{s} runs on a new queue volume");
     }
+    assert_eq!(now.get("mail-0"), volumes.get("mail-0"), "mail-0 kept its volume");
     assert!(h.pods().await.iter().all(|p| !evictable(p)));
     let status = h.service("mail").await.status.unwrap();
     assert_eq!(condition(&status.conditions, "Ready").status, "True", "{:?}", status.conditions);
@@ -372,12 +385,13 @@ async fn an_autoscaler_drain_taint_drains_the_server_too() {
     let note = &h.event_notes("NodeDraining").await[0];
     assert!(note.contains("tainted ToBeDeletedByClusterAutoscaler"), "{note}");
 
-    // The pod was evicted and comes back on n1: the drain it kept on its volume ends.
+    // The pod is evicted and comes back on n1, on a new (empty) queue volume: no drain.
+    let volumes = h.volume_uids().await;
     h.api::<Pod>().delete("mail-1", &Default::default()).await.unwrap();
-    h.reconcile("mail").await;
-    h.schedule("mail-1", "n1").await;
     h.kubelet().await;
-    assert_eq!(h.admin.deployment_state("mail-1"), Some(ComponentState::Draining), "persisted on the volume");
-    h.reconcile("mail").await;
-    assert_eq!(h.admin.deployment_state("mail-1"), Some(ComponentState::Active));
+    h.settle_until("mail", "mail-1 created again", |pods| pods.iter().any(|p| p.name_any() == "mail-1")).await;
+    h.schedule("mail-1", "n1").await;
+    h.settle("mail").await;
+    assert_ne!(h.volume_uids().await.get("mail-1"), volumes.get("mail-1"), "a new queue volume");
+    assert_ne!(h.admin.deployment_state("mail-1"), Some(ComponentState::Draining));
 }
