@@ -3,8 +3,14 @@ CARGO ?= cargo
 CONFIG ?= transport/examples/local.yaml
 # The tests build the server with fault injection for the poison-queue tests.
 TEST_FEATURES ?= --features transport/test-hooks
+# Builds are slow on 2 cores: Cargo's target folder and the control plane's binaries live in
+# a cache outside the clone, kept from one run to the next (built from nothing the first time).
+CACHE ?= $(HOME)/.cache/kube-transport
+export CARGO_TARGET_DIR ?= $(CACHE)/target
+# helm and kubectl (e2e/tools/install-helm.sh), and Postfix's tools in /usr/sbin.
+export PATH := $(CACHE)/bin:$(PATH):/usr/sbin
 
-.PHONY: build run test fmt lint crds e2e-local chart-crds chart-lint chart-test images e2e bench fuzz-smoke
+.PHONY: build run test prepare controlplane fmt lint crds e2e-local dev-cluster chart-crds chart-lint chart-test images e2e bench fuzz-smoke
 
 build:
 	$(CARGO) build --workspace --release
@@ -14,18 +20,41 @@ run:
 	$(CARGO) run --release -p transport --bin transport -- --config $(CONFIG)
 
 ## Every test: unit, real-peer integration (smtp-sink, smtp-source, swaks, in-test DNS),
-## operator reconcile tests and the cluster-free local e2e.
-test:
+## the operator's reconcilers against the real API server, and the e2e suite on a real
+## control plane with process nodes. Installs what is missing first (prepare), and builds the
+## control plane while Cargo builds the workspace.
+test: prepare
+	@mkdir -p $(CACHE)
+	@bash e2e/controlplane/build.sh >$(CACHE)/controlplane-build.log 2>&1 & cp=$$!; \
+	  $(CARGO) test --workspace --all-targets $(TEST_FEATURES) --no-run || { kill $$cp 2>/dev/null; exit 1; }; \
+	  wait $$cp || { echo "building the control plane failed:"; tail -40 $(CACHE)/controlplane-build.log; exit 1; }
 	$(CARGO) test --workspace --all-targets $(TEST_FEATURES)
 
-## The cluster-free local e2e alone (also part of `make test`): the operator's loop against an
-## in-memory API server, each pod a real `transport` process on 127.x, smtp-sink as next hop.
-e2e-local:
-	$(CARGO) build -p transport --bin transport $(TEST_FEATURES)
-	$(CARGO) test -p e2e $(TEST_FEATURES) --test 'local_*' --lib
+## Debian packages, helm and kubectl the tests need (e2e/tools/prepare.sh; root).
+prepare:
+	@bash e2e/tools/prepare.sh
+
+## etcd, kube-apiserver, kube-controller-manager, kube-scheduler from the Go module proxy
+## (e2e/controlplane/build.sh) into $(CACHE)/controlplane/<version>.
+controlplane:
+	bash e2e/controlplane/build.sh
+
+## The e2e suite on the real control plane alone (also part of `make test`): the reconcile
+## tests, then every scenario of e2e/tests/cluster (helm, kubectl, mail, maintenance, drains,
+## upgrades, the audit log's verdict on the operator).
+e2e-local: prepare controlplane
+	$(CARGO) build -p transport -p operator --bins $(TEST_FEATURES)
+	$(CARGO) test -p e2e $(TEST_FEATURES) --test reconcile --test cluster
+
+## Try everything without Docker (README): the control plane, three process nodes, the
+## operator installed with helm, smtp-sink as the outside world; Ctrl-C tears it down.
+dev-cluster: prepare controlplane
+	$(CARGO) build -p transport -p operator -p e2e --bins
+	$(CARGO_TARGET_DIR)/debug/dev-cluster
 
 ## The CRDs generated from the Rust types (operator/src/crd) into crds/ (never edit those by hand).
 ## The chart carries a copy in charts/kube-transport/files/crds (a test fails when they differ).
+## The e2e suite proves the API server accepts them (structural schema, CEL cost budget).
 crds:
 	$(CARGO) run -q -p operator --bin crdgen -- --out-dir crds
 	$(MAKE) chart-crds
@@ -42,8 +71,8 @@ DOCKER ?= docker
 IMAGE_REPO ?= ghcr.io/kube-transport
 IMAGE_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 CHART := charts/kube-transport
-# helm from PATH, else where e2e/tools/install-helm.sh puts it.
-HELM ?= $(shell command -v helm 2>/dev/null || echo $(HOME)/.cache/kube-transport/bin/helm)
+# helm from PATH (the cache first), else where e2e/tools/install-helm.sh puts it.
+HELM ?= $(shell command -v helm 2>/dev/null || echo $(CACHE)/bin/helm)
 
 ## The images of images/Dockerfile: $(IMAGE_REPO)/transport, /transport-operator and
 ## /mailtools (smtp-sink + swaks, for helm test and the kind suite), tagged $(IMAGE_TAG).

@@ -1,9 +1,14 @@
-//! End-to-end suites of kube-transport.
+//! End-to-end suites of kube-transport (docs/design.md §7, docs/e2e.md).
 //!
-//! - [`local`]: the cluster-free e2e (DESIGN §7): the operator's reconcile loop
-//!   against an in-memory API, with a harness that plays the kubelet and runs
-//!   each Pod the operator creates as a real `transport` process on 127.x.y.z.
-//! - [`kind`]: the suite for a real cluster (kind, or the current kubeconfig),
+//! - [`cluster`]: a real Kubernetes control plane (etcd, kube-apiserver,
+//!   kube-controller-manager, kube-scheduler built from the Go module proxy) with nodes
+//!   whose pods are processes, a pod network of namespaces, volumes and Services: what the
+//!   e2e suite (`tests/cluster`), the reconcile tests (`tests/reconcile`) and
+//!   `make dev-cluster` run on.
+//! - [`scenario`]: what the scenarios share: the suite (cluster, kubectl, helm, the
+//!   operator installed by the chart), a namespace per scenario, smtp-sink outside the
+//!   cluster, mail flows and the waits on what kubectl shows.
+//! - [`kind`]: the suite for a cluster with Docker and kind (or the current kubeconfig),
 //!   gated by `KUBE_TRANSPORT_E2E=1`.
 pub mod cluster;
 pub mod kind;

@@ -1,5 +1,5 @@
 //! Reaching one server's admin API. Production connects to `http://<podIP>:8025` with the
-//! token of the `<ts>-admin-token` Secret; tests and the local e2e substitute their own
+//! token of its TransportService (crate::token); the reconcile tests substitute their own
 //! [`AdminConnector`] (servers on loopback ports, processes instead of pods).
 use crate::names;
 use std::net::IpAddr;

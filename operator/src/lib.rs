@@ -15,7 +15,7 @@
 //! - [`metrics`]    Prometheus metrics of the reconcilers
 //! - [`http`]       `/metrics`, `/healthz`, `/readyz` of the operator
 //! - [`leader`]     leader election on a Lease (a leader that cannot renew stops in time)
-//! - [`run`]        kube-runtime Controllers, and a polling driver for watch-less API servers
+//! - [`run`]        kube-runtime Controllers and what triggers a reconcile
 //! - [`status_write`] when a status is worth writing (counters at most every 10 s)
 //! - [`token`]      the admin API tokens, derived from the operator's key
 pub mod admin;

@@ -36,7 +36,7 @@ pub const DRAIN_TAINTS: [&str; 4] = [
     "karpenter.sh/disruption",
 ];
 
-/// Admin API port of every server (DESIGN §8).
+/// Admin API port of every server (docs/design.md §8).
 pub const ADMIN_PORT: u16 = 8025;
 
 pub const CONFIG_DIR: &str = "/etc/kube-transport/config";

@@ -326,7 +326,7 @@ mod tests {
         assert_eq!(names, vec!["mail-0", "mail-1", "mail-2"]);
     }
 
-    /// Needs the config helper's `TransportFile::validate` (DESIGN §4: 0–15).
+    /// Needs the config helper's `TransportFile::validate` (docs/design.md §4: 0–15).
     #[test]
     fn an_out_of_range_retry_count_is_reported_once_with_its_crd_path() {
         let mut ts = service("mail", 2);

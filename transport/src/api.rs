@@ -1,4 +1,4 @@
-//! JSON types of the admin HTTP API (DESIGN §8). The server produces them,
+//! JSON types of the admin HTTP API (docs/design.md §8). The server produces them,
 //! `transportctl` and the operator read them: one definition for all three.
 use crate::config::{Component, ComponentState, Requester};
 use serde::{Deserialize, Serialize};

@@ -1,4 +1,4 @@
-//! A typed client of the admin HTTP API (DESIGN §8), used by `transportctl` and
+//! A typed client of the admin HTTP API (docs/design.md §8), used by `transportctl` and
 //! the operator. Every call maps to one documented path; a refused action comes
 //! back as [`ClientError::Refused`] with the server's sentence.
 use crate::api::{ApiError, MessageInfo, QueueInfo, RedirectRequest, ServerInfo, SetComponentState, SetServerState};

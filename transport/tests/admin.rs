@@ -1,4 +1,4 @@
-//! Server control end to end (DESIGN §3, §8): ServerState transitions and what
+//! Server control end to end (docs/design.md §3, §8): ServerState transitions and what
 //! real SMTP clients see, component states with their requesters, every queue
 //! and message action of the admin API with its refusals, Redirect-Message to
 //! a second server, the token, reloads, the replay directory, poison messages,

@@ -1,4 +1,4 @@
-//! Who gets which DSN (RFC 3461, DESIGN §4/§5): delay DSNs only when enabled for
+//! Who gets which DSN (RFC 3461, docs/design.md §4/§5): delay DSNs only when enabled for
 //! the sender's side and allowed by NOTIFY; never for a null sender; an NDR at
 //! once for a 5xx; a "relayed" success DSN when NOTIFY=SUCCESS meets a hop
 //! without DSN support. Reports are parsed back and their fields checked.

@@ -1,4 +1,4 @@
-//! DESIGN §4 on a controllable clock: the whole connection-failure schedule of
+//! docs/design.md §4 on a controllable clock: the whole connection-failure schedule of
 //! an unreachable smart host (glitch tier, transient tier, outbound interval),
 //! the one delay DSN, expiry with NDR, auto-resubmit, and a restart in the
 //! middle of the schedule. Days of queue time take seconds.

@@ -138,7 +138,7 @@ async fn beat(ctx: Arc<NodeContext>, on: Arc<AtomicBool>) {
                 tracing::warn!(node = %ctx.node, error = %e, "cannot renew the node's lease");
             }
             // The Ready condition is posted once a minute, as the kubelet does when nothing changes.
-            if ticks % 6 == 0 {
+            if ticks.is_multiple_of(6) {
                 let _ =
                     nodes.patch_status(&ctx.node, &PatchParams::default(), &Patch::Strategic(&ready_condition())).await;
             }

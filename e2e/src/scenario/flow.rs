@@ -212,7 +212,9 @@ pub async fn retry_until(
     .await;
 }
 
-/// Messages in each server's queues as `kubectl get ts -o yaml` shows them.
+/// Messages in each server's queues as `kubectl get ts -o yaml` shows them (a summary the
+/// operator refreshes every 60 s when nothing is queued, every 10 s once mail is: waits on
+/// it allow two minutes).
 pub async fn queued(env: &Env<'_>, service: &str) -> BTreeMap<String, u64> {
     let Ok(ts) = env.service(service).await else { return BTreeMap::new() };
     ts.status
@@ -276,7 +278,7 @@ pub async fn hold_on(env: &Env<'_>, server: &str, ids: &[String], rcpt: &str) ->
         assert!(reply.starts_with("250"), "{server} refused {id}: {reply}");
     }
     let what = format!("{} messages held on {server}", ids.len());
-    wait_queued(env, "mail", Duration::from_secs(60), &what, |q| q.get(server) == Some(&(ids.len() as u64))).await;
+    wait_queued(env, "mail", Duration::from_secs(120), &what, |q| q.get(server) == Some(&(ids.len() as u64))).await;
     addr
 }
 

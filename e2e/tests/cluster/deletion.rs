@@ -50,7 +50,7 @@ pub fn service_with_mail(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         // The same TransportService again: the queue comes back with it.
         env.apply(&service_with_dead_hop("mail", 2, sink.addr, dead)).await.unwrap();
         wait_service_ready(&env, "mail", 2).await;
-        wait_queued(&env, "mail", Duration::from_secs(60), "mail-1 holds its 3 messages again", |q| {
+        wait_queued(&env, "mail", Duration::from_secs(120), "mail-1 holds its 3 messages again", |q| {
             q.get("mail-1") == Some(&3)
         })
         .await;

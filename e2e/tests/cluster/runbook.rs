@@ -41,7 +41,7 @@ pub fn exchange_sequence(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         .await;
         assert_eq!(status.effective_state, Some(ComponentState::Draining));
         assert_eq!(status.messages_to_drain, Some(0));
-        wait_queued(&env, "mail", Duration::from_secs(60), "mail-0 holds the 3 messages", |q| {
+        wait_queued(&env, "mail", Duration::from_secs(120), "mail-0 holds the 3 messages", |q| {
             q.get("mail-0") == Some(&3) && q.get("mail-1") == Some(&0)
         })
         .await;

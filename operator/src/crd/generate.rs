@@ -2,7 +2,7 @@
 //! the few rules the derive cannot express added here:
 //!
 //! - no `default` anywhere: defaults live in code, and schema defaults would be written
-//!   into users' specs and make GitOps tools show endless drift (DESIGN §2);
+//!   into users' specs and make GitOps tools show endless drift (docs/design.md §2);
 //! - unsigned integers get their upper bound (the API server ignores `format: uint32`,
 //!   and a larger number would make the whole object unreadable for the operator);
 //! - CIDR lists (`remoteIPRanges`) and resolver addresses (`nameservers`) are checked

@@ -130,8 +130,8 @@ pub struct ComponentServerStatus {
     pub message: Option<String>,
 }
 
-/// An empty request (no server), HubTransport Active by Maintenance: what tools that need a
-/// `Default` (the in-memory API server of the tests) start from; never a schema default.
+/// An empty request (no server), HubTransport Active by Maintenance: kube-derive's
+/// CustomResource needs a `Default` spec; never a schema default.
 impl Default for ServerComponentStateSpec {
     fn default() -> Self {
         ServerComponentStateSpec {

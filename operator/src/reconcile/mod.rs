@@ -1,5 +1,5 @@
 //! The reconcilers: plain async functions over a [`Context`](crate::context::Context), so
-//! the kube-runtime Controllers, the polling driver and the tests all call the same code.
+//! the kube-runtime Controllers and the tests call the same code.
 //!
 //! - [`transport_service`]: a TransportService into its ConfigMap, Secret, Services, Pods
 //!   and PVCs, with the servers driven through their admin API ([`servers`])
@@ -8,6 +8,7 @@
 //!   redirected, what the servers confirm, and its withdrawal when the object is deleted
 pub mod server_component_state;
 mod servers;
+mod service_status;
 pub mod transport_config;
 pub mod transport_service;
 

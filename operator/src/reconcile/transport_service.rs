@@ -11,14 +11,15 @@
 //! the new pod to be Ready), and write status. A reconcile never waits: a step under way is
 //! picked up by the next one.
 use super::servers::Server;
+use super::service_status::{service_status, without_counters, UnderWay};
 use super::{announce_transition, set_all};
 use crate::apply::{self, Outcome};
 use crate::build;
 use crate::conditions::{self, Wanted};
 use crate::context::{pod_ref, Context};
-use crate::crd::{ServerComponentState, ServerStatus, TransportConfig, TransportService, TransportServiceStatus};
+use crate::crd::{ServerComponentState, TransportConfig, TransportService, TransportServiceStatus};
 use crate::names;
-use crate::status_write::{mask_condition_counts, mask_counts, sooner, Decision};
+use crate::status_write::{sooner, Decision};
 use crate::validation;
 use crate::{Error, Result};
 use futures::future::join_all;
@@ -143,7 +144,9 @@ impl Run<'_> {
         let removing = self.step_scale_down(&mut servers, &token).await?;
         let rolling = self.step_roll(&mut servers, &token).await?;
 
-        let status = self.status(&old, &servers, removing, rolling, node_drains);
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::now());
+        let under_way = UnderWay { removing, rolling, node_drains };
+        let status = service_status(&old, ts.metadata.generation, ts.spec.servers(), &servers, under_way, &now);
         let busy = conditions::find(&status.conditions, conditions::PROGRESSING).is_some_and(|c| c.status == "True");
         let later = self.write_status(&old, status).await?;
         // Queued mail moves the counters a user reads: look again as often as they are
@@ -703,133 +706,6 @@ impl Run<'_> {
         }
         s.note = Some(self.hand_over(s, target, "restart").await);
         Ok(names_left)
-    }
-
-    fn status(
-        &self,
-        old: &TransportServiceStatus,
-        servers: &BTreeMap<u32, Server>,
-        removing: Vec<String>,
-        rolling: Vec<String>,
-        node_drains: Vec<String>,
-    ) -> TransportServiceStatus {
-        let wanted = self.ts.spec.servers();
-        let desired: Vec<&Server> = servers.values().filter(|s| s.desired).collect();
-        let ready = desired.iter().filter(|s| s.pod_ready()).count();
-        let entries: Vec<ServerStatus> = servers.values().map(server_status).collect();
-
-        let mut stopped = None;
-        let mut paused = None;
-        for s in &desired {
-            if let Some((reason, message)) =
-                s.info.as_ref().and_then(|i| conditions::server_state_problem(&s.name, i.server_state.name))
-            {
-                let slot = if reason == "ServerStopped" { &mut stopped } else { &mut paused };
-                slot.get_or_insert(message);
-            }
-        }
-        let unreachable: Vec<String> =
-            desired.iter().filter(|s| s.pod_ready() && s.info.is_none()).map(|s| s.name.clone()).collect();
-        let pending_config: Vec<String> = desired
-            .iter()
-            .filter(|s| match (&s.info, &s.rendered) {
-                (Some(i), Some(r)) => i.config_revision != r.revision,
-                _ => false,
-            })
-            .map(|s| s.name.clone())
-            .collect();
-
-        let progressing: Option<(&str, String)> = if !rolling.is_empty() {
-            Some((
-                "RollingRestart",
-                format!("restarting one at a time for a change they cannot reload: {}", rolling.join(", ")),
-            ))
-        } else if !removing.is_empty() {
-            Some(("ScalingDown", format!("draining before removal: {}", removing.join(", "))))
-        } else if !node_drains.is_empty() {
-            Some((
-                "NodeDrain",
-                format!("draining before eviction, their nodes are being drained: {}", node_drains.join(", ")),
-            ))
-        } else if desired.iter().any(|s| !s.settled()) {
-            Some(("ServersStarting", format!("{ready}/{wanted} servers ready")))
-        } else if !pending_config.is_empty() {
-            Some(("ConfigPending", format!("not running the latest configuration yet: {}", pending_config.join(", "))))
-        } else {
-            None
-        };
-
-        let generation = self.ts.metadata.generation;
-        let progressing_cond = match &progressing {
-            Some((reason, message)) => Wanted::new(conditions::PROGRESSING, true, *reason, message.clone()),
-            None => Wanted::new(
-                conditions::PROGRESSING,
-                false,
-                "Reconciled",
-                format!("every server runs the configuration of generation {}", generation.unwrap_or_default()),
-            ),
-        };
-        let degraded_cond = if let Some(message) = &paused {
-            Wanted::new(conditions::DEGRADED, true, "ServerPaused", message.clone())
-        } else if !unreachable.is_empty() {
-            Wanted::new(
-                conditions::DEGRADED,
-                true,
-                "ServerUnreachable",
-                format!("admin API not answering: {}", unreachable.join(", ")),
-            )
-        } else {
-            Wanted::new(conditions::DEGRADED, false, "AsExpected", "no problem found")
-        };
-        let ready_cond = if let Some(message) = stopped {
-            Wanted::new(conditions::READY, false, "ServerStopped", message)
-        } else if let Some(message) = paused {
-            Wanted::new(conditions::READY, false, "ServerPaused", message)
-        } else if !unreachable.is_empty() {
-            Wanted::new(conditions::READY, false, "ServerUnreachable", degraded_cond.message.clone())
-        } else if let Some((reason, message)) = progressing {
-            Wanted::new(conditions::READY, false, reason, message)
-        } else {
-            Wanted::new(conditions::READY, true, "ServersReady", format!("{ready}/{wanted} servers ready and Started"))
-        };
-
-        let mut status = TransportServiceStatus {
-            observed_generation: generation,
-            conditions: old.conditions.clone(),
-            servers_ready: Some(format!("{ready}/{wanted}")),
-            server_state: conditions::server_state_summary(
-                desired.iter().map(|s| s.info.as_ref().map(|i| &i.server_state)),
-            ),
-            servers: entries,
-        };
-        set_all(&mut status.conditions, [ready_cond, progressing_cond, degraded_cond], generation);
-        status
-    }
-}
-
-/// The status with its queue counters blanked (see [`crate::status_write`]).
-fn without_counters(status: &TransportServiceStatus) -> TransportServiceStatus {
-    let mut s = status.clone();
-    mask_condition_counts(&mut s.conditions);
-    for server in &mut s.servers {
-        server.queue_totals = None;
-        server.message = server.message.as_deref().map(mask_counts);
-    }
-    s
-}
-
-fn server_status(s: &Server) -> ServerStatus {
-    let note = s.note.clone().or_else(|| s.admin_error.as_ref().map(|e| format!("admin API: {e}")));
-    ServerStatus {
-        name: s.name.clone(),
-        pod_phase: s.pod_phase(),
-        ready: s.pod_ready(),
-        server_state: s.info.as_ref().map(|i| i.server_state),
-        components: s.info.as_ref().map(|i| i.components.clone()).unwrap_or_default(),
-        queue_totals: s.info.as_ref().map(|i| i.totals),
-        config_revision: s.info.as_ref().map(|i| i.config_revision.clone()),
-        desired_config_revision: s.rendered.as_ref().map(|r| r.revision.clone()),
-        message: note,
     }
 }
 

@@ -1,4 +1,4 @@
-//! The admin HTTP API (DESIGN §8, axum): server and component state, Get-Queue,
+//! The admin HTTP API (docs/design.md §8, axum): server and component state, Get-Queue,
 //! Get-Message and every queue and message action, Redirect-Message; plus
 //! `/metrics`, `/healthz` and `/readyz`, which kubelet and Prometheus reach
 //! without a token. Everything under `/v1` needs `Authorization: Bearer

@@ -11,7 +11,7 @@ use transport::server::{Server, StartOptions};
 #[derive(Parser)]
 #[command(name = "transport", version, about = "kube-transport SMTP transport server")]
 struct Cli {
-    /// Configuration file (YAML, DESIGN §8).
+    /// Configuration file (YAML, docs/design.md §8).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
     /// Log format: text for people, json for pods.

@@ -1,7 +1,7 @@
 //! `transportctl`: the administration CLI of a transport server, with the
 //! verbs an Exchange administrator knows (get-queue, retry-queue,
 //! remove-message --with-ndr, set-servercomponentstate ...). It speaks to the
-//! admin HTTP API (DESIGN §8); tables by default, `-o json` on request.
+//! admin HTTP API (docs/design.md §8); tables by default, `-o json` on request.
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;

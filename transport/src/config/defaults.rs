@@ -1,4 +1,4 @@
-//! DESIGN §4 defaults per role, the Exchange receive-connector defaults, and the
+//! docs/design.md §4 defaults per role, the Exchange receive-connector defaults, and the
 //! resolved policies the server runs with (file value, or default).
 //!
 //! The defaults are named constants so that the operator and the documentation
@@ -18,7 +18,7 @@ const fn days(n: u64) -> Duration {
     Duration::from_secs(n * 86400)
 }
 
-// DESIGN §4, the same for both roles unless the name says otherwise.
+// docs/design.md §4, the same for both roles unless the name says otherwise.
 pub const QUEUE_GLITCH_RETRY_COUNT: u32 = 4;
 pub const QUEUE_GLITCH_RETRY_INTERVAL: Duration = mins(1);
 pub const TRANSIENT_FAILURE_RETRY_COUNT: u32 = 6;

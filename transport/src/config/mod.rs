@@ -1,4 +1,4 @@
-//! The transport server's configuration file (DESIGN §8): YAML, camelCase, the
+//! The transport server's configuration file (docs/design.md §8): YAML, camelCase, the
 //! same field names as the CRDs. This module is the one definition of it; the
 //! operator renders it through these types (feature `config`) and embeds the
 //! shared pieces (retry, expiration, send connectors, receive limits,
@@ -6,7 +6,7 @@
 //!
 //! - [`timespan`]: Exchange time spans `[d.]hh:mm:ss` and `90s/15m/4h/2d`
 //! - [`size`]: byte sizes such as `36MB`
-//! - [`defaults`]: the DESIGN §4 role defaults and ranges, resolved policies
+//! - [`defaults`]: the docs/design.md §4 role defaults and ranges, resolved policies
 //! - [`validate`]: parsing and every check, each error naming its field path
 //!
 //! Defaults live in code (never in the CRD schema): an absent optional field
@@ -36,7 +36,7 @@ pub struct TransportFile {
     /// Letters, digits, `-`, `_` and `.`.
     #[schemars(pattern(validate::SERVER_NAME_PATTERN))]
     pub server_name: String,
-    /// Selects the DESIGN §4 defaults.
+    /// Selects the docs/design.md §4 defaults.
     #[serde(default)]
     pub role: Role,
     /// Name used in the banner, EHLO and Received headers: a host name.
@@ -76,7 +76,7 @@ pub struct TransportFile {
     pub components: BTreeMap<Component, BTreeMap<Requester, ComponentState>>,
 }
 
-/// Selects the DESIGN §4 defaults.
+/// Selects the docs/design.md §4 defaults.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 pub enum Role {
     #[default]
@@ -170,7 +170,7 @@ impl ComponentState {
     }
 }
 
-/// The combined state of `component` (DESIGN §2, Set-ServerComponentState): the strongest
+/// The combined state of `component` (docs/design.md §2, Set-ServerComponentState): the strongest
 /// wish for it, except that ServerWideOffline Inactive makes every component Inactive.
 /// `strongest_of` gives the strongest wish of each component ([`ComponentState::strongest`]).
 /// The one rule the server (its component table) and the operator (status of
@@ -208,7 +208,7 @@ pub struct ReceiveSettings {
     #[schemars(range(min = 1, max = 512_000))]
     pub max_recipients_per_message: Option<u32>,
     /// Refuse MAIL before STARTTLS (`530 5.7.0`). Needs TLS on the connector.
-    // DESIGN §2 spells it requireTLS; the camelCase form is accepted too.
+    // docs/design.md §2 spells it requireTLS; the camelCase form is accepted too.
     #[serde(default, rename = "requireTLS", alias = "requireTls")]
     pub require_tls: bool,
     /// Idle time allowed between commands. Default 00:05:00 (RFC 5321
@@ -409,7 +409,7 @@ pub struct OrgSettings {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub accepted_domains: Vec<AcceptedDomain>,
     /// Delay DSNs to internal senders. Default true.
-    // DESIGN §2/§8 spell it with DSN in capitals; the camelCase form is accepted too.
+    // docs/design.md §2/§8 spell it with DSN in capitals; the camelCase form is accepted too.
     #[serde(
         default,
         rename = "internalDelayDSNEnabled",

@@ -43,7 +43,7 @@ const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86400);
 
-/// The ranges of DESIGN §4 (and of the Exchange cmdlets where DESIGN is silent),
+/// The ranges of docs/design.md §4 (and of the Exchange cmdlets where it is silent),
 /// named so that documentation and the operator can quote them.
 pub mod ranges {
     use super::{Duration, DAY, HOUR, SECOND};
@@ -768,7 +768,7 @@ sendConnectors:
         Some(s.parse().unwrap())
     }
 
-    // ---- the shipped example and the DESIGN example ----
+    // ---- the shipped example and the example of docs/design.md §8 ----
 
     #[test]
     fn example_local_yaml_loads_and_validates() {
@@ -1233,7 +1233,7 @@ components: {HubTransport: {Maintenance: Active}}
         assert_one(&f, "mailboxDelivery.host", &["is not a host"]);
     }
 
-    // ---- retry and expiration (DESIGN §4) ----
+    // ---- retry and expiration (docs/design.md §4) ----
 
     #[test]
     fn every_retry_row_is_range_checked() {
@@ -1578,7 +1578,7 @@ admin: {bind: '0.0.0.0:8025'}
         assert_eq!(prop("AddressSpace", "domain")["pattern"], ADDRESS_SPACE_PATTERN);
         assert_eq!(prop("AcceptedDomain", "domain")["pattern"], ACCEPTED_DOMAIN_PATTERN);
         assert_eq!(schema["properties"]["serverName"]["pattern"], SERVER_NAME_PATTERN);
-        // The DESIGN spellings are the schema's.
+        // The spellings of docs/design.md are the schema's.
         assert!(defs["OrgSettings"]["properties"].get("internalDelayDSNEnabled").is_some());
         assert!(defs["ReceiveConnector"]["properties"].get("requireTLS").is_some());
     }

@@ -4,7 +4,7 @@
 //!
 //! The rest of the server never reads those states directly: it reads an
 //! [`Availability`] through a [`Gate`], which this module derives, so the rules
-//! of DESIGN §3 live in one place:
+//! of docs/design.md §3 live in one place:
 //! - Paused: no new connections; open sessions go on and may submit; delivery goes on.
 //! - Stopped: no connections, no delivery; open sessions end after their current transaction.
 //! - A component not Active (HubTransport, FrontendTransport, or ServerWideOffline
@@ -272,7 +272,7 @@ impl Control {
     }
 }
 
-/// The rules of DESIGN §3, in one place.
+/// The rules of docs/design.md §3, in one place.
 fn derive(state: &State) -> Availability {
     use ServerStateName as S;
     let running = !matches!(state.server_state, S::Stopping | S::Stopped);

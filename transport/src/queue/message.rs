@@ -121,7 +121,7 @@ pub struct Envelope {
     pub subject: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub internet_message_id: Option<String>,
-    /// Queue state that survives a restart (DESIGN §4).
+    /// Queue state that survives a restart (docs/design.md §4).
     #[serde(default)]
     pub state: MessageState,
 }

@@ -1,5 +1,5 @@
 //! When a delivery queue tries its next hop again after connection failures
-//! (DESIGN §4, seed 002): `queueGlitchRetryCount` quick retries
+//! (docs/design.md §4, seed 002): `queueGlitchRetryCount` quick retries
 //! `queueGlitchRetryInterval` apart, then `transientFailureRetryCount` retries
 //! `transientFailureRetryInterval` apart, then every
 //! `outboundConnectionFailureRetryInterval` until the messages expire. Queues to

@@ -1,4 +1,4 @@
-//! The administrator's levers (DESIGN §4, reference/exchange.md §2.6), each
+//! The administrator's levers (docs/design.md §4, reference/exchange.md §2.6), each
 //! with Exchange's preconditions: a refused action says why in a sentence (the
 //! admin API answers 409 with it). Also the poison rule: a message whose
 //! processing panicked `poisonThreshold` times goes to the Poison queue.

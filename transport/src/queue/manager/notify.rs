@@ -1,4 +1,4 @@
-//! When DSNs are due and how they enter the queue (DESIGN §5, RFC 3461):
+//! When DSNs are due and how they enter the queue (docs/design.md §5, RFC 3461):
 //! never for a null sender; failure and delay reports only as the recipient's
 //! NOTIFY allows (absent NOTIFY means FAILURE and DELAY); delay reports only
 //! when enabled for that sender side; every report is a new message from the

@@ -58,7 +58,7 @@ impl QueueKey {
     }
 }
 
-/// What survives a restart of a queue (DESIGN §4: retry counts and times).
+/// What survives a restart of a queue (docs/design.md §4: retry counts and times).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct QueueRecord {

@@ -1,4 +1,4 @@
-//! Everything time-driven (DESIGN §4): a queue's next connection attempt,
+//! Everything time-driven (docs/design.md §4): a queue's next connection attempt,
 //! message-level retries, the delay DSN, expiry with NDR, removal of idle empty
 //! queues and auto-resubmit of queues stuck in Retry. Timers are checked again
 //! when they fire, against the configuration in force then.

@@ -1,7 +1,7 @@
 //! Connection workers: each one resolves its queue's next hop, connects, then
 //! sends ready items over that connection until none is left (waiting a moment
 //! for more, so bursts reuse connections). A failed connection puts the queue
-//! in Retry on the DESIGN §4 schedule; every attempt is written to the
+//! in Retry on the docs/design.md §4 schedule; every attempt is written to the
 //! connectivity log.
 use super::state::{QueueId, State, Timer};
 use super::QueueManager;
