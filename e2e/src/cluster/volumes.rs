@@ -200,6 +200,38 @@ fn map_files<'a>(
     Ok(())
 }
 
+/// The keys (or `items`) of the ConfigMap or Secret `ns/name` as files; `data` reads its
+/// keys and values. A missing object is an error unless `optional`.
+#[allow(clippy::too_many_arguments)]
+async fn object_files<K>(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    items: Option<&Vec<KeyToPath>>,
+    optional: Option<bool>,
+    default: u32,
+    payload: &mut Payload,
+    data: impl FnOnce(K) -> Vec<(String, Vec<u8>)>,
+) -> Result<()>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let Some(obj) = Api::<K>::namespaced(client.clone(), ns).get_opt(name).await? else {
+        if optional == Some(true) {
+            return Ok(());
+        }
+        bail!("{kind} {ns}/{name} not found");
+    };
+    let entries = data(obj);
+    map_files(entries.iter().map(|(k, v)| (k, v.clone())), items, default, &format!("{kind} {name}"), payload)
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn config_map_files(
     client: &kube::Client,
     ns: &str,
@@ -209,17 +241,14 @@ async fn config_map_files(
     default: u32,
     payload: &mut Payload,
 ) -> Result<()> {
-    let Some(cm) = Api::<ConfigMap>::namespaced(client.clone(), ns).get_opt(name).await? else {
-        if optional == Some(true) {
-            return Ok(());
-        }
-        bail!("ConfigMap {ns}/{name} not found");
-    };
-    let text = cm.data.iter().flatten().map(|(k, v)| (k, v.clone().into_bytes()));
-    let binary = cm.binary_data.iter().flatten().map(|(k, v)| (k, v.0.clone()));
-    map_files(text.chain(binary), items, default, &format!("ConfigMap {name}"), payload)
+    object_files::<ConfigMap>(client, ns, name, items, optional, default, payload, |cm| {
+        let text = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes()));
+        text.chain(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0))).collect()
+    })
+    .await
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn secret_files(
     client: &kube::Client,
     ns: &str,
@@ -229,15 +258,11 @@ async fn secret_files(
     default: u32,
     payload: &mut Payload,
 ) -> Result<()> {
-    let Some(secret) = Api::<Secret>::namespaced(client.clone(), ns).get_opt(name).await? else {
-        if optional == Some(true) {
-            return Ok(());
-        }
-        bail!("Secret {ns}/{name} not found");
-    };
-    let data = secret.data.iter().flatten().map(|(k, v)| (k, v.0.clone()));
-    let strings = secret.string_data.iter().flatten().map(|(k, v)| (k, v.clone().into_bytes()));
-    map_files(data.chain(strings), items, default, &format!("Secret {name}"), payload)
+    object_files::<Secret>(client, ns, name, items, optional, default, payload, |secret| {
+        let data = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0));
+        data.chain(secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes()))).collect()
+    })
+    .await
 }
 
 fn downward_files(

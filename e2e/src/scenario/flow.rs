@@ -106,6 +106,42 @@ impl MailFlow {
     }
 }
 
+/// Counts, every 50 ms, how many of a service's `servers` are out of service (not Ready,
+/// or being deleted); [`OutOfService::stop`] gives the worst count seen.
+pub struct OutOfService {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<usize>,
+}
+
+impl OutOfService {
+    pub fn start(env: &Env<'_>, servers: usize) -> OutOfService {
+        let pods = env.api::<k8s_openapi::api::core::v1::Pod>();
+        let selector = format!("{}={}", operator::names::LABEL_NAME, operator::names::APP_NAME);
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            let mut worst = 0;
+            while !*stopped.borrow() {
+                if let Ok(list) = pods.list(&kube::api::ListParams::default().labels(&selector)).await {
+                    let up =
+                        list.items.iter().filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none()).count();
+                    worst = worst.max(servers.saturating_sub(up));
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+                    _ = stopped.changed() => {}
+                }
+            }
+            worst
+        });
+        OutOfService { stop, task }
+    }
+
+    pub async fn stop(self) -> usize {
+        let _ = self.stop.send(true);
+        self.task.await.expect("the sampler")
+    }
+}
+
 /// Asserts that every accepted message reached the sink at least once (a hand-over retried
 /// after a lost answer may deliver one twice; never none).
 pub async fn assert_all_delivered(env: &Env<'_>, sink: &Sink, accepted: &BTreeMap<String, String>) {

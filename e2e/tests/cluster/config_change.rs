@@ -2,9 +2,11 @@
 //! without a restart (status shows the new config revision; the pods keep their uid); the
 //! same file applied again writes nothing; a port change rolls the servers one at a time,
 //! each drained first, with mail flowing through the Service and none lost.
-use e2e::scenario::flow::{assert_all_delivered, mail_service, transport_config, wait_service_ready, MailFlow};
+use e2e::scenario::flow::{
+    assert_all_delivered, mail_service, transport_config, wait_service_ready, MailFlow, OutOfService,
+};
 use e2e::scenario::sink::Sink;
-use e2e::scenario::{pod_ready, Env, Suite};
+use e2e::scenario::{Env, Suite};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
@@ -76,23 +78,7 @@ pub fn reload_and_roll(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         env.smtp_service("mail", 2525).await.unwrap();
         env.wait_endpoints("mail", 2525, 3).await;
         let flow = MailFlow::start(&env, "mail", "roll", Duration::from_millis(40));
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let pods_api = env.api::<Pod>();
-        let sampler = tokio::spawn(async move {
-            let mut worst = 0;
-            while !*stopped.borrow() {
-                if let Ok(list) = pods_api.list(&ListParams::default()).await {
-                    let up =
-                        list.items.iter().filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none()).count();
-                    worst = worst.max(3usize.saturating_sub(up));
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    _ = stopped.changed() => {}
-                }
-            }
-            worst
-        });
+        let sampler = OutOfService::start(&env, 3);
         let mut moved = changed.clone();
         moved.spec.receive_connectors[0].port = 2600;
         env.apply(&moved).await.unwrap();
@@ -107,8 +93,7 @@ pub fn reload_and_roll(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         })
         .await;
         wait_service_ready(&env, "mail", 3).await;
-        let _ = stop.send(true);
-        let worst = sampler.await.unwrap();
+        let worst = sampler.stop().await;
         let report = flow.stop().await;
         assert!(worst <= 1, "{worst} servers were out of service at once");
         assert!(report.accepted.len() >= 20, "mail kept flowing during the roll: {report:?}");

@@ -5,9 +5,11 @@
 //!   replica takes the Lease and acts, and the two never write at the same time;
 //! - `helm uninstall` leaves the CRDs, the servers, their Services and their mail.
 use e2e::cluster::audit;
-use e2e::scenario::flow::{assert_all_delivered, mail_service, transport_config, wait_service_ready, MailFlow};
+use e2e::scenario::flow::{
+    assert_all_delivered, mail_service, transport_config, wait_service_ready, MailFlow, OutOfService,
+};
 use e2e::scenario::sink::Sink;
-use e2e::scenario::{pod_ready, smtp, Suite, OPERATOR_NS, OPERATOR_USER, RELEASE};
+use e2e::scenario::{smtp, Suite, OPERATOR_NS, OPERATOR_USER, RELEASE};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -36,23 +38,7 @@ pub fn new_transport_image(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         wait_service_ready(&env, "mail", 3).await;
         env.wait_endpoints("mail", 2525, 3).await;
         let flow = MailFlow::start(&env, "mail", "upgrade", Duration::from_millis(40));
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let pods = env.api::<Pod>();
-        let sampler = tokio::spawn(async move {
-            let mut worst = 0;
-            while !*stopped.borrow() {
-                if let Ok(list) = pods.list(&ListParams::default()).await {
-                    let up =
-                        list.items.iter().filter(|p| pod_ready(p) && p.metadata.deletion_timestamp.is_none()).count();
-                    worst = worst.max(3usize.saturating_sub(up));
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(50)) => {}
-                    _ = stopped.changed() => {}
-                }
-            }
-            worst
-        });
+        let sampler = OutOfService::start(&env, 3);
 
         upgrade(&suite, &["transportImage.tag=0.1.1"]);
         env.wait_for(Duration::from_secs(300), "every server on transport:0.1.1", || async {
@@ -70,8 +56,7 @@ pub fn new_transport_image(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         })
         .await;
         wait_service_ready(&env, "mail", 3).await;
-        let _ = stop.send(true);
-        let worst = sampler.await.unwrap();
+        let worst = sampler.stop().await;
         let report = flow.stop().await;
         assert!(worst <= 1, "{worst} servers were out of service at once");
         assert!(report.accepted.len() >= 20, "mail kept flowing during the upgrade: {report:?}");

@@ -1,6 +1,6 @@
 //! Maintenance through ServerComponentState objects, the PodDisruptionBudget and node
-//! drains, against the in-memory API server and the fake admin API (see `harness`).
-use crate::harness::{condition, scs, service, Harness};
+//! drains, against the real API server and the fake admin API (see `harness`).
+use crate::harness::{condition, scs, Harness};
 use k8s_openapi::api::core::v1::{Node, NodeSpec, Pod, Taint};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
@@ -13,17 +13,6 @@ use std::time::Duration;
 use transport::config::{Component, ComponentState, Requester};
 
 const FINALIZER: &str = "kubetransport.io/component-state";
-
-/// A service of `servers` servers, every one Ready and Started.
-async fn running(h: &Harness, name: &str, servers: u32) {
-    h.create_config("default").await;
-    h.create_service(service(name, servers)).await;
-    h.reconcile(name).await;
-    h.kubelet().await;
-    h.reconcile(name).await;
-    let status = h.service(name).await.status.expect("status");
-    assert_eq!(condition(&status.conditions, "Ready").status, "True", "{:?}", status.conditions);
-}
 
 /// One polling pass as the driver does it: the service (its files), the pods, the request.
 async fn pass(h: &Harness, service: &str, request: &str) -> Option<Action> {
@@ -47,7 +36,7 @@ fn file_components(h_data: &std::collections::BTreeMap<String, String>, server: 
 #[tokio::test]
 async fn an_inactive_request_reaches_the_pod_and_its_file_and_status_shows_what_the_server_confirms() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     h.create_scs(maintenance("mail-1", ComponentState::Inactive)).await;
 
     // The request alone: pushed to the pod at once, before the file is written.
@@ -100,7 +89,7 @@ async fn an_inactive_request_reaches_the_pod_and_its_file_and_status_shows_what_
 #[tokio::test]
 async fn draining_with_redirect_to_hands_the_queue_over_and_drained_follows_the_queue() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     h.admin.set_messages("mail-1", 5);
     let mut obj = maintenance("mail-1", ComponentState::Draining);
     obj.spec.redirect_to = Some("mail-0".into());
@@ -133,7 +122,7 @@ async fn draining_with_redirect_to_hands_the_queue_over_and_drained_follows_the_
 #[tokio::test]
 async fn deleting_the_request_brings_the_requester_back_to_active_before_the_object_goes() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     h.create_scs(maintenance("mail-1", ComponentState::Inactive)).await;
     pass(&h, "mail", "mail-1-maintenance").await;
     pass(&h, "mail", "mail-1-maintenance").await;
@@ -185,7 +174,7 @@ async fn deleting_the_request_brings_the_requester_back_to_active_before_the_obj
 #[tokio::test]
 async fn another_request_of_the_same_requester_keeps_the_wish_when_one_is_deleted() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     h.create_scs(maintenance("mail-1", ComponentState::Inactive)).await;
     h.create_scs(scs(
         "all-draining",
@@ -220,7 +209,7 @@ async fn another_request_of_the_same_requester_keeps_the_wish_when_one_is_delete
 #[tokio::test]
 async fn server_wide_offline_takes_every_component_down_by_the_servers_rule() {
     let h = Harness::new().await;
-    running(&h, "mail", 1).await;
+    h.running("mail", 1).await;
     h.create_scs(scs(
         "off",
         "mail",
@@ -245,7 +234,7 @@ async fn server_wide_offline_takes_every_component_down_by_the_servers_rule() {
 #[tokio::test]
 async fn requests_for_unknown_servers_or_services_are_reported_not_applied() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     h.create_scs(maintenance("mail-7", ComponentState::Inactive)).await;
     h.reconcile_scs("mail-7-maintenance").await;
     let ready = condition(&h.scs("mail-7-maintenance").await.unwrap().status.unwrap().conditions, "Ready").clone();
@@ -282,7 +271,7 @@ async fn requests_for_unknown_servers_or_services_are_reported_not_applied() {
 #[tokio::test]
 async fn the_disruption_budget_covers_every_server_not_yet_drained_for_its_node() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     let pdb = h.api::<PodDisruptionBudget>().get("mail").await.expect("PodDisruptionBudget mail");
     let spec = pdb.spec.unwrap();
     assert_eq!(spec.max_unavailable, Some(IntOrString::Int(0)));
@@ -311,7 +300,7 @@ fn evictable(pod: &Pod) -> bool {
 #[tokio::test]
 async fn a_cordoned_node_drains_its_server_to_a_sibling_before_the_eviction_is_let_through() {
     let h = Harness::new().await;
-    running(&h, "mail", 3).await;
+    h.running("mail", 3).await;
     node(&h, "n1").await;
     node(&h, "n2").await;
     for (pod, n) in [("mail-0", "n1"), ("mail-1", "n2"), ("mail-2", "n2")] {
@@ -371,7 +360,7 @@ async fn a_cordoned_node_drains_its_server_to_a_sibling_before_the_eviction_is_l
 #[tokio::test]
 async fn an_autoscaler_drain_taint_drains_the_server_too() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     node(&h, "n1").await;
     node(&h, "n2").await;
     h.schedule("mail-0", "n1").await;

@@ -379,6 +379,18 @@ impl Harness {
         format!("{}-{short}", self.ns)
     }
 
+    /// A service of `servers` servers (and the TransportConfig `default`), reconciled until
+    /// every server is Ready and Started.
+    pub async fn running(&self, name: &str, servers: u32) {
+        self.create_config("default").await;
+        self.create_service(service(name, servers)).await;
+        self.reconcile(name).await;
+        self.kubelet().await;
+        self.reconcile(name).await;
+        let status = self.service(name).await.status.expect("status");
+        assert_eq!(condition(&status.conditions, "Ready").status, "True", "{:?}", status.conditions);
+    }
+
     pub async fn create_config(&self, name: &str) -> TransportConfig {
         let tc = TransportConfig::new(name, TransportConfigSpec { settings: org() });
         self.api::<TransportConfig>().create(&PostParams::default(), &tc).await.expect("create TransportConfig")

@@ -9,17 +9,6 @@ use std::collections::BTreeMap;
 use transport::api::ServerStateName;
 use transport::config::{ComponentState, RetrySettings, ServerStateSetting};
 
-/// A service of `servers` servers, reconciled until every server is Ready and Started.
-async fn running(h: &Harness, name: &str, servers: u32) {
-    h.create_config("default").await;
-    h.create_service(service(name, servers)).await;
-    h.reconcile(name).await;
-    h.kubelet().await;
-    h.reconcile(name).await;
-    let status = h.service(name).await.status.expect("status");
-    assert_eq!(condition(&status.conditions, "Ready").status, "True", "{:?}", status.conditions);
-}
-
 fn owned_by(obj: &impl ResourceExt, service: &TransportService) -> bool {
     obj.owner_references().iter().any(|o| {
         o.kind == "TransportService"
@@ -84,7 +73,7 @@ async fn creates_every_object_from_nothing() {
 #[tokio::test]
 async fn a_second_reconcile_with_nothing_changed_writes_nothing() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     let mark = h.writes.count();
     h.reconcile("mail").await;
     assert_eq!(h.writes.since(mark), Vec::<String>::new(), "an idle reconcile must not write");
@@ -98,7 +87,7 @@ async fn a_second_reconcile_with_nothing_changed_writes_nothing() {
 #[tokio::test]
 async fn status_reports_each_servers_state_from_its_admin_api() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     let status = h.service("mail").await.status.unwrap();
     assert_eq!(status.servers_ready.as_deref(), Some("2/2"));
     assert_eq!(status.server_state.as_deref(), Some("Started"));
@@ -127,7 +116,7 @@ async fn status_reports_each_servers_state_from_its_admin_api() {
 #[tokio::test]
 async fn paused_server_is_degraded_with_how_to_start_it_and_stopped_warns() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     h.edit_spec("mail", |ts| {
         ts.spec.server_state_overrides.insert("mail-1".into(), ServerStateSetting::Paused);
     })
@@ -172,7 +161,7 @@ async fn paused_server_is_degraded_with_how_to_start_it_and_stopped_warns() {
 #[tokio::test]
 async fn a_reloadable_change_updates_only_the_config_map() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     let uids: Vec<_> = h.pods().await.iter().map(|p| p.uid()).collect();
     let before = h.config_map("mail").await.annotations().clone();
 
@@ -203,7 +192,7 @@ async fn a_reloadable_change_updates_only_the_config_map() {
 #[tokio::test]
 async fn a_port_change_rolls_the_servers_one_at_a_time_each_drained_first() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     h.admin.set_messages("mail-0", 5);
     h.edit_spec("mail", |ts| ts.spec.receive_connectors[0].port = 2600).await;
 
@@ -260,7 +249,7 @@ async fn a_port_change_rolls_the_servers_one_at_a_time_each_drained_first() {
 #[tokio::test]
 async fn scaling_up_creates_the_new_servers() {
     let h = Harness::new().await;
-    running(&h, "mail", 1).await;
+    h.running("mail", 1).await;
     h.edit_spec("mail", |ts| ts.spec.servers = Some(3)).await;
     h.reconcile("mail").await;
     assert_eq!(h.pod_names().await, vec!["mail-0", "mail-1", "mail-2"]);
@@ -273,7 +262,7 @@ async fn scaling_up_creates_the_new_servers() {
 #[tokio::test]
 async fn scaling_down_drains_redirects_and_removes_only_an_empty_server() {
     let h = Harness::new().await;
-    running(&h, "mail", 3).await;
+    h.running("mail", 3).await;
     h.admin.set_messages("mail-2", 4);
     h.edit_spec("mail", |ts| ts.spec.servers = Some(2)).await;
 
@@ -338,7 +327,7 @@ async fn a_missing_transport_config_is_a_condition_and_a_requeue() {
 #[tokio::test]
 async fn an_invalid_spec_is_reported_naming_the_field_and_nothing_is_applied() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     let cm_before = h.config_map("mail").await;
     h.edit_spec("mail", |ts| {
         ts.spec.receive_connectors[0].port = 8025;
@@ -384,7 +373,7 @@ async fn a_cluster_rule_violation_names_the_field() {
 #[tokio::test]
 async fn the_admin_token_is_generated_once_and_never_rotated() {
     let h = Harness::new().await;
-    running(&h, "mail", 1).await;
+    h.running("mail", 1).await;
     let token = h.api::<Secret>().get("mail-admin-token").await.unwrap().data.unwrap()["token"].clone();
     h.edit_spec("mail", |ts| ts.spec.servers = Some(2)).await;
     h.reconcile("mail").await;
@@ -395,7 +384,7 @@ async fn the_admin_token_is_generated_once_and_never_rotated() {
 #[tokio::test]
 async fn transport_config_changes_reach_every_server_and_its_status_lists_the_services() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     h.create_service(service("edge", 1)).await;
     h.reconcile("edge").await;
     h.kubelet().await;
@@ -442,7 +431,7 @@ async fn component_states_from_server_component_state_objects_land_in_the_file()
     use operator::crd::{ServerComponentState, ServerComponentStateSpec, TransportServiceRef};
     use transport::config::{Component, Requester};
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     let scs = ServerComponentState::new(
         "mail-1-maintenance",
         ServerComponentStateSpec {
@@ -466,7 +455,7 @@ async fn component_states_from_server_component_state_objects_land_in_the_file()
 #[tokio::test]
 async fn a_paused_server_does_not_hold_a_rolling_restart_back() {
     let h = Harness::new().await;
-    running(&h, "mail", 2).await;
+    h.running("mail", 2).await;
     h.edit_spec("mail", |ts| {
         ts.spec.server_state_overrides.insert("mail-1".into(), ServerStateSetting::Paused);
     })
@@ -500,7 +489,7 @@ async fn a_paused_server_does_not_hold_a_rolling_restart_back() {
 async fn an_invalid_transport_config_is_named_in_both_statuses() {
     use transport::config::{AcceptedDomain, AcceptedDomainType};
     let h = Harness::new().await;
-    running(&h, "mail", 1).await;
+    h.running("mail", 1).await;
     let mut tc = h.api::<TransportConfig>().get("default").await.unwrap();
     tc.spec
         .settings
