@@ -86,7 +86,7 @@ where
     for (i, load) in loads.iter().enumerate() {
         let (px, py) = local(chart.backend_coord(&(i as f64 + 0.08, 0.0)));
         let lines = [
-            format!("{} KB", load.size / 1024),
+            load.name().split(", ").next().unwrap_or_default().to_string(),
             format!("{} sessions", load.sessions),
             format!("{} msg/session", load.per_session),
         ];

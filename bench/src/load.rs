@@ -33,7 +33,11 @@ pub struct Load {
 
 impl Load {
     pub fn name(&self) -> String {
-        let size = if self.size >= 1024 { format!("{} KB", self.size / 1024) } else { format!("{} B", self.size) };
+        let size = match self.size {
+            s if s >= 1 << 20 => format!("{} MB", s >> 20),
+            s if s >= 1024 => format!("{} KB", s / 1024),
+            s => format!("{s} B"),
+        };
         format!("{size}, {} sessions, {} msg/session", self.sessions, self.per_session)
     }
 

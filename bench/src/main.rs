@@ -96,6 +96,7 @@ struct Options {
     reps: u32,
     messages: u32,
     large_messages: u32,
+    huge_messages: u32,
     scale_messages: u64,
     out: PathBuf,
     baseline: Option<PathBuf>,
@@ -106,7 +107,8 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: bench [--reps N] [--messages N] [--large-messages N] [--scale-messages N (0: skip)]\n\
+        "usage: bench [--reps N] [--messages N] [--large-messages N] [--huge-messages N]\n\
+         \x20            [--scale-messages N (0: skip)]\n\
          \x20            [--out DIR] [--label NAME] [--baseline FILE.json] [--targets ceiling,postfix,transport]\n\
          \x20            [--loads 1,2,...] [--quick]\n\
          \x20      bench report FILE.json [--baseline FILE.json]   (rewrite the .md and .png of a result)"
@@ -119,6 +121,7 @@ fn parse_args(args: &[String]) -> Options {
         reps: 3,
         messages: 5000,
         large_messages: 1000,
+        huge_messages: 60,
         scale_messages: 100_000,
         out: PathBuf::from("bench/results"),
         baseline: None,
@@ -133,6 +136,7 @@ fn parse_args(args: &[String]) -> Options {
             "--reps" => o.reps = value().parse().unwrap_or_else(|_| usage()),
             "--messages" => o.messages = value().parse().unwrap_or_else(|_| usage()),
             "--large-messages" => o.large_messages = value().parse().unwrap_or_else(|_| usage()),
+            "--huge-messages" => o.huge_messages = value().parse().unwrap_or_else(|_| usage()),
             "--scale-messages" => o.scale_messages = value().parse().unwrap_or_else(|_| usage()),
             "--out" => o.out = PathBuf::from(value()),
             "--label" => o.label = Some(value()),
@@ -156,6 +160,7 @@ fn parse_args(args: &[String]) -> Options {
                 o.reps = 1;
                 o.messages = 1000;
                 o.large_messages = 200;
+                o.huge_messages = 20;
                 o.scale_messages = 10_000;
             }
             _ => usage(),
@@ -171,6 +176,8 @@ fn loads(o: &Options) -> Vec<Load> {
         Load { size: 2048, sessions: 100, per_session: 1, messages: o.messages },
         Load { size: 2048, sessions: 100, per_session: 10, messages: o.messages },
         Load { size: 100 * 1024, sessions: 20, per_session: 1, messages: o.large_messages },
+        // Memory per message in flight: 20 senders of 9 MB at once.
+        Load { size: 9 << 20, sessions: 20, per_session: 1, messages: o.huge_messages },
     ];
     match &o.loads {
         None => all,

@@ -21,11 +21,16 @@ pub struct Scale {
     pub hwm_queued_kb: u64,
     /// Size of the queue database file.
     pub db_bytes: u64,
-    /// GET /v1/queues and GET /v1/messages (all of them) with the queue held.
+    /// GET /v1/queues and GET /v1/messages?resultSize=Unlimited (all of them) with the queue held.
     pub list_queues_secs: f64,
     pub list_messages_secs: f64,
     pub list_messages_count: u64,
     pub list_messages_bytes: u64,
+    /// GET /v1/messages as Get-Message by default: the first page (1000 rows).
+    #[serde(default)]
+    pub first_page_secs: f64,
+    #[serde(default)]
+    pub first_page_count: u64,
     /// SIGTERM to exit.
     pub stop_secs: f64,
     /// Process start to SMTP listening (the queue is recovered before the listeners open).
@@ -54,7 +59,12 @@ pub fn run(tmp: &Path, messages: u64, size: usize) -> Result<Scale> {
     let (_, queues) = http_get(server.admin, "/v1/queues")?;
     let list_queues_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let (_, body) = http_get(server.admin, "/v1/messages")?;
+    let (_, page) = http_get(server.admin, "/v1/messages")?;
+    let first_page_secs = t.elapsed().as_secs_f64();
+    let page: serde_json::Value = serde_json::from_slice(&page).context("GET /v1/messages: not JSON")?;
+    let first_page_count = page.as_array().map_or(0, |a| a.len() as u64);
+    let t = Instant::now();
+    let (_, body) = http_get(server.admin, "/v1/messages?resultSize=Unlimited")?;
     let list_messages_secs = t.elapsed().as_secs_f64();
     let list: serde_json::Value = serde_json::from_slice(&body).context("GET /v1/messages: not JSON")?;
     let list_messages_count = list.as_array().map_or(0, |a| a.len() as u64);
@@ -89,6 +99,8 @@ pub fn run(tmp: &Path, messages: u64, size: usize) -> Result<Scale> {
         list_messages_secs,
         list_messages_count,
         list_messages_bytes: body.len() as u64,
+        first_page_secs,
+        first_page_count,
         stop_secs,
         restart_secs: restart.as_secs_f64(),
         recovered,

@@ -184,6 +184,29 @@ pub enum MessageStatus {
     PendingRemove,
 }
 
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 6] = [
+        MessageStatus::Active,
+        MessageStatus::Ready,
+        MessageStatus::Retry,
+        MessageStatus::Suspended,
+        MessageStatus::PendingSuspend,
+        MessageStatus::PendingRemove,
+    ];
+}
+
+impl std::str::FromStr for MessageStatus {
+    type Err = String;
+
+    /// The status's name, without regard to case (as Exchange takes it).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        MessageStatus::ALL.into_iter().find(|st| format!("{st:?}").eq_ignore_ascii_case(s)).ok_or_else(|| {
+            let names: Vec<String> = MessageStatus::ALL.iter().map(|st| format!("{st:?}")).collect();
+            format!("message status {s:?} is none of {}", names.join(", "))
+        })
+    }
+}
+
 /// A recipient of a message row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -222,6 +245,89 @@ pub struct MessageInfo {
     pub expiration_time: Option<String>,
     pub last_error: Option<String>,
     pub retry_count: u32,
+}
+
+/// Get-Message's default `-ResultSize`.
+pub const DEFAULT_RESULT_SIZE: u32 = 1000;
+
+/// Query of `GET /v1/messages`: Get-Message's filters and paging. Every filter
+/// is optional; rows come in queue order, then message number.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageQuery {
+    /// Only the messages of this queue (`Submission`, `Poison`, a number, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue: Option<String>,
+    /// Only this message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<MessageStatus>,
+    /// FromAddress, compared without regard to case (`<>` is the null sender).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// Messages with a recipient in this domain (in this queue).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipient_domain: Option<String>,
+    /// Rows per answer: a number or `Unlimited`; [`DEFAULT_RESULT_SIZE`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_size: Option<ResultSize>,
+    /// The identity of the last row of the previous page: rows after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bookmark: Option<String>,
+}
+
+/// Header of a `GET /v1/messages` answer that has more rows: the bookmark
+/// (identity of its last row) to ask for the next page with.
+pub const NEXT_BOOKMARK_HEADER: &str = "x-next-bookmark";
+
+/// Get-Message's `-ResultSize`: a number of rows, or `Unlimited`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum ResultSize {
+    Rows(u32),
+    Unlimited,
+}
+
+impl ResultSize {
+    /// The number of rows, `None` for no limit.
+    pub fn limit(self) -> Option<usize> {
+        match self {
+            ResultSize::Rows(n) => Some(n as usize),
+            ResultSize::Unlimited => None,
+        }
+    }
+}
+
+impl std::str::FromStr for ResultSize {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("unlimited") {
+            return Ok(ResultSize::Unlimited);
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(ResultSize::Rows(n)),
+            _ => Err(format!("ResultSize {s:?} is neither a positive number nor Unlimited")),
+        }
+    }
+}
+
+impl TryFrom<String> for ResultSize {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<ResultSize> for String {
+    fn from(r: ResultSize) -> String {
+        match r {
+            ResultSize::Rows(n) => n.to_string(),
+            ResultSize::Unlimited => "Unlimited".to_string(),
+        }
+    }
 }
 
 /// `POST /v1/redirect`.

@@ -1,7 +1,10 @@
 //! A typed client of the admin HTTP API (docs/design.md §8), used by `transportctl` and
 //! the operator. Every call maps to one documented path; a refused action comes
 //! back as [`ClientError::Refused`] with the server's sentence.
-use crate::api::{ApiError, MessageInfo, QueueInfo, RedirectRequest, ServerInfo, SetComponentState, SetServerState};
+use crate::api::{
+    ApiError, MessageInfo, MessageQuery, QueueInfo, RedirectRequest, ResultSize, ServerInfo, SetComponentState,
+    SetServerState, NEXT_BOOKMARK_HEADER,
+};
 use crate::config::{Component, ComponentState, Requester, ServerStateSetting};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
@@ -95,13 +98,22 @@ impl AdminClient {
         self.json(self.request(reqwest::Method::GET, "/v1/queues")).await
     }
 
-    /// `GET /v1/messages[?queue=]`.
+    /// Every message, optionally of one queue (`GET /v1/messages?resultSize=Unlimited`).
     pub async fn messages(&self, queue: Option<&str>) -> Result<Vec<MessageInfo>, ClientError> {
-        let mut req = self.request(reqwest::Method::GET, "/v1/messages");
-        if let Some(q) = queue {
-            req = req.query(&[("queue", q)]);
-        }
-        self.json(req).await
+        let query = MessageQuery {
+            queue: queue.map(str::to_string),
+            result_size: Some(ResultSize::Unlimited),
+            ..Default::default()
+        };
+        Ok(self.message_page(&query).await?.0)
+    }
+
+    /// One page of `GET /v1/messages` (Get-Message with its filters), and the
+    /// bookmark of the next page when more rows match.
+    pub async fn message_page(&self, query: &MessageQuery) -> Result<(Vec<MessageInfo>, Option<String>), ClientError> {
+        let resp = self.send(self.request(reqwest::Method::GET, "/v1/messages").query(query)).await?;
+        let next = resp.headers().get(NEXT_BOOKMARK_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        Ok((Self::decode(resp).await?, next))
     }
 
     pub async fn queue_action(&self, queue: &str, action: QueueAction) -> Result<(), ClientError> {
@@ -183,7 +195,10 @@ impl AdminClient {
     }
 
     async fn json<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder) -> Result<T, ClientError> {
-        let resp = self.send(req).await?;
+        Self::decode(self.send(req).await?).await
+    }
+
+    async fn decode<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, ClientError> {
         let url = resp.url().to_string();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Decode { url: url.clone(), reason: e.to_string() })?;
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode { url, reason: e.to_string() })

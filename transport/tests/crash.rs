@@ -42,7 +42,9 @@ fn every_acknowledged_message_survives_sigkill() {
                 for _ in 0..10 {
                     n += 1;
                     let id = format!("crash-{t}-{n}");
-                    match c.send_message("tracker@example.org", &["tracked@example.net"], &test_message(&id, 20)) {
+                    // One sender sends messages large enough to be spooled to files.
+                    let lines = if t == 0 { 10_000 } else { 20 };
+                    match c.send_message("tracker@example.org", &["tracked@example.net"], &test_message(&id, lines)) {
                         Ok(reply) if reply.starts_with("250") => {
                             acked.lock().unwrap().push(format!("<{id}@test.invalid>"))
                         }

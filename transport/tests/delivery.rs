@@ -16,6 +16,7 @@ use transport::delivery::{
     resolve_targets, ConnectOptions, DeliveryError, OutboundSession, ProtocolTap, RecipientOutcome,
 };
 use transport::logs::LogEvent;
+use transport::queue::body::BodyReader;
 use transport::queue::message::{Envelope, Notify, Ret};
 use transport::routing::mx::{Resolver, Target};
 use transport::routing::{DeliveryType, NextHop};
@@ -68,7 +69,7 @@ async fn connect(addr: SocketAddr, opts: &ConnectOptions) -> OutboundSession {
 }
 
 async fn send(session: &mut OutboundSession, env: &Envelope, data: &[u8]) -> Vec<(usize, RecipientOutcome)> {
-    tokio::time::timeout(LIMIT, session.send(env, &all(env), data))
+    tokio::time::timeout(LIMIT, session.send(env, &all(env), &mut BodyReader::in_memory(data.to_vec())))
         .await
         .expect("send within the limit")
         .unwrap_or_else(|e| panic!("send: {e}"))
@@ -100,7 +101,10 @@ async fn bytes_arrive_exactly_at_smtp_sink() {
 
     let env = envelope(Some("alice@example.org"), &["bob@example.net", "carol@example.net"]);
     let outcome =
-        tokio::time::timeout(LIMIT, session.send(&env, &all(&env), TRICKY.as_bytes())).await.unwrap().unwrap();
+        tokio::time::timeout(LIMIT, session.send(&env, &all(&env), &mut BodyReader::in_memory(TRICKY.into())))
+            .await
+            .unwrap()
+            .unwrap();
     assert_eq!(outcome.recipients, vec![(0, delivered("250 2.0.0 Ok")), (1, delivered("250 2.0.0 Ok"))]);
     assert!(outcome.dsn_passed, "smtp-sink announces DSN");
     session.quit().await;
@@ -182,7 +186,10 @@ async fn dsn_and_8bitmime_parameters_reach_a_dsn_capable_hop() {
     // A hop without DSN and 8BITMIME gets none of these parameters.
     let plain = Sink::start_with(&["-N", "-8"]);
     let mut session = connect(plain.addr, &options(OutboundTls::Opportunistic)).await;
-    let outcome = session.send(&env, &all(&env), b"Subject: plain\r\n\r\nbody\r\n").await.unwrap();
+    let outcome = session
+        .send(&env, &all(&env), &mut BodyReader::in_memory(b"Subject: plain\r\n\r\nbody\r\n".to_vec()))
+        .await
+        .unwrap();
     assert!(!outcome.dsn_passed, "no DSN announced: the hop cannot carry NOTIFY");
     session.quit().await;
     let got = plain.wait_for(1, LIMIT);
@@ -230,7 +237,9 @@ async fn refusals_from_smtp_sink_map_to_outcomes() {
     // The peer hangs up after DATA: nothing was confirmed.
     let sink = Sink::start_with(&["-q", "DATA"]);
     let mut session = connect(sink.addr, &options(OutboundTls::Opportunistic)).await;
-    let broken = tokio::time::timeout(LIMIT, session.send(&env, &all(&env), data)).await.unwrap();
+    let broken = tokio::time::timeout(LIMIT, session.send(&env, &all(&env), &mut BodyReader::in_memory(data.to_vec())))
+        .await
+        .unwrap();
     assert!(matches!(broken, Err(DeliveryError::Broken { .. })), "{broken:?}");
     assert!(!session.is_reusable());
     session.quit().await;
@@ -410,7 +419,10 @@ async fn each_recipient_gets_its_own_outcome() {
     let env = envelope(Some("alice@example.org"), &["ok@example.net", "unknown@example.net", "busy@example.net"]);
     let data = "Subject: mix\r\n\r\n.dot\r\nbody\r\n";
     let mut session = connect(addr, &options(OutboundTls::Opportunistic)).await;
-    let outcome = tokio::time::timeout(LIMIT, session.send(&env, &all(&env), data.as_bytes())).await.unwrap().unwrap();
+    let outcome = tokio::time::timeout(LIMIT, session.send(&env, &all(&env), &mut BodyReader::in_memory(data.into())))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         outcome.recipients,
         vec![
@@ -435,7 +447,12 @@ async fn a_peer_that_goes_silent_mid_transaction_times_out() {
     let opts = ConnectOptions { command_timeout: Duration::from_millis(500), ..options(OutboundTls::Opportunistic) };
     let mut session = connect(addr, &opts).await;
     let env = envelope(Some("alice@example.org"), &["bob@example.net"]);
-    let err = tokio::time::timeout(LIMIT, session.send(&env, &[0], b"Subject: x\r\n\r\ny\r\n")).await.unwrap();
+    let err = tokio::time::timeout(
+        LIMIT,
+        session.send(&env, &[0], &mut BodyReader::in_memory(b"Subject: x\r\n\r\ny\r\n".to_vec())),
+    )
+    .await
+    .unwrap();
     assert!(matches!(err, Err(DeliveryError::Timeout { stage: "MAIL", .. })), "{err:?}");
     assert!(!session.is_reusable());
 }
@@ -468,10 +485,13 @@ async fn starttls_with_a_self_signed_certificate() {
     let mut session = connect(addr, &opts).await;
     let mut env = envelope(Some("alice@example.org"), &["bob@example.net"]);
     env.envid = Some("tls-1".to_string());
-    let outcome = tokio::time::timeout(LIMIT, session.send(&env, &[0], b"Subject: tls\r\n\r\nsecret\r\n"))
-        .await
-        .unwrap()
-        .unwrap();
+    let outcome = tokio::time::timeout(
+        LIMIT,
+        session.send(&env, &[0], &mut BodyReader::in_memory(b"Subject: tls\r\n\r\nsecret\r\n".to_vec())),
+    )
+    .await
+    .unwrap()
+    .unwrap();
     assert_eq!(outcome.recipients, vec![(0, delivered("250 2.0.0 Queued as 42"))]);
     assert!(outcome.dsn_passed, "the EHLO after TLS announced DSN");
     session.quit().await;

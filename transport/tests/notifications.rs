@@ -51,7 +51,15 @@ fn send(server: &InProc, from: &str, to: &str, rcpt_params: &str, tag: &str) {
 
 /// DSN messages generated so far, wherever they are (queued or delivered to the sink).
 fn queued_dsns(server: &InProc) -> usize {
-    server.server().queue_manager().messages(None).unwrap().iter().filter(|m| m.message_source_name == "DSN").count()
+    server
+        .server()
+        .queue_manager()
+        .messages(&all_messages(None))
+        .unwrap()
+        .rows
+        .iter()
+        .filter(|m| m.message_source_name == "DSN")
+        .count()
 }
 
 fn sink_dsns(sink: &Sink) -> Vec<SinkMessage> {
@@ -96,8 +104,9 @@ fn delay_dsn_respects_the_sender_side_switches() {
         .server
         .server()
         .queue_manager()
-        .messages(None)
+        .messages(&all_messages(None))
         .unwrap()
+        .rows
         .into_iter()
         .find(|m| m.message_source_name == "DSN")
         .unwrap();

@@ -69,3 +69,54 @@ fn smtp_source_1000_messages_over_20_sessions_all_arrive() {
     assert_eq!(got.len(), 1000, "every accepted message arrives once");
     assert!(got.iter().all(|m| m.rcpt_args.iter().any(|r| r.starts_with("<sink@example.net>"))));
 }
+
+/// Messages far above the in-memory threshold go to spool files as they arrive:
+/// they survive a SIGKILL of the server while their hop is down, arrive byte for
+/// byte once it is back, and leave no file behind once delivered.
+#[test]
+fn large_messages_are_spooled_survive_a_kill_and_arrive_byte_for_byte() {
+    let port = free_port();
+    let hop: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let mut server = Transport::start(&TransportSetup {
+        smart_host: Some(hop),
+        extra: retry_every(1),
+        admin: true,
+        ..Default::default()
+    });
+    let spool = server.dir.join("queue").join("spool");
+    // Three senders at once, 1.2 to 2.4 MB each.
+    let sent: Vec<(String, String)> = std::thread::scope(|s| {
+        let senders: Vec<_> = (1..=3)
+            .map(|n| {
+                let addr = server.smtp;
+                s.spawn(move || {
+                    let id = format!("large-{n}");
+                    let message = test_message(&id, 40_000 * n);
+                    let (mut c, _) = RawClient::connect(addr).expect("connect");
+                    c.cmd("EHLO large.test").expect("EHLO");
+                    let reply = c.send_message("alice@example.org", &["bob@example.net"], &message).expect("send");
+                    assert!(reply.starts_with("250 "), "{id}: {reply}");
+                    (format!("<{id}@test.invalid>"), message)
+                })
+            })
+            .collect();
+        senders.into_iter().map(|h| h.join().expect("sender")).collect()
+    });
+    let spooled = std::fs::read_dir(&spool).expect("spool folder").count();
+    assert_eq!(spooled, 3, "each large message in its own spool file");
+
+    server.kill();
+    server.spawn();
+    let sink = Sink::start_on(port, &[]);
+    let got = sink.wait_for(3, Duration::from_secs(60));
+    for (id, message) in &sent {
+        let m = got.iter().find(|m| m.header("Message-ID").as_deref() == Some(id.as_str())).expect("delivered");
+        // smtp-sink writes LF line ends; the server added CRLF after the last line.
+        let want = format!("{}\n", message.replace("\r\n", "\n"));
+        assert!(without_our_received(&m.content) == want, "{id} arrived changed ({} bytes)", m.content.len());
+    }
+    server.wait_store_empty(Duration::from_secs(30));
+    eventually(Duration::from_secs(10), "an empty spool folder", || {
+        (std::fs::read_dir(&spool).expect("spool folder").count() == 0).then_some(())
+    });
+}

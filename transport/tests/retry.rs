@@ -269,7 +269,7 @@ fn a_4xx_on_a_working_connection_retries_the_message_not_the_queue() {
     let server = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
     send(&server, "alice@local.test", "bob@example.net", "", "soft");
     let hop = soft.addr.to_string();
-    let manager = || server.server().queue_manager().messages(None).unwrap();
+    let manager = || server.server().queue_manager().messages(&all_messages(None)).unwrap().rows;
     let row = eventually(Duration::from_secs(10), "the message in Retry", || {
         manager().into_iter().find(|m| m.status == transport::api::MessageStatus::Retry && m.retry_count == 1)
     });
@@ -297,7 +297,7 @@ fn unreachable_is_resubmitted_when_routing_changes() {
         server.queues().into_iter().find(|q| q.id == "Unreachable" && q.message_count == 1)
     });
     assert_eq!(unreachable.next_hop_domain, "Unreachable Domain");
-    let row = &server.server().queue_manager().messages(Some("Unreachable")).unwrap()[0];
+    let row = &server.server().queue_manager().messages(&all_messages(Some("Unreachable"))).unwrap().rows[0];
     assert!(row.last_error.as_deref().is_some_and(|e| e.contains("example.net")), "{row:?}");
     // A connector for the domain appears: the Unreachable queue goes through routing again.
     server.reload(&yaml.replace("addressSpaces: [{domain: \"example.com\"}]", "addressSpaces: [{domain: \"*.net\"}]"));

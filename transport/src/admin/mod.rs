@@ -6,11 +6,15 @@
 //! bind without one). A refused action answers 409 with a sentence.
 mod auth;
 
-use crate::api::{ApiError, RedirectInfo, RedirectRequest, ServerInfo, SetComponentState, SetServerState};
+use crate::api::{
+    ApiError, MessageQuery, RedirectInfo, RedirectRequest, ServerInfo, SetComponentState, SetServerState,
+    NEXT_BOOKMARK_HEADER,
+};
 use crate::config::{Component, ServerStateSetting};
 use crate::control::{Activity, Control};
 use crate::metrics::Telemetry;
 use crate::queue::manager::{ActionError, QueueManager};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -205,14 +209,20 @@ async fn resume_queue(State(ctx): State<AdminContext>, Path(id): Path<String>) -
     done(ctx.manager.resume_queue(&id))
 }
 
-#[derive(Deserialize)]
-struct MessagesQuery {
-    queue: Option<String>,
-}
-
-async fn get_messages(State(ctx): State<AdminContext>, Query(q): Query<MessagesQuery>) -> Response {
-    match ctx.manager.messages(q.queue.as_deref()) {
-        Ok(rows) => Json(rows).into_response(),
+async fn get_messages(State(ctx): State<AdminContext>, query: Result<Query<MessageQuery>, QueryRejection>) -> Response {
+    let query = match query {
+        Ok(Query(q)) => q,
+        // Say which parameter is wrong (a status that does not exist, a bad ResultSize).
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    match ctx.manager.messages(&query) {
+        Ok(page) => {
+            let mut response = Json(page.rows).into_response();
+            if let Some(next) = page.next.and_then(|n| header::HeaderValue::from_str(&n).ok()) {
+                response.headers_mut().insert(NEXT_BOOKMARK_HEADER, next);
+            }
+            response
+        }
         Err(e) => e.into_response(),
     }
 }
@@ -248,14 +258,22 @@ async fn remove_message(
 
 async fn export_message(State(ctx): State<AdminContext>, Path(id): Path<String>) -> Response {
     match message_id(&id).and_then(|n| ctx.manager.export_message(n)) {
-        Ok(bytes) => (
-            [
-                (header::CONTENT_TYPE, "message/rfc822".to_string()),
-                (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.eml\"")),
-            ],
-            bytes,
-        )
-            .into_response(),
+        Ok(reader) => {
+            let len = reader.len();
+            // Streamed a chunk at a time: a large message is never in memory whole.
+            let chunks = futures::stream::try_unfold(reader, |mut reader| async move {
+                Ok::<_, std::io::Error>(reader.next_chunk().await?.map(|chunk| (chunk, reader)))
+            });
+            (
+                [
+                    (header::CONTENT_TYPE, "message/rfc822".to_string()),
+                    (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{id}.eml\"")),
+                    (header::CONTENT_LENGTH, len.to_string()),
+                ],
+                axum::body::Body::from_stream(chunks),
+            )
+                .into_response()
+        }
         Err(e) => e.into_response(),
     }
 }

@@ -5,7 +5,7 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use transport::api::{ComponentInfo, MessageInfo, QueueInfo, ServerInfo};
+use transport::api::{ComponentInfo, MessageInfo, MessageQuery, MessageStatus, QueueInfo, ResultSize, ServerInfo};
 use transport::client::{AdminClient, ClientError, MessageAction, QueueAction};
 use transport::config::{Component, ComponentState, Requester, ServerStateSetting};
 
@@ -70,7 +70,7 @@ enum Verb {
     SuspendQueue { identity: String },
     /// Resume-Queue.
     ResumeQueue { identity: String },
-    /// Get-Message.
+    /// Get-Message: the first 1000 matching messages unless --result-size says otherwise.
     GetMessage {
         /// Only the messages of this queue.
         #[arg(long)]
@@ -78,6 +78,21 @@ enum Verb {
         /// One message by number.
         #[arg(long)]
         identity: Option<u64>,
+        /// Only messages in this status (Active, Ready, Retry, Suspended, ...).
+        #[arg(long)]
+        status: Option<MessageStatus>,
+        /// Only messages from this sender.
+        #[arg(long)]
+        sender: Option<String>,
+        /// Only messages with a recipient in this domain.
+        #[arg(long)]
+        recipient_domain: Option<String>,
+        /// Rows to show: a number or Unlimited (default 1000, as Get-Message's -ResultSize).
+        #[arg(long)]
+        result_size: Option<ResultSize>,
+        /// Start after this message identity (the bookmark a truncated answer printed).
+        #[arg(long)]
+        bookmark: Option<String>,
     },
     /// Suspend-Message.
     SuspendMessage { identity: u64 },
@@ -205,11 +220,28 @@ async fn run(cli: &Cli, token: Option<String>) -> Result<(), ClientError> {
             client.queue_action(identity, QueueAction::Resume).await?;
             done(json, &format!("Queue {identity} resumed."));
         }
-        Verb::GetMessage { queue, identity } => {
-            let messages = client.messages(queue.as_deref()).await?;
-            let rows: Vec<&MessageInfo> = messages.iter().filter(|m| identity.is_none_or(|i| m.id == i)).collect();
+        Verb::GetMessage { queue, identity, status, sender, recipient_domain, result_size, bookmark } => {
+            let query = MessageQuery {
+                queue: queue.clone(),
+                id: *identity,
+                status: *status,
+                sender: sender.clone(),
+                recipient_domain: recipient_domain.clone(),
+                result_size: *result_size,
+                bookmark: bookmark.clone(),
+            };
+            let (messages, next) = client.message_page(&query).await?;
+            let rows: Vec<&MessageInfo> = messages.iter().collect();
             if let (Some(i), true) = (identity, rows.is_empty()) {
                 return Err(ClientError::NotFound(format!("There is no message {i}.")));
+            }
+            if let Some(next) = next {
+                // As Exchange says it, on stderr so that -o json stays parseable.
+                eprintln!(
+                    "WARNING: only the first {} matching messages are shown. Use --result-size Unlimited for all, \
+                     or --bookmark '{next}' for the next page.",
+                    rows.len()
+                );
             }
             if json {
                 print_json(&rows);

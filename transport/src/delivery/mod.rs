@@ -9,7 +9,9 @@
 //! - `stream`: the byte stream under lettre (TCP, then TLS) and the protocol tap
 //! - `tls`: opportunistic TLS (certificates not verified)
 //! - `commands`, `reply`: MAIL/RCPT with DSN parameters, reply text, EHLO keywords
+//! - `framing`: dot-stuffing of the message data, a chunk at a time
 mod commands;
+mod framing;
 mod reply;
 pub mod session;
 mod stream;

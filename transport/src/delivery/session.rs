@@ -1,10 +1,12 @@
 //! One outbound SMTP session: connect, greet, STARTTLS, then transactions.
 use super::commands::{Mail, Rcpt};
+use super::framing::DotStuffer;
 use super::reply::{first_reply_end, raw_line_text, response_text, Extensions};
 use super::stream::{tapped, StreamHandle};
 use super::{tls, ConnectOptions, DeliveryError, RecipientOutcome, SendOutcome};
 use crate::config::OutboundTls;
 use crate::logs::LogEvent;
+use crate::queue::body::BodyReader;
 use crate::queue::Envelope;
 use crate::routing::mx::Target;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
@@ -299,12 +301,12 @@ impl OutboundSession {
         }
     }
 
-    /// After a 354: the message, dot-stuffed and terminated, in one write, then
-    /// the reply to the final dot. The transaction is over whatever that says.
-    async fn send_data(&mut self, data: &[u8]) -> Result<Reply, DeliveryError> {
-        let framed = frame_data(data);
+    /// After a 354: the message, dot-stuffed and terminated, a chunk at a
+    /// time, then the reply to the final dot. The transaction is over whatever
+    /// that says.
+    async fn send_data(&mut self, body: &mut BodyReader) -> Result<Reply, DeliveryError> {
         self.stream.set_quiet_writes(true);
-        let written = self.write_raw(&framed, "message data").await;
+        let written = self.write_body(body).await;
         self.stream.set_quiet_writes(false);
         written?;
         // The connector's inactivity timeout (default 10 minutes, RFC 5321
@@ -315,17 +317,45 @@ impl OutboundSession {
         Ok(reply)
     }
 
+    async fn write_body(&mut self, body: &mut BodyReader) -> Result<(), DeliveryError> {
+        let mut stuffer = DotStuffer::default();
+        let mut framed = Vec::new();
+        loop {
+            let chunk = match body.next_chunk().await {
+                Ok(chunk) => chunk,
+                Err(e) => {
+                    // Our own storage failed mid-message: the peer must not take
+                    // a truncated message, so the connection goes unfinished.
+                    self.reusable = false;
+                    return Err(DeliveryError::Broken {
+                        addr: self.remote.clone(),
+                        reason: format!("reading the queued message: {e}"),
+                    });
+                }
+            };
+            framed.clear();
+            match chunk {
+                Some(chunk) => stuffer.push(&chunk, &mut framed),
+                None => {
+                    stuffer.finish(&mut framed);
+                    return self.write_raw(&framed, "message data").await;
+                }
+            }
+            self.write_raw(&framed, "message data").await?;
+        }
+    }
+
     /// Send one message to the given recipients (indexes into the envelope;
     /// indexes out of range are ignored).
     ///
-    /// `data` is the message as stored (CRLF line ends, not dot-stuffed);
-    /// it is dot-stuffed once on the way out. MAIL, RCPT and DATA go in one
+    /// `body` is the message as stored (CRLF line ends, not dot-stuffed);
+    /// it is dot-stuffed a chunk at a time on the way out. MAIL, RCPT and DATA go in one
     /// write when the hop offers PIPELINING (RFC 2920), one by one otherwise.
     pub async fn send(
         &mut self,
         envelope: &Envelope,
         recipients: &[usize],
-        data: &[u8],
+        body: &mut BodyReader,
     ) -> Result<SendOutcome, DeliveryError> {
         let dsn = self.ext.dsn;
         let wanted: Vec<usize> = recipients.iter().copied().filter(|&i| i < envelope.recipients.len()).collect();
@@ -359,7 +389,7 @@ impl OutboundSession {
             || wanted.iter().any(|&i| !envelope.recipients[i].address.is_ascii());
         let mail = Mail {
             from: envelope.mail_from.as_deref(),
-            size: self.ext.size.map(|_| data.len() as u64),
+            size: self.ext.size.map(|_| body.len()),
             body_8bit: envelope.body_8bit && self.ext.eight_bit_mime,
             smtputf8: non_ascii && self.ext.smtputf8,
             ret: if dsn { envelope.ret } else { None },
@@ -454,7 +484,7 @@ impl OutboundSession {
             Reply::Negative { .. } => return Ok(finish(outcomes, reply.refusal())),
         }
 
-        let reply = self.send_data(data).await?;
+        let reply = self.send_data(body).await?;
         let outcome = match &reply {
             Reply::Positive(r) if u16::from(r.code()) < 300 => RecipientOutcome::Delivered { reply: reply.text() },
             Reply::Positive(_) => {
@@ -506,55 +536,10 @@ impl OutboundSession {
     }
 }
 
-/// The message as sent after DATA: leading dots doubled (RFC 5321 §4.5.2),
-/// then `CRLF . CRLF`. The stored data ends with CRLF, which must not become
-/// an extra empty line; data that does not gets its CRLF before the dot.
-fn frame_data(data: &[u8]) -> Vec<u8> {
-    let body = data.strip_suffix(b"\r\n").unwrap_or(data);
-    let mut out = Vec::with_capacity(body.len() + body.len() / 64 + 8);
-    let mut line_start = true;
-    let mut rest = body;
-    while !rest.is_empty() {
-        if line_start && rest[0] == b'.' {
-            out.push(b'.');
-        }
-        // Copy up to and including the next CRLF in one go.
-        match rest.windows(2).position(|w| w == b"\r\n") {
-            Some(p) => {
-                out.extend_from_slice(&rest[..p + 2]);
-                rest = &rest[p + 2..];
-                line_start = true;
-            }
-            None => {
-                out.extend_from_slice(rest);
-                rest = &[];
-            }
-        }
-    }
-    out.extend_from_slice(b"\r\n.\r\n");
-    out
-}
-
 impl Drop for OutboundSession {
     fn drop(&mut self) {
         if !self.closed {
             self.stream.note(LogEvent::Disconnect, &self.remote);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::frame_data;
-
-    #[test]
-    fn data_is_dot_stuffed_and_terminated_once() {
-        assert_eq!(frame_data(b".a\r\nb\r\n..c\r\n"), b"..a\r\nb\r\n...c\r\n.\r\n");
-        // No CRLF at the end: one is added before the dot.
-        assert_eq!(frame_data(b"x\r\n."), b"x\r\n..\r\n.\r\n");
-        // An empty last line is kept; a dot after a bare CR is not at a line start.
-        assert_eq!(frame_data(b"a\r\n\r\n"), b"a\r\n\r\n.\r\n");
-        assert_eq!(frame_data(b"a\r.b\r\n"), b"a\r.b\r\n.\r\n");
-        assert_eq!(frame_data(b""), b"\r\n.\r\n");
     }
 }

@@ -1,8 +1,10 @@
 //! Messages and their durable store.
 //! - [`message`]: the envelope model shared by receive, routing and delivery
 //! - [`store`]: the on-disk queue (group commit, recovery)
+//! - [`body`]: message bodies written and read a chunk at a time (spooled when large)
 //! - [`manager`]: submission → categorizer → delivery queues, and their workers
 //! - [`retry`]: when a failed next hop is tried again
+pub mod body;
 pub mod manager;
 pub mod message;
 pub mod retry;

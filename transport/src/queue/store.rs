@@ -31,10 +31,17 @@
 //!   database and applies them. Once that commits it takes writes again; the
 //!   queue manager's in-memory state never had to change.
 //!
+//! - Bodies above [`SPOOL_ABOVE`] are not in the database but in a file of their
+//!   own under `<dir>/spool/` (see [`super::body`]), written and fsynced by the
+//!   session while the message arrives; a batch that stores one syncs the spool
+//!   folder before it commits. Files without a stored message are removed when
+//!   the queue opens.
+//!
 //! Tables: `envelopes` (id → JSON envelope), `bodies` (id → message data),
-//! `meta` (`"id_high_water"` → highest id ever handed out and committed),
+//! `spooled` (id → length of the body in `spool/<id>`), `meta` (`"id_high_water"` → highest id ever handed out and committed),
 //! `queues` (queue key → JSON queue state) and `quarantine` (id → (reason, raw
 //! envelope bytes, body bytes or empty)) for records that could not be recovered.
+use super::body::{BodyReader, BodyWriter, SpoolHealth, StagedBody, SPOOL_ABOVE};
 use super::{Envelope, MessageId};
 use redb::{Database, Durability, ReadableTable, TableDefinition};
 use std::collections::BTreeMap;
@@ -51,6 +58,8 @@ use tokio::sync::oneshot;
 
 pub(crate) const ENVELOPES: TableDefinition<u64, &[u8]> = TableDefinition::new("envelopes");
 pub(crate) const BODIES: TableDefinition<u64, &[u8]> = TableDefinition::new("bodies");
+/// id → length of a body kept in its spool file instead of `bodies`.
+pub(crate) const SPOOLED: TableDefinition<u64, u64> = TableDefinition::new("spooled");
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// (reason, raw envelope bytes, body bytes — empty when the body was missing)
 pub(crate) const QUARANTINE: TableDefinition<u64, (&str, &[u8], &[u8])> = TableDefinition::new("quarantine");
@@ -61,6 +70,10 @@ const HIGH_WATER_KEY: &str = "id_high_water";
 
 /// File name of the database inside the queue directory.
 pub const DB_FILE: &str = "queue.redb";
+/// Folder of the spooled bodies inside the queue directory (`spool/<id>`).
+pub const SPOOL_DIR: &str = "spool";
+/// Suffix of a spooled body whose envelope could not be read (kept for a person).
+const QUARANTINED_SUFFIX: &str = ".quarantined";
 
 /// A batch stops growing at this many ops...
 const MAX_BATCH_OPS: usize = 1024;
@@ -207,6 +220,8 @@ struct Shared {
     len: AtomicU64,
     /// Set while the store is failed: the reason every write reports.
     failed: Mutex<Option<String>>,
+    /// Whether spool files can be written (a full disk shows there first).
+    spool_health: Arc<SpoolHealth>,
     closed: AtomicBool,
 }
 
@@ -214,7 +229,7 @@ enum OpKind {
     Insert {
         id: u64,
         envelope: Vec<u8>,
-        data: Vec<u8>,
+        body: OpBody,
     },
     Update {
         id: u64,
@@ -235,6 +250,13 @@ enum OpKind {
     Crash,
 }
 
+/// Where an inserted message's body is.
+enum OpBody {
+    Inline(Vec<u8>),
+    /// In `spool/<id>`, fsynced, this long.
+    Spooled(u64),
+}
+
 struct Op {
     kind: OpKind,
     reply: oneshot::Sender<Result<(), StoreError>>,
@@ -249,7 +271,8 @@ impl OpKind {
 
     fn bytes(&self) -> usize {
         match self {
-            OpKind::Insert { envelope, data, .. } => envelope.len() + data.len(),
+            OpKind::Insert { envelope, body: OpBody::Inline(data), .. } => envelope.len() + data.len(),
+            OpKind::Insert { envelope, body: OpBody::Spooled(_), .. } => envelope.len(),
             OpKind::Update { envelope, .. } => envelope.len(),
             OpKind::Remove { .. } => 8,
             OpKind::PutQueue { key, value } => key.len() + value.len(),
@@ -308,6 +331,14 @@ impl Store {
             }
             Err(e) => return Err(e),
         };
+        // Bodies whose message was never stored (a crash while they arrived).
+        let spool = dir.join(SPOOL_DIR);
+        std::fs::create_dir_all(&spool).map_err(|source| StoreError::File {
+            context: "cannot create the spool directory",
+            path: spool.clone(),
+            source,
+        })?;
+        sweep_spool(&db, &spool)?;
         // redb fsyncs the file on commit but not the directory entry of a new file.
         sync_dir(dir)?;
         let shared = Arc::new(Shared {
@@ -317,6 +348,7 @@ impl Store {
             len: AtomicU64::new(recovered.messages.len() as u64),
             dir: dir.into(),
             failed: Mutex::new(None),
+            spool_health: Arc::default(),
             closed: AtomicBool::new(false),
         });
         let db = Arc::new(db);
@@ -345,16 +377,63 @@ impl Store {
         MessageId(self.inner.shared.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Store a new message; returns once data and envelope are durable.
+    /// Store a new message; returns once data and envelope are durable. Data
+    /// above [`SPOOL_ABOVE`] bytes is spooled to a file of its own first.
     pub async fn insert(&self, envelope: &Envelope, data: &[u8]) -> Result<(), StoreError> {
+        self.insert_body(envelope, StagedBody::Inline(data.to_vec())).await
+    }
+
+    /// A body built in memory that is too large to store inline, to its spool file.
+    async fn spool(&self, id: MessageId, data: &[u8]) -> Result<StagedBody, StoreError> {
+        let spool_error =
+            |source| StoreError::File { context: "cannot spool the body to", path: self.spool_path(id), source };
+        let mut writer = self.body_writer(id, 0);
+        writer.write(data).await.map_err(spool_error)?;
+        writer.finish().await.map_err(spool_error)
+    }
+
+    /// Where the body of message `id` goes while it arrives: memory, then
+    /// `spool/<id>` once it is larger than [`SPOOL_ABOVE`]. The first
+    /// `head_keep` bytes stay readable in memory.
+    pub fn body_writer(&self, id: MessageId, head_keep: usize) -> BodyWriter {
+        BodyWriter::new(self.spool_path(id), head_keep, self.inner.shared.spool_health.clone())
+    }
+
+    /// Store a new message whose body was written with [`Store::body_writer`]
+    /// (or is in memory); returns once data and envelope are durable.
+    pub async fn insert_body(&self, envelope: &Envelope, body: StagedBody) -> Result<(), StoreError> {
         let id = envelope.id;
-        if data.len() > MAX_VALUE_LEN {
-            return Err(StoreError::TooLarge { id, size: data.len() });
-        }
+        let body = match body {
+            StagedBody::Inline(data) if data.len() > SPOOL_ABOVE => self.spool(id, &data).await?,
+            body => body,
+        };
         // An id not taken from next_id must not be handed out later either.
         self.inner.shared.next_id.fetch_max(id.0.saturating_add(1), Ordering::Relaxed);
-        let envelope = encode(envelope)?;
-        self.submit(OpKind::Insert { id: id.0, envelope, data: data.to_vec() }).await
+        let encoded = encode(envelope)?;
+        match body {
+            StagedBody::Inline(data) => {
+                if data.len() > MAX_VALUE_LEN {
+                    return Err(StoreError::TooLarge { id, size: data.len() });
+                }
+                self.submit(OpKind::Insert { id: id.0, envelope: encoded, body: OpBody::Inline(data) }).await
+            }
+            StagedBody::Spooled { file, len } => {
+                if file.path() != self.spool_path(id) {
+                    return Err(StoreError::File {
+                        context: "a spooled body must be in the spool file of its message, not",
+                        path: file.path().into(),
+                        source: io::Error::from(io::ErrorKind::InvalidInput),
+                    });
+                }
+                let answer =
+                    self.enqueue(Ok(OpKind::Insert { id: id.0, envelope: encoded, body: OpBody::Spooled(len) }));
+                // Once the op is with the commit thread the file may be referred
+                // to on disk, whatever the answer: from now on only the store
+                // removes it (with the message, or as an orphan when it opens).
+                file.keep();
+                answer.await
+            }
+        }
     }
 
     /// Durably replace a message's envelope (recipient states, retry state).
@@ -386,13 +465,60 @@ impl Store {
         self.enqueue(Ok(OpKind::DeleteQueue { key: key.to_string() }))
     }
 
-    /// The stored data of a message.
+    /// The stored data of a message, whole (for DSNs; delivery and export read
+    /// it a chunk at a time with [`Store::open_body`]).
     pub fn read_data(&self, id: MessageId) -> Result<Vec<u8>, StoreError> {
+        match self.locate_body(id)? {
+            Located::Inline(data) => Ok(data),
+            Located::Spooled(len) => {
+                let path = self.spool_path(id);
+                let data = std::fs::read(&path).map_err(|source| StoreError::File {
+                    context: "cannot read the spooled body",
+                    path: path.clone(),
+                    source,
+                })?;
+                check_spooled_len(&path, data.len() as u64, len)?;
+                Ok(data)
+            }
+        }
+    }
+
+    /// The stored data of a message, to be read a chunk at a time.
+    pub fn open_body(&self, id: MessageId) -> Result<BodyReader, StoreError> {
+        match self.locate_body(id)? {
+            Located::Inline(data) => Ok(BodyReader::in_memory(data)),
+            Located::Spooled(len) => {
+                let path = self.spool_path(id);
+                let file = File::open(&path).map_err(|source| StoreError::File {
+                    context: "cannot open the spooled body",
+                    path: path.clone(),
+                    source,
+                })?;
+                let on_disk = file.metadata().map_err(|source| StoreError::File {
+                    context: "cannot read the size of the spooled body",
+                    path: path.clone(),
+                    source,
+                })?;
+                check_spooled_len(&path, on_disk.len(), len)?;
+                Ok(BodyReader::file(file, len))
+            }
+        }
+    }
+
+    fn locate_body(&self, id: MessageId) -> Result<Located, StoreError> {
         let db = self.database()?;
         let txn = db.begin_read().map_err(StoreError::db("begin read"))?;
         let bodies = txn.open_table(BODIES).map_err(StoreError::db("open bodies"))?;
-        let data = bodies.get(id.0).map_err(StoreError::db("read body"))?;
-        data.map(|v| v.value().to_vec()).ok_or(StoreError::NotFound(id))
+        if let Some(data) = bodies.get(id.0).map_err(StoreError::db("read body"))? {
+            return Ok(Located::Inline(data.value().to_vec()));
+        }
+        let spooled = txn.open_table(SPOOLED).map_err(StoreError::db("open spooled"))?;
+        let len = spooled.get(id.0).map_err(StoreError::db("read spooled"))?;
+        len.map(|len| Located::Spooled(len.value())).ok_or(StoreError::NotFound(id))
+    }
+
+    fn spool_path(&self, id: MessageId) -> PathBuf {
+        spool_path(&self.inner.dir, id.0)
     }
 
     /// Batching counters of the commit thread.
@@ -411,9 +537,11 @@ impl Store {
     }
 
     /// Why the store refuses writes right now (a commit failed and it has not
-    /// recovered yet); `None` when it takes writes.
+    /// recovered yet, or the last spool file could not be written and a probe
+    /// still fails); `None` when it takes writes.
     pub fn failure(&self) -> Option<String> {
-        self.inner.shared.failure()
+        let shared = &self.inner.shared;
+        shared.failure().or_else(|| shared.spool_health.failure(&self.inner.dir.join(SPOOL_DIR), RECOVERY_INTERVAL))
     }
 
     /// The queue directory.
@@ -516,7 +644,7 @@ impl Shared {
 fn open_and_recover(dir: &Path, path: &Path) -> Result<(Database, (Recovered, u64)), StoreError> {
     let attempt = std::panic::catch_unwind(|| {
         let db = open_database(dir, path)?;
-        let recovered = recover(&db)?;
+        let recovered = recover(&db, dir)?;
         Ok((db, recovered))
     });
     attempt.unwrap_or_else(|panic| {
@@ -571,14 +699,86 @@ fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     })
 }
 
+/// Where a stored body is.
+enum Located {
+    Inline(Vec<u8>),
+    Spooled(u64),
+}
+
+fn spool_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(SPOOL_DIR).join(id.to_string())
+}
+
+/// A spooled body must be as long as recorded: a shorter file (a disk that
+/// lost data) is an error, never a silently truncated message.
+fn check_spooled_len(path: &Path, actual: u64, recorded: u64) -> Result<(), StoreError> {
+    if actual == recorded {
+        return Ok(());
+    }
+    Err(StoreError::File {
+        context: if actual < recorded {
+            "the spooled body is shorter than stored"
+        } else {
+            "the spooled body is longer than stored"
+        },
+        path: path.into(),
+        source: io::Error::from(io::ErrorKind::InvalidData),
+    })
+}
+
+/// Removes spooled bodies the database does not refer to: a message refused or
+/// a crash while it arrived (never acknowledged), or a removal whose file was
+/// not yet unlinked. Only at open: later, sessions write files not yet stored.
+fn sweep_spool(db: &Database, spool: &Path) -> Result<(), StoreError> {
+    let txn = db.begin_read().map_err(StoreError::db("begin spool sweep"))?;
+    let spooled = txn.open_table(SPOOLED).map_err(StoreError::db("open spooled"))?;
+    let entries = std::fs::read_dir(spool).map_err(|source| StoreError::File {
+        context: "cannot list the spool directory",
+        path: spool.into(),
+        source,
+    })?;
+    let mut removed = 0usize;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        // Other names (quarantined bodies) are left for a person.
+        let Some(id) = name.to_str().and_then(|n| n.parse::<u64>().ok()) else { continue };
+        if spooled.get(id).map_err(StoreError::db("read spooled"))?.is_none() {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove an orphaned spool file")
+                }
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed spooled bodies of messages that were never stored");
+    }
+    Ok(())
+}
+
+/// Unlinks the spool files of removed messages (after their removal committed;
+/// a file left by a crash here is swept at the next open).
+fn unlink_spooled(dir: &Path, ids: &[u64]) {
+    for &id in ids {
+        let path = spool_path(dir, id);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %path.display(), error = %e, "cannot remove a delivered message's spool file");
+            }
+        }
+    }
+}
+
 /// Reads every envelope (quarantining bad ones) and the highest id ever used.
-fn recover(db: &Database) -> Result<(Recovered, u64), StoreError> {
-    recover_with(db, |_| Ok(()))
+fn recover(db: &Database, dir: &Path) -> Result<(Recovered, u64), StoreError> {
+    recover_with(db, dir, |_| Ok(()))
 }
 
 /// [`recover`], with `extra` applied in the same transaction before it commits.
 fn recover_with(
     db: &Database,
+    dir: &Path,
     extra: impl FnOnce(&redb::WriteTransaction) -> Result<(), StoreError>,
 ) -> Result<(Recovered, u64), StoreError> {
     let mut txn = db.begin_write().map_err(StoreError::db("begin recovery"))?;
@@ -590,6 +790,7 @@ fn recover_with(
         // Opening in a write transaction also creates the tables on first use.
         let mut envelopes = txn.open_table(ENVELOPES).map_err(StoreError::db("open envelopes"))?;
         let mut bodies = txn.open_table(BODIES).map_err(StoreError::db("open bodies"))?;
+        let mut spooled = txn.open_table(SPOOLED).map_err(StoreError::db("open spooled"))?;
         let mut meta = txn.open_table(META).map_err(StoreError::db("open meta"))?;
         let mut quarantine = txn.open_table(QUARANTINE).map_err(StoreError::db("open quarantine"))?;
         let queue_table = txn.open_table(QUEUES).map_err(StoreError::db("open queues"))?;
@@ -605,9 +806,9 @@ fn recover_with(
             let problem = match serde_json::from_slice::<Envelope>(raw) {
                 Err(e) => Some(format!("envelope does not deserialize: {e}")),
                 Ok(env) if env.id.0 != id => Some(format!("envelope stored under id {id} says id {}", env.id)),
-                Ok(env) => match bodies.get(id).map_err(StoreError::db("read body"))? {
-                    None => Some("message data missing".to_string()),
-                    Some(_) => {
+                Ok(env) => match body_problem(&bodies, &spooled, dir, id)? {
+                    Some(problem) => Some(problem),
+                    None => {
                         recovered.push(env);
                         None
                     }
@@ -621,6 +822,14 @@ fn recover_with(
             tracing::warn!(id, %reason, "queue: quarantining an unreadable message");
             let body = bodies.remove(id).map_err(StoreError::db("move body to quarantine"))?;
             let body = body.map(|b| b.value().to_vec()).unwrap_or_default();
+            if spooled.remove(id).map_err(StoreError::db("move spooled body to quarantine"))?.is_some() {
+                // The file stays for a person, under a name the sweep leaves alone.
+                let path = spool_path(dir, id);
+                let aside = path.with_extension(&QUARANTINED_SUFFIX[1..]);
+                if let Err(e) = std::fs::rename(&path, &aside) {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot keep a quarantined message's spool file");
+                }
+            }
             quarantine
                 .insert(id, (reason.as_str(), raw.as_slice(), body.as_slice()))
                 .map_err(StoreError::db("write quarantine"))?;
@@ -632,6 +841,7 @@ fn recover_with(
         for last in [
             envelopes.last().map_err(StoreError::db("read last envelope"))?.map(|(k, _)| k.value()),
             bodies.last().map_err(StoreError::db("read last body"))?.map(|(k, _)| k.value()),
+            spooled.last().map_err(StoreError::db("read last spooled"))?.map(|(k, _)| k.value()),
             quarantine.last().map_err(StoreError::db("read last quarantined"))?.map(|(k, _)| k.value()),
         ] {
             max = max.max(last);
@@ -643,6 +853,27 @@ fn recover_with(
     txn.commit().map_err(StoreError::db("commit recovery"))?;
     // The table iterates in key order, so `recovered` is sorted by id already.
     Ok((Recovered { messages: recovered, queues }, max_id))
+}
+
+/// Why the body of message `id` cannot be recovered, if it cannot.
+fn body_problem(
+    bodies: &redb::Table<u64, &[u8]>,
+    spooled: &redb::Table<u64, u64>,
+    dir: &Path,
+    id: u64,
+) -> Result<Option<String>, StoreError> {
+    if bodies.get(id).map_err(StoreError::db("read body"))?.is_some() {
+        return Ok(None);
+    }
+    let Some(len) = spooled.get(id).map_err(StoreError::db("read spooled"))?.map(|l| l.value()) else {
+        return Ok(Some("message data missing".to_string()));
+    };
+    let path = spool_path(dir, id);
+    Ok(match std::fs::metadata(&path) {
+        Ok(m) if m.len() == len => None,
+        Ok(m) => Some(format!("spooled body {} is {} bytes, {len} were stored", path.display(), m.len())),
+        Err(e) => Some(format!("spooled body {}: {e}", path.display())),
+    })
 }
 
 /// What a successfully applied op changed (for the `len` counter).
@@ -709,7 +940,8 @@ fn commit_loop(db: Arc<Database>, slot: &DbSlot, rx: mpsc::Receiver<Op>, shared:
         lazy_since = None;
         bytes = 0;
         match apply(&db, &batch, shared) {
-            Ok(results) => {
+            Ok((results, unlink)) => {
+                unlink_spooled(&shared.dir, &unlink);
                 shared.commits.fetch_add(1, Ordering::Relaxed);
                 shared.ops.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 for (op, result) in batch.drain(..).zip(results) {
@@ -779,9 +1011,12 @@ impl Unapplied {
         }
     }
 
-    fn apply(&self, txn: &redb::WriteTransaction) -> Result<(), StoreError> {
+    /// Returns the removed messages whose spool files go once this commits.
+    fn apply(&self, txn: &redb::WriteTransaction) -> Result<Vec<u64>, StoreError> {
         let mut envelopes = txn.open_table(ENVELOPES).map_err(StoreError::db("open envelopes"))?;
         let mut bodies = txn.open_table(BODIES).map_err(StoreError::db("open bodies"))?;
+        let mut spooled = txn.open_table(SPOOLED).map_err(StoreError::db("open spooled"))?;
+        let mut unlink = Vec::new();
         let mut queue_table = txn.open_table(QUEUES).map_err(StoreError::db("open queues"))?;
         for (id, wish) in &self.messages {
             match wish {
@@ -792,8 +1027,7 @@ impl Unapplied {
                     }
                 }
                 None => {
-                    envelopes.remove(*id).map_err(StoreError::db("remove envelope"))?;
-                    bodies.remove(*id).map_err(StoreError::db("remove body"))?;
+                    remove_message(&mut envelopes, &mut bodies, &mut spooled, *id, &mut unlink)?;
                 }
             }
         }
@@ -807,7 +1041,7 @@ impl Unapplied {
                 }
             }
         }
-        Ok(())
+        Ok(unlink)
     }
 }
 
@@ -880,10 +1114,12 @@ fn reopen(slot: &DbSlot, shared: &Shared, unapplied: &Unapplied) -> Result<Arc<D
     let path = shared.dir.join(DB_FILE);
     let db = Arc::new(open_database(&shared.dir, &path)?);
     *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(db.clone());
-    let (recovered, max_id) = recover_with(&db, |txn| {
-        unapplied.apply(txn)?;
+    let mut unlink = Vec::new();
+    let (recovered, max_id) = recover_with(&db, &shared.dir, |txn| {
+        unlink = unapplied.apply(txn)?;
         injected_fault(shared, "recovery")
     })?;
+    unlink_spooled(&shared.dir, &unlink);
     shared.next_id.fetch_max(max_id + 1, Ordering::Relaxed);
     let removed = unapplied.messages.iter().filter(|(id, wish)| wish.is_none() && recovered_has(&recovered, **id));
     let len = recovered.messages.len() - removed.count();
@@ -932,27 +1168,42 @@ pub const DISK_FULL_FLAG: &str = "test-hook-disk-full";
 #[cfg(feature = "test-hooks")]
 pub const SLOW_COMMIT_FLAG: &str = "test-hook-slow-commit";
 
+/// What a committed batch did: a result per op, and the removed messages
+/// whose spool files go now that the commit is durable.
+type Applied = (Vec<Result<Effect, StoreError>>, Vec<u64>);
+
 /// Applies a batch in one write transaction. The outer error fails the whole
 /// batch (nothing committed or unknown); the inner results are per op
 /// (e.g. update of a message that is not stored) and do not affect the others.
-fn apply(db: &Database, batch: &[Op], shared: &Shared) -> Result<Vec<Result<Effect, StoreError>>, StoreError> {
+fn apply(db: &Database, batch: &[Op], shared: &Shared) -> Result<Applied, StoreError> {
     let mut txn = db.begin_write().map_err(StoreError::db("begin write"))?;
     txn.set_durability(Durability::Immediate);
     let mut results = Vec::with_capacity(batch.len());
+    let mut unlink = Vec::new();
+    let mut spooled_inserts = false;
     {
         let mut envelopes = txn.open_table(ENVELOPES).map_err(StoreError::db("open envelopes"))?;
         let mut bodies = txn.open_table(BODIES).map_err(StoreError::db("open bodies"))?;
+        let mut spooled = txn.open_table(SPOOLED).map_err(StoreError::db("open spooled"))?;
         let mut meta = txn.open_table(META).map_err(StoreError::db("open meta"))?;
         let mut queue_table = txn.open_table(QUEUES).map_err(StoreError::db("open queues"))?;
         for op in batch {
             let result = match &op.kind {
-                OpKind::Insert { id, envelope, data } => {
+                OpKind::Insert { id, envelope, body } => {
                     if envelopes.get(*id).map_err(StoreError::db("look up envelope"))?.is_some() {
                         // Overwriting would silently lose the stored message.
                         Err(StoreError::DuplicateId(MessageId(*id)))
                     } else {
                         envelopes.insert(*id, envelope.as_slice()).map_err(StoreError::db("write envelope"))?;
-                        bodies.insert(*id, data.as_slice()).map_err(StoreError::db("write body"))?;
+                        match body {
+                            OpBody::Inline(data) => {
+                                bodies.insert(*id, data.as_slice()).map_err(StoreError::db("write body"))?;
+                            }
+                            OpBody::Spooled(len) => {
+                                spooled.insert(*id, *len).map_err(StoreError::db("write spooled"))?;
+                                spooled_inserts = true;
+                            }
+                        }
                         Ok(Effect::Added)
                     }
                 }
@@ -965,8 +1216,7 @@ fn apply(db: &Database, batch: &[Op], shared: &Shared) -> Result<Vec<Result<Effe
                     }
                 }
                 OpKind::Remove { id } => {
-                    let existed = envelopes.remove(*id).map_err(StoreError::db("remove envelope"))?.is_some();
-                    bodies.remove(*id).map_err(StoreError::db("remove body"))?;
+                    let existed = remove_message(&mut envelopes, &mut bodies, &mut spooled, *id, &mut unlink)?;
                     Ok(if existed { Effect::Removed } else { Effect::None })
                 }
                 OpKind::PutQueue { key, value } => {
@@ -987,10 +1237,31 @@ fn apply(db: &Database, batch: &[Op], shared: &Shared) -> Result<Vec<Result<Effe
         let high_water = shared.next_id.load(Ordering::Relaxed).saturating_sub(1);
         meta.insert(HIGH_WATER_KEY, high_water).map_err(StoreError::db("write high-water mark"))?;
     }
+    if spooled_inserts {
+        // The new spool files' names must be durable before anything refers to them.
+        sync_dir(&shared.dir.join(SPOOL_DIR))?;
+    }
     injected_fault(shared, "before-commit")?;
     txn.commit().map_err(StoreError::db("commit"))?;
     injected_fault(shared, "after-commit")?;
-    Ok(results)
+    Ok((results, unlink))
+}
+
+/// Removes a message's envelope and body; true if it was stored. A spooled
+/// body's id goes to `unlink`: its file goes once the removal is durable.
+fn remove_message(
+    envelopes: &mut redb::Table<u64, &[u8]>,
+    bodies: &mut redb::Table<u64, &[u8]>,
+    spooled: &mut redb::Table<u64, u64>,
+    id: u64,
+    unlink: &mut Vec<u64>,
+) -> Result<bool, StoreError> {
+    let existed = envelopes.remove(id).map_err(StoreError::db("remove envelope"))?.is_some();
+    bodies.remove(id).map_err(StoreError::db("remove body"))?;
+    if spooled.remove(id).map_err(StoreError::db("remove spooled"))?.is_some() {
+        unlink.push(id);
+    }
+    Ok(existed)
 }
 
 #[cfg(test)]
@@ -1052,8 +1323,10 @@ mod tests {
     }
 
     /// Deterministic, id-specific data of varying size (catches swapped or truncated bodies).
+    /// Every eighth message is large enough to be spooled to a file of its own.
     fn data_for(id: MessageId) -> Vec<u8> {
-        let len = 100 + (id.0 as usize * 7919) % 20_000;
+        let spread = (id.0 as usize * 7919) % 20_000;
+        let len = if id.0.is_multiple_of(8) { SPOOL_ABOVE + 1 + spread * 10 } else { 100 + spread };
         (0..len).map(|i| (id.0 as usize * 31 + i) as u8).collect()
     }
 
@@ -1412,7 +1685,64 @@ mod tests {
         for id in recovered.keys() {
             assert_eq!(store.read_data(*id).unwrap(), data_for(*id));
         }
+        // Bodies being written at the kill are gone: only recovered messages have a file.
+        let spooled = spool_files(dir.path());
+        assert!(spooled.iter().all(|id| recovered.contains_key(&MessageId(*id))), "orphaned spool files left");
+        assert!(!spooled.is_empty(), "the crash test wrote no spooled body");
         eprintln!("crash test: {} acknowledged, {} recovered", acked.len(), recovered.len());
+    }
+
+    fn spool_files(dir: &Path) -> Vec<u64> {
+        let entries = std::fs::read_dir(dir.join(SPOOL_DIR)).unwrap();
+        entries.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter_map(|n| n.parse().ok()).collect()
+    }
+
+    #[tokio::test]
+    async fn large_bodies_live_in_spool_files_read_in_chunks_and_go_with_their_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open_messages(dir.path());
+        let (small, large) = (MessageId(1), MessageId(8));
+        for id in [small, large] {
+            store.insert(&envelope(id), &data_for(id)).await.unwrap();
+        }
+        assert_eq!(spool_files(dir.path()), vec![large.0]);
+        let mut reader = store.open_body(large).unwrap();
+        assert_eq!(reader.len(), data_for(large).len() as u64);
+        let mut back = Vec::new();
+        while let Some(chunk) = reader.next_chunk().await.unwrap() {
+            assert!(chunk.len() <= super::super::body::CHUNK);
+            back.extend_from_slice(&chunk);
+        }
+        assert_eq!(back, data_for(large));
+        assert_eq!(store.open_body(small).unwrap().read_all().await.unwrap(), data_for(small));
+
+        drop(store);
+        let (store, recovered) = open_messages(dir.path());
+        assert_eq!(recovered.len(), 2);
+        assert_eq!(store.read_data(large).unwrap(), data_for(large));
+        store.remove(large).await.unwrap();
+        assert!(spool_files(dir.path()).is_empty(), "a removed message's file goes with it");
+    }
+
+    #[tokio::test]
+    async fn orphaned_spool_files_are_removed_and_a_damaged_one_is_quarantined() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = open_messages(dir.path());
+        let (kept, damaged) = (MessageId(8), MessageId(16));
+        for id in [kept, damaged] {
+            store.insert(&envelope(id), &data_for(id)).await.unwrap();
+        }
+        drop(store);
+        // A body a crash left unfinished (no envelope), and a stored one that lost data.
+        std::fs::write(dir.path().join(SPOOL_DIR).join("99"), b"half a message").unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(dir.path().join(SPOOL_DIR).join("16")).unwrap();
+        file.set_len(1000).unwrap();
+
+        let (store, recovered) = open_messages(dir.path());
+        assert_eq!(recovered.iter().map(|e| e.id).collect::<Vec<_>>(), vec![kept]);
+        assert_eq!(spool_files(dir.path()), vec![kept.0]);
+        assert!(dir.path().join(SPOOL_DIR).join("16.quarantined").exists(), "the damaged body is kept for a person");
+        assert_eq!(store.read_data(kept).unwrap(), data_for(kept));
     }
 
     fn crash_child(dir: &Path) {

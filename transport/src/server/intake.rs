@@ -2,6 +2,7 @@
 //! queue manager. Shared by the SMTP sessions and the replay directory.
 use crate::clock::{to_millis, SharedClock};
 use crate::control::Gate;
+use crate::queue::body::BodyWriter;
 use crate::queue::manager::QueueManager;
 use crate::queue::{Envelope, MessageId, Store, StoreError};
 use crate::smtp::{Incoming, Submit, SubmitError};
@@ -25,6 +26,10 @@ impl Submit for Intake {
         self.store.next_id()
     }
 
+    fn body_writer(&self, id: MessageId, head_keep: usize) -> BodyWriter {
+        self.store.body_writer(id, head_keep)
+    }
+
     fn submit(&self, msg: Incoming) -> BoxFuture<'_, Result<(), SubmitError>> {
         Box::pin(async move {
             // The server may have stopped taking mail while the client sent DATA
@@ -36,7 +41,7 @@ impl Submit for Intake {
                 id: msg.id,
                 mail_from: msg.mail_from,
                 recipients: msg.recipients,
-                size: msg.data.len() as u64,
+                size: msg.data.len(),
                 body_8bit: msg.body_8bit,
                 ret: msg.ret,
                 envid: msg.envid,
@@ -46,7 +51,7 @@ impl Submit for Intake {
                 internet_message_id: msg.internet_message_id,
                 state: Default::default(),
             };
-            self.store.insert(&envelope, &msg.data).await.map_err(storage_error)?;
+            self.store.insert_body(&envelope, msg.data).await.map_err(storage_error)?;
             self.manager.enqueue(envelope);
             Ok(())
         })

@@ -5,6 +5,7 @@
 //! durably queued; a file that cannot be parsed is renamed `.bad`; leftover
 //! `.tmp` files become `.eml` again at start (a crash may cause a duplicate,
 //! never a loss).
+use crate::queue::body::StagedBody;
 use crate::queue::message::{Origin, Recipient, Ret, Source};
 use crate::smtp::command;
 use crate::smtp::{Incoming, Submit, SubmitError};
@@ -203,7 +204,7 @@ pub async fn scan(dir: &Path, intake: &dyn Submit) {
             id: intake.next_id(),
             mail_from: msg.mail_from,
             recipients: msg.recipients,
-            data: msg.data,
+            data: StagedBody::Inline(msg.data),
             body_8bit: msg.body_8bit,
             ret: msg.ret,
             envid: msg.envid,

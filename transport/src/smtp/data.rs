@@ -30,12 +30,11 @@ pub enum DataError {
     TooBig,
 }
 
-/// Streaming DATA decoder. Feed it what arrives until it reports the end.
+/// Streaming DATA decoder. Feed it what arrives until it reports the end; it
+/// hands the unstuffed bytes on as they come (the session writes them to the
+/// message's body) and holds none itself.
 pub struct DataReader {
     state: State,
-    /// Prefix (our Received header) then the client's bytes, unstuffed.
-    buf: Vec<u8>,
-    prefix_len: usize,
     max_size: u64,
     /// Client bytes seen, unstuffed (counted even once no longer stored).
     size: u64,
@@ -44,19 +43,8 @@ pub struct DataReader {
 }
 
 impl DataReader {
-    /// `prefix` is stored before the client's bytes and does not count
-    /// towards `max_size`.
-    pub fn new(prefix: Vec<u8>, max_size: u64) -> Self {
-        let prefix_len = prefix.len();
-        DataReader {
-            state: State::LineStart,
-            buf: prefix,
-            prefix_len,
-            max_size,
-            size: 0,
-            bare_line_end: false,
-            nul: false,
-        }
+    pub fn new(max_size: u64) -> Self {
+        DataReader { state: State::LineStart, max_size, size: 0, bare_line_end: false, nul: false }
     }
 
     /// Client bytes seen so far (unstuffed).
@@ -64,33 +52,25 @@ impl DataReader {
         self.size
     }
 
-    fn failed(&self) -> bool {
+    /// The message will be refused: what follows need not be kept.
+    pub fn failed(&self) -> bool {
         self.bare_line_end || self.nul || self.size > self.max_size
     }
 
-    /// Store client bytes unless the message is already refused; past the
-    /// size limit the buffer is released so memory stays bounded by the limit.
-    fn emit(&mut self, bytes: &[u8]) {
+    /// Hands client bytes on unless the message is already refused.
+    fn emit(&mut self, bytes: &[u8], out: &mut Vec<u8>) {
         self.size += bytes.len() as u64;
-        if self.failed() {
-            if self.buf.capacity() > 0 {
-                self.buf = Vec::new();
-            }
-            return;
+        if !self.failed() {
+            out.extend_from_slice(bytes);
         }
-        self.buf.extend_from_slice(bytes);
     }
 
-    fn bare(&mut self) {
-        self.bare_line_end = true;
-        self.emit(&[]);
-    }
-
-    /// Consumes `input`. Returns `Some(n)` when the end-of-data line was
-    /// found: the first `n` bytes of `input` (up to and including it) are
-    /// consumed and the rest belongs to the next command. `None`: all of
-    /// `input` was consumed and more is needed.
-    pub fn feed(&mut self, input: &[u8]) -> Option<usize> {
+    /// Consumes `input`, appending the message's bytes (unstuffed) to `out`.
+    /// Returns `Some(n)` when the end-of-data line was found: the first `n`
+    /// bytes of `input` (up to and including it) are consumed and the rest
+    /// belongs to the next command. `None`: all of `input` was consumed and
+    /// more is needed.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Option<usize> {
         let mut i = 0;
         while i < input.len() {
             let b = input[i];
@@ -100,27 +80,24 @@ impl DataReader {
                     let run = input[i..].iter().position(|&c| c == b'\r' || c == b'\n' || c == 0);
                     let end = run.map_or(input.len(), |p| i + p);
                     if end > i {
-                        self.emit(&input[i..end]);
+                        self.emit(&input[i..end], out);
                         i = end;
                         continue;
                     }
                     match b {
                         b'\r' => self.state = State::Cr,
-                        b'\n' => self.bare(),
-                        _ => {
-                            self.nul = true;
-                            self.emit(&[]);
-                        }
+                        b'\n' => self.bare_line_end = true,
+                        _ => self.nul = true,
                     }
                 }
                 State::Cr => {
                     if b == b'\n' {
-                        self.emit(b"\r\n");
+                        self.emit(b"\r\n", out);
                         self.state = State::LineStart;
                     } else {
                         // CR followed by anything else: refuse, and look at
                         // the byte again as an ordinary one.
-                        self.bare();
+                        self.bare_line_end = true;
                         self.state = State::Mid;
                         continue;
                     }
@@ -129,7 +106,7 @@ impl DataReader {
                     b'.' => self.state = State::Dot,
                     b'\r' => self.state = State::Cr,
                     b'\n' => {
-                        self.bare();
+                        self.bare_line_end = true;
                         self.state = State::Mid;
                     }
                     _ => {
@@ -140,7 +117,7 @@ impl DataReader {
                 State::Dot => match b {
                     b'\r' => self.state = State::DotCr,
                     b'\n' => {
-                        self.bare();
+                        self.bare_line_end = true;
                         self.state = State::Mid;
                     }
                     _ => {
@@ -153,7 +130,7 @@ impl DataReader {
                     if b == b'\n' {
                         return Some(i + 1);
                     }
-                    self.bare();
+                    self.bare_line_end = true;
                     self.state = State::Mid;
                     continue;
                 }
@@ -163,9 +140,8 @@ impl DataReader {
         None
     }
 
-    /// After the end was found: the stored bytes (prefix first), or why the
-    /// message is refused. `prefix_len` tells where the client's bytes start.
-    pub fn finish(self) -> Result<(Vec<u8>, usize), DataError> {
+    /// After the end was found: whether the message may be stored, or why not.
+    pub fn finish(self) -> Result<(), DataError> {
         if self.bare_line_end {
             Err(DataError::BareLineEnd)
         } else if self.nul {
@@ -173,7 +149,7 @@ impl DataReader {
         } else if self.size > self.max_size {
             Err(DataError::TooBig)
         } else {
-            Ok((self.buf, self.prefix_len))
+            Ok(())
         }
     }
 }
@@ -184,15 +160,16 @@ mod tests {
 
     /// Feeds `input` in pieces of `step` bytes; returns what was consumed and the outcome.
     fn read(input: &[u8], step: usize, max: u64) -> (Option<usize>, Result<Vec<u8>, DataError>) {
-        let mut r = DataReader::new(b"P:".to_vec(), max);
+        let mut r = DataReader::new(max);
+        let mut out = b"P:".to_vec();
         let mut consumed = 0;
         for chunk in input.chunks(step) {
-            if let Some(n) = r.feed(chunk) {
-                return (Some(consumed + n), r.finish().map(|(b, _)| b));
+            if let Some(n) = r.feed(chunk, &mut out) {
+                return (Some(consumed + n), r.finish().map(|()| out));
             }
             consumed += chunk.len();
         }
-        (None, r.finish().map(|(b, _)| b))
+        (None, r.finish().map(|()| out))
     }
 
     #[test]

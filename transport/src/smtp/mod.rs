@@ -16,6 +16,7 @@
 //! - `auth`: users file, PLAIN/LOGIN decoding; `tls`: the STARTTLS acceptor
 use crate::config::{AcceptedDomain, ReceiveLimits, ReceiveSettings};
 use crate::logs::LogEvent;
+use crate::queue::body::{BodyWriter, StagedBody};
 use crate::queue::message::{Origin, Recipient, Ret};
 use crate::queue::MessageId;
 use futures::future::BoxFuture;
@@ -58,8 +59,8 @@ pub struct Incoming {
     pub mail_from: Option<String>,
     pub recipients: Vec<Recipient>,
     /// The message as stored: our Received header, then the client's bytes
-    /// (dot-unstuffed, CRLF line ends).
-    pub data: Vec<u8>,
+    /// (dot-unstuffed, CRLF line ends), in memory or spooled when large.
+    pub data: StagedBody,
     pub body_8bit: bool,
     pub ret: Option<Ret>,
     pub envid: Option<String>,
@@ -83,6 +84,9 @@ pub enum SubmitError {
 pub trait Submit: Send + Sync + 'static {
     /// A fresh message id (used in the Received header and the 250 reply).
     fn next_id(&self) -> MessageId;
+    /// Where the body of message `id` is written while it arrives; the first
+    /// `head_keep` bytes stay in memory for the session's header checks.
+    fn body_writer(&self, id: MessageId, head_keep: usize) -> BodyWriter;
     /// Durably store the message; only then may the session answer 250.
     fn submit(&self, msg: Incoming) -> BoxFuture<'_, Result<(), SubmitError>>;
     /// Why messages cannot be stored right now (disk full, I/O error), if so:

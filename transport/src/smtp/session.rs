@@ -582,16 +582,32 @@ impl Session {
             id: &id_text,
             date: self.settings().clock.now(),
         });
-        let mut reader = DataReader::new(header, self.settings().limits.max_message_size);
+        let limits = &self.settings().limits;
+        let mut reader = DataReader::new(limits.max_message_size);
+        // The body goes to its writer as it arrives (to a spool file once large):
+        // a session holds the header it must check, never the whole message.
+        let start = header.len();
+        let head_keep =
+            start.saturating_add(usize::try_from(limits.max_header_size).unwrap_or(usize::MAX)).saturating_add(2);
+        let mut body = self.ctx.submit.body_writer(id, head_keep);
+        let mut spool_error = body.write(&header).await.err();
+        let mut chunk = Vec::with_capacity(READ_CHUNK);
         self.reply("354 Start mail input; end with <CRLF>.<CRLF>");
         self.flush().await?;
         loop {
             if !self.inbuf.is_empty() {
-                if let Some(n) = reader.feed(&self.inbuf) {
-                    self.inbuf.drain(..n);
+                let end = reader.feed(&self.inbuf, &mut chunk);
+                match end {
+                    Some(n) => drop(self.inbuf.drain(..n)),
+                    None => self.inbuf.clear(),
+                }
+                if spool_error.is_none() && !chunk.is_empty() && !reader.failed() {
+                    spool_error = body.write(&chunk).await.err();
+                }
+                chunk.clear();
+                if end.is_some() {
                     break;
                 }
-                self.inbuf.clear();
             }
             // Each read of message data must come within the inactivity timeout.
             let deadline = Instant::now() + self.inactivity();
@@ -600,8 +616,8 @@ impl Session {
         let size = reader.size();
         let Some(txn) = self.txn.take() else { return Ok(()) };
         self.log(LogEvent::Received, &format!("<{size} bytes of message data>"));
-        let (data, start) = match reader.finish() {
-            Ok(ok) => ok,
+        match reader.finish() {
+            Ok(()) => {}
             Err(DataError::BareLineEnd) => {
                 tracing::warn!(size, "message with bare CR or LF refused");
                 self.reply("550 5.6.0 Bare CR or LF in message data refused");
@@ -615,8 +631,13 @@ impl Session {
                 self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
                 return Ok(());
             }
-        };
-        let info = received::scan_header(&data[start..]);
+        }
+        if let Some(e) = spool_error {
+            tracing::error!(id = %id, error = %e, "cannot write the message body to the spool");
+            self.reply("452 4.3.1 Insufficient system storage");
+            return Ok(());
+        }
+        let info = received::scan_header(body.head().get(start..).unwrap_or_default());
         let (max_header, max_hops) = (self.settings().limits.max_header_size, self.settings().limits.max_hop_count);
         if info.size as u64 > max_header {
             self.reply("552 5.3.4 Header size exceeds fixed maximum size");
@@ -626,8 +647,16 @@ impl Session {
             self.reply("554 5.4.6 Hop count exceeded - possible mail loop");
             return Ok(());
         }
+        let data = match body.finish().await {
+            Ok(data) => data,
+            Err(e) => {
+                tracing::error!(id = %id, error = %e, "cannot write the message body to the spool");
+                self.reply("452 4.3.1 Insufficient system storage");
+                return Ok(());
+            }
+        };
         let recipients = txn.recipients.len();
-        let stored = data.len() as u64;
+        let stored = data.len();
         let incoming = Incoming {
             id,
             mail_from: txn.mail.from,

@@ -5,13 +5,18 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use transport::api::QueueInfo;
+use transport::api::{MessageQuery, QueueInfo, ResultSize};
 use transport::clock::ManualClock;
 use transport::config::TransportFile;
 use transport::server::{Server, StartOptions};
 
 /// 2026-01-05T00:00:00Z: a fixed start so log lines and DSN dates are predictable.
 pub const T0_SECS: u64 = 1_767_571_200;
+
+/// Get-Message without a result size limit, optionally of one queue.
+pub fn all_messages(queue: Option<&str>) -> MessageQuery {
+    MessageQuery { queue: queue.map(str::to_string), result_size: Some(ResultSize::Unlimited), ..Default::default() }
+}
 
 pub fn t0() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(T0_SECS)

@@ -4,6 +4,7 @@
 //! processing panicked `poisonThreshold` times goes to the Poison queue.
 use super::state::{Pending, QueueId, Redirect, Timer};
 use super::QueueManager;
+use crate::queue::body::BodyReader;
 use crate::queue::message::{MessageId, RecipientStatus};
 use crate::routing::{DeliveryType, NextHop};
 use tracing::{error, info, warn};
@@ -211,8 +212,9 @@ impl QueueManager {
         Ok(())
     }
 
-    /// Export-Message: a copy of a suspended (or poison) message as .eml bytes.
-    pub fn export_message(&self, id: u64) -> Result<Vec<u8>, ActionError> {
+    /// Export-Message: a copy of a suspended (or poison) message as .eml bytes,
+    /// to be read a chunk at a time.
+    pub fn export_message(&self, id: u64) -> Result<BodyReader, ActionError> {
         let id = MessageId(id);
         {
             let state = self.state();
@@ -223,7 +225,7 @@ impl QueueManager {
                 )));
             }
         }
-        self.inner.store.read_data(id).map_err(|e| ActionError::NotFound(format!("Message {id}: {e}")))
+        self.inner.store.open_body(id).map_err(|e| ActionError::NotFound(format!("Message {id}: {e}")))
     }
 
     /// Redirect-Message: every queued message that is not suspended or poison

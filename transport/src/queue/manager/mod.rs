@@ -24,6 +24,7 @@ mod worker;
 
 pub use actions::ActionError;
 pub use state::QueueId;
+pub use view::MessagePage;
 pub use worker::MAX_UNCONFIRMED_DELIVERIES;
 
 use self::state::{QueueKey, QueueRecord, State, Timer};

@@ -1,9 +1,31 @@
 //! Get-Queue and Get-Message rows, and the totals status and metrics report.
-use super::state::{item_status, QueueId};
+use super::state::{item_status, Item, Msg, Queue, QueueId};
 use super::{ActionError, QueueManager};
-use crate::api::{MessageInfo, MessageStatus, QueueInfo, QueueStatus, QueueTotals, RecipientInfo};
+use crate::api::{
+    MessageInfo, MessageQuery, MessageStatus, QueueInfo, QueueStatus, QueueTotals, RecipientInfo, DEFAULT_RESULT_SIZE,
+};
 use crate::clock::{from_millis, rfc3339};
-use crate::queue::message::{RecipientStatus, Source};
+use crate::queue::message::{domain_of, MessageId, RecipientStatus, Source};
+use std::ops::Bound;
+
+/// A page of Get-Message rows.
+#[derive(Debug, Clone, Default)]
+pub struct MessagePage {
+    pub rows: Vec<MessageInfo>,
+    /// The bookmark of the next page (the identity of the last row) when more rows match.
+    pub next: Option<String>,
+}
+
+/// A bookmark is a row's identity, `server\queue\message` (the server part
+/// may be left out): the queue and message the next page starts after.
+fn parse_bookmark(bookmark: &str) -> Result<(QueueId, MessageId), ActionError> {
+    let invalid =
+        || ActionError::Invalid(format!("Bookmark {bookmark:?} is not a message identity (server\\queue\\number)."));
+    let mut parts = bookmark.rsplit('\\');
+    let id = parts.next().and_then(|n| n.parse().ok()).ok_or_else(invalid)?;
+    let queue = parts.next().and_then(QueueId::parse).ok_or_else(invalid)?;
+    Ok((queue, MessageId(id)))
+}
 
 fn time(ms: Option<u64>) -> Option<String> {
     ms.map(|ms| rfc3339(from_millis(ms)))
@@ -48,12 +70,18 @@ impl QueueManager {
             .collect()
     }
 
-    /// Get-Message: one row per message per queue, optionally of one queue.
-    pub fn messages(&self, queue: Option<&str>) -> Result<Vec<MessageInfo>, ActionError> {
-        let filter = match queue {
+    /// Get-Message: one row per message per queue, in queue order then message
+    /// number, filtered by `query`, at most its result size (1000 by default)
+    /// from after its bookmark. The page's `next` is set when more rows match.
+    pub fn messages(&self, query: &MessageQuery) -> Result<MessagePage, ActionError> {
+        let filter = match query.queue.as_deref() {
             Some(q) => Some(QueueId::parse(q).ok_or_else(|| ActionError::NotFound(format!("There is no queue {q}.")))?),
             None => None,
         };
+        let after = query.bookmark.as_deref().map(parse_bookmark).transpose()?;
+        let limit = query.result_size.map_or(Some(DEFAULT_RESULT_SIZE as usize), |r| r.limit());
+        let sender = query.sender.as_deref().map(|s| s.trim().trim_start_matches('<').trim_end_matches('>'));
+        let domain = query.recipient_domain.as_deref().map(|d| domain_of(&format!("@{d}")));
         let config = self.config();
         let expiry = config.expiration.message_expiration_time_out.as_millis() as u64;
         let state = self.state();
@@ -62,51 +90,48 @@ impl QueueManager {
                 return Err(ActionError::NotFound(format!("There is no queue {qid}.")));
             }
         }
+        // Queues from the bookmark's on; inside its queue, messages after it.
+        let first = match (filter, after) {
+            (Some(q), _) => Bound::Included(q),
+            (None, Some((q, _))) => Bound::Included(q),
+            (None, None) => Bound::Unbounded,
+        };
         let mut rows = Vec::new();
-        for (qid, q) in state.queues.iter().filter(|(qid, _)| filter.is_none_or(|f| f == **qid)) {
-            for (id, item) in &q.items {
+        let mut next = None;
+        'queues: for (qid, q) in state.queues.range((first, Bound::Unbounded)) {
+            if filter.is_some_and(|f| f != *qid) {
+                break;
+            }
+            let items = match after {
+                Some((bq, bid)) if bq == *qid => q.items.range((Bound::Excluded(bid), Bound::Unbounded)),
+                Some((bq, _)) if bq > *qid => continue,
+                _ => q.items.range(..),
+            };
+            for (id, item) in items {
+                if query.id.is_some_and(|want| want != id.0) {
+                    continue;
+                }
                 let Some(msg) = state.messages.get(id) else { continue };
                 let env = &msg.env;
                 let status = item_status(msg, item, q);
-                let recipients = item
-                    .recipients
-                    .iter()
-                    .filter_map(|&i| env.recipients.get(i))
-                    .map(|r| RecipientInfo {
-                        address: r.address.clone(),
-                        status: match (&r.status, status) {
-                            (RecipientStatus::Delivered, _) => "Complete".into(),
-                            (RecipientStatus::Failed { .. }, _) => "Failed".into(),
-                            (RecipientStatus::Pending, MessageStatus::Retry) => "Retry".into(),
-                            (RecipientStatus::Pending, _) => "Ready".into(),
-                        },
-                        last_error: r.last_error.clone(),
+                if query.status.is_some_and(|want| want != status)
+                    || sender
+                        .is_some_and(|want| !env.mail_from.as_deref().unwrap_or_default().eq_ignore_ascii_case(want))
+                    || domain.as_deref().is_some_and(|want| {
+                        !item.recipients.iter().filter_map(|&i| env.recipients.get(i)).any(|r| r.domain() == want)
                     })
-                    .collect();
-                let source = match env.origin.source {
-                    Source::Smtp => format!("SMTP:{}", env.origin.connector),
-                    Source::Dsn => "DSN".into(),
-                    Source::Replay => "Replay".into(),
-                };
-                rows.push(MessageInfo {
-                    identity: format!("{}\\{qid}\\{id}", config.server_name),
-                    id: id.0,
-                    queue: qid.to_string(),
-                    status,
-                    from_address: env.mail_from.clone().unwrap_or_default(),
-                    recipients,
-                    size: env.size,
-                    subject: env.subject.clone(),
-                    internet_message_id: env.internet_message_id.clone(),
-                    message_source_name: source,
-                    date_received: rfc3339(from_millis(env.arrival_ms)),
-                    expiration_time: if env.state.poisoned { None } else { time(Some(env.arrival_ms + expiry)) },
-                    last_error: env.state.last_error.clone(),
-                    retry_count: env.state.retry_count.max(q.retry.failures),
-                });
+                {
+                    continue;
+                }
+                if limit.is_some_and(|l| rows.len() >= l) {
+                    // One more matches: the page ends at the last row taken.
+                    next = rows.last().map(|r: &MessageInfo| r.identity.clone());
+                    break 'queues;
+                }
+                rows.push(message_row(&config.server_name, expiry, (*qid, q), (*id, msg, item), status));
             }
         }
-        Ok(rows)
+        Ok(MessagePage { rows, next })
     }
 
     /// Totals for status and metrics: messages queued, in Retry, suspended, poison.
@@ -145,5 +170,52 @@ impl QueueManager {
             }
         }
         counts
+    }
+}
+
+/// One Get-Message row: message `id` in queue `qid`, with its `status` there.
+fn message_row(
+    server: &str,
+    expiry: u64,
+    (qid, q): (QueueId, &Queue),
+    (id, msg, item): (MessageId, &Msg, &Item),
+    status: MessageStatus,
+) -> MessageInfo {
+    let env = &msg.env;
+    let recipients = item
+        .recipients
+        .iter()
+        .filter_map(|&i| env.recipients.get(i))
+        .map(|r| RecipientInfo {
+            address: r.address.clone(),
+            status: match (&r.status, status) {
+                (RecipientStatus::Delivered, _) => "Complete".into(),
+                (RecipientStatus::Failed { .. }, _) => "Failed".into(),
+                (RecipientStatus::Pending, MessageStatus::Retry) => "Retry".into(),
+                (RecipientStatus::Pending, _) => "Ready".into(),
+            },
+            last_error: r.last_error.clone(),
+        })
+        .collect();
+    let source = match env.origin.source {
+        Source::Smtp => format!("SMTP:{}", env.origin.connector),
+        Source::Dsn => "DSN".into(),
+        Source::Replay => "Replay".into(),
+    };
+    MessageInfo {
+        identity: format!("{server}\\{qid}\\{id}"),
+        id: id.0,
+        queue: qid.to_string(),
+        status,
+        from_address: env.mail_from.clone().unwrap_or_default(),
+        recipients,
+        size: env.size,
+        subject: env.subject.clone(),
+        internet_message_id: env.internet_message_id.clone(),
+        message_source_name: source,
+        date_received: rfc3339(from_millis(env.arrival_ms)),
+        expiration_time: if env.state.poisoned { None } else { time(Some(env.arrival_ms + expiry)) },
+        last_error: env.state.last_error.clone(),
+        retry_count: env.state.retry_count.max(q.retry.failures),
     }
 }

@@ -177,23 +177,24 @@ impl QueueManager {
                     _ => break,
                 },
             };
-            let data = match self.inner.store.read_data(id) {
-                Ok(d) => d,
+            let mut body = match self.inner.store.open_body(id) {
+                Ok(body) => body,
                 Err(e) => {
                     warn!(message = %id, error = %e, "cannot read queued message data; retried later");
                     self.release_item(qid, id, Some(e.to_string()));
                     continue;
                 }
             };
+            let size = body.len();
             let send = async {
                 #[cfg(feature = "test-hooks")]
-                crate::queue::test_hooks::maybe_panic(&data);
-                session.send(&env, &recipients, &data).await
+                crate::queue::test_hooks::maybe_panic(&self.inner.store.read_data(id).unwrap_or_default());
+                session.send(&env, &recipients, &mut body).await
             };
             match AssertUnwindSafe(send).catch_unwind().await {
                 Ok(Ok(outcome)) => {
                     messages += 1;
-                    bytes += data.len() as u64;
+                    bytes += size;
                     let recorded = self.apply_outcome(qid, id, outcome, session.remote().to_string()).await;
                     unconfirmed.extend(recorded);
                 }

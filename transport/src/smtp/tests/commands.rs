@@ -21,8 +21,8 @@ async fn plain_transaction_stores_received_header_then_the_clients_bytes() {
 
     let m = &server.submit.messages()[0];
     let want = format!("{}{}", received(1, "ESMTP"), message("plain"));
-    assert_eq!(String::from_utf8_lossy(&m.data), want);
-    assert!(String::from_utf8_lossy(&m.data).contains("\r\n.leading dot\r\n.\r\n..two dots\r\n"));
+    assert_eq!(String::from_utf8_lossy(m.data.inline().unwrap()), want);
+    assert!(String::from_utf8_lossy(m.data.inline().unwrap()).contains("\r\n.leading dot\r\n.\r\n..two dots\r\n"));
     assert_eq!(m.id, MessageId(1));
     assert_eq!(m.mail_from.as_deref(), Some("alice@example.org"));
     assert_eq!(m.recipients.len(), 1);
@@ -53,7 +53,7 @@ async fn helo_and_simple_commands() {
     // A HELO session's message says SMTP in its Received header.
     expect(&c.send_message("a@example.org", &["b@local.test"], &message("helo")).await, "250 2.6.0");
     assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Service closing transmission channel");
-    let data = String::from_utf8(server.submit.messages()[0].data.clone()).unwrap();
+    let data = String::from_utf8(server.submit.messages()[0].data.inline().unwrap().to_vec()).unwrap();
     assert!(data.starts_with(&received(1, "SMTP")), "{data}");
 }
 
@@ -82,7 +82,7 @@ async fn mail_from_replies_and_parameters() {
     expect(&c.send_message("", &["b@local.test"], &message("null")).await, "250 2.6.0");
     let m = server.submit.messages();
     assert_eq!((m[0].body_8bit, m[0].ret, m[0].envid.as_deref()), (true, Some(Ret::Hdrs), Some("QQ+1")));
-    assert!(m[0].data.ends_with(body.as_bytes()));
+    assert!(m[0].data.inline().unwrap().ends_with(body.as_bytes()));
     assert_eq!((m[1].mail_from.as_deref(), m[1].body_8bit, m[1].ret), (None, false, None));
 }
 

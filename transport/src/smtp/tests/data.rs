@@ -66,7 +66,7 @@ async fn oversized_message_is_read_to_its_end_then_refused() {
     expect(&c.send_message("a@example.org", &["b@local.test"], &message("small")).await, "250 2.6.0");
     let m = server.submit.messages();
     assert_eq!(m.len(), 1);
-    assert!(m[0].data.ends_with(message("small").as_bytes()));
+    assert!(m[0].data.inline().unwrap().ends_with(message("small").as_bytes()));
 }
 
 #[tokio::test]
@@ -105,6 +105,6 @@ async fn too_many_received_headers_is_a_loop() {
     );
     assert!(server.submit.messages().is_empty());
     expect(&c.send_message("a@example.org", &["b@local.test"], &hops(5)).await, "250 2.6.0");
-    let stored = String::from_utf8(server.submit.messages()[0].data.clone()).unwrap();
+    let stored = String::from_utf8(server.submit.messages()[0].data.inline().unwrap().to_vec()).unwrap();
     assert_eq!(stored.matches("Received:").count(), 6, "ours on top of the five");
 }

@@ -5,6 +5,7 @@ use crate::clock::ManualClock;
 use crate::config::{AcceptedDomain, AcceptedDomainType, ReceiveLimits, ReceiveSettings};
 use crate::control::{Availability, Gate};
 use crate::logs::LogEvent;
+use crate::queue::body::BodyWriter;
 use crate::queue::MessageId;
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
@@ -88,6 +89,10 @@ impl MemSubmit {
 impl Submit for MemSubmit {
     fn next_id(&self) -> MessageId {
         MessageId(self.next.fetch_add(1, Ordering::SeqCst))
+    }
+
+    fn body_writer(&self, _id: MessageId, _head_keep: usize) -> BodyWriter {
+        BodyWriter::in_memory()
     }
 
     fn submit(&self, msg: Incoming) -> BoxFuture<'_, Result<(), SubmitError>> {
@@ -186,7 +191,7 @@ impl Server {
         expect(&c.cmd("QUIT").await, "221 2.0.0");
         let all = self.submit.messages();
         assert_eq!(all.len(), before + 1);
-        assert!(all.last().unwrap().data.ends_with(message(tag).as_bytes()));
+        assert!(all.last().unwrap().data.inline().unwrap().ends_with(message(tag).as_bytes()));
     }
 }
 

@@ -48,7 +48,7 @@ async fn swaks_plain() {
     assert!(ok, "{transcript}");
     assert!(transcript.contains("<-  250 2.6.0 <1@mail.local.test> Queued mail for delivery"), "{transcript}");
     let m = server.submit.messages();
-    assert_eq!(String::from_utf8_lossy(&m[0].data), format!("{}{want}", received(1, "ESMTP")));
+    assert_eq!(String::from_utf8_lossy(m[0].data.inline().unwrap()), format!("{}{want}", received(1, "ESMTP")));
 
     // Relay refused: swaks fails at RCPT and nothing is stored.
     let (ok, transcript) = swaks(&server, &file, &["--to", "victim@example.net"]).await;
@@ -67,7 +67,7 @@ async fn swaks_starttls() {
     assert!(transcript.contains("TLS started"), "{transcript}");
     let m = server.submit.messages();
     assert!(m[0].origin.tls);
-    assert_eq!(String::from_utf8_lossy(&m[0].data), format!("{}{want}", received(1, "ESMTPS")));
+    assert_eq!(String::from_utf8_lossy(m[0].data.inline().unwrap()), format!("{}{want}", received(1, "ESMTPS")));
 }
 
 #[tokio::test]
@@ -84,7 +84,10 @@ async fn swaks_auth_plain_and_login_may_relay() {
         let m = server.submit.messages();
         assert_eq!(m.len(), n + 1);
         assert_eq!(m[n].recipients[0].address, "victim@example.net");
-        assert_eq!(String::from_utf8_lossy(&m[n].data), format!("{}{want}", received(n as u64 + 1, "ESMTPSA")));
+        assert_eq!(
+            String::from_utf8_lossy(m[n].data.inline().unwrap()),
+            format!("{}{want}", received(n as u64 + 1, "ESMTPSA"))
+        );
     }
     // A wrong password: refused, nothing stored.
     let (file, _) = data_file(dir.path(), "swaks-wrong");

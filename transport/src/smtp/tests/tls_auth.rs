@@ -111,7 +111,7 @@ async fn starttls_discards_pipelined_commands_then_auth_and_relay() {
     assert_eq!(m.len(), 1, "the injected MAIL never ran");
     assert_eq!(m[0].mail_from.as_deref(), Some("a@example.org"));
     assert!(m[0].origin.tls);
-    let data = String::from_utf8(m[0].data.clone()).unwrap();
+    let data = String::from_utf8(m[0].data.inline().unwrap().to_vec()).unwrap();
     assert!(data.starts_with(&received(1, "ESMTPSA")), "{data}");
     // Credentials never reach the protocol log.
     let lines = server.events.lines.lock().unwrap().clone();
@@ -156,7 +156,7 @@ async fn require_tls_accepts_mail_after_starttls() {
     assert!(!ehlo.contains("AUTH"), "AUTH only when configured: {ehlo}");
     assert_eq!(c.cmd("AUTH PLAIN").await, "502 5.5.1 Command not implemented");
     expect(&c.send_message("a@example.org", &["b@local.test"], &message("tls")).await, "250 2.6.0");
-    let data = String::from_utf8(server.submit.messages()[0].data.clone()).unwrap();
+    let data = String::from_utf8(server.submit.messages()[0].data.inline().unwrap().to_vec()).unwrap();
     assert!(data.starts_with(&received(1, "ESMTPS")), "{data}");
 }
 
