@@ -320,29 +320,28 @@ impl OutboundSession {
     async fn write_body(&mut self, body: &mut BodyReader) -> Result<(), DeliveryError> {
         let mut stuffer = DotStuffer::default();
         let mut framed = Vec::new();
-        loop {
-            let chunk = match body.next_chunk().await {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    // Our own storage failed mid-message: the peer must not take
-                    // a truncated message, so the connection goes unfinished.
-                    self.reusable = false;
-                    return Err(DeliveryError::Broken {
-                        addr: self.remote.clone(),
-                        reason: format!("reading the queued message: {e}"),
-                    });
-                }
-            };
+        // One chunk read ahead, so that the last one goes out in the same write
+        // as the final dot (a small message stays one write, as it always was).
+        let mut next = self.read_chunk(body).await?;
+        while let Some(chunk) = next {
             framed.clear();
-            match chunk {
-                Some(chunk) => stuffer.push(&chunk, &mut framed),
-                None => {
-                    stuffer.finish(&mut framed);
-                    return self.write_raw(&framed, "message data").await;
-                }
+            stuffer.push(&chunk, &mut framed);
+            next = self.read_chunk(body).await?;
+            if next.is_some() {
+                self.write_raw(&framed, "message data").await?;
             }
-            self.write_raw(&framed, "message data").await?;
         }
+        stuffer.finish(&mut framed);
+        self.write_raw(&framed, "message data").await
+    }
+
+    async fn read_chunk(&mut self, body: &mut BodyReader) -> Result<Option<Vec<u8>>, DeliveryError> {
+        body.next_chunk().await.map_err(|e| {
+            // Our own storage failed mid-message: the peer must not take a
+            // truncated message, so the connection goes unfinished.
+            self.reusable = false;
+            DeliveryError::Broken { addr: self.remote.clone(), reason: format!("reading the queued message: {e}") }
+        })
     }
 
     /// Send one message to the given recipients (indexes into the envelope;
