@@ -161,7 +161,10 @@ fn targets(r: &Results, out: &mut String) {
     }
     if let Some(s) = &r.scale {
         let rss = s.rss_queued_kb.max(s.rss_after_restart_kb) as f64 / 1024.0;
-        let _ = writeln!(out, "| {} queued: RSS < 300 MB | {} MB | {} |", s.messages, fmt(rss, 1), yes(rss < 300.0));
+        // Issue 8 asked 300 MB for 100,000 queued; issue 14 asks 1 GB for a million.
+        let limit = if s.messages >= 1_000_000 { 1024.0 } else { 300.0 };
+        let _ =
+            writeln!(out, "| {} queued: RSS < {limit} MB | {} MB | {} |", s.messages, fmt(rss, 1), yes(rss < limit));
         let _ = writeln!(
             out,
             "| {} queued: recovery after restart < 10 s | {} s | {} |",

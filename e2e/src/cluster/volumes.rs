@@ -89,20 +89,26 @@ impl Volumes {
         let mut payload = Payload::new();
         if let Some(cm) = &volume.config_map {
             let mode = mode(cm.default_mode);
-            config_map_files(client, &ns, &cm.name, cm.items.as_ref(), cm.optional, mode, &mut payload).await?;
+            let source = Projection { name: &cm.name, items: cm.items.as_ref(), optional: cm.optional, mode };
+            object_files(client, &ns, source, &mut payload, config_map_data).await?;
         } else if let Some(s) = &volume.secret {
             let name = s.secret_name.clone().context("a secret volume without secretName")?;
-            secret_files(client, &ns, &name, s.items.as_ref(), s.optional, mode(s.default_mode), &mut payload).await?;
+            let source =
+                Projection { name: &name, items: s.items.as_ref(), optional: s.optional, mode: mode(s.default_mode) };
+            object_files(client, &ns, source, &mut payload, secret_data).await?;
         } else if let Some(d) = &volume.downward_api {
             downward_files(pod, d.items.as_ref(), mode(d.default_mode), &mut payload)?;
         } else if let Some(p) = &volume.projected {
             let default = mode(p.default_mode);
             for source in p.sources.iter().flatten() {
                 if let Some(cm) = &source.config_map {
-                    config_map_files(client, &ns, &cm.name, cm.items.as_ref(), cm.optional, default, &mut payload)
-                        .await?;
+                    let source =
+                        Projection { name: &cm.name, items: cm.items.as_ref(), optional: cm.optional, mode: default };
+                    object_files(client, &ns, source, &mut payload, config_map_data).await?;
                 } else if let Some(s) = &source.secret {
-                    secret_files(client, &ns, &s.name, s.items.as_ref(), s.optional, default, &mut payload).await?;
+                    let source =
+                        Projection { name: &s.name, items: s.items.as_ref(), optional: s.optional, mode: default };
+                    object_files(client, &ns, source, &mut payload, secret_data).await?;
                 } else if let Some(d) = &source.downward_api {
                     downward_files(pod, d.items.as_ref(), default, &mut payload)?;
                 } else if let Some(t) = &source.service_account_token {
@@ -202,16 +208,22 @@ fn map_files<'a>(
 
 /// The keys (or `items`) of the ConfigMap or Secret `ns/name` as files; `data` reads its
 /// keys and values. A missing object is an error unless `optional`.
-#[allow(clippy::too_many_arguments)]
+/// One ConfigMap or Secret as a volume or projected source names it.
+struct Projection<'a> {
+    name: &'a str,
+    items: Option<&'a Vec<KeyToPath>>,
+    optional: Option<bool>,
+    /// File mode when an item names none.
+    mode: u32,
+}
+
+/// The files of the object `source` names, its entries taken by `data`.
 async fn object_files<K>(
     client: &kube::Client,
     ns: &str,
-    name: &str,
-    items: Option<&Vec<KeyToPath>>,
-    optional: Option<bool>,
-    default: u32,
+    source: Projection<'_>,
     payload: &mut Payload,
-    data: impl FnOnce(K) -> Vec<(String, Vec<u8>)>,
+    data: fn(K) -> Vec<(String, Vec<u8>)>,
 ) -> Result<()>
 where
     K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
@@ -221,48 +233,26 @@ where
     K::DynamicType: Default,
 {
     let kind = K::kind(&K::DynamicType::default()).to_string();
+    let name = source.name;
     let Some(obj) = Api::<K>::namespaced(client.clone(), ns).get_opt(name).await? else {
-        if optional == Some(true) {
+        if source.optional == Some(true) {
             return Ok(());
         }
         bail!("{kind} {ns}/{name} not found");
     };
     let entries = data(obj);
-    map_files(entries.iter().map(|(k, v)| (k, v.clone())), items, default, &format!("{kind} {name}"), payload)
+    let what = format!("{kind} {name}");
+    map_files(entries.iter().map(|(k, v)| (k, v.clone())), source.items, source.mode, &what, payload)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn config_map_files(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    items: Option<&Vec<KeyToPath>>,
-    optional: Option<bool>,
-    default: u32,
-    payload: &mut Payload,
-) -> Result<()> {
-    object_files::<ConfigMap>(client, ns, name, items, optional, default, payload, |cm| {
-        let text = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes()));
-        text.chain(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0))).collect()
-    })
-    .await
+fn config_map_data(cm: ConfigMap) -> Vec<(String, Vec<u8>)> {
+    let text = cm.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes()));
+    text.chain(cm.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0))).collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn secret_files(
-    client: &kube::Client,
-    ns: &str,
-    name: &str,
-    items: Option<&Vec<KeyToPath>>,
-    optional: Option<bool>,
-    default: u32,
-    payload: &mut Payload,
-) -> Result<()> {
-    object_files::<Secret>(client, ns, name, items, optional, default, payload, |secret| {
-        let data = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0));
-        data.chain(secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes()))).collect()
-    })
-    .await
+fn secret_data(secret: Secret) -> Vec<(String, Vec<u8>)> {
+    let data = secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0));
+    data.chain(secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes()))).collect()
 }
 
 fn downward_files(
