@@ -7,6 +7,7 @@
 //! then the transport server with a large queue for a dead next hop. Writes
 //! `bench/results/<date>.{md,json,png}`. See bench/README.md.
 mod chart;
+mod drain;
 mod load;
 mod postfix;
 mod procs;
@@ -86,6 +87,8 @@ pub struct Results {
     pub runs: Vec<Run>,
     pub failures: Vec<String>,
     pub scale: Option<scale::Scale>,
+    #[serde(default)]
+    pub drain: Option<drain::Drain>,
     pub postfix_main_cf: String,
     pub postfix_master_cf: String,
     pub transport_config: String,
@@ -98,6 +101,7 @@ struct Options {
     large_messages: u32,
     huge_messages: u32,
     scale_messages: u64,
+    drain_messages: u64,
     out: PathBuf,
     baseline: Option<PathBuf>,
     only: Option<Vec<Target>>,
@@ -108,7 +112,7 @@ struct Options {
 fn usage() -> ! {
     eprintln!(
         "usage: bench [--reps N] [--messages N] [--large-messages N] [--huge-messages N]\n\
-         \x20            [--scale-messages N (0: skip)]\n\
+         \x20            [--scale-messages N (0: skip)] [--drain-messages N (0: skip)]\n\
          \x20            [--out DIR] [--label NAME] [--baseline FILE.json] [--targets ceiling,postfix,transport]\n\
          \x20            [--loads 1,2,...] [--quick]\n\
          \x20      bench report FILE.json [--baseline FILE.json]   (rewrite the .md and .png of a result)"
@@ -123,6 +127,7 @@ fn parse_args(args: &[String]) -> Options {
         large_messages: 1000,
         huge_messages: 60,
         scale_messages: 100_000,
+        drain_messages: 20_000,
         out: PathBuf::from("bench/results"),
         baseline: None,
         only: None,
@@ -138,6 +143,7 @@ fn parse_args(args: &[String]) -> Options {
             "--large-messages" => o.large_messages = value().parse().unwrap_or_else(|_| usage()),
             "--huge-messages" => o.huge_messages = value().parse().unwrap_or_else(|_| usage()),
             "--scale-messages" => o.scale_messages = value().parse().unwrap_or_else(|_| usage()),
+            "--drain-messages" => o.drain_messages = value().parse().unwrap_or_else(|_| usage()),
             "--out" => o.out = PathBuf::from(value()),
             "--label" => o.label = Some(value()),
             "--baseline" => o.baseline = Some(PathBuf::from(value())),
@@ -162,6 +168,7 @@ fn parse_args(args: &[String]) -> Options {
                 o.large_messages = 200;
                 o.huge_messages = 20;
                 o.scale_messages = 10_000;
+                o.drain_messages = 5_000;
             }
             _ => usage(),
         }
@@ -249,6 +256,7 @@ fn run_all(o: Options) -> Result<()> {
         runs: Vec::new(),
         failures: Vec::new(),
         scale: None,
+        drain: None,
         postfix_main_cf: postfix::main_cf(Path::new("$TMP/postfix"), sink_addr),
         postfix_master_cf: postfix::master_cf(postfix_smtp),
         // Every address the sink's: the placeholder below then stands for each
@@ -291,6 +299,12 @@ fn run_all(o: Options) -> Result<()> {
         }
     }
     drop(pf);
+    if o.drain_messages > 0 && targets.contains(&Target::Transport) {
+        match drain::run(tmp.path(), &mut sink, o.drain_messages, 2048) {
+            Ok(d) => results.drain = Some(d),
+            Err(e) => results.failures.push(format!("drain: {e:#}")),
+        }
+    }
     if o.scale_messages > 0 && targets.contains(&Target::Transport) {
         match scale::run(tmp.path(), o.scale_messages, 2048) {
             Ok(s) => results.scale = Some(s),

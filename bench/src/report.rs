@@ -125,10 +125,31 @@ fn table(r: &Results, out: &mut String) {
     }
 }
 
+/// The drain, and its rate over the transport's end-to-end relay rate of
+/// 2 KB / 20 sessions / 1 message per session in the same run (NaN without it).
+fn drain_ratio(r: &Results) -> Option<(&crate::drain::Drain, f64)> {
+    let d = r.drain.as_ref()?;
+    let relay = loads(r)
+        .into_iter()
+        .find(|l| l.size == 2048 && l.sessions == 20 && l.per_session == 1)
+        .map_or(f64::NAN, |l| med(r, &l, Target::Transport, rate));
+    Some((d, d.rate() / relay))
+}
+
 fn targets(r: &Results, out: &mut String) {
     let _ = writeln!(out, "\n## Targets (issues 8 and 14)\n");
     let _ = writeln!(out, "| target | figure | reached |");
     let _ = writeln!(out, "|---|---|---|");
+    if let Some((d, ratio)) = drain_ratio(r) {
+        let _ = writeln!(
+            out,
+            "| drain (Redirect-Message of {} to a sibling) ≥ 0.5 of the relay rate (2 KB, 20 sessions, 1 msg/session) | {:.0} msg/s = {} | {} |",
+            d.messages,
+            d.rate(),
+            fmt(ratio, 2),
+            yes(ratio >= 0.5)
+        );
+    }
     for load in loads(r).into_iter().filter(|l| l.size == 2048 && l.sessions == 20) {
         let vs_pf = ratio(r, &load, Target::Transport, Target::Postfix, rate);
         let vs_ceiling = ratio(r, &load, Target::Transport, Target::Ceiling, rate);
@@ -271,6 +292,19 @@ fn comparison(r: &Results, base: &Results, out: &mut String) {
             (0..DECIMALS.len()).map(|i| format!("{} → {}", fmt(b[i], DECIMALS[i]), fmt(n[i], DECIMALS[i]))).collect();
         let _ = writeln!(out, "| {} | {} |", load.name(), cells.join(" | "));
     }
+    if let (Some((b, b_ratio)), Some((n, n_ratio))) = (drain_ratio(base), drain_ratio(r)) {
+        let _ = writeln!(
+            out,
+            "| drain of {}: s / msg/s / × relay | {:.2} s / {:.0} / {} → {:.2} s / {:.0} / {} | | | | | |",
+            n.messages,
+            b.drain_secs,
+            b.rate(),
+            fmt(b_ratio, 2),
+            n.drain_secs,
+            n.rate(),
+            fmt(n_ratio, 2)
+        );
+    }
     if let (Some(b), Some(n)) = (&base.scale, &r.scale) {
         let _ = writeln!(
             out,
@@ -379,6 +413,16 @@ pub fn summary_text(r: &Results) -> String {
             mb(s.rss_queued_kb.max(s.rss_after_restart_kb)),
             s.restart_secs,
             s.list_messages_secs
+        );
+    }
+    if let Some((d, ratio)) = drain_ratio(r) {
+        let _ = writeln!(
+            out,
+            "drain of {}: {:.2} s, {:.0} msg/s = {} of the relay rate",
+            d.messages,
+            d.drain_secs,
+            d.rate(),
+            fmt(ratio, 2)
         );
     }
     for f in &r.failures {

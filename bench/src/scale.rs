@@ -114,9 +114,18 @@ pub fn run(tmp: &Path, messages: u64, size: usize) -> Result<Scale> {
 
 /// A plain HTTP/1.1 GET (loopback, no token); returns the status and the body.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, Vec<u8>)> {
+    http(addr, "GET", path, None)
+}
+
+/// A plain HTTP/1.1 request with an optional JSON body; a status other than 200 is an error.
+pub fn http(addr: SocketAddr, method: &str, path: &str, json: Option<&str>) -> Result<(u16, Vec<u8>)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(10))?;
     s.set_read_timeout(Some(Duration::from_secs(300)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    write!(s, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n")?;
+    match json {
+        Some(body) => write!(s, "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())?,
+        None => write!(s, "\r\n")?,
+    }
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
     let end = raw.windows(4).position(|w| w == b"\r\n\r\n").context("HTTP reply without a header end")?;
@@ -127,7 +136,7 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, Vec<u8>)> {
         body = dechunk(&body)?;
     }
     if status != 200 {
-        bail!("GET {path}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+        bail!("{method} {path}: HTTP {status}: {}", String::from_utf8_lossy(&body));
     }
     Ok((status, body))
 }

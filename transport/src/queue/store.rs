@@ -88,6 +88,11 @@ const CACHE_BYTES: usize = 32 << 20;
 /// durable when the process dies means the message is delivered again after
 /// the restart (at least once, never lost); it costs no fsync of its own.
 const LAZY_LINGER: Duration = Duration::from_millis(50);
+/// ...unless this many removals are waiting: a server that only delivers (a
+/// drain: Redirect-Message, no mail coming in) has no insert for them to join,
+/// and its connections, which may run only a few deliveries ahead of their
+/// confirmed removals, would wait the whole linger every few messages.
+const LAZY_BATCH: usize = 16;
 /// redb refuses values above 3 GiB; refuse them up front so that one huge
 /// message cannot fail a whole batch (and thereby poison the store).
 const MAX_VALUE_LEN: usize = 3 << 30;
@@ -932,7 +937,7 @@ fn commit_loop(db: Arc<Database>, slot: &DbSlot, rx: mpsc::Receiver<Op>, shared:
         }
         let full = batch.len() >= MAX_BATCH_OPS || bytes >= MAX_BATCH_BYTES;
         let due = lazy_since.is_some_and(|t| t.elapsed() >= LAZY_LINGER);
-        if open && !full && !due && batch.iter().all(|op| op.kind.lazy()) {
+        if open && !full && !due && batch.len() < LAZY_BATCH && batch.iter().all(|op| op.kind.lazy()) {
             // Only removals: they ride along with the next commit someone waits for.
             lazy_since.get_or_insert_with(Instant::now);
             continue;
