@@ -142,6 +142,34 @@ impl OutOfService {
     }
 }
 
+/// What a user expects of servers rolling one at a time (a port change, an upgrade): mail
+/// sent through the Service all along, at most one server out of service at once.
+pub struct Roll {
+    flow: MailFlow,
+    sampler: OutOfService,
+}
+
+impl Roll {
+    /// Starts sending through `service` (message ids prefixed `prefix`) and sampling its
+    /// `servers`.
+    pub fn start(env: &Env<'_>, service: &str, prefix: &str, servers: usize) -> Roll {
+        Roll {
+            flow: MailFlow::start(env, service, prefix, Duration::from_millis(40)),
+            sampler: OutOfService::start(env, servers),
+        }
+    }
+
+    /// Once the roll is over: never more than one server out of service, mail kept flowing
+    /// during `what`, every accepted message at `sink`.
+    pub async fn finish(self, env: &Env<'_>, sink: &Sink, what: &str) {
+        let worst = self.sampler.stop().await;
+        let report = self.flow.stop().await;
+        assert!(worst <= 1, "{worst} servers were out of service at once during {what}");
+        assert!(report.accepted.len() >= 20, "mail kept flowing during {what}: {report:?}");
+        assert_all_delivered(env, sink, &report.accepted).await;
+    }
+}
+
 /// Asserts that every accepted message reached the sink at least once (a hand-over retried
 /// after a lost answer may deliver one twice; never none).
 pub async fn assert_all_delivered(env: &Env<'_>, sink: &Sink, accepted: &BTreeMap<String, String>) {
@@ -187,6 +215,23 @@ pub async fn wait_service_ready(env: &Env<'_>, name: &str, servers: usize) -> Tr
         }
     })
     .await
+}
+
+/// Takes `server` of `service` into maintenance as a user would, with `kubectl apply` of a
+/// ServerComponentState `<server>-maintenance` (HubTransport Draining by Maintenance), and
+/// waits until it reports the server drained.
+pub async fn drain_for_maintenance(env: &Env<'_>, service: &str, server: &str) {
+    let name = format!("{server}-maintenance");
+    env.apply_yaml(&format!(
+        "apiVersion: kubetransport.io/v1alpha1\nkind: ServerComponentState\nmetadata: {{name: {name}}}\n\
+         spec: {{server: {server}, transportServiceRef: {{name: {service}}}, component: HubTransport, \
+         requester: Maintenance, state: Draining}}\n"
+    ))
+    .expect("kubectl apply of the ServerComponentState");
+    wait_component_state(env, &name, &format!("{server} drained"), |s| {
+        condition(&s.conditions, "Drained").is_some_and(|c| c.status == "True")
+    })
+    .await;
 }
 
 /// The status of a ServerComponentState, once `check` accepts it (for this generation).

@@ -6,7 +6,7 @@
 //!   used by some request (no excess), with the request rate under load.
 use e2e::cluster::audit::{self, Entry, Grant};
 use e2e::kind::manifests::parse_docs;
-use e2e::scenario::flow::{condition, mail_service, transport_config, wait_component_state, wait_service_ready};
+use e2e::scenario::flow::{drain_for_maintenance, mail_service, transport_config, wait_service_ready};
 use e2e::scenario::sink::Sink;
 use e2e::scenario::{Suite, OPERATOR_NS, OPERATOR_USER, RELEASE};
 use futures::future::BoxFuture;
@@ -35,15 +35,7 @@ pub fn idle(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         env.apply(&transport_config()).await.unwrap();
         env.apply(&mail_service("mail", 3, sink.addr, serde_json::json!({}))).await.unwrap();
         wait_service_ready(&env, "mail", 3).await;
-        env.apply_yaml(
-            "apiVersion: kubetransport.io/v1alpha1\nkind: ServerComponentState\nmetadata: {name: mail-2-maintenance}\n\
-             spec: {server: mail-2, transportServiceRef: {name: mail}, component: HubTransport, requester: Maintenance, state: Draining}\n",
-        )
-        .unwrap();
-        wait_component_state(&env, "mail-2-maintenance", "mail-2 drained", |s| {
-            condition(&s.conditions, "Drained").is_some_and(|c| c.status == "True")
-        })
-        .await;
+        drain_for_maintenance(&env, "mail", "mail-2").await;
 
         // Settled: 20 s without a write (at most two minutes to get there).
         let quiet = Duration::from_secs(20);

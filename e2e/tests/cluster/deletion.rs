@@ -6,7 +6,7 @@
 //!   ServerComponentState (whose finalizer the operator holds) completes while the operator
 //!   runs.
 use e2e::scenario::flow::{
-    condition, hold_on, mail_with_dead_hop, retry_until, service_with_dead_hop, transport_config, wait_component_state,
+    drain_for_maintenance, hold_on, mail_with_dead_hop, retry_until, service_with_dead_hop, transport_config,
     wait_queued, wait_service_ready,
 };
 use e2e::scenario::sink::Sink;
@@ -69,15 +69,7 @@ pub fn namespace_with_component_states(suite: Arc<Suite>) -> BoxFuture<'static, 
         env.apply(&transport_config()).await.unwrap();
         env.apply(&service_with_dead_hop("mail", 2, sink.addr, dead)).await.unwrap();
         wait_service_ready(&env, "mail", 2).await;
-        env.apply_yaml(
-            "apiVersion: kubetransport.io/v1alpha1\nkind: ServerComponentState\nmetadata: {name: mail-1-maintenance}\n\
-             spec: {server: mail-1, transportServiceRef: {name: mail}, component: HubTransport, requester: Maintenance, state: Draining}\n",
-        )
-        .unwrap();
-        wait_component_state(&env, "mail-1-maintenance", "mail-1 drained", |s| {
-            condition(&s.conditions, "Drained").is_some_and(|c| c.status == "True")
-        })
-        .await;
+        drain_for_maintenance(&env, "mail", "mail-1").await;
         let ns = env.ns.clone();
         let namespaces: Api<Namespace> = Api::all(env.client());
         env.finish().await.unwrap();
@@ -87,7 +79,11 @@ pub fn namespace_with_component_states(suite: Arc<Suite>) -> BoxFuture<'static, 
                 None => break,
                 Some(n) => {
                     let conditions = n.status.and_then(|s| s.conditions).unwrap_or_default();
-                    let why: Vec<String> = conditions.iter().filter(|c| c.status == "True").map(|c| format!("{}: {}", c.type_, c.message.clone().unwrap_or_default())).collect();
+                    let why: Vec<String> = conditions
+                        .iter()
+                        .filter(|c| c.status == "True")
+                        .map(|c| format!("{}: {}", c.type_, c.message.clone().unwrap_or_default()))
+                        .collect();
                     assert!(std::time::Instant::now() < deadline, "namespace {ns} still there after 180 s: {why:?}");
                 }
             }

@@ -5,9 +5,7 @@
 //!   replica takes the Lease and acts, and the two never write at the same time;
 //! - `helm uninstall` leaves the CRDs, the servers, their Services and their mail.
 use e2e::cluster::audit;
-use e2e::scenario::flow::{
-    assert_all_delivered, mail_service, transport_config, wait_service_ready, MailFlow, OutOfService,
-};
+use e2e::scenario::flow::{mail_service, transport_config, wait_service_ready, Roll};
 use e2e::scenario::sink::Sink;
 use e2e::scenario::{smtp, Suite, OPERATOR_NS, OPERATOR_USER, RELEASE};
 use futures::future::BoxFuture;
@@ -37,8 +35,7 @@ pub fn new_transport_image(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         env.apply(&mail_service("mail", 3, sink.addr, serde_json::json!({}))).await.unwrap();
         wait_service_ready(&env, "mail", 3).await;
         env.wait_endpoints("mail", 2525, 3).await;
-        let flow = MailFlow::start(&env, "mail", "upgrade", Duration::from_millis(40));
-        let sampler = OutOfService::start(&env, 3);
+        let roll = Roll::start(&env, "mail", "upgrade", 3);
 
         upgrade(&suite, &["transportImage.tag=0.1.1"]);
         env.wait_for(Duration::from_secs(300), "every server on transport:0.1.1", || async {
@@ -56,11 +53,7 @@ pub fn new_transport_image(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         })
         .await;
         wait_service_ready(&env, "mail", 3).await;
-        let worst = sampler.stop().await;
-        let report = flow.stop().await;
-        assert!(worst <= 1, "{worst} servers were out of service at once");
-        assert!(report.accepted.len() >= 20, "mail kept flowing during the upgrade: {report:?}");
-        assert_all_delivered(&env, &sink, &report.accepted).await;
+        roll.finish(&env, &sink, "the upgrade").await;
         let events = env.api::<Event>().list(&ListParams::default()).await.unwrap().items;
         let restarts: Vec<String> = events
             .iter()
