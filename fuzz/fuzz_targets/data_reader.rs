@@ -9,16 +9,17 @@ use transport::fuzzing::{DataError, DataReader};
 type Outcome = (Option<usize>, Result<Vec<u8>, DataError>);
 
 fn run(input: &[u8], step: usize, max: u64) -> Outcome {
-    let mut reader = DataReader::new(b"P: x\r\n".to_vec(), max);
+    let mut reader = DataReader::new(max);
+    let mut out = Vec::new();
     let mut consumed = 0;
     for chunk in input.chunks(step) {
-        if let Some(n) = reader.feed(chunk) {
+        if let Some(n) = reader.feed(chunk, &mut out) {
             assert!(n <= chunk.len());
-            return (Some(consumed + n), reader.finish().map(|(b, start)| b[start..].to_vec()));
+            return (Some(consumed + n), reader.finish().map(|()| out));
         }
         consumed += chunk.len();
     }
-    (None, reader.finish().map(|(b, start)| b[start..].to_vec()))
+    (None, reader.finish().map(|()| out))
 }
 
 /// The obvious decoder: lines end with CRLF, `.` alone ends, a leading dot goes.
