@@ -189,12 +189,46 @@ pub fn message(size: usize, id: &str) -> Vec<u8> {
     m
 }
 
+/// Sends one message to each recipient over `sessions` connections (plain
+/// MAIL, RCPT, DATA, each awaited), the recipients dealt out in turn.
+pub fn send_each(addr: SocketAddr, sessions: usize, recipients: &[String], size: usize) -> Result<()> {
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..sessions)
+            .map(|s| {
+                scope.spawn(move || -> Result<()> {
+                    let mut c = Client::open(addr)?;
+                    for (n, to) in recipients.iter().enumerate().skip(s).step_by(sessions) {
+                        c.cmd(&format!("MAIL FROM:<{FROM}>"), '2')?;
+                        c.cmd(&format!("RCPT TO:<{to}>"), '2')?;
+                        c.cmd("DATA", '3')?;
+                        c.writer.write_all(&message(size, &format!("e{n}")))?;
+                        c.expect('2')?;
+                    }
+                    c.cmd("QUIT", '2')
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| w.join().map_err(|_| anyhow::anyhow!("a sending thread panicked"))?)
+    })
+}
+
 struct Client {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
 }
 
 impl Client {
+    /// Connects, reads the banner and says EHLO.
+    fn open(addr: SocketAddr) -> Result<Client> {
+        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(30))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+        let mut c = Client { reader: BufReader::new(stream.try_clone()?), writer: stream };
+        c.expect('2')?;
+        c.cmd(&format!("EHLO {HELO}"), '2')?;
+        Ok(c)
+    }
+
     fn reply(&mut self) -> Result<String> {
         let mut all = String::new();
         loop {
@@ -235,12 +269,7 @@ fn probe_session(
 ) -> Result<Vec<f64>, (Vec<f64>, anyhow::Error)> {
     let mut times = Vec::new();
     let result = (|| -> Result<()> {
-        let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(30))?;
-        stream.set_nodelay(true)?;
-        stream.set_read_timeout(Some(Duration::from_secs(300)))?;
-        let mut c = Client { reader: BufReader::new(stream.try_clone()?), writer: stream };
-        c.expect('2')?;
-        c.cmd(&format!("EHLO {HELO}"), '2')?;
+        let mut c = Client::open(addr)?;
         for _ in 0..load.per_session {
             // A message that fails is not retried: it stays counted as taken.
             if quota.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |q| q.checked_sub(1)).is_err() {

@@ -7,6 +7,7 @@
 //! then the transport server with a large queue for a dead next hop. Writes
 //! `bench/results/<date>.{md,json,png}`. See bench/README.md.
 mod chart;
+mod destinations;
 mod drain;
 mod load;
 mod postfix;
@@ -89,6 +90,8 @@ pub struct Results {
     pub scale: Option<scale::Scale>,
     #[serde(default)]
     pub drain: Option<drain::Drain>,
+    #[serde(default)]
+    pub destinations: Option<destinations::Destinations>,
     pub postfix_main_cf: String,
     pub postfix_master_cf: String,
     pub transport_config: String,
@@ -102,6 +105,7 @@ struct Options {
     huge_messages: u32,
     scale_messages: u64,
     drain_messages: u64,
+    destination_messages: u64,
     out: PathBuf,
     baseline: Option<PathBuf>,
     only: Option<Vec<Target>>,
@@ -113,6 +117,7 @@ fn usage() -> ! {
     eprintln!(
         "usage: bench [--reps N] [--messages N] [--large-messages N] [--huge-messages N]\n\
          \x20            [--scale-messages N (0: skip)] [--drain-messages N (0: skip)]\n\
+         \x20            [--destination-messages N (to N/10 domains by MX; 0: skip)]\n\
          \x20            [--out DIR] [--label NAME] [--baseline FILE.json] [--targets ceiling,postfix,transport]\n\
          \x20            [--loads 1,2,...] [--quick]\n\
          \x20      bench report FILE.json [--baseline FILE.json]   (rewrite the .md and .png of a result)"
@@ -128,6 +133,7 @@ fn parse_args(args: &[String]) -> Options {
         huge_messages: 60,
         scale_messages: 100_000,
         drain_messages: 20_000,
+        destination_messages: 20_000,
         out: PathBuf::from("bench/results"),
         baseline: None,
         only: None,
@@ -144,6 +150,7 @@ fn parse_args(args: &[String]) -> Options {
             "--huge-messages" => o.huge_messages = value().parse().unwrap_or_else(|_| usage()),
             "--scale-messages" => o.scale_messages = value().parse().unwrap_or_else(|_| usage()),
             "--drain-messages" => o.drain_messages = value().parse().unwrap_or_else(|_| usage()),
+            "--destination-messages" => o.destination_messages = value().parse().unwrap_or_else(|_| usage()),
             "--out" => o.out = PathBuf::from(value()),
             "--label" => o.label = Some(value()),
             "--baseline" => o.baseline = Some(PathBuf::from(value())),
@@ -169,6 +176,7 @@ fn parse_args(args: &[String]) -> Options {
                 o.huge_messages = 20;
                 o.scale_messages = 10_000;
                 o.drain_messages = 5_000;
+                o.destination_messages = 5_000;
             }
             _ => usage(),
         }
@@ -257,6 +265,7 @@ fn run_all(o: Options) -> Result<()> {
         failures: Vec::new(),
         scale: None,
         drain: None,
+        destinations: None,
         postfix_main_cf: postfix::main_cf(Path::new("$TMP/postfix"), sink_addr),
         postfix_master_cf: postfix::master_cf(postfix_smtp),
         // Every address the sink's: the placeholder below then stands for each
@@ -303,6 +312,13 @@ fn run_all(o: Options) -> Result<()> {
         match drain::run(tmp.path(), &mut sink, o.drain_messages, 2048) {
             Ok(d) => results.drain = Some(d),
             Err(e) => results.failures.push(format!("drain: {e:#}")),
+        }
+    }
+    if o.destination_messages > 0 && targets.contains(&Target::Transport) {
+        let domains = (o.destination_messages / 10).max(10);
+        match destinations::run(tmp.path(), &mut sink, o.destination_messages, domains, 2048) {
+            Ok(d) => results.destinations = Some(d),
+            Err(e) => results.failures.push(format!("destinations: {e:#}")),
         }
     }
     if o.scale_messages > 0 && targets.contains(&Target::Transport) {
@@ -418,7 +434,8 @@ pub fn tool(name: &str) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
-    bail!("`{name}` not found: install the Debian package `postfix`")
+    let package = if name == "dnsmasq" { "dnsmasq-base" } else { "postfix" };
+    bail!("`{name}` not found: install the Debian package `{package}` (make prepare)")
 }
 
 /// A loopback address nobody listens on right now.

@@ -18,6 +18,18 @@ pub struct Transport {
 
 /// The configuration file the bench writes (printed into the results as is).
 pub fn config(dir: &Path, smtp: SocketAddr, admin: SocketAddr, next_hop: SocketAddr) -> String {
+    let send = format!(
+        "  - name: Outbound
+    addressSpaces: [{{domain: \"*\", cost: 1}}]
+    smartHosts: [\"{next_hop}\"]
+"
+    );
+    config_with(dir, smtp, admin, &send, "")
+}
+
+/// The bench's server with other send connectors (YAML list items) and more
+/// top-level settings (`extra`).
+pub fn config_with(dir: &Path, smtp: SocketAddr, admin: SocketAddr, send_connectors: &str, extra: &str) -> String {
     format!(
         "serverName: bench-0
 fqdn: transport.bench.invalid
@@ -31,10 +43,7 @@ receiveConnectors:
     # 100 sessions come from one address (default 20).
     maxInboundConnectionPerSource: 1000
 sendConnectors:
-  - name: Outbound
-    addressSpaces: [{{domain: \"*\", cost: 1}}]
-    smartHosts: [\"{next_hop}\"]
-admin: {{bind: \"{admin}\"}}
+{send_connectors}{extra}admin: {{bind: \"{admin}\"}}
 ",
         q = dir.join("queue").display(),
         l = dir.join("log").display(),
@@ -43,9 +52,14 @@ admin: {{bind: \"{admin}\"}}
 
 impl Transport {
     pub fn create(dir: &Path, smtp: SocketAddr, admin: SocketAddr, next_hop: SocketAddr) -> Result<Transport> {
+        Self::with_config(dir, smtp, admin, &config(dir, smtp, admin, next_hop))
+    }
+
+    /// A server with a configuration of the caller's (listening on `smtp` and `admin`).
+    pub fn with_config(dir: &Path, smtp: SocketAddr, admin: SocketAddr, text: &str) -> Result<Transport> {
         std::fs::create_dir_all(dir)?;
         let config_path = dir.join("transport.yaml");
-        std::fs::write(&config_path, config(dir, smtp, admin, next_hop))?;
+        std::fs::write(&config_path, text)?;
         Ok(Transport { dir: dir.to_path_buf(), smtp, admin, config: config_path, child: None })
     }
 

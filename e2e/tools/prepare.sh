@@ -3,7 +3,7 @@
 # missing, so that `make test` passes on a new machine by itself:
 # - Debian packages: postfix (smtp-sink, smtp-source), swaks, lua5.4 (the Argo CD health
 #   check test), iproute2 (the pod network), util-linux (nsenter, exec probes), openssl (the
-#   examples' TLS Secret);
+#   examples' TLS Secret), dnsmasq-base (make bench's many-destinations run answers MX with it);
 # - helm and kubectl (e2e/tools/install-helm.sh) into ~/.cache/kube-transport/bin;
 # - Go, to build the control plane (e2e/controlplane/build.sh): it must be there already.
 # Runs as root: apt, and pods run in network and mount namespaces of their own.
@@ -24,6 +24,7 @@ need lua5.4 lua5.4
 need ip iproute2
 need nsenter util-linux
 need openssl openssl
+need dnsmasq dnsmasq-base
 if [ ${#packages[@]} -gt 0 ]; then
   mapfile -t packages < <(printf '%s\n' "${packages[@]}" | sort -u)
   echo "prepare.sh: installing ${packages[*]}"

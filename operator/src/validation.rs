@@ -114,6 +114,7 @@ pub fn check_transport_config(name: &str, org: &OrgSettings) -> Result<(), Vec<F
         expiration: Default::default(),
         transport_config: org.clone(),
         dns: None,
+        max_outbound_connections: None,
         admin: None,
         logging: None,
         components: Default::default(),

@@ -161,9 +161,9 @@ async fn dsn_and_8bitmime_parameters_reach_a_dsn_capable_hop() {
     let mut env = envelope(Some("alice@example.org"), &["bob@example.net", "carol@example.net"]);
     env.body_8bit = true;
     env.ret = Some(Ret::Hdrs);
-    env.envid = Some("QQ314159+2Bx".to_string());
+    env.envid = Some("QQ314159+2Bx".into());
     env.recipients[0].notify = Some(Notify { never: false, success: true, failure: true, delay: false });
-    env.recipients[0].orcpt = Some("rfc822;bob+40example.net".to_string());
+    env.recipients[0].orcpt = Some("rfc822;bob+40example.net".into());
     env.recipients[1].notify = Some(Notify { never: true, success: false, failure: false, delay: false });
 
     let mut session = connect(sink.addr, &options(OutboundTls::Opportunistic)).await;
@@ -484,7 +484,7 @@ async fn starttls_with_a_self_signed_certificate() {
     let opts = ConnectOptions { tap: Some(tap.clone()), ..options(OutboundTls::Opportunistic) };
     let mut session = connect(addr, &opts).await;
     let mut env = envelope(Some("alice@example.org"), &["bob@example.net"]);
-    env.envid = Some("tls-1".to_string());
+    env.envid = Some("tls-1".into());
     let outcome = tokio::time::timeout(
         LIMIT,
         session.send(&env, &[0], &mut BodyReader::in_memory(b"Subject: tls\r\n\r\nsecret\r\n".to_vec())),

@@ -65,3 +65,64 @@ fn mx_implicit_mx_null_mx_and_nxdomain() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(world.messages().len(), 2, "nothing else reached the world");
 }
+
+/// A destination whose server accepts connections and never greets (hung)
+/// holds one outbound connection, not one a message, and with the server-wide
+/// limit (maxOutboundConnections) nearly used up by such destinations, mail to
+/// a live domain still flows through the place that is left.
+#[test]
+fn dead_destinations_hold_one_connection_each_and_live_mail_flows() {
+    let world = Sink::start();
+    // The hung servers: the same port on another loopback address.
+    let tarpit = std::net::TcpListener::bind(("127.0.0.2", world.addr.port())).expect("tarpit");
+    tarpit.set_nonblocking(true).expect("nonblocking");
+    let dead = ["dead1.example", "dead2.example", "dead3.example"];
+    let mut zone =
+        Zone::new("example").mx("live.example", 10, "mx.live.example").a("mx.live.example", Ipv4Addr::LOCALHOST);
+    for d in dead {
+        let host = format!("mx.{d}");
+        zone = zone.mx(d, 10, &host).a(&host, Ipv4Addr::new(127, 0, 0, 2));
+    }
+    let dns = DnsServer::start(vec![zone]);
+    let server = Transport::start(&TransportSetup {
+        dns_routing: true,
+        connector_port: Some(world.addr.port()),
+        nameserver: Some(dns.addr),
+        extra: "maxOutboundConnections: 4\n".into(),
+        ..Default::default()
+    });
+    let (mut c, _) = RawClient::connect(server.smtp).unwrap_or_else(|e| panic!("{e}: {}", server.log()));
+    c.cmd("EHLO client.test").unwrap();
+    for d in dead {
+        for n in 0..5 {
+            let reply =
+                c.send_message("alice@local.test", &[&format!("u{n}@{d}")], &test_message(&format!("{d}-{n}"), 1));
+            assert!(reply.unwrap().starts_with("250"));
+        }
+    }
+    // The dead destinations' probes are open (waiting for a greeting) before the live mail comes.
+    let mut held = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while held.len() < dead.len() && std::time::Instant::now() < deadline {
+        match tarpit.accept() {
+            Ok((conn, _)) => held.push(conn),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    assert_eq!(held.len(), dead.len(), "one probe a dead destination: {}", server.log());
+    for n in 0..20 {
+        let reply = c.send_message(
+            "alice@local.test",
+            &[&format!("u{n}@live.example")],
+            &test_message(&format!("live-{n}"), 1),
+        );
+        assert!(reply.unwrap().starts_with("250"));
+    }
+    // Delivered through the one place left, while the dead ones still hold theirs.
+    let delivered = world.wait_for(20, Duration::from_secs(30));
+    assert_eq!(delivered.len(), 20);
+    std::thread::sleep(Duration::from_millis(500));
+    let extra = std::iter::from_fn(|| tarpit.accept().ok()).count();
+    assert_eq!(extra, 0, "a dead destination opened more than its probe (15 messages wait for 3 of them)");
+    drop(held);
+}

@@ -238,7 +238,7 @@ fn split_groups_pending_recipients_by_route() {
 
     // Nothing pending: nothing to route.
     for r in &mut env.recipients {
-        r.status = RecipientStatus::Failed { reply: "550 5.1.1 gone".to_string() };
+        r.status = RecipientStatus::Failed { reply: "550 5.1.1 gone".into() };
     }
     assert!(router.split(&env).is_empty());
 }

@@ -120,6 +120,7 @@ pub fn transport_file(
         expiration: spec.expiration.clone().unwrap_or_default(),
         transport_config: org.clone(),
         dns: spec.dns.clone(),
+        max_outbound_connections: spec.max_outbound_connections,
         admin: Some(AdminSettings {
             bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), names::ADMIN_PORT),
             token_file: Some(PathBuf::from(names::TOKEN_FILE)),

@@ -145,6 +145,12 @@ pub struct TransportServiceSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsSettings>,
 
+    /// Outbound connections each server opens at once over every next hop
+    /// (MaxOutboundConnections). Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_outbound_connections: Option<u32>,
+
     /// Name used in the banner, EHLO and Received headers. Default
     /// `<server>.<name>-headless.<namespace>.svc.cluster.local` for each server.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -53,6 +53,8 @@ pub const SEND_CONNECTION_TIMEOUT: Duration = mins(1);
 /// Exchange's ConnectionInactivityTimeOut; also RFC 5321 §4.5.3.2.6's wait after the data.
 pub const SEND_CONNECTION_INACTIVITY_TIMEOUT: Duration = mins(10);
 pub const SEND_MAX_CONCURRENT_CONNECTIONS: u32 = 20;
+/// Outbound connections over every next hop (Exchange's MaxOutboundConnections).
+pub const MAX_OUTBOUND_CONNECTIONS: u32 = 1000;
 pub const ADDRESS_SPACE_COST: u32 = 1;
 
 // Organisation (Set-TransportConfig).
@@ -265,6 +267,10 @@ impl super::LoggingSettings {
 }
 
 impl TransportFile {
+    pub fn max_outbound_connections_or_default(&self) -> u32 {
+        self.max_outbound_connections.unwrap_or(MAX_OUTBOUND_CONNECTIONS)
+    }
+
     pub fn retry_policy(&self) -> RetryPolicy {
         RetryPolicy::resolve(self.role, &self.retry)
     }

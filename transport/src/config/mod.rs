@@ -67,6 +67,10 @@ pub struct TransportFile {
     pub transport_config: OrgSettings,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsSettings>,
+    /// Outbound connections open at once, over every next hop (Exchange's
+    /// MaxOutboundConnections). Default 1000 (at least 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_outbound_connections: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -282,6 +282,7 @@ impl TransportFile {
                 None => {}
             }
         }
+        c.min_count("maxOutboundConnections", self.max_outbound_connections, 1);
         if let Some(dns) = &self.dns {
             for (i, ns) in dns.nameservers.iter().enumerate() {
                 if ns.port() == 0 {

@@ -109,7 +109,7 @@ mod tests {
     fn rcpt_with_dsn_parameters() {
         let mut r = Recipient::new("bob@example.net");
         r.notify = Some(Notify { never: false, success: true, failure: true, delay: false });
-        r.orcpt = Some("rfc822;bob+40example.net".to_string());
+        r.orcpt = Some("rfc822;bob+40example.net".into());
         assert_eq!(
             Rcpt { recipient: &r, dsn: true }.to_string(),
             "RCPT TO:<bob@example.net> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.net\r\n"

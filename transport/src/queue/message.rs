@@ -45,25 +45,25 @@ pub enum RecipientStatus {
     Delivered,
     /// Permanently refused (5xx), expired or removed; an NDR was generated
     /// when the rules asked for one.
-    Failed { reply: String },
+    Failed { reply: Box<str> },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
     /// The address as given in RCPT TO, without angle brackets.
-    pub address: String,
+    pub address: Box<str>,
     /// NOTIFY as given; `None` means the parameter was absent.
     pub notify: Option<Notify>,
     /// ORCPT as given (`addr-type;xtext`).
-    pub orcpt: Option<String>,
+    pub orcpt: Option<Box<str>>,
     pub status: RecipientStatus,
     /// The last temporary refusal or connection error for this recipient.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
+    pub last_error: Option<Box<str>>,
 }
 
 impl Recipient {
-    pub fn new(address: impl Into<String>) -> Self {
+    pub fn new(address: impl Into<Box<str>>) -> Self {
         Self { address: address.into(), notify: None, orcpt: None, status: RecipientStatus::Pending, last_error: None }
     }
 
@@ -93,9 +93,9 @@ pub enum Source {
 /// Where and how a message came in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Origin {
-    pub connector: String,
+    pub connector: Box<str>,
     pub client_ip: Option<IpAddr>,
-    pub helo: String,
+    pub helo: Box<str>,
     pub tls: bool,
     #[serde(default)]
     pub source: Source,
@@ -105,22 +105,22 @@ pub struct Origin {
 pub struct Envelope {
     pub id: MessageId,
     /// Reverse path; `None` is the null sender `<>` (DSNs are never sent for it).
-    pub mail_from: Option<String>,
+    pub mail_from: Option<Box<str>>,
     pub recipients: Vec<Recipient>,
     /// Size in bytes of the stored data (including the added Received header).
     pub size: u64,
     /// BODY=8BITMIME was given.
     pub body_8bit: bool,
     pub ret: Option<Ret>,
-    pub envid: Option<String>,
+    pub envid: Option<Box<str>>,
     /// Arrival time, milliseconds since the Unix epoch (from the server's clock).
     pub arrival_ms: u64,
     pub origin: Origin,
     /// Subject and Message-ID header values, for Get-Message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub subject: Option<String>,
+    pub subject: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub internet_message_id: Option<String>,
+    pub internet_message_id: Option<Box<str>>,
     /// Queue state that survives a restart (docs/design.md §4).
     #[serde(default)]
     pub state: MessageState,
@@ -147,12 +147,19 @@ pub struct MessageState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_at_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_error: Option<String>,
+    pub last_error: Option<Box<str>>,
 }
 
 impl Envelope {
     pub fn pending_recipients(&self) -> impl Iterator<Item = &Recipient> {
         self.recipients.iter().filter(|r| r.status == RecipientStatus::Pending)
+    }
+
+    /// Gives back spare room: recipients are collected one at a time (RCPT TO,
+    /// or a JSON list), which leaves room for four. At a million queued
+    /// messages the spare room alone is 300 MB.
+    pub fn shrink_to_fit(&mut self) {
+        self.recipients.shrink_to_fit();
     }
 
     /// True once no recipient waits for delivery any more.

@@ -69,6 +69,12 @@ pub struct MxError(pub String);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 const QUERY_ATTEMPTS: usize = 2;
 
+/// Answers kept (each for its TTL). hickory keeps 32 by default: a queue of
+/// mail to a few thousand domains would ask the DNS again for every
+/// connection. Two answers a domain (MX, then A or AAAA of its hosts), a few
+/// hundred bytes each.
+const CACHE_ENTRIES: usize = 16_384;
+
 /// The resolver the server uses (configured nameservers, else the system's).
 #[derive(Clone)]
 pub struct Resolver {
@@ -147,6 +153,7 @@ impl Resolver {
         let options: &mut ResolverOpts = builder.options_mut();
         options.timeout = QUERY_TIMEOUT;
         options.attempts = QUERY_ATTEMPTS;
+        options.cache_size = CACHE_ENTRIES;
         Ok(Resolver { inner: Arc::new(builder.build()) })
     }
 

@@ -39,16 +39,16 @@ impl Submit for Intake {
             }
             let envelope = Envelope {
                 id: msg.id,
-                mail_from: msg.mail_from,
+                mail_from: msg.mail_from.map(Into::into),
                 recipients: msg.recipients,
                 size: msg.data.len(),
                 body_8bit: msg.body_8bit,
                 ret: msg.ret,
-                envid: msg.envid,
+                envid: msg.envid.map(Into::into),
                 arrival_ms: to_millis(self.clock.now()),
                 origin: msg.origin,
-                subject: msg.subject,
-                internet_message_id: msg.internet_message_id,
+                subject: msg.subject.map(Into::into),
+                internet_message_id: msg.internet_message_id.map(Into::into),
                 state: Default::default(),
             };
             self.store.insert_body(&envelope, msg.data).await.map_err(storage_error)?;

@@ -89,7 +89,7 @@ pub fn parse(bytes: &[u8]) -> Result<ReplayMessage, ReplayError> {
                 };
                 let mut rcpt = Recipient::new(format!("{local}@{domain}"));
                 rcpt.notify = args.notify;
-                rcpt.orcpt = args.orcpt;
+                rcpt.orcpt = args.orcpt.map(Into::into);
                 msg.recipients.push(rcpt);
             }
             "x-helodomain" => msg.helo = Some(value.to_string()),
@@ -211,7 +211,7 @@ pub async fn scan(dir: &Path, intake: &dyn Submit) {
             origin: Origin {
                 connector: "Replay".into(),
                 client_ip: msg.source_ip,
-                helo: msg.helo.unwrap_or_default(),
+                helo: msg.helo.unwrap_or_default().into(),
                 tls: false,
                 source: Source::Replay,
             },
@@ -252,7 +252,7 @@ mod tests {
         assert_eq!(m.ret, Some(Ret::Hdrs));
         assert_eq!(m.envid.as_deref(), Some("abc"));
         assert_eq!(m.recipients.len(), 2);
-        assert_eq!(m.recipients[0].address, "bob@example.net");
+        assert_eq!(&*m.recipients[0].address, "bob@example.net");
         assert_eq!(m.recipients[0].notify, Some(Notify { success: true, failure: true, ..Default::default() }));
         assert_eq!(m.recipients[0].orcpt.as_deref(), Some("rfc822;bob@example.net"));
         assert_eq!(m.helo.as_deref(), Some("client.example"));

@@ -546,7 +546,7 @@ impl Session {
         };
         let mut recipient = Recipient::new(address);
         recipient.notify = r.notify;
-        recipient.orcpt = r.orcpt;
+        recipient.orcpt = r.orcpt.map(Into::into);
         if let Some(t) = self.txn.as_mut() {
             t.recipients.push(recipient);
         }
@@ -666,9 +666,9 @@ impl Session {
             ret: txn.mail.ret,
             envid: txn.mail.envid,
             origin: Origin {
-                connector: self.ctx.settings.connector.clone(),
+                connector: self.ctx.settings.connector.as_str().into(),
                 client_ip: Some(self.ctx.remote.ip().to_canonical()),
-                helo,
+                helo: helo.into(),
                 tls: self.tls,
                 source: Source::Smtp,
             },

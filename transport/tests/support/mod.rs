@@ -498,7 +498,7 @@ pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::me
     use transport::queue::message::{Envelope, MessageId, MessageState, Origin, Recipient, Source};
     Envelope {
         id: MessageId(1),
-        mail_from: from.map(str::to_string),
+        mail_from: from.map(Into::into),
         recipients: recipients.iter().map(|r| Recipient::new(*r)).collect(),
         size: 0,
         body_8bit: false,
@@ -506,9 +506,9 @@ pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::me
         envid: None,
         arrival_ms: 0,
         origin: Origin {
-            connector: "Default".to_string(),
+            connector: "Default".into(),
             client_ip: None,
-            helo: "client.test".to_string(),
+            helo: "client.test".into(),
             tls: false,
             source: Source::Smtp,
         },

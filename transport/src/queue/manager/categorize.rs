@@ -60,10 +60,10 @@ impl QueueManager {
                         if let Some(msg) = state.messages.get_mut(&id) {
                             for &i in &recipients {
                                 if let Some(r) = msg.env.recipients.get_mut(i) {
-                                    r.last_error = Some(reason.clone());
+                                    r.last_error = Some(reason.as_str().into());
                                 }
                             }
-                            msg.env.state.last_error = Some(reason.clone());
+                            msg.env.state.last_error = Some(reason.as_str().into());
                         }
                         debug!(message = %id, %reason, "no route: Unreachable queue");
                         QueueId::Unreachable

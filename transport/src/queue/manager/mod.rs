@@ -52,6 +52,8 @@ pub struct RuntimeConfig {
     pub expiration: ExpirationPolicy,
     pub org: OrgSettings,
     pub postmaster: String,
+    /// Outbound connections over every delivery queue.
+    pub max_outbound_connections: u32,
 }
 
 impl RuntimeConfig {
@@ -65,6 +67,7 @@ impl RuntimeConfig {
             expiration: file.expiration_policy(),
             org: file.transport_config.clone(),
             postmaster: file.postmaster(),
+            max_outbound_connections: file.max_outbound_connections_or_default(),
         })
     }
 }
@@ -101,6 +104,8 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     /// Wakes the timer loop (a new earliest timer, delivery re-enabled).
     wake: Notify,
+    /// A queue waits for an outbound connection: an idle one closes for it.
+    slot_wanted: Notify,
     gate: Gate,
     events: Arc<dyn QueueEvents>,
     logs: QueueLogs,
@@ -131,6 +136,7 @@ impl QueueManager {
                 config: RwLock::new(Arc::new(config)),
                 state: Mutex::new(State::new(now)),
                 wake: Notify::new(),
+                slot_wanted: Notify::new(),
                 gate,
                 events,
                 logs,
@@ -173,7 +179,9 @@ impl QueueManager {
 
     /// A message that is already durable (new, or recovered) enters the
     /// Submission queue and is categorized (unless Submission is suspended).
-    pub fn enqueue(&self, envelope: Envelope) {
+    pub fn enqueue(&self, envelope: impl Into<Box<Envelope>>) {
+        let mut envelope = envelope.into();
+        envelope.shrink_to_fit();
         let id = envelope.id;
         let poisoned = envelope.state.poisoned;
         {
@@ -250,17 +258,29 @@ impl QueueManager {
         to_millis(self.inner.clock.now())
     }
 
-    /// Registers the delay-DSN and expiry timers of a message.
+    /// Registers the message's timer at its next time-driven event (the
+    /// delay DSN, then expiry), even one already due (a message resumed after
+    /// its expiry expires now).
     fn add_message_timers(&self, state: &mut State, id: MessageId) {
+        self.arm_message_timer(state, id, None);
+    }
+
+    /// One timer per message, not one per event: at a million queued
+    /// messages each timer costs about 60 bytes. `after`: only an event due
+    /// later than this counts (re-arming after the timer fired; an event that
+    /// was due and did nothing, as for a held message, waits for the action
+    /// that releases it).
+    fn arm_message_timer(&self, state: &mut State, id: MessageId, after: Option<u64>) {
         let config = self.config();
         let Some(msg) = state.messages.get(&id) else { return };
         let arrival = msg.env.arrival_ms;
-        if !msg.env.state.delay_dsn_done {
-            let at = arrival + config.expiration.delay_notification_time_out.as_millis() as u64;
-            state.add_timer(at, Timer::Delay(id));
+        let delay = (!msg.env.state.delay_dsn_done)
+            .then(|| arrival + config.expiration.delay_notification_time_out.as_millis() as u64);
+        let expire = arrival + config.expiration.message_expiration_time_out.as_millis() as u64;
+        let next = [delay, Some(expire)].into_iter().flatten().filter(|at| after.is_none_or(|after| *at > after)).min();
+        if let Some(at) = next {
+            state.add_timer(at, Timer::Message(id));
         }
-        let at = arrival + config.expiration.message_expiration_time_out.as_millis() as u64;
-        state.add_timer(at, Timer::Expire(id));
     }
 
     /// Enqueues the message's latest state to the store, under the lock (so

@@ -20,7 +20,7 @@ impl QueueManager {
             for (i, reply) in &failures {
                 if let Some(r) = msg.env.recipients.get_mut(*i) {
                     if r.status == RecipientStatus::Pending {
-                        r.status = RecipientStatus::Failed { reply: reply.clone() };
+                        r.status = RecipientStatus::Failed { reply: reply.as_str().into() };
                     }
                 }
             }
@@ -82,7 +82,7 @@ impl QueueManager {
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.status == RecipientStatus::Pending && wants_delay(r.notify))
-                .map(|(i, r)| (i, r.last_error.clone().unwrap_or_default()))
+                .map(|(i, r)| (i, r.last_error.as_deref().unwrap_or_default().to_string()))
                 .collect();
             let until =
                 from_millis(msg.env.arrival_ms + config.expiration.message_expiration_time_out.as_millis() as u64);
@@ -125,8 +125,8 @@ impl QueueManager {
                 }
                 let (status, diagnostic, remote_mta, last_attempt, will_retry_until) = fields(text);
                 Some(DsnRecipient {
-                    final_recipient: r.address.clone(),
-                    original_recipient: r.orcpt.clone(),
+                    final_recipient: r.address.to_string(),
+                    original_recipient: r.orcpt.as_deref().map(str::to_string),
                     action,
                     status,
                     diagnostic,
@@ -208,7 +208,7 @@ impl QueueManager {
             origin: Origin {
                 connector: "DSN".into(),
                 client_ip: None,
-                helo: config.fqdn.clone(),
+                helo: config.fqdn.as_str().into(),
                 tls: false,
                 source: Source::Dsn,
             },

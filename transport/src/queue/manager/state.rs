@@ -117,8 +117,11 @@ pub(super) enum Pending {
     Remove { with_ndr: bool },
 }
 
+/// A queued message as the queue holds it. The envelope is boxed so that the
+/// map of messages holds small slots (a hash map keeps up to half its slots
+/// empty, and a million slots of a whole envelope are 600 MB).
 pub(super) struct Msg {
-    pub env: Envelope,
+    pub env: Box<Envelope>,
     /// Queues holding an item of this message.
     pub queues: Vec<QueueId>,
     pub pending: Option<Pending>,
@@ -140,6 +143,13 @@ pub(super) struct Queue {
     /// Connections open or opening, and of those, still opening.
     pub connections: u32,
     pub connecting: u32,
+    /// A connection to the next hop worked since the queue was created or
+    /// last failed. Until then one connection probes it: a dead destination
+    /// holds one outbound connection, not its whole share.
+    pub proven: bool,
+    /// In [`State::outbound_waiting`]: wants connections the server-wide
+    /// limit does not give it now.
+    pub waiting_outbound: bool,
     pub retry: RetryState,
     /// Last time something happened (the clock of queueMaxIdleTime).
     pub last_activity_ms: u64,
@@ -156,6 +166,8 @@ impl Queue {
             suspended: false,
             connections: 0,
             connecting: 0,
+            proven: false,
+            waiting_outbound: false,
             retry: RetryState::default(),
             last_activity_ms: now_ms,
             work: Arc::new(Notify::new()),
@@ -215,10 +227,9 @@ pub(super) enum Timer {
     Resubmit(QueueId),
     /// A message-level retry of an item.
     ItemRetry(QueueId, MessageId),
-    /// The delay DSN (delayNotificationTimeOut).
-    Delay(MessageId),
-    /// Expiry with NDR (messageExpirationTimeOut).
-    Expire(MessageId),
+    /// A message's next time-driven event: the delay DSN
+    /// (delayNotificationTimeOut), then expiry with NDR (messageExpirationTimeOut).
+    Message(MessageId),
 }
 
 /// Progress of Redirect-Message.
@@ -236,6 +247,11 @@ pub(super) struct State {
     pub redirect: Option<Redirect>,
     /// Persisted states of hops that have no queue yet (restored when one is created).
     pub records: HashMap<NextHop, QueueRecord>,
+    /// Outbound connections open or opening over every queue (maxOutboundConnections).
+    pub outbound: u32,
+    /// Queues that want more connections than the server-wide limit left
+    /// them, served in turn as connections end (so no queue starves another).
+    pub outbound_waiting: VecDeque<QueueId>,
     /// A timer was added since the timer loop last looked: it must recompute
     /// when it next wakes (the manager's lock guard acts on this when released).
     pub timers_added: bool,
@@ -255,6 +271,8 @@ impl State {
             timers: BTreeSet::new(),
             redirect: None,
             records: HashMap::new(),
+            outbound: 0,
+            outbound_waiting: VecDeque::new(),
             timers_added: false,
         }
     }
@@ -296,6 +314,8 @@ impl State {
         let held = msg.held();
         let retry_at = msg.env.state.retry_at_ms.filter(|t| *t > now_ms);
         if !msg.queues.contains(&qid) {
+            // Most messages sit in one queue: room for one, not the default four.
+            msg.queues.reserve_exact(1);
             msg.queues.push(qid);
         }
         let Some(queue) = self.queues.get_mut(&qid) else { return false };

@@ -103,13 +103,15 @@ impl QueueManager {
                 q.make_ready(id);
                 self.kick_locked(&mut state, qid);
             }
-            Timer::Delay(id) => {
+            Timer::Message(id) => {
+                // Each step does nothing unless it is due now.
                 let this = self.clone();
-                tokio::spawn(async move { this.delay_dsn(id).await });
-            }
-            Timer::Expire(id) => {
-                let this = self.clone();
-                tokio::spawn(async move { this.expire(id).await });
+                tokio::spawn(async move {
+                    this.delay_dsn(id).await;
+                    this.expire(id).await;
+                    let mut state = this.state();
+                    this.arm_message_timer(&mut state, id, Some(now));
+                });
             }
         }
     }
@@ -132,7 +134,7 @@ impl QueueManager {
                 queues.iter().any(|q| state.queues.get(q).and_then(|q| q.items.get(&id)).is_some_and(|i| i.active));
             if active {
                 // Being transmitted: look again in a minute.
-                state.add_timer(now + 60_000, Timer::Expire(id));
+                state.add_timer(now + 60_000, Timer::Message(id));
                 return;
             }
             for qid in queues {
@@ -183,5 +185,7 @@ impl QueueManager {
         for id in ids {
             self.add_message_timers(&mut state, id);
         }
+        // maxOutboundConnections may have grown.
+        self.admit_waiting_locked(&mut state);
     }
 }

@@ -187,14 +187,14 @@ fn message_row(
         .iter()
         .filter_map(|&i| env.recipients.get(i))
         .map(|r| RecipientInfo {
-            address: r.address.clone(),
+            address: r.address.to_string(),
             status: match (&r.status, status) {
                 (RecipientStatus::Delivered, _) => "Complete".into(),
                 (RecipientStatus::Failed { .. }, _) => "Failed".into(),
                 (RecipientStatus::Pending, MessageStatus::Retry) => "Retry".into(),
                 (RecipientStatus::Pending, _) => "Ready".into(),
             },
-            last_error: r.last_error.clone(),
+            last_error: r.last_error.as_deref().map(str::to_string),
         })
         .collect();
     let source = match env.origin.source {
@@ -207,15 +207,22 @@ fn message_row(
         id: id.0,
         queue: qid.to_string(),
         status,
-        from_address: env.mail_from.clone().unwrap_or_default(),
+        from_address: env.mail_from.as_deref().unwrap_or_default().to_string(),
         recipients,
         size: env.size,
-        subject: env.subject.clone(),
-        internet_message_id: env.internet_message_id.clone(),
+        subject: env.subject.as_deref().map(str::to_string),
+        internet_message_id: env.internet_message_id.as_deref().map(str::to_string),
         message_source_name: source,
         date_received: rfc3339(from_millis(env.arrival_ms)),
         expiration_time: if env.state.poisoned { None } else { time(Some(env.arrival_ms + expiry)) },
-        last_error: env.state.last_error.clone(),
+        // While the queue is in Retry its connection error is the newest.
+        last_error: q
+            .retry
+            .last_error
+            .as_deref()
+            .filter(|_| q.retry.in_retry())
+            .or(env.state.last_error.as_deref())
+            .map(str::to_string),
         retry_count: env.state.retry_count.max(q.retry.failures),
     }
 }

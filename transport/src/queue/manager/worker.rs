@@ -28,6 +28,16 @@ pub const MAX_UNCONFIRMED_DELIVERIES: usize = 4;
 /// An open connection waits this long for more work before it says QUIT.
 const IDLE_KEEP: Duration = Duration::from_secs(2);
 
+/// One outbound connection's place under maxOutboundConnections, given back
+/// when its worker ends however it ends (a panic included).
+struct OutboundSlot(QueueManager);
+
+impl Drop for OutboundSlot {
+    fn drop(&mut self) {
+        self.0.release_outbound();
+    }
+}
+
 /// Writes an outbound session's lines to the Send protocol log.
 struct SendTap(ProtocolSession);
 
@@ -39,14 +49,17 @@ impl ProtocolTap for SendTap {
 
 impl QueueManager {
     /// Opens connections for a delivery queue that has ready work, up to its
-    /// limit (one probe while the queue is in Retry).
+    /// limit: one probe until a connection to the hop has worked (a new
+    /// queue, or one in Retry), and never more than maxOutboundConnections
+    /// over all queues (a queue left short waits its turn).
     pub(super) fn kick_locked(&self, state: &mut State, qid: QueueId) {
         if !matches!(qid, QueueId::Delivery(_)) || !self.inner.gate.now().delivery {
             return;
         }
         let config = self.config();
         let now = self.now_ms();
-        let Some(q) = state.queues.get_mut(&qid) else { return };
+        let State { queues, outbound, outbound_waiting, .. } = state;
+        let Some(q) = queues.get_mut(&qid) else { return };
         if q.suspended || q.ready.is_empty() {
             return;
         }
@@ -54,7 +67,7 @@ impl QueueManager {
             return;
         }
         let Some(hop) = q.hop.clone() else { return };
-        let limit = if q.retry.in_retry() {
+        let limit = if !q.proven {
             1
         } else {
             hop.connector
@@ -64,11 +77,50 @@ impl QueueManager {
         };
         let want = limit.min(q.ready.len() as u32);
         while q.connections < want {
+            if *outbound >= config.max_outbound_connections {
+                if !q.waiting_outbound {
+                    q.waiting_outbound = true;
+                    outbound_waiting.push_back(qid);
+                    // An idle connection of another queue makes room.
+                    self.inner.slot_wanted.notify_one();
+                }
+                break;
+            }
+            *outbound += 1;
             q.connections += 1;
             q.connecting += 1;
-            let this = self.clone();
+            let slot = OutboundSlot(self.clone());
             let span = tracing::info_span!("delivery", queue = %qid, next_hop = %hop);
-            tokio::spawn(async move { this.run_worker(qid).await }.instrument(span));
+            tokio::spawn(
+                async move {
+                    slot.0.clone().run_worker(qid).await;
+                    drop(slot);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// A connection ended: its place goes to the queues waiting for one.
+    fn release_outbound(&self) {
+        let mut state = self.state();
+        state.outbound = state.outbound.saturating_sub(1);
+        self.admit_waiting_locked(&mut state);
+    }
+
+    /// Queues waiting for outbound connections get the free places, in turn.
+    pub(super) fn admit_waiting_locked(&self, state: &mut State) {
+        let config = self.config();
+        // Each queue once at most: one that cannot use a place now (nothing
+        // ready, suspended, waiting for its retry time) leaves the line.
+        let mut turns = state.outbound_waiting.len();
+        while turns > 0 && state.outbound < config.max_outbound_connections {
+            turns -= 1;
+            let Some(qid) = state.outbound_waiting.pop_front() else { break };
+            if let Some(q) = state.queues.get_mut(&qid) {
+                q.waiting_outbound = false;
+                self.kick_locked(state, qid);
+            }
         }
     }
 
@@ -173,7 +225,15 @@ impl QueueManager {
             let (id, recipients, env) = match self.take_ready(qid) {
                 Some(next) => next,
                 None => match &work {
-                    Some(work) if tokio::time::timeout(IDLE_KEEP, work.notified()).await.is_ok() => continue,
+                    // Kept a moment for more work, unless a queue waits for its place.
+                    Some(_) if !self.state().outbound_waiting.is_empty() => break,
+                    Some(work) => {
+                        tokio::select! {
+                            _ = work.notified() => continue,
+                            _ = self.inner.slot_wanted.notified() => break,
+                            _ = tokio::time::sleep(IDLE_KEEP) => break,
+                        }
+                    }
                     _ => break,
                 },
             };
@@ -245,7 +305,7 @@ impl QueueManager {
                 continue;
             }
             item.active = true;
-            return Some((id, item.recipients.clone(), msg.env.clone()));
+            return Some((id, item.recipients.clone(), (*msg.env).clone()));
         }
         None
     }
@@ -258,7 +318,7 @@ impl QueueManager {
         let mut state = self.state();
         let pending = state.messages.get_mut(&id).and_then(|m| {
             if let Some(e) = &error {
-                m.env.state.last_error = Some(e.clone());
+                m.env.state.last_error = Some(e.as_str().into());
             }
             m.pending.take()
         });
@@ -313,11 +373,11 @@ impl QueueManager {
                         }
                     }
                     RecipientOutcome::Permanent { reply } => {
-                        rcpt.status = RecipientStatus::Failed { reply: reply.clone() };
+                        rcpt.status = RecipientStatus::Failed { reply: reply.as_str().into() };
                         failed.push((index, reply));
                     }
                     RecipientOutcome::Transient { reply } => {
-                        rcpt.last_error = Some(reply.clone());
+                        rcpt.last_error = Some(reply.as_str().into());
                         last_transient = Some(reply);
                         retry.push(index);
                     }
@@ -326,7 +386,7 @@ impl QueueManager {
             let remaining = !retry.is_empty();
             if let Some(reply) = last_transient {
                 msg.env.state.retry_count += 1;
-                msg.env.state.last_error = Some(reply);
+                msg.env.state.last_error = Some(reply.into());
             }
             if delivered > 0 {
                 q.retry.idle_since_ms = Some(now);
@@ -390,6 +450,7 @@ impl QueueManager {
         let mut state = self.state();
         let Some(q) = state.queues.get_mut(&qid) else { return };
         q.connecting = q.connecting.saturating_sub(1);
+        q.proven = true;
         let was_failing = q.retry.in_retry();
         q.retry = Default::default();
         if let Some(hop) = q.hop.clone() {
@@ -416,6 +477,7 @@ impl QueueManager {
         let Some(q) = state.queues.get_mut(&qid) else { return };
         q.connections = q.connections.saturating_sub(1);
         q.connecting = q.connecting.saturating_sub(1);
+        q.proven = false;
         q.last_activity_ms = now;
         if let Some(hop) = q.hop.clone() {
             self.inner.events.connection_attempt(&hop, now_time, Err(&reason));
@@ -435,14 +497,10 @@ impl QueueManager {
             state.add_timer(next, Timer::QueueRetry(qid));
             state.add_timer(resubmit_at, Timer::Resubmit(qid));
         }
+        // Get-Message shows it as the LastError of the queue's messages: one
+        // copy, not one a message (a queue may hold a million).
         if let Some(q) = state.queues.get_mut(&qid) {
             q.retry.last_error = Some(reason.clone());
-        }
-        let ids: Vec<MessageId> = state.queues.get(&qid).map(|q| q.items.keys().copied().collect()).unwrap_or_default();
-        for id in ids {
-            if let Some(m) = state.messages.get_mut(&id) {
-                m.env.state.last_error = Some(reason.clone());
-            }
         }
         self.persist_queue_locked(&state, qid);
     }

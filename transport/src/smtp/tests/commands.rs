@@ -26,14 +26,14 @@ async fn plain_transaction_stores_received_header_then_the_clients_bytes() {
     assert_eq!(m.id, MessageId(1));
     assert_eq!(m.mail_from.as_deref(), Some("alice@example.org"));
     assert_eq!(m.recipients.len(), 1);
-    assert_eq!(m.recipients[0].address, "bob@local.test");
+    assert_eq!(&*m.recipients[0].address, "bob@local.test");
     assert_eq!((m.recipients[0].notify, m.recipients[0].orcpt.as_deref()), (None, None));
     assert_eq!(m.subject.as_deref(), Some("test plain"));
     assert_eq!(m.internet_message_id.as_deref(), Some("<plain@test.invalid>"));
     assert_eq!((m.body_8bit, m.ret, m.envid.as_deref()), (false, None, None));
-    assert_eq!(m.origin.connector, "Default");
+    assert_eq!(&*m.origin.connector, "Default");
     assert_eq!(m.origin.client_ip, Some("127.0.0.1".parse().unwrap()));
-    assert_eq!((m.origin.helo.as_str(), m.origin.tls, m.origin.source), ("client.test", false, Source::Smtp));
+    assert_eq!((&*m.origin.helo, m.origin.tls, m.origin.source), ("client.test", false, Source::Smtp));
 }
 
 #[tokio::test]
@@ -129,7 +129,7 @@ async fn rcpt_to_replies_relay_rules_and_dsn_parameters() {
     c.send(&stuff(&message("rcpts"))).await;
     expect(&c.reply().await, "250 2.6.0");
     let m = &server.submit.messages()[0];
-    let got: Vec<&str> = m.recipients.iter().map(|r| r.address.as_str()).collect();
+    let got: Vec<&str> = m.recipients.iter().map(|r| &*r.address).collect();
     let want: Vec<&str> = accepted.iter().map(|(_, a)| *a).collect();
     assert_eq!(got, want);
     assert_eq!(m.recipients[0].notify, Some(Notify { never: false, success: true, failure: true, delay: false }));
@@ -145,7 +145,7 @@ async fn allow_relay_accepts_any_domain() {
     let server = start(s).await;
     let mut c = server.session().await;
     expect(&c.send_message("a@example.org", &["victim@example.net"], &message("relay")).await, "250 2.6.0");
-    assert_eq!(server.submit.messages()[0].recipients[0].address, "victim@example.net");
+    assert_eq!(&*server.submit.messages()[0].recipients[0].address, "victim@example.net");
 }
 
 #[tokio::test]
@@ -179,10 +179,7 @@ async fn pipelined_commands_in_one_write_are_answered_in_order() {
     assert_eq!(c.until_closed().await, "");
     let m = server.submit.messages();
     assert_eq!(m.len(), 1);
-    assert_eq!(
-        m[0].recipients.iter().map(|r| r.address.as_str()).collect::<Vec<_>>(),
-        ["b@local.test", "c@local.test"]
-    );
+    assert_eq!(m[0].recipients.iter().map(|r| &*r.address).collect::<Vec<_>>(), ["b@local.test", "c@local.test"]);
 }
 
 #[tokio::test]

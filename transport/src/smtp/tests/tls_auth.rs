@@ -137,7 +137,7 @@ async fn auth_login_and_plain_with_initial_response() {
     assert_eq!(c.cmd(&b64(USER)).await, "334 UGFzc3dvcmQ6");
     assert_eq!(c.cmd(&b64(PASSWORD)).await, "235 2.7.0 Authentication successful");
     expect(&c.send_message("a@example.org", &["x@example.net"], &message("login")).await, "250 2.6.0");
-    assert_eq!(server.submit.messages()[0].recipients[0].address, "x@example.net");
+    assert_eq!(&*server.submit.messages()[0].recipients[0].address, "x@example.net");
 }
 
 #[tokio::test]
