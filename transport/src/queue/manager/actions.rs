@@ -179,7 +179,7 @@ impl QueueManager {
                 }
             }
             // It may have passed its expiry while held.
-            self.add_message_timers(&mut state, id);
+            self.arm_message_timer(&mut state, id, None);
             spawn_write(self.persist_locked(&mut state, id));
             poisoned
         };

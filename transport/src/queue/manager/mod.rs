@@ -187,7 +187,7 @@ impl QueueManager {
         {
             let mut state = self.state();
             state.messages.insert(id, state::Msg { env: envelope, queues: Vec::new(), pending: None });
-            self.add_message_timers(&mut state, id);
+            self.arm_message_timer(&mut state, id, None);
             if poisoned {
                 let pending = pending_indexes(&state, id);
                 let now = self.now_ms();
@@ -258,18 +258,13 @@ impl QueueManager {
         to_millis(self.inner.clock.now())
     }
 
-    /// Registers the message's timer at its next time-driven event (the
-    /// delay DSN, then expiry), even one already due (a message resumed after
-    /// its expiry expires now).
-    fn add_message_timers(&self, state: &mut State, id: MessageId) {
-        self.arm_message_timer(state, id, None);
-    }
-
-    /// One timer per message, not one per event: at a million queued
-    /// messages each timer costs about 60 bytes. `after`: only an event due
-    /// later than this counts (re-arming after the timer fired; an event that
-    /// was due and did nothing, as for a held message, waits for the action
-    /// that releases it).
+    /// Registers the message's timer at its next time-driven event: the delay
+    /// DSN, then expiry. One timer per message, not one per event: at a
+    /// million queued messages each timer costs about 60 bytes. `after: None`
+    /// counts an event already due too (a message resumed after its expiry
+    /// expires now); `Some(t)` only events due later than `t` (re-arming after
+    /// the timer fired: an event that was due and did nothing, as for a held
+    /// message, waits for the action that releases it).
     fn arm_message_timer(&self, state: &mut State, id: MessageId, after: Option<u64>) {
         let config = self.config();
         let Some(msg) = state.messages.get(&id) else { return };

@@ -183,7 +183,7 @@ impl QueueManager {
         }
         let ids: Vec<MessageId> = state.messages.keys().copied().collect();
         for id in ids {
-            self.add_message_timers(&mut state, id);
+            self.arm_message_timer(&mut state, id, None);
         }
         // maxOutboundConnections may have grown.
         self.admit_waiting_locked(&mut state);
