@@ -8,7 +8,8 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 use std::path::Path;
 
-const COLORS: [RGBColor; 3] = [RGBColor(150, 150, 150), RGBColor(214, 96, 77), RGBColor(67, 147, 195)];
+const COLORS: [RGBColor; 4] =
+    [RGBColor(150, 150, 150), RGBColor(214, 96, 77), RGBColor(67, 147, 195), RGBColor(90, 174, 97)];
 
 pub fn draw(r: &Results, path: &Path) -> Result<()> {
     // Registering twice (report rewritten in the same process) is harmless.

@@ -30,16 +30,20 @@ pub enum Target {
     Ceiling,
     Postfix,
     Transport,
+    /// The transport relay with shadow redundancy: a second server holds a copy of
+    /// every message before the first answers 250.
+    Shadowed,
 }
 
 impl Target {
-    pub const ALL: [Target; 3] = [Target::Ceiling, Target::Postfix, Target::Transport];
+    pub const ALL: [Target; 4] = [Target::Ceiling, Target::Postfix, Target::Transport, Target::Shadowed];
 
     pub fn label(self) -> &'static str {
         match self {
             Target::Ceiling => "smtp-source → smtp-sink (ceiling)",
             Target::Postfix => "Postfix relay",
             Target::Transport => "transport relay",
+            Target::Shadowed => "transport relay, shadowed (2 servers)",
         }
     }
 }
@@ -118,7 +122,7 @@ fn usage() -> ! {
         "usage: bench [--reps N] [--messages N] [--large-messages N] [--huge-messages N]\n\
          \x20            [--scale-messages N (0: skip)] [--drain-messages N (0: skip)]\n\
          \x20            [--destination-messages N (to N/10 domains by MX; 0: skip)]\n\
-         \x20            [--out DIR] [--label NAME] [--baseline FILE.json] [--targets ceiling,postfix,transport]\n\
+         \x20            [--out DIR] [--label NAME] [--baseline FILE.json] [--targets ceiling,postfix,transport,shadowed]\n\
          \x20            [--loads 1,2,...] [--quick]\n\
          \x20      bench report FILE.json [--baseline FILE.json]   (rewrite the .md and .png of a result)"
     );
@@ -161,6 +165,7 @@ fn parse_args(args: &[String]) -> Options {
                         "ceiling" => Target::Ceiling,
                         "postfix" => Target::Postfix,
                         "transport" => Target::Transport,
+                        "shadowed" => Target::Shadowed,
                         _ => usage(),
                     })
                     .collect();
@@ -285,6 +290,7 @@ fn run_all(o: Options) -> Result<()> {
                     Target::Ceiling => measure(&mut sink, sink_addr, &load, target, rep, None),
                     Target::Postfix => run_postfix(&mut pf, &mut sink, &load, rep),
                     Target::Transport => run_transport(tmp.path(), &mut sink, &load, rep),
+                    Target::Shadowed => run_shadowed(tmp.path(), &mut sink, &load, rep),
                 };
                 match outcome {
                     Ok(run) => {
@@ -355,6 +361,48 @@ fn run_transport(tmp: &Path, sink: &mut sink::Sink, load: &Load, rep: u32) -> Re
         let log = server.log();
         let tail: Vec<&str> = log.lines().rev().take(5).collect();
         eprintln!("transport log tail: {}", tail.join(" | "));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let run = run?;
+    stopped?;
+    Ok(run)
+}
+
+/// The load through server A of two that shadow each other's mail (B takes A's copies;
+/// both relay to the sink). Memory and CPU are A's: B's work is on top of them.
+fn run_shadowed(tmp: &Path, sink: &mut sink::Sink, load: &Load, rep: u32) -> Result<Run> {
+    let dir = tmp.join(format!("shadowed-{}-{rep}", load.short().replace('/', "-")));
+    std::fs::create_dir_all(&dir)?;
+    let token = dir.join("peer-token");
+    std::fs::write(&token, "bench-peers")?;
+    let channels = [free_addr()?, free_addr()?];
+    let send = format!(
+        "  - name: Outbound\n    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    smartHosts: [\"{}\"]\n",
+        sink.addr
+    );
+    let mut servers = Vec::new();
+    for (i, name) in ["bench-a", "bench-b"].into_iter().enumerate() {
+        let (peer, peer_channel) = if i == 0 { ("bench-b", channels[1]) } else { ("bench-a", channels[0]) };
+        let extra = format!(
+            "shadow:\n  bind: \"{}\"\n  tokenFile: {}\n  peers: [{{name: {peer}, address: \"{peer_channel}\"}}]\n",
+            channels[i],
+            token.display()
+        );
+        let server_dir = dir.join(name);
+        let (smtp, admin) = (free_addr()?, free_addr()?);
+        let text = transport::config_named(name, &server_dir, smtp, admin, &send, &extra);
+        servers.push(transport::Transport::with_config(&server_dir, smtp, admin, &text)?);
+    }
+    servers[1].start()?;
+    let (pid, _) = servers[0].start()?;
+    let run = measure(sink, servers[0].smtp, load, Target::Shadowed, rep, Some(pid));
+    let stopped: Result<Vec<()>> = servers.iter_mut().map(|s| s.stop()).collect();
+    if run.is_err() {
+        for s in &servers {
+            let log = s.log();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            eprintln!("transport log tail: {}", tail.join(" | "));
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
     let run = run?;

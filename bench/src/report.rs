@@ -137,7 +137,7 @@ fn drain_ratio(r: &Results) -> Option<(&crate::drain::Drain, f64)> {
 }
 
 fn targets(r: &Results, out: &mut String) {
-    let _ = writeln!(out, "\n## Targets (issues 8 and 14)\n");
+    let _ = writeln!(out, "\n## Targets (issues 8, 14 and 15)\n");
     let _ = writeln!(out, "| target | figure | reached |");
     let _ = writeln!(out, "|---|---|---|");
     if let Some((d, ratio)) = drain_ratio(r) {
@@ -161,6 +161,33 @@ fn targets(r: &Results, out: &mut String) {
             load.name(),
             fmt(vs_ceiling * 100.0, 1),
             yes(vs_ceiling >= 0.4)
+        );
+    }
+    for load in loads(r).into_iter().filter(|l| !runs(r, l, Target::Shadowed).is_empty()) {
+        // Issue 15: what a copy on a second server before 250 costs.
+        let throughput = ratio(r, &load, Target::Shadowed, Target::Transport, rate);
+        let p99 = ratio(r, &load, Target::Shadowed, Target::Transport, |x| x.p99_ms);
+        let vs_pf = ratio(r, &load, Target::Shadowed, Target::Postfix, rate);
+        let _ = writeln!(
+            out,
+            "| shadowed end to end ≥ 70% of unshadowed ({}) | {}% | {} |",
+            load.name(),
+            fmt(throughput * 100.0, 1),
+            yes(throughput >= 0.7)
+        );
+        let _ = writeln!(
+            out,
+            "| shadowed acceptance p99 ≤ 2× unshadowed ({}) | {}× | {} |",
+            load.name(),
+            fmt(p99, 2),
+            yes(p99 <= 2.0)
+        );
+        let _ = writeln!(
+            out,
+            "| shadowed end to end ≥ 3× Postfix ({}) | {}× | {} |",
+            load.name(),
+            fmt(vs_pf, 2),
+            yes(vs_pf >= 3.0)
         );
     }
     for load in loads(r) {

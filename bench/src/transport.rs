@@ -30,8 +30,20 @@ pub fn config(dir: &Path, smtp: SocketAddr, admin: SocketAddr, next_hop: SocketA
 /// The bench's server with other send connectors (YAML list items) and more
 /// top-level settings (`extra`).
 pub fn config_with(dir: &Path, smtp: SocketAddr, admin: SocketAddr, send_connectors: &str, extra: &str) -> String {
+    config_named("bench-0", dir, smtp, admin, send_connectors, extra)
+}
+
+/// [`config_with`] for server `name` (servers that know each other need names of their own).
+pub fn config_named(
+    name: &str,
+    dir: &Path,
+    smtp: SocketAddr,
+    admin: SocketAddr,
+    send_connectors: &str,
+    extra: &str,
+) -> String {
     format!(
-        "serverName: bench-0
+        "serverName: {name}
 fqdn: transport.bench.invalid
 queueDirectory: {q}
 logDirectory: {l}

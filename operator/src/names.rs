@@ -50,6 +50,11 @@ pub const REPLAY_DIR: &str = "/var/lib/kube-transport/replay";
 pub const TOKEN_FILE: &str = "/etc/kube-transport/admin/token";
 /// Key of the token in the admin Secret.
 pub const TOKEN_KEY: &str = "token";
+/// Key of the peers' shadow-channel credential in the same Secret, and its file.
+pub const SHADOW_TOKEN_KEY: &str = "shadow-token";
+pub const SHADOW_TOKEN_FILE: &str = "/etc/kube-transport/admin/shadow-token";
+/// Port of the shadow channel between the servers of a TransportService.
+pub const SHADOW_PORT: u16 = 2528;
 
 /// Image used when `spec.image` is absent: the transport server of this operator's release.
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/kube-transport/transport:", env!("CARGO_PKG_VERSION"));
@@ -144,6 +149,7 @@ pub fn smtp_port_name(index: usize) -> String {
 
 pub const INTRA_PORT_NAME: &str = "intra";
 pub const ADMIN_PORT_NAME: &str = "admin";
+pub const SHADOW_PORT_NAME: &str = "shadow";
 
 #[cfg(test)]
 mod tests {

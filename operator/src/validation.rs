@@ -113,6 +113,7 @@ pub fn check_transport_config(name: &str, org: &OrgSettings) -> Result<(), Vec<F
         retry: Default::default(),
         expiration: Default::default(),
         transport_config: org.clone(),
+        shadow: None,
         dns: None,
         max_outbound_connections: None,
         admin: None,

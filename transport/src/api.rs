@@ -81,6 +81,18 @@ pub struct QueueTotals {
     pub in_retry: u64,
     pub suspended: u64,
     pub poison: u64,
+    /// Shadow copies held for other servers (not counted in `messages`).
+    #[serde(default)]
+    pub shadow_messages: u64,
+}
+
+/// Answer of `POST /v1/shadow/{primary}/takeover`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TakeoverInfo {
+    pub primary: String,
+    /// Messages queued on this server from the copies.
+    pub resubmitted: u64,
 }
 
 /// Progress of a Redirect-Message.
@@ -146,6 +158,8 @@ pub enum DeliveryType {
     SmartHostConnectorDelivery,
     SmtpDeliveryToMailbox,
     Unreachable,
+    /// Copies held for another server of the service (`server\Shadow\<n>`).
+    ShadowRedundancy,
 }
 
 /// A row of `GET /v1/queues` (Get-Queue).

@@ -3,7 +3,7 @@
 //! back as [`ClientError::Refused`] with the server's sentence.
 use crate::api::{
     ApiError, MessageInfo, MessageQuery, QueueInfo, RedirectRequest, ResultSize, ServerInfo, SetComponentState,
-    SetServerState, NEXT_BOOKMARK_HEADER,
+    SetServerState, TakeoverInfo, NEXT_BOOKMARK_HEADER,
 };
 use crate::config::{Component, ComponentState, Requester, ServerStateSetting};
 use serde::de::DeserializeOwned;
@@ -151,6 +151,13 @@ impl AdminClient {
     /// `POST /v1/redirect` (Redirect-Message).
     pub async fn redirect(&self, target: &str) -> Result<ServerInfo, ClientError> {
         let req = self.request(reqwest::Method::POST, "/v1/redirect").json(&RedirectRequest { target: target.into() });
+        self.json(req).await
+    }
+
+    /// `POST /v1/shadow/{primary}/takeover`: deliver the copies held for `primary` from
+    /// this server now (the primary is gone for good).
+    pub async fn take_over_shadows(&self, primary: &str) -> Result<TakeoverInfo, ClientError> {
+        let req = self.request(reqwest::Method::POST, &format!("/v1/shadow/{}/takeover", segment(primary)));
         self.json(req).await
     }
 

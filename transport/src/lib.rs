@@ -43,6 +43,8 @@ pub mod routing;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
+pub mod shadow;
+#[cfg(feature = "server")]
 pub mod smtp;
 
 #[cfg(feature = "fuzzing")]

@@ -40,6 +40,10 @@ pub struct Telemetry {
     queue_stored: Gauge,
     server_state: Gauge,
     component_state: Family<Labels, Gauge>,
+    shadow_copies: Family<Labels, Counter>,
+    shadow_messages: Gauge,
+    shadow_discarded: Counter,
+    shadow_resubmitted: Counter,
     open_sessions: AtomicUsize,
     /// The Receive protocol log and each open session's line writer.
     protocol: ProtocolLog,
@@ -63,6 +67,10 @@ impl Telemetry {
             queue_stored: Gauge::default(),
             server_state: Gauge::default(),
             component_state: Family::default(),
+            shadow_copies: Family::default(),
+            shadow_messages: Gauge::default(),
+            shadow_discarded: Counter::default(),
+            shadow_resubmitted: Counter::default(),
             open_sessions: AtomicUsize::new(0),
             protocol,
             protocol_sessions: Mutex::new(HashMap::new()),
@@ -97,7 +105,36 @@ impl Telemetry {
             "Component state (0 Active, 1 Draining, 2 Inactive)",
             t.component_state.clone(),
         );
+        registry.register(
+            "shadow_copies",
+            "Messages received, by what became of their shadow copy (shadowed, failed, not_wanted)",
+            t.shadow_copies.clone(),
+        );
+        registry.register("shadow_messages", "Shadow copies held for other servers", t.shadow_messages.clone());
+        registry.register(
+            "shadow_discarded",
+            "Shadow copies dropped because the primary finished the message (or they aged out)",
+            t.shadow_discarded.clone(),
+        );
+        registry.register(
+            "shadow_resubmitted",
+            "Shadow copies delivered from this server because their primary was gone",
+            t.shadow_resubmitted.clone(),
+        );
         Telemetry { registry, ..t }
+    }
+
+    /// What became of one message's shadow copy.
+    pub fn shadow_copy(&self, result: &str) {
+        self.shadow_copies.get_or_create(&labels(&[("result", result)])).inc();
+    }
+
+    pub fn shadow_discarded(&self, copies: usize) {
+        self.shadow_discarded.inc_by(copies as u64);
+    }
+
+    pub fn shadow_resubmitted(&self, copies: usize) {
+        self.shadow_resubmitted.inc_by(copies as u64);
     }
 
     /// Sessions open right now (the Stopping transition waits for zero).
@@ -112,8 +149,10 @@ impl Telemetry {
         components: &[(Component, ComponentState)],
         queues: &[(QueueStatus, u64)],
         stored: usize,
+        shadow_held: usize,
     ) -> String {
         self.server_state.set(i64::from(server_state_code));
+        self.shadow_messages.set(i64::try_from(shadow_held).unwrap_or(i64::MAX));
         self.queue_stored.set(i64::try_from(stored).unwrap_or(i64::MAX));
         for (c, s) in components {
             let value = match s {

@@ -8,7 +8,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use transport::config::{
     AdminSettings, Component, ComponentState, OrgSettings, ReceiveAuth, ReceiveConnector, ReceiveSettings, Requester,
-    TlsFiles, TransportFile,
+    ShadowChannel, ShadowPeer, TlsFiles, TransportFile,
 };
 
 /// A server's file, its YAML text and the revision of that text.
@@ -126,8 +126,35 @@ pub fn transport_file(
             token_file: Some(PathBuf::from(names::TOKEN_FILE)),
         }),
         logging: spec.logging.clone(),
+        shadow: Some(shadow_channel(name, namespace, index, spec.servers())),
         components,
     })
+}
+
+/// The shadow channel of server `index`: its peers are the other wanted servers, each by
+/// its headless DNS name (published before it is ready: a draining server still answers
+/// heartbeats), listed from the next index round, so that copies spread over the service.
+/// A server above the wanted count (being scaled down) still lists them all but is listed
+/// by none: it takes no new copies.
+pub fn shadow_channel(ts: &str, namespace: &str, index: u32, servers: u32) -> ShadowChannel {
+    let order: Vec<u32> = if index < servers {
+        (1..servers).map(|step| (index + step) % servers).collect()
+    } else {
+        (0..servers).collect()
+    };
+    let peers = order
+        .into_iter()
+        .map(|i| {
+            let peer = names::server_name(ts, i);
+            let address = format!("{}:{}", names::default_fqdn(ts, &peer, namespace), names::SHADOW_PORT);
+            ShadowPeer { name: peer, address }
+        })
+        .collect();
+    ShadowChannel {
+        bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), names::SHADOW_PORT),
+        token_file: PathBuf::from(names::SHADOW_TOKEN_FILE),
+        peers,
+    }
 }
 
 /// The file as YAML, with its revision.
@@ -170,6 +197,25 @@ mod tests {
         assert_eq!(admin.token_file, Some(PathBuf::from("/etc/kube-transport/admin/token")));
         assert_eq!(file.transport_config, org());
         assert_eq!(file.send_connectors, ts.spec.send_connectors);
+    }
+
+    #[test]
+    fn each_server_lists_the_other_wanted_servers_as_shadow_peers_from_the_next_one_round() {
+        let names = |index: u32, servers: u32| -> Vec<String> {
+            shadow_channel("mail", "prod", index, servers).peers.into_iter().map(|p| p.name).collect()
+        };
+        assert_eq!(names(1, 3), ["mail-2", "mail-0"]);
+        assert_eq!(names(2, 3), ["mail-0", "mail-1"]);
+        assert_eq!(names(0, 1), Vec::<String>::new(), "a lone server has no peer");
+        // Being scaled down: it may still hand out copies, but no one gives it any.
+        assert_eq!(names(3, 3), ["mail-0", "mail-1", "mail-2"]);
+        assert!(!names(0, 3).contains(&"mail-3".to_string()));
+
+        let file = transport_file(&service("mail", 3), "prod", 0, &org(), BTreeMap::new()).unwrap();
+        let channel = file.shadow.unwrap();
+        assert_eq!(channel.bind.to_string(), "0.0.0.0:2528");
+        assert_eq!(channel.token_file, PathBuf::from("/etc/kube-transport/admin/shadow-token"));
+        assert_eq!(channel.peers[0].address, "mail-1.mail-headless.prod.svc.cluster.local:2528");
     }
 
     #[test]

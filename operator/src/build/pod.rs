@@ -85,7 +85,10 @@ pub fn server_pod_spec(ts: &TransportService, server: &str, image: &str) -> PodS
         secret_volume(
             "admin-token".into(),
             &names::admin_secret_name(name),
-            Some(vec![KeyToPath { key: names::TOKEN_KEY.into(), path: names::TOKEN_KEY.into(), mode: None }]),
+            Some(vec![
+                KeyToPath { key: names::TOKEN_KEY.into(), path: names::TOKEN_KEY.into(), mode: None },
+                KeyToPath { key: names::SHADOW_TOKEN_KEY.into(), path: names::SHADOW_TOKEN_KEY.into(), mode: None },
+            ]),
         ),
         Volume {
             name: "queue".into(),
@@ -120,6 +123,7 @@ pub fn server_pod_spec(ts: &TransportService, server: &str, image: &str) -> PodS
     }
     ports.push(tcp_port(names::INTRA_PORT_NAME.into(), spec.intra_port()));
     ports.push(tcp_port(names::ADMIN_PORT_NAME.into(), names::ADMIN_PORT));
+    ports.push(tcp_port(names::SHADOW_PORT_NAME.into(), names::SHADOW_PORT));
 
     // A non-root process with no capabilities may bind below 1024 only when the pod lowers
     // the unprivileged port range (a namespaced, "safe" sysctl).

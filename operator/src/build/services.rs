@@ -58,6 +58,7 @@ pub fn headless_service(ts: &TransportService) -> Service {
     let mut ports = smtp_ports(ts);
     ports.push(port(names::INTRA_PORT_NAME.to_string(), ts.spec.intra_port()));
     ports.push(port(names::ADMIN_PORT_NAME.to_string(), names::ADMIN_PORT));
+    ports.push(port(names::SHADOW_PORT_NAME.to_string(), names::SHADOW_PORT));
     Service {
         metadata: ObjectMeta {
             name: Some(names::headless_service_name(name)),
@@ -111,10 +112,13 @@ mod tests {
     }
 
     #[test]
-    fn headless_service_publishes_not_ready_pods_with_intra_and_admin() {
+    fn headless_service_publishes_not_ready_pods_with_intra_admin_and_shadow() {
         let svc = headless_service(&service("mail", 2));
         assert_eq!(svc.metadata.name.as_deref(), Some("mail-headless"));
-        assert_eq!(ports(&svc), vec![("smtp-0".into(), 2525), ("intra".into(), 2527), ("admin".into(), 8025)]);
+        assert_eq!(
+            ports(&svc),
+            vec![("smtp-0".into(), 2525), ("intra".into(), 2527), ("admin".into(), 8025), ("shadow".into(), 2528)]
+        );
         let spec = svc.spec.unwrap();
         assert_eq!(spec.cluster_ip.as_deref(), Some("None"));
         assert_eq!(spec.publish_not_ready_addresses, Some(true));

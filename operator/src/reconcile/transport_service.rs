@@ -101,6 +101,8 @@ impl Run<'_> {
             Api::<ServerComponentState>::namespaced(client.clone(), &self.ns).list(&ListParams::default()).await?.items;
 
         let mut servers = self.observe().await?;
+        // Before a new volume replaces a lost one.
+        let lost = lost_queues(&servers);
         let indices: Vec<u32> = servers.values().filter(|s| keeps_config(s)).map(|s| s.index).collect();
         let rendered = match validation::render_service(ts, &tc.spec.settings, &tc_name, &component_objects, &indices) {
             Ok(r) => r,
@@ -138,6 +140,7 @@ impl Run<'_> {
         }))
         .await;
 
+        self.take_over_lost_queues(&mut servers, &lost).await;
         self.push_server_states(&mut servers).await;
         self.withdraw_stale_drains(&mut servers).await;
         let node_drains = self.step_node_drains(&mut servers, &token).await?;
@@ -233,7 +236,9 @@ impl Run<'_> {
         let known = self.ctx.written_tokens.lock().unwrap_or_else(|e| e.into_inner()).contains(&written);
         if before_pod || !known {
             let api: Api<Secret> = Api::namespaced(self.ctx.client.clone(), &self.ns);
-            let secret = build::admin_token_secret(self.ts, &token);
+            // The peers' credential: derived like the admin token, for another purpose.
+            let shadow_token = self.ctx.token_key.token(&self.ns, &self.name, &format!("{uid}/shadow"));
+            let secret = build::admin_token_secret(self.ts, &token, &shadow_token);
             let params = PatchParams::apply(&self.ctx.field_manager).force();
             api.patch(&names::admin_secret_name(&self.name), &params, &Patch::Apply(&secret)).await?;
             self.ctx.written_tokens.lock().unwrap_or_else(|e| e.into_inner()).insert(written);
@@ -613,6 +618,28 @@ impl Run<'_> {
         Ok(())
     }
 
+    /// Asks every running server to deliver the shadow copies it holds for a server whose
+    /// queue is lost (see [`lost_queues`]) now, instead of after shadowResubmitTimeSpan.
+    async fn take_over_lost_queues(&self, servers: &mut BTreeMap<u32, Server>, lost: &[String]) {
+        for primary in lost {
+            for s in servers.values_mut().filter(|s| &s.name != primary && s.pod_ready()) {
+                let Some(client) = s.admin.clone() else { continue };
+                match client.take_over_shadows(primary).await {
+                    Ok(t) if t.resubmitted > 0 => {
+                        let note = format!(
+                            "the queue of {primary} is lost (its pod and volume are gone): {} delivers the {} \
+                             message(s) it held as shadow copies",
+                            s.name, t.resubmitted
+                        );
+                        self.server_event(&s.name, "ShadowTakeover", "TakeOverShadows", note).await;
+                    }
+                    Ok(_) => {}
+                    Err(e) => s.note = Some(format!("cannot take over the shadow copies of {primary}: {e}")),
+                }
+            }
+        }
+    }
+
     /// A Normal Event about one server, with its pod as the related object.
     async fn server_event(&self, server: &str, reason: &str, action: &str, note: String) {
         let related = Some(pod_ref(&self.ns, server));
@@ -713,6 +740,19 @@ impl Run<'_> {
 /// queue volume.
 fn keeps_config(s: &Server) -> bool {
     s.desired || s.pod.is_some() || s.pvc.as_ref().is_some_and(|p| !drained(p))
+}
+
+/// Servers whose queue is gone for good: no pod, and the queue volume deleted (or being
+/// deleted) without the operator having drained it first. Their mail survives only as
+/// the shadow copies the other servers hold. A server never created yet is listed too:
+/// no one holds copies for it, so asking costs one call that finds nothing.
+fn lost_queues(servers: &BTreeMap<u32, Server>) -> Vec<String> {
+    servers
+        .values()
+        .filter(|s| s.pod.is_none())
+        .filter(|s| s.pvc.as_ref().is_none_or(|p| p.metadata.deletion_timestamp.is_some() && !drained(p)))
+        .map(|s| s.name.clone())
+        .collect()
 }
 
 fn drained(pvc: &PersistentVolumeClaim) -> bool {

@@ -6,8 +6,10 @@
 //! bind without one). A refused action answers 409 with a sentence.
 mod auth;
 
+pub use auth::bearer_refusal;
+
 use crate::api::{
-    ApiError, MessageQuery, RedirectInfo, RedirectRequest, ServerInfo, SetComponentState, SetServerState,
+    ApiError, MessageQuery, QueueTotals, RedirectInfo, RedirectRequest, ServerInfo, SetComponentState, SetServerState,
     NEXT_BOOKMARK_HEADER,
 };
 use crate::config::{Component, ServerStateSetting};
@@ -35,6 +37,8 @@ pub struct AdminContext {
     pub status: Arc<RwLock<ConfigStatus>>,
     /// The bearer token (None: no token required, loopback only).
     pub token: Arc<RwLock<Option<String>>>,
+    /// The shadow copies this server holds for its peers.
+    pub shadows: Arc<crate::shadow::Holder>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -59,9 +63,16 @@ impl AdminContext {
             config_revision: status.revision,
             restart_required: status.restart_required,
             accepting_mail: self.control.availability().ready(),
-            totals: self.manager.totals(),
+            totals: QueueTotals { shadow_messages: self.shadows.len() as u64, ..self.manager.totals() },
             redirect,
         }
+    }
+
+    /// `GET /v1/queues`: the delivery queues, then the shadow queues.
+    pub fn queues(&self) -> Vec<crate::api::QueueInfo> {
+        let mut queues = self.manager.queues();
+        queues.extend(self.shadows.queues(&self.server_name));
+        queues
     }
 }
 
@@ -81,6 +92,7 @@ pub fn router(ctx: AdminContext) -> Router {
         .route("/v1/messages/{id}/resume", post(resume_message))
         .route("/v1/messages/{id}/export", get(export_message))
         .route("/v1/redirect", post(redirect))
+        .route("/v1/shadow/{primary}/takeover", post(take_over_shadows))
         .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -146,6 +158,7 @@ async fn metrics(State(ctx): State<AdminContext>) -> Response {
         &components,
         &ctx.manager.queue_status_counts(),
         ctx.manager.store().len(),
+        ctx.shadows.len(),
     );
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }
@@ -185,7 +198,19 @@ async fn put_component(
 }
 
 async fn get_queues(State(ctx): State<AdminContext>) -> Response {
-    Json(ctx.manager.queues()).into_response()
+    Json(ctx.queues()).into_response()
+}
+
+/// The primary is gone for good (its pod and volume deleted): deliver the
+/// copies held for it from here now, without waiting for shadowResubmitTimeSpan.
+async fn take_over_shadows(State(ctx): State<AdminContext>, Path(primary): Path<String>) -> Response {
+    match ctx.shadows.take_over(&primary, &ctx.manager).await {
+        Ok(n) => {
+            tracing::warn!(%primary, messages = n, "shadow copies taken over on request");
+            Json(crate::api::TakeoverInfo { primary, resubmitted: n as u64 }).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("the takeover stopped: {e}")),
+    }
 }
 
 #[derive(Deserialize)]

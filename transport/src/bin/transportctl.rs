@@ -116,6 +116,9 @@ enum Verb {
         #[arg(long)]
         target: String,
     },
+    /// Deliver from this server the shadow copies it holds for PRIMARY, now: for a server
+    /// whose queue is lost for good (otherwise that happens after shadowResubmitTimeSpan).
+    TakeOverShadows { primary: String },
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(s: &str, what: &str, allowed: &str) -> Result<T, String> {
@@ -285,6 +288,14 @@ async fn run(cli: &Cli, token: Option<String>) -> Result<(), ClientError> {
             } else {
                 let remaining = info.redirect.as_ref().map_or(0, |r| r.remaining);
                 println!("Redirecting the queued messages of {} to {target}: {remaining} left.", info.server_name);
+            }
+        }
+        Verb::TakeOverShadows { primary } => {
+            let info = client.take_over_shadows(primary).await?;
+            if json {
+                print_json(&info);
+            } else {
+                println!("{} message(s) held for {primary} are queued for delivery here.", info.resubmitted);
             }
         }
     }

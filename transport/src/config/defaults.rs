@@ -64,6 +64,11 @@ pub const MAX_SEND_SIZE: ByteSize = ByteSize::mb(10);
 pub const MAX_RECEIVE_SIZE: ByteSize = ByteSize::mb(10);
 pub const MAX_RECIPIENT_ENVELOPE_LIMIT: u32 = 500;
 pub const DSN_MAX_MESSAGE_ATTACH_SIZE: ByteSize = ByteSize::mb(10);
+pub const SHADOW_REDUNDANCY_ENABLED: bool = true;
+pub const SHADOW_HEARTBEAT_FREQUENCY: Duration = mins(2);
+pub const SHADOW_RESUBMIT_TIME_SPAN: Duration = hours(3);
+pub const SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL: Duration = days(2);
+pub const REJECT_MESSAGE_ON_SHADOW_FAILURE: bool = false;
 
 // Transport logs.
 pub const LOG_CONNECTIVITY: bool = true;
@@ -223,6 +228,30 @@ impl OrgSettings {
     pub fn dsn_max_message_attach_size(&self) -> ByteSize {
         self.dsn_max_message_attach_size.unwrap_or(DSN_MAX_MESSAGE_ATTACH_SIZE)
     }
+    /// The shadow redundancy settings, resolved.
+    pub fn shadow_policy(&self) -> ShadowPolicy {
+        let span = |v: Option<super::TimeSpan>, d: Duration| v.map_or(d, |t| t.0);
+        ShadowPolicy {
+            enabled: self.shadow_redundancy_enabled.unwrap_or(SHADOW_REDUNDANCY_ENABLED),
+            heartbeat_frequency: span(self.shadow_heartbeat_frequency, SHADOW_HEARTBEAT_FREQUENCY),
+            resubmit_time_span: span(self.shadow_resubmit_time_span, SHADOW_RESUBMIT_TIME_SPAN),
+            auto_discard_interval: span(
+                self.shadow_message_auto_discard_interval,
+                SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL,
+            ),
+            reject_on_failure: self.reject_message_on_shadow_failure.unwrap_or(REJECT_MESSAGE_ON_SHADOW_FAILURE),
+        }
+    }
+}
+
+/// Shadow redundancy (Set-TransportConfig's Shadow* settings), resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShadowPolicy {
+    pub enabled: bool,
+    pub heartbeat_frequency: Duration,
+    pub resubmit_time_span: Duration,
+    pub auto_discard_interval: Duration,
+    pub reject_on_failure: bool,
 }
 
 impl super::SendConnector {

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-pub use defaults::{ExpirationPolicy, ReceiveLimits, RetryPolicy};
+pub use defaults::{ExpirationPolicy, ReceiveLimits, RetryPolicy, ShadowPolicy};
 pub use size::ByteSize;
 pub use timespan::TimeSpan;
 pub use validate::{ConfigError, ConfigErrors};
@@ -73,6 +73,10 @@ pub struct TransportFile {
     pub max_outbound_connections: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSettings>,
+    /// The channel to the other servers of the TransportService that holds
+    /// shadow copies (shadow redundancy). Absent: messages are not shadowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow: Option<ShadowChannel>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<LoggingSettings>,
     /// component → requester → state, e.g. `{HubTransport: {Maintenance: Active}}`.
@@ -448,6 +452,26 @@ pub struct OrgSettings {
     /// Human-readable text of DSNs; absent parts use the built-in text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dsn_text: Option<DsnText>,
+    /// Keep a copy of every message received from outside on a second server
+    /// before answering `250` (shadow redundancy). Default true; takes effect on
+    /// servers that have a shadow channel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_redundancy_enabled: Option<bool>,
+    /// How often a shadow server asks each primary about its copies. Default 00:02:00 (1 s – 1 day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_heartbeat_frequency: Option<TimeSpan>,
+    /// A shadow server that cannot reach the primary this long delivers the
+    /// primary's messages itself. Default 03:00:00 (1 s – 1 day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_resubmit_time_span: Option<TimeSpan>,
+    /// Shadow copies older than this are dropped whatever the primary says.
+    /// Default 2.00:00:00 (5 s – 90 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shadow_message_auto_discard_interval: Option<TimeSpan>,
+    /// No shadow server took a copy: refuse the message with `450 4.5.1`
+    /// (true) or accept it unshadowed (false, counted and logged). Default false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_message_on_shadow_failure: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -503,6 +527,33 @@ pub struct AdminSettings {
     /// File holding the bearer token. May be absent only when bind is loopback.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_file: Option<PathBuf>,
+}
+
+/// Where this server takes shadow copies from its peers, and who its peers
+/// are (the other servers of the same TransportService).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShadowChannel {
+    /// `ip:port` of the shadow channel (HTTP); a change needs a restart.
+    #[schemars(with = "String")]
+    pub bind: SocketAddr,
+    /// File holding the credential every server of the service shares; a
+    /// request without it is refused.
+    pub token_file: PathBuf,
+    /// The other servers, in the order copies are offered to them (starting
+    /// after this server's own place, so load spreads).
+    #[serde(default)]
+    pub peers: Vec<ShadowPeer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ShadowPeer {
+    /// The peer's serverName.
+    #[schemars(pattern(validate::SERVER_NAME_PATTERN))]
+    pub name: String,
+    /// `host:port` of the peer's shadow channel.
+    pub address: String,
 }
 
 /// Connectivity and protocol logs (Exchange transport logs).

@@ -76,6 +76,10 @@ pub mod ranges {
     /// Exchange's log MaxAge: 00:00:00 (never by age) to 24855 days.
     pub const LOG_MAX_AGE: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(24855 * 86400));
     pub const LOG_MIN_SIZE: u64 = super::KB;
+    pub const SHADOW_HEARTBEAT_FREQUENCY: (Duration, Duration) = (SECOND, DAY);
+    pub const SHADOW_RESUBMIT_TIME_SPAN: (Duration, Duration) = (SECOND, DAY);
+    pub const SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL: (Duration, Duration) =
+        (Duration::from_secs(5), Duration::from_secs(90 * 86400));
 }
 
 impl TransportFile {
@@ -126,6 +130,7 @@ impl TransportFile {
         self.check_retry(&mut c);
         self.check_org(&mut c);
         self.check_admin_dns_logging(&mut c);
+        self.check_shadow(&mut c);
         c.finish()
     }
 
@@ -143,24 +148,17 @@ impl TransportFile {
             }
         }
         if let Some(token) = self.admin.as_ref().and_then(|a| a.token_file.as_ref()) {
-            c.readable("admin.tokenFile", token);
-            // An empty token would refuse every request (or, in a careless
-            // check, accept an empty one): say so before the server runs with it.
-            if std::fs::read_to_string(token).is_ok_and(|t| t.trim().is_empty()) {
-                c.push("admin.tokenFile", format!("{} is empty: write the bearer token into it", token.display()));
-            }
+            c.token_file("admin.tokenFile", token);
+        }
+        if let Some(shadow) = &self.shadow {
+            c.token_file("shadow.tokenFile", &shadow.token_file);
         }
         c.finish()
     }
 
     fn check_top(&self, c: &mut Checker) {
-        if self.server_name.is_empty() {
-            c.push("serverName", "must not be empty");
-        } else if !self.server_name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')) {
-            c.push(
-                "serverName",
-                format!("\"{}\" may contain only letters, digits, '-', '_' and '.'", self.server_name),
-            );
+        if let Err(e) = check_server_name(&self.server_name) {
+            c.push("serverName", e);
         }
         if !is_host_name(&self.fqdn) {
             c.push("fqdn", format!("\"{}\" is not a valid host name (e.g. mail.example.com)", self.fqdn));
@@ -269,6 +267,42 @@ impl TransportFile {
             }
         }
         c.min_count("transportConfig.maxRecipientEnvelopeLimit", org.max_recipient_envelope_limit, 1);
+        c.span(
+            "transportConfig.shadowHeartbeatFrequency",
+            org.shadow_heartbeat_frequency,
+            ranges::SHADOW_HEARTBEAT_FREQUENCY,
+        );
+        c.span(
+            "transportConfig.shadowResubmitTimeSpan",
+            org.shadow_resubmit_time_span,
+            ranges::SHADOW_RESUBMIT_TIME_SPAN,
+        );
+        c.span(
+            "transportConfig.shadowMessageAutoDiscardInterval",
+            org.shadow_message_auto_discard_interval,
+            ranges::SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL,
+        );
+    }
+
+    fn check_shadow(&self, c: &mut Checker) {
+        let Some(shadow) = &self.shadow else { return };
+        c.non_empty_path("shadow.tokenFile", &shadow.token_file);
+        let mut seen: HashMap<&str, usize> = HashMap::new();
+        for (i, peer) in shadow.peers.iter().enumerate() {
+            let at = format!("shadow.peers[{i}]");
+            if let Err(e) = check_server_name(&peer.name) {
+                c.push(format!("{at}.name"), e);
+            } else if peer.name == self.server_name {
+                c.push(format!("{at}.name"), format!("\"{}\" is this server itself", peer.name));
+            } else if let Some(first) = seen.insert(&peer.name, i) {
+                c.push(format!("{at}.name"), format!("\"{}\" is already listed at shadow.peers[{first}]", peer.name));
+            }
+            match parse_host_port(&peer.address) {
+                Ok((_, Some(_))) => {}
+                Ok((_, None)) => c.push(format!("{at}.address"), format!("\"{}\" needs a port", peer.address)),
+                Err(e) => c.push(format!("{at}.address"), e),
+            }
+        }
     }
 
     fn check_admin_dns_logging(&self, c: &mut Checker) {
@@ -497,6 +531,16 @@ impl Checker {
         }
     }
 
+    /// A bearer-token file: readable and not empty. An empty token would refuse
+    /// every request (or, in a careless check, accept an empty one): say so
+    /// before the server runs with it.
+    fn token_file(&mut self, path: &str, p: &Path) {
+        self.readable(path, p);
+        if std::fs::read_to_string(p).is_ok_and(|t| t.trim().is_empty()) {
+            self.push(path, format!("{} is empty: write the token into it", p.display()));
+        }
+    }
+
     fn readable(&mut self, path: &str, p: &Path) {
         let result = std::fs::metadata(p).and_then(|m| {
             if m.is_dir() {
@@ -566,6 +610,17 @@ fn check_address(s: &str) -> Result<(), String> {
 /// A next hop as smart hosts and the mailbox hop are written: `host`,
 /// `host:port`, `[ip]`, `[ip]:port` or `ip:port` (IPv6 addresses in brackets).
 /// Returns the host (without brackets) and the port when one is given.
+/// A serverName: not empty; letters, digits, `-`, `_` and `.`.
+pub fn check_server_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        Err("must not be empty".into())
+    } else if !name.chars().all(|ch| ch.is_ascii_alphanumeric() || matches!(ch, '-' | '_' | '.')) {
+        Err(format!("\"{name}\" may contain only letters, digits, '-', '_' and '.'"))
+    } else {
+        Ok(())
+    }
+}
+
 pub fn parse_host_port(s: &str) -> Result<(String, Option<u16>), String> {
     const FORMS: &str = "write host, host:port, [ip] or [ip]:port";
     let port = |p: &str| match p.parse::<u16>() {
@@ -1406,6 +1461,57 @@ components: {HubTransport: {Maintenance: Active}}
         let mut f = base();
         f.transport_config.max_recipient_envelope_limit = Some(0);
         assert_one(&f, "transportConfig.maxRecipientEnvelopeLimit", &["0 is out of range (at least 1)"]);
+    }
+
+    #[test]
+    fn shadow_settings_and_peers() {
+        use crate::config::{OrgSettings, ShadowChannel, ShadowPeer};
+        let span = |s: &str| Some(s.parse::<TimeSpan>().unwrap());
+        let peer = |name: &str, address: &str| ShadowPeer { name: name.into(), address: address.into() };
+        let channel = |peers| ShadowChannel { bind: "0.0.0.0:2528".parse().unwrap(), token_file: "/t".into(), peers };
+        let mut f = base();
+        f.transport_config.shadow_heartbeat_frequency = span("00:00:01");
+        f.transport_config.shadow_resubmit_time_span = span("1.00:00:00");
+        f.transport_config.shadow_message_auto_discard_interval = span("90.00:00:00");
+        f.shadow = Some(channel(vec![peer("test-1", "test-1.mail-headless:2528"), peer("test-2", "[::1]:2528")]));
+        assert_valid(&f);
+
+        for (path, set, message) in [
+            (
+                "transportConfig.shadowHeartbeatFrequency",
+                (|o: &mut OrgSettings| o.shadow_heartbeat_frequency = Some(TimeSpan(Duration::ZERO)))
+                    as fn(&mut OrgSettings),
+                "00:00:00 is out of range (00:00:01 to 1.00:00:00)",
+            ),
+            (
+                "transportConfig.shadowResubmitTimeSpan",
+                |o| o.shadow_resubmit_time_span = Some(TimeSpan(Duration::from_secs(2 * 86400))),
+                "2.00:00:00 is out of range (00:00:01 to 1.00:00:00)",
+            ),
+            (
+                "transportConfig.shadowMessageAutoDiscardInterval",
+                |o| o.shadow_message_auto_discard_interval = Some(TimeSpan(Duration::from_secs(4))),
+                "00:00:04 is out of range (00:00:05 to 90.00:00:00)",
+            ),
+        ] {
+            let mut f = base();
+            set(&mut f.transport_config);
+            assert_one(&f, path, &[message]);
+        }
+
+        let mut f = base();
+        f.shadow = Some(channel(vec![peer("test-0", "a:1")]));
+        assert_one(&f, "shadow.peers[0].name", &["\"test-0\" is this server itself"]);
+        f.shadow = Some(channel(vec![peer("b", "a:1"), peer("b", "c:1")]));
+        assert_one(&f, "shadow.peers[1].name", &["\"b\" is already listed at shadow.peers[0]"]);
+        f.shadow = Some(channel(vec![peer("b c", "a:1")]));
+        assert_one(&f, "shadow.peers[0].name", &["may contain only letters"]);
+        f.shadow = Some(channel(vec![peer("b", "peer.test")]));
+        assert_one(&f, "shadow.peers[0].address", &["\"peer.test\" needs a port"]);
+        f.shadow = Some(channel(vec![peer("b", "::1")]));
+        assert_one(&f, "shadow.peers[0].address", &["brackets"]);
+        f.shadow = Some(ShadowChannel { token_file: PathBuf::new(), ..channel(vec![]) });
+        assert_one(&f, "shadow.tokenFile", &["must not be empty"]);
     }
 
     #[test]

@@ -160,10 +160,12 @@ pub async fn resolve_targets(
                 .map_err(|reason| ResolveError::Temporary { name: hop.next_hop_domain.clone(), reason })?;
             resolver.host_targets(&host, port).await
         }
-        DeliveryType::Unreachable | DeliveryType::Undefined => Err(ResolveError::Temporary {
-            name: hop.next_hop_domain.clone(),
-            reason: format!("a {:?} queue has no next hop to deliver to", hop.delivery_type),
-        }),
+        DeliveryType::Unreachable | DeliveryType::Undefined | DeliveryType::ShadowRedundancy => {
+            Err(ResolveError::Temporary {
+                name: hop.next_hop_domain.clone(),
+                reason: format!("a {:?} queue has no next hop to deliver to", hop.delivery_type),
+            })
+        }
     }
 }
 

@@ -38,7 +38,8 @@
 //!   the queue opens.
 //!
 //! Tables: `envelopes` (id → JSON envelope), `bodies` (id → message data),
-//! `spooled` (id → length of the body in `spool/<id>`), `meta` (`"id_high_water"` → highest id ever handed out and committed),
+//! `spooled` (id → length of the body in `spool/<id>`), `meta` (`"id_high_water"` → highest id ever handed out and committed,
+//! `"incarnation"` → random number chosen when the database was created),
 //! `queues` (queue key → JSON queue state) and `quarantine` (id → (reason, raw
 //! envelope bytes, body bytes or empty)) for records that could not be recovered.
 use super::body::{BodyReader, BodyWriter, SpoolHealth, StagedBody, SPOOL_ABOVE};
@@ -67,6 +68,7 @@ pub(crate) const QUARANTINE: TableDefinition<u64, (&str, &[u8], &[u8])> = TableD
 /// keyed by the queue's identity key; the value is the manager's JSON.
 pub(crate) const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
 const HIGH_WATER_KEY: &str = "id_high_water";
+const INCARNATION_KEY: &str = "incarnation";
 
 /// File name of the database inside the queue directory.
 pub const DB_FILE: &str = "queue.redb";
@@ -184,6 +186,9 @@ pub struct Recovered {
     pub messages: Vec<Box<Envelope>>,
     /// Persisted queue states (key, JSON value).
     pub queues: Vec<(String, Vec<u8>)>,
+    /// Random, chosen when the database was created: a queue that was lost
+    /// and created afresh has a new one (what shadow servers watch for).
+    pub incarnation: u64,
 }
 
 /// Counters of the commit thread (they show how well ops are batched).
@@ -512,6 +517,16 @@ impl Store {
         }
     }
 
+    /// The stored envelope of message `id` (for records kept on disk only,
+    /// such as shadow copies).
+    pub fn read_envelope(&self, id: MessageId) -> Result<Envelope, StoreError> {
+        let db = self.database()?;
+        let txn = db.begin_read().map_err(StoreError::db("begin read"))?;
+        let envelopes = txn.open_table(ENVELOPES).map_err(StoreError::db("open envelopes"))?;
+        let raw = envelopes.get(id.0).map_err(StoreError::db("read envelope"))?.ok_or(StoreError::NotFound(id))?;
+        serde_json::from_slice(raw.value()).map_err(|source| StoreError::Serialize { id, source })
+    }
+
     fn locate_body(&self, id: MessageId) -> Result<Located, StoreError> {
         let db = self.database()?;
         let txn = db.begin_read().map_err(StoreError::db("begin read"))?;
@@ -793,6 +808,7 @@ fn recover_with(
     let mut recovered = Vec::new();
     let mut queues = Vec::new();
     let max_id;
+    let incarnation;
     {
         // Opening in a write transaction also creates the tables on first use.
         let mut envelopes = txn.open_table(ENVELOPES).map_err(StoreError::db("open envelopes"))?;
@@ -858,11 +874,20 @@ fn recover_with(
         }
         max_id = max.unwrap_or(0);
         meta.insert(HIGH_WATER_KEY, max_id).map_err(StoreError::db("write high-water mark"))?;
+        let known = meta.get(INCARNATION_KEY).map_err(StoreError::db("read incarnation"))?.map(|v| v.value());
+        incarnation = match known {
+            Some(v) => v,
+            None => {
+                let fresh = uuid::Uuid::new_v4().as_u64_pair().0;
+                meta.insert(INCARNATION_KEY, fresh).map_err(StoreError::db("write incarnation"))?;
+                fresh
+            }
+        };
     }
     extra(&txn)?;
     txn.commit().map_err(StoreError::db("commit recovery"))?;
     // The table iterates in key order, so `recovered` is sorted by id already.
-    Ok((Recovered { messages: recovered, queues }, max_id))
+    Ok((Recovered { messages: recovered, queues, incarnation }, max_id))
 }
 
 /// Why the body of message `id` cannot be recovered, if it cannot.
@@ -1275,7 +1300,7 @@ fn remove_message(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::queue::message::{Origin, Recipient, RecipientStatus};
     use std::collections::BTreeSet;
@@ -1309,7 +1334,20 @@ mod tests {
         );
     }
 
-    fn envelope(id: MessageId) -> Envelope {
+    #[test]
+    fn a_queue_keeps_its_incarnation_and_a_new_one_gets_another() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, first) = Store::open(dir.path()).unwrap();
+        store.close();
+        let (store, again) = Store::open(dir.path()).unwrap();
+        assert_eq!(again.incarnation, first.incarnation, "reopened: the same queue");
+        store.close();
+        std::fs::remove_dir_all(dir.path()).unwrap();
+        let (_store, fresh) = Store::open(dir.path()).unwrap();
+        assert_ne!(fresh.incarnation, first.incarnation, "created afresh: another queue");
+    }
+
+    pub(crate) fn envelope(id: MessageId) -> Envelope {
         Envelope {
             id,
             mail_from: Some(format!("sender{}@example.org", id.0).into()),
@@ -1329,12 +1367,13 @@ mod tests {
             subject: None,
             internet_message_id: None,
             state: Default::default(),
+            shadow_of: None,
         }
     }
 
     /// Deterministic, id-specific data of varying size (catches swapped or truncated bodies).
     /// Every eighth message is large enough to be spooled to a file of its own.
-    fn data_for(id: MessageId) -> Vec<u8> {
+    pub(crate) fn data_for(id: MessageId) -> Vec<u8> {
         let spread = (id.0 as usize * 7919) % 20_000;
         let len = if id.0.is_multiple_of(8) { SPOOL_ABOVE + 1 + spread * 10 } else { 100 + spread };
         (0..len).map(|i| (id.0 as usize * 31 + i) as u8).collect()

@@ -5,19 +5,23 @@ use crate::control::Gate;
 use crate::queue::body::BodyWriter;
 use crate::queue::manager::QueueManager;
 use crate::queue::{Envelope, MessageId, Store, StoreError};
+use crate::shadow::{CopyOutcome, Primary};
 use crate::smtp::{Incoming, Submit, SubmitError};
 use futures::future::BoxFuture;
+use std::sync::Arc;
 
 pub struct Intake {
     store: Store,
     manager: QueueManager,
     clock: SharedClock,
     gate: Gate,
+    /// Shadow copies (when the server has peers and shadowing is on).
+    shadow: Arc<Primary>,
 }
 
 impl Intake {
-    pub fn new(store: Store, manager: QueueManager, clock: SharedClock, gate: Gate) -> Intake {
-        Intake { store, manager, clock, gate }
+    pub fn new(store: Store, manager: QueueManager, clock: SharedClock, gate: Gate, shadow: Arc<Primary>) -> Intake {
+        Intake { store, manager, clock, gate, shadow }
     }
 }
 
@@ -50,8 +54,30 @@ impl Submit for Intake {
                 subject: msg.subject.map(Into::into),
                 internet_message_id: msg.internet_message_id.map(Into::into),
                 state: Default::default(),
+                shadow_of: None,
             };
-            self.store.insert_body(&envelope, msg.data).await.map_err(storage_error)?;
+            if !self.shadow.wanted() {
+                self.store.insert_body(&envelope, msg.data).await.map_err(storage_error)?;
+                self.manager.enqueue(envelope);
+                return Ok(());
+            }
+            // Stored here and copied to a peer at once: the client waits for
+            // the slower of the two, not for both in turn. Until it is queued
+            // here, the message counts as held for the shadow's heartbeat.
+            let _held = self.shadow.begin(envelope.id.0);
+            let copy_body = msg.data.clone();
+            let (stored, copied) =
+                tokio::join!(self.store.insert_body(&envelope, msg.data), self.shadow.copy(&envelope, &copy_body));
+            // A copy whose message is not stored is dropped by the shadow's next heartbeat.
+            stored.map_err(storage_error)?;
+            if let CopyOutcome::Failed { reason } = copied {
+                if self.shadow.reject_on_failure() {
+                    // The client is told to send again: take this one back out.
+                    let _ = self.store.remove(envelope.id).await;
+                    return Err(SubmitError::ShadowFailed(reason));
+                }
+                tracing::warn!(id = %envelope.id, %reason, "message accepted without a shadow copy");
+            }
             self.manager.enqueue(envelope);
             Ok(())
         })

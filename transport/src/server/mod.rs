@@ -14,6 +14,7 @@ use crate::logs::{ConnectivityLog, LogSettings, ProtocolKind, ProtocolLog};
 use crate::metrics::Telemetry;
 use crate::queue::manager::{QueueLogs, QueueManager, RuntimeConfig};
 use crate::queue::Store;
+use crate::shadow::{ChannelState, Holder, PeerClient, Primary, ShadowConfig, SharedShadowConfig};
 use crate::smtp::{self, SessionSettings};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -36,7 +37,9 @@ pub enum ServerError {
     Tls { connector: String, source: smtp::TlsError },
     #[error("admin API: cannot listen on {bind}: {source}")]
     Admin { bind: SocketAddr, source: std::io::Error },
-    #[error("admin API: cannot read the token file {path}: {source}")]
+    #[error("shadow channel: cannot listen on {bind}: {source}")]
+    ShadowChannel { bind: SocketAddr, source: std::io::Error },
+    #[error("cannot read the token file {path}: {source}")]
     Token { path: String, source: std::io::Error },
     #[error("cannot open the transport logs in {dir}: {source}")]
     Logs { dir: String, source: std::io::Error },
@@ -86,6 +89,7 @@ pub(crate) struct Shared {
     admin: AdminContext,
     /// Per receive connector (by name): the settings new sessions take.
     sessions: HashMap<String, watch::Sender<Arc<SessionSettings>>>,
+    shadow: SharedShadowConfig,
 }
 
 impl Server {
@@ -107,6 +111,7 @@ impl Server {
             QueueLogs { connectivity, send_protocol },
         );
         let recovered_count = recovered.messages.len();
+        let incarnation = recovered.incarnation;
         manager.recover(recovered);
         info!(server = %file.server_name, recovered = recovered_count, "queue opened");
 
@@ -114,8 +119,50 @@ impl Server {
         let mut tasks = vec![tokio::spawn(manager.clone().run())];
         tasks.push(tokio::spawn(follow_redirects(manager.clone(), control.clone())));
 
+        let shadow: SharedShadowConfig =
+            Arc::new(RwLock::new(ShadowConfig::from_file(&file, read_shadow_token(&file)?)));
+        let holder =
+            Arc::new(Holder::open(&file.queue_directory, clock.clone(), telemetry.clone()).map_err(|source| {
+                ServerError::Queue {
+                    dir: file.queue_directory.join(crate::shadow::SHADOW_DIR).display().to_string(),
+                    source,
+                }
+            })?);
+        let peers = PeerClient::default();
+        let primary = Arc::new(Primary::new(
+            file.server_name.clone(),
+            incarnation,
+            shadow.clone(),
+            peers.clone(),
+            telemetry.clone(),
+        ));
+        tasks.push(tokio::spawn(holder.clone().run(
+            shadow.clone(),
+            peers,
+            file.server_name.clone(),
+            manager.clone(),
+            shutdown_rx.clone(),
+        )));
+        // Only after the queue is recovered: a heartbeat answered before would
+        // call every queued message finished.
+        if let Some(channel) = &file.shadow {
+            let socket = tokio::net::TcpListener::bind(channel.bind)
+                .await
+                .map_err(|source| ServerError::ShadowChannel { bind: channel.bind, source })?;
+            info!(addr = %socket.local_addr().unwrap_or(channel.bind), "shadow channel listening");
+            let state = ChannelState {
+                server_name: file.server_name.clone(),
+                config: shadow.clone(),
+                holder: holder.clone(),
+                primary: primary.clone(),
+                manager: manager.clone(),
+                gate: control.gate(),
+            };
+            tasks.push(tokio::spawn(crate::shadow::serve(socket, state, shutdown_rx.clone())));
+        }
+
         let intake: Arc<dyn smtp::Submit> =
-            Arc::new(Intake::new(store.clone(), manager.clone(), clock.clone(), control.gate()));
+            Arc::new(Intake::new(store.clone(), manager.clone(), clock.clone(), control.gate(), primary));
         let mut listeners = Vec::new();
         let mut sessions = HashMap::new();
         for connector in &file.receive_connectors {
@@ -147,6 +194,7 @@ impl Server {
                 restart_required: false,
             })),
             token: Arc::new(RwLock::new(read_token(&file)?)),
+            shadows: holder,
         };
         let mut admin = None;
         if let Some(settings) = &file.admin {
@@ -170,6 +218,7 @@ impl Server {
             manager,
             admin: admin_ctx,
             sessions,
+            shadow,
         });
         if let Some(path) = options.config_path {
             tasks.push(tokio::spawn(reload::watch(shared.clone(), path, shutdown_rx.clone())));
@@ -194,6 +243,11 @@ impl Server {
 
     pub fn control(&self) -> &Control {
         &self.shared.control
+    }
+
+    /// `GET /v1/queues` without HTTP (shadow queues included).
+    pub fn queues(&self) -> Vec<crate::api::QueueInfo> {
+        self.shared.admin.queues()
     }
 
     /// `GET /v1/server` without HTTP.
@@ -224,6 +278,7 @@ impl Server {
             t.abort();
         }
         self.shared.manager.store().close();
+        self.shared.admin.shadows.close();
     }
 }
 
@@ -265,14 +320,22 @@ pub(crate) fn session_settings(
 }
 
 pub(crate) fn read_token(file: &TransportFile) -> Result<Option<String>, ServerError> {
-    let Some(path) = file.admin.as_ref().and_then(|a| a.token_file.as_ref()) else { return Ok(None) };
+    file.admin.as_ref().and_then(|a| a.token_file.as_deref()).map(read_token_file).transpose()
+}
+
+/// The peers' shared credential (`shadow.tokenFile`).
+pub(crate) fn read_shadow_token(file: &TransportFile) -> Result<Option<String>, ServerError> {
+    file.shadow.as_ref().map(|s| read_token_file(&s.token_file)).transpose()
+}
+
+fn read_token_file(path: &std::path::Path) -> Result<String, ServerError> {
     let token = std::fs::read_to_string(path)
         .map_err(|source| ServerError::Token { path: path.display().to_string(), source })?;
     let token = token.trim().to_string();
     if token.is_empty() {
-        warn!(path = %path.display(), "the admin token file is empty: every admin request will be refused");
+        warn!(path = %path.display(), "the token file is empty: every request will be refused");
     }
-    Ok(Some(token))
+    Ok(token)
 }
 
 fn open_logs(

@@ -5,7 +5,7 @@
 //! sessions or queued mail; what only a restart can apply (a listener's
 //! address, the queue, log or admin location) is reported as
 //! `restartRequired`. An invalid file is refused and the old config stays.
-use super::{read_token, session_settings, ServerActivity, Shared};
+use super::{read_shadow_token, read_token, session_settings, ServerActivity, Shared};
 use crate::config::TransportFile;
 use crate::queue::manager::RuntimeConfig;
 use std::path::PathBuf;
@@ -82,6 +82,13 @@ pub(super) async fn apply(shared: &Shared, new: TransportFile, text: &str) {
         Ok(token) => *shared.admin.token.write().unwrap_or_else(|e| e.into_inner()) = token,
         Err(e) => error!(error = %e, "the admin API keeps its old token"),
     }
+    match read_shadow_token(&new) {
+        Ok(token) => {
+            *shared.shadow.write().unwrap_or_else(|e| e.into_inner()) =
+                crate::shadow::ShadowConfig::from_file(&new, token)
+        }
+        Err(e) => error!(error = %e, "shadow redundancy keeps its old settings"),
+    }
     {
         let mut status = shared.admin.status.write().unwrap_or_else(|e| e.into_inner());
         status.revision = crate::config::revision(text);
@@ -109,5 +116,6 @@ fn needs_restart(old: &TransportFile, new: &TransportFile) -> bool {
         || old.log_directory != new.log_directory
         || old.replay_directory != new.replay_directory
         || old.admin.as_ref().map(|a| a.bind) != new.admin.as_ref().map(|a| a.bind)
+        || old.shadow.as_ref().map(|s| s.bind) != new.shadow.as_ref().map(|s| s.bind)
         || old.server_name != new.server_name
 }

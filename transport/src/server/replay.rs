@@ -223,7 +223,7 @@ pub async fn scan(dir: &Path, intake: &dyn Submit) {
                 info!(file = %eml.display(), "replay file submitted");
                 let _ = std::fs::remove_file(&tmp);
             }
-            Err(SubmitError::Storage(e)) | Err(SubmitError::Unavailable(e)) => {
+            Err(SubmitError::Storage(e) | SubmitError::Unavailable(e) | SubmitError::ShadowFailed(e)) => {
                 // Kept for the next pass.
                 warn!(file = %eml.display(), error = %e, "replay file not submitted now; will retry");
                 let _ = std::fs::rename(&tmp, &eml);

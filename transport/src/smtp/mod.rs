@@ -78,6 +78,10 @@ pub enum SubmitError {
     /// The server stopped taking mail meanwhile: `421 4.3.2 Service not active`.
     #[error("service not active: {0}")]
     Unavailable(String),
+    /// No other server took a shadow copy and RejectMessageOnShadowFailure
+    /// is set: `450 4.5.1` (Exchange's answer), the client tries again later.
+    #[error("no shadow server took a copy: {0}")]
+    ShadowFailed(String),
 }
 
 /// Where accepted messages go (the server's intake: store, then queue).

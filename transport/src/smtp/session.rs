@@ -688,6 +688,11 @@ impl Session {
                 self.reply("452 4.3.1 Insufficient system storage");
                 Ok(())
             }
+            Err(SubmitError::ShadowFailed(e)) => {
+                tracing::warn!(id = %id, reason = %e, "message refused: no shadow copy could be made");
+                self.reply("450 4.5.1 Unable to make a redundant copy of the message, try again later");
+                Ok(())
+            }
             Err(SubmitError::Unavailable(e)) => {
                 tracing::info!(id = %id, reason = %e, "message refused: service not active");
                 Err(Stop::Close("421 4.3.2 Service not active".into()))

@@ -70,6 +70,13 @@ impl InProc {
         self.spawn();
     }
 
+    /// Clean shutdown; the server is gone until [`InProc::restart`].
+    pub fn stop(&mut self) {
+        if let Some(server) = self.server.take() {
+            self.rt.block_on(server.shutdown());
+        }
+    }
+
     /// Applies a new config file text (as a reload would).
     pub fn reload(&self, yaml: &str) {
         std::fs::write(&self.config_path, yaml).expect("write config");

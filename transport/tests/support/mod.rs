@@ -285,6 +285,8 @@ pub struct TransportSetup {
     /// Serve the admin API on a free loopback port, with this token if given.
     pub admin: bool,
     pub token: Option<String>,
+    /// `serverName` (default `test-0`).
+    pub server_name: Option<String>,
 }
 
 impl Transport {
@@ -301,8 +303,9 @@ impl Transport {
         let port = free_port();
         let smtp: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let mut yaml = format!(
-            "serverName: test-0\nfqdn: relay.test.invalid\nqueueDirectory: {q}\nlogDirectory: {l}\n\
+            "serverName: {name}\nfqdn: relay.test.invalid\nqueueDirectory: {q}\nlogDirectory: {l}\n\
              receiveConnectors:\n  - name: Default\n    bind: {smtp}\n    remoteIPRanges: {ranges}\n    allowRelay: true\n{extra_receive}",
+            name = setup.server_name.as_deref().unwrap_or("test-0"),
             q = setup.queue_directory.clone().unwrap_or_else(|| dir.join("queue")).display(),
             ranges = setup.remote_ip_ranges.as_deref().unwrap_or("[\"127.0.0.0/8\"]"),
             l = dir.join("log").display(),
@@ -515,6 +518,7 @@ pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::me
         subject: None,
         internet_message_id: None,
         state: MessageState::default(),
+        shadow_of: None,
     }
 }
 

@@ -198,6 +198,13 @@ impl QueueManager {
         self.categorize(id, None);
     }
 
+    /// Which of `ids` are queued here (in any queue, suspended or poison
+    /// included): what a shadow server asks before it drops its copies.
+    pub fn holds(&self, ids: &[u64]) -> Vec<u64> {
+        let state = self.state();
+        ids.iter().copied().filter(|id| state.messages.contains_key(&MessageId(*id))).collect()
+    }
+
     /// Runs the timers until the process ends.
     pub async fn run(self) {
         let mut gate = self.inner.gate.watch();

@@ -1,0 +1,381 @@
+//! The shadow copies this server holds for its peers: durable in a store of
+//! their own (`<queueDirectory>/shadow`, the same group-commit store as the
+//! queue), indexed in memory by primary, never delivered unless taken over.
+use super::{HeartbeatRequest, PeerClient, ShadowConfig, SharedShadowConfig, HEARTBEAT_PAGE};
+use crate::api::{DeliveryType, QueueInfo, QueueStatus};
+use crate::clock::{from_millis, rfc3339, to_millis, SharedClock};
+use crate::metrics::Telemetry;
+use crate::queue::body::StagedBody;
+use crate::queue::manager::QueueManager;
+use crate::queue::message::ShadowOf;
+use crate::queue::{Envelope, MessageId, Store, StoreError};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tracing::{info, info_span, warn, Instrument};
+
+/// The folder under the queue directory that holds the copies.
+pub const SHADOW_DIR: &str = "shadow";
+
+/// One copy, as the index knows it (the envelope and body stay on disk).
+struct Copy {
+    primary: Arc<str>,
+    incarnation: u64,
+    primary_id: u64,
+    arrival_ms: u64,
+}
+
+/// What this server knows of one primary it holds copies for.
+struct Link {
+    /// The `<n>` of `server\Shadow\<n>`: stable while the server runs.
+    queue: u32,
+    /// Last heartbeat the primary answered (or when the link was first seen).
+    last_contact: SystemTime,
+    last_attempt: Option<SystemTime>,
+    last_error: Option<String>,
+}
+
+#[derive(Default)]
+struct Index {
+    copies: HashMap<MessageId, Copy>,
+    links: BTreeMap<Arc<str>, Link>,
+    next_queue: u32,
+}
+
+impl Index {
+    fn link(&mut self, primary: &str, now: SystemTime) -> (Arc<str>, &mut Link) {
+        let key: Arc<str> = match self.links.get_key_value(primary) {
+            Some((k, _)) => k.clone(),
+            None => {
+                self.next_queue += 1;
+                let link = Link { queue: self.next_queue, last_contact: now, last_attempt: None, last_error: None };
+                let key: Arc<str> = primary.into();
+                self.links.insert(key.clone(), link);
+                key
+            }
+        };
+        let link = self.links.get_mut(&key).expect("inserted above");
+        (key, link)
+    }
+}
+
+/// Why copies are delivered from here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Takeover {
+    /// The primary's queue is not the one that sent them (created afresh).
+    NewIncarnation,
+    Unreachable,
+    Requested,
+}
+
+pub struct Holder {
+    store: Store,
+    clock: SharedClock,
+    index: Mutex<Index>,
+    telemetry: Arc<Telemetry>,
+}
+
+impl Holder {
+    /// Opens (or creates) the copies' store under `queue_dir` and indexes
+    /// every copy in it. Every primary starts as just heard from: a restart
+    /// of this server does not count against ShadowResubmitTimeSpan.
+    pub fn open(queue_dir: &Path, clock: SharedClock, telemetry: Arc<Telemetry>) -> Result<Holder, StoreError> {
+        let (store, recovered) = Store::open(&queue_dir.join(SHADOW_DIR))?;
+        let now = clock.now();
+        let mut index = Index::default();
+        let mut strays = Vec::new();
+        for env in recovered.messages {
+            match env.shadow_of.as_deref() {
+                Some(of) => {
+                    let (primary, _) = index.link(&of.primary, now);
+                    let copy =
+                        Copy { primary, incarnation: of.incarnation, primary_id: of.id.0, arrival_ms: env.arrival_ms };
+                    index.copies.insert(env.id, copy);
+                }
+                None => strays.push(env.id),
+            }
+        }
+        for id in strays {
+            warn!(%id, "a record in the shadow store is no shadow copy; dropping it");
+            drop(store.remove(id));
+        }
+        if !index.copies.is_empty() {
+            info!(copies = index.copies.len(), primaries = index.links.len(), "shadow copies recovered");
+        }
+        Ok(Holder { store, clock, index: Mutex::new(index), telemetry })
+    }
+
+    fn index(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Copies held, over every primary.
+    pub fn len(&self) -> usize {
+        self.index().copies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Stores a copy of `primary`'s message durably; returns once it is.
+    pub async fn accept(
+        &self,
+        primary: &str,
+        incarnation: u64,
+        mut envelope: Envelope,
+        data: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        let primary_id = envelope.id;
+        let id = self.store.next_id();
+        envelope.id = id;
+        envelope.state = Default::default();
+        envelope.shadow_of = Some(Box::new(ShadowOf { primary: primary.into(), incarnation, id: primary_id }));
+        let arrival_ms = envelope.arrival_ms;
+        self.store.insert_body(&envelope, StagedBody::Inline(data)).await?;
+        let now = self.clock.now();
+        let mut index = self.index();
+        let (primary, link) = index.link(primary, now);
+        link.last_contact = now;
+        index.copies.insert(id, Copy { primary, incarnation, primary_id: primary_id.0, arrival_ms });
+        Ok(())
+    }
+
+    /// The shadow queues as Get-Queue shows them: one per primary,
+    /// `server\Shadow\<n>`, next hop the primary.
+    pub fn queues(&self, server: &str) -> Vec<QueueInfo> {
+        let index = self.index();
+        let mut counts: HashMap<&str, u64> = HashMap::new();
+        for copy in index.copies.values() {
+            *counts.entry(&copy.primary).or_default() += 1;
+        }
+        index
+            .links
+            .iter()
+            .map(|(primary, link)| QueueInfo {
+                identity: format!("{server}\\Shadow\\{}", link.queue),
+                id: format!("Shadow\\{}", link.queue),
+                delivery_type: DeliveryType::ShadowRedundancy,
+                next_hop_domain: primary.to_string(),
+                next_hop_connector: None,
+                status: if link.last_error.is_some() { QueueStatus::Retry } else { QueueStatus::Ready },
+                message_count: counts.get(&**primary).copied().unwrap_or(0),
+                last_error: link.last_error.clone(),
+                last_retry_time: link.last_attempt.map(rfc3339),
+                next_retry_time: None,
+                first_retry_time: None,
+                retry_count: 0,
+            })
+            .collect()
+    }
+
+    /// Delivers every copy of `primary` from this server (an administrator's
+    /// or the operator's request: the primary is gone for good). Returns how
+    /// many messages were queued here.
+    pub async fn take_over(&self, primary: &str, into: &QueueManager) -> Result<usize, StoreError> {
+        let ids: Vec<MessageId> =
+            self.index().copies.iter().filter(|(_, c)| &*c.primary == primary).map(|(id, _)| *id).collect();
+        self.resubmit(primary, ids, Takeover::Requested, into).await
+    }
+
+    /// One heartbeat round over every primary this server holds copies for.
+    pub async fn heartbeat(&self, config: &ShadowConfig, client: &PeerClient, server: &str, into: &QueueManager) {
+        let now = self.clock.now();
+        let mut groups: BTreeMap<Arc<str>, Vec<(MessageId, u64, u64)>> = BTreeMap::new();
+        let mut expired = Vec::new();
+        {
+            let index = self.index();
+            let oldest_kept = to_millis(now).saturating_sub(config.policy.auto_discard_interval.as_millis() as u64);
+            for (id, copy) in &index.copies {
+                if copy.arrival_ms < oldest_kept {
+                    expired.push(*id);
+                } else {
+                    groups.entry(copy.primary.clone()).or_default().push((*id, copy.primary_id, copy.incarnation));
+                }
+            }
+        }
+        if !expired.is_empty() {
+            warn!(copies = expired.len(), "shadow copies older than shadowMessageAutoDiscardInterval dropped");
+            self.discard(&expired);
+        }
+        let token = config.token.clone().unwrap_or_default();
+        for (primary, copies) in groups {
+            let span = info_span!("shadow_heartbeat", %primary, copies = copies.len());
+            async {
+                let result = match config.address_of(&primary) {
+                    None => Err(format!("{primary} is not a peer in the configuration any more")),
+                    Some(address) => self.ask(client, address, &token, server, &copies).await,
+                };
+                match result {
+                    Ok((new_incarnation, finished)) => {
+                        {
+                            let mut index = self.index();
+                            let (_, link) = index.link(&primary, now);
+                            link.last_contact = now;
+                            link.last_attempt = Some(now);
+                            link.last_error = None;
+                        }
+                        self.discard(&finished);
+                        if !new_incarnation.is_empty() {
+                            warn!(
+                                copies = new_incarnation.len(),
+                                "the primary's queue was created afresh (its disk was lost): delivering its messages \
+                                 from here"
+                            );
+                            self.log_resubmit(
+                                self.resubmit(&primary, new_incarnation, Takeover::NewIncarnation, into).await,
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        let silent_since = {
+                            let mut index = self.index();
+                            let (_, link) = index.link(&primary, now);
+                            link.last_attempt = Some(now);
+                            link.last_error = Some(e.clone());
+                            link.last_contact
+                        };
+                        let silent = now.duration_since(silent_since).unwrap_or_default();
+                        if silent >= config.policy.resubmit_time_span {
+                            warn!(error = %e, silent_s = silent.as_secs(), "the primary has not answered for \
+                                  shadowResubmitTimeSpan: delivering its messages from here");
+                            let ids = copies.iter().map(|(id, _, _)| *id).collect();
+                            self.log_resubmit(self.resubmit(&primary, ids, Takeover::Unreachable, into).await);
+                        } else {
+                            info!(error = %e, silent_s = silent.as_secs(), "shadow heartbeat failed");
+                        }
+                    }
+                }
+            }
+            .instrument(span)
+            .await;
+        }
+    }
+
+    fn log_resubmit(&self, result: Result<usize, StoreError>) {
+        if let Err(e) = result {
+            warn!(error = %e, "shadow takeover stopped; the copies left are tried at the next heartbeat");
+        }
+    }
+
+    /// Asks `primary` about `copies` (page by page). Returns the copies of
+    /// another incarnation and those the primary has finished.
+    async fn ask(
+        &self,
+        client: &PeerClient,
+        address: &str,
+        token: &str,
+        server: &str,
+        copies: &[(MessageId, u64, u64)],
+    ) -> Result<(Vec<MessageId>, Vec<MessageId>), String> {
+        let (mut other, mut finished) = (Vec::new(), Vec::new());
+        for page in copies.chunks(HEARTBEAT_PAGE) {
+            let request = HeartbeatRequest { shadow: server.to_string(), ids: page.iter().map(|c| c.1).collect() };
+            let reply = client.heartbeat(address, token, &request).await.map_err(|e| e.to_string())?;
+            let held: HashSet<u64> = reply.held.into_iter().collect();
+            for (id, primary_id, incarnation) in page {
+                if *incarnation != reply.incarnation {
+                    other.push(*id);
+                } else if !held.contains(primary_id) {
+                    finished.push(*id);
+                }
+            }
+        }
+        Ok((other, finished))
+    }
+
+    /// Drops copies (their messages are finished, or too old).
+    fn discard(&self, ids: &[MessageId]) {
+        if ids.is_empty() {
+            return;
+        }
+        let mut index = self.index();
+        for id in ids {
+            if index.copies.remove(id).is_some() {
+                // Lazy: a removal lost in a crash only keeps a copy until the next heartbeat.
+                drop(self.store.remove(*id));
+            }
+        }
+        self.forget_empty_links(&mut index);
+        self.telemetry.shadow_discarded(ids.len());
+    }
+
+    fn forget_empty_links(&self, index: &mut Index) {
+        let live: HashSet<Arc<str>> = index.copies.values().map(|c| c.primary.clone()).collect();
+        index.links.retain(|primary, _| live.contains(primary));
+    }
+
+    /// Queues the messages of `ids` on this server (new ids, the original
+    /// arrival time, every recipient pending) and drops their copies.
+    async fn resubmit(
+        &self,
+        primary: &str,
+        ids: Vec<MessageId>,
+        why: Takeover,
+        into: &QueueManager,
+    ) -> Result<usize, StoreError> {
+        let main = into.store();
+        let mut done = 0;
+        for id in ids {
+            let envelope = match self.store.read_envelope(id) {
+                Ok(e) => e,
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            let data = self.store.read_data(id)?;
+            let mut envelope = envelope;
+            envelope.id = main.next_id();
+            envelope.shadow_of = None;
+            envelope.state = Default::default();
+            main.insert_body(&envelope, StagedBody::Inline(data)).await?;
+            info!(
+                %primary, shadow_id = %id, id = %envelope.id, reason = ?why,
+                arrival = %rfc3339(from_millis(envelope.arrival_ms)),
+                "shadow copy resubmitted for delivery"
+            );
+            into.enqueue(envelope);
+            // Durable before the copy goes: a crash in between delivers twice, never loses.
+            drop(self.store.remove(id));
+            let mut index = self.index();
+            index.copies.remove(&id);
+            done += 1;
+        }
+        let mut index = self.index();
+        self.forget_empty_links(&mut index);
+        drop(index);
+        self.telemetry.shadow_resubmitted(done);
+        Ok(done)
+    }
+
+    /// Heartbeats every shadowHeartbeatFrequency (on the server's clock) until `shutdown`.
+    pub async fn run(
+        self: Arc<Self>,
+        config: SharedShadowConfig,
+        client: PeerClient,
+        server: String,
+        into: QueueManager,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        loop {
+            let config_now = config.read().unwrap_or_else(|e| e.into_inner()).clone();
+            let wake = self.clock.now() + config_now.policy.heartbeat_frequency.max(Duration::from_millis(100));
+            tokio::select! {
+                _ = self.clock.sleep_until(wake) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            if !self.is_empty() {
+                let config_now = config.read().unwrap_or_else(|e| e.into_inner()).clone();
+                self.heartbeat(&config_now, &client, &server, &into).await;
+            }
+        }
+    }
+
+    /// Closes the copies' store (on shutdown).
+    pub fn close(&self) {
+        self.store.close();
+    }
+}
