@@ -356,13 +356,20 @@ fn run_transport(tmp: &Path, sink: &mut sink::Sink, load: &Load, rep: u32) -> Re
     let mut server = transport::Transport::create(&dir, free_addr()?, free_addr()?, sink.addr)?;
     let (pid, _) = server.start()?;
     let run = measure(sink, server.smtp, load, Target::Transport, rep, Some(pid));
-    let stopped = server.stop();
+    finish(std::slice::from_mut(&mut server), &dir, run)
+}
+
+/// Stops `servers`, shows their log tails when the run failed, removes `dir`.
+fn finish(servers: &mut [transport::Transport], dir: &Path, run: Result<Run>) -> Result<Run> {
+    let stopped: Result<Vec<()>> = servers.iter_mut().map(|s| s.stop()).collect();
     if run.is_err() {
-        let log = server.log();
-        let tail: Vec<&str> = log.lines().rev().take(5).collect();
-        eprintln!("transport log tail: {}", tail.join(" | "));
+        for s in servers.iter() {
+            let log = s.log();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            eprintln!("transport log tail: {}", tail.join(" | "));
+        }
     }
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     let run = run?;
     stopped?;
     Ok(run)
@@ -396,18 +403,7 @@ fn run_shadowed(tmp: &Path, sink: &mut sink::Sink, load: &Load, rep: u32) -> Res
     servers[1].start()?;
     let (pid, _) = servers[0].start()?;
     let run = measure(sink, servers[0].smtp, load, Target::Shadowed, rep, Some(pid));
-    let stopped: Result<Vec<()>> = servers.iter_mut().map(|s| s.stop()).collect();
-    if run.is_err() {
-        for s in &servers {
-            let log = s.log();
-            let tail: Vec<&str> = log.lines().rev().take(5).collect();
-            eprintln!("transport log tail: {}", tail.join(" | "));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    let run = run?;
-    stopped?;
-    Ok(run)
+    finish(&mut servers, &dir, run)
 }
 
 /// Runs the load against `addr` and waits for all of it at the sink; `pid` is

@@ -84,6 +84,29 @@ pub struct QueueTotals {
     /// Shadow copies held for other servers (not counted in `messages`).
     #[serde(default)]
     pub shadow_messages: u64,
+    /// Delivered messages kept in the Safety Net (not counted in `messages`).
+    #[serde(default)]
+    pub safety_net_messages: u64,
+}
+
+/// `POST /v1/resubmit` (Add-ResubmitRequest): queue again what the Safety Net
+/// holds of the messages delivered from `startTime` to `endTime` (RFC 3339),
+/// to the recipients routed to `destination` (a NextHopDomain) when given.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResubmitRequest {
+    pub start_time: String,
+    pub end_time: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub destination: Option<String>,
+}
+
+/// Answer of `POST /v1/resubmit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResubmitInfo {
+    /// Messages queued again.
+    pub resubmitted: u64,
 }
 
 /// Answer of `POST /v1/shadow/{primary}/takeover`.

@@ -2,8 +2,8 @@
 //! the operator. Every call maps to one documented path; a refused action comes
 //! back as [`ClientError::Refused`] with the server's sentence.
 use crate::api::{
-    ApiError, MessageInfo, MessageQuery, QueueInfo, RedirectRequest, ResultSize, ServerInfo, SetComponentState,
-    SetServerState, TakeoverInfo, NEXT_BOOKMARK_HEADER,
+    ApiError, MessageInfo, MessageQuery, QueueInfo, RedirectRequest, ResubmitInfo, ResubmitRequest, ResultSize,
+    ServerInfo, SetComponentState, SetServerState, TakeoverInfo, NEXT_BOOKMARK_HEADER,
 };
 use crate::config::{Component, ComponentState, Requester, ServerStateSetting};
 use serde::de::DeserializeOwned;
@@ -151,6 +151,12 @@ impl AdminClient {
     /// `POST /v1/redirect` (Redirect-Message).
     pub async fn redirect(&self, target: &str) -> Result<ServerInfo, ClientError> {
         let req = self.request(reqwest::Method::POST, "/v1/redirect").json(&RedirectRequest { target: target.into() });
+        self.json(req).await
+    }
+
+    /// `POST /v1/resubmit` (Add-ResubmitRequest).
+    pub async fn resubmit(&self, request: &ResubmitRequest) -> Result<ResubmitInfo, ClientError> {
+        let req = self.request(reqwest::Method::POST, "/v1/resubmit").json(request);
         self.json(req).await
     }
 

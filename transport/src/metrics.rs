@@ -44,6 +44,7 @@ pub struct Telemetry {
     shadow_messages: Gauge,
     shadow_discarded: Counter,
     shadow_resubmitted: Counter,
+    safety_net_messages: Gauge,
     open_sessions: AtomicUsize,
     /// The Receive protocol log and each open session's line writer.
     protocol: ProtocolLog,
@@ -71,6 +72,7 @@ impl Telemetry {
             shadow_messages: Gauge::default(),
             shadow_discarded: Counter::default(),
             shadow_resubmitted: Counter::default(),
+            safety_net_messages: Gauge::default(),
             open_sessions: AtomicUsize::new(0),
             protocol,
             protocol_sessions: Mutex::new(HashMap::new()),
@@ -121,6 +123,11 @@ impl Telemetry {
             "Shadow copies delivered from this server because their primary was gone",
             t.shadow_resubmitted.clone(),
         );
+        registry.register(
+            "safety_net_messages",
+            "Delivered messages kept in the Safety Net for safetyNetHoldTime",
+            t.safety_net_messages.clone(),
+        );
         Telemetry { registry, ..t }
     }
 
@@ -150,7 +157,9 @@ impl Telemetry {
         queues: &[(QueueStatus, u64)],
         stored: usize,
         shadow_held: usize,
+        safety_net: usize,
     ) -> String {
+        self.safety_net_messages.set(i64::try_from(safety_net).unwrap_or(i64::MAX));
         self.server_state.set(i64::from(server_state_code));
         self.shadow_messages.set(i64::try_from(shadow_held).unwrap_or(i64::MAX));
         self.queue_stored.set(i64::try_from(stored).unwrap_or(i64::MAX));

@@ -79,7 +79,8 @@ fn large_messages_are_spooled_survive_a_kill_and_arrive_byte_for_byte() {
     let hop: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
     let mut server = Transport::start(&TransportSetup {
         smart_host: Some(hop),
-        extra: retry_every(1),
+        // Without the Safety Net, which would keep the delivered bodies (safety_net.rs).
+        extra: format!("{}transportConfig: {{safetyNetHoldTime: \"00:00:00\"}}\n", retry_every(1)),
         admin: true,
         ..Default::default()
     });

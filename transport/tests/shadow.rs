@@ -20,6 +20,7 @@ struct Service {
     servers: Vec<Transport>,
     /// Each server's shadow channel.
     channels: Vec<SocketAddr>,
+    _token_dir: tempfile::TempDir,
 }
 
 impl Service {
@@ -27,11 +28,11 @@ impl Service {
         let names: Vec<String> = (0..count).map(|i| format!("test-{}", (b'a' + i as u8) as char)).collect();
         let channels: Vec<SocketAddr> =
             (0..count).map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap()).collect();
+        let token_dir = tempfile::tempdir().unwrap();
+        let token_file = token_dir.path().join("peer-token");
+        std::fs::write(&token_file, TOKEN).unwrap();
         let servers = (0..count)
             .map(|i| {
-                let token_dir = tempfile::tempdir().unwrap().keep();
-                let token_file = token_dir.join("peer-token");
-                std::fs::write(&token_file, TOKEN).unwrap();
                 let mut peers = String::new();
                 for step in 1..count {
                     let j = (i + step) % count;
@@ -53,7 +54,7 @@ impl Service {
                 })
             })
             .collect();
-        Service { servers, channels }
+        Service { servers, channels, _token_dir: token_dir }
     }
 
     fn queues(server: &Transport) -> Vec<QueueInfo> {
@@ -228,7 +229,7 @@ fn a_stranger_cannot_read_inject_or_drop_shadow_copies() {
             .put(format!("http://{channel}/v1/shadow/copies"))
             .header("x-shadow-primary", "test-z")
             .header("x-shadow-incarnation", "1")
-            .body(b"\x00\x00\x00\x02{}".to_vec());
+            .body(b"\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00{]".to_vec());
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
@@ -288,24 +289,55 @@ mod on_a_test_clock {
         server.server().queues().into_iter().find(|q| q.delivery_type == DeliveryType::ShadowRedundancy)
     }
 
-    #[test]
-    fn a_primary_silent_for_shadow_resubmit_time_span_is_taken_over() {
-        let sink = Sink::start();
-        let dead_hop: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    /// Servers A and B on one test clock, each the other's peer, relaying to
+    /// `hop_a` and `hop_b`; A's config text comes back for reloads.
+    struct Pair {
+        a: InProc,
+        b: InProc,
+        a_yaml: String,
+        clock: ManualClock,
+        _dir: tempfile::TempDir,
+    }
+
+    fn pair(hop_a: SocketAddr, hop_b: SocketAddr) -> Pair {
         let dir = tempfile::tempdir().unwrap();
-        let token = dir.path().join("peer-token");
-        std::fs::write(&token, TOKEN).unwrap();
+        std::fs::write(dir.path().join("peer-token"), TOKEN).unwrap();
         let (ca, cb): (SocketAddr, SocketAddr) = (
             format!("127.0.0.1:{}", free_port()).parse().unwrap(),
             format!("127.0.0.1:{}", free_port()).parse().unwrap(),
         );
         let clock = ManualClock::new(t0());
-        // A cannot deliver (its hop is down); B can.
         let (da, db) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::create_dir_all(&da).unwrap();
         std::fs::create_dir_all(&db).unwrap();
-        let mut a = InProc::start(&yaml("test-a", dead_hop, ca, ("test-b", cb), &da), &da, clock.clone());
-        let b = InProc::start(&yaml("test-b", sink.addr, cb, ("test-a", ca), &db), &db, clock.clone());
+        let a_yaml = yaml("test-a", hop_a, ca, ("test-b", cb), &da);
+        let a = InProc::start(&a_yaml, &da, clock.clone());
+        let b = InProc::start(&yaml("test-b", hop_b, cb, ("test-a", ca), &db), &db, clock.clone());
+        Pair { a, b, a_yaml, clock, _dir: dir }
+    }
+
+    #[test]
+    fn shadowing_follows_a_reload_of_the_organisation_settings() {
+        let dead_hop: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let Pair { a, b, a_yaml, _dir, .. } = pair(dead_hop, dead_hop);
+        send_tracked(a.smtp, 1, 2, "before");
+        assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(2));
+
+        a.reload(&format!("{a_yaml}transportConfig: {{shadowRedundancyEnabled: false}}\n"));
+        send_tracked(a.smtp, 1, 3, "off");
+        assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(2), "no copy while it is off");
+
+        a.reload(&a_yaml);
+        send_tracked(a.smtp, 1, 1, "on-again");
+        assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(3));
+    }
+
+    #[test]
+    fn a_primary_silent_for_shadow_resubmit_time_span_is_taken_over() {
+        let sink = Sink::start();
+        let dead_hop: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // A cannot deliver (its hop is down); B can.
+        let Pair { mut a, b, clock, _dir, .. } = pair(dead_hop, sink.addr);
         let acked = send_tracked(a.smtp, 2, 10, "silent");
         assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(10));
 

@@ -19,6 +19,7 @@
 pub mod audit;
 pub mod controlplane;
 pub mod daemon;
+pub mod dns;
 pub mod downward;
 pub mod images;
 pub mod network;
@@ -115,9 +116,17 @@ impl Cluster {
         provisioner::install(&client).await?;
 
         let proxy_table = Arc::new(proxy::Table::default());
+        // The cluster DNS: the first address of the Services' namespace, UDP port 53.
+        let cluster_dns = net.service_address()?;
+        let dns_socket = net.services.run(move || {
+            let s = std::net::UdpSocket::bind((cluster_dns, 53))?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })?;
         let mut tasks = vec![
             tokio::spawn(provisioner::run(client.clone(), dir.clone())),
             tokio::spawn(proxy::run(client.clone(), net.clone(), proxy_table.clone())),
+            tokio::spawn(dns::serve(tokio::net::UdpSocket::from_std(dns_socket)?, proxy_table.records.clone())),
         ];
         let mut nodes = Vec::new();
         let mut node_contexts = Vec::new();
@@ -133,6 +142,7 @@ impl Cluster {
                 dir: dir.join("nodes").join(&name),
                 api: SocketAddr::from((ip, controlplane::API_PORT)),
                 host_ip,
+                cluster_dns,
                 pids: Default::default(),
             });
             nodes.push(ProcessNode::start(ctx.clone(), controlplane::VERSION).await?);

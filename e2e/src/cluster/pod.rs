@@ -35,6 +35,8 @@ pub struct NodeContext {
     /// The API server, for the forwarder inside each pod.
     pub api: SocketAddr,
     pub host_ip: Ipv4Addr,
+    /// The cluster DNS every pod's `/etc/resolv.conf` names (see [`super::dns`]).
+    pub cluster_dns: Ipv4Addr,
     /// Every container process running now (each leads its process group), so that a node
     /// that goes away kills them at once.
     pub pids: std::sync::Mutex<std::collections::BTreeSet<i32>>,
@@ -545,7 +547,7 @@ impl Worker {
         self.dir.join("logs").join(container).join(format!("{restart}.log"))
     }
 
-    /// /etc/hosts of the pod, as the kubelet writes it.
+    /// /etc/hosts and /etc/resolv.conf of the pod, as the kubelet writes them.
     fn write_hosts(&self) -> Result<()> {
         let ip = self.net.as_ref().map(|a| a.ip).context("no pod network")?;
         let spec = self.pod.spec.as_ref();
@@ -556,13 +558,17 @@ impl Worker {
         let text = format!("127.0.0.1\tlocalhost\n::1\tlocalhost\n{ip}\t{}{host}\n", fqdn.unwrap_or_default());
         std::fs::create_dir_all(&self.dir)?;
         std::fs::write(self.dir.join("etc-hosts"), text)?;
+        let resolv = super::dns::resolv_conf(self.ctx.cluster_dns, &self.pod.namespace().unwrap_or_default());
+        std::fs::write(self.dir.join("etc-resolv.conf"), resolv)?;
         Ok(())
     }
 
     fn mounts(&self, spec: &Container) -> Result<Vec<Mount>> {
         let volumes = self.volumes.as_ref().context("volumes not ready")?;
-        let mut mounts =
-            vec![Mount { source: self.dir.join("etc-hosts"), target: "/etc/hosts".into(), read_only: false }];
+        let mut mounts = vec![
+            Mount { source: self.dir.join("etc-hosts"), target: "/etc/hosts".into(), read_only: false },
+            Mount { source: self.dir.join("etc-resolv.conf"), target: "/etc/resolv.conf".into(), read_only: false },
+        ];
         for m in spec.volume_mounts.iter().flatten() {
             let base =
                 volumes.paths.get(&m.name).with_context(|| format!("volumeMount of unknown volume {}", m.name))?;

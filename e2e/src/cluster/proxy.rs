@@ -27,6 +27,8 @@ pub type ServiceKey = String;
 pub struct Table {
     endpoints: RwLock<HashMap<(ServiceKey, u16), Vec<SocketAddr>>>,
     addresses: Mutex<BTreeMap<ServiceKey, Ipv4Addr>>,
+    /// The cluster DNS names of the Services and of headless Services' endpoints.
+    pub records: Arc<super::dns::Records>,
 }
 
 impl Table {
@@ -76,9 +78,15 @@ async fn pass(
     let slices = Api::<EndpointSlice>::all(client.clone()).list(&ListParams::default()).await?.items;
     let mut endpoints: HashMap<(ServiceKey, u16), Vec<SocketAddr>> = HashMap::new();
     let mut wanted = Vec::new();
+    let mut records = HashMap::new();
     for svc in &services {
         let spec = svc.spec.clone().unwrap_or_default();
+        let domain = format!("{}.{}.svc.{}", svc.name_any(), svc.namespace().unwrap_or_default(), super::dns::DOMAIN);
         if spec.cluster_ip.as_deref() == Some("None") {
+            let all = spec.publish_not_ready_addresses.unwrap_or(false);
+            for (hostname, ip) in hostnames(&slices, svc, all) {
+                records.insert(format!("{hostname}.{domain}"), ip);
+            }
             continue;
         }
         let key = format!("{}/{}", svc.namespace().unwrap_or_default(), svc.name_any());
@@ -93,6 +101,7 @@ async fn pass(
                 }
             }
         };
+        records.insert(domain, address);
         if spec.type_.as_deref() == Some("LoadBalancer") {
             let shown = svc
                 .status
@@ -118,6 +127,7 @@ async fn pass(
         }
     }
     *table.endpoints.write().unwrap_or_else(|e| e.into_inner()) = endpoints;
+    table.records.replace(records);
     for (key, port, address) in &wanted {
         let id = (key.clone(), *port);
         if listeners.contains_key(&id) {
@@ -135,6 +145,22 @@ async fn pass(
         keep
     });
     Ok(())
+}
+
+/// The endpoints of headless `svc` that have a hostname, with their address: the ready
+/// ones, or every one that is not terminating when `all` (publishNotReadyAddresses).
+fn hostnames(slices: &[EndpointSlice], svc: &Service, all: bool) -> Vec<(String, Ipv4Addr)> {
+    let name = svc.name_any();
+    slices
+        .iter()
+        .filter(|s| s.labels().get("kubernetes.io/service-name") == Some(&name) && s.namespace() == svc.namespace())
+        .flat_map(|s| s.endpoints.iter())
+        .filter(|e| {
+            let c = e.conditions.as_ref();
+            (all || c.and_then(|c| c.ready).unwrap_or(true)) && !c.and_then(|c| c.terminating).unwrap_or(false)
+        })
+        .filter_map(|e| Some((e.hostname.clone()?, e.addresses.first()?.parse().ok()?)))
+        .collect()
 }
 
 /// The ready endpoints of `svc`'s port named `port_name` from its EndpointSlices.

@@ -21,6 +21,7 @@ mod node_drain;
 mod runbook;
 mod scale_down;
 mod server_state;
+mod shadow;
 mod startup;
 
 use e2e::cluster::Options;
@@ -52,6 +53,7 @@ const PARALLEL: &[(&str, Scenario)] = &[
     ("examples: kubectl apply -f examples/ as examples/README.md says", examples::as_documented),
     ("gitops: the same manifests applied twice change nothing", gitops::apply_twice_changes_nothing),
     ("delete-ts: deleting a TransportService keeps its queued mail for its return", deletion::service_with_mail),
+    ("shadow: a server lost with its queue volume loses no acknowledged mail", shadow::node_and_disk_lost),
     (
         "delete-ns: a namespace with ServerComponentStates is deleted while the operator runs",
         deletion::namespace_with_component_states,

@@ -476,6 +476,7 @@ impl Run<'_> {
                 // The empty queue's volume goes with the pod: a volume bound to the node
                 // (local storage) would keep the new pod from starting anywhere else.
                 if s.pvc.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_none()) {
+                    self.mark_drained(s).await?;
                     self.delete_pvc(&s.name).await?;
                 }
                 let patch = json!({"metadata": {"labels": {names::LABEL_EVICTABLE: "true"}}});
@@ -599,8 +600,9 @@ impl Run<'_> {
         }
     }
 
-    /// Removes a drained server: marks its volume, deletes its pod, then its volume.
-    async fn remove(&self, s: &mut Server) -> Result<()> {
+    /// Marks a drained server's volume so: its deletion is then not a lost queue (see
+    /// [`lost_queues`]), and a server that must start again knows it holds nothing.
+    async fn mark_drained(&self, s: &Server) -> Result<()> {
         if let Some(pvc) = &s.pvc {
             if !drained(pvc) {
                 // A merge patch, not an apply: an apply of only this annotation would give up
@@ -609,6 +611,12 @@ impl Run<'_> {
                 self.pvcs.patch(&names::pvc_name(&s.name), &PatchParams::default(), &Patch::Merge(&patch)).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Removes a drained server: marks its volume, deletes its pod, then its volume.
+    async fn remove(&self, s: &mut Server) -> Result<()> {
+        self.mark_drained(s).await?;
         delete_ignoring_missing(&self.pods, &s.name).await?;
         if s.pvc.is_some() {
             self.delete_pvc(&s.name).await?;
@@ -742,15 +750,18 @@ fn keeps_config(s: &Server) -> bool {
     s.desired || s.pod.is_some() || s.pvc.as_ref().is_some_and(|p| !drained(p))
 }
 
-/// Servers whose queue is gone for good: no pod, and the queue volume deleted (or being
-/// deleted) without the operator having drained it first. Their mail survives only as
-/// the shadow copies the other servers hold. A server never created yet is listed too:
-/// no one holds copies for it, so asking costs one call that finds nothing.
+/// Servers whose queue is gone for good: no pod, and the queue volume being deleted
+/// without the operator having drained it first (a user deleted the claim, or a node's
+/// local volume went with the node). Their mail survives only as the shadow copies the
+/// other servers hold. A volume the operator deleted after a drain is marked drained: its
+/// messages were handed over, and taking over their old copies would deliver them twice.
+/// A claim already gone is not listed: its server comes back on a new volume, whose new
+/// incarnation the shadows notice at their next heartbeat.
 fn lost_queues(servers: &BTreeMap<u32, Server>) -> Vec<String> {
     servers
         .values()
         .filter(|s| s.pod.is_none())
-        .filter(|s| s.pvc.as_ref().is_none_or(|p| p.metadata.deletion_timestamp.is_some() && !drained(p)))
+        .filter(|s| s.pvc.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_some() && !drained(p)))
         .map(|s| s.name.clone())
         .collect()
 }

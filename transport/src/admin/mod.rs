@@ -63,7 +63,11 @@ impl AdminContext {
             config_revision: status.revision,
             restart_required: status.restart_required,
             accepting_mail: self.control.availability().ready(),
-            totals: QueueTotals { shadow_messages: self.shadows.len() as u64, ..self.manager.totals() },
+            totals: QueueTotals {
+                shadow_messages: self.shadows.len() as u64,
+                safety_net_messages: self.manager.store().retired_len() as u64,
+                ..self.manager.totals()
+            },
             redirect,
         }
     }
@@ -93,6 +97,7 @@ pub fn router(ctx: AdminContext) -> Router {
         .route("/v1/messages/{id}/export", get(export_message))
         .route("/v1/redirect", post(redirect))
         .route("/v1/shadow/{primary}/takeover", post(take_over_shadows))
+        .route("/v1/resubmit", post(resubmit))
         .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), auth::require_token));
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -159,6 +164,7 @@ async fn metrics(State(ctx): State<AdminContext>) -> Response {
         &ctx.manager.queue_status_counts(),
         ctx.manager.store().len(),
         ctx.shadows.len(),
+        ctx.manager.store().retired_len(),
     );
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }
@@ -199,6 +205,25 @@ async fn put_component(
 
 async fn get_queues(State(ctx): State<AdminContext>) -> Response {
     Json(ctx.queues()).into_response()
+}
+
+/// Add-ResubmitRequest: queue again what the Safety Net holds of a time window.
+async fn resubmit(State(ctx): State<AdminContext>, Json(req): Json<crate::api::ResubmitRequest>) -> Response {
+    use crate::queue::manager::{parse_time, ResubmitWindow};
+    let (start_ms, end_ms) = match (parse_time(&req.start_time), parse_time(&req.end_time)) {
+        (Ok(s), Ok(e)) if s <= e => (s, e),
+        (Ok(_), Ok(_)) => return error(StatusCode::BAD_REQUEST, "endTime is before startTime".into()),
+        (Err(e), _) => return error(StatusCode::BAD_REQUEST, format!("startTime: {e}")),
+        (_, Err(e)) => return error(StatusCode::BAD_REQUEST, format!("endTime: {e}")),
+    };
+    let window = ResubmitWindow { start_ms, end_ms, destination: req.destination };
+    match ctx.manager.resubmit_safety_net(&window).await {
+        Ok(n) => {
+            tracing::warn!(start = %req.start_time, end = %req.end_time, destination = ?window.destination, messages = n, "resubmit request from the Safety Net");
+            Json(crate::api::ResubmitInfo { resubmitted: n }).into_response()
+        }
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("the resubmit request stopped: {e}")),
+    }
 }
 
 /// The primary is gone for good (its pod and volume deleted): deliver the

@@ -119,6 +119,17 @@ enum Verb {
     /// Deliver from this server the shadow copies it holds for PRIMARY, now: for a server
     /// whose queue is lost for good (otherwise that happens after shadowResubmitTimeSpan).
     TakeOverShadows { primary: String },
+    /// Add-ResubmitRequest: queue again the messages the Safety Net holds that were
+    /// delivered between the two times (RFC 3339), to recipients routed to --destination
+    /// (a NextHopDomain as get-queue shows it) when given.
+    AddResubmitRequest {
+        #[arg(long)]
+        start_time: String,
+        #[arg(long)]
+        end_time: String,
+        #[arg(long)]
+        destination: Option<String>,
+    },
 }
 
 fn parse_enum<T: serde::de::DeserializeOwned>(s: &str, what: &str, allowed: &str) -> Result<T, String> {
@@ -288,6 +299,19 @@ async fn run(cli: &Cli, token: Option<String>) -> Result<(), ClientError> {
             } else {
                 let remaining = info.redirect.as_ref().map_or(0, |r| r.remaining);
                 println!("Redirecting the queued messages of {} to {target}: {remaining} left.", info.server_name);
+            }
+        }
+        Verb::AddResubmitRequest { start_time, end_time, destination } => {
+            let request = transport::api::ResubmitRequest {
+                start_time: start_time.clone(),
+                end_time: end_time.clone(),
+                destination: destination.clone(),
+            };
+            let info = client.resubmit(&request).await?;
+            if json {
+                print_json(&info);
+            } else {
+                println!("{} message(s) from the Safety Net queued for delivery again.", info.resubmitted);
             }
         }
         Verb::TakeOverShadows { primary } => {

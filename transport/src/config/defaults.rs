@@ -69,6 +69,7 @@ pub const SHADOW_HEARTBEAT_FREQUENCY: Duration = mins(2);
 pub const SHADOW_RESUBMIT_TIME_SPAN: Duration = hours(3);
 pub const SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL: Duration = days(2);
 pub const REJECT_MESSAGE_ON_SHADOW_FAILURE: bool = false;
+pub const SAFETY_NET_HOLD_TIME: Duration = days(2);
 
 // Transport logs.
 pub const LOG_CONNECTIVITY: bool = true;
@@ -228,6 +229,11 @@ impl OrgSettings {
     pub fn dsn_max_message_attach_size(&self) -> ByteSize {
         self.dsn_max_message_attach_size.unwrap_or(DSN_MAX_MESSAGE_ATTACH_SIZE)
     }
+    /// safetyNetHoldTime, default 2 days; zero: the Safety Net is off.
+    pub fn safety_net_hold_time(&self) -> Duration {
+        self.safety_net_hold_time.map_or(SAFETY_NET_HOLD_TIME, |t| t.0)
+    }
+
     /// The shadow redundancy settings, resolved.
     pub fn shadow_policy(&self) -> ShadowPolicy {
         let span = |v: Option<super::TimeSpan>, d: Duration| v.map_or(d, |t| t.0);

@@ -472,6 +472,11 @@ pub struct OrgSettings {
     /// (true) or accept it unshadowed (false, counted and logged). Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_message_on_shadow_failure: Option<bool>,
+    /// How long delivered messages are kept (Safety Net) for a resubmit request,
+    /// e.g. after a mailbox server was restored from a backup. Default
+    /// 2.00:00:00; 00:00:00 turns it off (0 – 90 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_net_hold_time: Option<TimeSpan>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -80,6 +80,7 @@ pub mod ranges {
     pub const SHADOW_RESUBMIT_TIME_SPAN: (Duration, Duration) = (SECOND, DAY);
     pub const SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL: (Duration, Duration) =
         (Duration::from_secs(5), Duration::from_secs(90 * 86400));
+    pub const SAFETY_NET_HOLD_TIME: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(90 * 86400));
 }
 
 impl TransportFile {
@@ -282,6 +283,7 @@ impl TransportFile {
             org.shadow_message_auto_discard_interval,
             ranges::SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL,
         );
+        c.span("transportConfig.safetyNetHoldTime", org.safety_net_hold_time, ranges::SAFETY_NET_HOLD_TIME);
     }
 
     fn check_shadow(&self, c: &mut Checker) {
@@ -1492,6 +1494,11 @@ components: {HubTransport: {Maintenance: Active}}
                 "transportConfig.shadowMessageAutoDiscardInterval",
                 |o| o.shadow_message_auto_discard_interval = Some(TimeSpan(Duration::from_secs(4))),
                 "00:00:04 is out of range (00:00:05 to 90.00:00:00)",
+            ),
+            (
+                "transportConfig.safetyNetHoldTime",
+                |o| o.safety_net_hold_time = Some(TimeSpan(Duration::from_secs(91 * 86400))),
+                "91.00:00:00 is out of range (00:00:00 to 90.00:00:00)",
             ),
         ] {
             let mut f = base();

@@ -88,6 +88,9 @@ pub enum Source {
     Dsn,
     /// Submitted from the replay directory.
     Replay,
+    /// Taken from the Safety Net by a resubmit request, or from a shadow copy
+    /// whose primary was lost.
+    Resubmit,
 }
 
 /// Where and how a message came in.

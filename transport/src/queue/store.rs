@@ -40,11 +40,17 @@
 //! Tables: `envelopes` (id → JSON envelope), `bodies` (id → message data),
 //! `spooled` (id → length of the body in `spool/<id>`), `meta` (`"id_high_water"` → highest id ever handed out and committed,
 //! `"incarnation"` → random number chosen when the database was created),
-//! `queues` (queue key → JSON queue state) and `quarantine` (id → (reason, raw
-//! envelope bytes, body bytes or empty)) for records that could not be recovered.
+//! `queues` (queue key → JSON queue state), `quarantine` (id → (reason, raw
+//! envelope bytes, body bytes or empty)) for records that could not be recovered,
+//! and `retired` (id → milliseconds since the epoch): the Safety Net, delivered
+//! messages kept where they are (envelope with the final recipient states, body)
+//! for SafetyNetHoldTime. A retired message is not recovered into the queue and
+//! not counted in [`Store::len`]; [`Store::retire`] is lazy like a removal, and a
+//! retirement asked while the store is failed becomes a removal (the Safety Net
+//! is a convenience, never worth a write the failed disk cannot take).
 use super::body::{BodyReader, BodyWriter, SpoolHealth, StagedBody, SPOOL_ABOVE};
 use super::{Envelope, MessageId};
-use redb::{Database, Durability, ReadableTable, TableDefinition};
+use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::future::Future;
@@ -67,6 +73,8 @@ pub(crate) const QUARANTINE: TableDefinition<u64, (&str, &[u8], &[u8])> = TableD
 /// Queue state that survives restarts (retry counts and times, suspension),
 /// keyed by the queue's identity key; the value is the manager's JSON.
 pub(crate) const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
+/// Safety Net: delivered messages kept (envelope and body where they were) → when.
+pub(crate) const RETIRED: TableDefinition<u64, u64> = TableDefinition::new("retired");
 const HIGH_WATER_KEY: &str = "id_high_water";
 const INCARNATION_KEY: &str = "incarnation";
 
@@ -189,6 +197,8 @@ pub struct Recovered {
     /// Random, chosen when the database was created: a queue that was lost
     /// and created afresh has a new one (what shadow servers watch for).
     pub incarnation: u64,
+    /// Messages in the Safety Net (not in `messages`).
+    pub retired: u64,
 }
 
 /// Counters of the commit thread (they show how well ops are batched).
@@ -230,6 +240,8 @@ struct Shared {
     commits: AtomicU64,
     ops: AtomicU64,
     len: AtomicU64,
+    /// Messages in the Safety Net.
+    retired: AtomicU64,
     /// Set while the store is failed: the reason every write reports.
     failed: Mutex<Option<String>>,
     /// Whether spool files can be written (a full disk shows there first).
@@ -249,6 +261,12 @@ enum OpKind {
     },
     Remove {
         id: u64,
+    },
+    /// Into the Safety Net: the final envelope, and when.
+    Retire {
+        id: u64,
+        envelope: Vec<u8>,
+        at_ms: u64,
     },
     PutQueue {
         key: String,
@@ -278,7 +296,7 @@ impl OpKind {
     /// Ops nobody needs to wait for: they do not start a commit of their own
     /// but join the next one (at the latest after [`LAZY_LINGER`]).
     fn lazy(&self) -> bool {
-        matches!(self, OpKind::Remove { .. })
+        matches!(self, OpKind::Remove { .. } | OpKind::Retire { .. })
     }
 
     fn bytes(&self) -> usize {
@@ -287,6 +305,7 @@ impl OpKind {
             OpKind::Insert { envelope, body: OpBody::Spooled(_), .. } => envelope.len(),
             OpKind::Update { envelope, .. } => envelope.len(),
             OpKind::Remove { .. } => 8,
+            OpKind::Retire { envelope, .. } => envelope.len() + 16,
             OpKind::PutQueue { key, value } => key.len() + value.len(),
             OpKind::DeleteQueue { key } => key.len(),
             #[cfg(test)]
@@ -358,6 +377,7 @@ impl Store {
             commits: AtomicU64::new(0),
             ops: AtomicU64::new(0),
             len: AtomicU64::new(recovered.messages.len() as u64),
+            retired: AtomicU64::new(recovered.retired),
             dir: dir.into(),
             failed: Mutex::new(None),
             spool_health: Arc::default(),
@@ -463,6 +483,36 @@ impl Store {
         self.enqueue(Ok(OpKind::Remove { id: id.0 }))
     }
 
+    /// Keeps a finished message in the Safety Net instead of removing it: its
+    /// envelope (as given, with the final recipient states) and body stay, out
+    /// of the queue, until [`Store::remove`]. Lazy and ordered like a removal;
+    /// retiring a message that is not stored does nothing.
+    pub fn retire(
+        &self,
+        envelope: &Envelope,
+        at_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send + 'static {
+        let op = encode(envelope).map(|bytes| OpKind::Retire { id: envelope.id.0, envelope: bytes, at_ms });
+        self.enqueue(op)
+    }
+
+    /// Every message in the Safety Net, with when it was retired (ms since the epoch).
+    pub fn retired(&self) -> Result<Vec<(MessageId, u64)>, StoreError> {
+        let db = self.database()?;
+        let txn = db.begin_read().map_err(StoreError::db("begin read"))?;
+        let table = match txn.open_table(RETIRED) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(StoreError::db("open retired")(e)),
+        };
+        let mut out = Vec::new();
+        for entry in table.iter().map_err(StoreError::db("scan retired"))? {
+            let (id, at) = entry.map_err(StoreError::db("read retired"))?;
+            out.push((MessageId(id.value()), at.value()));
+        }
+        Ok(out)
+    }
+
     /// Durably store a queue's state under `key`. Queued before this returns.
     pub fn put_queue(
         &self,
@@ -556,6 +606,11 @@ impl Store {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Messages in the Safety Net (as of the last commit).
+    pub fn retired_len(&self) -> usize {
+        self.inner.shared.retired.load(Ordering::Relaxed) as usize
     }
 
     /// Why the store refuses writes right now (a commit failed and it has not
@@ -809,6 +864,7 @@ fn recover_with(
     let mut queues = Vec::new();
     let max_id;
     let incarnation;
+    let retired_count;
     {
         // Opening in a write transaction also creates the tables on first use.
         let mut envelopes = txn.open_table(ENVELOPES).map_err(StoreError::db("open envelopes"))?;
@@ -817,6 +873,8 @@ fn recover_with(
         let mut meta = txn.open_table(META).map_err(StoreError::db("open meta"))?;
         let mut quarantine = txn.open_table(QUARANTINE).map_err(StoreError::db("open quarantine"))?;
         let queue_table = txn.open_table(QUEUES).map_err(StoreError::db("open queues"))?;
+        let retired = txn.open_table(RETIRED).map_err(StoreError::db("open retired"))?;
+        retired_count = retired.len().map_err(StoreError::db("count retired"))?;
         for entry in queue_table.iter().map_err(StoreError::db("scan queues"))? {
             let (key, value) = entry.map_err(StoreError::db("read queue state"))?;
             queues.push((key.value().to_string(), value.value().to_vec()));
@@ -826,6 +884,10 @@ fn recover_with(
         for entry in envelopes.iter().map_err(StoreError::db("scan envelopes"))? {
             let (key, value) = entry.map_err(StoreError::db("read envelope"))?;
             let (id, raw) = (key.value(), value.value());
+            // In the Safety Net: delivered, not queued.
+            if retired.get(id).map_err(StoreError::db("look up retired"))?.is_some() {
+                continue;
+            }
             let problem = match serde_json::from_slice::<Envelope>(raw) {
                 Err(e) => Some(format!("envelope does not deserialize: {e}")),
                 Ok(env) if env.id.0 != id => Some(format!("envelope stored under id {id} says id {}", env.id)),
@@ -887,7 +949,7 @@ fn recover_with(
     extra(&txn)?;
     txn.commit().map_err(StoreError::db("commit recovery"))?;
     // The table iterates in key order, so `recovered` is sorted by id already.
-    Ok((Recovered { messages: recovered, queues, incarnation }, max_id))
+    Ok((Recovered { messages: recovered, queues, incarnation, retired: retired_count }, max_id))
 }
 
 /// Why the body of message `id` cannot be recovered, if it cannot.
@@ -915,6 +977,10 @@ fn body_problem(
 enum Effect {
     Added,
     Removed,
+    /// Out of the queue, into the Safety Net.
+    Retired,
+    /// Out of the Safety Net.
+    Forgotten,
     None,
 }
 
@@ -987,6 +1053,13 @@ fn commit_loop(db: Arc<Database>, slot: &DbSlot, rx: mpsc::Receiver<Op>, shared:
                         Effect::Removed => {
                             shared.len.fetch_sub(1, Ordering::Relaxed);
                         }
+                        Effect::Retired => {
+                            shared.len.fetch_sub(1, Ordering::Relaxed);
+                            shared.retired.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Effect::Forgotten => {
+                            shared.retired.fetch_sub(1, Ordering::Relaxed);
+                        }
                         Effect::None => {}
                     });
                     let _ = op.reply.send(reply); // the caller may have gone away
@@ -1029,7 +1102,7 @@ struct Unapplied {
 impl Unapplied {
     fn note(&mut self, kind: &OpKind) {
         match kind {
-            OpKind::Insert { id, .. } | OpKind::Remove { id } => {
+            OpKind::Insert { id, .. } | OpKind::Remove { id } | OpKind::Retire { id, .. } => {
                 self.messages.insert(*id, None);
             }
             OpKind::Update { id, envelope } => {
@@ -1051,6 +1124,7 @@ impl Unapplied {
         let mut envelopes = txn.open_table(ENVELOPES).map_err(StoreError::db("open envelopes"))?;
         let mut bodies = txn.open_table(BODIES).map_err(StoreError::db("open bodies"))?;
         let mut spooled = txn.open_table(SPOOLED).map_err(StoreError::db("open spooled"))?;
+        let mut retired = txn.open_table(RETIRED).map_err(StoreError::db("open retired"))?;
         let mut unlink = Vec::new();
         let mut queue_table = txn.open_table(QUEUES).map_err(StoreError::db("open queues"))?;
         for (id, wish) in &self.messages {
@@ -1062,7 +1136,7 @@ impl Unapplied {
                     }
                 }
                 None => {
-                    remove_message(&mut envelopes, &mut bodies, &mut spooled, *id, &mut unlink)?;
+                    remove_message(&mut envelopes, &mut bodies, &mut spooled, &mut retired, *id, &mut unlink)?;
                 }
             }
         }
@@ -1159,6 +1233,7 @@ fn reopen(slot: &DbSlot, shared: &Shared, unapplied: &Unapplied) -> Result<Arc<D
     let removed = unapplied.messages.iter().filter(|(id, wish)| wish.is_none() && recovered_has(&recovered, **id));
     let len = recovered.messages.len() - removed.count();
     shared.len.store(len as u64, Ordering::Relaxed);
+    shared.retired.store(recovered.retired, Ordering::Relaxed);
     Ok(db)
 }
 
@@ -1222,6 +1297,7 @@ fn apply(db: &Database, batch: &[Op], shared: &Shared) -> Result<Applied, StoreE
         let mut spooled = txn.open_table(SPOOLED).map_err(StoreError::db("open spooled"))?;
         let mut meta = txn.open_table(META).map_err(StoreError::db("open meta"))?;
         let mut queue_table = txn.open_table(QUEUES).map_err(StoreError::db("open queues"))?;
+        let mut retired = txn.open_table(RETIRED).map_err(StoreError::db("open retired"))?;
         for op in batch {
             let result = match &op.kind {
                 OpKind::Insert { id, envelope, body } => {
@@ -1251,8 +1327,24 @@ fn apply(db: &Database, batch: &[Op], shared: &Shared) -> Result<Applied, StoreE
                     }
                 }
                 OpKind::Remove { id } => {
-                    let existed = remove_message(&mut envelopes, &mut bodies, &mut spooled, *id, &mut unlink)?;
-                    Ok(if existed { Effect::Removed } else { Effect::None })
+                    let removal =
+                        remove_message(&mut envelopes, &mut bodies, &mut spooled, &mut retired, *id, &mut unlink)?;
+                    Ok(match removal {
+                        Removal::Queued => Effect::Removed,
+                        Removal::Retired => Effect::Forgotten,
+                        Removal::Absent => Effect::None,
+                    })
+                }
+                OpKind::Retire { id, envelope, at_ms } => {
+                    let stored = envelopes.get(*id).map_err(StoreError::db("look up envelope"))?.is_some();
+                    let already = retired.get(*id).map_err(StoreError::db("look up retired"))?.is_some();
+                    if stored && !already {
+                        envelopes.insert(*id, envelope.as_slice()).map_err(StoreError::db("write envelope"))?;
+                        retired.insert(*id, *at_ms).map_err(StoreError::db("write retired"))?;
+                        Ok(Effect::Retired)
+                    } else {
+                        Ok(Effect::None)
+                    }
                 }
                 OpKind::PutQueue { key, value } => {
                     queue_table.insert(key.as_str(), value.as_slice()).map_err(StoreError::db("write queue state"))?;
@@ -1282,21 +1374,34 @@ fn apply(db: &Database, batch: &[Op], shared: &Shared) -> Result<Applied, StoreE
     Ok((results, unlink))
 }
 
-/// Removes a message's envelope and body; true if it was stored. A spooled
-/// body's id goes to `unlink`: its file goes once the removal is durable.
+/// What a removal found.
+enum Removal {
+    Queued,
+    Retired,
+    Absent,
+}
+
+/// Removes a message's envelope and body, from the queue or the Safety Net.
+/// A spooled body's id goes to `unlink`: its file goes once the removal is durable.
 fn remove_message(
     envelopes: &mut redb::Table<u64, &[u8]>,
     bodies: &mut redb::Table<u64, &[u8]>,
     spooled: &mut redb::Table<u64, u64>,
+    retired: &mut redb::Table<u64, u64>,
     id: u64,
     unlink: &mut Vec<u64>,
-) -> Result<bool, StoreError> {
+) -> Result<Removal, StoreError> {
+    let was_retired = retired.remove(id).map_err(StoreError::db("remove retired"))?.is_some();
     let existed = envelopes.remove(id).map_err(StoreError::db("remove envelope"))?.is_some();
     bodies.remove(id).map_err(StoreError::db("remove body"))?;
     if spooled.remove(id).map_err(StoreError::db("remove spooled"))?.is_some() {
         unlink.push(id);
     }
-    Ok(existed)
+    Ok(match (existed, was_retired) {
+        (true, false) => Removal::Queued,
+        (true, true) => Removal::Retired,
+        (false, _) => Removal::Absent,
+    })
 }
 
 #[cfg(test)]

@@ -116,7 +116,8 @@ impl Server {
         info!(server = %file.server_name, recovered = recovered_count, "queue opened");
 
         let (shutdown, shutdown_rx) = watch::channel(false);
-        let mut tasks = vec![tokio::spawn(manager.clone().run())];
+        let mut tasks =
+            vec![tokio::spawn(manager.clone().run()), tokio::spawn(manager.clone().sweep_safety_net_forever())];
         tasks.push(tokio::spawn(follow_redirects(manager.clone(), control.clone())));
 
         let shadow: SharedShadowConfig =

@@ -2,8 +2,12 @@
 //! server, reqwest client):
 //!
 //! - `PUT /v1/shadow/copies` (headers `X-Shadow-Primary`, `X-Shadow-Incarnation`):
-//!   the body is a copy ([`frame`]); `204` once it is durable here, `503` when
-//!   this server takes no copies now (the primary tries its next peer).
+//!   the body is one or more copies ([`frame`]); `204` once all are durable here,
+//!   `503` when this server takes no copies now (the primary tries its next peer).
+//!   A primary sends its copies to one peer in batches ([`Shipper`]): copies that
+//!   arrive while a request is on the wire go together in the next one, as the
+//!   store's group commit does with fsyncs, so a busy primary pays one request
+//!   for many messages.
 //! - `POST /v1/shadow/heartbeat`: [`HeartbeatRequest`] → [`HeartbeatReply`].
 //!
 //! Every request must carry `Authorization: Bearer <shared credential>`; a
@@ -27,13 +31,19 @@ use tokio::io::AsyncReadExt;
 const PRIMARY_HEADER: &str = "x-shadow-primary";
 const INCARNATION_HEADER: &str = "x-shadow-incarnation";
 
+/// Copies in one request, at most (and about this many bytes).
+const BATCH_COPIES: usize = 64;
+const BATCH_BYTES: usize = 16 << 20;
+
 /// A copy on the wire: the envelope's JSON length (4 bytes, big endian), the
-/// envelope as JSON, then the message as stored.
+/// message's length (8 bytes, big endian), the envelope as JSON, the message as
+/// stored. A request's body is one or more of these.
 pub(super) async fn frame(envelope: &Envelope, body: &StagedBody) -> std::io::Result<Vec<u8>> {
     let json = serde_json::to_vec(envelope)?;
     let len = u32::try_from(json.len()).map_err(|_| std::io::Error::other("envelope too large"))?;
-    let mut out = Vec::with_capacity(4 + json.len() + body.len() as usize);
+    let mut out = Vec::with_capacity(12 + json.len() + body.len() as usize);
     out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&body.len().to_be_bytes());
     out.extend_from_slice(&json);
     match body {
         StagedBody::Inline(data) => out.extend_from_slice(data),
@@ -41,22 +51,102 @@ pub(super) async fn frame(envelope: &Envelope, body: &StagedBody) -> std::io::Re
             tokio::fs::File::open(file.path()).await?.read_to_end(&mut out).await?;
         }
     }
+    if out.len() as u64 != 12 + json.len() as u64 + body.len() {
+        return Err(std::io::Error::other("the message changed size while it was read"));
+    }
     Ok(out)
 }
 
-/// The envelope and the message of a [`frame`].
-pub(super) fn unframe(bytes: &[u8]) -> Result<(Envelope, &[u8]), String> {
-    let (len, rest) = bytes.split_first_chunk::<4>().ok_or("the copy is shorter than its header")?;
-    let len = u32::from_be_bytes(*len) as usize;
-    if rest.len() < len {
-        return Err(format!("the copy says its envelope has {len} bytes but {} follow", rest.len()));
+/// The envelope and message of each [`frame`] of a request body.
+pub(super) fn unframe(mut bytes: &[u8]) -> Result<Vec<(Envelope, &[u8])>, String> {
+    let mut copies = Vec::new();
+    while !bytes.is_empty() {
+        let n = copies.len();
+        let (json_len, rest) = bytes.split_first_chunk::<4>().ok_or(format!("copy {n} is shorter than its header"))?;
+        let (data_len, rest) = rest.split_first_chunk::<8>().ok_or(format!("copy {n} is shorter than its header"))?;
+        let (json_len, data_len) = (u32::from_be_bytes(*json_len) as u64, u64::from_be_bytes(*data_len));
+        let want = json_len.saturating_add(data_len);
+        if (rest.len() as u64) < want {
+            return Err(format!("copy {n} says it has {want} bytes but {} follow", rest.len()));
+        }
+        let (json, rest) = rest.split_at(json_len as usize);
+        let (data, rest) = rest.split_at(data_len as usize);
+        let envelope =
+            serde_json::from_slice(json).map_err(|e| format!("the envelope of copy {n} does not parse: {e}"))?;
+        copies.push((envelope, data));
+        bytes = rest;
     }
-    let (json, data) = rest.split_at(len);
-    let envelope = serde_json::from_slice(json).map_err(|e| format!("the envelope does not parse: {e}"))?;
-    Ok((envelope, data))
+    if copies.is_empty() {
+        return Err("the request holds no copy".into());
+    }
+    Ok(copies)
 }
 
-#[derive(Debug, thiserror::Error)]
+/// Sends one primary's copies to one peer in batches (see the module docs).
+/// Cheap to clone; the task ends when the last clone is dropped.
+#[derive(Clone)]
+pub struct Shipper {
+    tx: tokio::sync::mpsc::UnboundedSender<Shipment>,
+}
+
+struct Shipment {
+    copy: bytes::Bytes,
+    reply: tokio::sync::oneshot::Sender<Result<(), PeerError>>,
+}
+
+/// Where a [`Shipper`] sends, as who.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Route {
+    pub address: String,
+    pub token: String,
+    pub primary: String,
+    pub incarnation: u64,
+}
+
+impl Shipper {
+    pub fn start(client: PeerClient, route: Route) -> Shipper {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(ship_batches(rx, client, route));
+        Shipper { tx }
+    }
+
+    /// Returns once the peer holds the copy durably (or refused it).
+    pub async fn ship(&self, copy: bytes::Bytes, address: &str) -> Result<(), PeerError> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let gone = || PeerError::Unreachable { address: address.to_string(), reason: "the sender stopped".into() };
+        self.tx.send(Shipment { copy, reply }).map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
+    }
+}
+
+async fn ship_batches(mut rx: tokio::sync::mpsc::UnboundedReceiver<Shipment>, client: PeerClient, route: Route) {
+    while let Some(first) = rx.recv().await {
+        let mut bytes = first.copy.len();
+        let mut batch = vec![first];
+        while batch.len() < BATCH_COPIES && bytes < BATCH_BYTES {
+            match rx.try_recv() {
+                Ok(s) => {
+                    bytes += s.copy.len();
+                    batch.push(s);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut body = Vec::with_capacity(bytes);
+        for s in &batch {
+            body.extend_from_slice(&s.copy);
+        }
+        // A generous bound: a hung peer must not hold the clients past their own
+        // patience, a large batch needs time on the wire.
+        let timeout = Duration::from_secs(10 + bytes as u64 / 1_000_000);
+        let result = client.put_copies(&route, body, timeout).await;
+        for s in batch {
+            let _ = s.reply.send(result.clone());
+        }
+    }
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PeerError {
     #[error("cannot reach {address}: {reason}")]
     Unreachable { address: String, reason: String },
@@ -86,25 +176,17 @@ impl Default for PeerClient {
 }
 
 impl PeerClient {
-    /// Hands a [`frame`]d copy of `primary`'s message to the peer at `address`.
-    pub async fn put_copy(
-        &self,
-        address: &str,
-        token: &str,
-        primary: &str,
-        incarnation: u64,
-        copy: bytes::Bytes,
-        timeout: Duration,
-    ) -> Result<(), PeerError> {
+    /// Hands [`frame`]d copies of the route's primary's messages to its peer.
+    pub async fn put_copies(&self, route: &Route, copies: Vec<u8>, timeout: Duration) -> Result<(), PeerError> {
         let request = self
             .http
-            .put(format!("http://{address}/v1/shadow/copies"))
-            .bearer_auth(token)
-            .header(PRIMARY_HEADER, primary)
-            .header(INCARNATION_HEADER, incarnation.to_string())
+            .put(format!("http://{}/v1/shadow/copies", route.address))
+            .bearer_auth(&route.token)
+            .header(PRIMARY_HEADER, &route.primary)
+            .header(INCARNATION_HEADER, route.incarnation.to_string())
             .timeout(timeout)
-            .body(copy);
-        let response = send(address, request).await?;
+            .body(copies);
+        let response = send(&route.address, request).await?;
         let _ = response.bytes().await;
         Ok(())
     }
@@ -222,13 +304,18 @@ async fn put_copy(State(state): State<ChannelState>, headers: HeaderMap, body: b
     if !state.gate.now().mail {
         return error(StatusCode::SERVICE_UNAVAILABLE, "this server does not take mail now, nor shadow copies");
     }
-    let (envelope, data) = match unframe(&body) {
-        Ok(parts) => parts,
+    let copies = match unframe(&body) {
+        Ok(copies) => copies,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    match state.holder.accept(&primary, incarnation, envelope, data.to_vec()).await {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => {
+    // All at once: the store commits them together.
+    let stored = futures::future::join_all(
+        copies.into_iter().map(|(envelope, data)| state.holder.accept(&primary, incarnation, envelope, data.to_vec())),
+    )
+    .await;
+    match stored.into_iter().find_map(Result::err) {
+        None => StatusCode::NO_CONTENT.into_response(),
+        Some(e) => {
             tracing::warn!(%primary, error = %e, "cannot store a shadow copy");
             error(StatusCode::SERVICE_UNAVAILABLE, format!("cannot store the copy: {e}"))
         }
@@ -248,16 +335,24 @@ mod tests {
     #[tokio::test]
     async fn a_frame_gives_back_its_envelope_and_message() {
         let envelope = crate::queue::store::tests::envelope(crate::queue::MessageId(7));
-        let bytes = frame(&envelope, &StagedBody::Inline(b"Subject: hi\r\n\r\nbody\r\n".to_vec())).await.unwrap();
-        let (back, data) = unframe(&bytes).unwrap();
-        assert_eq!(back, envelope);
-        assert_eq!(data, b"Subject: hi\r\n\r\nbody\r\n");
+        let mut bytes = frame(&envelope, &StagedBody::Inline(b"Subject: hi\r\n\r\nbody\r\n".to_vec())).await.unwrap();
+        let second = crate::queue::store::tests::envelope(crate::queue::MessageId(8));
+        bytes.extend(frame(&second, &StagedBody::Inline(Vec::new())).await.unwrap());
+        let copies = unframe(&bytes).unwrap();
+        assert_eq!(copies.len(), 2);
+        assert_eq!(copies[0], (envelope, &b"Subject: hi\r\n\r\nbody\r\n"[..]));
+        assert_eq!(copies[1], (second, &b""[..]));
     }
 
     #[test]
     fn a_damaged_frame_is_refused_with_a_reason() {
-        assert!(unframe(b"\x00\x00").unwrap_err().contains("shorter"));
-        assert!(unframe(b"\x00\x00\x00\x10{}").unwrap_err().contains("16 bytes but 2 follow"));
-        assert!(unframe(b"\x00\x00\x00\x02{}").unwrap_err().contains("does not parse"));
+        assert!(unframe(b"").unwrap_err().contains("no copy"));
+        assert!(unframe(b"\x00\x00").unwrap_err().contains("copy 0 is shorter"));
+        let lying = b"\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x10{}";
+        assert!(unframe(lying).unwrap_err().contains("copy 0 says it has 18 bytes but 2 follow"));
+        let garbage = b"\x00\x00\x00\x02\x00\x00\x00\x00\x00\x00\x00\x00{]";
+        assert!(unframe(garbage).unwrap_err().contains("does not parse"));
+        let huge = b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff";
+        assert!(unframe(huge).unwrap_err().contains("follow"), "lengths near the limits do not overflow");
     }
 }

@@ -1,15 +1,14 @@
 //! The receiving (primary) server's side of shadow redundancy: one copy of
 //! each message to one peer, and the answer to the peers' heartbeats.
-use super::channel::{frame, PeerClient};
+use super::channel::{frame, PeerClient, Route, Shipper};
 use super::SharedShadowConfig;
 use crate::metrics::Telemetry;
 use crate::queue::body::StagedBody;
 use crate::queue::manager::QueueManager;
 use crate::queue::Envelope;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// What became of the copy of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +32,8 @@ pub struct Primary {
     /// Round robin over the peers, so copies spread.
     next_peer: AtomicUsize,
     client: PeerClient,
+    /// One batching sender per peer (by name), for the route it was made for.
+    shippers: Mutex<HashMap<String, (Route, Shipper)>>,
     telemetry: Arc<Telemetry>,
 }
 
@@ -63,6 +64,7 @@ impl Primary {
             in_flight: Arc::default(),
             next_peer: AtomicUsize::new(0),
             client,
+            shippers: Mutex::default(),
             telemetry,
         }
     }
@@ -102,23 +104,18 @@ impl Primary {
             Err(e) => CopyOutcome::Failed { reason: format!("cannot read the message to copy it: {e}") },
             Ok(bytes) => {
                 let bytes = bytes::Bytes::from(bytes);
-                // A generous bound: a hung peer must not hold the client past
-                // its own patience, a large message needs time on the wire.
-                let timeout = Duration::from_secs(10 + envelope.size / 1_000_000);
                 let start = self.next_peer.fetch_add(1, Ordering::Relaxed);
                 let mut reasons = Vec::new();
                 let mut shadowed = None;
                 for i in 0..peers.len() {
                     let peer = &peers[(start + i) % peers.len()];
-                    let put = self.client.put_copy(
-                        &peer.address,
-                        &token,
-                        &self.server_name,
-                        self.incarnation,
-                        bytes.clone(),
-                        timeout,
-                    );
-                    match put.await {
+                    let route = Route {
+                        address: peer.address.clone(),
+                        token: token.clone(),
+                        primary: self.server_name.clone(),
+                        incarnation: self.incarnation,
+                    };
+                    match self.shipper(&peer.name, route).ship(bytes.clone(), &peer.address).await {
                         Ok(()) => {
                             shadowed = Some(peer.name.clone());
                             break;
@@ -138,6 +135,19 @@ impl Primary {
             CopyOutcome::Failed { .. } => "failed",
         });
         outcome
+    }
+
+    /// The batching sender to `peer` (a new one when its address or the credential changed).
+    fn shipper(&self, peer: &str, route: Route) -> Shipper {
+        let mut shippers = self.shippers.lock().unwrap_or_else(|e| e.into_inner());
+        match shippers.get(peer) {
+            Some((r, s)) if *r == route => s.clone(),
+            _ => {
+                let s = Shipper::start(self.client.clone(), route.clone());
+                shippers.insert(peer.to_string(), (route, s.clone()));
+                s
+            }
+        }
     }
 
     /// The heartbeat's answer: which of `ids` this server still holds (queued,

@@ -17,18 +17,20 @@
 mod actions;
 mod categorize;
 mod notify;
+mod safety_net;
 mod state;
 mod timers;
 mod view;
 mod worker;
 
 pub use actions::ActionError;
+pub use safety_net::{parse_time, ResubmitWindow};
 pub use state::QueueId;
 pub use view::MessagePage;
 pub use worker::MAX_UNCONFIRMED_DELIVERIES;
 
 use self::state::{QueueKey, QueueRecord, State, Timer};
-use super::message::{Envelope, MessageId};
+use super::message::{Envelope, MessageId, RecipientStatus};
 use super::store::{Recovered, Store, StoreError};
 use crate::clock::{from_millis, to_millis, SharedClock};
 use crate::config::{ExpirationPolicy, OrgSettings, RetryPolicy, TransportFile};
@@ -293,13 +295,20 @@ impl QueueManager {
         state: &mut State,
         id: MessageId,
     ) -> Option<impl Future<Output = Result<(), StoreError>> + Send + 'static> {
+        use futures::future::Either;
         let msg = state.messages.get(&id)?;
         let done = msg.env.is_finished() && msg.queues.is_empty();
         if done {
-            state.messages.remove(&id);
-            Some(futures::future::Either::Left(self.inner.store.remove(id)))
+            let msg = state.messages.remove(&id)?;
+            // Delivered to at least one recipient: kept in the Safety Net.
+            let delivered = msg.env.recipients.iter().any(|r| r.status == RecipientStatus::Delivered);
+            if delivered && !self.config().org.safety_net_hold_time().is_zero() {
+                Some(Either::Left(Either::Left(self.inner.store.retire(&msg.env, self.now_ms()))))
+            } else {
+                Some(Either::Left(Either::Right(self.inner.store.remove(id))))
+            }
         } else {
-            Some(futures::future::Either::Right(self.inner.store.update(&msg.env)))
+            Some(Either::Right(self.inner.store.update(&msg.env)))
         }
     }
 

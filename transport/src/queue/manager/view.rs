@@ -201,6 +201,7 @@ fn message_row(
         Source::Smtp => format!("SMTP:{}", env.origin.connector),
         Source::Dsn => "DSN".into(),
         Source::Replay => "Replay".into(),
+        Source::Resubmit => "Resubmit".into(),
     };
     MessageInfo {
         identity: format!("{server}\\{qid}\\{id}"),

@@ -1,0 +1,109 @@
+//! Safety Net (Exchange): messages delivered to at least one recipient stay in
+//! the store, out of the queue, for safetyNetHoldTime (the store's `retired`
+//! table, see `store`). A resubmit request (Add-ResubmitRequest) queues again,
+//! as new messages, those retired within a time window, to their delivered
+//! recipients, optionally only those routed to one next hop: what a mailbox
+//! server restored from an old backup lost since then. The sweep drops what
+//! is older than the hold time.
+use super::QueueManager;
+use crate::queue::body::StagedBody;
+use crate::queue::message::{RecipientStatus, Source};
+use crate::queue::StoreError;
+use crate::routing::Route;
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// How often the Safety Net is swept (at most; a shorter hold time sweeps more often).
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+/// A resubmit request: messages retired from `start_ms` to `end_ms` (ms since
+/// the epoch, inclusive), to recipients routed to `destination` when given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResubmitWindow {
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// A next hop domain as Get-Queue shows it (`NextHopDomain`).
+    pub destination: Option<String>,
+}
+
+impl QueueManager {
+    /// Drops what has been in the Safety Net longer than safetyNetHoldTime
+    /// (everything when it is off). Returns how many went.
+    pub fn sweep_safety_net(&self) -> Result<usize, StoreError> {
+        let hold = self.config().org.safety_net_hold_time();
+        let cutoff = self.now_ms().saturating_sub(hold.as_millis() as u64);
+        let store = self.store();
+        let expired: Vec<_> =
+            store.retired()?.into_iter().filter(|(_, at)| hold.is_zero() || *at < cutoff).map(|(id, _)| id).collect();
+        for id in &expired {
+            // Lazy: a removal lost in a crash is swept again next time.
+            drop(store.remove(*id));
+        }
+        Ok(expired.len())
+    }
+
+    /// Queues again what the Safety Net holds from the window's messages:
+    /// each one as a new message (new id, arrival now) to its delivered
+    /// recipients that match. Returns how many messages were queued.
+    pub async fn resubmit_safety_net(&self, window: &ResubmitWindow) -> Result<u64, StoreError> {
+        let store = self.store().clone();
+        let router = self.config().router.clone();
+        let wanted = |domain: &str| match (&window.destination, router.route(domain)) {
+            (None, _) => true,
+            (Some(d), Route::Hop(hop)) => hop.next_hop_domain.eq_ignore_ascii_case(d),
+            (Some(_), Route::Unreachable(_)) => false,
+        };
+        let mut queued = 0;
+        for (id, at) in store.retired()? {
+            if at < window.start_ms || at > window.end_ms {
+                continue;
+            }
+            let mut envelope = match store.read_envelope(id) {
+                Ok(e) => e,
+                // Swept meanwhile.
+                Err(StoreError::NotFound(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            envelope.recipients.retain(|r| r.status == RecipientStatus::Delivered && wanted(&r.domain()));
+            if envelope.recipients.is_empty() {
+                continue;
+            }
+            for r in &mut envelope.recipients {
+                r.status = RecipientStatus::Pending;
+                r.last_error = None;
+            }
+            let data = store.read_data(id)?;
+            envelope.id = store.next_id();
+            envelope.arrival_ms = self.now_ms();
+            envelope.state = Default::default();
+            envelope.origin.source = Source::Resubmit;
+            store.insert_body(&envelope, StagedBody::Inline(data)).await?;
+            info!(from = %id, id = %envelope.id, recipients = envelope.recipients.len(), "resubmitted from the Safety Net");
+            self.enqueue(envelope);
+            queued += 1;
+        }
+        Ok(queued)
+    }
+
+    /// Sweeps the Safety Net on the server's clock until the process ends.
+    pub async fn sweep_safety_net_forever(self) {
+        loop {
+            let hold = self.config().org.safety_net_hold_time();
+            let every = if hold.is_zero() { SWEEP_EVERY } else { SWEEP_EVERY.min(hold / 4) };
+            let wake = self.inner.clock.now() + every.max(Duration::from_secs(1));
+            self.inner.clock.sleep_until(wake).await;
+            match self.sweep_safety_net() {
+                Ok(0) => {}
+                Ok(n) => info!(messages = n, "Safety Net: messages older than safetyNetHoldTime dropped"),
+                Err(e) => warn!(error = %e, "Safety Net: cannot sweep now; trying again later"),
+            }
+        }
+    }
+}
+
+/// Milliseconds since the epoch of an RFC 3339 time (a resubmit request's bounds).
+pub fn parse_time(text: &str) -> Result<u64, String> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("\"{text}\" is not an RFC 3339 time (2026-12-07T08:00:00Z): {e}"))?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| format!("\"{text}\" is before 1970"))
+}
