@@ -337,12 +337,14 @@ mod on_a_test_clock {
         let sink = Sink::start();
         let dead_hop: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         // A cannot deliver (its hop is down); B can.
-        let Pair { mut a, b, clock, _dir, .. } = pair(dead_hop, sink.addr);
+        let Pair { mut a, mut b, clock, _dir, .. } = pair(dead_hop, sink.addr);
         let acked = send_tracked(a.smtp, 2, 10, "silent");
         assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(10));
 
-        // A goes away for good, without a word.
+        // A goes away for good, without a word; B restarts meanwhile, its copies with it.
         a.stop();
+        b.restart();
+        assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(10), "the copies survive B's restart");
         // Heartbeats (every 2 minutes by default) fail; for 2 h 59 min B only waits.
         for _ in 0..(179 / 2) {
             clock.advance(Duration::from_secs(120));

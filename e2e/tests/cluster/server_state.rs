@@ -70,7 +70,8 @@ pub fn paused_and_started(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
             Some((transport::api::ServerStateName::Started, 2))
         );
         assert_eq!(condition(&status.conditions, "Degraded").unwrap().status, "False");
-        assert!(smtp::send_one(mail1, "started-again", "bob@example.net").await.unwrap().starts_with("250"));
+        let reply = smtp::send_one(mail1, "started-again", "bob@example.net").await.unwrap();
+        assert!(reply.starts_with("250"), "{reply}");
         env.finish().await.unwrap();
     }
     .boxed()

@@ -127,20 +127,6 @@ pub struct Envelope {
     /// Queue state that survives a restart (docs/design.md §4).
     #[serde(default)]
     pub state: MessageState,
-    /// Only on a shadow server's copy: whose message it is.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub shadow_of: Option<Box<ShadowOf>>,
-}
-
-/// What a shadow copy is a copy of: the primary server, the incarnation of
-/// its queue (a new one when the queue was lost and created afresh) and the
-/// message's id there.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ShadowOf {
-    pub primary: Box<str>,
-    pub incarnation: u64,
-    pub id: MessageId,
 }
 
 /// The persistent, time-driven state of a queued message.

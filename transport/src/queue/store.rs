@@ -1472,7 +1472,6 @@ pub(crate) mod tests {
             subject: None,
             internet_message_id: None,
             state: Default::default(),
-            shadow_of: None,
         }
     }
 

@@ -54,7 +54,6 @@ impl Submit for Intake {
                 subject: msg.subject.map(Into::into),
                 internet_message_id: msg.internet_message_id.map(Into::into),
                 state: Default::default(),
-                shadow_of: None,
             };
             if !self.shadow.wanted() {
                 self.store.insert_body(&envelope, msg.data).await.map_err(storage_error)?;

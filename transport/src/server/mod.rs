@@ -37,6 +37,8 @@ pub enum ServerError {
     Tls { connector: String, source: smtp::TlsError },
     #[error("admin API: cannot listen on {bind}: {source}")]
     Admin { bind: SocketAddr, source: std::io::Error },
+    #[error("cannot open the shadow copies in {dir}: {source}")]
+    ShadowLog { dir: String, source: std::io::Error },
     #[error("shadow channel: cannot listen on {bind}: {source}")]
     ShadowChannel { bind: SocketAddr, source: std::io::Error },
     #[error("cannot read the token file {path}: {source}")]
@@ -124,7 +126,7 @@ impl Server {
             Arc::new(RwLock::new(ShadowConfig::from_file(&file, read_shadow_token(&file)?)));
         let holder =
             Arc::new(Holder::open(&file.queue_directory, clock.clone(), telemetry.clone()).map_err(|source| {
-                ServerError::Queue {
+                ServerError::ShadowLog {
                     dir: file.queue_directory.join(crate::shadow::SHADOW_DIR).display().to_string(),
                     source,
                 }
@@ -279,7 +281,6 @@ impl Server {
             t.abort();
         }
         self.shared.manager.store().close();
-        self.shared.admin.shadows.close();
     }
 }
 

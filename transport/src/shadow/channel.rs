@@ -57,8 +57,18 @@ pub(super) async fn frame(envelope: &Envelope, body: &StagedBody) -> std::io::Re
     Ok(out)
 }
 
-/// The envelope and message of each [`frame`] of a request body.
-pub(super) fn unframe(mut bytes: &[u8]) -> Result<Vec<(Envelope, &[u8])>, String> {
+/// One copy of a request body.
+#[derive(Debug)]
+pub(super) struct Unframed<'a> {
+    pub envelope: Envelope,
+    /// The message as stored.
+    pub data: &'a [u8],
+    /// The whole [`frame`] (what the shadow keeps).
+    pub raw: &'a [u8],
+}
+
+/// Each [`frame`] of a request body.
+pub(super) fn unframe(mut bytes: &[u8]) -> Result<Vec<Unframed<'_>>, String> {
     let mut copies = Vec::new();
     while !bytes.is_empty() {
         let n = copies.len();
@@ -73,7 +83,8 @@ pub(super) fn unframe(mut bytes: &[u8]) -> Result<Vec<(Envelope, &[u8])>, String
         let (data, rest) = rest.split_at(data_len as usize);
         let envelope =
             serde_json::from_slice(json).map_err(|e| format!("the envelope of copy {n} does not parse: {e}"))?;
-        copies.push((envelope, data));
+        let raw = &bytes[..bytes.len() - rest.len()];
+        copies.push(Unframed { envelope, data, raw });
         bytes = rest;
     }
     if copies.is_empty() {
@@ -308,14 +319,9 @@ async fn put_copy(State(state): State<ChannelState>, headers: HeaderMap, body: b
         Ok(copies) => copies,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    // All at once: the store commits them together.
-    let stored = futures::future::join_all(
-        copies.into_iter().map(|(envelope, data)| state.holder.accept(&primary, incarnation, envelope, data.to_vec())),
-    )
-    .await;
-    match stored.into_iter().find_map(Result::err) {
-        None => StatusCode::NO_CONTENT.into_response(),
-        Some(e) => {
+    match state.holder.accept(&primary, incarnation, &copies).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => {
             tracing::warn!(%primary, error = %e, "cannot store a shadow copy");
             error(StatusCode::SERVICE_UNAVAILABLE, format!("cannot store the copy: {e}"))
         }
@@ -340,8 +346,9 @@ mod tests {
         bytes.extend(frame(&second, &StagedBody::Inline(Vec::new())).await.unwrap());
         let copies = unframe(&bytes).unwrap();
         assert_eq!(copies.len(), 2);
-        assert_eq!(copies[0], (envelope, &b"Subject: hi\r\n\r\nbody\r\n"[..]));
-        assert_eq!(copies[1], (second, &b""[..]));
+        assert_eq!((&copies[0].envelope, copies[0].data), (&envelope, &b"Subject: hi\r\n\r\nbody\r\n"[..]));
+        assert_eq!((&copies[1].envelope, copies[1].data), (&second, &b""[..]));
+        assert_eq!([copies[0].raw, copies[1].raw].concat(), bytes, "each copy's frame, whole");
     }
 
     #[test]

@@ -1,14 +1,15 @@
-//! The shadow copies this server holds for its peers: durable in a store of
-//! their own (`<queueDirectory>/shadow`, the same group-commit store as the
-//! queue), indexed in memory by primary, never delivered unless taken over.
+//! The shadow copies this server holds for its peers: durable in an append-only
+//! log of their own (`<queueDirectory>/shadow`, see [`super::log`]), indexed in
+//! memory by primary, never delivered unless taken over.
+use super::channel::{unframe, Unframed};
+use super::log::CopyLog;
 use super::{HeartbeatRequest, PeerClient, ShadowConfig, SharedShadowConfig, HEARTBEAT_PAGE};
 use crate::api::{DeliveryType, QueueInfo, QueueStatus};
 use crate::clock::{from_millis, rfc3339, to_millis, SharedClock};
 use crate::metrics::Telemetry;
 use crate::queue::body::StagedBody;
 use crate::queue::manager::QueueManager;
-use crate::queue::message::ShadowOf;
-use crate::queue::{Envelope, MessageId, Store, StoreError};
+use crate::queue::{MessageId, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -69,41 +70,56 @@ enum Takeover {
     Requested,
 }
 
+/// What can stop a takeover: the copy log, or the queue it goes to.
+#[derive(Debug, thiserror::Error)]
+pub enum HolderError {
+    #[error("shadow log: {0}")]
+    Log(#[from] std::io::Error),
+    #[error("shadow log: copy {id}: {reason}")]
+    Damaged { id: u64, reason: String },
+    #[error(transparent)]
+    Queue(#[from] StoreError),
+}
+
 pub struct Holder {
-    store: Store,
+    log: Arc<CopyLog>,
     clock: SharedClock,
     index: Mutex<Index>,
     telemetry: Arc<Telemetry>,
 }
 
 impl Holder {
-    /// Opens (or creates) the copies' store under `queue_dir` and indexes
-    /// every copy in it. Every primary starts as just heard from: a restart
-    /// of this server does not count against ShadowResubmitTimeSpan.
-    pub fn open(queue_dir: &Path, clock: SharedClock, telemetry: Arc<Telemetry>) -> Result<Holder, StoreError> {
-        let (store, recovered) = Store::open(&queue_dir.join(SHADOW_DIR))?;
+    /// Opens (or creates) the copy log under `queue_dir` and indexes every
+    /// copy in it. Every primary starts as just heard from: a restart of this
+    /// server does not count against ShadowResubmitTimeSpan.
+    pub fn open(queue_dir: &Path, clock: SharedClock, telemetry: Arc<Telemetry>) -> std::io::Result<Holder> {
+        let (log, logged) = CopyLog::open(&queue_dir.join(SHADOW_DIR))?;
         let now = clock.now();
         let mut index = Index::default();
-        let mut strays = Vec::new();
-        for env in recovered.messages {
-            match env.shadow_of.as_deref() {
-                Some(of) => {
-                    let (primary, _) = index.link(&of.primary, now);
-                    let copy =
-                        Copy { primary, incarnation: of.incarnation, primary_id: of.id.0, arrival_ms: env.arrival_ms };
-                    index.copies.insert(env.id, copy);
+        let mut damaged = Vec::new();
+        for copy in logged {
+            match unframe(&copy.frame).map(|mut copies| copies.swap_remove(0)) {
+                Ok(c) => {
+                    let (primary, _) = index.link(&copy.primary, now);
+                    let entry = Copy {
+                        primary,
+                        incarnation: copy.incarnation,
+                        primary_id: c.envelope.id.0,
+                        arrival_ms: c.envelope.arrival_ms,
+                    };
+                    index.copies.insert(MessageId(copy.id), entry);
                 }
-                None => strays.push(env.id),
+                Err(e) => {
+                    warn!(id = copy.id, error = %e, "a shadow copy that cannot be read was dropped");
+                    damaged.push(copy.id);
+                }
             }
         }
-        for id in strays {
-            warn!(%id, "a record in the shadow store is no shadow copy; dropping it");
-            drop(store.remove(id));
-        }
+        log.drop_copies(&damaged, true)?;
         if !index.copies.is_empty() {
             info!(copies = index.copies.len(), primaries = index.links.len(), "shadow copies recovered");
         }
-        Ok(Holder { store, clock, index: Mutex::new(index), telemetry })
+        Ok(Holder { log: Arc::new(log), clock, index: Mutex::new(index), telemetry })
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -119,26 +135,30 @@ impl Holder {
         self.len() == 0
     }
 
-    /// Stores a copy of `primary`'s message durably; returns once it is.
-    pub async fn accept(
-        &self,
-        primary: &str,
-        incarnation: u64,
-        mut envelope: Envelope,
-        data: Vec<u8>,
-    ) -> Result<(), StoreError> {
-        let primary_id = envelope.id;
-        let id = self.store.next_id();
-        envelope.id = id;
-        envelope.state = Default::default();
-        envelope.shadow_of = Some(Box::new(ShadowOf { primary: primary.into(), incarnation, id: primary_id }));
-        let arrival_ms = envelope.arrival_ms;
-        self.store.insert_body(&envelope, StagedBody::Inline(data)).await?;
+    /// Stores copies of `primary`'s messages durably (one write, one fdatasync);
+    /// returns once they are.
+    pub(super) async fn accept(&self, primary: &str, incarnation: u64, copies: &[Unframed<'_>]) -> std::io::Result<()> {
+        let frames: Vec<Vec<u8>> = copies.iter().map(|c| c.raw.to_vec()).collect();
+        let (log, name) = (self.log.clone(), primary.to_string());
+        let ids = tokio::task::spawn_blocking(move || {
+            let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+            log.append(&name, incarnation, &frames)
+        })
+        .await
+        .map_err(std::io::Error::other)??;
         let now = self.clock.now();
         let mut index = self.index();
         let (primary, link) = index.link(primary, now);
         link.last_contact = now;
-        index.copies.insert(id, Copy { primary, incarnation, primary_id: primary_id.0, arrival_ms });
+        for (id, c) in ids.into_iter().zip(copies) {
+            let copy = Copy {
+                primary: primary.clone(),
+                incarnation,
+                primary_id: c.envelope.id.0,
+                arrival_ms: c.envelope.arrival_ms,
+            };
+            index.copies.insert(MessageId(id), copy);
+        }
         Ok(())
     }
 
@@ -173,7 +193,7 @@ impl Holder {
     /// Delivers every copy of `primary` from this server (an administrator's
     /// or the operator's request: the primary is gone for good). Returns how
     /// many messages were queued here.
-    pub async fn take_over(&self, primary: &str, into: &QueueManager) -> Result<usize, StoreError> {
+    pub async fn take_over(&self, primary: &str, into: &QueueManager) -> Result<usize, HolderError> {
         let ids: Vec<MessageId> =
             self.index().copies.iter().filter(|(_, c)| &*c.primary == primary).map(|(id, _)| *id).collect();
         self.resubmit(primary, ids, Takeover::Requested, into).await
@@ -253,7 +273,7 @@ impl Holder {
         }
     }
 
-    fn log_resubmit(&self, result: Result<usize, StoreError>) {
+    fn log_resubmit(&self, result: Result<usize, HolderError>) {
         if let Err(e) = result {
             warn!(error = %e, "shadow takeover stopped; the copies left are tried at the next heartbeat");
         }
@@ -292,12 +312,15 @@ impl Holder {
         }
         let mut index = self.index();
         for id in ids {
-            if index.copies.remove(id).is_some() {
-                // Lazy: a removal lost in a crash only keeps a copy until the next heartbeat.
-                drop(self.store.remove(*id));
-            }
+            index.copies.remove(id);
         }
         self.forget_empty_links(&mut index);
+        drop(index);
+        // Not synced: a drop lost in a crash only keeps a copy until the next heartbeat.
+        let raw: Vec<u64> = ids.iter().map(|id| id.0).collect();
+        if let Err(e) = self.log.drop_copies(&raw, false) {
+            warn!(error = %e, "cannot record dropped shadow copies; they are dropped again after a restart");
+        }
         self.telemetry.shadow_discarded(ids.len());
     }
 
@@ -314,19 +337,24 @@ impl Holder {
         ids: Vec<MessageId>,
         why: Takeover,
         into: &QueueManager,
-    ) -> Result<usize, StoreError> {
+    ) -> Result<usize, HolderError> {
         let main = into.store();
         let mut done = 0;
         for id in ids {
-            let envelope = match self.store.read_envelope(id) {
-                Ok(e) => e,
-                Err(StoreError::NotFound(_)) => continue,
-                Err(e) => return Err(e),
+            let log = self.log.clone();
+            let Some(frame) =
+                tokio::task::spawn_blocking(move || log.read(id.0)).await.map_err(std::io::Error::other)??
+            else {
+                continue; // dropped meanwhile
             };
-            let data = self.store.read_data(id)?;
-            let mut envelope = envelope;
+            let (mut envelope, data) = match unframe(&frame) {
+                Ok(mut copies) => {
+                    let c = copies.swap_remove(0);
+                    (c.envelope, c.data.to_vec())
+                }
+                Err(reason) => return Err(HolderError::Damaged { id: id.0, reason }),
+            };
             envelope.id = main.next_id();
-            envelope.shadow_of = None;
             envelope.state = Default::default();
             main.insert_body(&envelope, StagedBody::Inline(data)).await?;
             info!(
@@ -335,8 +363,12 @@ impl Holder {
                 "shadow copy resubmitted for delivery"
             );
             into.enqueue(envelope);
-            // Durable before the copy goes: a crash in between delivers twice, never loses.
-            drop(self.store.remove(id));
+            // Queued durably before the copy goes, and its drop synced: a crash in
+            // between delivers twice, never loses; a restart does not take over again.
+            let log = self.log.clone();
+            tokio::task::spawn_blocking(move || log.drop_copies(&[id.0], true))
+                .await
+                .map_err(std::io::Error::other)??;
             let mut index = self.index();
             index.copies.remove(&id);
             done += 1;
@@ -372,10 +404,5 @@ impl Holder {
                 self.heartbeat(&config_now, &client, &server, &into).await;
             }
         }
-    }
-
-    /// Closes the copies' store (on shutdown).
-    pub fn close(&self) {
-        self.store.close();
     }
 }

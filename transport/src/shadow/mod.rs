@@ -23,6 +23,7 @@
 //! never loses.
 mod channel;
 mod holder;
+mod log;
 mod primary;
 
 pub use channel::{serve, ChannelState, PeerClient, PeerError};

@@ -518,7 +518,6 @@ pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::me
         subject: None,
         internet_message_id: None,
         state: MessageState::default(),
-        shadow_of: None,
     }
 }
 

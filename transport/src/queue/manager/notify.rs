@@ -215,7 +215,6 @@ impl QueueManager {
             subject: None,
             internet_message_id: None,
             state: Default::default(),
-            shadow_of: None,
         };
         self.inner.store.insert(&envelope, &bytes).await?;
         self.enqueue(envelope);
