@@ -109,12 +109,17 @@ pub fn router(ctx: AdminContext) -> Router {
 }
 
 /// Serves the API on `listener` until `shutdown` fires.
-pub async fn serve(
+pub async fn serve(listener: tokio::net::TcpListener, ctx: AdminContext, shutdown: tokio::sync::watch::Receiver<bool>) {
+    serve_until(listener, router(ctx), shutdown, "admin API").await;
+}
+
+/// Serves `app` on `listener` until `shutdown` fires (the admin API, the shadow channel).
+pub(crate) async fn serve_until(
     listener: tokio::net::TcpListener,
-    ctx: AdminContext,
+    app: Router,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
+    what: &str,
 ) {
-    let app = router(ctx);
     let stop = async move {
         while !*shutdown.borrow() {
             if shutdown.changed().await.is_err() {
@@ -123,7 +128,7 @@ pub async fn serve(
         }
     };
     if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-        tracing::error!(error = %e, "admin API stopped");
+        tracing::error!(error = %e, "{what} stopped");
     }
 }
 

@@ -268,7 +268,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ChannelState,
-    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let app = Router::new()
         .route("/v1/shadow/copies", put(put_copy))
@@ -278,16 +278,7 @@ pub async fn serve(
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), require_peer))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such path") })
         .with_state(state);
-    let stop = async move {
-        while !*shutdown.borrow() {
-            if shutdown.changed().await.is_err() {
-                break;
-            }
-        }
-    };
-    if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
-        tracing::error!(error = %e, "shadow channel stopped");
-    }
+    crate::admin::serve_until(listener, app, shutdown, "shadow channel").await;
 }
 
 async fn require_peer(State(state): State<ChannelState>, request: Request, next: Next) -> Response {
