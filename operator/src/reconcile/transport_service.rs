@@ -475,8 +475,10 @@ impl Run<'_> {
             if !s.evictable() {
                 // The empty queue's volume goes with the pod: a volume bound to the node
                 // (local storage) would keep the new pod from starting anywhere else.
+                // Marked drained even when someone deleted it already: its queue is empty,
+                // so its peers must not take its old shadow copies over (see lost_queues).
+                self.mark_drained(s).await?;
                 if s.pvc.as_ref().is_some_and(|p| p.metadata.deletion_timestamp.is_none()) {
-                    self.mark_drained(s).await?;
                     self.delete_pvc(&s.name).await?;
                 }
                 let patch = json!({"metadata": {"labels": {names::LABEL_EVICTABLE: "true"}}});

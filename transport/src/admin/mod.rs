@@ -234,7 +234,11 @@ async fn resubmit(State(ctx): State<AdminContext>, Json(req): Json<crate::api::R
 /// The primary is gone for good (its pod and volume deleted): deliver the
 /// copies held for it from here now, without waiting for shadowResubmitTimeSpan.
 async fn take_over_shadows(State(ctx): State<AdminContext>, Path(primary): Path<String>) -> Response {
-    match ctx.shadows.take_over(&primary, &ctx.manager).await {
+    // In a task of its own: a client that gives up (the operator's timeout) must
+    // not cut a takeover off between queueing a message and dropping its copy.
+    let (shadows, manager, who) = (ctx.shadows.clone(), ctx.manager.clone(), primary.clone());
+    let done = tokio::spawn(async move { shadows.take_over(&who, &manager).await }).await;
+    match done.unwrap_or_else(|e| Err(crate::shadow::HolderError::Log(std::io::Error::other(e)))) {
         Ok(n) => {
             tracing::warn!(%primary, messages = n, "shadow copies taken over on request");
             Json(crate::api::TakeoverInfo { primary, resubmitted: n as u64 }).into_response()

@@ -864,7 +864,6 @@ fn recover_with(
     let mut queues = Vec::new();
     let max_id;
     let incarnation;
-    let retired_count;
     {
         // Opening in a write transaction also creates the tables on first use.
         let mut envelopes = txn.open_table(ENVELOPES).map_err(StoreError::db("open envelopes"))?;
@@ -874,7 +873,6 @@ fn recover_with(
         let mut quarantine = txn.open_table(QUARANTINE).map_err(StoreError::db("open quarantine"))?;
         let queue_table = txn.open_table(QUEUES).map_err(StoreError::db("open queues"))?;
         let retired = txn.open_table(RETIRED).map_err(StoreError::db("open retired"))?;
-        retired_count = retired.len().map_err(StoreError::db("count retired"))?;
         for entry in queue_table.iter().map_err(StoreError::db("scan queues"))? {
             let (key, value) = entry.map_err(StoreError::db("read queue state"))?;
             queues.push((key.value().to_string(), value.value().to_vec()));
@@ -947,6 +945,12 @@ fn recover_with(
         };
     }
     extra(&txn)?;
+    // Counted after `extra`, which may have removed retired messages.
+    let retired_count = txn
+        .open_table(RETIRED)
+        .map_err(StoreError::db("open retired"))?
+        .len()
+        .map_err(StoreError::db("count retired"))?;
     txn.commit().map_err(StoreError::db("commit recovery"))?;
     // The table iterates in key order, so `recovered` is sorted by id already.
     Ok((Recovered { messages: recovered, queues, incarnation, retired: retired_count }, max_id))

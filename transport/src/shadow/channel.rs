@@ -283,7 +283,11 @@ pub async fn serve(
 
 async fn require_peer(State(state): State<ChannelState>, request: Request, next: Next) -> Response {
     let expected = state.config.read().unwrap_or_else(|e| e.into_inner()).token.clone();
-    if let Some(refusal) = crate::admin::bearer_refusal(request.headers(), expected.as_deref()) {
+    // The shadow section was removed by a reload: no credential, no peers.
+    let Some(expected) = expected else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "this server has no shadow channel any more");
+    };
+    if let Some(refusal) = crate::admin::bearer_refusal(request.headers(), Some(&expected)) {
         tracing::warn!(path = %request.uri().path(), "shadow channel: a request without the peers' credential was refused");
         return refusal;
     }

@@ -83,6 +83,9 @@ pub enum HolderError {
 
 pub struct Holder {
     log: Arc<CopyLog>,
+    /// One takeover at a time: two (the heartbeat's and an administrator's)
+    /// must not both read a copy before either drops it.
+    takeovers: tokio::sync::Mutex<()>,
     clock: SharedClock,
     index: Mutex<Index>,
     telemetry: Arc<Telemetry>,
@@ -119,7 +122,7 @@ impl Holder {
         if !index.copies.is_empty() {
             info!(copies = index.copies.len(), primaries = index.links.len(), "shadow copies recovered");
         }
-        Ok(Holder { log: Arc::new(log), clock, index: Mutex::new(index), telemetry })
+        Ok(Holder { log: Arc::new(log), takeovers: Default::default(), clock, index: Mutex::new(index), telemetry })
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -338,14 +341,19 @@ impl Holder {
         why: Takeover,
         into: &QueueManager,
     ) -> Result<usize, HolderError> {
+        let _one_at_a_time = self.takeovers.lock().await;
         let main = into.store();
         let mut done = 0;
         for id in ids {
+            if !self.index().copies.contains_key(&id) {
+                continue; // taken over or dropped meanwhile
+            }
             let log = self.log.clone();
             let Some(frame) =
                 tokio::task::spawn_blocking(move || log.read(id.0)).await.map_err(std::io::Error::other)??
             else {
-                continue; // dropped meanwhile
+                self.index().copies.remove(&id); // dropped meanwhile
+                continue;
             };
             let (mut envelope, data) = match unframe(&frame) {
                 Ok(mut copies) => {

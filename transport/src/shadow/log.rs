@@ -279,9 +279,14 @@ impl CopyLog {
             body.extend_from_slice(&id.to_be_bytes());
         }
         let rec = record(&body);
-        state.active.write_all(&rec)?;
-        if sync {
-            state.active.sync_data()?;
+        let written = state.active.write_all(&rec).and_then(|()| if sync { state.active.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            // Cut off what part of it got written: later records must land where
+            // they are indexed, and a reopen must not end the segment here.
+            let end = state.active_len;
+            let _ = state.active.set_len(end);
+            let _ = state.active.seek(SeekFrom::Start(end));
+            return Err(e);
         }
         state.active_len += rec.len() as u64;
         self.delete_empty_segments(&mut state)

@@ -27,7 +27,7 @@ mod log;
 mod primary;
 
 pub use channel::{serve, ChannelState, PeerClient, PeerError};
-pub use holder::{Holder, SHADOW_DIR};
+pub use holder::{Holder, HolderError, SHADOW_DIR};
 pub use primary::{CopyOutcome, InFlight, Primary};
 
 use crate::config::{ShadowPeer, ShadowPolicy, TransportFile};

@@ -153,8 +153,10 @@ impl Primary {
     /// The heartbeat's answer: which of `ids` this server still holds (queued,
     /// or being stored right now).
     pub fn held(&self, manager: &QueueManager, ids: &[u64]) -> Vec<u64> {
-        let mut held = manager.holds(ids);
+        // In-flight first, and kept locked while the queue is asked: intake
+        // enqueues before it lets go of the id, so no message falls between the two.
         let in_flight = self.in_flight.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = manager.holds(ids);
         held.extend(ids.iter().filter(|id| in_flight.contains(id)));
         held
     }
