@@ -155,13 +155,7 @@ pub fn pod_ref(namespace: &str, pod: &str) -> ObjectReference {
     }
 }
 
-/// rustls needs one process-wide crypto provider when more than one is compiled in (feature
-/// unification brings aws-lc-rs next to ring); install ring before the first TLS use. An
-/// error only means one is installed already. (`transport::client::AdminClient::new` does
-/// the same for the admin API client.)
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use transport::client::install_crypto_provider;
 
 #[cfg(test)]
 mod tests {

@@ -52,12 +52,18 @@ pub struct AdminClient {
     http: reqwest::Client,
 }
 
+/// rustls needs one process-wide crypto provider when more than one is compiled in
+/// (feature unification in the workspace brings aws-lc-rs next to ring): installs ring
+/// before the first TLS use. An error only means one is installed already. Every
+/// binary and client of the workspace calls this one.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl AdminClient {
     /// `base` like `http://127.0.0.1:8025`; `token` is sent as a bearer token.
     pub fn new(base: &str, token: Option<String>) -> Result<AdminClient, ClientError> {
-        // When reqwest is built with rustls (feature unification in a workspace),
-        // it needs a process-wide crypto provider; an error only means one is set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .connect_timeout(Duration::from_secs(5))

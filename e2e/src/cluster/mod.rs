@@ -278,7 +278,4 @@ impl Drop for Cluster {
     }
 }
 
-/// rustls needs one process-wide crypto provider (kube and reqwest bring their own).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
+pub use transport::client::install_crypto_provider;

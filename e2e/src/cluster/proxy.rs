@@ -150,10 +150,7 @@ async fn pass(
 /// The endpoints of headless `svc` that have a hostname, with their address: the ready
 /// ones, or every one that is not terminating when `all` (publishNotReadyAddresses).
 fn hostnames(slices: &[EndpointSlice], svc: &Service, all: bool) -> Vec<(String, Ipv4Addr)> {
-    let name = svc.name_any();
-    slices
-        .iter()
-        .filter(|s| s.labels().get("kubernetes.io/service-name") == Some(&name) && s.namespace() == svc.namespace())
+    slices_of(slices, svc)
         .flat_map(|s| s.endpoints.iter())
         .filter(|e| {
             let c = e.conditions.as_ref();
@@ -163,14 +160,17 @@ fn hostnames(slices: &[EndpointSlice], svc: &Service, all: bool) -> Vec<(String,
         .collect()
 }
 
+/// The EndpointSlices the endpointslice controller publishes for `svc`.
+fn slices_of<'a>(slices: &'a [EndpointSlice], svc: &Service) -> impl Iterator<Item = &'a EndpointSlice> {
+    let (name, ns) = (svc.name_any(), svc.namespace());
+    slices.iter().filter(move |s| s.labels().get("kubernetes.io/service-name") == Some(&name) && s.namespace() == ns)
+}
+
 /// The ready endpoints of `svc`'s port named `port_name` from its EndpointSlices.
 fn ready_endpoints(slices: &[EndpointSlice], svc: &Service, port_name: Option<&str>) -> Vec<SocketAddr> {
-    let name = svc.name_any();
-    let ns = svc.namespace();
     let mut out = Vec::new();
-    for slice in slices {
-        let owner = slice.labels().get("kubernetes.io/service-name").map(String::as_str);
-        if owner != Some(name.as_str()) || slice.namespace() != ns || slice.address_type != "IPv4" {
+    for slice in slices_of(slices, svc) {
+        if slice.address_type != "IPv4" {
             continue;
         }
         let port = slice

@@ -93,6 +93,15 @@ pub(super) fn unframe(mut bytes: &[u8]) -> Result<Vec<Unframed<'_>>, String> {
     Ok(copies)
 }
 
+/// The one copy of a [`frame`] (as the shadow's log keeps it).
+pub(super) fn unframe_one(frame: &[u8]) -> Result<Unframed<'_>, String> {
+    let mut copies = unframe(frame)?;
+    if copies.len() != 1 {
+        return Err(format!("{} copies where one was kept", copies.len()));
+    }
+    Ok(copies.swap_remove(0))
+}
+
 /// Sends one primary's copies to one peer in batches (see the module docs).
 /// Cheap to clone; the task ends when the last clone is dropped.
 #[derive(Clone)]
@@ -175,9 +184,7 @@ pub struct PeerClient {
 
 impl Default for PeerClient {
     fn default() -> Self {
-        // reqwest may be built with rustls through feature unification: it
-        // then needs a process-wide provider; an error only means one is set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        crate::client::install_crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .build()

@@ -1,13 +1,12 @@
 //! The shadow copies this server holds for its peers: durable in an append-only
 //! log of their own (`<queueDirectory>/shadow`, see [`super::log`]), indexed in
 //! memory by primary, never delivered unless taken over.
-use super::channel::{unframe, Unframed};
+use super::channel::{unframe_one, Unframed};
 use super::log::CopyLog;
 use super::{HeartbeatRequest, PeerClient, ShadowConfig, SharedShadowConfig, HEARTBEAT_PAGE};
 use crate::api::{DeliveryType, QueueInfo, QueueStatus};
 use crate::clock::{from_millis, rfc3339, to_millis, SharedClock};
 use crate::metrics::Telemetry;
-use crate::queue::body::StagedBody;
 use crate::queue::manager::QueueManager;
 use crate::queue::{MessageId, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -101,7 +100,7 @@ impl Holder {
         let mut index = Index::default();
         let mut damaged = Vec::new();
         for copy in logged {
-            match unframe(&copy.frame).map(|mut copies| copies.swap_remove(0)) {
+            match unframe_one(&copy.frame) {
                 Ok(c) => {
                     let (primary, _) = index.link(&copy.primary, now);
                     let entry = Copy {
@@ -142,13 +141,13 @@ impl Holder {
     /// returns once they are.
     pub(super) async fn accept(&self, primary: &str, incarnation: u64, copies: &[Unframed<'_>]) -> std::io::Result<()> {
         let frames: Vec<Vec<u8>> = copies.iter().map(|c| c.raw.to_vec()).collect();
-        let (log, name) = (self.log.clone(), primary.to_string());
-        let ids = tokio::task::spawn_blocking(move || {
-            let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
-            log.append(&name, incarnation, &frames)
-        })
-        .await
-        .map_err(std::io::Error::other)??;
+        let name = primary.to_string();
+        let ids = self
+            .on_log(move |log| {
+                let frames: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+                log.append(&name, incarnation, &frames)
+            })
+            .await?;
         let now = self.clock.now();
         let mut index = self.index();
         let (primary, link) = index.link(primary, now);
@@ -220,7 +219,7 @@ impl Holder {
         }
         if !expired.is_empty() {
             warn!(copies = expired.len(), "shadow copies older than shadowMessageAutoDiscardInterval dropped");
-            self.discard(&expired);
+            self.discard(&expired).await;
         }
         let token = config.token.clone().unwrap_or_default();
         for (primary, copies) in groups {
@@ -239,7 +238,7 @@ impl Holder {
                             link.last_attempt = Some(now);
                             link.last_error = None;
                         }
-                        self.discard(&finished);
+                        self.discard(&finished).await;
                         if !new_incarnation.is_empty() {
                             warn!(
                                 copies = new_incarnation.len(),
@@ -308,20 +307,30 @@ impl Holder {
         Ok((other, finished))
     }
 
+    /// Runs `f` on the copy log off the runtime's threads (its writes fdatasync).
+    async fn on_log<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&CopyLog) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || f(&log)).await.map_err(std::io::Error::other)?
+    }
+
     /// Drops copies (their messages are finished, or too old).
-    fn discard(&self, ids: &[MessageId]) {
+    async fn discard(&self, ids: &[MessageId]) {
         if ids.is_empty() {
             return;
         }
-        let mut index = self.index();
-        for id in ids {
-            index.copies.remove(id);
+        {
+            let mut index = self.index();
+            for id in ids {
+                index.copies.remove(id);
+            }
+            self.forget_empty_links(&mut index);
         }
-        self.forget_empty_links(&mut index);
-        drop(index);
         // Not synced: a drop lost in a crash only keeps a copy until the next heartbeat.
         let raw: Vec<u64> = ids.iter().map(|id| id.0).collect();
-        if let Err(e) = self.log.drop_copies(&raw, false) {
+        if let Err(e) = self.on_log(move |log| log.drop_copies(&raw, false)).await {
             warn!(error = %e, "cannot record dropped shadow copies; they are dropped again after a restart");
         }
         self.telemetry.shadow_discarded(ids.len());
@@ -342,41 +351,22 @@ impl Holder {
         into: &QueueManager,
     ) -> Result<usize, HolderError> {
         let _one_at_a_time = self.takeovers.lock().await;
-        let main = into.store();
         let mut done = 0;
         for id in ids {
             if !self.index().copies.contains_key(&id) {
                 continue; // taken over or dropped meanwhile
             }
-            let log = self.log.clone();
-            let Some(frame) =
-                tokio::task::spawn_blocking(move || log.read(id.0)).await.map_err(std::io::Error::other)??
-            else {
+            let Some(frame) = self.on_log(move |log| log.read(id.0)).await? else {
                 self.index().copies.remove(&id); // dropped meanwhile
                 continue;
             };
-            let (mut envelope, data) = match unframe(&frame) {
-                Ok(mut copies) => {
-                    let c = copies.swap_remove(0);
-                    (c.envelope, c.data.to_vec())
-                }
-                Err(reason) => return Err(HolderError::Damaged { id: id.0, reason }),
-            };
-            envelope.id = main.next_id();
-            envelope.state = Default::default();
-            main.insert_body(&envelope, StagedBody::Inline(data)).await?;
-            info!(
-                %primary, shadow_id = %id, id = %envelope.id, reason = ?why,
-                arrival = %rfc3339(from_millis(envelope.arrival_ms)),
-                "shadow copy resubmitted for delivery"
-            );
-            into.enqueue(envelope);
+            let copy = unframe_one(&frame).map_err(|reason| HolderError::Damaged { id: id.0, reason })?;
+            let arrival = rfc3339(from_millis(copy.envelope.arrival_ms));
+            let new_id = into.requeue(copy.envelope, copy.data.to_vec()).await?;
+            info!(%primary, shadow_id = %id, id = %new_id, reason = ?why, %arrival, "shadow copy resubmitted for delivery");
             // Queued durably before the copy goes, and its drop synced: a crash in
             // between delivers twice, never loses; a restart does not take over again.
-            let log = self.log.clone();
-            tokio::task::spawn_blocking(move || log.drop_copies(&[id.0], true))
-                .await
-                .map_err(std::io::Error::other)??;
+            self.on_log(move |log| log.drop_copies(&[id.0], true)).await?;
             let mut index = self.index();
             index.copies.remove(&id);
             done += 1;

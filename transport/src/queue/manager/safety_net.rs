@@ -7,7 +7,7 @@
 //! is older than the hold time.
 use super::QueueManager;
 use crate::queue::body::StagedBody;
-use crate::queue::message::{RecipientStatus, Source};
+use crate::queue::message::{Envelope, MessageId, RecipientStatus, Source};
 use crate::queue::StoreError;
 use crate::routing::Route;
 use std::time::Duration;
@@ -73,16 +73,26 @@ impl QueueManager {
                 r.last_error = None;
             }
             let data = store.read_data(id)?;
-            envelope.id = store.next_id();
             envelope.arrival_ms = self.now_ms();
-            envelope.state = Default::default();
             envelope.origin.source = Source::Resubmit;
-            store.insert_body(&envelope, StagedBody::Inline(data)).await?;
-            info!(from = %id, id = %envelope.id, recipients = envelope.recipients.len(), "resubmitted from the Safety Net");
-            self.enqueue(envelope);
+            let recipients = envelope.recipients.len();
+            let new_id = self.requeue(envelope, data).await?;
+            info!(from = %id, id = %new_id, recipients, "resubmitted from the Safety Net");
             queued += 1;
         }
         Ok(queued)
+    }
+
+    /// Stores and queues a message again as a new one (a new id, no queue state):
+    /// what a resubmit request and a shadow takeover do with what they kept.
+    pub async fn requeue(&self, mut envelope: Envelope, data: Vec<u8>) -> Result<MessageId, StoreError> {
+        let store = self.store();
+        envelope.id = store.next_id();
+        envelope.state = Default::default();
+        store.insert_body(&envelope, StagedBody::Inline(data)).await?;
+        let id = envelope.id;
+        self.enqueue(envelope);
+        Ok(id)
     }
 
     /// Sweeps the Safety Net on the server's clock until the process ends.
