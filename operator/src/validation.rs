@@ -72,10 +72,12 @@ pub fn render_service(
     let namespace = ts.metadata.namespace.as_deref().unwrap_or_default();
     let mut errors = cluster_rules(name, &ts.spec);
     let mut servers = Vec::with_capacity(indices.len());
+    // Servers above the wanted count still configured: being removed.
+    let leaving: Vec<u32> = indices.iter().copied().filter(|&i| i >= ts.spec.servers()).collect();
     for &index in indices {
         let server = names::server_name(name, index);
         let components = build::component_states(name, &server, component_objects);
-        match build::transport_file(ts, namespace, index, org, components) {
+        match build::transport_file(ts, namespace, index, org, components, &leaving) {
             Err(mut e) => errors.append(&mut e),
             Ok(file) => {
                 if let Err(found) = file.validate() {

@@ -118,6 +118,15 @@ pub struct TakeoverInfo {
     pub resubmitted: u64,
 }
 
+/// Answer of `POST /v1/shadow/{primary}/heartbeat`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ShadowCheckInfo {
+    pub primary: String,
+    /// Copies of the primary's messages this server still holds after asking it.
+    pub held_copies: u64,
+}
+
 /// Progress of a Redirect-Message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

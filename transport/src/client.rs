@@ -3,7 +3,7 @@
 //! back as [`ClientError::Refused`] with the server's sentence.
 use crate::api::{
     ApiError, MessageInfo, MessageQuery, QueueInfo, RedirectRequest, ResubmitInfo, ResubmitRequest, ResultSize,
-    ServerInfo, SetComponentState, SetServerState, TakeoverInfo, NEXT_BOOKMARK_HEADER,
+    ServerInfo, SetComponentState, SetServerState, ShadowCheckInfo, TakeoverInfo, NEXT_BOOKMARK_HEADER,
 };
 use crate::config::{Component, ComponentState, Requester, ServerStateSetting};
 use serde::de::DeserializeOwned;
@@ -170,6 +170,13 @@ impl AdminClient {
     /// this server now (the primary is gone for good).
     pub async fn take_over_shadows(&self, primary: &str) -> Result<TakeoverInfo, ClientError> {
         let req = self.request(reqwest::Method::POST, &format!("/v1/shadow/{}/takeover", segment(primary)));
+        self.json(req).await
+    }
+
+    /// `POST /v1/shadow/{primary}/heartbeat`: this server asks `primary` now which of its
+    /// shadow copies are finished, drops those, and says how many it still holds.
+    pub async fn check_shadows(&self, primary: &str) -> Result<ShadowCheckInfo, ClientError> {
+        let req = self.request(reqwest::Method::POST, &format!("/v1/shadow/{}/heartbeat", segment(primary)));
         self.json(req).await
     }
 

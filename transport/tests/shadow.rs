@@ -277,9 +277,11 @@ mod on_a_test_clock {
             "serverName: {name}\nfqdn: {name}.test.invalid\nqueueDirectory: {queue}\n\
              receiveConnectors:\n  - {{name: Default, bind: \"127.0.0.1:0\", remoteIPRanges: [\"127.0.0.0/8\"], allowRelay: true}}\n\
              sendConnectors:\n  - {{name: Outbound, addressSpaces: [{{domain: \"*\"}}], smartHosts: [\"{hop}\"]}}\n\
+             admin: {{bind: \"127.0.0.1:{admin}\"}}\n\
              shadow:\n  bind: \"{channel}\"\n  tokenFile: {token}\n  peers: [{{name: {}, address: \"{}\"}}]\n",
             peer.0,
             peer.1,
+            admin = free_port(),
             queue = dir.join("queue").display(),
             token = dir.parent().unwrap().join("peer-token").display(),
         )
@@ -295,6 +297,7 @@ mod on_a_test_clock {
         a: InProc,
         b: InProc,
         a_yaml: String,
+        b_yaml: String,
         clock: ManualClock,
         _dir: tempfile::TempDir,
     }
@@ -312,8 +315,9 @@ mod on_a_test_clock {
         std::fs::create_dir_all(&db).unwrap();
         let a_yaml = yaml("test-a", hop_a, ca, ("test-b", cb), &da);
         let a = InProc::start(&a_yaml, &da, clock.clone());
-        let b = InProc::start(&yaml("test-b", hop_b, cb, ("test-a", ca), &db), &db, clock.clone());
-        Pair { a, b, a_yaml, clock, _dir: dir }
+        let b_yaml = yaml("test-b", hop_b, cb, ("test-a", ca), &db);
+        let b = InProc::start(&b_yaml, &db, clock.clone());
+        Pair { a, b, a_yaml, b_yaml, clock, _dir: dir }
     }
 
     #[test]
@@ -368,5 +372,48 @@ mod on_a_test_clock {
         });
         assert!(ids.values().all(|n| *n == 1), "{ids:?}");
         eventually(Duration::from_secs(10), "B's shadow queue gone", || shadow_queue(&b).is_none().then_some(()));
+    }
+
+    /// `POST /v1/shadow/{primary}/heartbeat` on `server`'s admin API.
+    fn check_shadows(server: &InProc, primary: &str) -> Result<u64, String> {
+        let addr = server.server().admin_addr().expect("an admin API");
+        let client = transport::client::AdminClient::new(&format!("http://{addr}"), None).unwrap();
+        let primary = primary.to_string();
+        server
+            .block_on(async move { client.check_shadows(&primary).await })
+            .map(|info| info.held_copies)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_drained_primary_s_copies_go_when_asked_and_a_leaving_peer_gets_no_new_one() {
+        let sink = Sink::start();
+        let dead_hop: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        // A delivers at once; B cannot. The clock stands still: no heartbeat is due.
+        let Pair { mut a, b, b_yaml, _dir, .. } = pair(sink.addr, dead_hop);
+        send_tracked(a.smtp, 1, 6, "drained");
+        sink.wait_for(6, Duration::from_secs(60));
+        assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(6), "kept until the next heartbeat");
+
+        // A is being removed (scale-down): B lists it as leaving. B's new mail gets no copy
+        // on A, but B still asks A about the copies it holds.
+        b.reload(&b_yaml.replace("}]\n", ", leaving: true}]\n"));
+        send_tracked(b.smtp, 1, 3, "after");
+        assert!(shadow_queue(&a).is_none(), "a leaving peer takes no new copy: {:?}", shadow_queue(&a));
+
+        // A primary that does not answer: a clear error, every copy kept, none taken over.
+        a.stop();
+        let error = check_shadows(&b, "test-a").unwrap_err();
+        assert!(error.contains("cannot ask test-a which of its messages it still holds"), "{error}");
+        assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(6));
+
+        // Back on the same queue, drained: asked now, it holds none of them, and B lets go
+        // of every copy (what the operator waits for before it removes A).
+        a.restart();
+        assert_eq!(check_shadows(&b, "test-a"), Ok(0));
+        assert!(shadow_queue(&b).is_none(), "{:?}", shadow_queue(&b));
+        assert_eq!(check_shadows(&b, "test-z"), Ok(0), "no copies of an unknown server: nothing to ask");
+        let ids = sink.message_ids();
+        assert!(ids.len() == 6 && ids.values().all(|n| *n == 1), "delivered once, by A: {ids:?}");
     }
 }

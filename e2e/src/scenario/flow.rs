@@ -21,6 +21,27 @@ pub fn transport_config() -> TransportConfig {
     TransportConfig::new("default", spec)
 }
 
+/// [`transport_config`] with shadow heartbeats every 5 s: a shadow copy left behind by a
+/// drain or a removal would be delivered a second time within the scenario, not hours later.
+pub fn fast_shadow_heartbeats() -> TransportConfig {
+    let mut tc = transport_config();
+    tc.spec.settings.shadow_heartbeat_frequency = Some("00:00:05".parse().expect("a TimeSpan"));
+    tc
+}
+
+/// How many shadow copies of `primary`'s messages each of `servers` of `service` holds
+/// (its `ShadowRedundancy` queues whose next hop is `primary`).
+pub async fn shadow_copies(env: &Env<'_>, service: &str, servers: &[&str], primary: &str) -> Result<Vec<u64>, String> {
+    let mut held = Vec::new();
+    for server in servers {
+        let admin = env.admin(service, server).await.map_err(|e| e.to_string())?;
+        let queues = admin.queues().await.map_err(|e| e.to_string())?;
+        let shadows = queues.iter().filter(|q| q.delivery_type == transport::api::DeliveryType::ShadowRedundancy);
+        held.push(shadows.filter(|q| q.next_hop_domain == primary).map(|q| q.message_count).sum());
+    }
+    Ok(held)
+}
+
 /// A TransportService `name` of `servers` servers: receive connector `Default` on port
 /// 2525 (anonymous relay from the pod network), every domain relayed to the smart host
 /// `next_hop`, plus `extra` merged into the spec.
@@ -342,7 +363,7 @@ pub fn service_with_dead_hop(name: &str, servers: u32, sink: SocketAddr, dead: O
 pub async fn mail_with_dead_hop(env: &Env<'_>, servers: u32) -> (Sink, Outside) {
     let sink = Sink::start(env.cluster()).expect("smtp-sink");
     let dead = Outside::reserve(env.cluster(), 2526).expect("an outside address");
-    env.apply(&transport_config()).await.expect("apply TransportConfig");
+    env.apply(&fast_shadow_heartbeats()).await.expect("apply TransportConfig");
     env.apply(&service_with_dead_hop("mail", servers, sink.addr, dead)).await.expect("apply TransportService");
     wait_service_ready(env, "mail", servers as usize).await;
     (sink, dead)

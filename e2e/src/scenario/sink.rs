@@ -94,6 +94,11 @@ impl Sink {
         }
     }
 
+    /// The Message-IDs that arrived more than once, with their counts.
+    pub fn twice(&self) -> Vec<(String, usize)> {
+        self.message_ids().into_iter().filter(|(_, n)| *n > 1).collect()
+    }
+
     /// Message-ID → how many times it arrived (complete dumps only).
     pub fn message_ids(&self) -> BTreeMap<String, usize> {
         let mut ids = BTreeMap::new();

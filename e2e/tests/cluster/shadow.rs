@@ -3,14 +3,14 @@
 //! hop that is down. The other servers hold shadow copies of that mail (their pods find the
 //! server by its headless DNS name, on the shadow port), the operator tells them the queue is
 //! lost, and every message arrives once the hop is back.
-use e2e::scenario::flow::{hold_on, retry_until, service_with_dead_hop, transport_config, wait_service_ready};
+use e2e::scenario::flow::wait_service_ready;
+use e2e::scenario::flow::{fast_shadow_heartbeats, hold_on, retry_until, service_with_dead_hop, shadow_copies};
 use e2e::scenario::sink::{Outside, Sink};
 use e2e::scenario::Suite;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use std::sync::Arc;
 use std::time::Duration;
-use transport::api::DeliveryType;
 
 pub fn node_and_disk_lost(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
     async move {
@@ -19,9 +19,7 @@ pub fn node_and_disk_lost(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         let dead = Outside::reserve(env.cluster(), 2526).expect("an outside address");
         // Heartbeats every 5 s: the shadows find out by themselves too, should the operator
         // see the claim only once it is gone.
-        let mut tc = transport_config();
-        tc.spec.settings.shadow_heartbeat_frequency = Some("00:00:05".parse().unwrap());
-        env.apply(&tc).await.expect("apply TransportConfig");
+        env.apply(&fast_shadow_heartbeats()).await.expect("apply TransportConfig");
         env.apply(&service_with_dead_hop("mail", 3, _sink.addr, dead)).await.expect("apply TransportService");
         wait_service_ready(&env, "mail", 3).await;
         let ids: Vec<String> = (0..8).map(|i| format!("shadowed-{i}")).collect();
@@ -29,17 +27,7 @@ pub fn node_and_disk_lost(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
 
         // Every acknowledged message has a copy on mail-1 or mail-2, both used.
         env.wait_for(Duration::from_secs(60), "shadow copies of mail-0's messages on its peers", || async {
-            let mut held = Vec::new();
-            for peer in ["mail-1", "mail-2"] {
-                let admin = env.admin("mail", peer).await.map_err(|e| e.to_string())?;
-                let queues = admin.queues().await.map_err(|e| e.to_string())?;
-                let copies: u64 = queues
-                    .iter()
-                    .filter(|q| q.delivery_type == DeliveryType::ShadowRedundancy && q.next_hop_domain == "mail-0")
-                    .map(|q| q.message_count)
-                    .sum();
-                held.push(copies);
-            }
+            let held = shadow_copies(&env, "mail", &["mail-1", "mail-2"], "mail-0").await?;
             if held.iter().sum::<u64>() == ids.len() as u64 && held.iter().all(|n| *n > 0) {
                 Ok(())
             } else {
@@ -56,8 +44,7 @@ pub fn node_and_disk_lost(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         let later = Sink::at(env.cluster(), dead).expect("smtp-sink at the next hop");
         retry_until(&env, "mail", &["mail-1", "mail-2"], "mail-0's messages at the next hop", || later.missing(&ids))
             .await;
-        let twice: Vec<_> = later.message_ids().into_iter().filter(|(_, n)| *n > 1).collect();
-        assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+        assert_eq!(later.twice(), [], "delivered more than once");
         env.finish().await.unwrap();
     }
     .boxed()

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use transport::api::{
     ComponentInfo, QueueTotals, RedirectInfo, RedirectRequest, RequesterState, ServerInfo, ServerStateInfo,
-    ServerStateName, SetComponentState, SetServerState,
+    ServerStateName, SetComponentState, SetServerState, ShadowCheckInfo,
 };
 use transport::client::{AdminClient, ClientError};
 use transport::config::{
@@ -120,6 +120,8 @@ pub struct FakeServer {
     pub tokens: Vec<Option<String>>,
     /// Component wishes set through `PUT /v1/components` (requester, state), in order.
     pub component_calls: Vec<(Component, Requester, ComponentState)>,
+    /// Shadow copies it holds, by primary, as `POST /v1/shadow/{primary}/heartbeat` reports them.
+    pub shadow_copies: BTreeMap<String, u64>,
 }
 
 type Servers = Arc<Mutex<BTreeMap<String, FakeServer>>>;
@@ -240,6 +242,18 @@ async fn post_redirect(
     Ok(Json(fake.info.clone()))
 }
 
+async fn post_shadow_heartbeat(
+    State(s): State<Servers>,
+    Path((server, primary)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Json<ShadowCheckInfo>, (StatusCode, Json<Value>)> {
+    let mut all = s.lock().unwrap();
+    let fake = all.get_mut(&server).ok_or_else(|| not_found(&server))?;
+    fake.tokens.push(token(&headers));
+    let held_copies = fake.shadow_copies.get(&primary).copied().unwrap_or(0);
+    Ok(Json(ShadowCheckInfo { primary, held_copies }))
+}
+
 /// The fake admin API of every server, on 127.0.0.1.
 #[derive(Clone)]
 pub struct FakeAdmin {
@@ -255,6 +269,7 @@ impl FakeAdmin {
             .route("/{server}/v1/server/state", put(put_state))
             .route("/{server}/v1/components/{component}", put(put_component))
             .route("/{server}/v1/redirect", post(post_redirect))
+            .route("/{server}/v1/shadow/{primary}/heartbeat", post(post_shadow_heartbeat))
             .with_state(servers.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().unwrap();
@@ -651,6 +666,7 @@ impl Harness {
                             redirects: Vec::new(),
                             tokens: Vec::new(),
                             component_calls: Vec::new(),
+                            shadow_copies: BTreeMap::new(),
                         },
                     );
                 }

@@ -282,13 +282,28 @@ async fn scaling_down_drains_redirects_and_removes_only_an_empty_server() {
     assert_eq!(h.pod_names().await.len(), 3, "still holding mail");
     assert_eq!(h.admin.server("mail-2").unwrap().redirects.len(), 1, "one redirect while it is under way");
 
+    // Drained, but mail-1 still holds shadow copies of its messages: they would be
+    // delivered a second time once mail-2 is gone. The operator waits for mail-1 to let go.
+    h.admin.edit("mail-1", |s| drop(s.shadow_copies.insert("mail-2".into(), 3)));
     h.admin.set_messages("mail-2", 0);
+    h.reconcile("mail").await;
+    assert_eq!(h.pod_names().await.len(), 3, "not removed while a peer holds copies of its mail");
+    let status = h.service("mail").await.status.unwrap();
+    let entry = status.servers.iter().find(|s| s.name == "mail-2").unwrap();
+    let note = entry.message.as_deref().unwrap_or_default();
+    assert!(note.contains("mail-1 still holds 3 shadow copies"), "{note}");
+
+    h.admin.edit("mail-1", |s| drop(s.shadow_copies.remove("mail-2")));
     h.reconcile("mail").await;
     assert_eq!(h.pod_names().await, vec!["mail-0", "mail-1"]);
     // Deleted; the PVC protection (kube-controller-manager) lets it go once no pod uses it.
     h.wait_gone::<PersistentVolumeClaim>("mail-2-queue").await;
     assert!(h.event_reasons().await.contains(&"ServerRemoved".to_string()));
 
+    // The others drop mail-2 from their shadow peers (listed as leaving until now): a
+    // reload, once the files reach them.
+    h.kubelet().await;
+    h.reconcile("mail").await;
     h.kubelet().await;
     h.reconcile("mail").await;
     let cm = h.config_map("mail").await;

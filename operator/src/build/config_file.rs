@@ -67,6 +67,7 @@ pub fn transport_file(
     index: u32,
     org: &OrgSettings,
     components: BTreeMap<Component, BTreeMap<Requester, ComponentState>>,
+    leaving: &[u32],
 ) -> Result<TransportFile, Vec<FieldError>> {
     let name = ts.metadata.name.as_deref().unwrap_or_default();
     let server = names::server_name(name, index);
@@ -126,7 +127,7 @@ pub fn transport_file(
             token_file: Some(PathBuf::from(names::TOKEN_FILE)),
         }),
         logging: spec.logging.clone(),
-        shadow: Some(shadow_channel(name, namespace, index, spec.servers())),
+        shadow: Some(shadow_channel(name, namespace, index, spec.servers(), leaving)),
         components,
     })
 }
@@ -134,22 +135,23 @@ pub fn transport_file(
 /// The shadow channel of server `index`: its peers are the other wanted servers, each by
 /// its headless DNS name (published before it is ready: a draining server still answers
 /// heartbeats), listed from the next index round, so that copies spread over the service.
-/// A server above the wanted count (being scaled down) still lists them all but is listed
-/// by none: it takes no new copies.
-pub fn shadow_channel(ts: &str, namespace: &str, index: u32, servers: u32) -> ShadowChannel {
+/// A server above the wanted count (being scaled down) still lists them all but takes no
+/// new copies: the others list it (like every other server in `leaving`) as a leaving
+/// peer, one they only heartbeat, so that the copies they hold for it are dropped once
+/// its queue is drained (and not delivered again after it is gone).
+pub fn shadow_channel(ts: &str, namespace: &str, index: u32, servers: u32, leaving: &[u32]) -> ShadowChannel {
     let order: Vec<u32> = if index < servers {
         (1..servers).map(|step| (index + step) % servers).collect()
     } else {
         (0..servers).collect()
     };
-    let peers = order
-        .into_iter()
-        .map(|i| {
-            let peer = names::server_name(ts, i);
-            let address = format!("{}:{}", names::default_fqdn(ts, &peer, namespace), names::SHADOW_PORT);
-            ShadowPeer { name: peer, address }
-        })
-        .collect();
+    let peer = |i: u32, leaving: bool| {
+        let name = names::server_name(ts, i);
+        let address = format!("{}:{}", names::default_fqdn(ts, &name, namespace), names::SHADOW_PORT);
+        ShadowPeer { name, address, leaving }
+    };
+    let going = leaving.iter().copied().filter(|&i| i >= servers && i != index);
+    let peers = order.into_iter().map(|i| peer(i, false)).chain(going.map(|i| peer(i, true))).collect();
     ShadowChannel {
         bind: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), names::SHADOW_PORT),
         token_file: PathBuf::from(names::SHADOW_TOKEN_FILE),
@@ -186,7 +188,7 @@ mod tests {
     #[test]
     fn renders_the_paths_names_and_admin_of_a_pod() {
         let ts = service("mail", 3);
-        let file = transport_file(&ts, "prod", 1, &org(), BTreeMap::new()).unwrap();
+        let file = transport_file(&ts, "prod", 1, &org(), BTreeMap::new(), &[]).unwrap();
         assert_eq!(file.server_name, "mail-1");
         assert_eq!(file.fqdn, "mail-1.mail-headless.prod.svc.cluster.local");
         assert_eq!(file.queue_directory, PathBuf::from("/var/lib/kube-transport/queue"));
@@ -202,7 +204,7 @@ mod tests {
     #[test]
     fn each_server_lists_the_other_wanted_servers_as_shadow_peers_from_the_next_one_round() {
         let names = |index: u32, servers: u32| -> Vec<String> {
-            shadow_channel("mail", "prod", index, servers).peers.into_iter().map(|p| p.name).collect()
+            shadow_channel("mail", "prod", index, servers, &[]).peers.into_iter().map(|p| p.name).collect()
         };
         assert_eq!(names(1, 3), ["mail-2", "mail-0"]);
         assert_eq!(names(2, 3), ["mail-0", "mail-1"]);
@@ -211,7 +213,17 @@ mod tests {
         assert_eq!(names(3, 3), ["mail-0", "mail-1", "mail-2"]);
         assert!(!names(0, 3).contains(&"mail-3".to_string()));
 
-        let file = transport_file(&service("mail", 3), "prod", 0, &org(), BTreeMap::new()).unwrap();
+        // Scaled from 5 to 3: servers 3 and 4 are leaving. Every other server heartbeats
+        // them (for the copies it holds of their messages) but offers them none.
+        let peers = |index: u32| -> Vec<(String, bool)> {
+            let channel = shadow_channel("mail", "prod", index, 3, &[3, 4]);
+            channel.peers.into_iter().map(|p| (p.name, p.leaving)).collect()
+        };
+        let p = |name: &str, leaving: bool| (name.to_string(), leaving);
+        assert_eq!(peers(0), [p("mail-1", false), p("mail-2", false), p("mail-3", true), p("mail-4", true)]);
+        assert_eq!(peers(3), [p("mail-0", false), p("mail-1", false), p("mail-2", false), p("mail-4", true)]);
+
+        let file = transport_file(&service("mail", 3), "prod", 0, &org(), BTreeMap::new(), &[]).unwrap();
         let channel = file.shadow.unwrap();
         assert_eq!(channel.bind.to_string(), "0.0.0.0:2528");
         assert_eq!(channel.token_file, PathBuf::from("/etc/kube-transport/admin/shadow-token"));
@@ -231,7 +243,7 @@ mod tests {
         });
         ts.spec.intra_org =
             Some(IntraOrgSpec { port: Some(2600), remote_ip_ranges: Some(vec!["10.8.0.0/16".parse().unwrap()]) });
-        let file = transport_file(&ts, "prod", 0, &org(), BTreeMap::new()).unwrap();
+        let file = transport_file(&ts, "prod", 0, &org(), BTreeMap::new(), &[]).unwrap();
         let binds: Vec<_> = file.receive_connectors.iter().map(|c| (c.name.as_str(), c.bind.to_string())).collect();
         assert_eq!(
             binds,
@@ -256,7 +268,7 @@ mod tests {
 
     #[test]
     fn intra_defaults_to_port_2527_and_private_ranges() {
-        let file = transport_file(&service("mail", 1), "prod", 0, &org(), BTreeMap::new()).unwrap();
+        let file = transport_file(&service("mail", 1), "prod", 0, &org(), BTreeMap::new(), &[]).unwrap();
         let intra = file.receive_connectors.last().unwrap();
         assert_eq!(intra.name, "Intra");
         assert_eq!(intra.bind.port(), 2527);
@@ -271,8 +283,8 @@ mod tests {
         ts.spec.role = Some(Role::Edge);
         ts.spec.server_state = Some(ServerStateSetting::Paused);
         ts.spec.server_state_overrides.insert("edge-1".into(), ServerStateSetting::Started);
-        let f0 = transport_file(&ts, "prod", 0, &org(), BTreeMap::new()).unwrap();
-        let f1 = transport_file(&ts, "prod", 1, &org(), BTreeMap::new()).unwrap();
+        let f0 = transport_file(&ts, "prod", 0, &org(), BTreeMap::new(), &[]).unwrap();
+        let f1 = transport_file(&ts, "prod", 1, &org(), BTreeMap::new(), &[]).unwrap();
         assert_eq!((f0.fqdn.as_str(), f0.role), ("mx.example.com", Role::Edge));
         assert_eq!(f0.server_state, ServerStateSetting::Paused);
         assert_eq!(f1.server_state, ServerStateSetting::Started);
@@ -282,7 +294,7 @@ mod tests {
     fn a_bind_that_is_not_an_ip_names_the_field() {
         let mut ts = service("mail", 1);
         ts.spec.receive_connectors[0].bind = Some("eth0".into());
-        let errors = transport_file(&ts, "prod", 0, &org(), BTreeMap::new()).unwrap_err();
+        let errors = transport_file(&ts, "prod", 0, &org(), BTreeMap::new(), &[]).unwrap_err();
         assert_eq!(errors[0].path, "spec.receiveConnectors[0].bind");
     }
 
@@ -329,7 +341,7 @@ mod tests {
     fn rendered_text_round_trips_and_its_revision_is_the_servers() {
         let mut comps = BTreeMap::new();
         comps.insert(Component::HubTransport, BTreeMap::from([(Requester::Maintenance, ComponentState::Draining)]));
-        let file = transport_file(&service("mail", 1), "prod", 0, &org(), comps).unwrap();
+        let file = transport_file(&service("mail", 1), "prod", 0, &org(), comps, &[]).unwrap();
         let r = rendered(0, file.clone()).unwrap();
         assert_eq!(r.revision, transport::config::revision(&r.text));
         let back: TransportFile = serde_yaml::from_str(&r.text).unwrap();

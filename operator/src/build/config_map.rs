@@ -36,7 +36,7 @@ mod tests {
     fn one_key_and_one_revision_annotation_per_server() {
         let ts = service("mail", 2);
         let servers: Vec<_> = (0..2)
-            .map(|i| rendered(i, transport_file(&ts, "prod", i, &org(), Default::default()).unwrap()).unwrap())
+            .map(|i| rendered(i, transport_file(&ts, "prod", i, &org(), Default::default(), &[]).unwrap()).unwrap())
             .collect();
         let cm = config_map(&ts, &servers);
         assert_eq!(cm.metadata.name.as_deref(), Some("mail-config"));

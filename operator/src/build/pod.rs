@@ -254,7 +254,8 @@ mod tests {
 
     fn rendered(ts: &TransportService, index: u32) -> RenderedServer {
         let file =
-            crate::build::transport_file(ts, "prod", index, &crate::build::tests::org(), Default::default()).unwrap();
+            crate::build::transport_file(ts, "prod", index, &crate::build::tests::org(), Default::default(), &[])
+                .unwrap();
         crate::build::rendered(index, file).unwrap()
     }
 

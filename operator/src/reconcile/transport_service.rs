@@ -452,6 +452,7 @@ impl Run<'_> {
         let mut names_left = Vec::new();
         for index in draining {
             let target = servers.get(&index).and_then(|s| self.redirect_target(servers, &s.name, token));
+            let others = shadow_holders(servers, index);
             let Some(s) = servers.get_mut(&index) else { continue };
             let why = s.node_drain.clone().unwrap_or_default();
             names_left.push(s.name.clone());
@@ -473,6 +474,11 @@ impl Run<'_> {
                 continue;
             }
             if !s.evictable() {
+                // It comes back with a new queue: its peers would take its copies over.
+                if let Some(wait) = shadows_released(&others, &s.name).await {
+                    s.note = Some(format!("{why}: drained; {wait}"));
+                    continue;
+                }
                 // The empty queue's volume goes with the pod: a volume bound to the node
                 // (local storage) would keep the new pod from starting anywhere else.
                 // Marked drained even when someone deleted it already: its queue is empty,
@@ -517,8 +523,9 @@ impl Run<'_> {
         let mut going = Vec::new();
         for index in removed {
             let target = servers.get(&index).and_then(|s| self.redirect_target(servers, &s.name, token));
+            let others = shadow_holders(servers, index);
             let Some(s) = servers.get_mut(&index) else { continue };
-            if self.step_removal(s, target).await? {
+            if self.step_removal(s, target, &others).await? {
                 servers.remove(&index);
             } else {
                 going.push(servers.get(&index).map(|s| s.name.clone()).unwrap_or_default());
@@ -528,7 +535,7 @@ impl Run<'_> {
     }
 
     /// Ok(true) once the server is gone.
-    async fn step_removal(&self, s: &mut Server, target: Option<String>) -> Result<bool> {
+    async fn step_removal(&self, s: &mut Server, target: Option<String>, others: &[ShadowHolder]) -> Result<bool> {
         if s.pod.is_none() {
             // No pod: a drained volume goes; an undrained one got its pod back above.
             if let Some(pvc) = &s.pvc {
@@ -560,6 +567,10 @@ impl Run<'_> {
             return Ok(false);
         }
         if s.messages().unwrap_or_default() == 0 {
+            if let Some(wait) = shadows_released(others, &s.name).await {
+                s.note = Some(format!("to be removed: drained; {wait}"));
+                return Ok(false);
+            }
             self.remove(s).await?;
             return Ok(true);
         }
@@ -746,6 +757,50 @@ impl Run<'_> {
     }
 }
 
+/// A running server that may hold shadow copies of another's messages.
+type ShadowHolder = (String, transport::client::AdminClient);
+
+/// Every ready server but `index`, with its admin client.
+fn shadow_holders(servers: &BTreeMap<u32, Server>, index: u32) -> Vec<ShadowHolder> {
+    let ready = servers.values().filter(|o| o.index != index && o.pod_ready());
+    ready.filter_map(|o| o.admin.clone().map(|a| (o.name.clone(), a))).collect()
+}
+
+/// Asks every server in `holders` to heartbeat `primary` now (it is drained, so they drop
+/// their copies of its messages). `None` once none holds a copy; else what is awaited.
+/// Without this, a removed server's copies would be delivered again after
+/// shadowResubmitTimeSpan, and a server back on a new volume would see them taken over.
+async fn shadows_released(holders: &[ShadowHolder], primary: &str) -> Option<String> {
+    let answers = join_all(holders.iter().map(|(name, client)| async move {
+        let answer = match client.check_shadows(primary).await {
+            Ok(info) => Ok(info.held_copies),
+            // A server from before this check holds no copy it could be asked about.
+            Err(ClientError::NotFound(_)) => Ok(0),
+            Err(e) => Err(e.to_string()),
+        };
+        (name.clone(), answer)
+    }))
+    .await;
+    shadow_wait(primary, &answers)
+}
+
+/// What a drained server's removal waits for, given each peer's answer: `None` when every
+/// peer holds no copy of its messages any more.
+fn shadow_wait(primary: &str, answers: &[(String, Result<u64, String>)]) -> Option<String> {
+    let waits: Vec<String> = answers
+        .iter()
+        .filter_map(|(peer, answer)| match answer {
+            Ok(0) => None,
+            Ok(n) => Some(format!("{peer} still holds {n} shadow copies of its messages")),
+            Err(e) => Some(format!("{peer} cannot say which shadow copies of its messages it holds ({e})")),
+        })
+        .collect();
+    if waits.is_empty() {
+        return None;
+    }
+    Some(format!("waiting until its peers let go of its shadow copies ({primary}): {}", waits.join("; ")))
+}
+
 /// A server needs its configuration while it is wanted, or still has a pod or an undrained
 /// queue volume.
 fn keeps_config(s: &Server) -> bool {
@@ -830,4 +885,21 @@ fn node_drain_reason(node: &Node) -> Option<String> {
         .flatten()
         .find(|t| names::DRAIN_TAINTS.contains(&t.key.as_str()))
         .map(|t| format!("tainted {}:{}", t.key, t.effect))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shadow_wait;
+
+    #[test]
+    fn a_drained_server_goes_only_once_no_peer_holds_a_copy_of_its_messages() {
+        let answer = |peer: &str, a: Result<u64, &str>| (peer.to_string(), a.map_err(str::to_string));
+        assert_eq!(shadow_wait("mail-2", &[answer("mail-0", Ok(0)), answer("mail-1", Ok(0))]), None);
+        assert_eq!(shadow_wait("mail-2", &[]), None, "a lone server has no peer to wait for");
+
+        let wait = shadow_wait("mail-2", &[answer("mail-0", Ok(3)), answer("mail-1", Err("timed out"))]).unwrap();
+        assert!(wait.contains("mail-0 still holds 3 shadow copies"), "{wait}");
+        assert!(wait.contains("mail-1 cannot say which shadow copies of its messages it holds (timed out)"), "{wait}");
+        assert!(wait.contains("(mail-2)"), "{wait}");
+    }
 }

@@ -39,6 +39,9 @@ pub struct AdminContext {
     pub token: Arc<RwLock<Option<String>>>,
     /// The shadow copies this server holds for its peers.
     pub shadows: Arc<crate::shadow::Holder>,
+    /// The shadow settings in effect and the client that reaches peers (a heartbeat on request).
+    pub shadow_config: crate::shadow::SharedShadowConfig,
+    pub peers: crate::shadow::PeerClient,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -97,6 +100,7 @@ pub fn router(ctx: AdminContext) -> Router {
         .route("/v1/messages/{id}/export", get(export_message))
         .route("/v1/redirect", post(redirect))
         .route("/v1/shadow/{primary}/takeover", post(take_over_shadows))
+        .route("/v1/shadow/{primary}/heartbeat", post(check_shadows))
         .route("/v1/resubmit", post(resubmit))
         .route_layer(axum::middleware::from_fn_with_state(ctx.clone(), auth::require_token));
     Router::new()
@@ -244,6 +248,23 @@ async fn take_over_shadows(State(ctx): State<AdminContext>, Path(primary): Path<
             Json(crate::api::TakeoverInfo { primary, resubmitted: n as u64 }).into_response()
         }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, format!("the takeover stopped: {e}")),
+    }
+}
+
+/// Heartbeats `primary` now: the copies it has finished are dropped. The
+/// operator asks this before it removes a drained server, and waits for 0.
+async fn check_shadows(State(ctx): State<AdminContext>, Path(primary): Path<String>) -> Response {
+    let config = ctx.shadow_config.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let (shadows, manager, who) = (ctx.shadows.clone(), ctx.manager.clone(), primary.clone());
+    // In a task of its own, as a takeover: it may become one (another incarnation).
+    let server = ctx.server_name.clone();
+    let done = tokio::spawn(async move { shadows.check_now(&config, &ctx.peers, &server, &who, &manager).await }).await;
+    match done.unwrap_or_else(|e| Err(e.to_string())) {
+        Ok(held) => Json(crate::api::ShadowCheckInfo { primary, held_copies: held as u64 }).into_response(),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot ask {primary} which of its messages it still holds: {e}"),
+        ),
     }
 }
 

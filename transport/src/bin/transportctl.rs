@@ -119,6 +119,9 @@ enum Verb {
     /// Deliver from this server the shadow copies it holds for PRIMARY, now: for a server
     /// whose queue is lost for good (otherwise that happens after shadowResubmitTimeSpan).
     TakeOverShadows { primary: String },
+    /// Ask PRIMARY now which of the shadow copies this server holds for it are finished,
+    /// drop those, and show how many are left (before removing a drained server).
+    CheckShadows { primary: String },
     /// Add-ResubmitRequest: queue again the messages the Safety Net holds that were
     /// delivered between the two times (RFC 3339), to recipients routed to --destination
     /// (a NextHopDomain as get-queue shows it) when given.
@@ -312,6 +315,14 @@ async fn run(cli: &Cli, token: Option<String>) -> Result<(), ClientError> {
                 print_json(&info);
             } else {
                 println!("{} message(s) from the Safety Net queued for delivery again.", info.resubmitted);
+            }
+        }
+        Verb::CheckShadows { primary } => {
+            let info = client.check_shadows(primary).await?;
+            if json {
+                print_json(&info);
+            } else {
+                println!("{} shadow copies of {primary}'s messages are held here.", info.held_copies);
             }
         }
         Verb::TakeOverShadows { primary } => {

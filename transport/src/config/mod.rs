@@ -559,6 +559,11 @@ pub struct ShadowPeer {
     pub name: String,
     /// `host:port` of the peer's shadow channel.
     pub address: String,
+    /// A server being removed (scale-down): it gets no new copies, but the
+    /// copies held for it are still checked against its queue (heartbeat)
+    /// until it is gone, so that none is delivered a second time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub leaving: bool,
 }
 
 /// Connectivity and protocol logs (Exchange transport logs).

@@ -1469,7 +1469,8 @@ components: {HubTransport: {Maintenance: Active}}
     fn shadow_settings_and_peers() {
         use crate::config::{OrgSettings, ShadowChannel, ShadowPeer};
         let span = |s: &str| Some(s.parse::<TimeSpan>().unwrap());
-        let peer = |name: &str, address: &str| ShadowPeer { name: name.into(), address: address.into() };
+        let peer =
+            |name: &str, address: &str| ShadowPeer { name: name.into(), address: address.into(), leaving: false };
         let channel = |peers| ShadowChannel { bind: "0.0.0.0:2528".parse().unwrap(), token_file: "/t".into(), peers };
         let mut f = base();
         f.transport_config.shadow_heartbeat_frequency = span("00:00:01");

@@ -141,7 +141,7 @@ impl Server {
         ));
         tasks.push(tokio::spawn(holder.clone().run(
             shadow.clone(),
-            peers,
+            peers.clone(),
             file.server_name.clone(),
             manager.clone(),
             shutdown_rx.clone(),
@@ -164,8 +164,14 @@ impl Server {
             tasks.push(tokio::spawn(crate::shadow::serve(socket, state, shutdown_rx.clone())));
         }
 
-        let intake: Arc<dyn smtp::Submit> =
-            Arc::new(Intake::new(store.clone(), manager.clone(), clock.clone(), control.gate(), primary));
+        let intake: Arc<dyn smtp::Submit> = Arc::new(Intake::new(
+            store.clone(),
+            manager.clone(),
+            clock.clone(),
+            control.gate(),
+            primary,
+            telemetry.clone(),
+        ));
         let mut listeners = Vec::new();
         let mut sessions = HashMap::new();
         for connector in &file.receive_connectors {
@@ -198,6 +204,8 @@ impl Server {
             })),
             token: Arc::new(RwLock::new(read_token(&file)?)),
             shadows: holder,
+            shadow_config: shadow.clone(),
+            peers,
         };
         let mut admin = None;
         if let Some(settings) = &file.admin {

@@ -196,9 +196,15 @@ impl Holder {
     /// or the operator's request: the primary is gone for good). Returns how
     /// many messages were queued here.
     pub async fn take_over(&self, primary: &str, into: &QueueManager) -> Result<usize, HolderError> {
-        let ids: Vec<MessageId> =
-            self.index().copies.iter().filter(|(_, c)| &*c.primary == primary).map(|(id, _)| *id).collect();
+        let ids = self.copies_of(primary).into_iter().map(|(id, _, _)| id).collect();
         self.resubmit(primary, ids, Takeover::Requested, into).await
+    }
+
+    /// The copies held for `primary`: (id here, the primary's id, its incarnation).
+    fn copies_of(&self, primary: &str) -> Vec<(MessageId, u64, u64)> {
+        let index = self.index();
+        let of_primary = index.copies.iter().filter(|(_, c)| &*c.primary == primary);
+        of_primary.map(|(id, c)| (*id, c.primary_id, c.incarnation)).collect()
     }
 
     /// One heartbeat round over every primary this server holds copies for.
@@ -221,57 +227,90 @@ impl Holder {
             warn!(copies = expired.len(), "shadow copies older than shadowMessageAutoDiscardInterval dropped");
             self.discard(&expired).await;
         }
-        let token = config.token.clone().unwrap_or_default();
         for (primary, copies) in groups {
             let span = info_span!("shadow_heartbeat", %primary, copies = copies.len());
-            async {
-                let result = match config.address_of(&primary) {
-                    None => Err(format!("{primary} is not a peer in the configuration any more")),
-                    Some(address) => self.ask(client, address, &token, server, &copies).await,
-                };
-                match result {
-                    Ok((new_incarnation, finished)) => {
-                        {
-                            let mut index = self.index();
-                            let (_, link) = index.link(&primary, now);
-                            link.last_contact = now;
-                            link.last_attempt = Some(now);
-                            link.last_error = None;
-                        }
-                        self.discard(&finished).await;
-                        if !new_incarnation.is_empty() {
-                            warn!(
-                                copies = new_incarnation.len(),
-                                "the primary's queue was created afresh (its disk was lost): delivering its messages \
-                                 from here"
-                            );
-                            self.log_resubmit(
-                                self.resubmit(&primary, new_incarnation, Takeover::NewIncarnation, into).await,
-                            );
-                        }
-                    }
-                    Err(e) => {
-                        let silent_since = {
-                            let mut index = self.index();
-                            let (_, link) = index.link(&primary, now);
-                            link.last_attempt = Some(now);
-                            link.last_error = Some(e.clone());
-                            link.last_contact
-                        };
-                        let silent = now.duration_since(silent_since).unwrap_or_default();
-                        if silent >= config.policy.resubmit_time_span {
-                            warn!(error = %e, silent_s = silent.as_secs(), "the primary has not answered for \
-                                  shadowResubmitTimeSpan: delivering its messages from here");
-                            let ids = copies.iter().map(|(id, _, _)| *id).collect();
-                            self.log_resubmit(self.resubmit(&primary, ids, Takeover::Unreachable, into).await);
-                        } else {
-                            info!(error = %e, silent_s = silent.as_secs(), "shadow heartbeat failed");
-                        }
-                    }
+            // A failure is recorded on the link (Get-Queue shows it) and logged inside.
+            let _ = self.beat(config, client, server, &primary, &copies, into).instrument(span).await;
+        }
+    }
+
+    /// Heartbeats `primary` now, outside the schedule, and returns how many of
+    /// its copies this server still holds afterwards. The operator asks this of
+    /// every server before it removes a drained one (or lets its pod go with its
+    /// volume): a drained queue is empty, so the copies go, and none is delivered
+    /// a second time once the primary is gone or back with a new queue.
+    pub async fn check_now(
+        &self,
+        config: &ShadowConfig,
+        client: &PeerClient,
+        server: &str,
+        primary: &str,
+        into: &QueueManager,
+    ) -> Result<usize, String> {
+        let copies = self.copies_of(primary);
+        if !copies.is_empty() {
+            let span = info_span!("shadow_heartbeat", %primary, copies = copies.len(), asked = true);
+            self.beat(config, client, server, primary, &copies, into).instrument(span).await?;
+        }
+        Ok(self.copies_of(primary).len())
+    }
+
+    /// One heartbeat to `primary` about `copies`: drops those it has finished,
+    /// takes over those of another incarnation, and, when it does not answer,
+    /// takes over all of them once it has been silent for shadowResubmitTimeSpan.
+    async fn beat(
+        &self,
+        config: &ShadowConfig,
+        client: &PeerClient,
+        server: &str,
+        primary: &str,
+        copies: &[(MessageId, u64, u64)],
+        into: &QueueManager,
+    ) -> Result<(), String> {
+        let now = self.clock.now();
+        let token = config.token.clone().unwrap_or_default();
+        let result = match config.address_of(primary) {
+            None => Err(format!("{primary} is not a peer in the configuration any more")),
+            Some(address) => self.ask(client, address, &token, server, copies).await,
+        };
+        match result {
+            Ok((new_incarnation, finished)) => {
+                {
+                    let mut index = self.index();
+                    let (_, link) = index.link(primary, now);
+                    link.last_contact = now;
+                    link.last_attempt = Some(now);
+                    link.last_error = None;
                 }
+                self.discard(&finished).await;
+                if !new_incarnation.is_empty() {
+                    warn!(
+                        copies = new_incarnation.len(),
+                        "the primary's queue was created afresh (its disk was lost): delivering its messages from here"
+                    );
+                    self.log_resubmit(self.resubmit(primary, new_incarnation, Takeover::NewIncarnation, into).await);
+                }
+                Ok(())
             }
-            .instrument(span)
-            .await;
+            Err(e) => {
+                let silent_since = {
+                    let mut index = self.index();
+                    let (_, link) = index.link(primary, now);
+                    link.last_attempt = Some(now);
+                    link.last_error = Some(e.clone());
+                    link.last_contact
+                };
+                let silent = now.duration_since(silent_since).unwrap_or_default();
+                if silent >= config.policy.resubmit_time_span {
+                    warn!(error = %e, silent_s = silent.as_secs(), "the primary has not answered for \
+                          shadowResubmitTimeSpan: delivering its messages from here");
+                    let ids = copies.iter().map(|(id, _, _)| *id).collect();
+                    self.log_resubmit(self.resubmit(primary, ids, Takeover::Unreachable, into).await);
+                } else {
+                    info!(error = %e, silent_s = silent.as_secs(), "shadow heartbeat failed");
+                }
+                Err(e)
+            }
         }
     }
 

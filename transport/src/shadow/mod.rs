@@ -39,7 +39,8 @@ use std::sync::{Arc, RwLock};
 #[derive(Debug, Clone)]
 pub struct ShadowConfig {
     pub policy: ShadowPolicy,
-    /// The other servers, in the order copies are offered (rotated per message).
+    /// The other servers, in the order copies are offered (rotated per message),
+    /// then those being removed (heartbeats only).
     pub peers: Vec<ShadowPeer>,
     /// The credential peers present; `None` when the server has no channel.
     pub token: Option<String>,
@@ -60,9 +61,14 @@ impl ShadowConfig {
         self.peers.iter().find(|p| p.name == peer).map(|p| p.address.as_str())
     }
 
+    /// The peers a copy may go to: every one but those being removed.
+    pub fn copy_targets(&self) -> Vec<ShadowPeer> {
+        self.peers.iter().filter(|p| !p.leaving).cloned().collect()
+    }
+
     /// Whether messages received now get a shadow copy.
     pub fn shadowing(&self) -> bool {
-        self.policy.enabled && !self.peers.is_empty() && self.token.is_some()
+        self.policy.enabled && self.peers.iter().any(|p| !p.leaving) && self.token.is_some()
     }
 }
 

@@ -98,7 +98,7 @@ impl Primary {
             if !config.shadowing() {
                 return CopyOutcome::NotWanted;
             }
-            (config.peers.clone(), config.token.clone().unwrap_or_default())
+            (config.copy_targets(), config.token.clone().unwrap_or_default())
         };
         let outcome = match frame(envelope, body).await {
             Err(e) => CopyOutcome::Failed { reason: format!("cannot read the message to copy it: {e}") },

@@ -8,7 +8,7 @@
 use super::QueueManager;
 use crate::queue::body::StagedBody;
 use crate::queue::message::{Envelope, MessageId, RecipientStatus, Source};
-use crate::queue::StoreError;
+use crate::queue::{Store, StoreError};
 use crate::routing::Route;
 use std::time::Duration;
 use tracing::{info, warn};
@@ -54,11 +54,11 @@ impl QueueManager {
             (Some(_), Route::Unreachable(_)) => false,
         };
         let mut queued = 0;
-        for (id, at) in store.retired()? {
+        for (id, at) in off_runtime(&store, Store::retired).await? {
             if at < window.start_ms || at > window.end_ms {
                 continue;
             }
-            let mut envelope = match store.read_envelope(id) {
+            let mut envelope = match off_runtime(&store, move |s| s.read_envelope(id)).await {
                 Ok(e) => e,
                 // Swept meanwhile.
                 Err(StoreError::NotFound(_)) => continue,
@@ -72,7 +72,7 @@ impl QueueManager {
                 r.status = RecipientStatus::Pending;
                 r.last_error = None;
             }
-            let data = store.read_data(id)?;
+            let data = off_runtime(&store, move |s| s.read_data(id)).await?;
             envelope.arrival_ms = self.now_ms();
             envelope.origin.source = Source::Resubmit;
             let recipients = envelope.recipients.len();
@@ -102,13 +102,27 @@ impl QueueManager {
             let every = if hold.is_zero() { SWEEP_EVERY } else { SWEEP_EVERY.min(hold / 4) };
             let wake = self.inner.clock.now() + every.max(Duration::from_secs(1));
             self.inner.clock.sleep_until(wake).await;
-            match self.sweep_safety_net() {
+            let manager = self.clone();
+            let swept = tokio::task::spawn_blocking(move || manager.sweep_safety_net()).await;
+            match swept.unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e)))) {
                 Ok(0) => {}
                 Ok(n) => info!(messages = n, "Safety Net: messages older than safetyNetHoldTime dropped"),
                 Err(e) => warn!(error = %e, "Safety Net: cannot sweep now; trying again later"),
             }
         }
     }
+}
+
+/// Runs a read of the store (a database transaction, a spool file) off the
+/// runtime's threads: a resubmit request may read many thousand messages.
+async fn off_runtime<T: Send + 'static>(
+    store: &Store,
+    read: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || read(&store))
+        .await
+        .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e))))
 }
 
 /// Milliseconds since the epoch of an RFC 3339 time (a resubmit request's bounds).
