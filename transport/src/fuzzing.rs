@@ -1,7 +1,8 @@
 //! The pure parsers the cargo-fuzz targets in `fuzz/` drive (feature `fuzzing`
-//! only): the SMTP command-line parser and the DATA reader are crate-private
-//! everywhere else.
+//! only): the SMTP command-line parser, the DATA reader and the BDAT chunk
+//! checker are crate-private everywhere else.
 pub use crate::smtp::command::{
-    decode_xtext, parse_mail, parse_rcpt, split_verb, valid_domain, ArgError, Forward, MailArgs, RcptArgs, Verb,
+    decode_xtext, parse_bdat, parse_mail, parse_rcpt, split_verb, valid_domain, ArgError, Forward, MailArgs, RcptArgs,
+    Verb,
 };
-pub use crate::smtp::data::{DataError, DataReader};
+pub use crate::smtp::data::{ChunkChecker, DataError, DataReader};

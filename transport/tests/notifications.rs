@@ -208,3 +208,34 @@ fn notify_success_to_a_hop_without_dsn_gets_a_relayed_dsn() {
     std::thread::sleep(Duration::from_millis(500));
     assert!(sink_dsns(&s.sink).is_empty());
 }
+
+#[test]
+fn binarymime_for_a_hop_without_it_is_returned_at_once_with_5_6_3_and_headers_only() {
+    // smtp-sink offers neither CHUNKING nor BINARYMIME: the message cannot go there as it is.
+    let world = Sink::start();
+    let s = setup(world.addr, "", "");
+    let (mut c, _) = RawClient::connect(s.server.smtp).expect("connect");
+    assert!(c.cmd("EHLO client.test").unwrap().contains("BINARYMIME"));
+    assert!(c.cmd("MAIL FROM:<alice@local.test> BODY=BINARYMIME").unwrap().starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@example.net>").unwrap().starts_with("250"));
+    let body = b"Subject: binary\r\nMessage-ID: <binary@test.invalid>\r\n\r\n\x00\xff\nraw\r";
+    c.send_raw(&[format!("BDAT {} LAST\r\n", body.len()).as_bytes(), body].concat()).unwrap();
+    let reply = c.read_reply().unwrap();
+    assert!(reply.starts_with("250 2.6.0"), "{reply}");
+    let _ = c.cmd("QUIT");
+
+    let got = eventually(Duration::from_secs(20), "the NDR", || {
+        let d = sink_dsns(&s.sink);
+        (!d.is_empty()).then_some(d)
+    });
+    let status = delivery_status(&got[0]);
+    assert!(status.contains("Action: failed") && status.contains("Status: 5.6.3"), "{status}");
+    assert!(status.contains("BINARYMIME"), "the reason is given: {status}");
+    let parsed = MessageParser::default().parse(got[0].content.as_bytes()).unwrap();
+    let returned = parsed
+        .parts
+        .iter()
+        .find(|p| p.content_type().is_some_and(|c| c.ctype() == "text" && c.subtype() == Some("rfc822-headers")));
+    assert!(returned.is_some(), "the original's header only: {}", got[0].content);
+    assert!(world.messages().is_empty(), "nothing went to the hop");
+}

@@ -121,3 +121,52 @@ fn large_messages_are_spooled_survive_a_kill_and_arrive_byte_for_byte() {
         (std::fs::read_dir(&spool).expect("spool folder").count() == 0).then_some(())
     });
 }
+
+/// The send protocol log's data column (commands and replies) of a server.
+fn sent_lines(server: &Transport) -> Vec<String> {
+    let lines = support::inproc::read_logs(&server.dir.join("log").join("ProtocolLog").join("SmtpSend"));
+    lines.iter().filter_map(|l| l.split(',').nth(7).map(str::to_string)).collect()
+}
+
+#[test]
+fn a_hop_that_offers_chunking_gets_bdat_and_one_that_does_not_gets_data() {
+    // client → A → B (a transport server: CHUNKING, BINARYMIME) → smtp-sink (neither).
+    let sink = Sink::start();
+    let logged = "    protocolLogging: true\n".to_string();
+    let b = Transport::start(&TransportSetup {
+        smart_host: Some(sink.addr),
+        extra_send: logged.clone(),
+        server_name: Some("test-b".into()),
+        ..Default::default()
+    });
+    let a = Transport::start(&TransportSetup { smart_host: Some(b.smtp), extra_send: logged, ..Default::default() });
+
+    // 200 KB with lines that start with a dot: more than one chunk, and what DATA
+    // would have to dot-stuff goes as it is.
+    let line = ".a line that starts with a dot, as DATA would have to stuff it\r\n";
+    let body = line.repeat(200_000 / line.len());
+    let (mut c, _) = RawClient::connect(a.smtp).expect("connect");
+    c.cmd("EHLO client.test").expect("EHLO");
+    let message = format!("Subject: chunked\r\nMessage-ID: <chunked@test.invalid>\r\n\r\n{body}");
+    let reply = c.send_message("alice@example.org", &["bob@example.net"], &message).expect("send");
+    assert!(reply.starts_with("250"), "{reply}");
+    let _ = c.cmd("QUIT");
+    let got = sink.wait_for(1, Duration::from_secs(30));
+    // smtp-sink writes LF line ends and an empty line after the message.
+    let want = format!("{}\n", message.replace("\r\n", "\n"));
+    assert!(got[0].content.ends_with(&want), "the message arrives as it was sent");
+
+    let a_sent = eventually(Duration::from_secs(10), "A's send protocol log", || {
+        let lines = sent_lines(&a);
+        lines.iter().any(|l| l.contains("LAST")).then_some(lines)
+    });
+    let chunks: Vec<&String> = a_sent.iter().filter(|l| l.starts_with("BDAT ")).collect();
+    assert!(chunks.len() >= 3, "A sent BDAT chunks to B: {a_sent:#?}");
+    assert!(chunks.last().is_some_and(|l| l.ends_with(" LAST")), "{chunks:?}");
+    assert!(!a_sent.iter().any(|l| l == "DATA"), "{a_sent:#?}");
+    let b_sent = eventually(Duration::from_secs(10), "B's send protocol log", || {
+        let lines = sent_lines(&b);
+        lines.iter().any(|l| l == "DATA").then_some(lines)
+    });
+    assert!(!b_sent.iter().any(|l| l.starts_with("BDAT")), "B uses DATA with smtp-sink: {b_sent:#?}");
+}

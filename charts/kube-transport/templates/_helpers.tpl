@@ -120,3 +120,21 @@ operator makes that call; nothing is `*`.
   resources: ["nodes"]
   verbs: ["get", "list", "watch"]
 {{- end }}
+
+{{/* A duration of values (`90m`, `1h30m`, `2d`) in seconds, for a threshold in PromQL. */}}
+{{- define "kube-transport.seconds" -}}
+{{- $units := dict "s" 1 "m" 60 "h" 3600 "d" 86400 }}
+{{- $total := 0 }}
+{{- range regexFindAll "[0-9]+[smhd]" . -1 }}
+{{- $total = add $total (mul (regexFind "^[0-9]+" . | int) (get $units (regexFind "[smhd]$" .))) }}
+{{- end }}
+{{- $total }}
+{{- end }}
+
+{{/*
+transportctl on the pod an alert names, for the runbooks (Prometheus fills in the labels
+when the alert fires). The pod's admin API wants the token the operator mounted there.
+*/}}
+{{- define "kube-transport.alertTransportctl" -}}
+kubectl -n {{`{{ $labels.namespace }}`}} exec {{`{{ $labels.pod }}`}} -c transport -- transportctl --token-file /etc/kube-transport/admin/token
+{{- end }}

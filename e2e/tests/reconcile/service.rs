@@ -284,7 +284,9 @@ async fn scaling_down_drains_redirects_and_removes_only_an_empty_server() {
 
     // Drained, but mail-1 still holds shadow copies of its messages: they would be
     // delivered a second time once mail-2 is gone. The operator waits for mail-1 to let go.
-    h.admin.edit("mail-1", |s| drop(s.shadow_copies.insert("mail-2".into(), 3)));
+    h.admin.edit("mail-1", |s| {
+        s.shadow_copies.insert("mail-2".into(), 3);
+    });
     h.admin.set_messages("mail-2", 0);
     h.reconcile("mail").await;
     assert_eq!(h.pod_names().await.len(), 3, "not removed while a peer holds copies of its mail");
@@ -293,7 +295,9 @@ async fn scaling_down_drains_redirects_and_removes_only_an_empty_server() {
     let note = entry.message.as_deref().unwrap_or_default();
     assert!(note.contains("mail-1 still holds 3 shadow copies"), "{note}");
 
-    h.admin.edit("mail-1", |s| drop(s.shadow_copies.remove("mail-2")));
+    h.admin.edit("mail-1", |s| {
+        s.shadow_copies.remove("mail-2");
+    });
     h.reconcile("mail").await;
     assert_eq!(h.pod_names().await, vec!["mail-0", "mail-1"]);
     // Deleted; the PVC protection (kube-controller-manager) lets it go once no pod uses it.

@@ -250,6 +250,25 @@ pub struct ReceiveSettings {
     /// Write this connector's sessions to the protocol log.
     #[serde(default)]
     pub protocol_logging: bool,
+    /// Offer CHUNKING (RFC 3030 BDAT). Default true, as Exchange's ChunkingEnabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunking_enabled: Option<bool>,
+    /// Offer BINARYMIME (RFC 3030; only with CHUNKING). Default true, as Exchange's
+    /// BinaryMimeEnabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub binary_mime_enabled: Option<bool>,
+}
+
+impl ReceiveSettings {
+    /// CHUNKING is offered.
+    pub fn chunking(&self) -> bool {
+        self.chunking_enabled.unwrap_or(true)
+    }
+
+    /// BINARYMIME is offered (never without CHUNKING: its data can only come with BDAT).
+    pub fn binary_mime(&self) -> bool {
+        self.chunking() && self.binary_mime_enabled.unwrap_or(true)
+    }
 }
 
 /// SMTP AUTH on a receive connector. Authenticated clients may relay.

@@ -8,11 +8,13 @@ use super::reply::xtext;
 use crate::queue::message::{Notify, Recipient, Ret};
 use std::fmt;
 
-/// `MAIL FROM:<sender> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8] [RET=..] [ENVID=..]`
+/// `MAIL FROM:<sender> [SIZE=n] [BODY=8BITMIME|BINARYMIME] [SMTPUTF8] [RET=..] [ENVID=..]`
 pub(super) struct Mail<'a> {
     pub from: Option<&'a str>,
     pub size: Option<u64>,
     pub body_8bit: bool,
+    /// Wins over `body_8bit`.
+    pub binary_mime: bool,
     pub smtputf8: bool,
     /// Only when the hop offers DSN.
     pub ret: Option<Ret>,
@@ -25,7 +27,9 @@ impl fmt::Display for Mail<'_> {
         if let Some(size) = self.size {
             write!(f, " SIZE={size}")?;
         }
-        if self.body_8bit {
+        if self.binary_mime {
+            f.write_str(" BODY=BINARYMIME")?;
+        } else if self.body_8bit {
             f.write_str(" BODY=8BITMIME")?;
         }
         if self.smtputf8 {
@@ -96,13 +100,24 @@ mod tests {
             from: Some("a@example.org"),
             size: Some(1234),
             body_8bit: true,
+            binary_mime: false,
             smtputf8: false,
             ret: Some(Ret::Hdrs),
             envid: Some("QQ+2B1"),
         };
         assert_eq!(mail.to_string(), "MAIL FROM:<a@example.org> SIZE=1234 BODY=8BITMIME RET=HDRS ENVID=QQ+2B1\r\n");
-        let null = Mail { from: None, size: None, body_8bit: false, smtputf8: false, ret: None, envid: None };
+        let null = Mail {
+            from: None,
+            size: None,
+            body_8bit: false,
+            binary_mime: false,
+            smtputf8: false,
+            ret: None,
+            envid: None,
+        };
         assert_eq!(null.to_string(), "MAIL FROM:<>\r\n");
+        let binary = Mail { binary_mime: true, body_8bit: true, ..null };
+        assert_eq!(binary.to_string(), "MAIL FROM:<> BODY=BINARYMIME\r\n");
     }
 
     #[test]

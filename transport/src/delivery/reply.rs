@@ -46,6 +46,9 @@ pub(super) struct Extensions {
     pub pipelining: bool,
     /// SIZE was announced (`Some(0)`: no fixed limit).
     pub size: Option<u64>,
+    /// RFC 3030: BDAT may be used instead of DATA.
+    pub chunking: bool,
+    pub binary_mime: bool,
 }
 
 impl Extensions {
@@ -62,6 +65,8 @@ impl Extensions {
                 "8BITMIME" => ext.eight_bit_mime = true,
                 "SMTPUTF8" => ext.smtputf8 = true,
                 "PIPELINING" => ext.pipelining = true,
+                "CHUNKING" => ext.chunking = true,
+                "BINARYMIME" => ext.binary_mime = true,
                 "SIZE" => ext.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 _ => {}
             }
@@ -144,9 +149,13 @@ mod tests {
                 eight_bit_mime: true,
                 smtputf8: false,
                 pipelining: true,
-                size: Some(1000)
+                size: Some(1000),
+                chunking: false,
+                binary_mime: false,
             }
         );
+        let ext = Extensions::parse(["exchange", "CHUNKING", "BINARYMIME"]);
+        assert!(ext.chunking && ext.binary_mime);
     }
 
     #[test]

@@ -20,6 +20,11 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
+/// BDAT chunks (64 KB each) sent ahead of their replies when the hop offers
+/// PIPELINING: enough to keep the line busy, few enough that the replies a
+/// peer writes meanwhile fit its socket buffer.
+const MAX_UNANSWERED_CHUNKS: usize = 16;
+
 /// A reply that is part of the dialogue (any code); transport failures are
 /// [`DeliveryError`]s instead.
 enum Reply {
@@ -382,7 +387,14 @@ impl OutboundSession {
                 });
             }
         }
+        if envelope.binary_mime && !(self.ext.chunking && self.ext.binary_mime) {
+            // RFC 3030 §3: binary data cannot go with DATA, and converting it is not ours to do.
+            let reply =
+                format!("554 5.6.3 {} does not offer BINARYMIME with CHUNKING, which this message needs", self.remote);
+            return Ok(SendOutcome { recipients: all(RecipientOutcome::Permanent { reply }), dsn_passed: dsn });
+        }
         self.used = true;
+        let chunking = self.ext.chunking;
 
         let non_ascii = envelope.mail_from.as_deref().is_some_and(|a| !a.is_ascii())
             || wanted.iter().any(|&i| !envelope.recipients[i].address.is_ascii());
@@ -390,6 +402,7 @@ impl OutboundSession {
             from: envelope.mail_from.as_deref(),
             size: self.ext.size.map(|_| body.len()),
             body_8bit: envelope.body_8bit && self.ext.eight_bit_mime,
+            binary_mime: envelope.binary_mime,
             smtputf8: non_ascii && self.ext.smtputf8,
             ret: if dsn { envelope.ret } else { None },
             envid: if dsn { envelope.envid.as_deref() } else { None },
@@ -400,7 +413,9 @@ impl OutboundSession {
             for &index in &wanted {
                 commands.push_str(&Rcpt { recipient: &envelope.recipients[index], dsn }.to_string());
             }
-            commands.push_str("DATA\r\n");
+            if !chunking {
+                commands.push_str("DATA\r\n");
+            }
             self.write_raw(commands.as_bytes(), "MAIL").await?;
         }
         let reply = if pipelining {
@@ -414,7 +429,9 @@ impl OutboundSession {
                 for _ in &wanted {
                     self.read_reply("RCPT", command_timeout).await?;
                 }
-                self.after_refused_data(command_timeout).await?;
+                if !chunking {
+                    self.after_refused_data(command_timeout).await?;
+                }
             }
             self.used = false;
             return Ok(SendOutcome { recipients: all(reply.refusal()), dsn_passed: dsn });
@@ -454,7 +471,7 @@ impl OutboundSession {
 
         if outcomes.iter().all(|(_, o)| o.is_some()) {
             // No recipient accepted: end the transaction, the session stays usable.
-            if pipelining {
+            if pipelining && !chunking {
                 self.after_refused_data(command_timeout).await?;
             }
             if self.used && self.reusable {
@@ -468,6 +485,32 @@ impl OutboundSession {
             return Ok(SendOutcome { recipients, dsn_passed: dsn });
         }
 
+        let reply =
+            if chunking { self.send_chunks(body).await? } else { self.send_data_command(body, pipelining).await? };
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(refused) => return Ok(finish(outcomes, refused)),
+        };
+        let outcome = match &reply {
+            Reply::Positive(r) if u16::from(r.code()) < 300 => RecipientOutcome::Delivered { reply: reply.text() },
+            Reply::Positive(_) => {
+                self.reusable = false;
+                RecipientOutcome::Transient { reply: reply.text() }
+            }
+            Reply::Negative { .. } => reply.refusal(),
+        };
+        tracing::debug!(remote = %self.remote, reply = %reply.text(), chunking, "message sent");
+        Ok(finish(outcomes, outcome))
+    }
+
+    /// DATA (already sent when pipelining), then the message: the reply to
+    /// its end, or `Err` with the outcome of a DATA that was not answered 354.
+    async fn send_data_command(
+        &mut self,
+        body: &mut BodyReader,
+        pipelining: bool,
+    ) -> Result<Result<Reply, RecipientOutcome>, DeliveryError> {
+        let command_timeout = self.opts.command_timeout;
         let reply = if pipelining {
             self.read_reply("DATA", command_timeout).await?
         } else {
@@ -478,22 +521,73 @@ impl OutboundSession {
             Reply::Positive(_) => {
                 // Not an invitation to send data: the dialogue is out of step.
                 self.reusable = false;
-                return Ok(finish(outcomes, RecipientOutcome::Transient { reply: reply.text() }));
+                return Ok(Err(RecipientOutcome::Transient { reply: reply.text() }));
             }
-            Reply::Negative { .. } => return Ok(finish(outcomes, reply.refusal())),
+            Reply::Negative { .. } => return Ok(Err(reply.refusal())),
         }
+        self.send_data(body).await.map(Ok)
+    }
 
-        let reply = self.send_data(body).await?;
-        let outcome = match &reply {
-            Reply::Positive(r) if u16::from(r.code()) < 300 => RecipientOutcome::Delivered { reply: reply.text() },
-            Reply::Positive(_) => {
-                self.reusable = false;
-                RecipientOutcome::Transient { reply: reply.text() }
+    /// The message in BDAT chunks (RFC 3030), as stored: no dot-stuffing, the
+    /// last chunk marked LAST. With PIPELINING up to [`MAX_UNANSWERED_CHUNKS`]
+    /// chunks go out before their replies are read; without, each waits for
+    /// its reply. Returns the first refusal of a chunk, else the reply to LAST.
+    async fn send_chunks(&mut self, body: &mut BodyReader) -> Result<Result<Reply, RecipientOutcome>, DeliveryError> {
+        // Chunks sent whose reply has not been read yet: all of them up to a
+        // bound with PIPELINING, none without.
+        let window = if self.ext.pipelining { MAX_UNANSWERED_CHUNKS } else { 0 };
+        let wait = self.opts.command_timeout;
+        let mut sent = 0usize;
+        let mut refused: Option<Reply> = None;
+        self.stream.set_quiet_writes(true);
+        let mut next = self.read_chunk(body).await;
+        let written: Result<(), DeliveryError> = async {
+            loop {
+                let chunk = std::mem::replace(&mut next, Ok(None))?.unwrap_or_default();
+                next = self.read_chunk(body).await;
+                let last = matches!(next, Ok(None));
+                let command = format!("BDAT {}{}", chunk.len(), if last { " LAST" } else { "" });
+                // The writes are quiet (no message data in the log): the command is noted itself.
+                self.stream.note(LogEvent::Sent, &command);
+                let mut framed = format!("{command}\r\n").into_bytes();
+                framed.extend_from_slice(&chunk);
+                self.write_raw(&framed, "BDAT").await?;
+                sent += 1;
+                if last {
+                    return Ok(());
+                }
+                // A peer whose replies we do not read stops reading our chunks.
+                while sent > window {
+                    let reply = self.read_reply("BDAT", wait).await?;
+                    sent -= 1;
+                    if !matches!(reply, Reply::Positive(_)) {
+                        refused = Some(reply);
+                        // The transaction failed; no further chunk (RFC 3030 §2).
+                        return Ok(());
+                    }
+                }
             }
-            Reply::Negative { .. } => reply.refusal(),
-        };
-        tracing::debug!(remote = %self.remote, reply = %reply.text(), "message sent");
-        Ok(finish(outcomes, outcome))
+        }
+        .await;
+        self.stream.set_quiet_writes(false);
+        written?;
+        // The replies still owed, in order: a chunk refused ends the transaction.
+        let mut final_reply = None;
+        for _ in 0..sent {
+            let reply = self.read_reply("BDAT", wait).await?;
+            if refused.is_none() && !matches!(reply, Reply::Positive(_)) {
+                refused = Some(reply);
+            } else {
+                final_reply = Some(reply);
+            }
+        }
+        self.used = false;
+        match (refused, final_reply) {
+            (Some(reply), _) => Ok(Err(reply.refusal())),
+            (None, Some(reply)) => Ok(Ok(reply)),
+            // A chunk refused without pipelining: nothing more was sent.
+            (None, None) => Err(DeliveryError::Broken { addr: self.remote.clone(), reason: "no reply to BDAT".into() }),
+        }
     }
 
     /// The reply to a pipelined DATA after MAIL or every RCPT was refused. It

@@ -112,8 +112,11 @@ pub struct Envelope {
     pub recipients: Vec<Recipient>,
     /// Size in bytes of the stored data (including the added Received header).
     pub size: u64,
-    /// BODY=8BITMIME was given.
+    /// BODY=8BITMIME (or BINARYMIME) was given.
     pub body_8bit: bool,
+    /// BODY=BINARYMIME (RFC 3030): relayed only with BDAT to a hop that offers it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub binary_mime: bool,
     pub ret: Option<Ret>,
     pub envid: Option<Box<str>>,
     /// Arrival time, milliseconds since the Unix epoch (from the server's clock).

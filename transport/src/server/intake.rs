@@ -2,6 +2,7 @@
 //! queue manager. Shared by the SMTP sessions and the replay directory.
 use crate::clock::{to_millis, SharedClock};
 use crate::control::Gate;
+use crate::metrics::Telemetry;
 use crate::queue::body::BodyWriter;
 use crate::queue::manager::QueueManager;
 use crate::queue::{Envelope, MessageId, Store, StoreError};
@@ -9,6 +10,7 @@ use crate::shadow::{CopyOutcome, Primary};
 use crate::smtp::{Incoming, Submit, SubmitError};
 use futures::future::BoxFuture;
 use std::sync::Arc;
+use std::time::Instant;
 
 pub struct Intake {
     store: Store,
@@ -17,11 +19,20 @@ pub struct Intake {
     gate: Gate,
     /// Shadow copies (when the server has peers and shadowing is on).
     shadow: Arc<Primary>,
+    /// How long each accepted message took to store (the acceptance latency).
+    telemetry: Arc<Telemetry>,
 }
 
 impl Intake {
-    pub fn new(store: Store, manager: QueueManager, clock: SharedClock, gate: Gate, shadow: Arc<Primary>) -> Intake {
-        Intake { store, manager, clock, gate, shadow }
+    pub fn new(
+        store: Store,
+        manager: QueueManager,
+        clock: SharedClock,
+        gate: Gate,
+        shadow: Arc<Primary>,
+        telemetry: Arc<Telemetry>,
+    ) -> Intake {
+        Intake { store, manager, clock, gate, shadow, telemetry }
     }
 }
 
@@ -36,6 +47,9 @@ impl Submit for Intake {
 
     fn submit(&self, msg: Incoming) -> BoxFuture<'_, Result<(), SubmitError>> {
         Box::pin(async move {
+            // Real time, not the server's clock: what the client waits for between its
+            // final dot and the 250 (the store's fsync, the shadow copy).
+            let started = Instant::now();
             // The server may have stopped taking mail while the client sent DATA
             // (a redirect started, a component went Inactive): refuse, never lose.
             if !self.gate.now().mail {
@@ -47,6 +61,7 @@ impl Submit for Intake {
                 recipients: msg.recipients,
                 size: msg.data.len(),
                 body_8bit: msg.body_8bit,
+                binary_mime: msg.binary_mime,
                 ret: msg.ret,
                 envid: msg.envid.map(Into::into),
                 arrival_ms: to_millis(self.clock.now()),
@@ -58,6 +73,7 @@ impl Submit for Intake {
             if !self.shadow.wanted() {
                 self.store.insert_body(&envelope, msg.data).await.map_err(storage_error)?;
                 self.manager.enqueue(envelope);
+                self.telemetry.message_accepted(started.elapsed());
                 return Ok(());
             }
             // Stored here and copied to a peer at once: the client waits for
@@ -78,6 +94,7 @@ impl Submit for Intake {
                 tracing::warn!(id = %envelope.id, %reason, "message accepted without a shadow copy");
             }
             self.manager.enqueue(envelope);
+            self.telemetry.message_accepted(started.elapsed());
             Ok(())
         })
     }

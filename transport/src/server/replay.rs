@@ -77,7 +77,7 @@ pub fn parse(bytes: &[u8]) -> Result<ReplayMessage, ReplayError> {
                 let args = command::parse_mail(&format!("FROM:{}", bracketed(value)))
                     .map_err(|e| header_error("X-Sender", value, e))?;
                 msg.mail_from = args.from;
-                msg.body_8bit = args.body == Some(command::Body::EightBitMime);
+                msg.body_8bit = matches!(args.body, Some(command::Body::EightBitMime | command::Body::BinaryMime));
                 msg.ret = args.ret;
                 msg.envid = args.envid;
             }
@@ -206,6 +206,7 @@ pub async fn scan(dir: &Path, intake: &dyn Submit) {
             recipients: msg.recipients,
             data: StagedBody::Inline(msg.data),
             body_8bit: msg.body_8bit,
+            binary_mime: false,
             ret: msg.ret,
             envid: msg.envid,
             origin: Origin {

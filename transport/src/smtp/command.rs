@@ -26,6 +26,8 @@ pub enum Verb {
     Mail,
     Rcpt,
     Data,
+    /// RFC 3030 CHUNKING.
+    Bdat,
     Rset,
     Noop,
     Quit,
@@ -50,6 +52,7 @@ pub fn split_verb(line: &str) -> (Verb, &str) {
         "MAIL" => Verb::Mail,
         "RCPT" => Verb::Rcpt,
         "DATA" => Verb::Data,
+        "BDAT" => Verb::Bdat,
         "RSET" => Verb::Rset,
         "NOOP" => Verb::Noop,
         "QUIT" => Verb::Quit,
@@ -80,6 +83,8 @@ pub enum ArgError {
 pub enum Body {
     SevenBit,
     EightBitMime,
+    /// RFC 3030: any octets, sent only with BDAT.
+    BinaryMime,
 }
 
 /// MAIL FROM and its parameters.
@@ -134,6 +139,7 @@ pub fn parse_mail(args: &str) -> Result<MailArgs, ArgError> {
                 let body = match value.map(|v| v.to_ascii_uppercase()).as_deref() {
                     Some("7BIT") => Body::SevenBit,
                     Some("8BITMIME") => Body::EightBitMime,
+                    Some("BINARYMIME") => Body::BinaryMime,
                     _ => return Err(ArgError::Invalid("BODY")),
                 };
                 set_once(&mut out.body, body, "BODY")?;
@@ -201,6 +207,21 @@ pub fn parse_rcpt(args: &str) -> Result<RcptArgs, ArgError> {
         }
     }
     Ok(out)
+}
+
+/// `BDAT <chunk-size> [LAST]` (RFC 3030 §2): the chunk's size in octets and
+/// whether it is the last. `None` when the size cannot be read: the chunk's
+/// end is then unknown, and the session cannot go on.
+pub fn parse_bdat(args: &str) -> Option<(u64, bool)> {
+    let mut words = args.split(' ');
+    let size = words.next().filter(|w| (1..=20).contains(&w.len()) && w.bytes().all(|b| b.is_ascii_digit()))?;
+    let size = size.parse::<u64>().ok()?;
+    let last = match words.next() {
+        None => false,
+        Some(w) if w.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return None,
+    };
+    words.next().is_none().then_some((size, last))
 }
 
 /// `FROM:` / `TO:`, case-insensitive, then optional spaces (many clients send
@@ -409,7 +430,8 @@ mod tests {
         assert_eq!(parse_mail("FROM:<a@b> SMTPUTF8"), Err(ArgError::Unsupported("SMTPUTF8".into())));
         assert_eq!(parse_mail("FROM:<a@b> SIZE=x"), Err(ArgError::Invalid("SIZE")));
         assert_eq!(parse_mail("FROM:<a@b> SIZE=1 SIZE=2"), Err(ArgError::Invalid("SIZE")));
-        assert_eq!(parse_mail("FROM:<a@b> BODY=BINARYMIME"), Err(ArgError::Invalid("BODY")));
+        assert_eq!(parse_mail("FROM:<a@b> BODY=BINARYMIME").unwrap().body, Some(Body::BinaryMime));
+        assert_eq!(parse_mail("FROM:<a@b> BODY=UTF8"), Err(ArgError::Invalid("BODY")));
         assert_eq!(parse_mail("FROM:<a@b> RET=ALL"), Err(ArgError::Invalid("RET")));
         assert_eq!(parse_mail("FROM:<a@b> ENVID=a=b"), Err(ArgError::Invalid("ENVID")));
         assert_eq!(parse_mail(&format!("FROM:<{}@b.test>", "x".repeat(65))), Err(ArgError::Address));
@@ -445,6 +467,16 @@ mod tests {
         assert_eq!(parse_rcpt("TO:<a@b.test> ORCPT=rfc822"), Err(ArgError::Invalid("ORCPT")));
         assert_eq!(parse_rcpt("TO:<a@b.test> ORCPT=rfc822;a+4"), Err(ArgError::Invalid("ORCPT")));
         assert_eq!(parse_rcpt("TO:<a@b.test> SIZE=1"), Err(ArgError::Unsupported("SIZE".into())));
+    }
+
+    #[test]
+    fn bdat_chunk_sizes() {
+        assert_eq!(parse_bdat("0 LAST"), Some((0, true)));
+        assert_eq!(parse_bdat("65536"), Some((65536, false)));
+        assert_eq!(parse_bdat("12 last"), Some((12, true)));
+        for bad in ["", "LAST", "-1", "1.5", "12 LAST x", "12  LAST", "12 FIRST", "99999999999999999999999"] {
+            assert_eq!(parse_bdat(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

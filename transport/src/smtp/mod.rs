@@ -62,6 +62,8 @@ pub struct Incoming {
     /// (dot-unstuffed, CRLF line ends), in memory or spooled when large.
     pub data: StagedBody,
     pub body_8bit: bool,
+    /// BODY=BINARYMIME: the data came with BDAT and may hold any octet.
+    pub binary_mime: bool,
     pub ret: Option<Ret>,
     pub envid: Option<String>,
     pub origin: Origin,

@@ -2,13 +2,14 @@
 //! transactions, DATA, STARTTLS and AUTH, limits and timeouts.
 use super::auth::{self, Users};
 use super::command::{self, ArgError, Body, Forward, MailArgs, Verb};
-use super::data::{DataError, DataReader};
+use super::data::{ChunkChecker, DataError, DataReader};
 use super::received::{self, Trace};
 use super::{Incoming, SessionEvents, SessionSettings, Submit, SubmitError};
 use crate::config::AcceptedDomain;
 use crate::control::{Availability, Gate};
 use crate::logs::LogEvent;
-use crate::queue::message::{Origin, Recipient, Source};
+use crate::queue::body::BodyWriter;
+use crate::queue::message::{MessageId, Origin, Recipient, Source};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -110,6 +111,33 @@ enum Line {
 struct Transaction {
     mail: MailArgs,
     recipients: Vec<Recipient>,
+    /// Its data is arriving in BDAT chunks.
+    chunks: Option<Chunked>,
+}
+
+/// A message's data while it arrives (DATA or BDAT): its id, our Received
+/// header already written, and the body writer.
+struct Staged {
+    id: MessageId,
+    helo: String,
+    header_len: usize,
+    body: BodyWriter,
+    /// The first spool write that failed: the message gets `452` at its end.
+    spool_error: Option<std::io::Error>,
+}
+
+impl Staged {
+    async fn write(&mut self, bytes: &[u8]) {
+        if self.spool_error.is_none() {
+            self.spool_error = self.body.write(bytes).await.err();
+        }
+    }
+}
+
+/// The BDAT chunks of a transaction so far.
+struct Chunked {
+    staged: Staged,
+    checker: ChunkChecker,
 }
 
 struct Session {
@@ -399,6 +427,7 @@ impl Session {
             Verb::Mail => self.mail(args)?,
             Verb::Rcpt => self.rcpt(args),
             Verb::Data => self.data(args).await?,
+            Verb::Bdat => self.bdat(args).await?,
             Verb::Rset => {
                 if args.is_empty() {
                     self.txn = None;
@@ -421,7 +450,7 @@ impl Session {
             }
             Verb::Expn => self.reply("502 5.5.1 Command not implemented"),
             Verb::Help => {
-                self.reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY HELP STARTTLS AUTH")
+                self.reply("214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY HELP STARTTLS AUTH")
             }
             Verb::StartTls => self.starttls(args).await?,
             Verb::Auth => self.auth(args).await?,
@@ -430,7 +459,15 @@ impl Session {
         // RFC 2920 §3.1: these end a group; their replies go out at once.
         if matches!(
             verb,
-            Verb::Ehlo | Verb::Helo | Verb::Data | Verb::Noop | Verb::Vrfy | Verb::Expn | Verb::Help | Verb::Auth
+            Verb::Ehlo
+                | Verb::Helo
+                | Verb::Data
+                | Verb::Bdat
+                | Verb::Noop
+                | Verb::Vrfy
+                | Verb::Expn
+                | Verb::Help
+                | Verb::Auth
         ) {
             self.flush().await?;
         }
@@ -465,6 +502,12 @@ impl Session {
             "ENHANCEDSTATUSCODES".into(),
             "8BITMIME".into(),
         ];
+        if self.settings().settings.chunking() {
+            lines.push("CHUNKING".into());
+        }
+        if self.settings().settings.binary_mime() {
+            lines.push("BINARYMIME".into());
+        }
         if self.settings().tls.is_some() && !self.tls {
             lines.push("STARTTLS".into());
         }
@@ -500,11 +543,14 @@ impl Session {
         }
         match command::parse_mail(args) {
             Err(e) => self.arg_error(e, "501 5.1.7 Invalid address"),
+            Ok(m) if m.body == Some(Body::BinaryMime) && !self.settings().settings.binary_mime() => {
+                self.reply("555 5.5.4 Unsupported parameter BODY=BINARYMIME")
+            }
             Ok(m) if m.size.is_some_and(|s| s > self.settings().limits.max_message_size) => {
                 self.reply("552 5.3.4 Message size exceeds fixed maximum message size")
             }
             Ok(m) => {
-                self.txn = Some(Transaction { mail: m, recipients: Vec::new() });
+                self.txn = Some(Transaction { mail: m, recipients: Vec::new(), chunks: None });
                 self.reply("250 2.1.0 Sender OK");
             }
         }
@@ -567,30 +613,19 @@ impl Session {
                 self.reply("503 5.5.1 No valid recipients");
                 return Ok(());
             }
+            // RFC 3030 §2: one transaction, one way of sending its data.
+            Some(t) if t.chunks.is_some() => {
+                self.reply("503 5.5.1 DATA cannot follow BDAT in the same transaction");
+                return Ok(());
+            }
+            Some(t) if t.mail.body == Some(Body::BinaryMime) => {
+                self.reply("503 5.5.1 BODY=BINARYMIME data must be sent with BDAT");
+                return Ok(());
+            }
             Some(_) => {}
         }
-        let id = self.ctx.submit.next_id();
-        let helo = self.helo.clone().unwrap_or_default();
-        let id_text = id.to_string();
-        let header = received::received_header(&Trace {
-            helo: &helo,
-            ip: self.ctx.remote.ip(),
-            fqdn: self.fqdn(),
-            esmtp: self.esmtp,
-            tls: self.tls,
-            authenticated: self.user.is_some(),
-            id: &id_text,
-            date: self.settings().clock.now(),
-        });
-        let limits = &self.settings().limits;
-        let mut reader = DataReader::new(limits.max_message_size);
-        // The body goes to its writer as it arrives (to a spool file once large):
-        // a session holds the header it must check, never the whole message.
-        let start = header.len();
-        let head_keep =
-            start.saturating_add(usize::try_from(limits.max_header_size).unwrap_or(usize::MAX)).saturating_add(2);
-        let mut body = self.ctx.submit.body_writer(id, head_keep);
-        let mut spool_error = body.write(&header).await.err();
+        let mut staged = self.stage().await;
+        let mut reader = DataReader::new(self.settings().limits.max_message_size);
         let mut chunk = Vec::with_capacity(READ_CHUNK);
         self.reply("354 Start mail input; end with <CRLF>.<CRLF>");
         self.flush().await?;
@@ -601,8 +636,8 @@ impl Session {
                     Some(n) => drop(self.inbuf.drain(..n)),
                     None => self.inbuf.clear(),
                 }
-                if spool_error.is_none() && !chunk.is_empty() && !reader.failed() {
-                    spool_error = body.write(&chunk).await.err();
+                if !chunk.is_empty() && !reader.failed() {
+                    staged.write(&chunk).await;
                 }
                 chunk.clear();
                 if end.is_some() {
@@ -616,28 +651,135 @@ impl Session {
         let size = reader.size();
         let Some(txn) = self.txn.take() else { return Ok(()) };
         self.log(LogEvent::Received, &format!("<{size} bytes of message data>"));
-        match reader.finish() {
-            Ok(()) => {}
-            Err(DataError::BareLineEnd) => {
-                tracing::warn!(size, "message with bare CR or LF refused");
-                self.reply("550 5.6.0 Bare CR or LF in message data refused");
-                return Ok(());
+        if let Err(e) = reader.finish() {
+            self.refuse_data(e, size);
+            return Ok(());
+        }
+        self.accept(txn, staged).await
+    }
+
+    /// `BDAT <size> [LAST]` (RFC 3030): the chunk's octets are read whatever
+    /// the answer, so the next command is found where the client put it.
+    async fn bdat(&mut self, args: &str) -> Result<(), Stop> {
+        let Some((size, last)) = command::parse_bdat(args) else {
+            // Where the chunk ends is unknown: its octets would be read as commands.
+            self.txn = None;
+            return Err(Stop::Close(
+                "421 4.5.4 Syntax: BDAT <chunk-size> [LAST]; the chunk cannot be found, closing the connection".into(),
+            ));
+        };
+        let refusal = if !self.settings().settings.chunking() {
+            Some("502 5.5.1 BDAT is not offered here")
+        } else {
+            match &self.txn {
+                None => Some("503 5.5.1 Need MAIL command"),
+                Some(t) if t.recipients.is_empty() => Some("503 5.5.1 No valid recipients"),
+                Some(_) => None,
             }
-            Err(DataError::Nul) => {
-                self.reply("550 5.6.0 NUL character in message data refused");
-                return Ok(());
-            }
-            Err(DataError::TooBig) => {
-                self.reply("552 5.3.4 Message size exceeds fixed maximum message size");
-                return Ok(());
+        };
+        if refusal.is_none() && self.txn.as_ref().is_some_and(|t| t.chunks.is_none()) {
+            let staged = self.stage().await;
+            let binary = self.txn.as_ref().is_some_and(|t| t.mail.body == Some(Body::BinaryMime));
+            let checker = ChunkChecker::new(self.settings().limits.max_message_size, binary);
+            if let Some(t) = self.txn.as_mut() {
+                t.chunks = Some(Chunked { staged, checker });
             }
         }
+        let mut left = size;
+        let mut failed = None;
+        while left > 0 {
+            if self.inbuf.is_empty() {
+                self.flush().await?;
+                let deadline = Instant::now() + self.inactivity();
+                self.read_more(deadline, false).await?;
+                continue;
+            }
+            let n = usize::try_from(left).unwrap_or(usize::MAX).min(self.inbuf.len());
+            let piece: Vec<u8> = self.inbuf.drain(..n).collect();
+            left -= n as u64;
+            let chunked = self.txn.as_mut().and_then(|t| t.chunks.as_mut()).filter(|_| refusal.is_none());
+            if let Some(c) = chunked {
+                failed = c.checker.feed(&piece);
+                if failed.is_none() {
+                    c.staged.write(&piece).await;
+                }
+            }
+        }
+        if let Some(r) = refusal {
+            self.reply(r);
+            return Ok(());
+        }
+        let Some(mut txn) = self.txn.take() else { return Ok(()) };
+        let Some(chunked) = txn.chunks.take() else { return Ok(()) };
+        let total = chunked.checker.size();
+        if let Some(e) = failed {
+            // RFC 3030 §2: the transaction fails; chunks that follow get 503.
+            self.log(LogEvent::Received, &format!("<{total} bytes of message data, refused>"));
+            self.refuse_data(e, total);
+            return Ok(());
+        }
+        if !last {
+            txn.chunks = Some(chunked);
+            self.txn = Some(txn);
+            self.reply(&format!("250 2.0.0 {size} octets received"));
+            return Ok(());
+        }
+        self.log(LogEvent::Received, &format!("<{total} bytes of message data>"));
+        if let Err(e) = chunked.checker.finish() {
+            self.refuse_data(e, total);
+            return Ok(());
+        }
+        self.accept(txn, chunked.staged).await
+    }
+
+    /// Starts a message's data (DATA or the first BDAT): a new id, our
+    /// Received header written first, then the client's octets as they come.
+    async fn stage(&mut self) -> Staged {
+        let id = self.ctx.submit.next_id();
+        let helo = self.helo.clone().unwrap_or_default();
+        let id_text = id.to_string();
+        let header = received::received_header(&Trace {
+            helo: &helo,
+            ip: self.ctx.remote.ip(),
+            fqdn: self.fqdn(),
+            esmtp: self.esmtp,
+            tls: self.tls,
+            authenticated: self.user.is_some(),
+            id: &id_text,
+            date: self.settings().clock.now(),
+        });
+        // The body goes to its writer as it arrives (to a spool file once large):
+        // a session holds the header it must check, never the whole message.
+        let header_len = header.len();
+        let max_header = usize::try_from(self.settings().limits.max_header_size).unwrap_or(usize::MAX);
+        let head_keep = header_len.saturating_add(max_header).saturating_add(2);
+        let mut body = self.ctx.submit.body_writer(id, head_keep);
+        let spool_error = body.write(&header).await.err();
+        Staged { id, helo, header_len, body, spool_error }
+    }
+
+    /// The reply to data that must not be stored.
+    fn refuse_data(&mut self, e: DataError, size: u64) {
+        match e {
+            DataError::BareLineEnd => {
+                tracing::warn!(size, "message with bare CR or LF refused");
+                self.reply("550 5.6.0 Bare CR or LF in message data refused");
+            }
+            DataError::Nul => self.reply("550 5.6.0 NUL character in message data refused"),
+            DataError::TooBig => self.reply("552 5.3.4 Message size exceeds fixed maximum message size"),
+        }
+    }
+
+    /// The whole data is in: the header checks, then the queue; `250` only
+    /// once it is stored.
+    async fn accept(&mut self, txn: Transaction, staged: Staged) -> Result<(), Stop> {
+        let Staged { id, helo, header_len, body, spool_error } = staged;
         if let Some(e) = spool_error {
             tracing::error!(id = %id, error = %e, "cannot write the message body to the spool");
             self.reply("452 4.3.1 Insufficient system storage");
             return Ok(());
         }
-        let info = received::scan_header(body.head().get(start..).unwrap_or_default());
+        let info = received::scan_header(body.head().get(header_len..).unwrap_or_default());
         let (max_header, max_hops) = (self.settings().limits.max_header_size, self.settings().limits.max_hop_count);
         if info.size as u64 > max_header {
             self.reply("552 5.3.4 Header size exceeds fixed maximum size");
@@ -662,7 +804,8 @@ impl Session {
             mail_from: txn.mail.from,
             recipients: txn.recipients,
             data,
-            body_8bit: txn.mail.body == Some(Body::EightBitMime),
+            body_8bit: matches!(txn.mail.body, Some(Body::EightBitMime | Body::BinaryMime)),
+            binary_mime: txn.mail.body == Some(Body::BinaryMime),
             ret: txn.mail.ret,
             envid: txn.mail.envid,
             origin: Origin {

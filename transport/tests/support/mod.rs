@@ -505,6 +505,7 @@ pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::me
         recipients: recipients.iter().map(|r| Recipient::new(*r)).collect(),
         size: 0,
         body_8bit: false,
+        binary_mime: false,
         ret: None,
         envid: None,
         arrival_ms: 0,

@@ -80,7 +80,7 @@ impl QueueManager {
         };
         if !refusals.is_empty() {
             let this = self.clone();
-            tokio::spawn(async move { this.fail_recipients(id, refusals, None).await });
+            tokio::spawn(async move { this.fail_recipients(id, refusals, None, None).await });
         } else if finished {
             // Nothing left to route (every recipient already done): forget it.
             let this = self.clone();

@@ -26,7 +26,7 @@ mod worker;
 pub use actions::ActionError;
 pub use safety_net::{parse_time, ResubmitWindow};
 pub use state::QueueId;
-pub use view::MessagePage;
+pub use view::{MessagePage, QueueGauge, QueueSnapshot};
 pub use worker::MAX_UNCONFIRMED_DELIVERIES;
 
 use self::state::{QueueKey, QueueRecord, State, Timer};
@@ -82,8 +82,9 @@ pub trait QueueEvents: Send + Sync + 'static {
     fn delivered(&self, _hop: &NextHop, _recipients: usize) {}
     /// A message-level retry (4xx on a working connection).
     fn deferred(&self, _hop: &NextHop, _recipients: usize) {}
-    /// Recipients failed for good (NDR or not).
-    fn failed(&self, _recipients: usize) {}
+    /// Recipients failed for good (NDR or not); `hop` is the next hop they were queued
+    /// for (None: they had none, e.g. no route).
+    fn failed(&self, _hop: Option<&NextHop>, _recipients: usize) {}
     /// A DSN was generated (`failed`, `delayed`, `delivered`, `relayed`).
     fn dsn(&self, _action: &'static str) {}
 }

@@ -7,13 +7,20 @@ use super::QueueManager;
 use crate::clock::{from_millis, to_millis};
 use crate::dsn::{self, Action, DsnInput, DsnRecipient};
 use crate::queue::message::{Envelope, MessageId, Notify, Origin, Recipient, RecipientStatus, Source};
+use crate::routing::NextHop;
 use tracing::{info, warn};
 
 impl QueueManager {
     /// Marks recipients failed for good, sends the NDR they are owed, and
     /// persists (or removes) the message. The caller already took them out of
-    /// their queues.
-    pub(super) async fn fail_recipients(&self, id: MessageId, failures: Vec<(usize, String)>, remote: Option<&str>) {
+    /// their queues (of `hop`, for the metrics).
+    pub(super) async fn fail_recipients(
+        &self,
+        id: MessageId,
+        failures: Vec<(usize, String)>,
+        remote: Option<&str>,
+        hop: Option<&NextHop>,
+    ) {
         {
             let mut state = self.state();
             let Some(msg) = state.messages.get_mut(&id) else { return };
@@ -25,7 +32,7 @@ impl QueueManager {
                 }
             }
         }
-        self.inner.events.failed(failures.len());
+        self.inner.events.failed(hop, failures.len());
         self.send_failure_dsn(id, &failures, remote).await;
         self.persist(id).await;
     }
@@ -169,7 +176,8 @@ impl QueueManager {
             now,
             recipients: &recipients,
             original: &original,
-            ret: env.ret,
+            // A binary original cannot travel inside a report sent with DATA: headers only.
+            ret: if env.binary_mime { Some(crate::queue::message::Ret::Hdrs) } else { env.ret },
             max_attach: config.org.dsn_max_message_attach_size().bytes(),
             text,
         });
@@ -202,6 +210,7 @@ impl QueueManager {
             recipients: vec![recipient],
             size: bytes.len() as u64,
             body_8bit,
+            binary_mime: false,
             ret: None,
             envid: None,
             arrival_ms: to_millis(self.inner.clock.now()),

@@ -122,7 +122,7 @@ impl QueueManager {
     async fn expire(&self, id: MessageId) {
         let config = self.config();
         let now = self.now_ms();
-        let failures = {
+        let (hop, failures) = {
             let mut state = self.state();
             let Some(msg) = state.messages.get(&id) else { return };
             let due = msg.env.arrival_ms + config.expiration.message_expiration_time_out.as_millis() as u64;
@@ -137,12 +137,15 @@ impl QueueManager {
                 state.add_timer(now + 60_000, Timer::Message(id));
                 return;
             }
+            // The next hop it waited for, for the metrics (None in Unreachable).
+            let hop = queues.iter().find_map(|q| state.queues.get(q)?.hop.clone());
             for qid in queues {
                 let _ = state.take_item(qid, id);
                 self.note_idle_locked(&mut state, qid);
             }
             let Some(msg) = state.messages.get(&id) else { return };
-            msg.env
+            let failures = msg
+                .env
                 .recipients
                 .iter()
                 .enumerate()
@@ -154,10 +157,11 @@ impl QueueManager {
                     };
                     (i, reply)
                 })
-                .collect::<Vec<_>>()
+                .collect::<Vec<_>>();
+            (hop, failures)
         };
         info!(message = %id, recipients = failures.len(), "message expired");
-        self.fail_recipients(id, failures, None).await;
+        self.fail_recipients(id, failures, None, hop.as_ref()).await;
     }
 
     /// After a reload: queues in Retry get their next attempt from the new

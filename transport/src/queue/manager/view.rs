@@ -2,7 +2,8 @@
 use super::state::{item_status, Item, Msg, Queue, QueueId};
 use super::{ActionError, QueueManager};
 use crate::api::{
-    MessageInfo, MessageQuery, MessageStatus, QueueInfo, QueueStatus, QueueTotals, RecipientInfo, DEFAULT_RESULT_SIZE,
+    DeliveryType, MessageInfo, MessageQuery, MessageStatus, QueueInfo, QueueStatus, QueueTotals, RecipientInfo,
+    DEFAULT_RESULT_SIZE,
 };
 use crate::clock::{from_millis, rfc3339};
 use crate::queue::message::{domain_of, MessageId, RecipientStatus, Source};
@@ -40,32 +41,20 @@ impl QueueManager {
         state
             .queues
             .iter()
-            .filter(|(qid, q)| match qid {
-                QueueId::Unreachable => !q.items.is_empty() || q.suspended,
-                QueueId::Poison => !q.items.is_empty(),
-                _ => true,
-            })
-            .map(|(qid, q)| {
-                let next_hop_domain = match (qid, &q.hop) {
-                    (_, Some(hop)) => hop.next_hop_domain.clone(),
-                    (QueueId::Unreachable, None) => "Unreachable Domain".to_string(),
-                    (QueueId::Poison, None) => "Poison Message".to_string(),
-                    _ => "Submission".to_string(),
-                };
-                QueueInfo {
-                    identity: format!("{}\\{qid}", config.server_name),
-                    id: qid.to_string(),
-                    delivery_type: q.delivery_type(*qid),
-                    next_hop_domain,
-                    next_hop_connector: q.hop.as_ref().and_then(|h| h.connector.clone()),
-                    status: q.status(),
-                    message_count: q.items.len() as u64,
-                    last_error: q.retry.last_error.clone(),
-                    last_retry_time: time(q.retry.last_retry_ms),
-                    next_retry_time: time(q.retry.next_retry_ms),
-                    first_retry_time: time(q.retry.first_retry_ms),
-                    retry_count: q.retry.failures,
-                }
+            .filter(|(qid, q)| listed(**qid, q))
+            .map(|(qid, q)| QueueInfo {
+                identity: format!("{}\\{qid}", config.server_name),
+                id: qid.to_string(),
+                delivery_type: q.delivery_type(*qid),
+                next_hop_domain: next_hop_domain(*qid, q),
+                next_hop_connector: q.hop.as_ref().and_then(|h| h.connector.clone()),
+                status: q.status(),
+                message_count: q.items.len() as u64,
+                last_error: q.retry.last_error.clone(),
+                last_retry_time: time(q.retry.last_retry_ms),
+                next_retry_time: time(q.retry.next_retry_ms),
+                first_retry_time: time(q.retry.first_retry_ms),
+                retry_count: q.retry.failures,
             })
             .collect()
     }
@@ -158,18 +147,88 @@ impl QueueManager {
         state.queues.values().map(|q| q.items.values().filter(|i| i.active).count()).sum()
     }
 
-    /// Message count per queue status (for metrics).
-    pub fn queue_status_counts(&self) -> Vec<(QueueStatus, u64)> {
+    /// What `/metrics` reports of the queues (the admin API's handler calls it by the name
+    /// it had when it returned only the message count per status): every queue Get-Queue
+    /// lists, how long each queue in Retry has been there, and the age of the oldest
+    /// message that can expire, all under one lock. Walks every message, as
+    /// [`Self::totals`] does: a scrape every few seconds at most.
+    pub fn queue_status_counts(&self) -> QueueSnapshot {
+        let expiration_ms = self.config().expiration.message_expiration_time_out.as_millis() as u64;
+        let storage_failing = self.store().failure().is_some();
+        let now = self.now_ms();
         let state = self.state();
-        let mut counts: Vec<(QueueStatus, u64)> = Vec::new();
-        for q in state.queues.values() {
-            let status = q.status();
-            match counts.iter_mut().find(|(s, _)| *s == status) {
-                Some((_, n)) => *n += q.items.len() as u64,
-                None => counts.push((status, q.items.len() as u64)),
-            }
+        let queues = state
+            .queues
+            .iter()
+            .filter(|(qid, q)| listed(**qid, q))
+            .map(|(qid, q)| QueueGauge {
+                queue: qid.to_string(),
+                next_hop_domain: next_hop_domain(*qid, q),
+                delivery_type: q.delivery_type(*qid),
+                status: q.status(),
+                messages: q.items.len() as u64,
+                // A record from before firstRetryTime was kept counts from its last attempt.
+                in_retry_ms: q
+                    .retry
+                    .in_retry()
+                    .then(|| now.saturating_sub(q.retry.first_retry_ms.or(q.retry.last_retry_ms).unwrap_or(now))),
+            })
+            .collect();
+        // Suspended and poison messages never expire (an administrator holds them).
+        let oldest = state.messages.values().filter(|m| !m.held()).map(|m| m.env.arrival_ms).min();
+        QueueSnapshot {
+            queues,
+            oldest_message_ms: oldest.map_or(0, |arrival| now.saturating_sub(arrival)),
+            expiration_ms,
+            storage_failing,
         }
-        counts
+    }
+}
+
+/// One queue as `/metrics` shows it: a Get-Queue row's numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueGauge {
+    /// Get-Queue's id: `Submission`, `Unreachable`, `Poison` or the delivery queue's number.
+    pub queue: String,
+    pub next_hop_domain: String,
+    pub delivery_type: DeliveryType,
+    pub status: QueueStatus,
+    pub messages: u64,
+    /// How long the queue has been in Retry (since the first failed connection attempt
+    /// of this Retry), when it is in Retry, even while a retry attempt is connecting.
+    pub in_retry_ms: Option<u64>,
+}
+
+/// The queues as `/metrics` reports them ([`QueueManager::queue_status_counts`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueSnapshot {
+    pub queues: Vec<QueueGauge>,
+    /// Age of the oldest queued message that can expire (neither suspended nor poison);
+    /// 0 when there is none.
+    pub oldest_message_ms: u64,
+    /// messageExpirationTimeOut: the age at which a message is bounced with an NDR.
+    pub expiration_ms: u64,
+    /// The store refuses writes (disk full, I/O error): every message is answered 452.
+    pub storage_failing: bool,
+}
+
+/// Get-Queue lists Submission always, Unreachable and Poison when they hold messages (or
+/// Unreachable is suspended), and every delivery queue.
+fn listed(qid: QueueId, q: &Queue) -> bool {
+    match qid {
+        QueueId::Unreachable => !q.items.is_empty() || q.suspended,
+        QueueId::Poison => !q.items.is_empty(),
+        _ => true,
+    }
+}
+
+/// Get-Queue's NextHopDomain.
+fn next_hop_domain(qid: QueueId, q: &Queue) -> String {
+    match (qid, &q.hop) {
+        (_, Some(hop)) => hop.next_hop_domain.clone(),
+        (QueueId::Unreachable, None) => "Unreachable Domain".to_string(),
+        (QueueId::Poison, None) => "Poison Message".to_string(),
+        _ => "Submission".to_string(),
     }
 }
 

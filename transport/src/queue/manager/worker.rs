@@ -10,7 +10,7 @@ use crate::delivery::{self, ConnectOptions, OutboundSession, ProtocolTap, Recipi
 use crate::logs::{LogEvent, ProtocolSession};
 use crate::queue::message::{Envelope, MessageId, Notify, RecipientStatus};
 use crate::queue::retry::connection_retry_interval;
-use crate::routing::DeliveryType;
+use crate::routing::{DeliveryType, NextHop};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -428,7 +428,7 @@ impl QueueManager {
             }
         }
         if !failed.is_empty() {
-            self.inner.events.failed(failed.len());
+            self.inner.events.failed(hop.as_ref(), failed.len());
             self.send_failure_dsn(id, &failed, Some(&remote)).await;
         }
         if !succeeded.is_empty() {
@@ -508,21 +508,23 @@ impl QueueManager {
     /// The next hop can never be reached (null MX, no such domain): every
     /// recipient queued for it fails at once, with an NDR.
     async fn connection_failed_permanently(&self, qid: QueueId, reply: String) {
-        let taken: Vec<(MessageId, Vec<usize>)> = {
+        let (hop, taken): (Option<NextHop>, Vec<(MessageId, Vec<usize>)>) = {
             let mut state = self.state();
+            let mut hop = None;
             if let Some(q) = state.queues.get_mut(&qid) {
                 q.connections = q.connections.saturating_sub(1);
                 q.connecting = q.connecting.saturating_sub(1);
+                hop = q.hop.clone();
             }
             let ids: Vec<MessageId> =
                 state.queues.get(&qid).map(|q| q.items.keys().copied().collect()).unwrap_or_default();
             let taken = ids.into_iter().filter_map(|id| state.take_item(qid, id).map(|i| (id, i.recipients))).collect();
             self.note_idle_locked(&mut state, qid);
-            taken
+            (hop, taken)
         };
         for (id, recipients) in taken {
             let failures = recipients.into_iter().map(|i| (i, reply.clone())).collect();
-            self.fail_recipients(id, failures, None).await;
+            self.fail_recipients(id, failures, None, hop.as_ref()).await;
         }
     }
 

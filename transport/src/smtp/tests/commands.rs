@@ -9,7 +9,8 @@ async fn plain_transaction_stores_received_header_then_the_clients_bytes() {
     assert_eq!(banner, "220 mail.local.test kube-transport ESMTP ready");
     assert_eq!(
         c.cmd("EHLO client.test").await,
-        "250-mail.local.test Hello [127.0.0.1]\n250-SIZE 10000\n250-PIPELINING\n250-DSN\n250-ENHANCEDSTATUSCODES\n250 8BITMIME"
+        "250-mail.local.test Hello [127.0.0.1]\n250-SIZE 10000\n250-PIPELINING\n250-DSN\n250-ENHANCEDSTATUSCODES\n250-8BITMIME\n\
+         250-CHUNKING\n250 BINARYMIME"
     );
     assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").await, "250 2.1.0 Sender OK");
     assert_eq!(c.cmd("RCPT TO:<bob@local.test>").await, "250 2.1.5 Recipient OK");
@@ -67,7 +68,7 @@ async fn mail_from_replies_and_parameters() {
         c.cmd("MAIL FROM:<a@example.org> SIZE=10001").await,
         "552 5.3.4 Message size exceeds fixed maximum message size"
     );
-    assert_eq!(c.cmd("MAIL FROM:<a@example.org> BODY=BINARYMIME").await, "501 5.5.4 Invalid BODY parameter");
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org> BODY=UTF8").await, "501 5.5.4 Invalid BODY parameter");
     assert_eq!(
         c.cmd("MAIL FROM:<a@example.org> SIZE=10000 BODY=8BITMIME RET=HDRS ENVID=QQ+2B1").await,
         "250 2.1.0 Sender OK"
