@@ -1,23 +1,31 @@
 //! The SMTP command-line parser: never panics, and what it accepts is safe to
 //! write into our own outbound MAIL/RCPT commands (no line ends, no NUL, no
-//! unquoted `<`, `>` or space) and parses again to the same thing.
+//! unquoted `<`, `>` or space; UTF-8 only as RFC 6531 allows it, domains with
+//! a valid A-label) and parses again to the same thing.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use transport::fuzzing::{decode_xtext, parse_mail, parse_rcpt, split_verb, valid_domain, Forward};
+use transport::fuzzing::{ascii_domain, decode_xtext, parse_mail, parse_rcpt, split_verb, valid_domain, Forward};
+
+/// RFC 6531's UTF-8: any non-ASCII character but controls and spaces.
+fn utf8_text(c: char) -> bool {
+    !c.is_ascii() && !c.is_control() && !c.is_whitespace()
+}
 
 fn safe_local_part(local: &str) {
     assert!(!local.is_empty() && local.len() <= 64, "{local:?}");
     if local.starts_with('"') {
-        assert!(local.bytes().all(|b| (32..=126).contains(&b)), "{local:?}");
+        assert!(local.chars().all(|c| (' '..='~').contains(&c) || utf8_text(c)), "{local:?}");
     } else {
         assert!(!local.contains(['<', '>', ' ', '"', '\\', '@']), "{local:?}");
-        assert!(local.bytes().all(|b| b.is_ascii_graphic()), "{local:?}");
+        assert!(local.chars().all(|c| c.is_ascii_graphic() || utf8_text(c)), "{local:?}");
     }
 }
 
 fn safe_domain(domain: &str) {
-    assert!(valid_domain(domain) || (domain.starts_with('[') && domain.ends_with(']')), "{domain:?}");
-    assert!(domain.bytes().all(|b| b.is_ascii_graphic()), "{domain:?}");
+    let literal = domain.starts_with('[') && domain.ends_with(']');
+    let idn = ascii_domain(domain).is_some_and(|a| valid_domain(&a));
+    assert!(valid_domain(domain) || literal || idn, "{domain:?}");
+    assert!(domain.chars().all(|c| c.is_ascii_graphic() || utf8_text(c)), "{domain:?}");
 }
 
 fuzz_target!(|data: &[u8]| {

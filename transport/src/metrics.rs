@@ -502,6 +502,7 @@ mod tests {
             size: 3,
             body_8bit: false,
             binary_mime: false,
+            smtputf8: false,
             ret: None,
             envid: None,
             arrival_ms,

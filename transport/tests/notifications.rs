@@ -239,3 +239,28 @@ fn binarymime_for_a_hop_without_it_is_returned_at_once_with_5_6_3_and_headers_on
     assert!(returned.is_some(), "the original's header only: {}", got[0].content);
     assert!(world.messages().is_empty(), "nothing went to the hop");
 }
+
+#[test]
+fn a_utf8_recipient_for_a_hop_without_smtputf8_is_returned_with_5_6_7() {
+    // smtp-sink does not offer SMTPUTF8: the address cannot be sent there without mangling it.
+    let world = Sink::start();
+    let s = setup(world.addr, "", "");
+    let (mut c, _) = RawClient::connect(s.server.smtp).expect("connect");
+    assert!(c.cmd("EHLO client.test").unwrap().contains("SMTPUTF8"));
+    assert!(c.cmd("MAIL FROM:<alice@local.test> SMTPUTF8").unwrap().starts_with("250"));
+    assert!(c.cmd("RCPT TO:<jörg@example.net>").unwrap().starts_with("250"));
+    assert!(c.cmd("DATA").unwrap().starts_with("354"));
+    c.send_raw("Subject: utf8\r\nMessage-ID: <utf8@test.invalid>\r\n\r\nGrüße\r\n.\r\n".as_bytes()).unwrap();
+    assert!(c.read_reply().unwrap().starts_with("250 2.6.0"));
+    let _ = c.cmd("QUIT");
+
+    let got = eventually(Duration::from_secs(20), "the NDR", || {
+        let d = sink_dsns(&s.sink);
+        (!d.is_empty()).then_some(d)
+    });
+    let status = delivery_status(&got[0]);
+    assert!(status.contains("Action: failed") && status.contains("Status: 5.6.7"), "{status}");
+    assert!(status.contains("Final-Recipient: utf-8; j\\x{F6}rg@example.net"), "{status}");
+    assert!(status.contains("SMTPUTF8"), "the reason is given: {status}");
+    assert!(world.messages().is_empty(), "nothing went to the hop");
+}

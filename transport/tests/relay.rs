@@ -170,3 +170,41 @@ fn a_hop_that_offers_chunking_gets_bdat_and_one_that_does_not_gets_data() {
     });
     assert!(!b_sent.iter().any(|l| l.starts_with("BDAT")), "B uses DATA with smtp-sink: {b_sent:#?}");
 }
+
+/// Python's smtplib sends one SMTPUTF8 message (UTF-8 sender, recipient and header).
+const SMTPLIB_UTF8: &str = r#"
+import smtplib, sys
+s = smtplib.SMTP(sys.argv[1], int(sys.argv[2]), local_hostname="client.test")
+msg = "From: Jörg <jörg@bücher.test>\r\nTo: müller@example.net\r\nSubject: Grüße\r\nMessage-ID: <utf8@test.invalid>\r\n\r\nHallo.\r\n"
+s.sendmail("jörg@bücher.test", ["müller@example.net"], msg.encode("utf-8"), mail_options=["SMTPUTF8"])
+s.quit()
+"#;
+
+#[test]
+fn python_smtplib_sends_smtputf8_and_it_is_relayed_with_smtputf8() {
+    let python = tool("python3", "python3");
+    // client → A → B (a transport server: SMTPUTF8; its own next hop is down, it keeps the message).
+    let dead = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let b = Transport::start(&TransportSetup {
+        smart_host: Some(dead),
+        extra_receive: "    protocolLogging: true\n".into(),
+        server_name: Some("test-b".into()),
+        ..Default::default()
+    });
+    let a = Transport::start(&TransportSetup { smart_host: Some(b.smtp), ..Default::default() });
+    let out = Command::new(python)
+        .args(["-c", SMTPLIB_UTF8, &a.smtp.ip().to_string(), &a.smtp.port().to_string()])
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "smtplib: {}", String::from_utf8_lossy(&out.stderr));
+
+    let received = eventually(Duration::from_secs(20), "B's receive protocol log with the message", || {
+        let lines = support::inproc::read_logs(&b.dir.join("log").join("ProtocolLog").join("SmtpReceive"));
+        lines.iter().any(|l| l.contains("250 2.6.0")).then_some(lines)
+    });
+    assert!(
+        received.iter().any(|l| l.contains("MAIL FROM:<jörg@bücher.test>") && l.contains("SMTPUTF8")),
+        "A relays with SMTPUTF8, the address as sent: {received:#?}"
+    );
+    assert!(received.iter().any(|l| l.contains("RCPT TO:<müller@example.net>")), "{received:#?}");
+}

@@ -257,12 +257,21 @@ pub struct ReceiveSettings {
     /// BinaryMimeEnabled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary_mime_enabled: Option<bool>,
+    /// Offer SMTPUTF8 (RFC 6531: UTF-8 addresses and headers). Default true, as
+    /// Postfix's smtputf8_enable and Exchange Online.
+    #[serde(default, rename = "smtpUtf8Enabled", alias = "smtputf8Enabled", skip_serializing_if = "Option::is_none")]
+    pub smtp_utf8_enabled: Option<bool>,
 }
 
 impl ReceiveSettings {
     /// CHUNKING is offered.
     pub fn chunking(&self) -> bool {
         self.chunking_enabled.unwrap_or(true)
+    }
+
+    /// SMTPUTF8 is offered.
+    pub fn smtputf8(&self) -> bool {
+        self.smtp_utf8_enabled.unwrap_or(true)
     }
 
     /// BINARYMIME is offered (never without CHUNKING: its data can only come with BDAT).

@@ -393,17 +393,27 @@ impl OutboundSession {
                 format!("554 5.6.3 {} does not offer BINARYMIME with CHUNKING, which this message needs", self.remote);
             return Ok(SendOutcome { recipients: all(RecipientOutcome::Permanent { reply }), dsn_passed: dsn });
         }
+        let non_ascii = envelope.mail_from.as_deref().is_some_and(|a| !a.is_ascii())
+            || wanted.iter().any(|&i| !envelope.recipients[i].address.is_ascii());
+        let utf8 = envelope.smtputf8 || non_ascii;
+        if utf8 && !self.ext.smtputf8 {
+            // RFC 6531 §3.2: no downgrade (it would mangle the addresses or the header).
+            let reply = if non_ascii {
+                format!("553 5.6.7 {} does not offer SMTPUTF8, which a non-ASCII address needs", self.remote)
+            } else {
+                format!("554 5.6.9 {} does not offer SMTPUTF8, which this message's UTF-8 header needs", self.remote)
+            };
+            return Ok(SendOutcome { recipients: all(RecipientOutcome::Permanent { reply }), dsn_passed: dsn });
+        }
         self.used = true;
         let chunking = self.ext.chunking;
 
-        let non_ascii = envelope.mail_from.as_deref().is_some_and(|a| !a.is_ascii())
-            || wanted.iter().any(|&i| !envelope.recipients[i].address.is_ascii());
         let mail = Mail {
             from: envelope.mail_from.as_deref(),
             size: self.ext.size.map(|_| body.len()),
             body_8bit: envelope.body_8bit && self.ext.eight_bit_mime,
             binary_mime: envelope.binary_mime,
-            smtputf8: non_ascii && self.ext.smtputf8,
+            smtputf8: utf8,
             ret: if dsn { envelope.ret } else { None },
             envid: if dsn { envelope.envid.as_deref() } else { None },
         };

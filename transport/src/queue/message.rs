@@ -73,9 +73,23 @@ impl Recipient {
     }
 }
 
-/// Lower-cased domain part of an address (`""` when there is no `@`).
+/// Domain part of an address in the form it is routed and compared in: lower
+/// case, no trailing dot, an internationalized domain (RFC 6531) as its
+/// A-label (`bücher.test` → `xn--bcher-kva.test`). `""` when there is no `@`.
 pub fn domain_of(address: &str) -> String {
-    address.rsplit_once('@').map(|(_, d)| d.trim_end_matches('.').to_ascii_lowercase()).unwrap_or_default()
+    address.rsplit_once('@').map(|(_, d)| ascii_domain(d).unwrap_or_else(|| d.to_lowercase())).unwrap_or_default()
+}
+
+/// A domain's A-label form (UTS 46 processing with the STD3 and hyphen rules:
+/// host names as IDNA2008 allows them), lower case, no trailing dot; `None`
+/// when it is not a valid internationalized domain name. The one conversion every comparison
+/// of domains goes through (accepted domains, address spaces, MX lookups).
+pub fn ascii_domain(domain: &str) -> Option<String> {
+    let domain = domain.trim_end_matches('.');
+    if domain.is_ascii() {
+        return Some(domain.to_ascii_lowercase());
+    }
+    idna::domain_to_ascii_strict(domain).ok().filter(|d| !d.is_empty())
 }
 
 /// How a message entered the server (Get-Message's MessageSourceName).
@@ -117,6 +131,9 @@ pub struct Envelope {
     /// BODY=BINARYMIME (RFC 3030): relayed only with BDAT to a hop that offers it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub binary_mime: bool,
+    /// SMTPUTF8 (RFC 6531): UTF-8 addresses or headers; relayed only to a hop that offers it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub smtputf8: bool,
     pub ret: Option<Ret>,
     pub envid: Option<Box<str>>,
     /// Arrival time, milliseconds since the Unix epoch (from the server's clock).

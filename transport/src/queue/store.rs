@@ -1464,6 +1464,7 @@ pub(crate) mod tests {
             size: data_for(id).len() as u64,
             body_8bit: id.0 & 1 == 0,
             binary_mime: false,
+            smtputf8: false,
             ret: None,
             envid: Some(format!("env-{}", id.0).into()),
             arrival_ms: 1_700_000_000_000 + id.0,

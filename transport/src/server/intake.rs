@@ -62,6 +62,7 @@ impl Submit for Intake {
                 size: msg.data.len(),
                 body_8bit: msg.body_8bit,
                 binary_mime: msg.binary_mime,
+                smtputf8: msg.smtputf8,
                 ret: msg.ret,
                 envid: msg.envid.map(Into::into),
                 arrival_ms: to_millis(self.clock.now()),

@@ -207,6 +207,7 @@ pub async fn scan(dir: &Path, intake: &dyn Submit) {
             data: StagedBody::Inline(msg.data),
             body_8bit: msg.body_8bit,
             binary_mime: false,
+            smtputf8: false,
             ret: msg.ret,
             envid: msg.envid,
             origin: Origin {

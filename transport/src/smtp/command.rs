@@ -97,6 +97,8 @@ pub struct MailArgs {
     pub ret: Option<Ret>,
     /// ENVID, xtext-decoded.
     pub envid: Option<String>,
+    /// RFC 6531: UTF-8 addresses and headers may follow.
+    pub smtputf8: bool,
 }
 
 /// RCPT TO and its parameters.
@@ -161,6 +163,12 @@ pub fn parse_mail(args: &str) -> Result<MailArgs, ArgError> {
                     return Err(ArgError::Invalid("ENVID"));
                 }
                 set_once(&mut out.envid, decoded, "ENVID")?;
+            }
+            "SMTPUTF8" => {
+                if out.smtputf8 || value.is_some() {
+                    return Err(ArgError::Invalid("SMTPUTF8"));
+                }
+                out.smtputf8 = true;
             }
             // RFC 4954 §5: a server offering AUTH accepts this parameter; we
             // do not trust the claimed identity, so it is checked and dropped.
@@ -281,34 +289,50 @@ fn parse_mailbox(s: &str) -> Result<(&str, &str), ArgError> {
     if local.is_empty() || local.len() > MAX_LOCAL_PART || !(valid_dot_string(local) || valid_quoted_string(local)) {
         return Err(ArgError::Address);
     }
-    if !(valid_domain(domain) || valid_address_literal(domain)) {
+    if !(valid_domain(domain) || valid_address_literal(domain) || valid_idn(domain)) {
         return Err(ArgError::Address);
     }
     Ok((local, domain))
 }
 
-/// RFC 5322 atext.
-fn is_atext(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-/=?^_`{|}~".contains(&b)
+/// RFC 5322 atext, with RFC 6531's UTF-8 (any non-ASCII character that is
+/// not a control or a space). Whether UTF-8 is allowed at all (SMTPUTF8 was
+/// declared) is the session's question.
+fn is_atext(c: char) -> bool {
+    if c.is_ascii() {
+        c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
+    } else {
+        !c.is_control() && !c.is_whitespace()
+    }
 }
 
 fn valid_dot_string(s: &str) -> bool {
-    s.split('.').all(|atom| !atom.is_empty() && atom.bytes().all(is_atext))
+    s.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
+}
+
+/// An internationalized domain (U-labels, RFC 6531) whose A-label form is a
+/// valid host name.
+fn valid_idn(s: &str) -> bool {
+    !s.is_ascii()
+        && s.chars().all(|c| !c.is_control() && !c.is_whitespace())
+        && crate::queue::message::ascii_domain(s).is_some_and(|a| valid_domain(&a))
 }
 
 /// `DQUOTE *( qtextSMTP / quoted-pairSMTP ) DQUOTE`.
 fn valid_quoted_string(s: &str) -> bool {
     let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else { return false };
-    let mut bytes = inner.bytes();
-    while let Some(b) = bytes.next() {
-        match b {
-            b'\\' => {
-                if !bytes.next().is_some_and(|e| (32..=126).contains(&e)) {
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if !chars.next().is_some_and(|e| (' '..='~').contains(&e)) {
                     return false;
                 }
             }
-            b'"' => return false,
-            32..=126 => {}
+            '"' => return false,
+            ' '..='~' => {}
+            // RFC 6531 §3.3: qtextSMTP =/ UTF8-non-ascii.
+            c if !c.is_ascii() && !c.is_control() => {}
             _ => return false,
         }
     }
@@ -427,7 +451,8 @@ mod tests {
         assert_eq!(parse_mail("FROM:<a@b>x"), Err(ArgError::Address));
         assert!(matches!(parse_mail("TO:<a@b>"), Err(ArgError::Syntax(_))));
         assert_eq!(parse_mail("FROM:<a@b> FOO=BAR"), Err(ArgError::Unsupported("FOO".into())));
-        assert_eq!(parse_mail("FROM:<a@b> SMTPUTF8"), Err(ArgError::Unsupported("SMTPUTF8".into())));
+        assert_eq!(parse_mail("FROM:<a@b> SMTPUTF8=yes"), Err(ArgError::Invalid("SMTPUTF8")));
+        assert_eq!(parse_mail("FROM:<a@b> SMTPUTF8 SMTPUTF8"), Err(ArgError::Invalid("SMTPUTF8")));
         assert_eq!(parse_mail("FROM:<a@b> SIZE=x"), Err(ArgError::Invalid("SIZE")));
         assert_eq!(parse_mail("FROM:<a@b> SIZE=1 SIZE=2"), Err(ArgError::Invalid("SIZE")));
         assert_eq!(parse_mail("FROM:<a@b> BODY=BINARYMIME").unwrap().body, Some(Body::BinaryMime));
@@ -467,6 +492,23 @@ mod tests {
         assert_eq!(parse_rcpt("TO:<a@b.test> ORCPT=rfc822"), Err(ArgError::Invalid("ORCPT")));
         assert_eq!(parse_rcpt("TO:<a@b.test> ORCPT=rfc822;a+4"), Err(ArgError::Invalid("ORCPT")));
         assert_eq!(parse_rcpt("TO:<a@b.test> SIZE=1"), Err(ArgError::Unsupported("SIZE".into())));
+    }
+
+    #[test]
+    fn utf8_addresses_parse_and_their_domains_have_an_a_label() {
+        let m = parse_mail("FROM:<jörg@bücher.test> SMTPUTF8").unwrap();
+        assert_eq!((m.from.as_deref(), m.smtputf8), (Some("jörg@bücher.test"), true));
+        // The parser takes UTF-8 without SMTPUTF8 too: whether it was declared is the session's check.
+        assert!(!parse_mail("FROM:<jörg@example.org>").unwrap().smtputf8);
+        assert_eq!(rcpt_address("TO:<用户@例子.广告>"), "用户@例子.广告");
+        assert_eq!(rcpt_address("TO:<\"jörg m\"@example.org>"), "\"jörg m\"@example.org");
+        assert_eq!(crate::queue::message::domain_of("jörg@Bücher.Test."), "xn--bcher-kva.test");
+        // Controls, spaces and invalid IDNs are refused.
+        for bad in ["TO:<a\u{85}b@example.org>", "TO:<a@bü cher.test>", "TO:<a@xn--a.bücher.test>", "TO:<a@-ü.test>"]
+        {
+            assert_eq!(parse_rcpt(bad), Err(ArgError::Address), "{bad}");
+        }
+        assert_eq!(parse_rcpt(&format!("TO:<{}@example.org>", "ü".repeat(33))), Err(ArgError::Address), "64 octets");
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct Incoming {
     pub body_8bit: bool,
     /// BODY=BINARYMIME: the data came with BDAT and may hold any octet.
     pub binary_mime: bool,
+    /// MAIL ... SMTPUTF8: UTF-8 addresses or headers (RFC 6531).
+    pub smtputf8: bool,
     pub ret: Option<Ret>,
     pub envid: Option<String>,
     pub origin: Origin,

@@ -15,18 +15,24 @@ pub struct Trace<'a> {
     pub esmtp: bool,
     pub tls: bool,
     pub authenticated: bool,
+    /// The transaction declared SMTPUTF8.
+    pub smtputf8: bool,
     pub id: &'a str,
     pub date: SystemTime,
 }
 
-/// RFC 3848 `with` keyword.
+/// RFC 3848 `with` keyword (RFC 6531 §3.7.3 `UTF8SMTP...` for SMTPUTF8).
 fn protocol(t: &Trace) -> &'static str {
-    match (t.esmtp, t.tls, t.authenticated) {
-        (false, _, _) => "SMTP",
-        (true, false, false) => "ESMTP",
-        (true, true, false) => "ESMTPS",
-        (true, false, true) => "ESMTPA",
-        (true, true, true) => "ESMTPSA",
+    match (t.esmtp, t.smtputf8, t.tls, t.authenticated) {
+        (false, _, _, _) => "SMTP",
+        (true, false, false, false) => "ESMTP",
+        (true, false, true, false) => "ESMTPS",
+        (true, false, false, true) => "ESMTPA",
+        (true, false, true, true) => "ESMTPSA",
+        (true, true, false, false) => "UTF8SMTP",
+        (true, true, true, false) => "UTF8SMTPS",
+        (true, true, false, true) => "UTF8SMTPA",
+        (true, true, true, true) => "UTF8SMTPSA",
     }
 }
 
@@ -114,6 +120,7 @@ mod tests {
             esmtp: true,
             tls: false,
             authenticated: false,
+            smtputf8: false,
             id: "42",
             date: UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         };
@@ -126,6 +133,9 @@ mod tests {
         let t = Trace { tls: true, authenticated: true, ip: "::1".parse().unwrap(), ..t };
         let h = String::from_utf8(received_header(&t)).unwrap();
         assert!(h.contains("([IPv6:::1])") && h.contains("with ESMTPSA id"), "{h}");
+        let t = Trace { smtputf8: true, ..t };
+        let h = String::from_utf8(received_header(&t)).unwrap();
+        assert!(h.contains("with UTF8SMTPSA id"), "{h}");
     }
 
     #[test]

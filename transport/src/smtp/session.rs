@@ -395,10 +395,16 @@ impl Session {
                 }
                 let body = raw.strip_suffix(b"\n").unwrap_or(&raw);
                 let body = body.strip_suffix(b"\r").unwrap_or(body);
-                if body.iter().any(|&b| !(b == b'\t' || (0x20..0x7f).contains(&b))) {
+                // Printable ASCII, and with SMTPUTF8 offered, valid UTF-8 (RFC 6531 §3.3;
+                // whether it was declared for the address is checked at MAIL and RCPT).
+                let utf8 = self.settings().settings.smtputf8();
+                if body.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f || (b >= 0x80 && !utf8)) {
                     return Ok(Line::Invalid);
                 }
-                return Ok(Line::Command(String::from_utf8_lossy(body).into_owned()));
+                return Ok(match std::str::from_utf8(body) {
+                    Ok(line) if !line.chars().any(|c| c.is_control() && c != '\t') => Line::Command(line.to_string()),
+                    _ => Line::Invalid,
+                });
             }
             if self.inbuf.len() >= MAX_LINE {
                 discarding = true;
@@ -505,6 +511,9 @@ impl Session {
         if self.settings().settings.chunking() {
             lines.push("CHUNKING".into());
         }
+        if self.settings().settings.smtputf8() {
+            lines.push("SMTPUTF8".into());
+        }
         if self.settings().settings.binary_mime() {
             lines.push("BINARYMIME".into());
         }
@@ -546,6 +555,12 @@ impl Session {
             Ok(m) if m.body == Some(Body::BinaryMime) && !self.settings().settings.binary_mime() => {
                 self.reply("555 5.5.4 Unsupported parameter BODY=BINARYMIME")
             }
+            Ok(m) if m.smtputf8 && !self.settings().settings.smtputf8() => {
+                self.reply("555 5.5.4 Unsupported parameter SMTPUTF8")
+            }
+            Ok(m) if !m.smtputf8 && m.from.as_deref().is_some_and(|f| !f.is_ascii()) => {
+                self.reply("553 5.6.7 A non-ASCII address needs SMTPUTF8 on MAIL FROM")
+            }
             Ok(m) if m.size.is_some_and(|s| s > self.settings().limits.max_message_size) => {
                 self.reply("552 5.3.4 Message size exceeds fixed maximum message size")
             }
@@ -577,6 +592,11 @@ impl Session {
         };
         if count >= self.settings().limits.max_recipients_per_message as usize {
             self.reply("452 4.5.3 Too many recipients");
+            return;
+        }
+        let declared = self.txn.as_ref().is_some_and(|t| t.mail.smtputf8);
+        if !declared && matches!(&r.to, Forward::Mailbox { local, domain } if !local.is_ascii() || !domain.is_ascii()) {
+            self.reply("553 5.6.7 A non-ASCII address needs SMTPUTF8 on MAIL FROM");
             return;
         }
         let address = match r.to {
@@ -745,6 +765,7 @@ impl Session {
             esmtp: self.esmtp,
             tls: self.tls,
             authenticated: self.user.is_some(),
+            smtputf8: self.txn.as_ref().is_some_and(|t| t.mail.smtputf8),
             id: &id_text,
             date: self.settings().clock.now(),
         });
@@ -806,6 +827,7 @@ impl Session {
             data,
             body_8bit: matches!(txn.mail.body, Some(Body::EightBitMime | Body::BinaryMime)),
             binary_mime: txn.mail.body == Some(Body::BinaryMime),
+            smtputf8: txn.mail.smtputf8,
             ret: txn.mail.ret,
             envid: txn.mail.envid,
             origin: Origin {
@@ -1043,7 +1065,7 @@ fn valid_helo(name: &str) -> bool {
 /// `example.com` matches itself; `*.example.com` matches it and every
 /// subdomain. Case and one trailing dot do not matter.
 pub(crate) fn is_accepted(domain: &str, accepted: &[AcceptedDomain]) -> bool {
-    let domain = domain.strip_suffix('.').unwrap_or(domain).to_ascii_lowercase();
+    let Some(domain) = crate::queue::message::ascii_domain(domain) else { return false };
     accepted.iter().any(|a| {
         let pattern = a.domain.strip_suffix('.').unwrap_or(&a.domain).to_ascii_lowercase();
         match pattern.strip_prefix("*.") {

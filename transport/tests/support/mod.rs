@@ -506,6 +506,7 @@ pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::me
         size: 0,
         body_8bit: false,
         binary_mime: false,
+        smtputf8: false,
         ret: None,
         envid: None,
         arrival_ms: 0,

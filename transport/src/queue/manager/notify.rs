@@ -211,6 +211,8 @@ impl QueueManager {
             size: bytes.len() as u64,
             body_8bit,
             binary_mime: false,
+            // A report to a UTF-8 address goes only where SMTPUTF8 is offered.
+            smtputf8: !to.is_ascii(),
             ret: None,
             envid: None,
             arrival_ms: to_millis(self.inner.clock.now()),

@@ -10,7 +10,7 @@ async fn plain_transaction_stores_received_header_then_the_clients_bytes() {
     assert_eq!(
         c.cmd("EHLO client.test").await,
         "250-mail.local.test Hello [127.0.0.1]\n250-SIZE 10000\n250-PIPELINING\n250-DSN\n250-ENHANCEDSTATUSCODES\n250-8BITMIME\n\
-         250-CHUNKING\n250 BINARYMIME"
+         250-CHUNKING\n250-SMTPUTF8\n250 BINARYMIME"
     );
     assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").await, "250 2.1.0 Sender OK");
     assert_eq!(c.cmd("RCPT TO:<bob@local.test>").await, "250 2.1.5 Recipient OK");

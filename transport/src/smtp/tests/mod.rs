@@ -23,6 +23,7 @@ mod data;
 mod limits;
 mod swaks;
 mod tls_auth;
+mod utf8;
 
 /// Bound of every network wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(15);
