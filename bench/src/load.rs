@@ -212,6 +212,44 @@ pub fn send_each(addr: SocketAddr, sessions: usize, recipients: &[String], size:
     })
 }
 
+/// Sends `count` messages of `size` bytes over `sessions` connections, with DATA
+/// or in BDAT chunks of 64 KB (RFC 3030; each chunk's reply awaited, the last
+/// one marked LAST).
+pub fn send_many(addr: SocketAddr, sessions: usize, count: u32, size: usize, bdat: bool) -> Result<()> {
+    const CHUNK: usize = 64 << 10;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..sessions)
+            .map(|s| {
+                scope.spawn(move || -> Result<()> {
+                    let mut c = Client::open(addr)?;
+                    for n in (s..count as usize).step_by(sessions) {
+                        c.cmd(&format!("MAIL FROM:<{FROM}>"), '2')?;
+                        c.cmd(&format!("RCPT TO:<{TO}>"), '2')?;
+                        let body = message(size, &format!("c{n}"));
+                        if !bdat {
+                            c.cmd("DATA", '3')?;
+                            c.writer.write_all(&body)?;
+                            c.expect('2')?;
+                            continue;
+                        }
+                        // The message without DATA's terminating dot line.
+                        let data = &body[..body.len() - 3];
+                        let chunks: Vec<&[u8]> = data.chunks(CHUNK).collect();
+                        for (i, chunk) in chunks.iter().enumerate() {
+                            let last = if i + 1 == chunks.len() { " LAST" } else { "" };
+                            c.writer.write_all(format!("BDAT {}{last}\r\n", chunk.len()).as_bytes())?;
+                            c.writer.write_all(chunk)?;
+                            c.expect('2')?;
+                        }
+                    }
+                    c.cmd("QUIT", '2')
+                })
+            })
+            .collect();
+        workers.into_iter().try_for_each(|w| w.join().map_err(|_| anyhow::anyhow!("a sending thread panicked"))?)
+    })
+}
+
 struct Client {
     reader: BufReader<TcpStream>,
     writer: TcpStream,

@@ -7,6 +7,7 @@
 //! then the transport server with a large queue for a dead next hop. Writes
 //! `bench/results/<date>.{md,json,png}`. See bench/README.md.
 mod chart;
+mod chunking;
 mod destinations;
 mod drain;
 mod load;
@@ -96,6 +97,8 @@ pub struct Results {
     pub drain: Option<drain::Drain>,
     #[serde(default)]
     pub destinations: Option<destinations::Destinations>,
+    #[serde(default)]
+    pub chunking: Option<chunking::Chunking>,
     pub postfix_main_cf: String,
     pub postfix_master_cf: String,
     pub transport_config: String,
@@ -110,6 +113,8 @@ struct Options {
     scale_messages: u64,
     drain_messages: u64,
     destination_messages: u64,
+    /// Messages of 100 KB for BDAT vs DATA (a tenth of them, at least 4, of 9 MB).
+    chunking_messages: u32,
     out: PathBuf,
     baseline: Option<PathBuf>,
     only: Option<Vec<Target>>,
@@ -122,6 +127,7 @@ fn usage() -> ! {
         "usage: bench [--reps N] [--messages N] [--large-messages N] [--huge-messages N]\n\
          \x20            [--scale-messages N (0: skip)] [--drain-messages N (0: skip)]\n\
          \x20            [--destination-messages N (to N/10 domains by MX; 0: skip)]\n\
+         \x20            [--chunking-messages N (BDAT vs DATA, 100 KB; N/10 of 9 MB; 0: skip)]\n\
          \x20            [--out DIR] [--label NAME] [--baseline FILE.json] [--targets ceiling,postfix,transport,shadowed]\n\
          \x20            [--loads 1,2,...] [--quick]\n\
          \x20      bench report FILE.json [--baseline FILE.json]   (rewrite the .md and .png of a result)"
@@ -138,6 +144,7 @@ fn parse_args(args: &[String]) -> Options {
         scale_messages: 100_000,
         drain_messages: 20_000,
         destination_messages: 20_000,
+        chunking_messages: 400,
         out: PathBuf::from("bench/results"),
         baseline: None,
         only: None,
@@ -155,6 +162,7 @@ fn parse_args(args: &[String]) -> Options {
             "--scale-messages" => o.scale_messages = value().parse().unwrap_or_else(|_| usage()),
             "--drain-messages" => o.drain_messages = value().parse().unwrap_or_else(|_| usage()),
             "--destination-messages" => o.destination_messages = value().parse().unwrap_or_else(|_| usage()),
+            "--chunking-messages" => o.chunking_messages = value().parse().unwrap_or_else(|_| usage()),
             "--out" => o.out = PathBuf::from(value()),
             "--label" => o.label = Some(value()),
             "--baseline" => o.baseline = Some(PathBuf::from(value())),
@@ -182,6 +190,7 @@ fn parse_args(args: &[String]) -> Options {
                 o.scale_messages = 10_000;
                 o.drain_messages = 5_000;
                 o.destination_messages = 5_000;
+                o.chunking_messages = 100;
             }
             _ => usage(),
         }
@@ -271,6 +280,7 @@ fn run_all(o: Options) -> Result<()> {
         scale: None,
         drain: None,
         destinations: None,
+        chunking: None,
         postfix_main_cf: postfix::main_cf(Path::new("$TMP/postfix"), sink_addr),
         postfix_master_cf: postfix::master_cf(postfix_smtp),
         // Every address the sink's: the placeholder below then stands for each
@@ -325,6 +335,13 @@ fn run_all(o: Options) -> Result<()> {
         match destinations::run(tmp.path(), &mut sink, o.destination_messages, domains, 2048) {
             Ok(d) => results.destinations = Some(d),
             Err(e) => results.failures.push(format!("destinations: {e:#}")),
+        }
+    }
+    if o.chunking_messages > 0 && targets.contains(&Target::Transport) {
+        let loads = [(100 << 10, o.chunking_messages), (9 << 20, (o.chunking_messages / 10).max(4))];
+        match chunking::run(tmp.path(), &mut sink, &loads, 4, o.reps) {
+            Ok(c) => results.chunking = Some(c),
+            Err(e) => results.failures.push(format!("chunking: {e:#}")),
         }
     }
     if o.scale_messages > 0 && targets.contains(&Target::Transport) {

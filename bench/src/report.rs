@@ -275,6 +275,38 @@ fn yes(ok: bool) -> &'static str {
     }
 }
 
+fn chunking(r: &Results, out: &mut String) {
+    let Some(c) = &r.chunking else { return };
+    let _ = writeln!(
+        out,
+        "\n## BDAT vs DATA (RFC 3030): client → transport → transport → smtp-sink\n\n{} sessions; BDAT on both \
+         transport legs (the client's 64 KB chunks, then the first server's) or DATA on both; the last leg is DATA.\n",
+        c.sessions
+    );
+    let _ = writeln!(out, "| size | command | messages | accepted s | delivered s | msg/s | MB/s |");
+    let _ = writeln!(out, "|---|---|---:|---:|---:|---:|---:|");
+    for run in &c.runs {
+        let _ = writeln!(
+            out,
+            "| {} KB | {} | {} | {:.2} | {:.2} | {:.1} | {:.1} |",
+            run.size / 1024,
+            if run.bdat { "BDAT" } else { "DATA" },
+            run.messages,
+            run.accept_secs,
+            run.delivered_secs,
+            run.rate(),
+            run.mb_rate()
+        );
+    }
+    let mut sizes: Vec<usize> = c.runs.iter().map(|r| r.size).collect();
+    sizes.dedup();
+    for size in sizes {
+        if let Some(ratio) = c.ratio(size) {
+            let _ = writeln!(out, "\nBDAT / DATA at {} KB: **{:.2}×** (mean rates).", size / 1024, ratio);
+        }
+    }
+}
+
 fn destinations(r: &Results, out: &mut String) {
     let Some(d) = &r.destinations else { return };
     let _ = writeln!(
@@ -423,6 +455,7 @@ pub fn markdown(r: &Results, baseline: Option<&Results>, png: &str) -> String {
     let _ = writeln!(out, "\n## Results per load");
     table(r, &mut out);
     destinations(r, &mut out);
+    chunking(r, &mut out);
     scale(r, &mut out);
     if !r.failures.is_empty() {
         let _ = writeln!(out, "\n## Failed runs\n");

@@ -1,7 +1,8 @@
 //! The DSN builder with arbitrary reports: never a panic; the report has CRLF
-//! line ends only (when the original has), 7-bit header lines of at most 998
-//! octets (RFC 5322 §2.1.1), parses as a multipart/report, and its
-//! message/delivery-status part has one Final-Recipient per recipient.
+//! line ends only (when the original has), header lines of at most 998 octets
+//! (RFC 5322 §2.1.1), 7-bit but for a UTF-8 sender in To:, parses as a
+//! multipart/report, and its (global-)delivery-status part has one
+//! Final-Recipient per recipient.
 #![no_main]
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -53,10 +54,10 @@ fuzz_target!(|input: Input| {
     if input.recipients.is_empty() || input.recipients.len() > 50 {
         return;
     }
-    // Addresses are ASCII where DSNs come from: the SMTP parser takes no
-    // SMTPUTF8 and the config checks the postmaster (a first run of this
-    // target found that a non-ASCII one ends up raw in From:).
-    if !input.postmaster.is_ascii() || !input.to.is_ascii() {
+    // The config checks the postmaster (a first run of this target found that a
+    // non-ASCII one ends up raw in From:). The original sender may be a UTF-8
+    // address (SMTPUTF8): the report is then a global one (RFC 6533).
+    if !input.postmaster.is_ascii() {
         return;
     }
     let recipients: Vec<DsnRecipient> = input
@@ -92,13 +93,17 @@ fuzz_target!(|input: Input| {
     let end = report.windows(4).position(|w| w == b"\r\n\r\n").expect("a header section");
     for line in report[..end].split(|&b| b == b'\n') {
         assert!(line.len() <= 999, "header line of {} octets: {:?}...", line.len(), String::from_utf8_lossy(&line[..40]));
-        assert!(line.is_ascii(), "8-bit header line {:?}", String::from_utf8_lossy(line));
+        // 7-bit, but for a UTF-8 sender's address in To: (an SMTPUTF8 report).
+        let utf8_to = !input.to.is_ascii() && line.starts_with(b"To:") && std::str::from_utf8(line).is_ok();
+        assert!(line.is_ascii() || utf8_to, "8-bit header line {:?}", String::from_utf8_lossy(line));
     }
     let parsed = mail_parser::MessageParser::default().parse(&report).expect("the report parses");
     let status = parsed
         .parts
         .iter()
-        .find(|p| p.content_type().is_some_and(|c| c.subtype() == Some("delivery-status")))
+        .find(|p| {
+            p.content_type().is_some_and(|c| matches!(c.subtype(), Some("delivery-status" | "global-delivery-status")))
+        })
         .expect("a message/delivery-status part");
     let body = String::from_utf8_lossy(status.contents());
     let finals = body.lines().filter(|l| l.starts_with("Final-Recipient:")).count();

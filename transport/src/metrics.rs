@@ -503,6 +503,7 @@ mod tests {
             body_8bit: false,
             binary_mime: false,
             smtputf8: false,
+            requiretls: false,
             ret: None,
             envid: None,
             arrival_ms,

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use transport::config::{AddressSpace, DnsSettings, OutboundTls, SendConnector};
 use transport::delivery::{
-    resolve_targets, ConnectOptions, DeliveryError, OutboundSession, ProtocolTap, RecipientOutcome,
+    resolve_targets, CertificateCheck, ConnectOptions, DeliveryError, OutboundSession, ProtocolTap, RecipientOutcome,
 };
 use transport::logs::LogEvent;
 use transport::queue::body::BodyReader;
@@ -51,6 +51,7 @@ fn options(tls: OutboundTls) -> ConnectOptions {
     ConnectOptions {
         helo_name: "relay.test".to_string(),
         tls,
+        certificate_check: Default::default(),
         connect_timeout: Duration::from_secs(5),
         command_timeout: Duration::from_secs(10),
         tap: None,
@@ -516,6 +517,135 @@ async fn starttls_with_a_self_signed_certificate() {
     assert!(!t.commands.iter().any(|c| c == "STARTTLS"), "{:?}", t.commands);
 }
 
+/// A test CA and certificates from it, as a site's own PKI would issue them.
+struct Pki {
+    ca: rcgen::Certificate,
+    ca_key: rcgen::KeyPair,
+    /// The CA certificate as a PEM bundle file (tlsCertificateAuthorities).
+    bundle: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "kube-transport test CA");
+        let ca = params.self_signed(&ca_key).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("ca.pem");
+        std::fs::write(&bundle, ca.pem()).unwrap();
+        Pki { ca, ca_key, bundle, _dir: dir }
+    }
+
+    /// A next hop's acceptor with a certificate for `name` from this CA (expired if asked).
+    fn acceptor(&self, name: &str, expired: bool) -> tokio_rustls::TlsAcceptor {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec![name.to_string()]).unwrap();
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
+        acceptor_for(cert.der().clone(), &key)
+    }
+}
+
+fn acceptor_for(cert: rustls_pki_types::CertificateDer<'static>, key: &rcgen::KeyPair) -> tokio_rustls::TlsAcceptor {
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// Connects to a scripted hop offering STARTTLS with `acceptor` (none: no STARTTLS)
+/// under `check`; the error's text when the session cannot be had.
+async fn checked(acceptor: Option<tokio_rustls::TlsAcceptor>, check: CertificateCheck) -> Result<(), String> {
+    let ehlo = if acceptor.is_some() { vec!["STARTTLS"] } else { vec![] };
+    let (addr, _peer) = scripted(Script { ehlo, tls: acceptor, ..Script::default() }).await;
+    let opts = ConnectOptions { certificate_check: check, ..options(OutboundTls::Required) };
+    match tokio::time::timeout(LIMIT, OutboundSession::connect(&target(addr), &opts)).await.expect("in time") {
+        Ok(session) => {
+            session.quit().await;
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[tokio::test]
+async fn tls_auth_levels_check_the_chain_and_the_name_and_never_fall_back_to_clear() {
+    let pki = Pki::new();
+    let roots = Some(pki.bundle.clone());
+    let chain = || CertificateCheck::Chain { roots: roots.clone() };
+    let domain = |d: Option<&str>| CertificateCheck::Domain { roots: roots.clone(), domain: d.map(str::to_string) };
+    let self_signed = || {
+        let c = rcgen::generate_simple_self_signed(vec!["peer.test".to_string()]).unwrap();
+        acceptor_for(c.cert.der().clone(), &c.key_pair)
+    };
+
+    // DomainValidation: the host connected to (peer.test here), or tlsDomain.
+    assert_eq!(checked(Some(pki.acceptor("peer.test", false)), domain(None)).await, Ok(()));
+    assert_eq!(checked(Some(pki.acceptor("mx.example.net", false)), domain(Some("mx.example.net"))).await, Ok(()));
+    let wrong = checked(Some(pki.acceptor("other.test", false)), domain(None)).await.unwrap_err();
+    assert!(wrong.contains("TLS") && wrong.contains("not valid for name"), "{wrong}");
+    // CertificateValidation: any name, but the chain must hold.
+    assert_eq!(checked(Some(pki.acceptor("other.test", false)), chain()).await, Ok(()));
+    let unknown = checked(Some(self_signed()), chain()).await.unwrap_err();
+    assert!(unknown.contains("UnknownIssuer") || unknown.contains("unknown issuer"), "{unknown}");
+    let expired = checked(Some(pki.acceptor("peer.test", true)), domain(None)).await.unwrap_err();
+    assert!(expired.to_lowercase().contains("expired"), "{expired}");
+    // The system's CAs do not know the test CA.
+    let system = checked(Some(pki.acceptor("peer.test", false)), CertificateCheck::Chain { roots: None }).await;
+    assert!(system.is_err(), "{system:?}");
+    // A hop that does not offer STARTTLS never gets the mail in clear.
+    let clear = checked(None, chain()).await.unwrap_err();
+    assert!(clear.contains("does not offer STARTTLS"), "{clear}");
+    // EncryptionOnly (the default) takes any certificate.
+    assert_eq!(checked(Some(self_signed()), CertificateCheck::None).await, Ok(()));
+}
+
+#[tokio::test]
+async fn requiretls_goes_only_over_a_verified_name_to_a_hop_that_offers_it() {
+    let pki = Pki::new();
+    let verified = CertificateCheck::Domain { roots: Some(pki.bundle.clone()), domain: None };
+    let mut env = envelope(Some("alice@example.org"), &["bob@example.net"]);
+    env.requiretls = true;
+    let attempt = |check: CertificateCheck, ehlo_tls: Vec<&'static str>| {
+        let (acceptor, env) = (pki.acceptor("peer.test", false), env.clone());
+        async move {
+            let script = Script { ehlo: vec!["STARTTLS"], ehlo_tls, tls: Some(acceptor), ..Script::default() };
+            let (addr, peer) = scripted(script).await;
+            let opts = ConnectOptions { certificate_check: check, ..options(OutboundTls::Required) };
+            let mut session = connect(addr, &opts).await;
+            let outcome = send(&mut session, &env, b"Subject: protected\r\n\r\nx\r\n").await;
+            session.quit().await;
+            (outcome, tokio::time::timeout(LIMIT, peer).await.unwrap().unwrap())
+        }
+    };
+
+    // Encrypted but not verified (EncryptionOnly): returned, nothing sent.
+    let (outcome, t) = attempt(CertificateCheck::None, vec!["REQUIRETLS"]).await;
+    let refusal = format!("{:?}", outcome[0].1);
+    assert!(refusal.contains("Permanent") && refusal.contains("550 5.7.10"), "{refusal}");
+    assert!(refusal.contains("not TLS with a verified certificate name"), "{refusal}");
+    assert!(!t.commands.iter().any(|c| c.starts_with("MAIL")), "{:?}", t.commands);
+    // Verified, but the hop does not offer REQUIRETLS.
+    let (outcome, _) = attempt(verified.clone(), vec![]).await;
+    let refusal = format!("{:?}", outcome[0].1);
+    assert!(refusal.contains("does not offer REQUIRETLS"), "{refusal}");
+    // Verified, and offered: sent, with REQUIRETLS on MAIL.
+    let (outcome, t) = attempt(verified, vec!["REQUIRETLS"]).await;
+    assert!(matches!(outcome[0].1, RecipientOutcome::Delivered { .. }), "{outcome:?}");
+    assert!(t.commands.iter().any(|c| c == "MAIL FROM:<alice@example.org> REQUIRETLS"), "{:?}", t.commands);
+}
+
 // --- Next hops --------------------------------------------------------------
 
 fn dns_connector(port: u16) -> SendConnector {
@@ -526,6 +656,9 @@ fn dns_connector(port: u16) -> SendConnector {
         dns_routing: true,
         port: Some(port),
         tls: OutboundTls::Opportunistic,
+        tls_auth_level: None,
+        tls_domain: None,
+        tls_certificate_authorities: None,
         connection_timeout: None,
         connection_inactivity_timeout: None,
         max_message_size: None,

@@ -1,8 +1,8 @@
 //! Hostile clients against the real `transport` binary: SMTP smuggling in every
 //! bare CR/LF variant, overlong lines, pipelining floods, 10,000 RCPTs,
 //! slowloris, connection floods past the per-source and global limits,
-//! protocol-error storms, invalid UTF-8 and NUL bytes, huge headers and mail
-//! loops. Each test runs a good client on the side that must be served
+//! protocol-error storms, invalid UTF-8 and NUL bytes, huge headers, mail
+//! loops and BDAT chunks that lie or smuggle. Each test runs a good client on the side that must be served
 //! throughout, and checks the abuse got the right reply and delivered nothing.
 //! (The session's unit tests in src/smtp/tests cover the parser's replies one
 //! by one; these show what only the whole server can: limits across
@@ -368,4 +368,66 @@ fn huge_headers_and_mail_loops_are_refused() {
     for refused in ["<huge-header@test.invalid>", "<long-line@test.invalid>", "<loop@test.invalid>"] {
         assert!(!ids.contains_key(refused), "{refused} delivered");
     }
+}
+
+/// `BDAT <len>[ LAST]` and the chunk, as one write.
+fn bdat(chunk: &[u8], last: bool) -> Vec<u8> {
+    let mut out = format!("BDAT {}{}\r\n", chunk.len(), if last { " LAST" } else { "" }).into_bytes();
+    out.extend_from_slice(chunk);
+    out
+}
+
+#[test]
+fn bdat_chunks_that_lie_or_smuggle_are_refused_and_never_delivered() {
+    let f = fixture();
+    let good = GoodClient::start(f.server.smtp, "bdat");
+    let begin = |s: &mut std::net::TcpStream| {
+        assert_reply(cmd(s, "MAIL FROM:<evil@example.org>"), "250");
+        assert_reply(cmd(s, "RCPT TO:<victim@example.net>"), "250");
+    };
+
+    // A bare-LF smuggling sequence inside a chunk (a hop that gets it with DATA would
+    // see a second message): refused, and the next chunk has no transaction left.
+    let mut s = raw_session(ip(3), f.server.smtp);
+    begin(&mut s);
+    let carrier = b"Message-ID: <bdat-carrier@test.invalid>\r\n\r\nhello\n.\nMAIL FROM:<evil@example.org>\r\n\
+                    RCPT TO:<victim@example.net>\r\nDATA\r\nMessage-ID: <bdat-smuggled@test.invalid>\r\n\r\nevil\r\n";
+    s.write_all(&[bdat(carrier, false), bdat(b".\r\n", true)].concat()).expect("send");
+    assert_reply(read_reply(&mut s), "550 5.6.0");
+    assert_reply(read_reply(&mut s), "503 5.5.1");
+    assert_reply(cmd(&mut s, "NOOP"), "250");
+
+    // DATA after BDAT in one transaction; then no LAST before QUIT.
+    begin(&mut s);
+    s.write_all(&bdat(b"Message-ID: <bdat-unfinished@test.invalid>\r\n\r\n", false)).expect("send");
+    assert_reply(read_reply(&mut s), "250 2.0.0");
+    assert_reply(cmd(&mut s, "DATA"), "503 5.5.1");
+    assert_reply(cmd(&mut s, "QUIT"), "221");
+
+    // A size that lies short: the chunk is what was declared, the rest is read as
+    // commands (here not one): the message is cut where the client said, nothing more.
+    let mut s = raw_session(ip(4), f.server.smtp);
+    begin(&mut s);
+    let short = b"Message-ID: <bdat-short@test.invalid>\r\n\r\nfirst\r\nGARBAGE AFTER THE CHUNK\r\n";
+    let declared = short.len() - "GARBAGE AFTER THE CHUNK\r\n".len();
+    let mut write = format!("BDAT {declared} LAST\r\n").into_bytes();
+    write.extend_from_slice(short);
+    s.write_all(&write).expect("send");
+    assert_reply(read_reply(&mut s), "250 2.6.0");
+    assert_reply(read_reply(&mut s), "500 5.5.2");
+    assert_reply(cmd(&mut s, "QUIT"), "221");
+
+    // A size that lies long: the server waits for the rest only as long as it waits
+    // for any input, then closes; nothing of it is delivered.
+    let mut s = raw_session(ip(5), f.tight);
+    begin(&mut s);
+    s.write_all(b"BDAT 100000 LAST\r\nMessage-ID: <bdat-long@test.invalid>\r\n\r\nx\r\n").expect("send");
+    let text = rest(&mut s);
+    assert!(text.starts_with("421 4.4.2"), "cut at the inactivity timeout: {text}");
+
+    good.finish(&f.sink);
+    std::thread::sleep(Duration::from_secs(1));
+    let ids = f.sink.message_ids();
+    let arrived: Vec<_> = ids.keys().filter(|k| k.starts_with("<bdat-")).cloned().collect();
+    assert_eq!(arrived, ["<bdat-short@test.invalid>"], "only the message the client declared whole");
 }

@@ -261,6 +261,12 @@ pub struct ReceiveSettings {
     /// Postfix's smtputf8_enable and Exchange Online.
     #[serde(default, rename = "smtpUtf8Enabled", alias = "smtputf8Enabled", skip_serializing_if = "Option::is_none")]
     pub smtp_utf8_enabled: Option<bool>,
+    /// Offer REQUIRETLS (RFC 8689) after STARTTLS. Default false (neither Exchange nor
+    /// Postfix offers it): messages that ask for it are relayed only over TLS with a
+    /// verified certificate name (send connector tlsAuthLevel: DomainValidation) to a
+    /// hop that offers it too, else returned with 5.7.10.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub offer_require_tls: bool,
 }
 
 impl ReceiveSettings {
@@ -334,6 +340,18 @@ pub struct SendConnector {
     pub port: Option<u16>,
     #[serde(default)]
     pub tls: OutboundTls,
+    /// How the next hop's certificate is checked (Exchange's TlsAuthLevel): absent or
+    /// `EncryptionOnly` not at all; `CertificateValidation` it must chain to a trusted
+    /// CA; `DomainValidation` it must also name `tlsDomain` (or the smart host or MX
+    /// host). Anything above EncryptionOnly needs `tls: Required`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_auth_level: Option<TlsAuthLevel>,
+    /// The name a DomainValidation certificate must carry (Exchange's TlsDomain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_domain: Option<String>,
+    /// PEM file of the CAs certificates must chain to; absent: the system's (/etc/ssl/certs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_certificate_authorities: Option<PathBuf>,
     /// Time allowed to connect and get the banner. Default 00:01:00 (1 s – 1 day).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_timeout: Option<TimeSpan>,
@@ -364,6 +382,14 @@ pub enum OutboundTls {
     Opportunistic,
     Required,
     None,
+}
+
+/// Exchange's send connector TlsAuthLevel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TlsAuthLevel {
+    EncryptionOnly,
+    CertificateValidation,
+    DomainValidation,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -4,7 +4,9 @@
 //! operator (before it renders a ConfigMap) all run these same checks.
 use super::defaults::{RECEIVE_CONNECTION_INACTIVITY_TIMEOUT, RECEIVE_CONNECTION_TIMEOUT};
 use super::size::{GB, KB};
-use super::{ByteSize, ReceiveConnector, ReceiveSettings, SendConnector, TimeSpan, TransportFile};
+use super::{
+    ByteSize, OutboundTls, ReceiveConnector, ReceiveSettings, SendConnector, TimeSpan, TlsAuthLevel, TransportFile,
+};
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
@@ -153,6 +155,11 @@ impl TransportFile {
         }
         if let Some(shadow) = &self.shadow {
             c.token_file("shadow.tokenFile", &shadow.token_file);
+        }
+        for (i, sc) in self.send_connectors.iter().enumerate() {
+            if let Some(cas) = &sc.tls_certificate_authorities {
+                c.readable(&format!("sendConnectors[{i}].tlsCertificateAuthorities"), cas);
+            }
         }
         c.finish()
     }
@@ -476,6 +483,21 @@ fn check_send_connector(c: &mut Checker, at: &str, sc: &SendConnector) {
         ranges::SEND_CONNECTION_INACTIVITY_TIMEOUT,
     );
     c.min_count(format!("{at}.maxConcurrentConnections"), sc.max_concurrent_connections, 1);
+    let checked =
+        matches!(sc.tls_auth_level, Some(TlsAuthLevel::CertificateValidation | TlsAuthLevel::DomainValidation));
+    if checked && sc.tls != OutboundTls::Required {
+        c.push(
+            format!("{at}.tlsAuthLevel"),
+            "checks the next hop's certificate, so it needs TLS: set tls: Required (as Exchange's RequireTLS)",
+        );
+    }
+    if let Some(domain) = &sc.tls_domain {
+        if sc.tls_auth_level != Some(TlsAuthLevel::DomainValidation) {
+            c.push(format!("{at}.tlsDomain"), "is only used with tlsAuthLevel: DomainValidation");
+        } else if !is_host_name(domain) {
+            c.push(format!("{at}.tlsDomain"), format!("\"{domain}\" is not a valid host name"));
+        }
+    }
 }
 
 /// Collects errors; the range helpers skip absent (defaulted) values.
@@ -1234,6 +1256,25 @@ components: {HubTransport: {Maintenance: Active}}
                 format!("{at}.connectionInactivityTimeout"),
                 Box::new(|s| s.connection_inactivity_timeout = ts("00:00:00")),
                 "00:00:00 is out of range (00:00:01 to 1.00:00:00)",
+            ),
+            (
+                format!("{at}.tlsAuthLevel"),
+                Box::new(|s| s.tls_auth_level = Some(TlsAuthLevel::DomainValidation)),
+                "needs TLS: set tls: Required",
+            ),
+            (
+                format!("{at}.tlsDomain"),
+                Box::new(|s| s.tls_domain = Some("mx.example.net".into())),
+                "is only used with tlsAuthLevel: DomainValidation",
+            ),
+            (
+                format!("{at}.tlsDomain"),
+                Box::new(|s| {
+                    s.tls = OutboundTls::Required;
+                    s.tls_auth_level = Some(TlsAuthLevel::DomainValidation);
+                    s.tls_domain = Some("mx example".into());
+                }),
+                "\"mx example\" is not a valid host name",
             ),
             (
                 format!("{at}.maxConcurrentConnections"),

@@ -15,6 +15,7 @@ pub(super) struct Mail<'a> {
     pub body_8bit: bool,
     /// Wins over `body_8bit`.
     pub binary_mime: bool,
+    pub requiretls: bool,
     pub smtputf8: bool,
     /// Only when the hop offers DSN.
     pub ret: Option<Ret>,
@@ -34,6 +35,9 @@ impl fmt::Display for Mail<'_> {
         }
         if self.smtputf8 {
             f.write_str(" SMTPUTF8")?;
+        }
+        if self.requiretls {
+            f.write_str(" REQUIRETLS")?;
         }
         match self.ret {
             Some(Ret::Full) => f.write_str(" RET=FULL")?,
@@ -101,6 +105,7 @@ mod tests {
             size: Some(1234),
             body_8bit: true,
             binary_mime: false,
+            requiretls: false,
             smtputf8: false,
             ret: Some(Ret::Hdrs),
             envid: Some("QQ+2B1"),
@@ -111,6 +116,7 @@ mod tests {
             size: None,
             body_8bit: false,
             binary_mime: false,
+            requiretls: false,
             smtputf8: false,
             ret: None,
             envid: None,
@@ -118,6 +124,8 @@ mod tests {
         assert_eq!(null.to_string(), "MAIL FROM:<>\r\n");
         let binary = Mail { binary_mime: true, body_8bit: true, ..null };
         assert_eq!(binary.to_string(), "MAIL FROM:<> BODY=BINARYMIME\r\n");
+        let protected = Mail { requiretls: true, smtputf8: true, ..binary };
+        assert_eq!(protected.to_string(), "MAIL FROM:<> BODY=BINARYMIME SMTPUTF8 REQUIRETLS\r\n");
     }
 
     #[test]

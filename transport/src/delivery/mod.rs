@@ -18,6 +18,7 @@ mod stream;
 mod tls;
 
 pub use session::OutboundSession;
+pub use tls::CertificateCheck;
 
 use crate::api::DeliveryType;
 use crate::config::{OutboundTls, SendConnector};
@@ -40,6 +41,8 @@ pub struct ConnectOptions {
     /// Our EHLO name.
     pub helo_name: String,
     pub tls: OutboundTls,
+    /// How the peer's certificate is checked once TLS is up.
+    pub certificate_check: CertificateCheck,
     /// Time to connect and read the banner.
     pub connect_timeout: Duration,
     /// Time allowed for each command's reply (RFC 5321 §4.5.3.2 gives the

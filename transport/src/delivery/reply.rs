@@ -49,6 +49,8 @@ pub(super) struct Extensions {
     /// RFC 3030: BDAT may be used instead of DATA.
     pub chunking: bool,
     pub binary_mime: bool,
+    /// RFC 8689.
+    pub requiretls: bool,
 }
 
 impl Extensions {
@@ -67,6 +69,7 @@ impl Extensions {
                 "PIPELINING" => ext.pipelining = true,
                 "CHUNKING" => ext.chunking = true,
                 "BINARYMIME" => ext.binary_mime = true,
+                "REQUIRETLS" => ext.requiretls = true,
                 "SIZE" => ext.size = Some(words.next().and_then(|n| n.parse().ok()).unwrap_or(0)),
                 _ => {}
             }
@@ -152,6 +155,7 @@ mod tests {
                 size: Some(1000),
                 chunking: false,
                 binary_mime: false,
+                requiretls: false,
             }
         );
         let ext = Extensions::parse(["exchange", "CHUNKING", "BINARYMIME"]);

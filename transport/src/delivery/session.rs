@@ -101,6 +101,9 @@ pub struct OutboundSession {
     /// A transaction was started on this session: RSET before the next one.
     used: bool,
     closed: bool,
+    /// TLS is up and the certificate's chain and name were verified (DomainValidation):
+    /// what a REQUIRETLS message needs (RFC 8689 §4.2.1).
+    verified_name: bool,
 }
 
 impl OutboundSession {
@@ -161,6 +164,7 @@ impl OutboundSession {
             reusable: true,
             used: false,
             closed: false,
+            verified_name: false,
         };
         session.negotiate_tls(target, &helo).await?;
         tracing::debug!(remote = %session.remote, dsn = session.ext.dsn, "outbound session open");
@@ -173,7 +177,7 @@ impl OutboundSession {
             return Ok(());
         }
         if !self.ext.starttls {
-            if self.opts.tls == OutboundTls::Required {
+            if self.opts.tls == OutboundTls::Required || self.opts.certificate_check.required() {
                 self.close_politely().await;
                 return Err(self.tls_error("TLS is required but the peer does not offer STARTTLS".to_string()));
             }
@@ -187,7 +191,9 @@ impl OutboundSession {
                 self.reusable = false;
                 return Err(DeliveryError::Refused { addr: self.remote.clone(), reply: text.clone() });
             }
-            Reply::Negative { text, .. } if self.opts.tls == OutboundTls::Opportunistic => {
+            Reply::Negative { text, .. }
+                if self.opts.tls == OutboundTls::Opportunistic && !self.opts.certificate_check.required() =>
+            {
                 // RFC 3207 §4: after a refused STARTTLS the session goes on in clear.
                 self.stream.note(LogEvent::Info, &format!("STARTTLS refused ({text}); continuing without TLS"));
                 return Ok(());
@@ -208,8 +214,11 @@ impl OutboundSession {
             self.reusable = false;
             return Err(self.tls_error("the peer sent data after its STARTTLS reply".to_string()));
         }
-        let connector = tls::opportunistic().map_err(|reason| self.tls_error(reason))?;
-        let name = ServerName::try_from(target.host.clone()).unwrap_or(ServerName::IpAddress(target.addr.ip().into()));
+        let check = &self.opts.certificate_check;
+        let connector = tls::connector(check).map_err(|reason| self.tls_error(reason))?;
+        // DomainValidation with tlsDomain checks that name; else the host we connected to.
+        let host = check.domain().unwrap_or(&target.host).to_string();
+        let name = ServerName::try_from(host).unwrap_or(ServerName::IpAddress(target.addr.ip().into()));
         match timeout(self.opts.command_timeout, self.stream.start_tls(connector, name)).await {
             Err(_) => {
                 self.reusable = false;
@@ -219,7 +228,10 @@ impl OutboundSession {
                 self.reusable = false;
                 return Err(self.tls_error(e.to_string()));
             }
-            Ok(Ok(description)) => self.stream.note(LogEvent::Info, &format!("TLS negotiated: {description}")),
+            Ok(Ok(description)) => {
+                self.verified_name = matches!(self.opts.certificate_check, tls::CertificateCheck::Domain { .. });
+                self.stream.note(LogEvent::Info, &format!("TLS negotiated: {description}"))
+            }
         }
         // RFC 3207 §4.2: forget what was announced in clear; ask again.
         match self.exchange(Ehlo::new(helo.clone()), "EHLO", self.opts.command_timeout).await? {
@@ -393,6 +405,19 @@ impl OutboundSession {
                 format!("554 5.6.3 {} does not offer BINARYMIME with CHUNKING, which this message needs", self.remote);
             return Ok(SendOutcome { recipients: all(RecipientOutcome::Permanent { reply }), dsn_passed: dsn });
         }
+        if envelope.requiretls && !(self.verified_name && self.ext.requiretls) {
+            let why = if self.verified_name {
+                format!("{} does not offer REQUIRETLS", self.remote)
+            } else {
+                format!(
+                    "the connection to {} is not TLS with a verified certificate name (send connector tlsAuthLevel: \
+                     DomainValidation)",
+                    self.remote
+                )
+            };
+            let reply = format!("550 5.7.10 REQUIRETLS support required: {why}");
+            return Ok(SendOutcome { recipients: all(RecipientOutcome::Permanent { reply }), dsn_passed: dsn });
+        }
         let non_ascii = envelope.mail_from.as_deref().is_some_and(|a| !a.is_ascii())
             || wanted.iter().any(|&i| !envelope.recipients[i].address.is_ascii());
         let utf8 = envelope.smtputf8 || non_ascii;
@@ -413,6 +438,7 @@ impl OutboundSession {
             size: self.ext.size.map(|_| body.len()),
             body_8bit: envelope.body_8bit && self.ext.eight_bit_mime,
             binary_mime: envelope.binary_mime,
+            requiretls: envelope.requiretls,
             smtputf8: utf8,
             ret: if dsn { envelope.ret } else { None },
             envid: if dsn { envelope.envid.as_deref() } else { None },

@@ -1,14 +1,112 @@
-//! Opportunistic outbound TLS: encrypt, but accept whatever certificate the
-//! peer shows. That is what MTAs do for STARTTLS to MX hosts (RFC 7435): a
-//! certificate check would only send the mail in clear instead. The
-//! handshake signatures are still verified, so the peer must hold the key of
-//! the certificate it presents.
+//! Outbound TLS. By default (a send connector's tlsAuthLevel absent or
+//! EncryptionOnly) encrypt, but accept whatever certificate the peer shows:
+//! what MTAs do for STARTTLS to MX hosts (RFC 7435), where a certificate check
+//! would only send the mail in clear instead. The handshake signatures are
+//! still verified, so the peer must hold the key of the certificate it
+//! presents. CertificateValidation and DomainValidation check the chain (and
+//! the name) with rustls's WebPKI verifier against the system's CAs or a
+//! configured bundle.
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use std::sync::{Arc, OnceLock};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
 use tokio_rustls::TlsConnector;
+
+/// How a next hop's certificate is checked (from a send connector's tlsAuthLevel).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub enum CertificateCheck {
+    /// Any certificate (EncryptionOnly, the default).
+    #[default]
+    None,
+    /// It chains to a trusted CA (`roots`, else the system's); any name.
+    Chain { roots: Option<PathBuf> },
+    /// It chains and names `domain` (else the host connected to).
+    Domain { roots: Option<PathBuf>, domain: Option<String> },
+}
+
+impl CertificateCheck {
+    pub fn from_connector(sc: &crate::config::SendConnector) -> CertificateCheck {
+        use crate::config::TlsAuthLevel;
+        let roots = sc.tls_certificate_authorities.clone();
+        match sc.tls_auth_level {
+            None | Some(TlsAuthLevel::EncryptionOnly) => CertificateCheck::None,
+            Some(TlsAuthLevel::CertificateValidation) => CertificateCheck::Chain { roots },
+            Some(TlsAuthLevel::DomainValidation) => CertificateCheck::Domain { roots, domain: sc.tls_domain.clone() },
+        }
+    }
+
+    /// TLS is a must: a peer without STARTTLS is a failure, never a clear-text fallback.
+    pub fn required(&self) -> bool {
+        *self != CertificateCheck::None
+    }
+
+    /// The name the certificate must carry, when one is set.
+    pub fn domain(&self) -> Option<&str> {
+        match self {
+            CertificateCheck::Domain { domain, .. } => domain.as_deref(),
+            _ => None,
+        }
+    }
+
+    fn roots(&self) -> Option<Option<&Path>> {
+        match self {
+            CertificateCheck::None => None,
+            CertificateCheck::Chain { roots } | CertificateCheck::Domain { roots, .. } => Some(roots.as_deref()),
+        }
+    }
+}
+
+/// The CertificateValidation level: the chain must be valid, the name is not
+/// looked at (WebPKI checks the chain before the name, so a name error means
+/// the chain was good).
+#[derive(Debug)]
+struct AnyName(Arc<WebPkiServerVerifier>);
+
+impl ServerCertVerifier for AnyName {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+            Err(rustls::Error::InvalidCertificate(
+                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+            )) => Ok(ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
 
 #[derive(Debug)]
 struct AnyCertificate(Arc<CryptoProvider>);
@@ -48,8 +146,57 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
-/// The connector every outbound STARTTLS uses (built once).
-pub(super) fn opportunistic() -> Result<TlsConnector, String> {
+/// The connector for `check`: built once per check and CA file version (a
+/// bundle replaced on disk is read again), so sessions do not read files.
+pub(super) fn connector(check: &CertificateCheck) -> Result<TlsConnector, String> {
+    let Some(roots) = check.roots() else { return opportunistic() };
+    type Key = (CertificateCheck, Option<SystemTime>);
+    static BUILT: OnceLock<Mutex<HashMap<Key, Arc<ClientConfig>>>> = OnceLock::new();
+    let version = roots.and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    let key = (check.clone(), version);
+    let mut built = BUILT.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(config) = built.get(&key) {
+        return Ok(TlsConnector::from(config.clone()));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let store = Arc::new(trusted(roots)?);
+    let webpki = WebPkiServerVerifier::builder_with_provider(store, provider.clone())
+        .build()
+        .map_err(|e| format!("TLS certificate check: {e}"))?;
+    let verifier: Arc<dyn ServerCertVerifier> = match check {
+        CertificateCheck::Chain { .. } => Arc::new(AnyName(webpki)),
+        _ => webpki,
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    let config = Arc::new(config);
+    built.insert(key, config.clone());
+    Ok(TlsConnector::from(config))
+}
+
+/// The CAs of a PEM bundle, or the system's.
+fn trusted(bundle: Option<&Path>) -> Result<RootCertStore, String> {
+    let mut store = RootCertStore::empty();
+    let certs: Vec<CertificateDer<'static>> = match bundle {
+        Some(path) => CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<_, _>>())
+            .map_err(|e| format!("cannot read the CA bundle {}: {e}", path.display()))?,
+        None => rustls_native_certs::load_native_certs().certs,
+    };
+    let (added, _ignored) = store.add_parsable_certificates(certs);
+    if added == 0 {
+        let from = bundle.map_or("the system's store".to_string(), |p| p.display().to_string());
+        return Err(format!("no CA certificate could be read from {from}"));
+    }
+    Ok(store)
+}
+
+/// The connector of EncryptionOnly (built once).
+fn opportunistic() -> Result<TlsConnector, String> {
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
     let config = CONFIG.get_or_init(|| {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -125,22 +125,15 @@ pub(crate) fn original_recipient(orcpt: &str) -> String {
 }
 
 /// `Final-Recipient` value: `rfc822; addr` for an ASCII address, else the
-/// RFC 6533 `utf-8` address type with `\x{HEX}` escapes, which keeps the
-/// field ASCII as message/delivery-status requires.
+/// RFC 6533 `utf-8` address type with the address as it is (such a report is
+/// a message/global-delivery-status, which may hold UTF-8).
 pub(crate) fn final_recipient(addr: &str) -> String {
     let addr = one_line(addr);
     if addr.is_ascii() {
-        return format!("rfc822; {addr}");
+        format!("rfc822; {addr}")
+    } else {
+        format!("utf-8; {addr}")
     }
-    let mut escaped = String::with_capacity(addr.len() + 16);
-    for c in addr.chars() {
-        if c.is_ascii() && c != '\\' {
-            escaped.push(c);
-        } else {
-            escaped.push_str(&format!("\\x{{{:X}}}", c as u32));
-        }
-    }
-    format!("utf-8; {escaped}")
 }
 
 /// An address for a From:/To: header: no controls (CR and LF among them)
@@ -278,6 +271,6 @@ mod tests {
     #[test]
     fn non_ascii_recipients_use_the_utf8_address_type() {
         assert_eq!(final_recipient("bob@example.com"), "rfc822; bob@example.com");
-        assert_eq!(final_recipient("jöe@example.com"), "utf-8; j\\x{F6}e@example.com");
+        assert_eq!(final_recipient("jöe@example.com"), "utf-8; jöe@example.com");
     }
 }

@@ -109,13 +109,22 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     let reporting_mta = host(input.reporting_mta);
     let message_id = format!("{}@{}", uuid::Uuid::new_v4().hyphenated(), reporting_mta);
 
+    // RFC 6533: a report about UTF-8 addresses is the global kind, which may carry
+    // them as they are (the original sender, or a recipient, of an SMTPUTF8 message).
+    let global = !input.to.is_ascii() || input.recipients.iter().any(|r| !r.final_recipient.is_ascii());
+    let (report_type, status_type) = if global {
+        ("global-delivery-status", "message/global-delivery-status")
+    } else {
+        ("delivery-status", "message/delivery-status")
+    };
+    let status = delivery_status(input);
+    let status_cte = if status.is_ascii() { "7bit" } else { "8bit" };
     let report = MimePart::new(
-        ContentType::new("multipart/report").attribute("report-type", "delivery-status"),
+        ContentType::new("multipart/report").attribute("report-type", report_type),
         vec![
             MimePart::new("text/plain", text::render(input, full)),
-            MimePart::new("message/delivery-status", BodyPart::Binary(delivery_status(input).into_bytes().into()))
-                .transfer_encoding("7bit"),
-            original_part(input.original, full),
+            MimePart::new(status_type, BodyPart::Binary(status.into_bytes().into())).transfer_encoding(status_cte),
+            original_part(input.original, full, global),
         ],
     );
 
@@ -184,15 +193,18 @@ fn status_of(r: &DsnRecipient) -> String {
 }
 
 /// The third part: the whole original (`message/rfc822`) or its header
-/// section (`text/rfc822-headers`).
-fn original_part(original: &[u8], full: bool) -> MimePart<'_> {
+/// section (`text/rfc822-headers`); in a global report `message/global` and
+/// `message/global-headers` (RFC 6533 §6), which may hold UTF-8 headers.
+fn original_part(original: &[u8], full: bool, global: bool) -> MimePart<'_> {
     if full {
         // message/rfc822 may not be base64 or quoted-printable encoded (RFC 2046 §5.2.1).
         let cte = if original.is_ascii() { "7bit" } else { "8bit" };
-        return MimePart::new("message/rfc822", BodyPart::Binary(original.into())).transfer_encoding(cte);
+        let kind = if global { "message/global" } else { "message/rfc822" };
+        return MimePart::new(kind, BodyPart::Binary(original.into())).transfer_encoding(cte);
     }
     let headers = header_section(original);
-    let part = MimePart::new("text/rfc822-headers", BodyPart::Binary(headers.into()));
+    let kind = if global { "message/global-headers" } else { "text/rfc822-headers" };
+    let part = MimePart::new(kind, BodyPart::Binary(headers.into()));
     if headers.is_ascii() && headers.split(|b| *b == b'\n').all(|l| l.len() <= 998) {
         part.transfer_encoding("7bit")
     } else {

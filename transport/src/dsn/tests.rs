@@ -401,3 +401,26 @@ fn eight_bit_original_is_returned_unencoded_and_labelled() {
     let [_, _, part] = report_parts(&msg);
     assert_eq!(part.text_contents().map(str::trim_end), Some("Subject: caf\u{e9}"));
 }
+
+#[test]
+fn a_report_naming_utf8_addresses_is_the_global_kind() {
+    // RFC 6533: report-type and parts of the global kind, the address as it is.
+    let recipients = [recipient("jörg@bücher.example", Action::Failed, "5.6.7")];
+    let mut inp = input(&recipients, ORIGINAL);
+    inp.ret = Some(Ret::Hdrs);
+    let raw = build(&inp);
+    assert_wire_safe(&raw);
+    let text = String::from_utf8(raw.clone()).expect("UTF-8");
+    let msg = parse(&raw);
+    assert_eq!(msg.content_type().and_then(|c| c.attribute("report-type")), Some("global-delivery-status"));
+    let ids = msg.root_part().sub_parts().expect("multipart");
+    let part = |i: usize| &msg.parts[ids[i] as usize];
+    assert_eq!(content_type(part(1)), "message/global-delivery-status");
+    assert_eq!(content_type(part(2)), "message/global-headers");
+    assert!(text.contains("Final-Recipient: utf-8; jörg@bücher.example\r\n"), "{text}");
+
+    // ASCII addresses only: the RFC 3464 kind, as before.
+    let recipients = [recipient("bob@fabrikam.com", Action::Failed, "5.1.1")];
+    let raw = build(&input(&recipients, ORIGINAL));
+    assert_eq!(parse(&raw).content_type().and_then(|c| c.attribute("report-type")), Some("delivery-status"));
+}

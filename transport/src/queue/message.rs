@@ -134,6 +134,10 @@ pub struct Envelope {
     /// SMTPUTF8 (RFC 6531): UTF-8 addresses or headers; relayed only to a hop that offers it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub smtputf8: bool,
+    /// REQUIRETLS (RFC 8689): relayed only over TLS whose certificate and name were
+    /// verified, to a hop that offers REQUIRETLS too; else returned with 5.7.10.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub requiretls: bool,
     pub ret: Option<Ret>,
     pub envid: Option<Box<str>>,
     /// Arrival time, milliseconds since the Unix epoch (from the server's clock).

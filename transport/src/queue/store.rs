@@ -1465,6 +1465,7 @@ pub(crate) mod tests {
             body_8bit: id.0 & 1 == 0,
             binary_mime: false,
             smtputf8: false,
+            requiretls: false,
             ret: None,
             envid: Some(format!("env-{}", id.0).into()),
             arrival_ms: 1_700_000_000_000 + id.0,

@@ -63,6 +63,7 @@ impl Submit for Intake {
                 body_8bit: msg.body_8bit,
                 binary_mime: msg.binary_mime,
                 smtputf8: msg.smtputf8,
+                requiretls: msg.requiretls,
                 ret: msg.ret,
                 envid: msg.envid.map(Into::into),
                 arrival_ms: to_millis(self.clock.now()),

@@ -208,6 +208,7 @@ pub async fn scan(dir: &Path, intake: &dyn Submit) {
             body_8bit: msg.body_8bit,
             binary_mime: false,
             smtputf8: false,
+            requiretls: false,
             ret: msg.ret,
             envid: msg.envid,
             origin: Origin {

@@ -99,6 +99,8 @@ pub struct MailArgs {
     pub envid: Option<String>,
     /// RFC 6531: UTF-8 addresses and headers may follow.
     pub smtputf8: bool,
+    /// RFC 8689: relay only over verified TLS.
+    pub requiretls: bool,
 }
 
 /// RCPT TO and its parameters.
@@ -169,6 +171,12 @@ pub fn parse_mail(args: &str) -> Result<MailArgs, ArgError> {
                     return Err(ArgError::Invalid("SMTPUTF8"));
                 }
                 out.smtputf8 = true;
+            }
+            "REQUIRETLS" => {
+                if out.requiretls || value.is_some() {
+                    return Err(ArgError::Invalid("REQUIRETLS"));
+                }
+                out.requiretls = true;
             }
             // RFC 4954 §5: a server offering AUTH accepts this parameter; we
             // do not trust the claimed identity, so it is checked and dropped.

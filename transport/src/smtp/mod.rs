@@ -66,6 +66,8 @@ pub struct Incoming {
     pub binary_mime: bool,
     /// MAIL ... SMTPUTF8: UTF-8 addresses or headers (RFC 6531).
     pub smtputf8: bool,
+    /// MAIL ... REQUIRETLS (RFC 8689): relayed only over TLS with a verified certificate.
+    pub requiretls: bool,
     pub ret: Option<Ret>,
     pub envid: Option<String>,
     pub origin: Origin,

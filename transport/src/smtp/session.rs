@@ -514,6 +514,9 @@ impl Session {
         if self.settings().settings.smtputf8() {
             lines.push("SMTPUTF8".into());
         }
+        if self.offers_requiretls() {
+            lines.push("REQUIRETLS".into());
+        }
         if self.settings().settings.binary_mime() {
             lines.push("BINARYMIME".into());
         }
@@ -527,6 +530,11 @@ impl Session {
         for (i, l) in lines.iter().enumerate() {
             self.reply(&format!("250{}{l}", if i == last { ' ' } else { '-' }));
         }
+    }
+
+    /// RFC 8689 §3: REQUIRETLS only inside TLS.
+    fn offers_requiretls(&self) -> bool {
+        self.tls && self.settings().settings.offer_require_tls
     }
 
     fn mail(&mut self, args: &str) -> Result<(), Stop> {
@@ -554,6 +562,9 @@ impl Session {
             Err(e) => self.arg_error(e, "501 5.1.7 Invalid address"),
             Ok(m) if m.body == Some(Body::BinaryMime) && !self.settings().settings.binary_mime() => {
                 self.reply("555 5.5.4 Unsupported parameter BODY=BINARYMIME")
+            }
+            Ok(m) if m.requiretls && !self.offers_requiretls() => {
+                self.reply("555 5.5.4 Unsupported parameter REQUIRETLS")
             }
             Ok(m) if m.smtputf8 && !self.settings().settings.smtputf8() => {
                 self.reply("555 5.5.4 Unsupported parameter SMTPUTF8")
@@ -828,6 +839,7 @@ impl Session {
             body_8bit: matches!(txn.mail.body, Some(Body::EightBitMime | Body::BinaryMime)),
             binary_mime: txn.mail.body == Some(Body::BinaryMime),
             smtputf8: txn.mail.smtputf8,
+            requiretls: txn.mail.requiretls,
             ret: txn.mail.ret,
             envid: txn.mail.envid,
             origin: Origin {

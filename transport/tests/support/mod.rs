@@ -507,6 +507,7 @@ pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::me
         body_8bit: false,
         binary_mime: false,
         smtputf8: false,
+        requiretls: false,
         ret: None,
         envid: None,
         arrival_ms: 0,

@@ -176,14 +176,18 @@ impl QueueManager {
             now,
             recipients: &recipients,
             original: &original,
-            // A binary original cannot travel inside a report sent with DATA: headers only.
-            ret: if env.binary_mime { Some(crate::queue::message::Ret::Hdrs) } else { env.ret },
+            // A binary original cannot travel inside a report sent with DATA, and a
+            // REQUIRETLS one must not leave the protected path in a report (RFC 8689 §5):
+            // headers only.
+            ret: if env.binary_mime || env.requiretls { Some(crate::queue::message::Ret::Hdrs) } else { env.ret },
             max_attach: config.org.dsn_max_message_attach_size().bytes(),
             text,
         });
         let kind = action.as_str();
         // An 8-bit original returned whole makes the report 8-bit too.
-        match self.submit_dsn(&to, bytes, env.body_8bit).await {
+        // A global report (UTF-8 addresses, RFC 6533) is 8-bit too.
+        let body_8bit = env.body_8bit || !bytes.is_ascii();
+        match self.submit_dsn(&to, bytes, body_8bit, env.requiretls).await {
             Ok(dsn_id) => {
                 info!(message = %id, dsn = %dsn_id, action = kind, to = %to, "DSN queued");
                 self.inner.events.dsn(kind);
@@ -198,6 +202,8 @@ impl QueueManager {
         to: &str,
         bytes: Vec<u8>,
         body_8bit: bool,
+        // The report about a REQUIRETLS message goes the same protected way.
+        requiretls: bool,
     ) -> Result<MessageId, crate::queue::StoreError> {
         let config = self.config();
         let id = self.inner.store.next_id();
@@ -213,6 +219,7 @@ impl QueueManager {
             binary_mime: false,
             // A report to a UTF-8 address goes only where SMTPUTF8 is offered.
             smtputf8: !to.is_ascii(),
+            requiretls,
             ret: None,
             envid: None,
             arrival_ms: to_millis(self.inner.clock.now()),

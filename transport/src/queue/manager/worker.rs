@@ -6,7 +6,9 @@
 use super::state::{QueueId, State, Timer};
 use super::QueueManager;
 use crate::config::OutboundTls;
-use crate::delivery::{self, ConnectOptions, OutboundSession, ProtocolTap, RecipientOutcome, SendOutcome};
+use crate::delivery::{
+    self, CertificateCheck, ConnectOptions, OutboundSession, ProtocolTap, RecipientOutcome, SendOutcome,
+};
 use crate::logs::{LogEvent, ProtocolSession};
 use crate::queue::message::{Envelope, MessageId, Notify, RecipientStatus};
 use crate::queue::retry::connection_retry_interval;
@@ -170,6 +172,7 @@ impl QueueManager {
         let opts = ConnectOptions {
             helo_name: config.fqdn.clone(),
             tls: connector.as_ref().map(|c| c.tls).unwrap_or(OutboundTls::Opportunistic),
+            certificate_check: connector.as_ref().map(CertificateCheck::from_connector).unwrap_or_default(),
             connect_timeout: connector.as_ref().map_or(SEND_CONNECTION_TIMEOUT, |c| c.connection_timeout_or_default()),
             command_timeout: connector
                 .as_ref()

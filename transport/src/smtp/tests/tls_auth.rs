@@ -178,3 +178,32 @@ fn tls_loading_errors_name_the_file() {
     let err = load_tls_acceptor(&no_key).err().expect("no key");
     assert!(err.to_string().contains("tls.crt") && err.to_string().contains("private key"), "{err}");
 }
+
+#[tokio::test]
+async fn requiretls_is_offered_and_taken_only_inside_tls_when_enabled() {
+    let f = fixture();
+    let mut settings = tls_settings(&f);
+    settings.settings.offer_require_tls = true;
+    let server = start(settings).await;
+    let (mut c, _) = Client::connect(server.addr).await;
+    assert!(!c.cmd("EHLO client.test").await.contains("REQUIRETLS"), "not offered in clear");
+    assert_eq!(c.cmd("MAIL FROM:<alice@example.org> REQUIRETLS").await, "555 5.5.4 Unsupported parameter REQUIRETLS");
+    expect(&c.cmd("STARTTLS").await, "220");
+    let mut c = handshake(c, &f.root).await;
+    assert!(c.cmd("EHLO client.test").await.contains("\n250-REQUIRETLS"));
+    assert_eq!(c.cmd("MAIL FROM:<alice@example.org> REQUIRETLS").await, "250 2.1.0 Sender OK");
+    expect(&c.cmd("RCPT TO:<bob@local.test>").await, "250");
+    expect(&c.cmd("DATA").await, "354");
+    c.send(&stuff(&message("protected"))).await;
+    expect(&c.reply().await, "250 2.6.0");
+    assert!(server.submit.messages()[0].requiretls);
+
+    // Off (the default): not offered even inside TLS.
+    let server = start(tls_settings(&f)).await;
+    let (mut c, _) = Client::connect(server.addr).await;
+    expect(&c.cmd("EHLO client.test").await, "250");
+    expect(&c.cmd("STARTTLS").await, "220");
+    let mut c = handshake(c, &f.root).await;
+    assert!(!c.cmd("EHLO client.test").await.contains("REQUIRETLS"));
+    assert_eq!(c.cmd("MAIL FROM:<alice@example.org> REQUIRETLS").await, "555 5.5.4 Unsupported parameter REQUIRETLS");
+}
