@@ -96,3 +96,20 @@ async fn swaks_auth_plain_and_login_may_relay() {
     assert!(!ok && transcript.contains("535 5.7.8"), "{transcript}");
     assert_eq!(server.submit.messages().len(), 2);
 }
+
+#[tokio::test]
+async fn swaks_pipelined_and_a_utf8_address_without_smtputf8() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(settings()).await;
+    let (file, want) = data_file(dir.path(), "swaks-pipelined");
+    // MAIL, RCPT and DATA in one write (RFC 2920), as swaks sends them when offered.
+    let (ok, transcript) = swaks(&server, &file, &["--to", "bob@local.test", "--pipeline"]).await;
+    assert!(ok, "{transcript}");
+    assert!(transcript.contains("250 2.6.0"), "{transcript}");
+    assert!(server.submit.messages()[0].data.inline().unwrap().ends_with(want.as_bytes()));
+
+    // This swaks has no SMTPUTF8: a UTF-8 recipient is refused with the RFC 6531 code, nothing stored.
+    let (ok, transcript) = swaks(&server, &file, &["--to", "jörg@local.test"]).await;
+    assert!(!ok && transcript.contains("553 5.6.7"), "{transcript}");
+    assert_eq!(server.submit.messages().len(), 1);
+}
