@@ -14,7 +14,8 @@ fn utf8_text(c: char) -> bool {
 fn safe_local_part(local: &str) {
     assert!(!local.is_empty() && local.len() <= 64, "{local:?}");
     if local.starts_with('"') {
-        assert!(local.chars().all(|c| (' '..='~').contains(&c) || utf8_text(c)), "{local:?}");
+        // Inside quotes any UTF-8 but controls (RFC 6531 qtextSMTP), spaces included.
+        assert!(local.chars().all(|c| (' '..='~').contains(&c) || (!c.is_ascii() && !c.is_control())), "{local:?}");
     } else {
         assert!(!local.contains(['<', '>', ' ', '"', '\\', '@']), "{local:?}");
         assert!(local.chars().all(|c| c.is_ascii_graphic() || utf8_text(c)), "{local:?}");
