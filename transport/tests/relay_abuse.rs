@@ -3,7 +3,8 @@
 //! routes, address literals, trailing dots, case) from a client outside the
 //! relay range; AUTH only after STARTTLS (swaks over real TLS); the admin API
 //! refuses missing, wrong and empty tokens; a public admin bind without a
-//! token is refused by `check-config` and by the server itself.
+//! token is refused by `check-config` and by the server itself; a renewed
+//! certificate is served without a restart, a bad one is not.
 mod abuse;
 mod support;
 
@@ -26,7 +27,8 @@ struct Fixture {
     server: Transport,
     internet: SocketAddr,
     submission: SocketAddr,
-    _tls: tempfile::TempDir,
+    /// The Submission connector's certificate and key (`tls.crt`, `tls.key`).
+    tls: tempfile::TempDir,
 }
 
 const USER: &str = "alice";
@@ -61,7 +63,7 @@ fn fixture() -> Fixture {
     let submission = format!("127.0.0.1:{submission_port}").parse().expect("addr");
     wait_for_server(internet, Duration::from_secs(10));
     wait_for_server(submission, Duration::from_secs(10));
-    Fixture { smart_host, mailbox, server, internet, submission, _tls: tls }
+    Fixture { smart_host, mailbox, server, internet, submission, tls }
 }
 
 /// Recipient forms an open-relay tester tries, and what a closed relay says
@@ -345,4 +347,61 @@ fn a_public_admin_bind_without_a_token_is_refused_by_check_config_and_the_server
             None => assert!(check.status.success(), "{admin}: {stderr}"),
         }
     }
+}
+
+/// The certificate swaks is shown after STARTTLS on `addr`, as base64 without line breaks.
+fn served_certificate(addr: SocketAddr) -> String {
+    let dir = tempfile::tempdir().expect("dir");
+    let out = dir.path().join("peer.pem");
+    let run = Command::new(tool("swaks", "swaks"))
+        .args(["--server", &addr.ip().to_string(), "--port", &addr.port().to_string(), "--to", "bob@local.test"])
+        .args(["--tls", "--quit-after", "TLS", "--tls-get-peer-cert"])
+        .arg(&out)
+        .output()
+        .expect("run swaks");
+    assert!(run.status.success(), "swaks: {}", String::from_utf8_lossy(&run.stdout));
+    pem_body(&std::fs::read_to_string(&out).unwrap_or_default())
+}
+
+fn pem_body(pem: &str) -> String {
+    pem.lines().filter(|l| !l.starts_with("-----")).collect::<Vec<_>>().concat()
+}
+
+/// Replaces a file the way a mounted Secret changes: the new content appears at once.
+fn replace(path: &std::path::Path, content: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, content).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+#[test]
+fn a_renewed_certificate_is_served_without_a_restart_and_a_bad_one_is_not() {
+    let f = fixture();
+    let (crt, key) = (f.tls.path().join("tls.crt"), f.tls.path().join("tls.key"));
+    let first = pem_body(&std::fs::read_to_string(&crt).expect("cert"));
+    assert_eq!(served_certificate(f.submission), first);
+    // A session open across the renewal is not dropped.
+    let mut open = connect_from(ip(1), f.submission).expect("connect");
+    assert_reply(read_reply(&mut open), "220");
+    assert_reply(cmd(&mut open, "EHLO client.test"), "250");
+
+    // cert-manager renews it: a new key and certificate in the same files.
+    let renewed = rcgen::generate_simple_self_signed(vec!["relay.test.invalid".to_string()]).expect("cert");
+    replace(&key, &renewed.key_pair.serialize_pem());
+    replace(&crt, &renewed.cert.pem());
+    let second = pem_body(&renewed.cert.pem());
+    eventually(Duration::from_secs(20), "the renewed certificate served", || {
+        (served_certificate(f.submission) == second).then_some(())
+    });
+    assert_reply(cmd(&mut open, "NOOP"), "250");
+    assert!(f.server.log().contains("TLS certificate reloaded"), "{}", f.server.log());
+
+    // A certificate that does not match the key: the renewed pair stays, and the log says why.
+    let other = rcgen::generate_simple_self_signed(vec!["other.test.invalid".to_string()]).expect("cert");
+    replace(&crt, &other.cert.pem());
+    eventually(Duration::from_secs(20), "the refusal logged", || {
+        f.server.log().contains("cannot be used; keeping the old one").then_some(())
+    });
+    assert_eq!(served_certificate(f.submission), second);
+    assert_reply(cmd(&mut open, "QUIT"), "221");
 }

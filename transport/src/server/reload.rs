@@ -5,9 +5,17 @@
 //! sessions or queued mail; what only a restart can apply (a listener's
 //! address, the queue, log or admin location) is reported as
 //! `restartRequired`. An invalid file is refused and the old config stays.
+//!
+//! A receive connector's certificate and key are watched the same way (their
+//! content, on the same poll): when cert-manager renews a mounted Secret, new
+//! sessions get the new pair; open sessions keep theirs. A new pair that does
+//! not load (a key that is not the certificate's, a half-written file) is
+//! logged and the old one stays until the files change again.
 use super::{read_shadow_token, read_token, session_settings, ServerActivity, Shared};
-use crate::config::TransportFile;
+use crate::config::{TlsFiles, TransportFile};
 use crate::queue::manager::RuntimeConfig;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +27,7 @@ const POLL: Duration = Duration::from_secs(2);
 
 pub(super) async fn watch(shared: Arc<Shared>, path: PathBuf, mut shutdown: watch::Receiver<bool>) {
     let mut last = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut certificates = tls_digests(&shared);
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
     loop {
         let forced = tokio::select! {
@@ -26,6 +35,7 @@ pub(super) async fn watch(shared: Arc<Shared>, path: PathBuf, mut shutdown: watc
             _ = async { match hup.as_mut() { Some(h) => { h.recv().await; } None => std::future::pending().await } } => true,
             _ = shutdown.changed() => return,
         };
+        reload_certificates(&shared, &mut certificates);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
@@ -40,10 +50,55 @@ pub(super) async fn watch(shared: Arc<Shared>, path: PathBuf, mut shutdown: watc
         }
         last = text.clone();
         match TransportFile::from_yaml_str(&text) {
-            Ok(file) => apply(&shared, file, &text).await,
+            Ok(file) => {
+                apply(&shared, file, &text).await;
+                // The reload read the files the new config names.
+                certificates = tls_digests(&shared);
+            }
             Err(errors) => {
                 error!(path = %path.display(), %errors, "the changed configuration is invalid; keeping the current one")
             }
+        }
+    }
+}
+
+/// What each receive connector's certificate and key files hold (a digest;
+/// `None` while they cannot be read).
+type TlsDigests = HashMap<String, Option<[u8; 32]>>;
+
+fn tls_digests(shared: &Shared) -> TlsDigests {
+    let file = shared.file.read().unwrap_or_else(|e| e.into_inner());
+    file.receive_connectors.iter().filter_map(|c| Some((c.name.clone(), digest(c.tls.as_ref()?)))).collect()
+}
+
+fn digest(files: &TlsFiles) -> Option<[u8; 32]> {
+    let mut hash = Sha256::new();
+    hash.update(std::fs::read(&files.certificate_file).ok()?);
+    hash.update(std::fs::read(&files.key_file).ok()?);
+    Some(hash.finalize().into())
+}
+
+/// New sessions of a connector whose certificate or key changed get the new
+/// pair, if it loads; otherwise the old one stays and the log says why.
+fn reload_certificates(shared: &Shared, seen: &mut TlsDigests) {
+    let file = shared.file.read().unwrap_or_else(|e| e.into_inner()).clone();
+    for connector in &file.receive_connectors {
+        let Some(files) = &connector.tls else { continue };
+        let now = digest(files);
+        if now.is_none() || seen.get(&connector.name) == Some(&now) {
+            // Unreadable for a moment (a Secret being swapped): wait for the new files.
+            continue;
+        }
+        seen.insert(connector.name.clone(), now);
+        let Some(tx) = shared.sessions.get(&connector.name) else { continue };
+        match session_settings(&file, connector, &shared.clock) {
+            Ok(s) => {
+                tx.send_replace(Arc::new(s));
+                info!(connector = %connector.name, certificate = %files.certificate_file.display(),
+                      "TLS certificate reloaded: new sessions use it");
+            }
+            Err(e) => error!(connector = %connector.name, error = %e,
+                             "the new TLS certificate or key cannot be used; keeping the old one"),
         }
     }
 }
