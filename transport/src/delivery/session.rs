@@ -386,6 +386,12 @@ impl OutboundSession {
         }
         let all = |outcome: RecipientOutcome| wanted.iter().map(|&i| (i, outcome.clone())).collect::<Vec<_>>();
         let command_timeout = self.opts.command_timeout;
+        let non_ascii = envelope.mail_from.as_deref().is_some_and(|a| !a.is_ascii())
+            || wanted.iter().any(|&i| !envelope.recipients[i].address.is_ascii());
+        // Decided before anything is said to the peer (no RSET for a message that cannot go).
+        if let Some(reply) = self.cannot_carry(envelope, non_ascii) {
+            return Ok(SendOutcome { recipients: all(RecipientOutcome::Permanent { reply }), dsn_passed: dsn });
+        }
 
         if self.used {
             // The last transaction did not end with the final dot: reset it.
@@ -399,37 +405,7 @@ impl OutboundSession {
                 });
             }
         }
-        if envelope.binary_mime && !(self.ext.chunking && self.ext.binary_mime) {
-            // RFC 3030 §3: binary data cannot go with DATA, and converting it is not ours to do.
-            let reply =
-                format!("554 5.6.3 {} does not offer BINARYMIME with CHUNKING, which this message needs", self.remote);
-            return Ok(SendOutcome { recipients: all(RecipientOutcome::Permanent { reply }), dsn_passed: dsn });
-        }
-        if envelope.requiretls && !(self.verified_name && self.ext.requiretls) {
-            let why = if self.verified_name {
-                format!("{} does not offer REQUIRETLS", self.remote)
-            } else {
-                format!(
-                    "the connection to {} is not TLS with a verified certificate name (send connector tlsAuthLevel: \
-                     DomainValidation)",
-                    self.remote
-                )
-            };
-            let reply = format!("550 5.7.10 REQUIRETLS support required: {why}");
-            return Ok(SendOutcome { recipients: all(RecipientOutcome::Permanent { reply }), dsn_passed: dsn });
-        }
-        let non_ascii = envelope.mail_from.as_deref().is_some_and(|a| !a.is_ascii())
-            || wanted.iter().any(|&i| !envelope.recipients[i].address.is_ascii());
         let utf8 = envelope.smtputf8 || non_ascii;
-        if utf8 && !self.ext.smtputf8 {
-            // RFC 6531 §3.2: no downgrade (it would mangle the addresses or the header).
-            let reply = if non_ascii {
-                format!("553 5.6.7 {} does not offer SMTPUTF8, which a non-ASCII address needs", self.remote)
-            } else {
-                format!("554 5.6.9 {} does not offer SMTPUTF8, which this message's UTF-8 header needs", self.remote)
-            };
-            return Ok(SendOutcome { recipients: all(RecipientOutcome::Permanent { reply }), dsn_passed: dsn });
-        }
         self.used = true;
         let chunking = self.ext.chunking;
 
@@ -537,6 +513,39 @@ impl OutboundSession {
         };
         tracing::debug!(remote = %self.remote, reply = %reply.text(), chunking, "message sent");
         Ok(finish(outcomes, outcome))
+    }
+
+    /// Why this hop cannot take the message as it is — it lacks an extension the
+    /// message needs, and nothing is downgraded: the permanent reply, else `None`.
+    fn cannot_carry(&self, envelope: &Envelope, non_ascii: bool) -> Option<String> {
+        if envelope.binary_mime && !(self.ext.chunking && self.ext.binary_mime) {
+            // RFC 3030 §3: binary data cannot go with DATA, and converting it is not ours to do.
+            return Some(format!(
+                "554 5.6.3 {} does not offer BINARYMIME with CHUNKING, which this message needs",
+                self.remote
+            ));
+        }
+        if envelope.requiretls && !(self.verified_name && self.ext.requiretls) {
+            let why = if self.verified_name {
+                format!("{} does not offer REQUIRETLS", self.remote)
+            } else {
+                format!(
+                    "the connection to {} is not TLS with a verified certificate name (send connector tlsAuthLevel: \
+                     DomainValidation)",
+                    self.remote
+                )
+            };
+            return Some(format!("550 5.7.10 REQUIRETLS support required: {why}"));
+        }
+        if (envelope.smtputf8 || non_ascii) && !self.ext.smtputf8 {
+            // RFC 6531 §3.2: no downgrade (it would mangle the addresses or the header).
+            return Some(if non_ascii {
+                format!("553 5.6.7 {} does not offer SMTPUTF8, which a non-ASCII address needs", self.remote)
+            } else {
+                format!("554 5.6.9 {} does not offer SMTPUTF8, which this message's UTF-8 header needs", self.remote)
+            });
+        }
+        None
     }
 
     /// DATA (already sent when pipelining), then the message: the reply to

@@ -81,21 +81,22 @@ fn digest(files: &TlsFiles) -> Option<[u8; 32]> {
 /// New sessions of a connector whose certificate or key changed get the new
 /// pair, if it loads; otherwise the old one stays and the log says why.
 fn reload_certificates(shared: &Shared, seen: &mut TlsDigests) {
+    let now = tls_digests(shared);
+    // Unreadable for a moment (a Secret being swapped): wait for the new files.
+    let changed: Vec<&String> =
+        now.iter().filter(|(name, d)| d.is_some() && seen.get(*name) != Some(d)).map(|(name, _)| name).collect();
+    if changed.is_empty() {
+        return;
+    }
     let file = shared.file.read().unwrap_or_else(|e| e.into_inner()).clone();
-    for connector in &file.receive_connectors {
-        let Some(files) = &connector.tls else { continue };
-        let now = digest(files);
-        if now.is_none() || seen.get(&connector.name) == Some(&now) {
-            // Unreadable for a moment (a Secret being swapped): wait for the new files.
-            continue;
-        }
-        seen.insert(connector.name.clone(), now);
+    for connector in file.receive_connectors.iter().filter(|c| changed.contains(&&c.name)) {
+        seen.insert(connector.name.clone(), now.get(&connector.name).copied().flatten());
         let Some(tx) = shared.sessions.get(&connector.name) else { continue };
         match session_settings(&file, connector, &shared.clock) {
             Ok(s) => {
                 tx.send_replace(Arc::new(s));
-                info!(connector = %connector.name, certificate = %files.certificate_file.display(),
-                      "TLS certificate reloaded: new sessions use it");
+                let certificate = connector.tls.as_ref().map(|t| t.certificate_file.display().to_string());
+                info!(connector = %connector.name, certificate = ?certificate, "TLS certificate reloaded: new sessions use it");
             }
             Err(e) => error!(connector = %connector.name, error = %e,
                              "the new TLS certificate or key cannot be used; keeping the old one"),

@@ -397,12 +397,12 @@ impl Session {
                 let body = body.strip_suffix(b"\r").unwrap_or(body);
                 // Printable ASCII, and with SMTPUTF8 offered, valid UTF-8 (RFC 6531 §3.3;
                 // whether it was declared for the address is checked at MAIL and RCPT).
+                // (char::is_control covers C0, DEL and C1.)
                 let utf8 = self.settings().settings.smtputf8();
-                if body.iter().any(|&b| b < 0x20 && b != b'\t' || b == 0x7f || (b >= 0x80 && !utf8)) {
-                    return Ok(Line::Invalid);
-                }
                 return Ok(match std::str::from_utf8(body) {
-                    Ok(line) if !line.chars().any(|c| c.is_control() && c != '\t') => Line::Command(line.to_string()),
+                    Ok(line) if (utf8 || line.is_ascii()) && !line.chars().any(|c| c.is_control() && c != '\t') => {
+                        Line::Command(line.to_string())
+                    }
                     _ => Line::Invalid,
                 });
             }
