@@ -41,7 +41,9 @@ controlplane:
 
 ## The e2e suite on the real control plane alone (also part of `make test`): the reconcile
 ## tests, then every scenario of e2e/tests/cluster (helm, kubectl, mail, maintenance, drains,
-## upgrades, the audit log's verdict on the operator).
+## upgrades, the kubectl plugin as a user, the audit log's verdict on the operator). The
+## pods run `transport` and `transport-operator`; the plugin scenario puts `kubectl-transport`
+## on a user's PATH: all three are --bins of these packages.
 e2e-local: prepare controlplane
 	$(CARGO) build -p transport -p operator --bins $(TEST_FEATURES)
 	$(CARGO) test -p e2e $(TEST_FEATURES) --test reconcile --test cluster

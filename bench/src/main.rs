@@ -16,6 +16,7 @@ mod procs;
 mod report;
 mod scale;
 mod sink;
+mod tracking;
 mod transport;
 
 use anyhow::{bail, Context, Result};
@@ -99,6 +100,8 @@ pub struct Results {
     pub destinations: Option<destinations::Destinations>,
     #[serde(default)]
     pub chunking: Option<chunking::Chunking>,
+    #[serde(default)]
+    pub tracking: Option<tracking::Tracking>,
     pub postfix_main_cf: String,
     pub postfix_master_cf: String,
     pub transport_config: String,
@@ -115,6 +118,8 @@ struct Options {
     destination_messages: u64,
     /// Messages of 100 KB for BDAT vs DATA (a tenth of them, at least 4, of 9 MB).
     chunking_messages: u32,
+    /// Records of the message tracking log search (0: no tracking runs at all).
+    tracking_records: u64,
     out: PathBuf,
     baseline: Option<PathBuf>,
     only: Option<Vec<Target>>,
@@ -145,6 +150,7 @@ fn parse_args(args: &[String]) -> Options {
         drain_messages: 20_000,
         destination_messages: 20_000,
         chunking_messages: 400,
+        tracking_records: 1_000_000,
         out: PathBuf::from("bench/results"),
         baseline: None,
         only: None,
@@ -163,6 +169,7 @@ fn parse_args(args: &[String]) -> Options {
             "--drain-messages" => o.drain_messages = value().parse().unwrap_or_else(|_| usage()),
             "--destination-messages" => o.destination_messages = value().parse().unwrap_or_else(|_| usage()),
             "--chunking-messages" => o.chunking_messages = value().parse().unwrap_or_else(|_| usage()),
+            "--tracking-records" => o.tracking_records = value().parse().unwrap_or_else(|_| usage()),
             "--out" => o.out = PathBuf::from(value()),
             "--label" => o.label = Some(value()),
             "--baseline" => o.baseline = Some(PathBuf::from(value())),
@@ -191,6 +198,7 @@ fn parse_args(args: &[String]) -> Options {
                 o.drain_messages = 5_000;
                 o.destination_messages = 5_000;
                 o.chunking_messages = 100;
+                o.tracking_records = 100_000;
             }
             _ => usage(),
         }
@@ -281,6 +289,7 @@ fn run_all(o: Options) -> Result<()> {
         drain: None,
         destinations: None,
         chunking: None,
+        tracking: None,
         postfix_main_cf: postfix::main_cf(Path::new("$TMP/postfix"), sink_addr),
         postfix_master_cf: postfix::master_cf(postfix_smtp),
         // Every address the sink's: the placeholder below then stands for each
@@ -342,6 +351,15 @@ fn run_all(o: Options) -> Result<()> {
         match chunking::run(tmp.path(), &mut sink, &loads, 4, o.reps) {
             Ok(c) => results.chunking = Some(c),
             Err(e) => results.failures.push(format!("chunking: {e:#}")),
+        }
+    }
+    if o.tracking_records > 0 && targets.contains(&Target::Transport) {
+        // The 2 KB load of 20 sessions sending 10 messages each, four times the relay
+        // runs' count: the difference looked for is a few percent.
+        let load = Load { size: 2048, sessions: 20, per_session: 10, messages: o.messages * 4 };
+        match tracking::run(tmp.path(), &mut sink, &load, o.reps, o.tracking_records) {
+            Ok(t) => results.tracking = Some(t),
+            Err(e) => results.failures.push(format!("tracking: {e:#}")),
         }
     }
     if o.scale_messages > 0 && targets.contains(&Target::Transport) {

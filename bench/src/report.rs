@@ -307,6 +307,57 @@ fn chunking(r: &Results, out: &mut String) {
     }
 }
 
+fn tracking(r: &Results, out: &mut String) {
+    let Some(t) = &r.tracking else { return };
+    if let Some(load) = &t.load {
+        let _ = writeln!(
+            out,
+            "\n## Message tracking log (transport)\n\nThe cost of writing it: {} with the log off \
+             (`logging.messageTrackingLogEnabled: false`) and on (the default), same build, same run.\n",
+            load.name()
+        );
+    }
+    let _ = writeln!(out, "| log | rep | messages | delivered s | msg/s | p99 ms |");
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|");
+    for c in &t.cost {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {:.2} | {:.0} | {:.2} |",
+            if c.tracking { "on" } else { "off" },
+            c.rep,
+            c.messages,
+            c.delivered_secs,
+            c.rate(),
+            c.p99_ms
+        );
+    }
+    if let Some(ratio) = t.cost_ratio() {
+        let cost = (1.0 - ratio) * 100.0;
+        let _ = writeln!(
+            out,
+            "\nWith the log / without: **{ratio:.3}×** (a cost of {cost:.1}%; goal ≤ 5%): {}.",
+            yes(cost <= 5.0)
+        );
+    }
+    if t.records > 0 {
+        let _ = writeln!(
+            out,
+            "\nSearch (`GET /v1/messagetracking`) on {} records ({:.0} MB in {} days of files, written in {:.1} s by the \
+             log's writer: {:.1} µs a record):\n",
+            t.records,
+            t.log_bytes as f64 / f64::from(1 << 20),
+            10,
+            t.write_secs,
+            t.write_secs * 1e6 / t.records as f64
+        );
+        let _ = writeln!(out, "| query | rows | s |");
+        let _ = writeln!(out, "|---|---:|---:|");
+        for s in &t.searches {
+            let _ = writeln!(out, "| {} | {} | {:.3} |", s.query, s.rows, s.secs);
+        }
+    }
+}
+
 fn destinations(r: &Results, out: &mut String) {
     let Some(d) = &r.destinations else { return };
     let _ = writeln!(
@@ -456,6 +507,7 @@ pub fn markdown(r: &Results, baseline: Option<&Results>, png: &str) -> String {
     table(r, &mut out);
     destinations(r, &mut out);
     chunking(r, &mut out);
+    tracking(r, &mut out);
     scale(r, &mut out);
     if !r.failures.is_empty() {
         let _ = writeln!(out, "\n## Failed runs\n");

@@ -76,6 +76,7 @@ fuzz_target!(|input: Input| {
         .collect();
     let report = build(&DsnInput {
         reporting_mta: &input.reporting_mta,
+        message_id: "report@fuzz.test",
         postmaster: &input.postmaster,
         to: &input.to,
         envid: input.envid.as_deref(),

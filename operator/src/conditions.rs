@@ -1,10 +1,12 @@
 //! Status conditions (metav1.Condition, a list keyed by `type`) and ServerState summaries.
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use transport::api::{ServerStateInfo, ServerStateName};
+use transport::api::{ServerInfo, ServerStateInfo, ServerStateName};
 
 pub const READY: &str = "Ready";
 pub const PROGRESSING: &str = "Progressing";
 pub const DEGRADED: &str = "Degraded";
+/// Degraded reason: a renewed certificate in a receive connector's Secret cannot be used.
+pub const CERTIFICATE_NOT_LOADED: &str = "CertificateNotLoaded";
 
 /// One condition as a reconciler decides it (the transition time is kept by [`set`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,6 +91,23 @@ pub fn server_state_problem(server: &str, state: ServerStateName) -> Option<(&'s
         )),
         _ => None,
     }
+}
+
+/// One sentence per receive connector of `info` whose renewed certificate the server
+/// refused, saying which certificate still serves and what to fix.
+pub fn certificate_problems(info: &ServerInfo) -> Vec<String> {
+    info.certificates
+        .iter()
+        .filter_map(|c| {
+            let error = c.error.as_ref()?;
+            let until = c.not_after.as_deref().map(|t| format!(", valid until {t}")).unwrap_or_default();
+            Some(format!(
+                "server {}: receive connector {}: the certificate and key in its Secret cannot be used ({error}); \
+                 the previous certificate (sha256 {}{until}) still serves: fix the Secret",
+                info.server_name, c.connector, c.fingerprint
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

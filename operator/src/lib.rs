@@ -18,6 +18,7 @@
 //! - [`run`]        kube-runtime Controllers and what triggers a reconcile
 //! - [`status_write`] when a status is worth writing (counters at most every 10 s)
 //! - [`token`]      the admin API tokens, derived from the operator's key
+//! - [`plugin`]     `kubectl transport`: the kubectl plugin's verbs, through the API server's pod proxy
 pub mod admin;
 pub mod apply;
 pub mod backoff;
@@ -30,6 +31,7 @@ pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod names;
+pub mod plugin;
 pub mod reconcile;
 pub mod run;
 pub mod status_write;

@@ -4,6 +4,8 @@ use std::collections::BTreeMap;
 
 /// The one field manager of every server-side apply.
 pub const FIELD_MANAGER: &str = "kube-transport";
+/// Field manager of what `kubectl transport` applies for a user (a maintenance request).
+pub const PLUGIN_FIELD_MANAGER: &str = "kubectl-transport";
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
 pub const LABEL_INSTANCE: &str = "app.kubernetes.io/instance";
@@ -80,6 +82,20 @@ pub fn config_map_name(ts: &str) -> String {
 
 pub fn admin_secret_name(ts: &str) -> String {
     format!("{ts}-admin-token")
+}
+
+/// The ServerComponentState that puts `server` into maintenance (HubTransport Draining by
+/// Maintenance): what `kubectl transport maintenance start` applies and
+/// examples/maintenance/ holds.
+pub fn maintenance_name(server: &str) -> String {
+    format!("{server}-maintenance")
+}
+
+/// The TransportService a server name belongs to: everything before its last `-<index>`
+/// (`mail-edge-1` → `mail-edge`).
+pub fn service_of_server(server: &str) -> Option<&str> {
+    let (service, _) = server.rsplit_once('-')?;
+    server_index(service, server).map(|_| service).filter(|s| !s.is_empty())
 }
 
 pub fn headless_service_name(ts: &str) -> String {
@@ -164,6 +180,16 @@ mod tests {
         assert_eq!(server_index("mail", "mailer-1"), None);
         assert_eq!(server_index("mail", "mail-"), None);
         assert_eq!(server_index("mail-edge", "mail-edge-3"), Some(3));
+    }
+
+    #[test]
+    fn a_server_names_its_service() {
+        assert_eq!(service_of_server("mail-1"), Some("mail"));
+        assert_eq!(service_of_server("mail-edge-12"), Some("mail-edge"));
+        assert_eq!(service_of_server("mail-01"), None);
+        assert_eq!(service_of_server("mail"), None);
+        assert_eq!(service_of_server("-1"), None);
+        assert_eq!(maintenance_name("mail-1"), "mail-1-maintenance");
     }
 
     #[test]

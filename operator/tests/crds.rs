@@ -33,3 +33,35 @@ fn crdgen_output_is_deterministic() {
     let b: Vec<String> = operator::crd::crd_files().unwrap().into_iter().map(|f| f.yaml).collect();
     assert_eq!(a, b);
 }
+
+/// kubectl and helm read YAML 1.1, where an unquoted `Off`, `No`, `Yes`, `On` (any case)
+/// and `y`/`n` are booleans: an enum value spelled so would reach the API server as `false`
+/// and the value a user writes would be refused. No enum value of a CRD may be one.
+#[test]
+fn no_enum_value_is_a_yaml_1_1_boolean() {
+    fn walk(v: &serde_json::Value, path: &str, found: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(map) => {
+                if let Some(serde_json::Value::Array(values)) = map.get("enum") {
+                    for value in values.iter().filter_map(|x| x.as_str()) {
+                        let lower = value.to_ascii_lowercase();
+                        if ["y", "n", "yes", "no", "on", "off", "true", "false"].contains(&lower.as_str()) {
+                            found.push(format!("{path}: {value}"));
+                        }
+                    }
+                }
+                for (k, x) in map {
+                    walk(x, &format!("{path}.{k}"), found);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|x| walk(x, path, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    for crd in operator::crd::crds() {
+        let json = serde_json::to_value(&crd).expect("CRD as JSON");
+        walk(&json, &crd.metadata.name.clone().unwrap_or_default(), &mut found);
+    }
+    assert!(found.is_empty(), "enum values kubectl would read as booleans: {found:?}");
+}

@@ -156,6 +156,29 @@ pub struct ServerInfo {
     pub totals: QueueTotals,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect: Option<RedirectInfo>,
+    /// The certificate of each receive connector with STARTTLS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateInfo>,
+}
+
+/// A receive connector's certificate as the server uses it, and a renewed one it could
+/// not use (cert-manager rotates the Secret; the server takes the new pair for new
+/// sessions when it loads, and keeps the old one when it does not).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificateInfo {
+    /// The receive connector.
+    pub connector: String,
+    /// SHA-256 of the certificate in use (DER), lower-case hex.
+    pub fingerprint: String,
+    /// When the certificate in use expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<String>,
+    /// When the server took it into use (RFC 3339).
+    pub loaded_at: String,
+    /// Why the certificate and key now on disk cannot be used (the one above stays in use).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// `PUT /v1/server/state`.
@@ -387,4 +410,193 @@ pub struct RedirectRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiError {
     pub error: String,
+}
+
+/// Header that carries the admin token where `Authorization` cannot: the Kubernetes API
+/// server takes the caller's own `Authorization` header for itself, so a request through
+/// a pod's `proxy` subresource (`kubectl transport`) sends the server's token here.
+pub const TOKEN_HEADER: &str = "x-transport-token";
+
+/// `event-id` of a message tracking record (Get-MessageTrackingLog `-EventId`).
+/// Exchange's names; this server writes the events docs/design.md §8 lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum TrackingEvent {
+    /// Accepted and durable (source SMTP, or ADMIN from the replay directory).
+    Receive,
+    /// Handed to another server by SMTP.
+    Send,
+    /// Handed to the mailbox hop (a send connector of delivery type SmtpDeliveryToMailbox).
+    Deliver,
+    /// Delivery attempt failed temporarily; the recipients stay queued.
+    Defer,
+    /// Delivery failed permanently for the recipients named.
+    Fail,
+    /// A delivery status notification was generated (reference: the original's message id).
+    Dsn,
+    /// The message expired in its queue before it could be delivered.
+    Expire,
+    /// Queued again by a resubmit request (Safety Net) or Retry-Queue -Resubmit.
+    Resubmit,
+    /// Handed to another server by Redirect-Message (maintenance drain).
+    Redirect,
+    /// Moved to the poison message queue.
+    PoisonMessage,
+    /// Removed by an administrator without a report.
+    Drop,
+    /// A shadow copy of another server's message was received.
+    HaReceive,
+    /// A shadow copy of this message was made on a peer.
+    HaRedirect,
+    /// A shadow copy was discarded (its primary delivered the message).
+    HaDiscard,
+    /// A shadow copy was queued for delivery because its primary is gone.
+    HaResubmit,
+}
+
+impl TrackingEvent {
+    pub const ALL: [TrackingEvent; 15] = [
+        TrackingEvent::Receive,
+        TrackingEvent::Send,
+        TrackingEvent::Deliver,
+        TrackingEvent::Defer,
+        TrackingEvent::Fail,
+        TrackingEvent::Dsn,
+        TrackingEvent::Expire,
+        TrackingEvent::Resubmit,
+        TrackingEvent::Redirect,
+        TrackingEvent::PoisonMessage,
+        TrackingEvent::Drop,
+        TrackingEvent::HaReceive,
+        TrackingEvent::HaRedirect,
+        TrackingEvent::HaDiscard,
+        TrackingEvent::HaResubmit,
+    ];
+
+    /// The name written in the log and taken by `-EventId`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrackingEvent::Receive => "RECEIVE",
+            TrackingEvent::Send => "SEND",
+            TrackingEvent::Deliver => "DELIVER",
+            TrackingEvent::Defer => "DEFER",
+            TrackingEvent::Fail => "FAIL",
+            TrackingEvent::Dsn => "DSN",
+            TrackingEvent::Expire => "EXPIRE",
+            TrackingEvent::Resubmit => "RESUBMIT",
+            TrackingEvent::Redirect => "REDIRECT",
+            TrackingEvent::PoisonMessage => "POISONMESSAGE",
+            TrackingEvent::Drop => "DROP",
+            TrackingEvent::HaReceive => "HARECEIVE",
+            TrackingEvent::HaRedirect => "HAREDIRECT",
+            TrackingEvent::HaDiscard => "HADISCARD",
+            TrackingEvent::HaResubmit => "HARESUBMIT",
+        }
+    }
+}
+
+impl std::str::FromStr for TrackingEvent {
+    type Err = String;
+
+    /// The event's name, without regard to case (as Exchange takes it).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TrackingEvent::ALL.into_iter().find(|e| e.as_str().eq_ignore_ascii_case(s)).ok_or_else(|| {
+            let names: Vec<&str> = TrackingEvent::ALL.iter().map(|e| e.as_str()).collect();
+            format!("event id {s:?} is none of {}", names.join(", "))
+        })
+    }
+}
+
+/// Query of `GET /v1/messagetracking` (Get-MessageTrackingLog's filters). Every filter is
+/// optional and all given must match; rows come oldest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingQuery {
+    /// `sender-address`, without regard to case.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// Records naming any of these recipients, without regard to case (comma-separated
+    /// in the query string).
+    #[serde(default, with = "comma_list", skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
+    /// `message-id` (the Message-ID header), with or without its angle brackets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub internal_message_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<TrackingEvent>,
+    /// RFC 3339: records at or after.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start: Option<String>,
+    /// RFC 3339: records before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end: Option<String>,
+    /// The first rows to answer (a number or `Unlimited`); [`DEFAULT_RESULT_SIZE`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_size: Option<ResultSize>,
+}
+
+/// A comma-separated list in a query string, a list in Rust.
+mod comma_list {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(list: &[String], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&list.join(","))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        let text = String::deserialize(d)?;
+        Ok(text.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect())
+    }
+}
+
+/// One record of the message tracking log, as `GET /v1/messagetracking` answers it:
+/// Get-MessageTrackingLog's properties. Empty CSV fields are absent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrackingRecord {
+    /// RFC 3339 with milliseconds, UTC (`date-time`).
+    pub timestamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_ip: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_hostname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_context: Option<String>,
+    /// The receive or send connector (`SMTP:<name>` is not used: the bare name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connector_id: Option<String>,
+    /// `SMTP`, `ADMIN`, `DSN`, `QUEUE`, `SHADOW`.
+    pub source: String,
+    pub event_id: TrackingEvent,
+    /// The message's number on the server that wrote the record (the API paths take it).
+    pub internal_message_id: u64,
+    /// The Message-ID header, as in the message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    pub recipients: Vec<String>,
+    /// One per recipient, in the same order (the SMTP reply, or the reason).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipient_status: Vec<String>,
+    pub total_bytes: u64,
+    pub recipient_count: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub related_recipient_address: Option<String>,
+    /// DSN: the Message-ID of the message reported on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
+    /// Only with `logging.messageTrackingSubject` on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_subject: Option<String>,
+    /// The envelope sender (empty for the null sender).
+    pub sender: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_info: Option<String>,
 }

@@ -3,7 +3,8 @@
 //! back as [`ClientError::Refused`] with the server's sentence.
 use crate::api::{
     ApiError, MessageInfo, MessageQuery, QueueInfo, RedirectRequest, ResubmitInfo, ResubmitRequest, ResultSize,
-    ServerInfo, SetComponentState, SetServerState, ShadowCheckInfo, TakeoverInfo, NEXT_BOOKMARK_HEADER,
+    ServerInfo, SetComponentState, SetServerState, ShadowCheckInfo, TakeoverInfo, TrackingQuery, TrackingRecord,
+    NEXT_BOOKMARK_HEADER,
 };
 use crate::config::{Component, ComponentState, Requester, ServerStateSetting};
 use serde::de::DeserializeOwned;
@@ -78,12 +79,12 @@ impl AdminClient {
 
     /// `GET /v1/server`.
     pub async fn server(&self) -> Result<ServerInfo, ClientError> {
-        self.json(self.request(reqwest::Method::GET, "/v1/server")).await
+        self.json(self.request(reqwest::Method::GET, paths::SERVER)).await
     }
 
     /// `PUT /v1/server/state`.
     pub async fn set_server_state(&self, state: ServerStateSetting) -> Result<ServerInfo, ClientError> {
-        let req = self.request(reqwest::Method::PUT, "/v1/server/state").json(&SetServerState { state });
+        let req = self.request(reqwest::Method::PUT, paths::SERVER_STATE).json(&SetServerState { state });
         self.json(req).await
     }
 
@@ -94,14 +95,15 @@ impl AdminClient {
         requester: Requester,
         state: ComponentState,
     ) -> Result<ServerInfo, ClientError> {
-        let path = format!("/v1/components/{}", component.as_str());
-        let req = self.request(reqwest::Method::PUT, &path).json(&SetComponentState { requester, state });
+        let req = self
+            .request(reqwest::Method::PUT, &paths::component(component))
+            .json(&SetComponentState { requester, state });
         self.json(req).await
     }
 
     /// `GET /v1/queues`.
     pub async fn queues(&self) -> Result<Vec<QueueInfo>, ClientError> {
-        self.json(self.request(reqwest::Method::GET, "/v1/queues")).await
+        self.json(self.request(reqwest::Method::GET, paths::QUEUES)).await
     }
 
     /// Every message, optionally of one queue (`GET /v1/messages?resultSize=Unlimited`).
@@ -117,9 +119,14 @@ impl AdminClient {
     /// One page of `GET /v1/messages` (Get-Message with its filters), and the
     /// bookmark of the next page when more rows match.
     pub async fn message_page(&self, query: &MessageQuery) -> Result<(Vec<MessageInfo>, Option<String>), ClientError> {
-        let resp = self.send(self.request(reqwest::Method::GET, "/v1/messages").query(query)).await?;
+        let resp = self.send(self.request(reqwest::Method::GET, paths::MESSAGES).query(query)).await?;
         let next = resp.headers().get(NEXT_BOOKMARK_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
         Ok((Self::decode(resp).await?, next))
+    }
+
+    /// `GET /v1/messagetracking` (Get-MessageTrackingLog with its filters), oldest first.
+    pub async fn message_tracking(&self, query: &TrackingQuery) -> Result<Vec<TrackingRecord>, ClientError> {
+        self.json(self.request(reqwest::Method::GET, paths::MESSAGE_TRACKING).query(query)).await
     }
 
     pub async fn queue_action(&self, queue: &str, action: QueueAction) -> Result<(), ClientError> {
@@ -129,7 +136,7 @@ impl AdminClient {
             QueueAction::Suspend => ("suspend", None),
             QueueAction::Resume => ("resume", None),
         };
-        let mut req = self.request(reqwest::Method::POST, &format!("/v1/queues/{}/{verb}", segment(queue)));
+        let mut req = self.request(reqwest::Method::POST, &paths::queue_action(queue, verb));
         if let Some(q) = query {
             req = req.query(&[q]);
         }
@@ -138,10 +145,10 @@ impl AdminClient {
 
     pub async fn message_action(&self, id: u64, action: MessageAction) -> Result<(), ClientError> {
         let req = match action {
-            MessageAction::Suspend => self.request(reqwest::Method::POST, &format!("/v1/messages/{id}/suspend")),
-            MessageAction::Resume => self.request(reqwest::Method::POST, &format!("/v1/messages/{id}/resume")),
+            MessageAction::Suspend => self.request(reqwest::Method::POST, &paths::message_action(id, "suspend")),
+            MessageAction::Resume => self.request(reqwest::Method::POST, &paths::message_action(id, "resume")),
             MessageAction::Remove { with_ndr } => self
-                .request(reqwest::Method::DELETE, &format!("/v1/messages/{id}"))
+                .request(reqwest::Method::DELETE, &paths::message(id))
                 .query(&[("withNdr", if with_ndr { "true" } else { "false" })]),
         };
         self.empty(req).await
@@ -149,40 +156,40 @@ impl AdminClient {
 
     /// `GET /v1/messages/{id}/export`: the message as message/rfc822 bytes.
     pub async fn export_message(&self, id: u64) -> Result<Vec<u8>, ClientError> {
-        let resp = self.send(self.request(reqwest::Method::GET, &format!("/v1/messages/{id}/export"))).await?;
+        let resp = self.send(self.request(reqwest::Method::GET, &paths::message_export(id))).await?;
         let url = resp.url().to_string();
         resp.bytes().await.map(|b| b.to_vec()).map_err(|e| ClientError::Decode { url, reason: e.to_string() })
     }
 
     /// `POST /v1/redirect` (Redirect-Message).
     pub async fn redirect(&self, target: &str) -> Result<ServerInfo, ClientError> {
-        let req = self.request(reqwest::Method::POST, "/v1/redirect").json(&RedirectRequest { target: target.into() });
+        let req = self.request(reqwest::Method::POST, paths::REDIRECT).json(&RedirectRequest { target: target.into() });
         self.json(req).await
     }
 
     /// `POST /v1/resubmit` (Add-ResubmitRequest).
     pub async fn resubmit(&self, request: &ResubmitRequest) -> Result<ResubmitInfo, ClientError> {
-        let req = self.request(reqwest::Method::POST, "/v1/resubmit").json(request);
+        let req = self.request(reqwest::Method::POST, paths::RESUBMIT).json(request);
         self.json(req).await
     }
 
     /// `POST /v1/shadow/{primary}/takeover`: deliver the copies held for `primary` from
     /// this server now (the primary is gone for good).
     pub async fn take_over_shadows(&self, primary: &str) -> Result<TakeoverInfo, ClientError> {
-        let req = self.request(reqwest::Method::POST, &format!("/v1/shadow/{}/takeover", segment(primary)));
+        let req = self.request(reqwest::Method::POST, &paths::shadow_takeover(primary));
         self.json(req).await
     }
 
     /// `POST /v1/shadow/{primary}/heartbeat`: this server asks `primary` now which of its
     /// shadow copies are finished, drops those, and says how many it still holds.
     pub async fn check_shadows(&self, primary: &str) -> Result<ShadowCheckInfo, ClientError> {
-        let req = self.request(reqwest::Method::POST, &format!("/v1/shadow/{}/heartbeat", segment(primary)));
+        let req = self.request(reqwest::Method::POST, &paths::shadow_heartbeat(primary));
         self.json(req).await
     }
 
     /// `GET /readyz`: true when the server takes new mail.
     pub async fn ready(&self) -> Result<bool, ClientError> {
-        let url = format!("{}/readyz", self.base);
+        let url = format!("{}{}", self.base, paths::READYZ);
         let resp = self
             .http
             .get(&url)
@@ -235,8 +242,76 @@ impl AdminClient {
     }
 }
 
-/// A queue id as a path segment (ids are `Submission`, `Unreachable`, `Poison` or digits;
-/// anything else is percent-encoded so it cannot change the path).
-fn segment(id: &str) -> String {
-    id.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+/// The admin API's paths (docs/design.md §8), written once: for [`AdminClient`] and for what
+/// reaches a server another way (`kubectl transport`, through the Kubernetes API server's
+/// pod proxy). Query strings are the query types of [`crate::api`] serialized as
+/// `application/x-www-form-urlencoded`.
+pub mod paths {
+    use crate::config::Component;
+
+    pub const SERVER: &str = "/v1/server";
+    pub const SERVER_STATE: &str = "/v1/server/state";
+    pub const QUEUES: &str = "/v1/queues";
+    /// Query: [`crate::api::MessageQuery`].
+    pub const MESSAGES: &str = "/v1/messages";
+    /// Query: [`crate::api::TrackingQuery`].
+    pub const MESSAGE_TRACKING: &str = "/v1/messagetracking";
+    pub const REDIRECT: &str = "/v1/redirect";
+    pub const RESUBMIT: &str = "/v1/resubmit";
+    pub const READYZ: &str = "/readyz";
+
+    /// `PUT /v1/components/{component}`.
+    pub fn component(component: Component) -> String {
+        format!("/v1/components/{}", component.as_str())
+    }
+
+    /// `POST /v1/queues/{id}/{action}` (`retry`, `suspend`, `resume`).
+    pub fn queue_action(queue: &str, action: &str) -> String {
+        format!("/v1/queues/{}/{action}", segment(queue))
+    }
+
+    /// `DELETE /v1/messages/{id}`.
+    pub fn message(id: u64) -> String {
+        format!("/v1/messages/{id}")
+    }
+
+    /// `POST /v1/messages/{id}/{action}` (`suspend`, `resume`).
+    pub fn message_action(id: u64, action: &str) -> String {
+        format!("/v1/messages/{id}/{action}")
+    }
+
+    /// `GET /v1/messages/{id}/export`.
+    pub fn message_export(id: u64) -> String {
+        format!("/v1/messages/{id}/export")
+    }
+
+    /// `POST /v1/shadow/{primary}/takeover`.
+    pub fn shadow_takeover(primary: &str) -> String {
+        format!("/v1/shadow/{}/takeover", segment(primary))
+    }
+
+    /// `POST /v1/shadow/{primary}/heartbeat`.
+    pub fn shadow_heartbeat(primary: &str) -> String {
+        format!("/v1/shadow/{}/heartbeat", segment(primary))
+    }
+
+    /// A queue id or server name as a path segment (ids are `Submission`, `Unreachable`,
+    /// `Poison` or digits; anything else is percent-encoded so it cannot change the path).
+    fn segment(id: &str) -> String {
+        id.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect()
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn paths_are_those_of_the_design_and_segments_cannot_change_them() {
+            assert_eq!(super::queue_action("3", "retry"), "/v1/queues/3/retry");
+            assert_eq!(super::queue_action("../server", "resume"), "/v1/queues/%2E%2E%2Fserver/resume");
+            assert_eq!(super::component(crate::config::Component::HubTransport), "/v1/components/HubTransport");
+            assert_eq!(super::message_action(17, "suspend"), "/v1/messages/17/suspend");
+            assert_eq!(super::shadow_heartbeat("mail-2"), "/v1/shadow/mail%2D2/heartbeat");
+        }
+    }
 }

@@ -33,6 +33,14 @@ pub fn rfc3339(t: SystemTime) -> String {
         .unwrap_or_default()
 }
 
+/// Milliseconds since the epoch of an RFC 3339 time, any offset (the times an
+/// administrator gives the admin API: a resubmit window, a tracking log search).
+pub fn parse_rfc3339(text: &str) -> Result<u64, String> {
+    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| format!("\"{text}\" is not an RFC 3339 time (2026-12-07T08:00:00Z): {e}"))?;
+    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| format!("\"{text}\" is before 1970"))
+}
+
 /// The real clock.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;

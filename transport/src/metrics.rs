@@ -343,7 +343,6 @@ mod tests {
     use crate::clock::{ManualClock, SharedClock};
     use crate::config::TransportFile;
     use crate::control::Control;
-    use crate::logs::ConnectivityLog;
     use crate::queue::manager::{QueueGauge, QueueLogs, QueueManager, RuntimeConfig};
     use crate::queue::message::{MessageState, Origin, Source};
     use crate::queue::{Envelope, MessageId, Recipient, Store};
@@ -495,29 +494,15 @@ mod tests {
     }
 
     fn envelope(id: u64, arrival_ms: u64, state: MessageState) -> Envelope {
-        Envelope {
-            id: MessageId(id),
-            mail_from: Some("alice@example.org".into()),
-            recipients: vec![Recipient::new("bob@example.net")],
-            size: 3,
-            body_8bit: false,
-            binary_mime: false,
-            smtputf8: false,
-            requiretls: false,
-            ret: None,
-            envid: None,
-            arrival_ms,
-            origin: Origin {
-                connector: "Default".into(),
-                client_ip: None,
-                helo: "client.test".into(),
-                tls: false,
-                source: Source::Smtp,
-            },
-            subject: None,
-            internet_message_id: None,
-            state,
-        }
+        let origin = Origin {
+            connector: "Default".into(),
+            client_ip: None,
+            helo: "client.test".into(),
+            tls: false,
+            source: Source::Smtp,
+        };
+        let recipients = vec![Recipient::new("bob@example.net")];
+        Envelope { state, ..Envelope::new(MessageId(id), Some("alice@example.org"), recipients, 3, origin, arrival_ms) }
     }
 
     /// The queue manager's snapshot, from a real queue whose smart host refuses every
@@ -539,8 +524,9 @@ mod tests {
         let (store, _) = Store::open(dir.path()).unwrap();
         let control = Control::new(dir.path(), &file.components, shared.clone());
         let telemetry = Arc::new(telemetry());
-        let logs = QueueLogs { connectivity: ConnectivityLog::disabled(), send_protocol: ProtocolLog::disabled() };
-        let config = RuntimeConfig::from_file(&file).unwrap();
+        let logs = QueueLogs::disabled();
+        let mta_sts = Arc::new(crate::delivery::mta_sts::MtaSts::open(dir.path(), shared.clone()));
+        let config = RuntimeConfig::from_file(&file, mta_sts).unwrap();
         let manager = QueueManager::new(store.clone(), shared, config, control.gate(), telemetry.clone(), logs);
         tokio::spawn(manager.clone().run());
 

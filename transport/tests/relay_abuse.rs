@@ -56,6 +56,7 @@ fn fixture() -> Fixture {
         ),
         // The relay connector relays for one client address only.
         remote_ip_ranges: Some("[\"127.0.0.2/32\"]".into()),
+        admin: true,
         ..Default::default()
     };
     let server = Transport::start(&setup);
@@ -385,23 +386,56 @@ fn a_renewed_certificate_is_served_without_a_restart_and_a_bad_one_is_not() {
     assert_reply(read_reply(&mut open), "220");
     assert_reply(cmd(&mut open, "EHLO client.test"), "250");
 
+    // The admin API shows the certificate in use.
+    let first_seen = submission_certificate(&f);
+    assert_eq!(first_seen.fingerprint, fingerprint(&std::fs::read_to_string(&crt).expect("cert")));
+    assert_eq!(first_seen.error, None);
+
     // cert-manager renews it: a new key and certificate in the same files.
-    let renewed = rcgen::generate_simple_self_signed(vec!["relay.test.invalid".to_string()]).expect("cert");
-    replace(&key, &renewed.key_pair.serialize_pem());
-    replace(&crt, &renewed.cert.pem());
-    let second = pem_body(&renewed.cert.pem());
+    let mut params = rcgen::CertificateParams::new(vec!["relay.test.invalid".to_string()]).expect("params");
+    params.not_after = rcgen::date_time_ymd(2031, 1, 2);
+    let renewed_key = rcgen::KeyPair::generate().expect("key");
+    let renewed = params.self_signed(&renewed_key).expect("cert");
+    replace(&key, &renewed_key.serialize_pem());
+    replace(&crt, &renewed.pem());
+    let second = pem_body(&renewed.pem());
     eventually(Duration::from_secs(20), "the renewed certificate served", || {
         (served_certificate(f.submission) == second).then_some(())
     });
     assert_reply(cmd(&mut open, "NOOP"), "250");
     assert!(f.server.log().contains("TLS certificate reloaded"), "{}", f.server.log());
+    let renewed_seen = submission_certificate(&f);
+    assert_eq!(renewed_seen.fingerprint, fingerprint(&renewed.pem()));
+    assert_eq!(renewed_seen.not_after.as_deref(), Some("2031-01-02T00:00:00Z"));
+    assert_eq!(renewed_seen.error, None);
 
-    // A certificate that does not match the key: the renewed pair stays, and the log says why.
+    // A certificate that does not match the key: the renewed pair stays, and the log and
+    // the admin API say why.
     let other = rcgen::generate_simple_self_signed(vec!["other.test.invalid".to_string()]).expect("cert");
     replace(&crt, &other.cert.pem());
     eventually(Duration::from_secs(20), "the refusal logged", || {
         f.server.log().contains("cannot be used; keeping the old one").then_some(())
     });
     assert_eq!(served_certificate(f.submission), second);
+    let refused = submission_certificate(&f);
+    assert_eq!(
+        (refused.fingerprint.as_str(), refused.not_after.as_deref()),
+        (renewed_seen.fingerprint.as_str(), Some("2031-01-02T00:00:00Z"))
+    );
+    assert!(refused.error.as_deref().is_some_and(|e| e.contains("do not fit together")), "{refused:?}");
     assert_reply(cmd(&mut open, "QUIT"), "221");
+}
+
+/// The Submission connector's certificate as `GET /v1/server` shows it.
+fn submission_certificate(f: &Fixture) -> transport::api::CertificateInfo {
+    let info = f.server.admin(|c| async move { c.server().await.expect("GET /v1/server") });
+    info.certificates.into_iter().find(|c| c.connector == "Submission").expect("the Submission connector's certificate")
+}
+
+/// SHA-256 of a PEM certificate's DER, as the admin API writes it.
+fn fingerprint(pem: &str) -> String {
+    use rustls_pki_types::pem::PemObject;
+    use sha2::Digest;
+    let der = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).expect("PEM");
+    sha2::Sha256::digest(der.as_ref()).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::*;
-use transport::api::{DeliveryType, QueueInfo};
+use transport::api::{DeliveryType, QueueInfo, TrackingEvent, TrackingQuery, TrackingRecord};
 
 const TOKEN: &str = "peers-of-the-test-service";
 
@@ -153,6 +153,15 @@ fn a_server_killed_with_its_disk_loses_no_acknowledged_message() {
     let resubmitted: f64 =
         service.servers[1..].iter().map(|s| s.metric("transport_shadow_resubmitted_total").unwrap_or(0.0)).sum();
     assert_eq!(resubmitted, 120.0);
+    // Each peer's tracking log names what it queued from its copies (HARESUBMIT).
+    let haresubmits: usize = service.servers[1..]
+        .iter()
+        .map(|s| {
+            let q = TrackingQuery { event_id: Some(TrackingEvent::HaResubmit), ..Default::default() };
+            tracking(s, q).len()
+        })
+        .sum();
+    assert_eq!(haresubmits, 120);
 }
 
 #[test]
@@ -167,6 +176,36 @@ fn copies_are_dropped_once_the_primary_has_delivered() {
     assert_eq!(service.servers[1].metric("transport_shadow_resubmitted_total"), Some(0.0));
     let ids = sink.message_ids();
     assert!(ids.values().all(|n| *n == 1), "each delivered once: {ids:?}");
+
+    // The message tracking logs tell it: A received each message, had B copy it
+    // (HAREDIRECT) and sent it; B received the copy (HARECEIVE) and discarded it
+    // (HADISCARD, by B's number for the copy) once A had delivered.
+    let one = &acked[0];
+    let (a, b) = (&service.servers[0], &service.servers[1]);
+    let on_a = tracking(a, TrackingQuery { message_id: Some(one.clone()), ..Default::default() });
+    assert_eq!(kinds(&on_a), [TrackingEvent::Receive, TrackingEvent::HaRedirect, TrackingEvent::Send], "{on_a:?}");
+    assert_eq!(on_a[1].server_hostname.as_deref(), Some("test-b"));
+    let on_b = tracking(b, TrackingQuery { message_id: Some(one.clone()), ..Default::default() });
+    assert_eq!(kinds(&on_b), [TrackingEvent::HaReceive], "{on_b:?}");
+    assert_eq!(on_b[0].source, "REDUNDANCY");
+    let copy = on_b[0].internal_message_id;
+    let discarded = tracking(b, TrackingQuery { internal_message_id: Some(copy), ..Default::default() });
+    assert_eq!(kinds(&discarded), [TrackingEvent::HaReceive, TrackingEvent::HaDiscard], "{discarded:?}");
+    let a_number = on_a[0].internal_message_id;
+    assert_eq!(discarded[1].source_context.as_deref(), Some(format!("test-a message {a_number}").as_str()));
+    let all_discards = tracking(
+        b,
+        TrackingQuery { event_id: Some(TrackingEvent::HaDiscard), result_size: None, ..Default::default() },
+    );
+    assert_eq!(all_discards.len(), acked.len());
+}
+
+fn tracking(server: &Transport, query: TrackingQuery) -> Vec<TrackingRecord> {
+    server.admin(|c| async move { c.message_tracking(&query).await.expect("Get-MessageTrackingLog") })
+}
+
+fn kinds(records: &[TrackingRecord]) -> Vec<TrackingEvent> {
+    records.iter().map(|r| r.event_id).collect()
 }
 
 #[test]

@@ -69,7 +69,8 @@ fn resolve(program: &str) -> PathBuf {
     }
 }
 
-/// A binary of this workspace: `$KUBE_TRANSPORT_BIN_DIR/<name>` if set, else beside this
+/// A binary of this workspace (the images' programs, and `kubectl-transport`, the kubectl
+/// plugin the scenarios put on a user's PATH): `$KUBE_TRANSPORT_BIN_DIR/<name>` if set, else beside this
 /// test's own target folder (`<target>/<profile>/<name>`, which `cargo test --workspace
 /// --all-targets` builds). When missing it is built with `cargo build -p <package>`.
 pub fn workspace_binary(name: &str) -> PathBuf {
@@ -89,7 +90,8 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     });
     let bin = dir.join(name);
     if !bin.is_file() {
-        let package = if name == "transport-operator" { "operator" } else { "transport" };
+        // The operator crate's binaries: the operator and the kubectl plugin.
+        let package = if matches!(name, "transport-operator" | "kubectl-transport") { "operator" } else { "transport" };
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
         let status = std::process::Command::new(cargo)

@@ -242,7 +242,7 @@ pub async fn wait_service_ready(env: &Env<'_>, name: &str, servers: usize) -> Tr
 /// ServerComponentState `<server>-maintenance` (HubTransport Draining by Maintenance), and
 /// waits until it reports the server drained.
 pub async fn drain_for_maintenance(env: &Env<'_>, service: &str, server: &str) {
-    let name = format!("{server}-maintenance");
+    let name = operator::names::maintenance_name(server);
     env.apply_yaml(&format!(
         "apiVersion: kubetransport.io/v1alpha1\nkind: ServerComponentState\nmetadata: {{name: {name}}}\n\
          spec: {{server: {server}, transportServiceRef: {{name: {service}}}, component: HubTransport, \

@@ -2,10 +2,13 @@
 //! cluster of [`crate::cluster`], `kubectl` and `helm` with the administrator's
 //! kubeconfig, the operator installed by the chart) and an [`Env`] per scenario (a
 //! namespace of its own), with the checks a user makes with kubectl: status, conditions,
-//! Events, pods, and mail through the Service's address to a sink outside the cluster.
+//! Events, pods, and mail through the Service's address to a sink outside the cluster; and
+//! a [`user::User`] other than the administrator (a ServiceAccount with a Role and a
+//! kubeconfig of its own) who runs kubectl with the kubectl plugin.
 pub mod flow;
 pub mod sink;
 pub mod smtp;
+pub mod user;
 
 use crate::cluster::{Cluster, Options};
 use crate::kind::tools;

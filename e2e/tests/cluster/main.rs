@@ -18,6 +18,7 @@ mod invalid;
 mod lifecycle;
 mod maintenance;
 mod node_drain;
+mod plugin;
 mod runbook;
 mod scale_down;
 mod server_state;
@@ -42,6 +43,10 @@ const PARALLEL: &[(&str, Scenario)] = &[
     ("maintenance: an Inactive server refuses mail and drains, nothing lost", maintenance::inactive_server),
     ("server-state: a Paused server is Degraded and is started again", server_state::paused_and_started),
     ("runbook: the Exchange maintenance sequence from kubectl", runbook::exchange_sequence),
+    (
+        "plugin: kubectl transport as a user with the README's Role, through the API server's pod proxy",
+        plugin::as_a_user,
+    ),
     (
         "scale-down: the queue of a removed server is redirected before its pod goes",
         scale_down::redirects_before_removal,

@@ -142,6 +142,7 @@ fn new_info(server: &str, revision: &str, totals: QueueTotals) -> ServerInfo {
         accepting_mail: true,
         totals,
         redirect: None,
+        certificates: Vec::new(),
     }
 }
 

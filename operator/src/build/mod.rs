@@ -64,6 +64,7 @@ pub(crate) mod tests {
                     tls_auth_level: None,
                     tls_domain: None,
                     tls_certificate_authorities: None,
+                    mta_sts: None,
                     connection_timeout: None,
                     connection_inactivity_timeout: None,
                     max_message_size: None,

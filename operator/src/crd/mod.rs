@@ -17,7 +17,7 @@ pub use transport_service::*;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use transport::api::{ComponentInfo, QueueTotals, ServerStateInfo};
+use transport::api::{CertificateInfo, ComponentInfo, QueueTotals, ServerStateInfo};
 
 /// API group of every kube-transport resource.
 pub const GROUP: &str = "kubetransport.io";
@@ -67,6 +67,10 @@ pub struct ServerStatus {
     /// Revision of the configuration the operator rendered for it (ConfigMap `<name>-config`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired_config_revision: Option<String>,
+    /// Each receive connector's certificate in use (fingerprint, expiry), and a renewed
+    /// one in its Secret the server could not use, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<CertificateInfo>,
     /// What the operator is doing with this server, or why it cannot read it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

@@ -26,14 +26,23 @@ use kube::runtime::events::EventType;
 const WARNING_REASONS: [&str; 5] =
     ["InvalidSpec", "TransportConfigNotFound", "ServerPaused", "ServerStopped", "ServerUnreachable"];
 
+/// Degraded reasons that leave Ready alone (the servers take mail) but still deserve a
+/// Warning Event when they appear.
+const DEGRADED_ONLY_REASONS: [&str; 1] = [conditions::CERTIFICATE_NOT_LOADED];
+
 /// Publishes an Event when the Ready condition changes reason (a transition), so every
-/// transition shows in `kubectl describe` without repeating on each reconcile.
+/// transition shows in `kubectl describe` without repeating on each reconcile; and a
+/// Warning when Degraded turns to a reason Ready does not show.
 async fn announce_transition(ctx: &Context, regarding: &ObjectReference, old: &[Condition], new: &[Condition]) {
-    let Some(now) = transition(old, new, conditions::READY) else {
-        return;
-    };
-    let type_ = if WARNING_REASONS.contains(&now.reason.as_str()) { EventType::Warning } else { EventType::Normal };
-    ctx.event(regarding, None, type_, &now.reason, "Reconcile", now.message.clone()).await;
+    if let Some(now) = transition(old, new, conditions::READY) {
+        let type_ = if WARNING_REASONS.contains(&now.reason.as_str()) { EventType::Warning } else { EventType::Normal };
+        ctx.event(regarding, None, type_, &now.reason, "Reconcile", now.message.clone()).await;
+    }
+    if let Some(now) = transition(old, new, conditions::DEGRADED) {
+        if now.status == "True" && DEGRADED_ONLY_REASONS.contains(&now.reason.as_str()) {
+            ctx.event(regarding, None, EventType::Warning, &now.reason, "Reconcile", now.message.clone()).await;
+        }
+    }
 }
 
 /// The condition `type_` of `new` when its reason or status differs from `old`'s.

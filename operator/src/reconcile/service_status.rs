@@ -44,6 +44,8 @@ pub(super) fn service_status(
     }
     let unreachable: Vec<String> =
         desired.iter().filter(|s| s.pod_ready() && s.info.is_none()).map(|s| s.name.clone()).collect();
+    let certificate_problems: Vec<String> =
+        desired.iter().filter_map(|s| s.info.as_ref()).flat_map(conditions::certificate_problems).collect();
     let pending_config: Vec<String> = desired
         .iter()
         .filter(|s| match (&s.info, &s.rendered) {
@@ -91,6 +93,8 @@ pub(super) fn service_status(
             "ServerUnreachable",
             format!("admin API not answering: {}", unreachable.join(", ")),
         )
+    } else if !certificate_problems.is_empty() {
+        Wanted::new(conditions::DEGRADED, true, conditions::CERTIFICATE_NOT_LOADED, certificate_problems.join("; "))
     } else {
         Wanted::new(conditions::DEGRADED, false, "AsExpected", "no problem found")
     };
@@ -143,6 +147,7 @@ fn server_status(s: &Server) -> ServerStatus {
         queue_totals: s.info.as_ref().map(|i| i.totals),
         config_revision: s.info.as_ref().map(|i| i.config_revision.clone()),
         desired_config_revision: s.rendered.as_ref().map(|r| r.revision.clone()),
+        certificates: s.info.as_ref().map(|i| i.certificates.clone()).unwrap_or_default(),
         message: note,
     }
 }
@@ -179,6 +184,7 @@ mod tests {
             accepting_mail: ready,
             totals: Default::default(),
             redirect: None,
+            certificates: Vec::new(),
         });
         s.rendered = Some(RenderedServer {
             name: s.name.clone(),
@@ -243,6 +249,33 @@ mod tests {
         let starting = servers(vec![server(0, false, None, "", "r")]);
         let s = service_status(&Default::default(), Some(1), 1, &starting, UnderWay::default(), &now());
         assert_eq!((cond(&s, "Progressing").1, cond(&s, "Progressing").2), ("ServersStarting", "0/1 servers ready"));
+    }
+
+    #[test]
+    fn a_refused_certificate_renewal_is_degraded_but_ready() {
+        let mut all = servers(vec![server(0, true, Some(ServerStateName::Started), "r", "r")]);
+        let certificate = transport::api::CertificateInfo {
+            connector: "Submission".into(),
+            fingerprint: "ab12".into(),
+            not_after: Some("2027-03-01T00:00:00.000Z".into()),
+            loaded_at: "2026-12-01T00:00:00.000Z".into(),
+            error: None,
+        };
+        let info = all.get_mut(&0).and_then(|s| s.info.as_mut()).unwrap();
+        info.certificates = vec![certificate.clone()];
+        let s = service_status(&Default::default(), Some(1), 1, &all, UnderWay::default(), &now());
+        assert_eq!(cond(&s, "Degraded").0, "False", "a certificate in use is no problem");
+        assert_eq!(s.servers[0].certificates, std::slice::from_ref(&certificate), "the status shows it");
+
+        let info = all.get_mut(&0).and_then(|s| s.info.as_mut()).unwrap();
+        info.certificates[0].error = Some("certificate and key do not fit together".into());
+        let s = service_status(&Default::default(), Some(1), 1, &all, UnderWay::default(), &now());
+        let (status, reason, message) = cond(&s, "Degraded");
+        assert_eq!((status, reason), ("True", conditions::CERTIFICATE_NOT_LOADED));
+        for part in ["mail-0", "Submission", "do not fit together", "sha256 ab12", "2027-03-01", "fix the Secret"] {
+            assert!(message.contains(part), "{message} lacks {part}");
+        }
+        assert_eq!(cond(&s, "Ready").0, "True", "the old certificate serves: mail flows");
     }
 
     #[test]

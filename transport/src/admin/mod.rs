@@ -1,5 +1,6 @@
 //! The admin HTTP API (docs/design.md §8, axum): server and component state, Get-Queue,
-//! Get-Message and every queue and message action, Redirect-Message; plus
+//! Get-Message and every queue and message action, Redirect-Message,
+//! Get-MessageTrackingLog; plus
 //! `/metrics`, `/healthz` and `/readyz`, which kubelet and Prometheus reach
 //! without a token. Everything under `/v1` needs `Authorization: Bearer
 //! <token>` when a token is configured (the config refuses a non-loopback
@@ -42,6 +43,8 @@ pub struct AdminContext {
     /// The shadow settings in effect and the client that reaches peers (a heartbeat on request).
     pub shadow_config: crate::shadow::SharedShadowConfig,
     pub peers: crate::shadow::PeerClient,
+    /// Each receive connector's certificate in use, and a renewal it could not use.
+    pub certificates: Arc<crate::server::Certificates>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -72,6 +75,7 @@ impl AdminContext {
                 ..self.manager.totals()
             },
             redirect,
+            certificates: self.certificates.list(),
         }
     }
 
@@ -98,6 +102,7 @@ pub fn router(ctx: AdminContext) -> Router {
         .route("/v1/messages/{id}/suspend", post(suspend_message))
         .route("/v1/messages/{id}/resume", post(resume_message))
         .route("/v1/messages/{id}/export", get(export_message))
+        .route("/v1/messagetracking", get(get_message_tracking))
         .route("/v1/redirect", post(redirect))
         .route("/v1/shadow/{primary}/takeover", post(take_over_shadows))
         .route("/v1/shadow/{primary}/heartbeat", post(check_shadows))
@@ -218,8 +223,9 @@ async fn get_queues(State(ctx): State<AdminContext>) -> Response {
 
 /// Add-ResubmitRequest: queue again what the Safety Net holds of a time window.
 async fn resubmit(State(ctx): State<AdminContext>, Json(req): Json<crate::api::ResubmitRequest>) -> Response {
-    use crate::queue::manager::{parse_time, ResubmitWindow};
-    let (start_ms, end_ms) = match (parse_time(&req.start_time), parse_time(&req.end_time)) {
+    use crate::clock::parse_rfc3339;
+    use crate::queue::manager::ResubmitWindow;
+    let (start_ms, end_ms) = match (parse_rfc3339(&req.start_time), parse_rfc3339(&req.end_time)) {
         (Ok(s), Ok(e)) if s <= e => (s, e),
         (Ok(_), Ok(_)) => return error(StatusCode::BAD_REQUEST, "endTime is before startTime".into()),
         (Err(e), _) => return error(StatusCode::BAD_REQUEST, format!("startTime: {e}")),
@@ -304,6 +310,25 @@ async fn get_messages(State(ctx): State<AdminContext>, query: Result<Query<Messa
             response
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// Get-MessageTrackingLog: the log is read off the runtime's threads (a search may
+/// read every file of the log).
+async fn get_message_tracking(
+    State(ctx): State<AdminContext>,
+    query: Result<Query<crate::api::TrackingQuery>, QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let tracking = ctx.manager.tracking().clone();
+    match tokio::task::spawn_blocking(move || tracking.search(&query)).await {
+        Ok(Ok(records)) => Json(records).into_response(),
+        Ok(Err(e @ crate::logs::tracking::SearchError::Query { .. })) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("the search stopped: {e}")),
     }
 }
 

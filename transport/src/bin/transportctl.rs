@@ -5,7 +5,10 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use transport::api::{ComponentInfo, MessageInfo, MessageQuery, MessageStatus, QueueInfo, ResultSize, ServerInfo};
+use transport::api::{
+    ComponentInfo, MessageInfo, MessageQuery, MessageStatus, QueueInfo, ResultSize, ServerInfo, TrackingEvent,
+    TrackingQuery, TrackingRecord,
+};
 use transport::client::{AdminClient, ClientError, MessageAction, QueueAction};
 use transport::config::{Component, ComponentState, Requester, ServerStateSetting};
 
@@ -93,6 +96,35 @@ enum Verb {
         /// Start after this message identity (the bookmark a truncated answer printed).
         #[arg(long)]
         bookmark: Option<String>,
+    },
+    /// Get-MessageTrackingLog: the events of the messages this server handled, oldest
+    /// first; every filter given must match. The first 1000 unless --result-size says otherwise.
+    GetMessagetrackinglog {
+        /// The envelope sender.
+        #[arg(long)]
+        sender: Option<String>,
+        /// Records naming any of these recipients (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        recipients: Vec<String>,
+        /// The Message-ID header (a DSN about it is found by it too).
+        #[arg(long)]
+        message_id: Option<String>,
+        /// The message's number on this server (get-message's identity).
+        #[arg(long)]
+        internal_message_id: Option<u64>,
+        /// RECEIVE, SEND, DELIVER, DEFER, FAIL, DSN, EXPIRE, RESUBMIT, REDIRECT, POISONMESSAGE,
+        /// DROP, HARECEIVE, HAREDIRECT, HADISCARD, HARESUBMIT.
+        #[arg(long)]
+        event_id: Option<TrackingEvent>,
+        /// Records at or after this time (RFC 3339).
+        #[arg(long)]
+        start: Option<String>,
+        /// Records before this time (RFC 3339).
+        #[arg(long)]
+        end: Option<String>,
+        /// Records to show: a number or Unlimited (default 1000).
+        #[arg(long)]
+        result_size: Option<ResultSize>,
     },
     /// Suspend-Message.
     SuspendMessage { identity: u64 },
@@ -266,6 +298,33 @@ async fn run(cli: &Cli, token: Option<String>) -> Result<(), ClientError> {
                 print_messages(&rows);
             }
         }
+        Verb::GetMessagetrackinglog {
+            sender,
+            recipients,
+            message_id,
+            internal_message_id,
+            event_id,
+            start,
+            end,
+            result_size,
+        } => {
+            let query = TrackingQuery {
+                sender: sender.clone(),
+                recipients: recipients.clone(),
+                message_id: message_id.clone(),
+                internal_message_id: *internal_message_id,
+                event_id: *event_id,
+                start: start.clone(),
+                end: end.clone(),
+                result_size: *result_size,
+            };
+            let records = client.message_tracking(&query).await?;
+            if json {
+                print_json(&records);
+            } else {
+                print_tracking(&records);
+            }
+        }
         Verb::SuspendMessage { identity } => {
             client.message_action(*identity, MessageAction::Suspend).await?;
             done(json, &format!("Message {identity} suspended."));
@@ -420,6 +479,37 @@ fn print_messages(rows: &[&MessageInfo]) {
         })
         .collect();
     print_table(&["Identity", "FromAddress", "Status", "Size", "Subject", "LastError"], rows);
+}
+
+fn print_tracking(rows: &[TrackingRecord]) {
+    let rows = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.timestamp.clone(),
+                r.event_id.as_str().to_string(),
+                r.source.clone(),
+                r.internal_message_id.to_string(),
+                r.sender.clone(),
+                r.recipients.join(";"),
+                r.recipient_status.join(";"),
+                r.server_hostname.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "Timestamp",
+            "EventId",
+            "Source",
+            "InternalMessageId",
+            "Sender",
+            "Recipients",
+            "RecipientStatus",
+            "ServerHostname",
+        ],
+        rows,
+    );
 }
 
 /// Left-aligned columns with a dashed rule under the header, like PowerShell's Format-Table.

@@ -4,7 +4,8 @@
 //! The defaults are named constants so that the operator and the documentation
 //! quote the same values the server uses.
 use super::{
-    AcceptedDomain, ByteSize, ExpirationSettings, OrgSettings, ReceiveSettings, RetrySettings, Role, TransportFile,
+    AcceptedDomain, ByteSize, ExpirationSettings, MtaStsMode, OrgSettings, OutboundTls, ReceiveSettings, RetrySettings,
+    Role, TransportFile,
 };
 use std::time::Duration;
 
@@ -53,6 +54,9 @@ pub const SEND_CONNECTION_TIMEOUT: Duration = mins(1);
 /// Exchange's ConnectionInactivityTimeOut; also RFC 5321 §4.5.3.2.6's wait after the data.
 pub const SEND_CONNECTION_INACTIVITY_TIMEOUT: Duration = mins(10);
 pub const SEND_MAX_CONCURRENT_CONNECTIONS: u32 = 20;
+/// MTA-STS on DNS-routed connectors: honoured by default, as Exchange Online and Postfix's
+/// MTA-STS resolvers do.
+pub const SEND_MTA_STS: MtaStsMode = MtaStsMode::AsPublished;
 /// Outbound connections over every next hop (Exchange's MaxOutboundConnections).
 pub const MAX_OUTBOUND_CONNECTIONS: u32 = 1000;
 pub const ADDRESS_SPACE_COST: u32 = 1;
@@ -77,6 +81,12 @@ pub const LOG_PROTOCOL: bool = true;
 pub const LOG_MAX_AGE: Duration = days(30);
 pub const LOG_MAX_DIRECTORY_SIZE: ByteSize = ByteSize::mb(250);
 pub const LOG_MAX_FILE_SIZE: ByteSize = ByteSize::mb(10);
+pub const TRACKING_LOG: bool = true;
+pub const TRACKING_LOG_MAX_AGE: Duration = days(30);
+/// Exchange 2013 and later (250MB before).
+pub const TRACKING_LOG_MAX_DIRECTORY_SIZE: ByteSize = ByteSize::mb(1000);
+pub const TRACKING_LOG_MAX_FILE_SIZE: ByteSize = ByteSize::mb(10);
+pub const TRACKING_LOG_SUBJECT: bool = false;
 
 /// Every §4 retry row, resolved (file value or role default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +284,14 @@ impl super::SendConnector {
     pub fn max_concurrent_connections_or_default(&self) -> u32 {
         self.max_concurrent_connections.unwrap_or(SEND_MAX_CONCURRENT_CONNECTIONS)
     }
+    /// Disabled for smart hosts (no MX lookup to protect) and, unless set, with `tls: None`.
+    pub fn mta_sts_or_default(&self) -> MtaStsMode {
+        if !self.dns_routing {
+            return MtaStsMode::Disabled;
+        }
+        let default = if self.tls == OutboundTls::None { MtaStsMode::Disabled } else { SEND_MTA_STS };
+        self.mta_sts.unwrap_or(default)
+    }
 }
 
 impl super::AddressSpace {
@@ -298,6 +316,22 @@ impl super::LoggingSettings {
     }
     pub fn max_file_size_or_default(&self) -> ByteSize {
         self.max_file_size.unwrap_or(LOG_MAX_FILE_SIZE)
+    }
+    pub fn message_tracking_log_enabled_or_default(&self) -> bool {
+        self.message_tracking_log_enabled.unwrap_or(TRACKING_LOG)
+    }
+    /// `None` when files are never deleted by age (`00:00:00`).
+    pub fn message_tracking_log_max_age_or_default(&self) -> Option<Duration> {
+        Some(self.message_tracking_log_max_age.map_or(TRACKING_LOG_MAX_AGE, |t| t.0)).filter(|d| !d.is_zero())
+    }
+    pub fn message_tracking_log_max_directory_size_or_default(&self) -> ByteSize {
+        self.message_tracking_log_max_directory_size.unwrap_or(TRACKING_LOG_MAX_DIRECTORY_SIZE)
+    }
+    pub fn message_tracking_log_max_file_size_or_default(&self) -> ByteSize {
+        self.message_tracking_log_max_file_size.unwrap_or(TRACKING_LOG_MAX_FILE_SIZE)
+    }
+    pub fn message_tracking_log_subject_logging_enabled_or_default(&self) -> bool {
+        self.message_tracking_log_subject_logging_enabled.unwrap_or(TRACKING_LOG_SUBJECT)
     }
 }
 

@@ -5,7 +5,8 @@
 use super::defaults::{RECEIVE_CONNECTION_INACTIVITY_TIMEOUT, RECEIVE_CONNECTION_TIMEOUT};
 use super::size::{GB, KB};
 use super::{
-    ByteSize, OutboundTls, ReceiveConnector, ReceiveSettings, SendConnector, TimeSpan, TlsAuthLevel, TransportFile,
+    ByteSize, MtaStsMode, OutboundTls, ReceiveConnector, ReceiveSettings, SendConnector, TimeSpan, TlsAuthLevel,
+    TransportFile,
 };
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
@@ -334,16 +335,31 @@ impl TransportFile {
             }
         }
         if let Some(log) = &self.logging {
-            c.span("logging.maxAge", log.max_age, ranges::LOG_MAX_AGE);
-            c.min_size("logging.maxDirectorySize", log.max_directory_size, ranges::LOG_MIN_SIZE);
-            c.min_size("logging.maxFileSize", log.max_file_size, ranges::LOG_MIN_SIZE);
-            let (file, dir) = (log.max_file_size_or_default(), log.max_directory_size_or_default());
-            if file > dir {
-                c.push(
-                    if log.max_file_size.is_some() { "logging.maxFileSize" } else { "logging.maxDirectorySize" },
-                    format!("maxFileSize ({file}) must not exceed maxDirectorySize ({dir})"),
-                );
-            }
+            c.retention(
+                ["logging.maxAge", "logging.maxDirectorySize", "logging.maxFileSize"],
+                Retention {
+                    max_age: log.max_age,
+                    max_directory_size: log.max_directory_size,
+                    max_file_size: log.max_file_size,
+                    resolved: (log.max_file_size_or_default(), log.max_directory_size_or_default()),
+                },
+            );
+            c.retention(
+                [
+                    "logging.messageTrackingLogMaxAge",
+                    "logging.messageTrackingLogMaxDirectorySize",
+                    "logging.messageTrackingLogMaxFileSize",
+                ],
+                Retention {
+                    max_age: log.message_tracking_log_max_age,
+                    max_directory_size: log.message_tracking_log_max_directory_size,
+                    max_file_size: log.message_tracking_log_max_file_size,
+                    resolved: (
+                        log.message_tracking_log_max_file_size_or_default(),
+                        log.message_tracking_log_max_directory_size_or_default(),
+                    ),
+                },
+            );
         }
     }
 }
@@ -498,12 +514,31 @@ fn check_send_connector(c: &mut Checker, at: &str, sc: &SendConnector) {
             c.push(format!("{at}.tlsDomain"), format!("\"{domain}\" is not a valid host name"));
         }
     }
+    match sc.mta_sts {
+        Some(_) if !sc.dns_routing => c.push(
+            format!("{at}.mtaSts"),
+            "is only used with dnsRouting: true (MTA-STS checks the MX hosts of recipient domains, not smart hosts)",
+        ),
+        Some(MtaStsMode::AsPublished | MtaStsMode::TestingOnly) if sc.tls == OutboundTls::None => c.push(
+            format!("{at}.mtaSts"),
+            "needs TLS, which tls: None never starts: set tls: Opportunistic or Required, or mtaSts: Disabled",
+        ),
+        _ => {}
+    }
 }
 
 /// Collects errors; the range helpers skip absent (defaulted) values.
 #[derive(Default)]
 struct Checker {
     errors: Vec<ConfigError>,
+}
+
+/// A log's retention settings as given, and the (file, directory) sizes in effect.
+struct Retention {
+    max_age: Option<TimeSpan>,
+    max_directory_size: Option<ByteSize>,
+    max_file_size: Option<ByteSize>,
+    resolved: (ByteSize, ByteSize),
 }
 
 impl Checker {
@@ -546,6 +581,21 @@ impl Checker {
     fn min_size(&mut self, path: impl Into<String>, v: Option<ByteSize>, min: u64) {
         if let Some(v) = v.filter(|v| v.0 < min) {
             self.push(path, format!("{v} is out of range (at least {})", ByteSize(min)));
+        }
+    }
+
+    /// One log's retention settings, at the paths `[max age, directory size, file size]`.
+    fn retention(&mut self, [age, dir, file]: [&str; 3], r: Retention) {
+        self.span(age, r.max_age, ranges::LOG_MAX_AGE);
+        self.min_size(dir, r.max_directory_size, ranges::LOG_MIN_SIZE);
+        self.min_size(file, r.max_file_size, ranges::LOG_MIN_SIZE);
+        let (file_size, dir_size) = r.resolved;
+        if file_size > dir_size {
+            let short = |path: &str| path.rsplit('.').next().unwrap_or(path).to_string();
+            self.push(
+                if r.max_file_size.is_some() { file } else { dir },
+                format!("{} ({file_size}) must not exceed {} ({dir_size})", short(file), short(dir)),
+            );
         }
     }
 
@@ -1281,6 +1331,26 @@ components: {HubTransport: {Maintenance: Active}}
                 Box::new(|s| s.max_concurrent_connections = Some(0)),
                 "0 is out of range (at least 1)",
             ),
+            (
+                format!("{at}.mtaSts"),
+                Box::new(|s| s.mta_sts = Some(MtaStsMode::AsPublished)),
+                "is only used with dnsRouting: true",
+            ),
+            (
+                format!("{at}.mtaSts"),
+                Box::new(|s| s.mta_sts = Some(MtaStsMode::Disabled)),
+                "is only used with dnsRouting: true",
+            ),
+            (
+                format!("{at}.mtaSts"),
+                Box::new(|s| {
+                    s.smart_hosts.clear();
+                    s.dns_routing = true;
+                    s.tls = OutboundTls::None;
+                    s.mta_sts = Some(MtaStsMode::TestingOnly);
+                }),
+                "needs TLS, which tls: None never starts",
+            ),
         ];
         for (path, set, message) in cases {
             let mut f = base();
@@ -1307,6 +1377,31 @@ components: {HubTransport: {Maintenance: Active}}
         sc(&mut f).smart_hosts.clear();
         sc(&mut f).dns_routing = true;
         assert_valid(&f);
+        assert_eq!(sc(&mut f).mta_sts_or_default(), MtaStsMode::AsPublished);
+        for mode in [MtaStsMode::AsPublished, MtaStsMode::TestingOnly, MtaStsMode::Disabled] {
+            sc(&mut f).mta_sts = Some(mode);
+            assert_valid(&f);
+            assert_eq!(sc(&mut f).mta_sts_or_default(), mode);
+        }
+        // tls: None turns the default off; Disabled may still be written.
+        sc(&mut f).tls = OutboundTls::None;
+        assert_valid(&f);
+        sc(&mut f).mta_sts = None;
+        assert_eq!(sc(&mut f).mta_sts_or_default(), MtaStsMode::Disabled);
+    }
+
+    #[test]
+    fn mta_sts_parses_by_name_and_refuses_other_values() {
+        let yaml = |mode: &str| {
+            format!(
+                "{{serverName: s, fqdn: f.test, queueDirectory: q, sendConnectors: [{{name: a, addressSpaces: \
+                 [{{domain: \"*\"}}], dnsRouting: true, mtaSts: {mode}}}]}}"
+            )
+        };
+        let f = TransportFile::from_yaml_str(&yaml("TestingOnly")).expect("valid");
+        assert_eq!(f.send_connectors[0].mta_sts, Some(MtaStsMode::TestingOnly));
+        let e = TransportFile::from_yaml_str(&yaml("Enforce")).expect_err("not a mode");
+        assert!(e.0[0].path.contains("mtaSts"), "{e}");
     }
 
     #[test]
@@ -1611,6 +1706,22 @@ components: {HubTransport: {Maintenance: Active}}
         );
         f.logging = Some(LoggingSettings { max_file_size: size("300MB"), ..Default::default() });
         assert_one(&f, "logging.maxFileSize", &["maxFileSize (300MB) must not exceed maxDirectorySize (250MB)"]);
+        // The tracking log's own limits, checked the same way under their own names.
+        f.logging = Some(LoggingSettings { message_tracking_log_max_age: ts("24856d"), ..Default::default() });
+        assert_one(&f, "logging.messageTrackingLogMaxAge", &["24856.00:00:00 is out of range"]);
+        f.logging =
+            Some(LoggingSettings { message_tracking_log_max_directory_size: size("5MB"), ..Default::default() });
+        assert_one(
+            &f,
+            "logging.messageTrackingLogMaxDirectorySize",
+            &["messageTrackingLogMaxFileSize (10MB) must not exceed messageTrackingLogMaxDirectorySize (5MB)"],
+        );
+        f.logging = Some(LoggingSettings {
+            max_file_size: size("300MB"),
+            message_tracking_log_max_file_size: size("300MB"),
+            ..Default::default()
+        });
+        assert_one(&f, "logging.maxFileSize", &["must not exceed"]);
     }
 
     // ---- all at once ----

@@ -61,15 +61,6 @@ impl Gate {
         Gate { rx }
     }
 
-    /// A gate that is always open (tests of the SMTP layer alone).
-    pub fn always_open() -> Self {
-        let (tx, rx) = watch::channel(Availability::OPEN);
-        // Keep the sender alive for the life of the process: a closed channel
-        // would read as "no more changes", which is what we want anyway.
-        std::mem::forget(tx);
-        Gate { rx }
-    }
-
     pub fn now(&self) -> Availability {
         *self.rx.borrow()
     }

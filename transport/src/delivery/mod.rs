@@ -7,11 +7,13 @@
 //!
 //! - [`session`]: the session (greeting, STARTTLS, transactions)
 //! - `stream`: the byte stream under lettre (TCP, then TLS) and the protocol tap
-//! - `tls`: opportunistic TLS (certificates not verified)
+//! - `tls`: opportunistic TLS (certificates not verified), or the tlsAuthLevel checks
+//! - [`mta_sts`]: MTA-STS policies of recipient domains (RFC 8461) and their enforcement
 //! - `commands`, `reply`: MAIL/RCPT with DSN parameters, reply text, EHLO keywords
 //! - `framing`: dot-stuffing of the message data, a chunk at a time
 mod commands;
 mod framing;
+pub mod mta_sts;
 mod reply;
 pub mod session;
 mod stream;
@@ -43,6 +45,10 @@ pub struct ConnectOptions {
     pub tls: OutboundTls,
     /// How the peer's certificate is checked once TLS is up.
     pub certificate_check: CertificateCheck,
+    /// A check the session is measured against without being failed by it (MTA-STS
+    /// `testing`, RFC 8461 §5): STARTTLS offered and taken, and a certificate that passes
+    /// this check; what falls short is [`OutboundSession::policy_shortfall`].
+    pub policy_audit: Option<CertificateCheck>,
     /// Time to connect and read the banner.
     pub connect_timeout: Duration,
     /// Time allowed for each command's reply (RFC 5321 §4.5.3.2 gives the

@@ -82,6 +82,11 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The name TLS checks: a host name, else the address connected to.
+fn server_name(host: String, target: &Target) -> ServerName<'static> {
+    ServerName::try_from(host).unwrap_or(ServerName::IpAddress(target.addr.ip().into()))
+}
+
 fn client_id(helo_name: &str) -> ClientId {
     match helo_name.parse::<IpAddr>() {
         Ok(IpAddr::V4(ip)) => ClientId::Ipv4(ip),
@@ -104,6 +109,8 @@ pub struct OutboundSession {
     /// TLS is up and the certificate's chain and name were verified (DomainValidation):
     /// what a REQUIRETLS message needs (RFC 8689 §4.2.1).
     verified_name: bool,
+    /// Why this session falls short of `opts.policy_audit` (see [`Self::policy_shortfall`]).
+    shortfall: Option<String>,
 }
 
 impl OutboundSession {
@@ -165,6 +172,7 @@ impl OutboundSession {
             used: false,
             closed: false,
             verified_name: false,
+            shortfall: None,
         };
         session.negotiate_tls(target, &helo).await?;
         tracing::debug!(remote = %session.remote, dsn = session.ext.dsn, "outbound session open");
@@ -174,6 +182,7 @@ impl OutboundSession {
     /// STARTTLS when offered (unless tls is None), then EHLO again.
     async fn negotiate_tls(&mut self, target: &Target, helo: &ClientId) -> Result<(), DeliveryError> {
         if self.opts.tls == OutboundTls::None {
+            self.fall_short("TLS is off on this send connector (tls: None)".to_string());
             return Ok(());
         }
         if !self.ext.starttls {
@@ -181,6 +190,7 @@ impl OutboundSession {
                 self.close_politely().await;
                 return Err(self.tls_error("TLS is required but the peer does not offer STARTTLS".to_string()));
             }
+            self.fall_short("the peer does not offer STARTTLS".to_string());
             return Ok(());
         }
         let before = self.stream.lines_received();
@@ -196,6 +206,7 @@ impl OutboundSession {
             {
                 // RFC 3207 §4: after a refused STARTTLS the session goes on in clear.
                 self.stream.note(LogEvent::Info, &format!("STARTTLS refused ({text}); continuing without TLS"));
+                self.fall_short(format!("STARTTLS was refused ({text})"));
                 return Ok(());
             }
             other => {
@@ -218,7 +229,7 @@ impl OutboundSession {
         let connector = tls::connector(check).map_err(|reason| self.tls_error(reason))?;
         // DomainValidation with tlsDomain checks that name; else the host we connected to.
         let host = check.domain().unwrap_or(&target.host).to_string();
-        let name = ServerName::try_from(host).unwrap_or(ServerName::IpAddress(target.addr.ip().into()));
+        let name = server_name(host, target);
         match timeout(self.opts.command_timeout, self.stream.start_tls(connector, name)).await {
             Err(_) => {
                 self.reusable = false;
@@ -230,7 +241,8 @@ impl OutboundSession {
             }
             Ok(Ok(description)) => {
                 self.verified_name = matches!(self.opts.certificate_check, tls::CertificateCheck::Domain { .. });
-                self.stream.note(LogEvent::Info, &format!("TLS negotiated: {description}"))
+                self.stream.note(LogEvent::Info, &format!("TLS negotiated: {description}"));
+                self.audit_certificate(target);
             }
         }
         // RFC 3207 §4.2: forget what was announced in clear; ask again.
@@ -244,6 +256,29 @@ impl OutboundSession {
                 Err(DeliveryError::Refused { addr: self.remote.clone(), reply: text })
             }
         }
+    }
+
+    /// With `opts.policy_audit`: checks the certificate the peer showed against it, and
+    /// records why it does not pass.
+    fn audit_certificate(&mut self, target: &Target) {
+        let Some(check) = &self.opts.policy_audit else { return };
+        let name = server_name(check.domain().unwrap_or(&target.host).to_string(), target);
+        if let Err(reason) = tls::verify(check, &self.stream.peer_certificates(), &name) {
+            self.fall_short(reason);
+        }
+    }
+
+    /// Records why the session does not meet `opts.policy_audit` (only with one).
+    fn fall_short(&mut self, reason: String) {
+        if self.opts.policy_audit.is_some() {
+            self.shortfall.get_or_insert(reason);
+        }
+    }
+
+    /// Why this session would have failed `opts.policy_audit` (no STARTTLS, STARTTLS
+    /// refused, a certificate that does not pass): the session itself went on.
+    pub fn policy_shortfall(&self) -> Option<&str> {
+        self.shortfall.as_deref()
     }
 
     fn tls_error(&self, reason: String) -> DeliveryError {
@@ -531,7 +566,7 @@ impl OutboundSession {
             } else {
                 format!(
                     "the connection to {} is not TLS with a verified certificate name (send connector tlsAuthLevel: \
-                     DomainValidation)",
+                     DomainValidation, or an MTA-STS policy in enforce mode)",
                     self.remote
                 )
             };

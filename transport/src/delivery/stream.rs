@@ -227,6 +227,14 @@ impl StreamHandle {
         Ok(description)
     }
 
+    /// The certificates the peer showed in the TLS handshake (none in clear).
+    pub(super) fn peer_certificates(&self) -> Vec<rustls_pki_types::CertificateDer<'static>> {
+        match &lock(&self.shared).io {
+            Io::Tls(tls) => tls.get_ref().1.peer_certificates().map(<[_]>::to_vec).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+
     /// Closes the connection (TLS close_notify, then TCP FIN).
     pub(super) async fn shutdown(&self) {
         let io = std::mem::replace(&mut lock(&self.shared).io, Io::Detached);

@@ -41,6 +41,16 @@ impl CertificateCheck {
         }
     }
 
+    /// The check an MTA-STS policy asks for (RFC 8461 §4.2): a chain to a CA the connector
+    /// trusts and the name of the MX host. A connector that checks names itself
+    /// (DomainValidation) keeps its own check.
+    pub fn for_mta_sts(sc: &crate::config::SendConnector) -> CertificateCheck {
+        match CertificateCheck::from_connector(sc) {
+            own @ CertificateCheck::Domain { .. } => own,
+            _ => CertificateCheck::Domain { roots: sc.tls_certificate_authorities.clone(), domain: None },
+        }
+    }
+
     /// TLS is a must: a peer without STARTTLS is a failure, never a clear-text fallback.
     pub fn required(&self) -> bool {
         *self != CertificateCheck::None
@@ -146,17 +156,59 @@ impl ServerCertVerifier for AnyCertificate {
     }
 }
 
+/// What a checking level is built into: the client configuration, and its verifier on
+/// its own for [`verify`].
+#[derive(Clone)]
+struct Built {
+    config: Arc<ClientConfig>,
+    verifier: Arc<dyn ServerCertVerifier>,
+}
+
 /// The connector for `check`: built once per check and CA file version (a
 /// bundle replaced on disk is read again), so sessions do not read files.
 pub(super) fn connector(check: &CertificateCheck) -> Result<TlsConnector, String> {
-    let Some(roots) = check.roots() else { return opportunistic() };
+    match check.roots() {
+        None => opportunistic(),
+        Some(_) => Ok(TlsConnector::from(built(check)?.config)),
+    }
+}
+
+/// Whether certificates a peer showed pass `check` for `name`, without failing the
+/// session: MTA-STS `testing` reports what `enforce` would have refused (RFC 8461 §5).
+pub(super) fn verify(
+    check: &CertificateCheck,
+    certificates: &[CertificateDer<'static>],
+    name: &ServerName<'_>,
+) -> Result<(), String> {
+    if check.roots().is_none() {
+        return Ok(());
+    }
+    let Some((end_entity, intermediates)) = certificates.split_first() else {
+        return Err("the peer showed no certificate".to_string());
+    };
+    let verifier = built(check)?.verifier;
+    verifier
+        .verify_server_cert(end_entity, intermediates, name, &[], UnixTime::now())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// A client configuration that checks the chain against `roots` (a PEM bundle, else the
+/// system's CAs) and the name connected to: the HTTPS fetch of MTA-STS policies.
+pub(crate) fn verifying_config(roots: Option<&Path>) -> Result<Arc<ClientConfig>, String> {
+    let check = CertificateCheck::Domain { roots: roots.map(Path::to_path_buf), domain: None };
+    Ok(built(&check)?.config)
+}
+
+fn built(check: &CertificateCheck) -> Result<Built, String> {
     type Key = (CertificateCheck, Option<SystemTime>);
-    static BUILT: OnceLock<Mutex<HashMap<Key, Arc<ClientConfig>>>> = OnceLock::new();
+    static BUILT: OnceLock<Mutex<HashMap<Key, Built>>> = OnceLock::new();
+    let roots = check.roots().flatten();
     let version = roots.and_then(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
     let key = (check.clone(), version);
     let mut built = BUILT.get_or_init(Mutex::default).lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(config) = built.get(&key) {
-        return Ok(TlsConnector::from(config.clone()));
+    if let Some(found) = built.get(&key) {
+        return Ok(found.clone());
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let store = Arc::new(trusted(roots)?);
@@ -171,11 +223,11 @@ pub(super) fn connector(check: &CertificateCheck) -> Result<TlsConnector, String
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS configuration: {e}"))?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
+        .with_custom_certificate_verifier(verifier.clone())
         .with_no_client_auth();
-    let config = Arc::new(config);
-    built.insert(key, config.clone());
-    Ok(TlsConnector::from(config))
+    let made = Built { config: Arc::new(config), verifier };
+    built.insert(key, made.clone());
+    Ok(made)
 }
 
 /// The CAs of a PEM bundle, or the system's.

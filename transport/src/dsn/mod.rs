@@ -52,8 +52,11 @@ pub struct DsnRecipient {
 /// Everything one report is built from.
 #[derive(Debug, Clone)]
 pub struct DsnInput<'a> {
-    /// `Reporting-MTA: dns; <fqdn>`; also the Message-ID domain.
+    /// `Reporting-MTA: dns; <fqdn>`.
     pub reporting_mta: &'a str,
+    /// The report's Message-ID, without angle brackets ([`new_message_id`]): the queue
+    /// records it with the report, so the report can be tracked.
+    pub message_id: &'a str,
     /// From: address of the report.
     pub postmaster: &'a str,
     /// The original sender (To: of the report).
@@ -94,6 +97,11 @@ impl Action {
     }
 }
 
+/// A fresh Message-ID for a report from `reporting_mta` (without angle brackets).
+pub fn new_message_id(reporting_mta: &str) -> String {
+    format!("{}@{}", uuid::Uuid::new_v4().hyphenated(), host(reporting_mta))
+}
+
 /// The complete report (headers and body, CRLF line ends).
 ///
 /// The report is 7-bit except when the whole original is returned and the
@@ -106,8 +114,6 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
         Some(s) => format!("{}: {s}", text::subject_prefix(primary)),
         None => text::subject_prefix(primary).to_string(),
     };
-    let reporting_mta = host(input.reporting_mta);
-    let message_id = format!("{}@{}", uuid::Uuid::new_v4().hyphenated(), reporting_mta);
 
     // RFC 6533: a report about UTF-8 addresses is the global kind, which may carry
     // them as they are (the original sender, or a recipient, of an SMTPUTF8 message).
@@ -133,7 +139,7 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
         .to(Address::new_address(None::<&str>, header_address(input.to)))
         .subject(subject)
         .date(Date::new(fields::unix_seconds(input.now)))
-        .message_id(message_id)
+        .message_id(input.message_id)
         .header("Auto-Submitted", Raw::new("auto-replied"))
         .header("MIME-Version", Raw::new("1.0"))
         .body(report)

@@ -33,6 +33,7 @@ fn recipient(addr: &str, action: Action, status: &str) -> DsnRecipient {
 fn input<'a>(recipients: &'a [DsnRecipient], original: &'a [u8]) -> DsnInput<'a> {
     DsnInput {
         reporting_mta: "edge1.contoso.com",
+        message_id: "report-1@edge1.contoso.com",
         postmaster: "postmaster@contoso.com",
         to: "alice@contoso.com",
         envid: None,

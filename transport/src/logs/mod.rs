@@ -1,10 +1,12 @@
-//! Transport logs in Exchange's CSV formats (reference/exchange.md §6):
-//! the connectivity log (outbound connections: one line per connect, send and
-//! disconnect) and the protocol log (every SMTP line of connectors that ask
-//! for it), each with file rollover and retention by age and directory size.
+//! Transport logs in Exchange's CSV formats (docs/design.md §6): the connectivity
+//! log (outbound connections: one line per connect, send and disconnect), the
+//! protocol log (every SMTP line of connectors that ask for it) and the message
+//! tracking log (every event of every message, searchable), each with file rollover
+//! and retention by age and directory size.
 pub mod connectivity;
 pub mod protocol;
 mod rolling;
+pub mod tracking;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use connectivity::{ConnectivityLog, ConnectivitySession};
 pub use protocol::{ProtocolKind, ProtocolLog, ProtocolSession};
+pub use tracking::{TrackingLog, TrackingSettings, TrackingSource};
 
 /// Direction of a log line: `+` connect, `-` disconnect, `>` sent, `<` received, `*` information.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

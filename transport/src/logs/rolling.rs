@@ -7,6 +7,7 @@
 //! retention by directory size.
 use super::LogSettings;
 use crate::clock::SharedClock;
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -154,6 +155,11 @@ impl RollingLog {
         }
     }
 
+    /// This log's files, oldest first, with their `yyyymmdd` day: what a search reads.
+    pub(crate) fn files(&self) -> io::Result<Vec<(PathBuf, u32)>> {
+        Ok(self.existing()?.into_iter().map(|f| (f.path, f.key.0)).collect())
+    }
+
     /// This log's files in its directory, oldest first.
     fn existing(&self) -> io::Result<Vec<Existing>> {
         let mut files = Vec::new();
@@ -212,7 +218,8 @@ fn parse_name(prefix: &str, name: &str) -> Option<(u32, u32)> {
     Some((day.parse().ok()?, n.parse().ok()?))
 }
 
-fn date_key(d: time::Date) -> u32 {
+/// `yyyymmdd` of a date, as in the file names.
+pub(crate) fn date_key(d: time::Date) -> u32 {
     d.year().max(0) as u32 * 10_000 + u8::from(d.month()) as u32 * 100 + d.day() as u32
 }
 
@@ -245,9 +252,68 @@ pub(crate) fn push_field(row: &mut String, field: &str) {
     }
 }
 
+/// The fields of one row as [`push_field`] wrote them (the `date-time` column first),
+/// quotes removed and doubled quotes undone; the escapes of control characters stay
+/// as written. `None` for a line that is not a whole row: an unbalanced quote.
+pub(crate) fn split_row(line: &str) -> Option<Vec<Cow<'_, str>>> {
+    let mut fields = Vec::with_capacity(24);
+    let mut rest = line;
+    loop {
+        if let Some(quoted) = rest.strip_prefix('"') {
+            // A quoted field ends at a quote that is not doubled.
+            let mut value = String::new();
+            let mut tail = quoted;
+            loop {
+                let at = tail.find('"')?;
+                value.push_str(&tail[..at]);
+                tail = &tail[at + 1..];
+                match tail.strip_prefix('"') {
+                    Some(after) => {
+                        value.push('"');
+                        tail = after;
+                    }
+                    None => break,
+                }
+            }
+            fields.push(Cow::Owned(value));
+            match tail.strip_prefix(',') {
+                Some(after) => rest = after,
+                None if tail.is_empty() => return Some(fields),
+                None => return None,
+            }
+        } else {
+            match rest.find(',') {
+                Some(at) => {
+                    fields.push(Cow::Borrowed(&rest[..at]));
+                    rest = &rest[at + 1..];
+                }
+                None => {
+                    fields.push(Cow::Borrowed(rest));
+                    return Some(fields);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rows_split_back_into_the_fields_written() {
+        let values = ["plain", "", "a,b", "say \"hi\"", "EHLO x\r\nRCPT", "\"", ",", "tail"];
+        let mut row = String::from("2026-12-07T08:00:00.000Z");
+        for v in values {
+            push_field(&mut row, v);
+        }
+        let fields = split_row(&row).expect("a whole row");
+        let mut expected = vec!["2026-12-07T08:00:00.000Z".to_string()];
+        expected.extend(values.iter().map(|v| v.replace("\r\n", "\\r\\n")));
+        assert_eq!(fields.iter().map(|f| f.to_string()).collect::<Vec<_>>(), expected);
+        assert_eq!(split_row("a,\"open"), None, "an unbalanced quote is not a row");
+        assert_eq!(split_row("a,\"x\"y"), None, "text after a closing quote is not a row");
+    }
 
     fn field(s: &str) -> String {
         let mut row = String::new();

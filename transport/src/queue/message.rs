@@ -30,13 +30,6 @@ pub struct Notify {
     pub delay: bool,
 }
 
-impl Notify {
-    /// What RFC 3461 §5.1 says applies when NOTIFY was not given: failure and delay.
-    pub fn default_when_absent() -> Self {
-        Self { never: false, success: false, failure: true, delay: true }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RecipientStatus {
     /// Not yet accepted by a next hop.
@@ -178,6 +171,36 @@ pub struct MessageState {
 }
 
 impl Envelope {
+    /// A message from `mail_from` (`None`: the null sender) to `recipients` as it enters
+    /// a queue: no extension (8BITMIME, SMTPUTF8, ...), no DSN parameters, no headers
+    /// read, no queue state. Callers set what they know beyond that.
+    pub fn new(
+        id: MessageId,
+        mail_from: Option<&str>,
+        recipients: Vec<Recipient>,
+        size: u64,
+        origin: Origin,
+        arrival_ms: u64,
+    ) -> Envelope {
+        Envelope {
+            id,
+            mail_from: mail_from.map(Into::into),
+            recipients,
+            size,
+            body_8bit: false,
+            binary_mime: false,
+            smtputf8: false,
+            requiretls: false,
+            ret: None,
+            envid: None,
+            arrival_ms,
+            origin,
+            subject: None,
+            internet_message_id: None,
+            state: MessageState::default(),
+        }
+    }
+
     pub fn pending_recipients(&self) -> impl Iterator<Item = &Recipient> {
         self.recipients.iter().filter(|r| r.status == RecipientStatus::Pending)
     }

@@ -255,6 +255,27 @@ impl Resolver {
         }
     }
 
+    /// The TXT records of `name`, each record's strings joined without a separator (RFC 8461
+    /// §3.1, as RFC 7208 §3.3 does for SPF); none when the name has no TXT record or does
+    /// not exist. Timeouts and SERVFAIL are errors.
+    pub async fn txt(&self, name: &str) -> Result<Vec<String>, ResolveError> {
+        let shown = name.trim_end_matches('.').to_ascii_lowercase();
+        let absolute = absolute_name(name).map_err(|reason| ResolveError::Temporary { name: shown.clone(), reason })?;
+        match self.inner.txt_lookup(absolute).await {
+            Ok(lookup) => Ok(lookup
+                .iter()
+                .map(|txt| {
+                    let joined: Vec<u8> = txt.txt_data().iter().flat_map(|part| part.iter().copied()).collect();
+                    String::from_utf8_lossy(&joined).into_owned()
+                })
+                .collect()),
+            Err(e) => match classify(&e) {
+                Answer::NoData | Answer::NoSuchName | Answer::Addresses(_) => Ok(Vec::new()),
+                Answer::Failed(reason) => Err(ResolveError::Temporary { name: shown, reason }),
+            },
+        }
+    }
+
     /// A and AAAA of a name, asked in parallel. Addresses from either answer
     /// count even when the other query failed; "no address" is only
     /// concluded when both queries got an answer.

@@ -74,6 +74,7 @@ impl Submit for Intake {
             };
             if !self.shadow.wanted() {
                 self.store.insert_body(&envelope, msg.data).await.map_err(storage_error)?;
+                self.manager.track_received(&envelope);
                 self.manager.enqueue(envelope);
                 self.telemetry.message_accepted(started.elapsed());
                 return Ok(());
@@ -87,13 +88,21 @@ impl Submit for Intake {
                 tokio::join!(self.store.insert_body(&envelope, msg.data), self.shadow.copy(&envelope, &copy_body));
             // A copy whose message is not stored is dropped by the shadow's next heartbeat.
             stored.map_err(storage_error)?;
-            if let CopyOutcome::Failed { reason } = copied {
-                if self.shadow.reject_on_failure() {
-                    // The client is told to send again: take this one back out.
-                    let _ = self.store.remove(envelope.id).await;
-                    return Err(SubmitError::ShadowFailed(reason));
+            match copied {
+                CopyOutcome::Failed { reason } => {
+                    if self.shadow.reject_on_failure() {
+                        // The client is told to send again: take this one back out.
+                        let _ = self.store.remove(envelope.id).await;
+                        return Err(SubmitError::ShadowFailed(reason));
+                    }
+                    tracing::warn!(id = %envelope.id, %reason, "message accepted without a shadow copy");
+                    self.manager.track_received(&envelope);
                 }
-                tracing::warn!(id = %envelope.id, %reason, "message accepted without a shadow copy");
+                CopyOutcome::Shadowed { peer } => {
+                    self.manager.track_received(&envelope);
+                    self.manager.track_shadowed(&envelope, &peer);
+                }
+                CopyOutcome::NotWanted => self.manager.track_received(&envelope),
             }
             self.manager.enqueue(envelope);
             self.telemetry.message_accepted(started.elapsed());

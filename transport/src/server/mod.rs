@@ -2,6 +2,7 @@
 //! on start), the control side (ServerState, component states), the queue
 //! manager and its timers, one SMTP listener per receive connector, the admin
 //! API, the replay directory and configuration reloads.
+mod certificates;
 mod intake;
 mod reload;
 pub mod replay;
@@ -10,7 +11,8 @@ use crate::admin::{AdminContext, ConfigStatus};
 use crate::clock::SharedClock;
 use crate::config::{ReceiveConnector, ReceiveLimits, TransportFile};
 use crate::control::{Activity, Control};
-use crate::logs::{ConnectivityLog, LogSettings, ProtocolKind, ProtocolLog};
+use crate::delivery::mta_sts::MtaSts;
+use crate::logs::{ConnectivityLog, LogSettings, ProtocolKind, ProtocolLog, TrackingLog, TrackingSettings};
 use crate::metrics::Telemetry;
 use crate::queue::manager::{QueueLogs, QueueManager, RuntimeConfig};
 use crate::queue::Store;
@@ -25,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
+pub use certificates::Certificates;
 pub use intake::Intake;
 
 #[derive(Debug, thiserror::Error)]
@@ -102,15 +105,17 @@ impl Server {
         let (store, recovered) = Store::open(&file.queue_directory)
             .map_err(|source| ServerError::Queue { dir: file.queue_directory.display().to_string(), source })?;
         let control = Control::new(&file.queue_directory, &file.components, clock.clone());
-        let (connectivity, send_protocol, receive_protocol) = open_logs(&file, &clock)?;
+        let (logs, receive_protocol) = open_logs(&file, &clock)?;
         let telemetry = Arc::new(Telemetry::new(receive_protocol));
+        // Policies fetched before a restart still apply (RFC 8461 §5.1).
+        let mta_sts = Arc::new(MtaSts::open(&file.queue_directory, clock.clone()));
         let manager = QueueManager::new(
             store.clone(),
             clock.clone(),
-            RuntimeConfig::from_file(&file)?,
+            RuntimeConfig::from_file(&file, mta_sts)?,
             control.gate(),
             telemetry.clone(),
-            QueueLogs { connectivity, send_protocol },
+            logs,
         );
         let recovered_count = recovered.messages.len();
         let incarnation = recovered.incarnation;
@@ -124,13 +129,10 @@ impl Server {
 
         let shadow: SharedShadowConfig =
             Arc::new(RwLock::new(ShadowConfig::from_file(&file, read_shadow_token(&file)?)));
-        let holder =
-            Arc::new(Holder::open(&file.queue_directory, clock.clone(), telemetry.clone()).map_err(|source| {
-                ServerError::ShadowLog {
-                    dir: file.queue_directory.join(crate::shadow::SHADOW_DIR).display().to_string(),
-                    source,
-                }
-            })?);
+        let shadow_dir = file.queue_directory.join(crate::shadow::SHADOW_DIR);
+        let holder = Holder::open(&file.queue_directory, clock.clone(), telemetry.clone(), manager.tracking().clone())
+            .map_err(|source| ServerError::ShadowLog { dir: shadow_dir.display().to_string(), source })?;
+        let holder = Arc::new(holder);
         let peers = PeerClient::default();
         let primary = Arc::new(Primary::new(
             file.server_name.clone(),
@@ -174,8 +176,12 @@ impl Server {
         ));
         let mut listeners = Vec::new();
         let mut sessions = HashMap::new();
+        let certificates = Arc::new(Certificates::default());
         for connector in &file.receive_connectors {
-            let settings = session_settings(&file, connector, &clock)?;
+            let (settings, certificate) = session_settings(&file, connector, &clock)?;
+            if let Some(c) = &certificate {
+                certificates.loaded(&connector.name, c, clock.now());
+            }
             let (tx, rx) = watch::channel(Arc::new(settings));
             let listener = smtp::Listener::bind(connector.bind).await.map_err(|source| ServerError::Listen {
                 connector: connector.name.clone(),
@@ -206,6 +212,7 @@ impl Server {
             shadows: holder,
             shadow_config: shadow.clone(),
             peers,
+            certificates,
         };
         let mut admin = None;
         if let Some(settings) = &file.admin {
@@ -305,28 +312,29 @@ async fn follow_redirects(manager: QueueManager, control: Control) {
     }
 }
 
-/// What a session on `connector` works with.
+/// What a session on `connector` works with, and the certificate it serves (with STARTTLS).
 pub(crate) fn session_settings(
     file: &TransportFile,
     connector: &ReceiveConnector,
     clock: &SharedClock,
-) -> Result<SessionSettings, ServerError> {
-    let tls = match &connector.tls {
+) -> Result<(SessionSettings, Option<smtp::ServerCertificate>), ServerError> {
+    let certificate = match &connector.tls {
         Some(files) => Some(
-            smtp::load_tls_acceptor(files)
+            smtp::load_server_certificate(files)
                 .map_err(|source| ServerError::Tls { connector: connector.name.clone(), source })?,
         ),
         None => None,
     };
-    Ok(SessionSettings {
+    let settings = SessionSettings {
         connector: connector.name.clone(),
         settings: connector.settings.clone(),
         limits: ReceiveLimits::resolve(&connector.settings, &file.transport_config),
         fqdn: file.fqdn.clone(),
         accepted_domains: file.transport_config.accepted_domains.clone(),
-        tls,
+        tls: certificate.as_ref().map(|c| c.acceptor.clone()),
         clock: clock.clone(),
-    })
+    };
+    Ok((settings, certificate))
 }
 
 pub(crate) fn read_token(file: &TransportFile) -> Result<Option<String>, ServerError> {
@@ -348,12 +356,10 @@ fn read_token_file(path: &std::path::Path) -> Result<String, ServerError> {
     Ok(token)
 }
 
-fn open_logs(
-    file: &TransportFile,
-    clock: &SharedClock,
-) -> Result<(ConnectivityLog, ProtocolLog, ProtocolLog), ServerError> {
+/// The queue side's logs and the receive protocol log.
+fn open_logs(file: &TransportFile, clock: &SharedClock) -> Result<(QueueLogs, ProtocolLog), ServerError> {
     let Some(dir) = &file.log_directory else {
-        return Ok((ConnectivityLog::disabled(), ProtocolLog::disabled(), ProtocolLog::disabled()));
+        return Ok((QueueLogs::disabled(), ProtocolLog::disabled()));
     };
     let logging = file.logging.clone().unwrap_or_default();
     let settings = LogSettings {
@@ -376,5 +382,19 @@ fn open_logs(
     } else {
         (ProtocolLog::disabled(), ProtocolLog::disabled())
     };
-    Ok((connectivity, send, receive))
+    let tracking = if logging.message_tracking_log_enabled_or_default() {
+        let settings = TrackingSettings {
+            retention: LogSettings {
+                directory: dir.clone(),
+                max_age: logging.message_tracking_log_max_age_or_default().unwrap_or(Duration::ZERO),
+                max_directory_size: logging.message_tracking_log_max_directory_size_or_default().bytes(),
+                max_file_size: logging.message_tracking_log_max_file_size_or_default().bytes(),
+            },
+            subjects: logging.message_tracking_log_subject_logging_enabled_or_default(),
+        };
+        TrackingLog::open(&settings, clock.clone()).map_err(err)?
+    } else {
+        TrackingLog::disabled()
+    };
+    Ok((QueueLogs { connectivity, send_protocol: send, tracking }, receive))
 }

@@ -93,13 +93,19 @@ fn reload_certificates(shared: &Shared, seen: &mut TlsDigests) {
         seen.insert(connector.name.clone(), now.get(&connector.name).copied().flatten());
         let Some(tx) = shared.sessions.get(&connector.name) else { continue };
         match session_settings(&file, connector, &shared.clock) {
-            Ok(s) => {
+            Ok((s, certificate)) => {
                 tx.send_replace(Arc::new(s));
-                let certificate = connector.tls.as_ref().map(|t| t.certificate_file.display().to_string());
-                info!(connector = %connector.name, certificate = ?certificate, "TLS certificate reloaded: new sessions use it");
+                if let Some(c) = &certificate {
+                    shared.admin.certificates.loaded(&connector.name, c, shared.clock.now());
+                }
+                let file = connector.tls.as_ref().map(|t| t.certificate_file.display().to_string());
+                info!(connector = %connector.name, certificate = ?file, "TLS certificate reloaded: new sessions use it");
             }
-            Err(e) => error!(connector = %connector.name, error = %e,
-                             "the new TLS certificate or key cannot be used; keeping the old one"),
+            Err(e) => {
+                error!(connector = %connector.name, error = %e,
+                       "the new TLS certificate or key cannot be used; keeping the old one");
+                shared.admin.certificates.refused(&connector.name, e.to_string());
+            }
         }
     }
 }
@@ -107,7 +113,7 @@ fn reload_certificates(shared: &Shared, seen: &mut TlsDigests) {
 /// Applies a valid configuration to the running server.
 pub(super) async fn apply(shared: &Shared, new: TransportFile, text: &str) {
     let old = shared.file.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let runtime = match RuntimeConfig::from_file(&new) {
+    let runtime = match RuntimeConfig::from_file(&new, shared.manager.mta_sts()) {
         Ok(r) => r,
         Err(e) => {
             error!(error = %e, "the changed configuration cannot be applied; keeping the current one");
@@ -126,13 +132,22 @@ pub(super) async fn apply(shared: &Shared, new: TransportFile, text: &str) {
         let Some(tx) = shared.sessions.get(&connector.name) else { continue };
         if old.receive_connectors.iter().any(|c| c.name == connector.name && c.bind == connector.bind) {
             match session_settings(&new, connector, &shared.clock) {
-                Ok(s) => {
+                Ok((s, certificate)) => {
                     tx.send_replace(Arc::new(s));
+                    if let Some(c) = &certificate {
+                        shared.admin.certificates.loaded(&connector.name, c, shared.clock.now());
+                    }
                 }
-                Err(e) => error!(connector = %connector.name, error = %e, "receive connector keeps its old settings"),
+                Err(e) => {
+                    error!(connector = %connector.name, error = %e, "receive connector keeps its old settings");
+                    shared.admin.certificates.refused(&connector.name, e.to_string());
+                }
             }
         }
     }
+    let with_tls: Vec<&str> =
+        new.receive_connectors.iter().filter(|c| c.tls.is_some()).map(|c| c.name.as_str()).collect();
+    shared.admin.certificates.keep_only(&with_tls);
     shared.control.apply_file_components(&new.components);
     match read_token(&new) {
         Ok(token) => *shared.admin.token.write().unwrap_or_else(|e| e.into_inner()) = token,

@@ -4,8 +4,10 @@
 use super::channel::{unframe_one, Unframed};
 use super::log::CopyLog;
 use super::{HeartbeatRequest, PeerClient, ShadowConfig, SharedShadowConfig, HEARTBEAT_PAGE};
+use crate::api::TrackingEvent;
 use crate::api::{DeliveryType, QueueInfo, QueueStatus};
 use crate::clock::{from_millis, rfc3339, to_millis, SharedClock};
+use crate::logs::{TrackingLog, TrackingSource};
 use crate::metrics::Telemetry;
 use crate::queue::manager::QueueManager;
 use crate::queue::{MessageId, StoreError};
@@ -88,13 +90,20 @@ pub struct Holder {
     clock: SharedClock,
     index: Mutex<Index>,
     telemetry: Arc<Telemetry>,
+    /// HARECEIVE and HADISCARD records (HARESUBMIT is the queue's, at requeue).
+    tracking: TrackingLog,
 }
 
 impl Holder {
     /// Opens (or creates) the copy log under `queue_dir` and indexes every
     /// copy in it. Every primary starts as just heard from: a restart of this
     /// server does not count against ShadowResubmitTimeSpan.
-    pub fn open(queue_dir: &Path, clock: SharedClock, telemetry: Arc<Telemetry>) -> std::io::Result<Holder> {
+    pub fn open(
+        queue_dir: &Path,
+        clock: SharedClock,
+        telemetry: Arc<Telemetry>,
+        tracking: TrackingLog,
+    ) -> std::io::Result<Holder> {
         let (log, logged) = CopyLog::open(&queue_dir.join(SHADOW_DIR))?;
         let now = clock.now();
         let mut index = Index::default();
@@ -121,7 +130,14 @@ impl Holder {
         if !index.copies.is_empty() {
             info!(copies = index.copies.len(), primaries = index.links.len(), "shadow copies recovered");
         }
-        Ok(Holder { log: Arc::new(log), takeovers: Default::default(), clock, index: Mutex::new(index), telemetry })
+        Ok(Holder {
+            log: Arc::new(log),
+            takeovers: Default::default(),
+            clock,
+            index: Mutex::new(index),
+            telemetry,
+            tracking,
+        })
     }
 
     fn index(&self) -> std::sync::MutexGuard<'_, Index> {
@@ -153,6 +169,13 @@ impl Holder {
         let (primary, link) = index.link(primary, now);
         link.last_contact = now;
         for (id, c) in ids.into_iter().zip(copies) {
+            let context = format!("{primary} message {}", c.envelope.id);
+            self.tracking
+                .record(TrackingEvent::HaReceive, TrackingSource::Redundancy, &c.envelope)
+                .id(id)
+                .all_recipients()
+                .source_context(&context)
+                .write();
             let copy = Copy {
                 primary: primary.clone(),
                 incarnation,
@@ -363,7 +386,13 @@ impl Holder {
         {
             let mut index = self.index();
             for id in ids {
-                index.copies.remove(id);
+                if let Some(copy) = index.copies.remove(id) {
+                    let context = format!("{} message {}", copy.primary, copy.primary_id);
+                    self.tracking
+                        .record_id(TrackingEvent::HaDiscard, TrackingSource::Redundancy, id.0)
+                        .source_context(&context)
+                        .write();
+                }
             }
             self.forget_empty_links(&mut index);
         }
@@ -401,7 +430,9 @@ impl Holder {
             };
             let copy = unframe_one(&frame).map_err(|reason| HolderError::Damaged { id: id.0, reason })?;
             let arrival = rfc3339(from_millis(copy.envelope.arrival_ms));
-            let new_id = into.requeue(copy.envelope, copy.data.to_vec()).await?;
+            let context = format!("shadow copy {id} of {primary} message {} ({why:?})", copy.envelope.id);
+            let tracked = (TrackingEvent::HaResubmit, TrackingSource::Redundancy, context.as_str());
+            let new_id = into.requeue(copy.envelope, copy.data.to_vec(), tracked).await?;
             info!(%primary, shadow_id = %id, id = %new_id, reason = ?why, %arrival, "shadow copy resubmitted for delivery");
             // Queued durably before the copy goes, and its drop synced: a crash in
             // between delivers twice, never loses; a restart does not take over again.

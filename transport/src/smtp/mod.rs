@@ -144,3 +144,5 @@ pub enum TlsError {
 pub fn load_tls_acceptor(files: &crate::config::TlsFiles) -> Result<tokio_rustls::TlsAcceptor, TlsError> {
     tls::load_tls_acceptor(files)
 }
+
+pub use tls::{load_server_certificate, ServerCertificate};

@@ -163,9 +163,13 @@ impl Sink {
     }
 
     pub fn start_on(port: u16, extra: &[&str]) -> Self {
+        Self::start_at(format!("127.0.0.1:{port}").parse().expect("addr"), extra)
+    }
+
+    /// On another loopback address too (MX hosts sharing a send connector's port).
+    pub fn start_at(addr: SocketAddr, extra: &[&str]) -> Self {
         let bin = tool("smtp-sink", "postfix");
         let dir = tempfile::tempdir().expect("sink dir");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let template = format!("{}/m.", dir.path().display());
         let child = Command::new(bin)
             .args(["-u", "root", "-d", &template])
@@ -498,30 +502,16 @@ impl RawClient {
 /// An envelope as the receive side would queue it from `client.test` on the
 /// Default connector (`from` None: a null reverse path).
 pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::message::Envelope {
-    use transport::queue::message::{Envelope, MessageId, MessageState, Origin, Recipient, Source};
-    Envelope {
-        id: MessageId(1),
-        mail_from: from.map(Into::into),
-        recipients: recipients.iter().map(|r| Recipient::new(*r)).collect(),
-        size: 0,
-        body_8bit: false,
-        binary_mime: false,
-        smtputf8: false,
-        requiretls: false,
-        ret: None,
-        envid: None,
-        arrival_ms: 0,
-        origin: Origin {
-            connector: "Default".into(),
-            client_ip: None,
-            helo: "client.test".into(),
-            tls: false,
-            source: Source::Smtp,
-        },
-        subject: None,
-        internet_message_id: None,
-        state: MessageState::default(),
-    }
+    use transport::queue::message::{Envelope, MessageId, Origin, Recipient, Source};
+    let origin = Origin {
+        connector: "Default".into(),
+        client_ip: None,
+        helo: "client.test".into(),
+        tls: false,
+        source: Source::Smtp,
+    };
+    let recipients = recipients.iter().map(|r| Recipient::new(*r)).collect();
+    Envelope::new(MessageId(1), from, recipients, 0, origin, 0)
 }
 
 /// Runs a future to completion on a fresh current-thread runtime.

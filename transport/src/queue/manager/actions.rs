@@ -4,6 +4,8 @@
 //! processing panicked `poisonThreshold` times goes to the Poison queue.
 use super::state::{Pending, QueueId, Redirect, Timer};
 use super::QueueManager;
+use crate::api::TrackingEvent;
+use crate::logs::TrackingSource;
 use crate::queue::body::BodyReader;
 use crate::queue::message::{MessageId, RecipientStatus};
 use crate::routing::{DeliveryType, NextHop};
@@ -342,6 +344,12 @@ impl QueueManager {
             pending.into_iter().map(|i| (i, REMOVED_REPLY.to_string())).collect()
         };
         info!(message = %id, with_ndr, "message removed by an administrator");
+        if let Some(env) = self.envelope(id) {
+            // With a report the recipients failed; without one the message was dropped.
+            let event = if with_ndr { TrackingEvent::Fail } else { TrackingEvent::Drop };
+            let statuses = failures.iter().map(|(i, reply)| (*i, reply.as_str().into()));
+            self.tracking().record(event, TrackingSource::Admin, &env).recipients(statuses).write();
+        }
         if with_ndr && !failures.is_empty() {
             self.send_failure_dsn(id, &failures, None).await;
         }
@@ -375,6 +383,14 @@ impl QueueManager {
                     self.note_idle_locked(&mut state, qid);
                 }
                 let pending = super::pending_indexes(&state, id);
+                if let Some(msg) = state.messages.get(&id) {
+                    let reason = format!("processing the message crashed {count} times, last while {doing}");
+                    let pending = pending.iter().map(|i| (*i, reason.as_str().into()));
+                    self.tracking()
+                        .record(TrackingEvent::PoisonMessage, TrackingSource::Queue, &msg.env)
+                        .recipients(pending)
+                        .write();
+                }
                 state.add_item(QueueId::Poison, id, pending, now);
                 error!(event_id = 10001, message = %id, "PoisonMessage: message moved to the Poison queue");
             } else {

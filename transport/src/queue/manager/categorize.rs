@@ -3,6 +3,8 @@
 //! organisation's recipient limit and the send size limits are checked.
 use super::state::{QueueId, State};
 use super::{pending_indexes, QueueManager, RuntimeConfig};
+use crate::api::TrackingEvent;
+use crate::logs::TrackingSource;
 use crate::queue::message::{domain_of, Envelope, MessageId, Source};
 use crate::routing::{NextHop, Route};
 use std::panic::AssertUnwindSafe;
@@ -80,7 +82,8 @@ impl QueueManager {
         };
         if !refusals.is_empty() {
             let this = self.clone();
-            tokio::spawn(async move { this.fail_recipients(id, refusals, None, None).await });
+            let why = (TrackingEvent::Fail, TrackingSource::Routing);
+            tokio::spawn(async move { this.fail_recipients(id, refusals, None, None, why).await });
         } else if finished {
             // Nothing left to route (every recipient already done): forget it.
             let this = self.clone();
@@ -92,7 +95,8 @@ impl QueueManager {
     /// -Resubmit, maxIdleTimeBeforeResubmit, routing changes for Unreachable).
     /// Items being transmitted and suspended messages stay.
     pub(super) fn resubmit_queue(&self, qid: QueueId) -> usize {
-        let taken: Vec<(MessageId, Vec<usize>)> = {
+        // A Redirect-Message moves queues this way too; its REDIRECT records tell that.
+        let (redirecting, taken): (bool, Vec<(MessageId, Vec<usize>)>) = {
             let mut state = self.state();
             let ids: Vec<MessageId> = match state.queues.get(&qid) {
                 Some(q) => q.items.iter().filter(|(_, i)| !i.active).map(|(id, _)| *id).collect(),
@@ -117,10 +121,18 @@ impl QueueManager {
             }
             self.persist_queue_locked(&state, qid);
             self.note_idle_locked(&mut state, qid);
-            taken
+            (state.redirect.is_some(), taken)
         };
         let count = taken.len();
         for (id, recipients) in taken {
+            if let Some(env) = self.envelope(id).filter(|_| !redirecting) {
+                let context = format!("resubmitted from queue {qid}");
+                self.tracking()
+                    .record(TrackingEvent::Resubmit, TrackingSource::Queue, &env)
+                    .recipients(recipients.iter().map(|i| (*i, "".into())))
+                    .source_context(&context)
+                    .write();
+            }
             self.categorize(id, Some(recipients));
         }
         if count > 0 {

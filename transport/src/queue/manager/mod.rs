@@ -5,7 +5,8 @@
 //! Unreachable queue); connection workers ([`worker`]) drain delivery queues;
 //! timers ([`timers`]) drive retries, delay DSNs, expiry, idle queues and
 //! auto-resubmit; [`actions`] are the administrator's levers; [`view`] renders
-//! Get-Queue and Get-Message; [`notify`] builds and submits DSNs.
+//! Get-Queue and Get-Message; [`notify`] builds and submits DSNs; [`tracking`]
+//! writes the message tracking log's records of intake and transmission.
 //!
 //! Ownership of decisions: the [`Router`](crate::routing::Router) decides the
 //! next hop, [`retry`](super::retry) decides when a failed hop is tried again,
@@ -20,11 +21,12 @@ mod notify;
 mod safety_net;
 mod state;
 mod timers;
+mod tracking;
 mod view;
 mod worker;
 
 pub use actions::ActionError;
-pub use safety_net::{parse_time, ResubmitWindow};
+pub use safety_net::ResubmitWindow;
 pub use state::QueueId;
 pub use view::{MessagePage, QueueGauge, QueueSnapshot};
 pub use worker::MAX_UNCONFIRMED_DELIVERIES;
@@ -35,7 +37,8 @@ use super::store::{Recovered, Store, StoreError};
 use crate::clock::{from_millis, to_millis, SharedClock};
 use crate::config::{ExpirationPolicy, OrgSettings, RetryPolicy, TransportFile};
 use crate::control::Gate;
-use crate::logs::{ConnectivityLog, ProtocolLog};
+use crate::delivery::mta_sts::MtaSts;
+use crate::logs::{ConnectivityLog, ProtocolLog, TrackingLog};
 use crate::routing::mx::{MxError, Resolver};
 use crate::routing::{NextHop, Router};
 use std::future::Future;
@@ -50,6 +53,8 @@ pub struct RuntimeConfig {
     pub fqdn: String,
     pub router: Router,
     pub resolver: Resolver,
+    /// Recipient domains' MTA-STS policies: one for the server's life, kept across reloads.
+    pub mta_sts: Arc<MtaSts>,
     pub retry: RetryPolicy,
     pub expiration: ExpirationPolicy,
     pub org: OrgSettings,
@@ -59,12 +64,13 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    pub fn from_file(file: &TransportFile) -> Result<Self, MxError> {
+    pub fn from_file(file: &TransportFile, mta_sts: Arc<MtaSts>) -> Result<Self, MxError> {
         Ok(Self {
             server_name: file.server_name.clone(),
             fqdn: file.fqdn.clone(),
             router: Router::new(&file.send_connectors, &file.transport_config, file.mailbox_delivery.as_ref()),
             resolver: Resolver::new(file.dns.as_ref())?,
+            mta_sts,
             retry: file.retry_policy(),
             expiration: file.expiration_policy(),
             org: file.transport_config.clone(),
@@ -93,11 +99,24 @@ pub trait QueueEvents: Send + Sync + 'static {
 pub struct NoQueueEvents;
 impl QueueEvents for NoQueueEvents {}
 
-/// Logs the outbound side writes.
+/// Logs the queue side writes.
 #[derive(Clone)]
 pub struct QueueLogs {
     pub connectivity: ConnectivityLog,
     pub send_protocol: ProtocolLog,
+    /// Every event of a message's life, from acceptance to removal.
+    pub tracking: TrackingLog,
+}
+
+impl QueueLogs {
+    /// No log at all (tests, benchmarks of the queue alone).
+    pub fn disabled() -> QueueLogs {
+        QueueLogs {
+            connectivity: ConnectivityLog::disabled(),
+            send_protocol: ProtocolLog::disabled(),
+            tracking: TrackingLog::disabled(),
+        }
+    }
 }
 
 pub(crate) struct Inner {
@@ -150,6 +169,12 @@ impl QueueManager {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The message tracking log: intake, the shadow side and the admin API write and
+    /// read the same one.
+    pub fn tracking(&self) -> &TrackingLog {
+        &self.inner.logs.tracking
     }
 
     /// Restores what [`Store::open`] found: queue states first (retry counters
@@ -254,6 +279,11 @@ impl QueueManager {
     /// Watch this to learn when a Redirect-Message starts and ends.
     pub fn redirecting(&self) -> watch::Receiver<bool> {
         self.inner.redirecting.subscribe()
+    }
+
+    /// The MTA-STS policies in use (a reload hands them to the new configuration).
+    pub fn mta_sts(&self) -> Arc<MtaSts> {
+        self.config().mta_sts.clone()
     }
 
     fn config(&self) -> Arc<RuntimeConfig> {

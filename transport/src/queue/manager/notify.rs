@@ -4,8 +4,10 @@
 //! when enabled for that sender side; every report is a new message from the
 //! postmaster with a null reverse path, routed like any other.
 use super::QueueManager;
+use crate::api::TrackingEvent;
 use crate::clock::{from_millis, to_millis};
 use crate::dsn::{self, Action, DsnInput, DsnRecipient};
+use crate::logs::TrackingSource;
 use crate::queue::message::{Envelope, MessageId, Notify, Origin, Recipient, RecipientStatus, Source};
 use crate::routing::NextHop;
 use tracing::{info, warn};
@@ -13,13 +15,15 @@ use tracing::{info, warn};
 impl QueueManager {
     /// Marks recipients failed for good, sends the NDR they are owed, and
     /// persists (or removes) the message. The caller already took them out of
-    /// their queues (of `hop`, for the metrics).
+    /// their queues (of `hop`, for the metrics). `why` is the tracking event
+    /// (FAIL, or EXPIRE) and the component that decided.
     pub(super) async fn fail_recipients(
         &self,
         id: MessageId,
         failures: Vec<(usize, String)>,
         remote: Option<&str>,
         hop: Option<&NextHop>,
+        why: (TrackingEvent, TrackingSource),
     ) {
         {
             let mut state = self.state();
@@ -31,6 +35,11 @@ impl QueueManager {
                     }
                 }
             }
+        }
+        if let Some(env) = self.envelope(id) {
+            let statuses = failures.iter().map(|(i, reply)| (*i, reply.as_str().into()));
+            let hop_name = hop.map_or("", |h| h.next_hop_domain.as_str());
+            self.tracking().record(why.0, why.1, &env).recipients(statuses).message_info(hop_name).write();
         }
         self.inner.events.failed(hop, failures.len());
         self.send_failure_dsn(id, &failures, remote).await;
@@ -74,6 +83,7 @@ impl QueueManager {
         let now = self.inner.clock.now();
         let (pending, until) = {
             let mut state = self.state();
+            let hop_error = state.hop_error(id);
             let Some(msg) = state.messages.get_mut(&id) else { return };
             let due = msg.env.arrival_ms + config.expiration.delay_notification_time_out.as_millis() as u64;
             if msg.env.state.delay_dsn_done || msg.env.state.poisoned || msg.env.is_finished() || to_millis(now) < due {
@@ -89,7 +99,7 @@ impl QueueManager {
                 .iter()
                 .enumerate()
                 .filter(|(_, r)| r.status == RecipientStatus::Pending && wants_delay(r.notify))
-                .map(|(i, r)| (i, r.last_error.as_deref().unwrap_or_default().to_string()))
+                .map(|(i, r)| (i, r.last_error.as_deref().or(hop_error.as_deref()).unwrap_or_default().to_string()))
                 .collect();
             let until =
                 from_millis(msg.env.arrival_ms + config.expiration.message_expiration_time_out.as_millis() as u64);
@@ -167,8 +177,10 @@ impl QueueManager {
             Action::Delayed => t.delay.as_deref(),
             Action::Delivered | Action::Relayed => t.success.as_deref(),
         });
+        let message_id = dsn::new_message_id(&config.fqdn);
         let bytes = dsn::build(&DsnInput {
             reporting_mta: &config.fqdn,
+            message_id: &message_id,
             postmaster: &config.postmaster,
             to: &to,
             envid: env.envid.as_deref(),
@@ -187,7 +199,8 @@ impl QueueManager {
         // An 8-bit original returned whole makes the report 8-bit too.
         // A global report (UTF-8 addresses, RFC 6533) is 8-bit too.
         let body_8bit = env.body_8bit || !bytes.is_ascii();
-        match self.submit_dsn(&to, bytes, body_8bit, env.requiretls).await {
+        let report = Report { message_id, about: &env, kind };
+        match self.submit_dsn(&to, bytes, body_8bit, report).await {
             Ok(dsn_id) => {
                 info!(message = %id, dsn = %dsn_id, action = kind, to = %to, "DSN queued");
                 self.inner.events.dsn(kind);
@@ -196,14 +209,13 @@ impl QueueManager {
         }
     }
 
-    /// Stores a DSN as a new message from `<>` to `to` and queues it.
+    /// Stores a DSN as a new message from `<>` to `to`, tracks it and queues it.
     async fn submit_dsn(
         &self,
         to: &str,
         bytes: Vec<u8>,
         body_8bit: bool,
-        // The report about a REQUIRETLS message goes the same protected way.
-        requiretls: bool,
+        report: Report<'_>,
     ) -> Result<MessageId, crate::queue::StoreError> {
         let config = self.config();
         let id = self.inner.store.next_id();
@@ -219,7 +231,8 @@ impl QueueManager {
             binary_mime: false,
             // A report to a UTF-8 address goes only where SMTPUTF8 is offered.
             smtputf8: !to.is_ascii(),
-            requiretls,
+            // The report about a REQUIRETLS message goes the same protected way.
+            requiretls: report.about.requiretls,
             ret: None,
             envid: None,
             arrival_ms: to_millis(self.inner.clock.now()),
@@ -231,13 +244,27 @@ impl QueueManager {
                 source: Source::Dsn,
             },
             subject: None,
-            internet_message_id: None,
+            internet_message_id: Some(format!("<{}>", report.message_id).into()),
             state: Default::default(),
         };
         self.inner.store.insert(&envelope, &bytes).await?;
+        self.tracking()
+            .record(TrackingEvent::Dsn, TrackingSource::Dsn, &envelope)
+            .all_recipients()
+            .reference(report.about.internet_message_id.as_deref().unwrap_or(""))
+            .message_info(report.kind)
+            .write();
         self.enqueue(envelope);
         Ok(id)
     }
+}
+
+/// What a report is about: its Message-ID, the original's envelope, the action
+/// (`failed`, `delayed`, `delivered`, `relayed`).
+struct Report<'a> {
+    message_id: String,
+    about: &'a Envelope,
+    kind: &'static str,
 }
 
 /// (status, diagnostic, remote MTA, last attempt, will retry until)

@@ -6,6 +6,8 @@
 //! server restored from an old backup lost since then. The sweep drops what
 //! is older than the hold time.
 use super::QueueManager;
+use crate::api::TrackingEvent;
+use crate::logs::TrackingSource;
 use crate::queue::body::StagedBody;
 use crate::queue::message::{Envelope, MessageId, RecipientStatus, Source};
 use crate::queue::{Store, StoreError};
@@ -76,7 +78,9 @@ impl QueueManager {
             envelope.arrival_ms = self.now_ms();
             envelope.origin.source = Source::Resubmit;
             let recipients = envelope.recipients.len();
-            let new_id = self.requeue(envelope, data).await?;
+            let context = format!("Safety Net message {id}");
+            let why = (TrackingEvent::Resubmit, TrackingSource::SafetyNet, context.as_str());
+            let new_id = self.requeue(envelope, data, why).await?;
             info!(from = %id, id = %new_id, recipients, "resubmitted from the Safety Net");
             queued += 1;
         }
@@ -85,11 +89,19 @@ impl QueueManager {
 
     /// Stores and queues a message again as a new one (a new id, no queue state):
     /// what a resubmit request and a shadow takeover do with what they kept.
-    pub async fn requeue(&self, mut envelope: Envelope, data: Vec<u8>) -> Result<MessageId, StoreError> {
+    /// `why`: the tracking event, its source and where the message came from.
+    pub async fn requeue(
+        &self,
+        mut envelope: Envelope,
+        data: Vec<u8>,
+        why: (TrackingEvent, TrackingSource, &str),
+    ) -> Result<MessageId, StoreError> {
         let store = self.store();
         envelope.id = store.next_id();
         envelope.state = Default::default();
         store.insert_body(&envelope, StagedBody::Inline(data)).await?;
+        let (event, source, context) = why;
+        self.tracking().record(event, source, &envelope).all_recipients().source_context(context).write();
         let id = envelope.id;
         self.enqueue(envelope);
         Ok(id)
@@ -123,11 +135,4 @@ async fn off_runtime<T: Send + 'static>(
     tokio::task::spawn_blocking(move || read(&store))
         .await
         .unwrap_or_else(|e| Err(StoreError::Io(std::io::Error::other(e))))
-}
-
-/// Milliseconds since the epoch of an RFC 3339 time (a resubmit request's bounds).
-pub fn parse_time(text: &str) -> Result<u64, String> {
-    let t = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| format!("\"{text}\" is not an RFC 3339 time (2026-12-07T08:00:00Z): {e}"))?;
-    u64::try_from(t.unix_timestamp_nanos() / 1_000_000).map_err(|_| format!("\"{text}\" is before 1970"))
 }

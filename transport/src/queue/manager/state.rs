@@ -258,6 +258,17 @@ pub(super) struct State {
 }
 
 impl State {
+    /// Why a message's recipients without a reply of their own still wait: the connection
+    /// error of a queue of it in Retry (Get-Queue's LastError; an MTA-STS refusal among
+    /// them). Delay DSNs and NDRs at expiry carry it.
+    pub(super) fn hop_error(&self, id: MessageId) -> Option<String> {
+        let msg = self.messages.get(&id)?;
+        msg.queues.iter().find_map(|q| {
+            let q = self.queues.get(q).filter(|q| q.retry.in_retry())?;
+            q.retry.last_error.clone()
+        })
+    }
+
     pub(super) fn new(now_ms: u64) -> State {
         let mut queues = BTreeMap::new();
         queues.insert(QueueId::Submission, Queue::new(None, now_ms));

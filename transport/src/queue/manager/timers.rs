@@ -4,6 +4,8 @@
 //! when they fire, against the configuration in force then.
 use super::state::Timer;
 use super::QueueManager;
+use crate::api::TrackingEvent;
+use crate::logs::TrackingSource;
 use crate::queue::message::{MessageId, RecipientStatus};
 use crate::queue::retry::connection_retry_interval;
 use crate::routing::DeliveryType;
@@ -139,6 +141,7 @@ impl QueueManager {
             }
             // The next hop it waited for, for the metrics (None in Unreachable).
             let hop = queues.iter().find_map(|q| state.queues.get(q)?.hop.clone());
+            let hop_error = state.hop_error(id);
             for qid in queues {
                 let _ = state.take_item(qid, id);
                 self.note_idle_locked(&mut state, qid);
@@ -151,7 +154,7 @@ impl QueueManager {
                 .enumerate()
                 .filter(|(_, r)| r.status == RecipientStatus::Pending)
                 .map(|(i, r)| {
-                    let reply = match &r.last_error {
+                    let reply = match r.last_error.as_deref().or(hop_error.as_deref()) {
                         Some(last) => format!("{EXPIRED_REPLY} (last error: {last})"),
                         None => EXPIRED_REPLY.to_string(),
                     };
@@ -161,7 +164,8 @@ impl QueueManager {
             (hop, failures)
         };
         info!(message = %id, recipients = failures.len(), "message expired");
-        self.fail_recipients(id, failures, None, hop.as_ref()).await;
+        let why = (TrackingEvent::Expire, TrackingSource::Queue);
+        self.fail_recipients(id, failures, None, hop.as_ref(), why).await;
     }
 
     /// After a reload: queues in Retry get their next attempt from the new

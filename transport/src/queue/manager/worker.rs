@@ -5,11 +5,12 @@
 //! connectivity log.
 use super::state::{QueueId, State, Timer};
 use super::QueueManager;
+use crate::api::TrackingEvent;
 use crate::config::OutboundTls;
 use crate::delivery::{
     self, CertificateCheck, ConnectOptions, OutboundSession, ProtocolTap, RecipientOutcome, SendOutcome,
 };
-use crate::logs::{LogEvent, ProtocolSession};
+use crate::logs::{LogEvent, ProtocolSession, TrackingSource};
 use crate::queue::message::{Envelope, MessageId, Notify, RecipientStatus};
 use crate::queue::retry::connection_retry_interval;
 use crate::routing::{DeliveryType, NextHop};
@@ -169,18 +170,32 @@ impl QueueManager {
         };
         let found: Vec<String> = targets.iter().map(|t| format!("{}[{}]", t.host, t.addr.ip())).collect();
         log.send(&found.join(","));
-        let opts = ConnectOptions {
+        // RFC 8461: the MX hosts the domain's policy allows, and what their connections must prove.
+        let sts = config.mta_sts.enforcement(&config.resolver, &hop, connector.as_ref()).await;
+        let targets = match sts.select(targets, &log) {
+            Ok(targets) => targets,
+            Err(reason) => {
+                warn!(event_id = 2002, next_hop = %hop, error = %reason, "SmtpSendConnectionError");
+                log.disconnect(&format!("Messages: 0 Bytes: 0 (Retry : {reason})"));
+                self.connection_failed(qid, reason);
+                return;
+            }
+        };
+        let opts = sts.connect_options(ConnectOptions {
             helo_name: config.fqdn.clone(),
             tls: connector.as_ref().map(|c| c.tls).unwrap_or(OutboundTls::Opportunistic),
             certificate_check: connector.as_ref().map(CertificateCheck::from_connector).unwrap_or_default(),
+            policy_audit: None,
             connect_timeout: connector.as_ref().map_or(SEND_CONNECTION_TIMEOUT, |c| c.connection_timeout_or_default()),
             command_timeout: connector
                 .as_ref()
                 .map_or(SEND_CONNECTION_INACTIVITY_TIMEOUT, |c| c.connection_inactivity_timeout_or_default()),
             // Set per target below: the protocol log line needs the endpoints.
             tap: None,
-        };
+        });
         let mut session = None;
+        // The host and address that took the connection (for the tracking log).
+        let mut peer = None;
         let mut last_error = String::from("no address to connect to");
         for target in &targets {
             let mut opts = opts.clone();
@@ -193,12 +208,14 @@ impl QueueManager {
             }
             match OutboundSession::connect(target, &opts).await {
                 Ok(s) => {
+                    sts.audit(&s, &log);
                     session = Some(s);
+                    peer = Some((target.host.clone(), target.addr.ip()));
                     break;
                 }
                 Err(e) => {
-                    warn!(event_id = 2002, target = %target.addr, error = %e, "SmtpSendConnectionError");
-                    last_error = e.to_string();
+                    last_error = sts.explain(&e);
+                    warn!(event_id = 2002, target = %target.addr, error = %last_error, "SmtpSendConnectionError");
                 }
             }
         }
@@ -258,6 +275,14 @@ impl QueueManager {
                 Ok(Ok(outcome)) => {
                     messages += 1;
                     bytes += size;
+                    let (host, ip) = peer.as_ref().map_or(("", None), |(h, ip)| (h.as_str(), Some(*ip)));
+                    let sent = super::tracking::Sent {
+                        hop: &hop,
+                        connector: connector.as_ref().map(|c| c.name.as_str()),
+                        host,
+                        ip,
+                    };
+                    self.track_outcome(&env, &outcome, &sent, log.id());
                     let recorded = self.apply_outcome(qid, id, outcome, session.remote().to_string()).await;
                     unconfirmed.extend(recorded);
                 }
@@ -527,7 +552,8 @@ impl QueueManager {
         };
         for (id, recipients) in taken {
             let failures = recipients.into_iter().map(|i| (i, reply.clone())).collect();
-            self.fail_recipients(id, failures, None, hop.as_ref()).await;
+            let why = (TrackingEvent::Fail, TrackingSource::Smtp);
+            self.fail_recipients(id, failures, None, hop.as_ref(), why).await;
         }
     }
 

@@ -1,0 +1,189 @@
+//! MTA-STS (RFC 8461) for DNS-routed send connectors: a recipient domain publishes a
+//! TXT record `_mta-sts.<domain>` and a policy at `https://mta-sts.<domain>/.well-known/mta-sts.txt`
+//! saying which MX hosts are its own and whether mail to it must go over TLS with a valid
+//! certificate. docs/design.md §5 has the behaviour, RELIABILITY.md what is proven.
+//!
+//! - [`record`], [`policy`]: the TXT record and the policy file, parsed strictly (pure)
+//! - `fetch`: the HTTPS fetch of a policy
+//! - `cache`: policies per domain with id and expiry, persisted under the queue directory
+//! - [`enforce`]: what a policy means for one delivery attempt
+//!
+//! [`MtaSts`] owns the cache and the rules of §3.3 and §5.1 (when to fetch, when a cached
+//! policy still applies); the server creates one and the queue side reaches it through
+//! its `RuntimeConfig`, as the resolver.
+mod cache;
+pub mod enforce;
+mod fetch;
+pub mod policy;
+pub mod record;
+
+pub use cache::FILE as CACHE_FILE;
+pub use enforce::Enforcement;
+pub use policy::{Mode, MxPattern, Policy, PolicyError};
+pub use record::{Record, RecordError};
+
+use crate::clock::{to_millis, SharedClock};
+use crate::config::{MtaStsMode, SendConnector};
+use crate::routing::mx::Resolver;
+use crate::routing::{DeliveryType, NextHop};
+use cache::{Cache, Cached};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use tracing::{debug, info, warn, Instrument};
+
+/// §3.3: after a failed fetch, the same policy id is not fetched again for this long.
+const FETCH_BACKOFF_MS: u64 = 5 * 60 * 1000;
+
+/// The policies of recipient domains, as this server knows them.
+pub struct MtaSts {
+    clock: SharedClock,
+    /// Where the test hook's port file is looked for (the queue directory).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    dir: PathBuf,
+    cache: Mutex<Cache>,
+    /// Domain → (id, not before): fetches that failed, not tried again before then.
+    failed: Mutex<HashMap<String, (String, u64)>>,
+    /// Writes of the cache file, one at a time and in order.
+    writing: tokio::sync::Mutex<()>,
+}
+
+/// Test hook (feature `test-hooks`): while this file in the queue directory holds a port
+/// number, policies are fetched from that port instead of 443 (a test cannot serve HTTPS
+/// on 443). Without the feature: always 443.
+#[cfg(feature = "test-hooks")]
+pub const PORT_FLAG: &str = "test-hook-mta-sts-port";
+
+impl MtaSts {
+    /// The policies cached in `queue_dir` (none when there are none, or they cannot be read).
+    pub fn open(queue_dir: &Path, clock: SharedClock) -> MtaSts {
+        MtaSts {
+            clock,
+            dir: queue_dir.to_path_buf(),
+            cache: Mutex::new(Cache::load(queue_dir)),
+            failed: Mutex::default(),
+            writing: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// What MTA-STS asks of an attempt to deliver to `hop` through `connector`: nothing
+    /// unless the connector routes by MX with `mtaSts` on and the domain has a policy
+    /// (mode `none` included) that is live or still cached.
+    pub async fn enforcement(
+        &self,
+        resolver: &Resolver,
+        hop: &NextHop,
+        connector: Option<&SendConnector>,
+    ) -> Enforcement {
+        let Some(connector) = connector else { return Enforcement::none() };
+        if hop.delivery_type != DeliveryType::DnsConnectorDelivery
+            || connector.mta_sts_or_default() == MtaStsMode::Disabled
+        {
+            return Enforcement::none();
+        }
+        let domain = hop.next_hop_domain.trim().trim_end_matches('.').to_ascii_lowercase();
+        // A domain literal has no DNS to publish a policy in.
+        if domain.is_empty() || domain.starts_with('[') {
+            return Enforcement::none();
+        }
+        let roots = connector.tls_certificate_authorities.as_deref();
+        let span = tracing::info_span!("mta_sts", %domain);
+        match self.policy(resolver, &domain, roots).instrument(span).await {
+            Some(policy) => Enforcement::new(&domain, policy, connector),
+            None => Enforcement::none(),
+        }
+    }
+
+    /// The policy of `domain` now (§3, §5.1): the cached one while its id is the one
+    /// published and it has not expired; else a fetch; a cached unexpired policy also when
+    /// no live one can be had (no valid TXT record, a DNS failure, a failed fetch).
+    async fn policy(&self, resolver: &Resolver, domain: &str, roots: Option<&Path>) -> Option<Arc<Policy>> {
+        let now = to_millis(self.clock.now());
+        let cached = self.lock_cache().get(domain).filter(|c| c.fresh(now)).cloned();
+        let record = match resolver.txt(&format!("_mta-sts.{domain}")).await {
+            Ok(texts) => record::discover(&texts),
+            Err(e) => {
+                debug!(error = %e, "MTA-STS: TXT lookup failed");
+                return cached.map(|c| c.policy);
+            }
+        };
+        let record = match record {
+            Ok(record) => record,
+            Err(RecordError::None) => return cached.map(|c| c.policy),
+            Err(e) => {
+                warn!(%domain, error = %e, "MTA-STS: the TXT record cannot be used");
+                return cached.map(|c| c.policy);
+            }
+        };
+        if let Some(c) = cached.as_ref().filter(|c| c.id == record.id) {
+            return Some(c.policy.clone());
+        }
+        if self.backing_off(domain, &record.id, now) {
+            return cached.map(|c| c.policy);
+        }
+        let port = self.https_port();
+        let fetched = fetch::fetch(resolver, domain, roots, port).await.map_err(|e| e.to_string()).and_then(|text| {
+            let policy = Policy::parse(&text).map_err(|e| format!("the policy of {domain} is not valid: {e}"))?;
+            Ok((policy, text))
+        });
+        match fetched {
+            Ok((policy, text)) => {
+                info!(id = %record.id, mode = policy.mode.as_str(), max_age = policy.max_age, mx = %policy.mx_list(),
+                      "MTA-STS policy fetched");
+                let policy = Arc::new(policy);
+                let expires_ms = now.saturating_add(policy.max_age.saturating_mul(1000));
+                let entry = Cached { id: record.id, policy: policy.clone(), text, expires_ms };
+                self.lock_cache().put(domain, entry);
+                self.lock_failed().remove(domain);
+                self.save().await;
+                Some(policy)
+            }
+            Err(reason) => {
+                let keeping = if cached.is_some() { "the cached policy applies" } else { "no policy applies" };
+                warn!(%domain, id = %record.id, error = %reason, "MTA-STS: the policy cannot be fetched; {keeping}");
+                self.lock_failed().insert(domain.to_string(), (record.id, now + FETCH_BACKOFF_MS));
+                cached.map(|c| c.policy)
+            }
+        }
+    }
+
+    /// A fetch of this id failed a moment ago.
+    fn backing_off(&self, domain: &str, id: &str, now: u64) -> bool {
+        let mut failed = self.lock_failed();
+        failed.retain(|_, (_, until)| *until > now);
+        failed.get(domain).is_some_and(|(failed_id, _)| failed_id == id)
+    }
+
+    /// Writes the cache file (off the async threads); a failure is logged and costs
+    /// only the policies' survival of a restart.
+    async fn save(&self) {
+        let _turn = self.writing.lock().await;
+        let now = to_millis(self.clock.now());
+        let (path, bytes) = {
+            let mut cache = self.lock_cache();
+            (cache.path().to_path_buf(), cache.snapshot(now))
+        };
+        let written = tokio::task::spawn_blocking(move || cache::write(&path, &bytes).map_err(|e| (path, e))).await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err((path, e))) => warn!(path = %path.display(), error = %e, "MTA-STS: cannot write the policy cache"),
+            Err(e) => warn!(error = %e, "MTA-STS: writing the policy cache failed"),
+        }
+    }
+
+    fn https_port(&self) -> u16 {
+        #[cfg(feature = "test-hooks")]
+        if let Some(port) = std::fs::read_to_string(self.dir.join(PORT_FLAG)).ok().and_then(|t| t.trim().parse().ok()) {
+            return port;
+        }
+        fetch::HTTPS_PORT
+    }
+
+    fn lock_cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock_failed(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, u64)>> {
+        self.failed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
