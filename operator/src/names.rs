@@ -44,6 +44,8 @@ pub const ADMIN_PORT: u16 = 8025;
 pub const CONFIG_DIR: &str = "/etc/kube-transport/config";
 pub const ADMIN_DIR: &str = "/etc/kube-transport/admin";
 pub const TLS_DIR: &str = "/etc/kube-transport/tls";
+/// Where `spec.projectedVolumeTemplate` is mounted (read-only).
+pub const PROJECTED_DIR: &str = "/projected";
 pub const AUTH_DIR: &str = "/etc/kube-transport/auth";
 pub const DATA_DIR: &str = "/var/lib/kube-transport";
 pub const QUEUE_DIR: &str = "/var/lib/kube-transport/queue";

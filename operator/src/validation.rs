@@ -191,6 +191,22 @@ fn cluster_rules(name: &str, spec: &TransportServiceSpec) -> Vec<FieldError> {
             ));
         }
     }
+    // A CA bundle in the pod comes from spec.projectedVolumeTemplate: a path under its
+    // mount without one names a file that will never be there.
+    for (i, c) in spec.send_connectors.iter().enumerate() {
+        let Some(path) = &c.tls_certificate_authorities else { continue };
+        if path.starts_with(names::PROJECTED_DIR) && spec.projected_volume_template.is_none() {
+            errors.push(FieldError::service(
+                format!("spec.sendConnectors[{i}].tlsCertificateAuthorities"),
+                format!(
+                    "{} is under {}, which only spec.projectedVolumeTemplate fills: project the CA bundle's \
+                     Secret or ConfigMap there",
+                    path.display(),
+                    names::PROJECTED_DIR
+                ),
+            ));
+        }
+    }
     errors
 }
 
@@ -321,6 +337,16 @@ mod tests {
         );
         assert!(errors[2].message.contains("spec.receiveConnectors[0]"), "{}", errors[2].message);
         assert_eq!(cluster_rules("Mail_Service", &ts.spec)[0].path, "metadata.name");
+
+        // A CA bundle under /projected needs the template that puts it there.
+        let mut ts = service("mail", 1);
+        ts.spec.send_connectors[0].tls_certificate_authorities = Some("/projected/ca/ca.crt".into());
+        let errors = cluster_rules("mail", &ts.spec);
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].path, "spec.sendConnectors[0].tlsCertificateAuthorities");
+        assert!(errors[0].message.contains("spec.projectedVolumeTemplate"), "{}", errors[0].message);
+        ts.spec.projected_volume_template = Some(Default::default());
+        assert!(cluster_rules("mail", &ts.spec).is_empty());
     }
 
     #[test]

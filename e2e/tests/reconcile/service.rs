@@ -530,3 +530,44 @@ async fn an_invalid_transport_config_is_named_in_both_statuses() {
     assert!(ready.message.contains("TransportConfig default: spec.acceptedDomains[1].domain"), "{}", ready.message);
     assert_eq!(h.config_map("mail").await.data, cm_before);
 }
+
+/// A CA bundle for a send connector, from a ConfigMap projected into every server: the API
+/// server takes the template, the pods mount it at /projected, the connector's file names
+/// the path; a path under /projected without a template is refused, naming the field.
+#[tokio::test]
+async fn a_projected_ca_bundle_reaches_the_pods_and_a_missing_one_is_named() {
+    let h = Harness::new().await;
+    h.create_config("default").await;
+    let mut ts = service("mail", 1);
+    let outbound = &mut ts.spec.send_connectors[0];
+    outbound.tls = transport::config::OutboundTls::Required;
+    outbound.tls_auth_level = Some(transport::config::TlsAuthLevel::CertificateValidation);
+    outbound.tls_certificate_authorities = Some("/projected/ca/ca.crt".into());
+    h.create_service(ts.clone()).await;
+    h.reconcile("mail").await;
+    let status = h.service("mail").await.status.unwrap();
+    let ready = condition(&status.conditions, "Ready");
+    assert_eq!(ready.status, "False");
+    assert!(ready.message.contains("spec.sendConnectors[0].tlsCertificateAuthorities"), "{}", ready.message);
+    assert!(h.pods().await.is_empty(), "nothing applied");
+
+    let template = serde_json::json!({"sources": [{"configMap": {
+        "name": "corp-ca", "items": [{"key": "ca.crt", "path": "ca/ca.crt"}]}}]});
+    let patch = serde_json::json!({"spec": {"projectedVolumeTemplate": template}});
+    h.api::<TransportService>()
+        .patch("mail", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+        .await
+        .expect("the API server takes the template");
+    h.reconcile("mail").await;
+    let pods = h.pods().await;
+    assert_eq!(pods.len(), 1);
+    let spec = pods[0].spec.clone().unwrap();
+    let volume = spec.volumes.unwrap().into_iter().find(|v| v.projected.is_some()).expect("the projected volume");
+    let source = &volume.projected.unwrap().sources.unwrap()[0];
+    assert_eq!(source.config_map.as_ref().map(|c| c.name.as_str()), Some("corp-ca"));
+    let mount = spec.containers[0].volume_mounts.clone().unwrap().into_iter().find(|m| m.name == volume.name).unwrap();
+    assert_eq!((mount.mount_path.as_str(), mount.read_only), ("/projected", Some(true)));
+    let file: serde_yaml::Value =
+        serde_yaml::from_str(&h.config_map("mail").await.data.unwrap()["mail-0.yaml"]).unwrap();
+    assert_eq!(file["sendConnectors"][0]["tlsCertificateAuthorities"], "/projected/ca/ca.crt");
+}

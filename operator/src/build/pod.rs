@@ -121,6 +121,10 @@ pub fn server_pod_spec(ts: &TransportService, server: &str, image: &str) -> PodS
             mounts.push(mount(&volume, &format!("{}/{}", names::AUTH_DIR, c.name), true));
         }
     }
+    if let Some(projected) = &spec.projected_volume_template {
+        volumes.push(Volume { name: "projected".into(), projected: Some(projected.clone()), ..Default::default() });
+        mounts.push(mount("projected", names::PROJECTED_DIR, true));
+    }
     ports.push(tcp_port(names::INTRA_PORT_NAME.into(), spec.intra_port()));
     ports.push(tcp_port(names::ADMIN_PORT_NAME.into(), names::ADMIN_PORT));
     ports.push(tcp_port(names::SHADOW_PORT_NAME.into(), names::SHADOW_PORT));
@@ -358,6 +362,32 @@ mod tests {
         // Mount paths match the files the rendered config names.
         let file = crate::build::config_file::tls_files("Submission");
         assert!(file.certificate_file.starts_with("/etc/kube-transport/tls/Submission"));
+    }
+
+    #[test]
+    fn the_projected_volume_template_is_mounted_read_only_at_projected() {
+        use k8s_openapi::api::core::v1::{ConfigMapProjection, ProjectedVolumeSource, VolumeProjection};
+        let plain = server_pod(&service("mail", 1), "mail-0", "img:1");
+        assert!(container(&plain).volume_mounts.iter().flatten().all(|m| m.mount_path != "/projected"));
+
+        let mut ts = service("mail", 1);
+        let bundle = ConfigMapProjection {
+            name: "corp-ca".into(),
+            items: Some(vec![KeyToPath { key: "ca.crt".into(), path: "ca/ca.crt".into(), mode: None }]),
+            ..Default::default()
+        };
+        let template = ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection { config_map: Some(bundle), ..Default::default() }]),
+            ..Default::default()
+        };
+        ts.spec.projected_volume_template = Some(template.clone());
+        let pod = server_pod(&ts, "mail-0", "img:1");
+        let mount = container(&pod).volume_mounts.iter().flatten().find(|m| m.mount_path == "/projected").unwrap();
+        assert_eq!(mount.read_only, Some(true));
+        let volume = pod.spec.as_ref().unwrap().volumes.iter().flatten().find(|v| v.name == mount.name).unwrap();
+        assert_eq!(volume.projected.as_ref(), Some(&template));
+        // A new volume is a change of the pod: only a restart applies it.
+        assert_ne!(hash(&pod), hash(&plain));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! live in code: an absent field takes the default written in its description.
 use super::{ServerStatus, TransportConfigRef};
 use ipnet::IpNet;
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::api::core::v1::{ProjectedVolumeSource, ResourceRequirements};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -95,6 +95,15 @@ pub struct TransportServiceSpec {
     /// The queue volume of each server (a PersistentVolumeClaim `<name>-<i>-queue`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageSpec>,
+
+    /// Secrets and ConfigMaps projected read-only into every server at `/projected`
+    /// (CloudNativePG's projectedVolumeTemplate): a CA bundle for a send connector's
+    /// `tlsCertificateAuthorities` (e.g. trust-manager's ConfigMap, or the `ca.crt` of a
+    /// cert-manager Secret at `path: ca/ca.crt` → `/projected/ca/ca.crt`). Changes of their
+    /// content reach the servers without a restart; a change of this template restarts
+    /// them one at a time, drained first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub projected_volume_template: Option<ProjectedVolumeSource>,
 
     /// Where the servers accept mail. Each connector listens on every server; the Service
     /// `<name>` exposes their ports. The name `Intra` is reserved (see `intraOrg`).
