@@ -224,8 +224,9 @@ fn sessions_are_counted_kept_over_a_restart_and_reported_after_the_day() {
     );
     assert!(mail.content.contains("multipart/report") && mail.content.contains("report-type=\"tlsrpt\""));
     let part = parsed.attachment(0).expect("the report");
-    assert!(mail.content.contains("application/tlsrpt+json"), "{}", mail.content);
-    let json: serde_json::Value = serde_json::from_slice(part.contents()).expect("JSON");
+    assert!(mail.content.contains("application/tlsrpt+gzip"), "{}", mail.content);
+    let json: serde_json::Value =
+        serde_json::from_reader(flate2::read::GzDecoder::new(part.contents())).expect("gzipped JSON");
     assert_eq!(json["organization-name"], "sender.test");
     assert_eq!(json["contact-info"], "postmaster@local.test");
     assert_eq!(json["report-id"], report_id.as_str());
