@@ -649,7 +649,7 @@ pub struct TlsFailureDetail {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiving_ip: Option<String>,
     pub failed_session_count: u64,
-    /// The first reason seen, as the connectivity log has it.
+    /// The first reason seen, as the connectivity log has it (RFC 8460 failure-reason-code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub additional_information: Option<String>,
+    pub failure_reason_code: Option<String>,
 }

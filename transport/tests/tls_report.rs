@@ -187,6 +187,7 @@ fn sessions_are_counted_kept_over_a_restart_and_reported_after_the_day() {
     assert_eq!(detail.receiving_mx_hostname, "mx0.secure.test");
     assert_eq!(detail.receiving_ip.as_deref(), Some("127.0.0.2"));
     assert_eq!(detail.failed_session_count, 1);
+    assert!(detail.failure_reason_code.as_deref().is_some_and(|r| r.contains("does not offer STARTTLS")), "{detail:?}");
     let other = domain(&days[0], "other.test");
     assert_eq!((other.successful_session_count, other.failed_session_count), (1, 0));
     assert_eq!(w.tlsrpt(&format!("?date={TODAY}")), days);
@@ -243,6 +244,7 @@ fn sessions_are_counted_kept_over_a_restart_and_reported_after_the_day() {
     assert_eq!(failure["receiving-mx-hostname"], "mx0.secure.test");
     assert_eq!(failure["receiving-ip"], "127.0.0.2");
     assert_eq!(failure["failed-session-count"], 1);
+    assert!(failure["failure-reason-code"].as_str().is_some_and(|r| r.contains("STARTTLS")), "{failure}");
 
     // What became of each report is kept; other.test's stayed here.
     let day = eventually(WAIT, "both reports decided", || {

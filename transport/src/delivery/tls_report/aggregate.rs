@@ -59,7 +59,7 @@ impl Days {
                 receiving_mx_hostname: f.mx_host,
                 receiving_ip: f.ip,
                 failed_session_count: 1,
-                additional_information: Some(f.reason),
+                failure_reason_code: Some(f.reason),
             }),
         }
     }

@@ -41,7 +41,7 @@ pub fn json(input: &ReportInput<'_>) -> Value {
             if let Some(ip) = &d.receiving_ip {
                 detail["receiving-ip"] = json!(ip);
             }
-            if let Some(info) = &d.additional_information {
+            if let Some(info) = &d.failure_reason_code {
                 detail["failure-reason-code"] = json!(info);
             }
             detail
@@ -134,7 +134,7 @@ mod tests {
                 receiving_mx_hostname: "mx1.mail.company-y.example".into(),
                 receiving_ip: Some("203.0.113.56".into()),
                 failed_session_count: 303,
-                additional_information: None,
+                failure_reason_code: None,
             }],
             report: None,
         }
