@@ -41,7 +41,8 @@ struct World {
 }
 
 impl World {
-    fn start() -> World {
+    /// `org`: lines added under the sender's `transportConfig`.
+    fn start(org: &str) -> World {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new();
         let ca = dir.path().join("ca.pem");
@@ -74,7 +75,7 @@ impl World {
         std::fs::create_dir_all(&queue).unwrap();
         std::fs::write(queue.join(transport::delivery::mta_sts::PORT_FLAG), https.port.to_string()).unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let yaml = sender_config(dir.path(), dns.addr, mx_port, reports.addr, &ca, admin);
+        let yaml = sender_config(dir.path(), dns.addr, mx_port, reports.addr, &ca, admin) + org;
         let sender = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
         World { _dir: dir, mailbox, clear, _hop: hop, reports, _https: https, _dns: dns, sender, admin }
     }
@@ -166,7 +167,7 @@ fn sender_config(
 
 #[test]
 fn sessions_are_counted_kept_over_a_restart_and_reported_after_the_day() {
-    let mut w = World::start();
+    let mut w = World::start("");
     w.send("bob@secure.test", "secure");
     w.arrived(&w.mailbox, 1);
     w.send("carol@other.test", "other");
@@ -273,4 +274,22 @@ fn sessions_are_counted_kept_over_a_restart_and_reported_after_the_day() {
     for cell in [TODAY, "sts", "starttls-not-supported mx0.secure.test x1", "sent to tlsrpt@local.test"] {
         assert!(row.contains(cell), "{cell} in {table}");
     }
+}
+
+#[test]
+fn with_reporting_off_the_day_is_counted_and_no_report_is_mailed() {
+    let w = World::start("  tlsReportingEnabled: false\n");
+    w.send("bob@secure.test", "secure");
+    w.arrived(&w.mailbox, 1);
+    let counted = domain(&w.tlsrpt("").remove(0), "secure.test").clone();
+    assert_eq!((counted.successful_session_count, counted.failed_session_count), (1, 1));
+
+    w.sender.set_time(t0() + DAY + Duration::from_secs(120));
+    let day = eventually(WAIT, "the report decided", || {
+        let day = w.tlsrpt(&format!("?date={TODAY}")).remove(0);
+        day.domains.iter().all(|d| d.report.is_some()).then_some(day)
+    });
+    assert_eq!(domain(&day, "secure.test").report.as_deref(), Some("not sent: tlsReportingEnabled is false"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(w.reports.messages().is_empty(), "no report mailed");
 }
