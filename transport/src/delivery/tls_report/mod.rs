@@ -164,3 +164,76 @@ impl TlsReports {
         self.days.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::config::{AddressSpace, MtaStsMode, OutboundTls, SendConnector};
+    use crate::delivery::mta_sts::Policy;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn sts(mode: &str) -> Enforcement {
+        let connector = SendConnector {
+            name: "Internet".into(),
+            address_spaces: vec![AddressSpace { domain: "*".into(), cost: None }],
+            smart_hosts: vec![],
+            dns_routing: true,
+            port: None,
+            tls: OutboundTls::Opportunistic,
+            tls_auth_level: None,
+            tls_domain: None,
+            tls_certificate_authorities: None,
+            mta_sts: Some(MtaStsMode::AsPublished),
+            connection_timeout: None,
+            connection_inactivity_timeout: None,
+            max_message_size: None,
+            max_concurrent_connections: None,
+            protocol_logging: false,
+        };
+        let text = format!("version: STSv1\nmode: {mode}\nmx: mx1.example.com\nmax_age: 60\n");
+        Enforcement::new("example.com", Arc::new(Policy::parse(&text).unwrap()), &connector)
+    }
+
+    fn target() -> Target {
+        Target { host: "mx1.example.com".into(), addr: "192.0.2.1:25".parse().unwrap() }
+    }
+
+    #[tokio::test]
+    async fn sessions_under_a_policy_are_counted_and_kept_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2026-12-07T10:00:00Z
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_796_637_600));
+        let reports = Arc::new(TlsReports::open(dir.path(), Arc::new(clock.clone())));
+        assert_eq!(reports.session(&Enforcement::none(), &target(), Ok(None)), None, "no policy, not counted");
+        assert_eq!(reports.session(&sts("enforce"), &target(), Ok(None)), Some("success"));
+        let shortfall = Some("the peer does not offer STARTTLS");
+        assert_eq!(reports.session(&sts("testing"), &target(), Ok(shortfall)), Some("starttls-not-supported"));
+        let refused = DeliveryError::Connect { addr: "x".into(), reason: "refused".into() };
+        assert_eq!(reports.session(&sts("enforce"), &target(), Err(&refused)), None, "not a TLS session");
+        let tls = DeliveryError::Tls { addr: "x".into(), reason: "invalid peer certificate: UnknownIssuer".into() };
+        assert_eq!(reports.session(&sts("enforce"), &target(), Err(&tls)), Some("certificate-not-trusted"));
+
+        let today = reports.day(None);
+        assert_eq!(today.date, "2026-12-07");
+        let entry = &today.domains[0];
+        assert_eq!((entry.successful_session_count, entry.failed_session_count), (1, 2));
+        assert_eq!(entry.failure_details[0].receiving_ip.as_deref(), Some("192.0.2.1"));
+        assert!(reports.due().is_empty(), "the day is not over");
+
+        reports.dirty.store(true, Ordering::SeqCst);
+        reports.save().await;
+        let reopened = Arc::new(TlsReports::open(dir.path(), Arc::new(clock.clone())));
+        assert_eq!(reopened.day(None), today, "a restart keeps the day's counts");
+        clock.advance(Duration::from_secs(86_400));
+        let due = reopened.due();
+        assert_eq!(due.len(), 1);
+        assert_eq!((due[0].0.as_str(), due[0].1.domain.as_str()), ("2026-12-07", "example.com"));
+        reopened.decided("2026-12-07", "example.com", "sent to a@example.com".into());
+        assert!(reopened.due().is_empty());
+
+        std::fs::write(dir.path().join(FILE), b"{not json").unwrap();
+        let damaged = TlsReports::open(dir.path(), Arc::new(clock));
+        assert!(damaged.all().is_empty(), "a damaged file costs its counts, not the start");
+    }
+}
