@@ -600,3 +600,56 @@ pub struct TrackingRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_info: Option<String>,
 }
+
+/// The query of `GET /v1/tlsrpt`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsReportQuery {
+    /// `YYYY-MM-DD`: that day only; else every day kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+}
+
+/// `GET /v1/tlsrpt`: the TLS reporting aggregates (RFC 8460) of one UTC day, per policy
+/// domain. Today's counts grow until the day ends; past days are kept a week.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsReportDay {
+    /// `YYYY-MM-DD`, UTC on the server's clock.
+    pub date: String,
+    pub domains: Vec<TlsReportDomain>,
+}
+
+/// The sessions of one day to one policy domain.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsReportDomain {
+    pub domain: String,
+    /// RFC 8460 §4.3 policy-type: `sts`.
+    pub policy_type: String,
+    /// The policy's lines as last applied (RFC 8460 policy-string).
+    pub policy_string: Vec<String>,
+    /// The policy's `mx:` patterns.
+    pub mx_host: Vec<String>,
+    pub successful_session_count: u64,
+    pub failed_session_count: u64,
+    pub failure_details: Vec<TlsFailureDetail>,
+    /// What became of the day's report once the day ended: `sent to <rua>`, `no TLSRPT
+    /// record`, `sending is off`, or why it could not be sent. None while the day runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report: Option<String>,
+}
+
+/// Failed sessions of one kind to one MX host (RFC 8460 §4.3 failure-details).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TlsFailureDetail {
+    /// RFC 8460 §4.3 result-type, e.g. `starttls-not-supported`.
+    pub result_type: String,
+    pub receiving_mx_hostname: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiving_ip: Option<String>,
+    pub failed_session_count: u64,
+    /// The first reason seen, as the connectivity log has it (RFC 8460 failure-reason-code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason_code: Option<String>,
+}

@@ -129,6 +129,14 @@ impl AdminClient {
         self.json(self.request(reqwest::Method::GET, paths::MESSAGE_TRACKING).query(query)).await
     }
 
+    /// `GET /v1/tlsrpt`: the TLS reporting counts, newest day first (one day with `date`).
+    pub async fn tls_reports(
+        &self,
+        query: &crate::api::TlsReportQuery,
+    ) -> Result<Vec<crate::api::TlsReportDay>, ClientError> {
+        self.json(self.request(reqwest::Method::GET, paths::TLS_REPORTS).query(query)).await
+    }
+
     pub async fn queue_action(&self, queue: &str, action: QueueAction) -> Result<(), ClientError> {
         let (verb, query) = match action {
             QueueAction::Retry => ("retry", None),
@@ -256,6 +264,8 @@ pub mod paths {
     pub const MESSAGES: &str = "/v1/messages";
     /// Query: [`crate::api::TrackingQuery`].
     pub const MESSAGE_TRACKING: &str = "/v1/messagetracking";
+    /// Query: [`crate::api::TlsReportQuery`].
+    pub const TLS_REPORTS: &str = "/v1/tlsrpt";
     pub const REDIRECT: &str = "/v1/redirect";
     pub const RESUBMIT: &str = "/v1/resubmit";
     pub const READYZ: &str = "/readyz";

@@ -39,6 +39,7 @@ pub struct Telemetry {
     failed: Family<Labels, Counter>,
     dsns: Family<Labels, Counter>,
     attempts: Family<Labels, Counter>,
+    tls_sessions: Family<Labels, Counter>,
     acceptance: Histogram,
     queue_messages: Family<Labels, Gauge>,
     queue_retry: Family<Labels, Gauge>,
@@ -74,6 +75,7 @@ impl Telemetry {
             failed: Family::default(),
             dsns: Family::default(),
             attempts: Family::default(),
+            tls_sessions: Family::default(),
             // 1 ms to 10 s: a group commit's fdatasync, a shadow copy to a peer, a disk in trouble.
             acceptance: Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             queue_messages: Family::default(),
@@ -118,6 +120,11 @@ impl Telemetry {
         );
         registry.register("dsns", "Delivery status notifications generated, by action", t.dsns.clone());
         registry.register("connection_attempts", "Outbound connection attempts, by result", t.attempts.clone());
+        registry.register(
+            "tls_sessions",
+            "Outbound TLS sessions under an MTA-STS policy (RFC 8460), by policy type and result type",
+            t.tls_sessions.clone(),
+        );
         registry.register(
             "message_acceptance_seconds",
             "Time from the end of a message's data to its acceptance (stored, and shadow-copied when shadowing)",
@@ -317,6 +324,10 @@ impl QueueEvents for Telemetry {
     fn connection_attempt(&self, hop: &NextHop, _at: SystemTime, outcome: Result<(), &str>) {
         let result = if outcome.is_ok() { "success" } else { "failure" };
         self.attempts.get_or_create(&labels(&[("delivery_type", &delivery_type(hop)), ("result", result)])).inc();
+    }
+
+    fn tls_session(&self, policy_type: &str, result: &str) {
+        self.tls_sessions.get_or_create(&labels(&[("policy_type", policy_type), ("result", result)])).inc();
     }
 
     fn delivered(&self, hop: &NextHop, recipients: usize) {
@@ -526,7 +537,8 @@ mod tests {
         let telemetry = Arc::new(telemetry());
         let logs = QueueLogs::disabled();
         let mta_sts = Arc::new(crate::delivery::mta_sts::MtaSts::open(dir.path(), shared.clone()));
-        let config = RuntimeConfig::from_file(&file, mta_sts).unwrap();
+        let reports = Arc::new(crate::delivery::tls_report::TlsReports::open(dir.path(), shared.clone()));
+        let config = RuntimeConfig::from_file(&file, mta_sts, reports).unwrap();
         let manager = QueueManager::new(store.clone(), shared, config, control.gate(), telemetry.clone(), logs);
         tokio::spawn(manager.clone().run());
 

@@ -71,7 +71,7 @@ fn reliability_md_quotes_what_the_tests_run() {
         .map(|l| l.trim_end_matches('"'))
         .filter(|n| *n != "transport-fuzz")
         .collect();
-    assert_eq!(targets.len(), 7, "{targets:?}");
+    assert_eq!(targets.len(), 8, "{targets:?}");
     for t in &targets {
         states(&doc, &format!("| `{t}` |"));
         let corpus = repo().join("fuzz/corpus").join(t);

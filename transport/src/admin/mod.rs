@@ -1,6 +1,6 @@
 //! The admin HTTP API (docs/design.md §8, axum): server and component state, Get-Queue,
 //! Get-Message and every queue and message action, Redirect-Message,
-//! Get-MessageTrackingLog; plus
+//! Get-MessageTrackingLog, the TLS reporting counts (RFC 8460); plus
 //! `/metrics`, `/healthz` and `/readyz`, which kubelet and Prometheus reach
 //! without a token. Everything under `/v1` needs `Authorization: Bearer
 //! <token>` when a token is configured (the config refuses a non-loopback
@@ -103,6 +103,7 @@ pub fn router(ctx: AdminContext) -> Router {
         .route("/v1/messages/{id}/resume", post(resume_message))
         .route("/v1/messages/{id}/export", get(export_message))
         .route("/v1/messagetracking", get(get_message_tracking))
+        .route("/v1/tlsrpt", get(get_tls_reports))
         .route("/v1/redirect", post(redirect))
         .route("/v1/shadow/{primary}/takeover", post(take_over_shadows))
         .route("/v1/shadow/{primary}/heartbeat", post(check_shadows))
@@ -330,6 +331,29 @@ async fn get_message_tracking(
         Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("the search stopped: {e}")),
     }
+}
+
+/// The TLS session counts (RFC 8460): every day kept, newest first, or the one `date`.
+async fn get_tls_reports(
+    State(ctx): State<AdminContext>,
+    query: Result<Query<crate::api::TlsReportQuery>, QueryRejection>,
+) -> Response {
+    let query = match query {
+        Ok(Query(q)) => q,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
+    let reports = ctx.manager.tls_reports();
+    match query.date.as_deref() {
+        None => Json(reports.all()).into_response(),
+        Some(date) if is_date(date) => Json(vec![reports.day(Some(date))]).into_response(),
+        Some(date) => error(StatusCode::BAD_REQUEST, format!("date: {date:?} is not YYYY-MM-DD")),
+    }
+}
+
+/// `YYYY-MM-DD` with a real month and day.
+fn is_date(text: &str) -> bool {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    text.len() == 10 && time::Date::parse(text, format).is_ok()
 }
 
 fn message_id(id: &str) -> Result<u64, ActionError> {

@@ -126,6 +126,13 @@ enum Verb {
         #[arg(long)]
         result_size: Option<ResultSize>,
     },
+    /// The SMTP TLS reporting counts (RFC 8460) per day and policy domain, newest day
+    /// first, and what became of each finished day's report.
+    GetTlsreport {
+        /// One day, YYYY-MM-DD (UTC).
+        #[arg(long)]
+        date: Option<String>,
+    },
     /// Suspend-Message.
     SuspendMessage { identity: u64 },
     /// Resume-Message (a poison message is resubmitted).
@@ -325,6 +332,14 @@ async fn run(cli: &Cli, token: Option<String>) -> Result<(), ClientError> {
                 print_tracking(&records);
             }
         }
+        Verb::GetTlsreport { date } => {
+            let days = client.tls_reports(&transport::api::TlsReportQuery { date: date.clone() }).await?;
+            if json {
+                print_json(&days);
+            } else {
+                print_tls_reports(&days);
+            }
+        }
         Verb::SuspendMessage { identity } => {
             client.message_action(*identity, MessageAction::Suspend).await?;
             done(json, &format!("Message {identity} suspended."));
@@ -479,6 +494,31 @@ fn print_messages(rows: &[&MessageInfo]) {
         })
         .collect();
     print_table(&["Identity", "FromAddress", "Status", "Size", "Subject", "LastError"], rows);
+}
+
+fn print_tls_reports(days: &[transport::api::TlsReportDay]) {
+    let rows = days
+        .iter()
+        .flat_map(|day| {
+            day.domains.iter().map(move |d| {
+                let failures: Vec<String> = d
+                    .failure_details
+                    .iter()
+                    .map(|f| format!("{} {} x{}", f.result_type, f.receiving_mx_hostname, f.failed_session_count))
+                    .collect();
+                vec![
+                    day.date.clone(),
+                    d.domain.clone(),
+                    d.policy_type.clone(),
+                    d.successful_session_count.to_string(),
+                    d.failed_session_count.to_string(),
+                    failures.join("; "),
+                    d.report.clone().unwrap_or_default(),
+                ]
+            })
+        })
+        .collect();
+    print_table(&["Date", "PolicyDomain", "PolicyType", "Successful", "Failed", "FailureDetails", "Report"], rows);
 }
 
 fn print_tracking(rows: &[TrackingRecord]) {

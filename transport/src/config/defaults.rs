@@ -217,6 +217,10 @@ impl ReceiveLimits {
 }
 
 impl OrgSettings {
+    /// tlsReportingEnabled, default true (as Stalwart and KumoMTA send TLS reports).
+    pub fn tls_reporting(&self) -> bool {
+        self.tls_reporting_enabled.unwrap_or(true)
+    }
     /// internalDelayDSNEnabled, default true.
     pub fn internal_delay_dsn(&self) -> bool {
         self.internal_delay_dsn_enabled.unwrap_or(INTERNAL_DELAY_DSN_ENABLED)

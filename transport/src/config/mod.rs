@@ -555,6 +555,14 @@ pub struct OrgSettings {
     /// 2.00:00:00; 00:00:00 turns it off (0 – 90 days).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_net_hold_time: Option<TimeSpan>,
+    /// Send the daily SMTP TLS reports (RFC 8460) to the recipient domains that ask for
+    /// them (`_smtp._tls` TXT record, `mailto:` rua). Default true; counting and the admin
+    /// API's view go on when false.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_reporting_enabled: Option<bool>,
+    /// organization-name of those reports (and their submitter). Default the server's fqdn.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_report_organization_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

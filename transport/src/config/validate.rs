@@ -292,6 +292,12 @@ impl TransportFile {
             ranges::SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL,
         );
         c.span("transportConfig.safetyNetHoldTime", org.safety_net_hold_time, ranges::SAFETY_NET_HOLD_TIME);
+        if let Some(name) = &org.tls_report_organization_name {
+            // It goes into a JSON report and the Subject and TLS-Report-Submitter headers.
+            if name.trim().is_empty() || name.len() > 200 || !name.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
+                c.push("transportConfig.tlsReportOrganizationName", "must be 1 to 200 printable ASCII characters");
+            }
+        }
     }
 
     fn check_shadow(&self, c: &mut Checker) {
@@ -1599,6 +1605,21 @@ components: {HubTransport: {Maintenance: Active}}
         let mut f = base();
         f.transport_config.max_recipient_envelope_limit = Some(0);
         assert_one(&f, "transportConfig.maxRecipientEnvelopeLimit", &["0 is out of range (at least 1)"]);
+
+        for bad in ["", "  ", "mail\r\nBcc: x", "caf\u{e9}"] {
+            let mut f = base();
+            f.transport_config.tls_report_organization_name = Some(bad.into());
+            assert_one(
+                &f,
+                "transportConfig.tlsReportOrganizationName",
+                &["must be 1 to 200 printable ASCII characters"],
+            );
+        }
+        let mut f = base();
+        f.transport_config.tls_report_organization_name = Some("Example Org".into());
+        f.transport_config.tls_reporting_enabled = Some(false);
+        assert_valid(&f);
+        assert!(!f.transport_config.tls_reporting());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! - `stream`: the byte stream under lettre (TCP, then TLS) and the protocol tap
 //! - `tls`: opportunistic TLS (certificates not verified), or the tlsAuthLevel checks
 //! - [`mta_sts`]: MTA-STS policies of recipient domains (RFC 8461) and their enforcement
+//! - [`tls_report`]: SMTP TLS Reporting (RFC 8460): session counts and daily reports
 //! - `commands`, `reply`: MAIL/RCPT with DSN parameters, reply text, EHLO keywords
 //! - `framing`: dot-stuffing of the message data, a chunk at a time
 mod commands;
@@ -18,6 +19,7 @@ mod reply;
 pub mod session;
 mod stream;
 mod tls;
+pub mod tls_report;
 
 pub use session::OutboundSession;
 pub use tls::CertificateCheck;

@@ -12,6 +12,7 @@ use crate::clock::SharedClock;
 use crate::config::{ReceiveConnector, ReceiveLimits, TransportFile};
 use crate::control::{Activity, Control};
 use crate::delivery::mta_sts::MtaSts;
+use crate::delivery::tls_report::TlsReports;
 use crate::logs::{ConnectivityLog, LogSettings, ProtocolKind, ProtocolLog, TrackingLog, TrackingSettings};
 use crate::metrics::Telemetry;
 use crate::queue::manager::{QueueLogs, QueueManager, RuntimeConfig};
@@ -109,10 +110,12 @@ impl Server {
         let telemetry = Arc::new(Telemetry::new(receive_protocol));
         // Policies fetched before a restart still apply (RFC 8461 §5.1).
         let mta_sts = Arc::new(MtaSts::open(&file.queue_directory, clock.clone()));
+        // The day's TLS session counts survive a restart (RFC 8460 reports a whole day).
+        let tls_reports = Arc::new(TlsReports::open(&file.queue_directory, clock.clone()));
         let manager = QueueManager::new(
             store.clone(),
             clock.clone(),
-            RuntimeConfig::from_file(&file, mta_sts)?,
+            RuntimeConfig::from_file(&file, mta_sts, tls_reports)?,
             control.gate(),
             telemetry.clone(),
             logs,
@@ -125,6 +128,7 @@ impl Server {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let mut tasks =
             vec![tokio::spawn(manager.clone().run()), tokio::spawn(manager.clone().sweep_safety_net_forever())];
+        tasks.push(tokio::spawn(manager.clone().send_tls_reports_forever()));
         tasks.push(tokio::spawn(follow_redirects(manager.clone(), control.clone())));
 
         let shadow: SharedShadowConfig =
@@ -295,6 +299,8 @@ impl Server {
         for t in self.tasks {
             t.abort();
         }
+        // The day's TLS session counts, as they are now (RFC 8460 reports whole days).
+        self.shared.manager.tls_reports().save().await;
         self.shared.manager.store().close();
     }
 }

@@ -113,7 +113,7 @@ fn reload_certificates(shared: &Shared, seen: &mut TlsDigests) {
 /// Applies a valid configuration to the running server.
 pub(super) async fn apply(shared: &Shared, new: TransportFile, text: &str) {
     let old = shared.file.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let runtime = match RuntimeConfig::from_file(&new, shared.manager.mta_sts()) {
+    let runtime = match RuntimeConfig::from_file(&new, shared.manager.mta_sts(), shared.manager.tls_reports()) {
         Ok(r) => r,
         Err(e) => {
             error!(error = %e, "the changed configuration cannot be applied; keeping the current one");

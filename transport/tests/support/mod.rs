@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod inproc;
+pub mod sts;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};

@@ -50,6 +50,11 @@ impl Enforcement {
         Enforcement(Some(Applied { domain: domain.to_string(), policy, enforce, check }))
     }
 
+    /// The domain and the policy that apply (`enforce` or `testing`), for TLS reporting.
+    pub fn policy(&self) -> Option<(&str, &Policy)> {
+        self.0.as_ref().map(|a| (a.domain.as_str(), &*a.policy))
+    }
+
     /// A policy applies and its failures fail the connection.
     pub fn enforced(&self) -> bool {
         self.0.as_ref().is_some_and(|a| a.enforce)

@@ -17,7 +17,7 @@ mod fetch;
 pub mod policy;
 pub mod record;
 
-pub use cache::FILE as CACHE_FILE;
+pub use cache::{write as write_atomically, FILE as CACHE_FILE};
 pub use enforce::Enforcement;
 pub use policy::{Mode, MxPattern, Policy, PolicyError};
 pub use record::{Record, RecordError};

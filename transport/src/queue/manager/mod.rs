@@ -21,6 +21,7 @@ mod notify;
 mod safety_net;
 mod state;
 mod timers;
+mod tls_reports;
 mod tracking;
 mod view;
 mod worker;
@@ -38,6 +39,7 @@ use crate::clock::{from_millis, to_millis, SharedClock};
 use crate::config::{ExpirationPolicy, OrgSettings, RetryPolicy, TransportFile};
 use crate::control::Gate;
 use crate::delivery::mta_sts::MtaSts;
+use crate::delivery::tls_report::TlsReports;
 use crate::logs::{ConnectivityLog, ProtocolLog, TrackingLog};
 use crate::routing::mx::{MxError, Resolver};
 use crate::routing::{NextHop, Router};
@@ -55,6 +57,8 @@ pub struct RuntimeConfig {
     pub resolver: Resolver,
     /// Recipient domains' MTA-STS policies: one for the server's life, kept across reloads.
     pub mta_sts: Arc<MtaSts>,
+    /// TLS session counts and daily reports (RFC 8460): one for the server's life.
+    pub tls_reports: Arc<TlsReports>,
     pub retry: RetryPolicy,
     pub expiration: ExpirationPolicy,
     pub org: OrgSettings,
@@ -64,13 +68,18 @@ pub struct RuntimeConfig {
 }
 
 impl RuntimeConfig {
-    pub fn from_file(file: &TransportFile, mta_sts: Arc<MtaSts>) -> Result<Self, MxError> {
+    pub fn from_file(
+        file: &TransportFile,
+        mta_sts: Arc<MtaSts>,
+        tls_reports: Arc<TlsReports>,
+    ) -> Result<Self, MxError> {
         Ok(Self {
             server_name: file.server_name.clone(),
             fqdn: file.fqdn.clone(),
             router: Router::new(&file.send_connectors, &file.transport_config, file.mailbox_delivery.as_ref()),
             resolver: Resolver::new(file.dns.as_ref())?,
             mta_sts,
+            tls_reports,
             retry: file.retry_policy(),
             expiration: file.expiration_policy(),
             org: file.transport_config.clone(),
@@ -86,6 +95,8 @@ pub trait QueueEvents: Send + Sync + 'static {
     /// A connection attempt to a next hop ended (`Err` with the reason when it failed).
     fn connection_attempt(&self, _hop: &NextHop, _at: SystemTime, _outcome: Result<(), &str>) {}
     fn delivered(&self, _hop: &NextHop, _recipients: usize) {}
+    /// A TLS session under a policy ended (RFC 8460): `result` `success` or a result-type.
+    fn tls_session(&self, _policy_type: &str, _result: &str) {}
     /// A message-level retry (4xx on a working connection).
     fn deferred(&self, _hop: &NextHop, _recipients: usize) {}
     /// Recipients failed for good (NDR or not); `hop` is the next hop they were queued
@@ -284,6 +295,11 @@ impl QueueManager {
     /// The MTA-STS policies in use (a reload hands them to the new configuration).
     pub fn mta_sts(&self) -> Arc<MtaSts> {
         self.config().mta_sts.clone()
+    }
+
+    /// The TLS session counts (a reload hands them to the new configuration; the admin API reads them).
+    pub fn tls_reports(&self) -> Arc<TlsReports> {
+        self.config().tls_reports.clone()
     }
 
     fn config(&self) -> Arc<RuntimeConfig> {

@@ -209,11 +209,13 @@ impl QueueManager {
             match OutboundSession::connect(target, &opts).await {
                 Ok(s) => {
                     sts.audit(&s, &log);
+                    self.tls_session(&config, &sts, target, Ok(s.policy_shortfall()));
                     session = Some(s);
                     peer = Some((target.host.clone(), target.addr.ip()));
                     break;
                 }
                 Err(e) => {
+                    self.tls_session(&config, &sts, target, Err(&e));
                     last_error = sts.explain(&e);
                     warn!(event_id = 2002, target = %target.addr, error = %last_error, "SmtpSendConnectionError");
                 }
@@ -314,6 +316,19 @@ impl QueueManager {
         // peer may have closed an idle connection): retry at once on a new one.
         let failure = if messages > 0 || crashed { None } else { broken };
         self.connection_closed(qid, failure);
+    }
+
+    /// Counts a TLS session under a policy for RFC 8460 reports and the metric.
+    fn tls_session(
+        &self,
+        config: &super::RuntimeConfig,
+        sts: &delivery::mta_sts::Enforcement,
+        target: &crate::routing::mx::Target,
+        outcome: Result<Option<&str>, &delivery::DeliveryError>,
+    ) {
+        if let Some(result) = config.tls_reports.session(sts, target, outcome) {
+            self.inner.events.tls_session("sts", result);
+        }
     }
 
     /// Takes the next ready item of a queue and marks it active.

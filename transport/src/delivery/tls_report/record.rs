@@ -1,0 +1,198 @@
+//! The `_smtp._tls.<domain>` TXT record (RFC 8460 §3):
+//! `v=TLSRPTv1; rua=mailto:tlsrpt@example.com,https://reports.example.com/tlsrpt`.
+//! Hand-written: the grammar is a dozen lines of ABNF and no maintained crate parses it;
+//! strict so that a record a receiver did not mean is not acted on.
+
+/// Where a domain wants its reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Every `rua` URI, in the record's order.
+    pub rua: Vec<Rua>,
+}
+
+/// One report destination (RFC 8460 §3: `mailto:` or `https:`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rua {
+    /// The address of a `mailto:` URI, %-decoded, without `?` fields.
+    Mailto(String),
+    /// An `https:` URI as written (not used: reports are sent by mail only).
+    Https(String),
+}
+
+const VERSION: &str = "v=TLSRPTv1";
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("no TXT record starts with v=TLSRPTv1")]
+    None,
+    #[error("{0} TXT records start with v=TLSRPTv1 (one is needed)")]
+    Several(usize),
+    #[error("the record is not valid: {0}")]
+    Invalid(String),
+}
+
+/// §3: TXT records that do not begin with `v=TLSRPTv1` are discarded; exactly one must be
+/// left, and valid, or the domain does not take reports.
+pub fn discover(texts: &[String]) -> Result<Record, RecordError> {
+    let candidates: Vec<&String> = texts.iter().filter(|t| t.starts_with(VERSION)).collect();
+    match candidates.as_slice() {
+        [] => Err(RecordError::None),
+        [one] => Record::parse(one).map_err(RecordError::Invalid),
+        several => Err(RecordError::Several(several.len())),
+    }
+}
+
+impl Record {
+    /// `v=TLSRPTv1` then fields separated by `;` (white space around it allowed), an
+    /// optional final `;`; `rua` exactly once with one or more URIs separated by `,`;
+    /// other fields must be well formed extensions (`name=value`).
+    pub fn parse(text: &str) -> Result<Record, String> {
+        let mut fields = text.split(';');
+        if fields.next().map(|f| f.trim_end_matches([' ', '\t'])) != Some(VERSION) {
+            return Err(format!("it does not start with {VERSION}"));
+        }
+        let fields: Vec<&str> = fields.map(|f| f.trim_matches([' ', '\t'])).collect();
+        if fields.is_empty() {
+            return Err("it has no rua".to_string());
+        }
+        let mut rua = None;
+        for (i, field) in fields.iter().enumerate() {
+            if field.is_empty() && i + 1 == fields.len() && i > 0 {
+                continue;
+            }
+            let Some((name, value)) = field.split_once('=') else {
+                return Err(format!("{field:?} is not a name=value field"));
+            };
+            if name == "rua" {
+                if rua.is_some() {
+                    return Err("rua is given twice".to_string());
+                }
+                rua = Some(parse_rua(value)?);
+                continue;
+            }
+            let name_ok = (1..=32).contains(&name.len())
+                && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            if !name_ok {
+                return Err(format!("{name:?} is not a field name"));
+            }
+            // tlsrpt-ext-value = 1*(%x21-3A / %x3C / %x3E-7E)
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b'=') {
+                return Err(format!("the value of {name} is not valid"));
+            }
+        }
+        rua.map(|rua| Record { rua }).ok_or_else(|| "it has no rua".to_string())
+    }
+
+    /// The `mailto:` addresses (reports go by mail only).
+    pub fn mailto(&self) -> Vec<&str> {
+        self.rua
+            .iter()
+            .filter_map(|r| match r {
+                Rua::Mailto(a) => Some(a.as_str()),
+                Rua::Https(_) => None,
+            })
+            .collect()
+    }
+}
+
+/// `tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)`; commas inside a URI are %-encoded.
+fn parse_rua(value: &str) -> Result<Vec<Rua>, String> {
+    value.split(',').map(|uri| parse_uri(uri.trim_matches([' ', '\t']))).collect()
+}
+
+fn parse_uri(uri: &str) -> Result<Rua, String> {
+    if uri.is_empty() || !uri.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!("rua {uri:?} is not a URI"));
+    }
+    let (scheme, rest) = uri.split_once(':').ok_or_else(|| format!("rua {uri:?} has no scheme"))?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "mailto" => {
+            // RFC 6068: `mailto:addr[?hfields]`; only the address is used.
+            let address = percent_decode(rest.split('?').next().unwrap_or(""))
+                .ok_or_else(|| format!("rua {uri:?} has a bad %-escape"))?;
+            let well_formed = address
+                .split_once('@')
+                .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
+            if !well_formed || address.contains(',') {
+                return Err(format!("rua {uri:?} is not one mail address"));
+            }
+            Ok(Rua::Mailto(address))
+        }
+        "https" if rest.starts_with("//") && rest.len() > 2 => Ok(Rua::Https(uri.to_string())),
+        _ => Err(format!("rua {uri:?} is neither mailto: nor https:")),
+    }
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = text.get(i + 1..i + 3)?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strings(texts: &[&str]) -> Vec<String> {
+        texts.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn the_rfc_examples_parse() {
+        let r = Record::parse("v=TLSRPTv1;rua=mailto:reports@example.com").unwrap();
+        assert_eq!(r.rua, [Rua::Mailto("reports@example.com".into())]);
+        let r = Record::parse("v=TLSRPTv1; rua=https://reporting.example.com/v1/tlsrpt").unwrap();
+        assert_eq!(r.rua, [Rua::Https("https://reporting.example.com/v1/tlsrpt".into())]);
+        assert!(r.mailto().is_empty());
+        let r = Record::parse("v=TLSRPTv1; rua=mailto:a@x.test , mailto:b%2Bc@y.test?subject=x ; ext=1;").unwrap();
+        assert_eq!(r.mailto(), ["a@x.test", "b+c@y.test"]);
+        assert!(Record::parse("v=TLSRPTv1; rua=mailto:a@x.test, mailto:b%2c@y.test").is_err(), "a decoded comma");
+        let r = Record::parse("v=TLSRPTv1; rua=mailto:a@x.test, MAILTO:b@y.test").unwrap();
+        assert_eq!(r.mailto(), ["a@x.test", "b@y.test"]);
+    }
+
+    #[test]
+    fn anything_malformed_is_refused() {
+        for bad in [
+            "v=TLSRPTv1",
+            "v=TLSRPTv1;",
+            "v=TLSRPTv2; rua=mailto:a@x.test",
+            "v=tlsrptv1; rua=mailto:a@x.test",
+            "v=TLSRPTv1; rua=mailto:a@x.test; rua=mailto:b@x.test",
+            "v=TLSRPTv1; rua=",
+            "v=TLSRPTv1; rua=mailto:a@x.test,",
+            "v=TLSRPTv1; rua=mailto:nobody",
+            "v=TLSRPTv1; rua=ftp://x.test/",
+            "v=TLSRPTv1; rua=https:",
+            "v=TLSRPTv1; rua=mailto:a%zz@x.test",
+            "v=TLSRPTv1; ext=1",
+            "v=TLSRPTv1; rua=mailto:a@x.test;; ",
+            "v=TLSRPTv1; -x=1; rua=mailto:a@x.test",
+            "v=TLSRPTv1; rua=mailto:a@x.test; x",
+        ] {
+            assert!(Record::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn discovery_wants_exactly_one_record() {
+        assert_eq!(discover(&strings(&["v=spf1 -all"])), Err(RecordError::None));
+        let two = strings(&["v=TLSRPTv1; rua=mailto:a@x.test", "v=TLSRPTv1; rua=mailto:b@x.test"]);
+        assert_eq!(discover(&two), Err(RecordError::Several(2)));
+        let one = strings(&["other", "v=TLSRPTv1; rua=mailto:a@x.test"]);
+        assert_eq!(discover(&one).unwrap().mailto(), ["a@x.test"]);
+        assert!(matches!(discover(&strings(&["v=TLSRPTv1; rua=x"])), Err(RecordError::Invalid(_))));
+    }
+}

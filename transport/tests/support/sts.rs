@@ -1,0 +1,150 @@
+//! The MTA-STS peers of the integration tests (mta_sts.rs, tls_report.rs): a test CA
+//! (rcgen) and an HTTPS server publishing policies (tokio + rustls).
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+pub fn policy(mode: &str, mx: &[&str], max_age: u64) -> String {
+    let mx: String = mx.iter().map(|m| format!("mx: {m}\r\n")).collect();
+    format!("version: STSv1\r\nmode: {mode}\r\n{mx}max_age: {max_age}\r\n")
+}
+
+/// A test CA and the certificates it issues.
+pub struct Pki {
+    pub ca: rcgen::Certificate,
+    pub key: rcgen::KeyPair,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "kube-transport MTA-STS test CA");
+        let ca = params.self_signed(&key).unwrap();
+        Pki { ca, key }
+    }
+
+    /// A certificate for `names` and its key.
+    pub fn issue(&self, names: &[String]) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(names.to_vec()).unwrap().signed_by(&key, &self.ca, &self.key).unwrap();
+        (cert, key)
+    }
+}
+
+/// An HTTPS server publishing policies by host name (`mta-sts.<domain>`), on its own
+/// thread; it counts the requests it answers.
+pub struct PolicyServer {
+    pub port: u16,
+    policies: Arc<Mutex<HashMap<String, String>>>,
+    requests: Arc<AtomicUsize>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl PolicyServer {
+    pub fn start(pki: &Pki, policies: &[(&str, String)]) -> PolicyServer {
+        let names: Vec<String> = policies.iter().map(|(domain, _)| format!("mta-sts.{domain}")).collect();
+        let (cert, key) = pki.issue(&names);
+        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the HTTPS server");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let policies: HashMap<String, String> =
+            policies.iter().map(|(domain, body)| (format!("mta-sts.{domain}"), body.clone())).collect();
+        let policies = Arc::new(Mutex::new(policies));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let (served, count) = (policies.clone(), requests.clone());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    tokio::select! {
+                        _ = &mut stopped => return,
+                        accepted = listener.accept() => {
+                            let Ok((tcp, _)) = accepted else { continue };
+                            tokio::spawn(answer(tcp, acceptor.clone(), served.clone(), count.clone()));
+                        }
+                    }
+                }
+            });
+        });
+        PolicyServer { port, policies, requests, stop: Some(stop), thread: Some(thread) }
+    }
+
+    pub fn publish(&self, domain: &str, body: String) {
+        self.policies.lock().unwrap().insert(format!("mta-sts.{domain}"), body);
+    }
+
+    pub fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Closes the listening socket: connections are refused from now on.
+    pub fn stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for PolicyServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// One HTTP/1.1 exchange: the policy of the Host asked for, `text/plain`, or 404. What
+/// is published starting with `HTTP/1.1 ` is sent as the whole response.
+async fn answer(
+    tcp: tokio::net::TcpStream,
+    acceptor: tokio_rustls::TlsAcceptor,
+    policies: Arc<Mutex<HashMap<String, String>>>,
+    requests: Arc<AtomicUsize>,
+) {
+    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+    let mut request = Vec::new();
+    let mut buf = [0u8; 2048];
+    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tls.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+    }
+    requests.fetch_add(1, Ordering::SeqCst);
+    let text = String::from_utf8_lossy(&request).to_string();
+    let host = text
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("host")).map(|(_, v)| v.trim()))
+        .map(|h| h.split(':').next().unwrap_or_default().to_ascii_lowercase())
+        .unwrap_or_default();
+    let body = text
+        .starts_with("GET /.well-known/mta-sts.txt HTTP/1.1\r\n")
+        .then(|| policies.lock().unwrap().get(&host).cloned())
+        .flatten();
+    let response = match body {
+        Some(raw) if raw.starts_with("HTTP/1.1 ") => raw,
+        Some(body) => format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+        None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+    };
+    let _ = tls.write_all(response.as_bytes()).await;
+    let _ = tls.shutdown().await;
+}

@@ -1,0 +1,295 @@
+//! SMTP TLS Reporting (RFC 8460) through the whole server, with the peers of mta_sts.rs
+//! on loopback: an in-test DNS server, an HTTPS policy server with a test CA, `mx0`
+//! (127.0.0.2, smtp-sink without STARTTLS) and `mx1` (127.0.0.3, a transport server
+//! with a certificate from the test CA). The sender runs on a test clock, so the UTC
+//! day ends when the test says.
+//!
+//! `secure.test` enforces a policy naming both MX hosts and publishes
+//! `_smtp._tls.secure.test`: its first session (to mx0) fails for want of STARTTLS, the
+//! second (mx1) works. `other.test` enforces a policy naming mx1 and publishes no
+//! TLSRPT record: its sessions are counted, and no report is mailed.
+mod support;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::Duration;
+use support::dns::{DnsServer, Zone};
+use support::inproc::*;
+use support::sts::*;
+use support::*;
+use transport::api::{TlsReportDay, TlsReportDomain};
+use transport::clock::ManualClock;
+
+const CLEAR_MX: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+const TLS_MX: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+const WAIT: Duration = Duration::from_secs(30);
+const DAY: Duration = Duration::from_secs(86_400);
+/// The day t0 falls on (2026-01-05T00:00:00Z).
+const TODAY: &str = "2026-01-05";
+
+struct World {
+    _dir: tempfile::TempDir,
+    mailbox: Sink,
+    clear: Sink,
+    _hop: InProc,
+    /// The sender's mailbox hop (local.test): reports to tlsrpt@local.test arrive here.
+    reports: Sink,
+    _https: PolicyServer,
+    _dns: DnsServer,
+    sender: InProc,
+    admin: SocketAddr,
+}
+
+impl World {
+    /// `org`: lines added under the sender's `transportConfig`.
+    fn start(org: &str) -> World {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, pki.ca.pem()).unwrap();
+        let mx_port = free_port();
+        let mailbox = Sink::start();
+        let clear = Sink::start_at(SocketAddr::new(CLEAR_MX.into(), mx_port), &[]);
+        let hop = start_hop(dir.path(), &pki, mx_port, mailbox.addr);
+        let reports = Sink::start();
+        let https = PolicyServer::start(
+            &pki,
+            &[
+                ("secure.test", policy("enforce", &["mx0.secure.test", "mx1.secure.test"], 86_400)),
+                ("other.test", policy("enforce", &["mx1.secure.test"], 86_400)),
+            ],
+        );
+        let zone = Zone::new("test")
+            .a("mx0.secure.test", CLEAR_MX)
+            .a("mx1.secure.test", TLS_MX)
+            .mx("secure.test", 5, "mx0.secure.test")
+            .mx("secure.test", 10, "mx1.secure.test")
+            .mx("other.test", 10, "mx1.secure.test")
+            .txt("_mta-sts.secure.test", "v=STSv1; id=1;")
+            .txt("_mta-sts.other.test", "v=STSv1; id=1;")
+            .a("mta-sts.secure.test", Ipv4Addr::LOCALHOST)
+            .a("mta-sts.other.test", Ipv4Addr::LOCALHOST)
+            .txt("_smtp._tls.secure.test", "v=TLSRPTv1; rua=mailto:tlsrpt@local.test");
+        let dns = DnsServer::start(vec![zone]);
+        let queue = dir.path().join("queue");
+        std::fs::create_dir_all(&queue).unwrap();
+        std::fs::write(queue.join(transport::delivery::mta_sts::PORT_FLAG), https.port.to_string()).unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let yaml = sender_config(dir.path(), dns.addr, mx_port, reports.addr, &ca, admin) + org;
+        let sender = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+        World { _dir: dir, mailbox, clear, _hop: hop, reports, _https: https, _dns: dns, sender, admin }
+    }
+
+    fn send(&self, to: &str, tag: &str) {
+        let (mut c, _) = RawClient::connect(self.sender.smtp).expect("connect");
+        assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
+        let reply = c.send_message("alice@local.test", &[to], &test_message(tag, 1)).unwrap();
+        assert!(reply.starts_with("250"), "{reply}");
+        let _ = c.cmd("QUIT");
+    }
+
+    fn arrived(&self, sink: &Sink, count: usize) -> Vec<SinkMessage> {
+        eventually_or(WAIT, || Some(sink.messages()).filter(|m| m.len() >= count)).unwrap_or_else(|| {
+            panic!(
+                "{count} messages did not arrive; queues: {:#?}\nconnectivity log: {:#?}",
+                self.sender.queues(),
+                self.sender.connectivity_log()
+            )
+        })
+    }
+
+    fn get(&self, path: &str) -> (u16, String) {
+        let url = format!("http://{}{path}", self.admin);
+        self.sender.block_on(async {
+            let resp = reqwest::get(&url).await.expect("GET");
+            (resp.status().as_u16(), resp.text().await.unwrap_or_default())
+        })
+    }
+
+    fn tlsrpt(&self, query: &str) -> Vec<TlsReportDay> {
+        let (status, body) = self.get(&format!("/v1/tlsrpt{query}"));
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("TlsReportDay[]")
+    }
+}
+
+fn domain<'a>(day: &'a TlsReportDay, name: &str) -> &'a TlsReportDomain {
+    day.domains.iter().find(|d| d.domain == name).unwrap_or_else(|| panic!("{name} in {day:#?}"))
+}
+
+/// mx1: a transport server on 127.0.0.3 with STARTTLS, its certificate for
+/// mx1.secure.test from the test CA, delivering to `mailbox`.
+fn start_hop(dir: &Path, pki: &Pki, port: u16, mailbox: SocketAddr) -> InProc {
+    let hop = dir.join("hop");
+    std::fs::create_dir_all(&hop).unwrap();
+    let (cert, key) = pki.issue(&["mx1.secure.test".to_string()]);
+    std::fs::write(hop.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(hop.join("tls.key"), key.serialize_pem()).unwrap();
+    let yaml = format!(
+        "serverName: hop\nfqdn: mx1.secure.test\nqueueDirectory: {q}\n\
+         receiveConnectors:\n  - name: Default\n    bind: {TLS_MX}:{port}\n    \
+         tls: {{certificateFile: {crt}, keyFile: {key}}}\n\
+         mailboxDelivery: {{host: \"{mailbox}\"}}\n\
+         transportConfig:\n  acceptedDomains: [{{domain: secure.test, type: Authoritative}}, \
+         {{domain: other.test, type: Authoritative}}]\n  postmaster: postmaster@secure.test\n",
+        q = hop.join("queue").display(),
+        crt = hop.join("tls.crt").display(),
+        key = hop.join("tls.key").display(),
+    );
+    InProc::start(&yaml, &hop, ManualClock::new(t0()))
+}
+
+fn sender_config(
+    dir: &Path,
+    dns: SocketAddr,
+    mx_port: u16,
+    reports: SocketAddr,
+    ca: &Path,
+    admin: SocketAddr,
+) -> String {
+    format!(
+        "serverName: sender\nfqdn: sender.test\nqueueDirectory: {q}\nlogDirectory: {l}\n\
+         receiveConnectors:\n  - name: Default\n    bind: 127.0.0.1:{smtp}\n    remoteIPRanges: [\"127.0.0.0/8\"]\n    \
+         allowRelay: true\n\
+         sendConnectors:\n  - name: Internet\n    addressSpaces: [{{domain: \"*\"}}]\n    dnsRouting: true\n    \
+         port: {mx_port}\n    tlsCertificateAuthorities: {ca}\n\
+         mailboxDelivery: {{host: \"{reports}\"}}\n\
+         dns: {{nameservers: [\"{dns}\"]}}\n\
+         admin: {{bind: \"{admin}\"}}\n\
+         transportConfig:\n  acceptedDomains: [{{domain: local.test, type: Authoritative}}]\n  \
+         postmaster: postmaster@local.test\n",
+        q = dir.join("queue").display(),
+        l = dir.join("log").display(),
+        smtp = free_port(),
+        ca = ca.display(),
+    )
+}
+
+#[test]
+fn sessions_are_counted_kept_over_a_restart_and_reported_after_the_day() {
+    let mut w = World::start("");
+    w.send("bob@secure.test", "secure");
+    w.arrived(&w.mailbox, 1);
+    w.send("carol@other.test", "other");
+    w.arrived(&w.mailbox, 2);
+    assert!(w.clear.messages().is_empty(), "never in clear under enforce");
+
+    // Today's counts: secure.test one failure (mx0, no STARTTLS) and one success (mx1).
+    let days = w.tlsrpt("");
+    assert_eq!(days.len(), 1, "{days:#?}");
+    assert_eq!(days[0].date, TODAY);
+    let secure = domain(&days[0], "secure.test");
+    assert_eq!((secure.successful_session_count, secure.failed_session_count), (1, 1), "{secure:#?}");
+    assert_eq!(secure.policy_type, "sts");
+    assert!(secure.policy_string.contains(&"mode: enforce".to_string()), "{secure:#?}");
+    assert_eq!(secure.mx_host, ["mx0.secure.test", "mx1.secure.test"]);
+    let detail = &secure.failure_details[0];
+    assert_eq!(detail.result_type, "starttls-not-supported");
+    assert_eq!(detail.receiving_mx_hostname, "mx0.secure.test");
+    assert_eq!(detail.receiving_ip.as_deref(), Some("127.0.0.2"));
+    assert_eq!(detail.failed_session_count, 1);
+    assert!(detail.failure_reason_code.as_deref().is_some_and(|r| r.contains("does not offer STARTTLS")), "{detail:?}");
+    let other = domain(&days[0], "other.test");
+    assert_eq!((other.successful_session_count, other.failed_session_count), (1, 0));
+    assert_eq!(w.tlsrpt(&format!("?date={TODAY}")), days);
+    let (status, body) = w.get("/v1/tlsrpt?date=yesterday");
+    assert!(status == 400 && body.contains("date"), "{status} {body}");
+
+    // The metric has no domain label.
+    let (_, metrics) = w.get("/metrics");
+    let line = |result: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with("transport_tls_sessions_total{") && l.contains(&format!("result=\"{result}\"")))
+            .map(|l| l.rsplit(' ').next().unwrap_or_default().to_string())
+    };
+    assert_eq!(line("starttls-not-supported").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(line("success").as_deref(), Some("2"), "{metrics}");
+
+    // A restart keeps the day's counts.
+    w.sender.restart();
+    assert_eq!(w.tlsrpt(""), days);
+
+    // The day ends: secure.test's report comes by mail to its rua; other.test gets none.
+    w.sender.set_time(t0() + DAY + Duration::from_secs(120));
+    let mail = w.arrived(&w.reports, 1).remove(0);
+    assert_eq!(mail.rcpt_args.len(), 1, "{:?}", mail.rcpt_args);
+    assert!(mail.rcpt_args[0].contains("tlsrpt@local.test"), "{:?}", mail.rcpt_args);
+    let parsed = mail_parser::MessageParser::new().parse(mail.content.as_bytes()).expect("a mail");
+    let header = |name: &str| parsed.header(name).and_then(|h| h.as_text()).map(str::to_string);
+    assert_eq!(header("TLS-Report-Domain").as_deref(), Some("secure.test"));
+    assert_eq!(header("TLS-Report-Submitter").as_deref(), Some("sender.test"));
+    let report_id = format!("{TODAY}T00:00:00Z_secure.test@sender.test");
+    assert_eq!(
+        parsed.subject(),
+        Some(format!("Report Domain: secure.test Submitter: sender.test Report-ID: <{report_id}>").as_str())
+    );
+    assert!(mail.content.contains("multipart/report") && mail.content.contains("report-type=\"tlsrpt\""));
+    let part = parsed.attachment(0).expect("the report");
+    assert!(mail.content.contains("application/tlsrpt+gzip"), "{}", mail.content);
+    let json: serde_json::Value =
+        serde_json::from_reader(flate2::read::GzDecoder::new(part.contents())).expect("gzipped JSON");
+    assert_eq!(json["organization-name"], "sender.test");
+    assert_eq!(json["contact-info"], "postmaster@local.test");
+    assert_eq!(json["report-id"], report_id.as_str());
+    assert_eq!(json["date-range"]["start-datetime"], format!("{TODAY}T00:00:00Z"));
+    assert_eq!(json["date-range"]["end-datetime"], format!("{TODAY}T23:59:59Z"));
+    let policy = &json["policies"][0];
+    assert_eq!(policy["policy"]["policy-type"], "sts");
+    assert_eq!(policy["policy"]["policy-domain"], "secure.test");
+    assert_eq!(policy["policy"]["policy-string"][0], "version: STSv1");
+    assert_eq!(policy["summary"]["total-successful-session-count"], 1);
+    assert_eq!(policy["summary"]["total-failure-session-count"], 1);
+    let failure = &policy["failure-details"][0];
+    assert_eq!(failure["result-type"], "starttls-not-supported");
+    assert_eq!(failure["receiving-mx-hostname"], "mx0.secure.test");
+    assert_eq!(failure["receiving-ip"], "127.0.0.2");
+    assert_eq!(failure["failed-session-count"], 1);
+    assert!(failure["failure-reason-code"].as_str().is_some_and(|r| r.contains("STARTTLS")), "{failure}");
+
+    // What became of each report is kept; other.test's stayed here.
+    let day = eventually(WAIT, "both reports decided", || {
+        let day = w.tlsrpt(&format!("?date={TODAY}")).remove(0);
+        day.domains.iter().all(|d| d.report.is_some()).then_some(day)
+    });
+    assert_eq!(domain(&day, "secure.test").report.as_deref(), Some("sent to tlsrpt@local.test"));
+    assert_eq!(domain(&day, "other.test").report.as_deref(), Some("not sent: no TLSRPT record"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(w.reports.messages().len(), 1, "no report for other.test, none twice");
+
+    // transportctl shows the same.
+    let ctl = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_transportctl"))
+            .args(["--admin", &format!("http://{}", w.admin), "get-tlsreport"])
+            .args(args)
+            .output()
+            .expect("transportctl");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let json: Vec<TlsReportDay> = serde_json::from_str(&ctl(&["--date", TODAY, "-o", "json"])).expect("JSON");
+    assert_eq!(json, vec![day]);
+    let table = ctl(&[]);
+    let row = table.lines().find(|l| l.contains("secure.test")).unwrap_or_else(|| panic!("{table}"));
+    for cell in [TODAY, "sts", "starttls-not-supported mx0.secure.test x1", "sent to tlsrpt@local.test"] {
+        assert!(row.contains(cell), "{cell} in {table}");
+    }
+}
+
+#[test]
+fn with_reporting_off_the_day_is_counted_and_no_report_is_mailed() {
+    let w = World::start("  tlsReportingEnabled: false\n");
+    w.send("bob@secure.test", "secure");
+    w.arrived(&w.mailbox, 1);
+    let counted = domain(&w.tlsrpt("").remove(0), "secure.test").clone();
+    assert_eq!((counted.successful_session_count, counted.failed_session_count), (1, 1));
+
+    w.sender.set_time(t0() + DAY + Duration::from_secs(120));
+    let day = eventually(WAIT, "the report decided", || {
+        let day = w.tlsrpt(&format!("?date={TODAY}")).remove(0);
+        day.domains.iter().all(|d| d.report.is_some()).then_some(day)
+    });
+    assert_eq!(domain(&day, "secure.test").report.as_deref(), Some("not sent: tlsReportingEnabled is false"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(w.reports.messages().is_empty(), "no report mailed");
+}
