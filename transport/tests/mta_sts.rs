@@ -122,22 +122,11 @@ impl World {
     }
 
     fn send(&self, to: &str, tag: &str) {
-        let (mut c, _) = RawClient::connect(self.sender.smtp).expect("connect");
-        assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
-        let reply = c.send_message("alice@local.test", &[to], &test_message(tag, 1)).unwrap();
-        assert!(reply.starts_with("250"), "{reply}");
-        let _ = c.cmd("QUIT");
+        self.sender.send("alice@local.test", &[to], tag);
     }
 
-    /// The first `count` messages at `sink`; on a time-out, what the sender was doing.
     fn arrived(&self, sink: &Sink, count: usize) -> Vec<SinkMessage> {
-        eventually_or(WAIT, || Some(sink.messages()).filter(|m| m.len() >= count)).unwrap_or_else(|| {
-            panic!(
-                "{count} messages did not arrive; queues: {:#?}\nconnectivity log: {:#?}",
-                self.sender.queues(),
-                self.sender.connectivity_log()
-            )
-        })
+        self.sender.arrived(sink, count, WAIT)
     }
 
     /// Waits until every outbound session has ended (a session takes whatever is queued

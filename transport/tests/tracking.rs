@@ -36,14 +36,6 @@ fn server(
     InProc::start(&yaml, dir, ManualClock::new(t0()))
 }
 
-fn send(server: &InProc, from: &str, to: &[&str], tag: &str) {
-    let (mut c, _) = RawClient::connect(server.smtp).expect("connect");
-    assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
-    let reply = c.send_message(from, to, &test_message(tag, 1)).expect("send");
-    assert!(reply.starts_with("250"), "{reply}");
-    let _ = c.cmd("QUIT");
-}
-
 fn search(server: &InProc, query: TrackingQuery) -> Vec<TrackingRecord> {
     server.server().queue_manager().tracking().search(&query).expect("search")
 }
@@ -75,7 +67,7 @@ fn delivered_deferred_then_delivered_and_bounced_messages_tell_their_story() {
     let s = server(dir.path(), "track-0", smart, mailbox.addr);
 
     // To the mailbox hop: RECEIVE, then DELIVER with the hop's reply.
-    send(&s, "alice@example.org", &["bob@local.test"], "local");
+    s.send("alice@example.org", &["bob@local.test"], "local");
     let local = wait_events(&s, "local", TrackingEvent::Deliver);
     assert_eq!(events(&local), [TrackingEvent::Receive, TrackingEvent::Deliver]);
     let receive = &local[0];
@@ -97,7 +89,7 @@ fn delivered_deferred_then_delivered_and_bounced_messages_tell_their_story() {
 
     // Out through the smart host: refused for now (DEFER with the 4xx), delivered after the
     // message retry interval (SEND).
-    send(&s, "alice@example.org", &["carol@example.com"], "later");
+    s.send("alice@example.org", &["carol@example.com"], "later");
     let deferred = wait_events(&s, "later", TrackingEvent::Defer);
     assert!(deferred[1].recipient_status[0].starts_with('4'), "{:?}", deferred[1]);
     assert_eq!(deferred[1].connector_id.as_deref(), Some("Internet"));
@@ -134,7 +126,7 @@ fn a_bounced_message_records_the_hops_refusal_and_the_report() {
     // The next hop refuses every recipient for good (5xx).
     let refusing = Sink::start_with(&["-f", "RCPT"]);
     let s = server(dir.path(), "track-2", refusing.addr, mailbox.addr);
-    send(&s, "kim@local.test", &["lee@example.com"], "bounced");
+    s.send("kim@local.test", &["lee@example.com"], "bounced");
     let bounced = wait_events(&s, "bounced", TrackingEvent::Dsn);
     assert_eq!(events(&bounced), [TrackingEvent::Receive, TrackingEvent::Fail, TrackingEvent::Dsn]);
     let fail = &bounced[1];
@@ -167,7 +159,7 @@ fn removed_dropped_and_expired_messages_and_their_reports() {
     let nowhere: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let s = server(dir.path(), "track-1", nowhere, mailbox.addr);
     for tag in ["removed", "dropped", "old"] {
-        send(&s, "frank@local.test", &["grace@example.com"], tag);
+        s.send("frank@local.test", &["grace@example.com"], tag);
     }
     eventually(Duration::from_secs(10), "the queue in Retry", || {
         s.queues().iter().any(|q| q.last_error.is_some()).then_some(())
@@ -242,7 +234,7 @@ fn a_redirected_message_is_followed_from_server_to_server() {
     let nowhere: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let a = server(dir_a.path(), "mail-0", nowhere, sink.addr);
     let b = server(dir_b.path(), "mail-1", sink.addr, sink.addr);
-    send(&a, "henry@example.org", &["ivan@example.com"], "moved");
+    a.send("henry@example.org", &["ivan@example.com"], "moved");
     eventually(Duration::from_secs(10), "the queue in Retry", || {
         a.queues().iter().any(|q| q.last_error.is_some()).then_some(())
     });

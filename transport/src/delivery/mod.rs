@@ -20,6 +20,7 @@ pub mod session;
 mod stream;
 mod tls;
 pub mod tls_report;
+mod txt_record;
 
 pub use session::OutboundSession;
 pub use tls::CertificateCheck;

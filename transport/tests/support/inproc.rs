@@ -97,6 +97,28 @@ impl InProc {
         self.rt.block_on(f)
     }
 
+    /// One session that sends `test_message(tag, 1)` from `from` to `to`; the message must
+    /// be taken (250).
+    pub fn send(&self, from: &str, to: &[&str], tag: &str) {
+        let (mut c, _) = super::RawClient::connect(self.smtp).expect("connect");
+        assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
+        let reply = c.send_message(from, to, &super::test_message(tag, 1)).expect("send");
+        assert!(reply.starts_with("250"), "{reply}");
+        let _ = c.cmd("QUIT");
+    }
+
+    /// The first `count` messages at `sink` within `within`; on a time-out, what this
+    /// server was doing (its queues and connectivity log).
+    pub fn arrived(&self, sink: &super::Sink, count: usize, within: Duration) -> Vec<super::SinkMessage> {
+        super::eventually_or(within, || Some(sink.messages()).filter(|m| m.len() >= count)).unwrap_or_else(|| {
+            panic!(
+                "{count} messages did not arrive; queues: {:#?}\nconnectivity log: {:#?}",
+                self.queues(),
+                self.connectivity_log()
+            )
+        })
+    }
+
     /// Moves the clock to `t` (never backwards).
     pub fn set_time(&self, t: SystemTime) {
         self.clock.set(t);

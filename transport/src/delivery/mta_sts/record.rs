@@ -1,5 +1,7 @@
 //! The `_mta-sts.<domain>` TXT record (RFC 8461 §3.1): `v=STSv1; id=20160831085700Z;`.
-//! Hand-written for the same reasons as the policy parser (see `policy.rs`).
+//! Hand-written for the same reasons as the policy parser (see `policy.rs`); the framing
+//! it shares with the TLS reporting record is read by `delivery::txt_record`.
+use crate::delivery::txt_record;
 
 /// What the record says: the version of the policy to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,11 +26,10 @@ pub enum RecordError {
 /// `v=STSv1;` are discarded; exactly one must be left, and valid. Anything else means
 /// the domain has no policy to discover now (a cached one may still apply, §5.1).
 pub fn discover(texts: &[String]) -> Result<Record, RecordError> {
-    let candidates: Vec<&String> = texts.iter().filter(|t| t.starts_with("v=STSv1;")).collect();
-    match candidates.as_slice() {
-        [] => Err(RecordError::None),
-        [one] => Record::parse(one).map_err(RecordError::Invalid),
-        several => Err(RecordError::Several(several.len())),
+    match txt_record::single(texts, "v=STSv1;") {
+        Ok(one) => Record::parse(one).map_err(RecordError::Invalid),
+        Err(0) => Err(RecordError::None),
+        Err(several) => Err(RecordError::Several(several)),
     }
 }
 
@@ -41,22 +42,8 @@ impl Record {
         if fields.next() != Some(VERSION) {
             return Err(format!("it does not start with {VERSION};"));
         }
-        let fields: Vec<&str> = fields.map(|f| f.trim_matches([' ', '\t'])).collect();
         let mut id = None;
-        for (i, field) in fields.iter().enumerate() {
-            // `[sts-field-delim]`: the one empty field allowed is after a final `;`.
-            if field.is_empty() && i + 1 == fields.len() && i > 0 {
-                continue;
-            }
-            let Some((name, value)) = field.split_once('=') else {
-                return Err(format!("{field:?} is not a name=value field"));
-            };
-            let name_ok = (1..=32).contains(&name.len())
-                && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-            if !name_ok {
-                return Err(format!("{name:?} is not a field name"));
-            }
+        txt_record::each_field(fields, |name, value| {
             if name == "id" {
                 if id.is_some() {
                     return Err("id is given twice".to_string());
@@ -65,10 +52,11 @@ impl Record {
                     return Err(format!("id {value:?} is not 1 to 32 letters and digits"));
                 }
                 id = Some(value.to_string());
-            } else if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic() && b != b'=' && b != b';') {
+            } else if !txt_record::extension_value_ok(value) {
                 return Err(format!("the value of {name} is not valid"));
             }
-        }
+            Ok(())
+        })?;
         id.map(|id| Record { id }).ok_or_else(|| "it has no id".to_string())
     }
 }

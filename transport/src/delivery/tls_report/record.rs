@@ -1,7 +1,9 @@
 //! The `_smtp._tls.<domain>` TXT record (RFC 8460 §3):
 //! `v=TLSRPTv1; rua=mailto:tlsrpt@example.com,https://reports.example.com/tlsrpt`.
 //! Hand-written: the grammar is a dozen lines of ABNF and no maintained crate parses it;
-//! strict so that a record a receiver did not mean is not acted on.
+//! strict so that a record a receiver did not mean is not acted on. The framing it shares
+//! with the MTA-STS record is read by `delivery::txt_record`.
+use crate::delivery::txt_record;
 
 /// Where a domain wants its reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,11 +36,10 @@ pub enum RecordError {
 /// §3: TXT records that do not begin with `v=TLSRPTv1` are discarded; exactly one must be
 /// left, and valid, or the domain does not take reports.
 pub fn discover(texts: &[String]) -> Result<Record, RecordError> {
-    let candidates: Vec<&String> = texts.iter().filter(|t| t.starts_with(VERSION)).collect();
-    match candidates.as_slice() {
-        [] => Err(RecordError::None),
-        [one] => Record::parse(one).map_err(RecordError::Invalid),
-        several => Err(RecordError::Several(several.len())),
+    match txt_record::single(texts, VERSION) {
+        Ok(one) => Record::parse(one).map_err(RecordError::Invalid),
+        Err(0) => Err(RecordError::None),
+        Err(several) => Err(RecordError::Several(several)),
     }
 }
 
@@ -51,36 +52,19 @@ impl Record {
         if fields.next().map(|f| f.trim_end_matches([' ', '\t'])) != Some(VERSION) {
             return Err(format!("it does not start with {VERSION}"));
         }
-        let fields: Vec<&str> = fields.map(|f| f.trim_matches([' ', '\t'])).collect();
-        if fields.is_empty() {
-            return Err("it has no rua".to_string());
-        }
         let mut rua = None;
-        for (i, field) in fields.iter().enumerate() {
-            if field.is_empty() && i + 1 == fields.len() && i > 0 {
-                continue;
-            }
-            let Some((name, value)) = field.split_once('=') else {
-                return Err(format!("{field:?} is not a name=value field"));
-            };
+        txt_record::each_field(fields, |name, value| {
             if name == "rua" {
                 if rua.is_some() {
                     return Err("rua is given twice".to_string());
                 }
                 rua = Some(parse_rua(value)?);
-                continue;
-            }
-            let name_ok = (1..=32).contains(&name.len())
-                && name.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-                && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-            if !name_ok {
-                return Err(format!("{name:?} is not a field name"));
-            }
-            // tlsrpt-ext-value = 1*(%x21-3A / %x3C / %x3E-7E)
-            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_graphic() && b != b';' && b != b'=') {
+            } else if !txt_record::extension_value_ok(value) {
+                // tlsrpt-ext-value = 1*(%x21-3A / %x3C / %x3E-7E)
                 return Err(format!("the value of {name} is not valid"));
             }
-        }
+            Ok(())
+        })?;
         rua.map(|rua| Record { rua }).ok_or_else(|| "it has no rua".to_string())
     }
 
