@@ -14,6 +14,7 @@
 //! - `framing`: dot-stuffing of the message data, a chunk at a time
 mod commands;
 mod framing;
+pub mod https;
 pub mod mta_sts;
 mod reply;
 pub mod session;

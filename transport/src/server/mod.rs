@@ -129,6 +129,7 @@ impl Server {
         let mut tasks =
             vec![tokio::spawn(manager.clone().run()), tokio::spawn(manager.clone().sweep_safety_net_forever())];
         tasks.push(tokio::spawn(manager.clone().send_tls_reports_forever()));
+        tasks.push(tokio::spawn(manager.clone().refresh_mta_sts_forever()));
         tasks.push(tokio::spawn(follow_redirects(manager.clone(), control.clone())));
 
         let shadow: SharedShadowConfig =
