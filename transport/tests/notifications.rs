@@ -2,12 +2,11 @@
 //! the sender's side and allowed by NOTIFY; never for a null sender; an NDR at
 //! once for a 5xx; a "relayed" success DSN when NOTIFY=SUCCESS meets a hop
 //! without DSN support. Reports are parsed back and their fields checked.
-mod support;
 
+use crate::support::inproc::*;
+use crate::support::*;
 use mail_parser::{MessageParser, MimeHeaders};
 use std::time::Duration;
-use support::inproc::*;
-use support::*;
 use transport::clock::ManualClock;
 
 const MIN: u64 = 60_000;
@@ -37,7 +36,7 @@ fn setup(smart_host: std::net::SocketAddr, org_extra: &str, extra: &str) -> Setu
 }
 
 fn send(server: &InProc, from: &str, to: &str, rcpt_params: &str, tag: &str) {
-    let (mut c, _) = RawClient::connect(server.smtp).expect("connect");
+    let (mut c, _) = SmtpClient::connect(server.smtp).expect("connect");
     assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
     let r = c.cmd(&format!("MAIL FROM:<{from}> ENVID=env-{tag}")).unwrap();
     assert!(r.starts_with("250"), "{r}");
@@ -216,7 +215,7 @@ fn binarymime_for_a_hop_without_it_is_returned_at_once_with_5_6_3_and_headers_on
     // smtp-sink offers neither CHUNKING nor BINARYMIME: the message cannot go there as it is.
     let world = Sink::start();
     let s = setup(world.addr, "", "");
-    let (mut c, _) = RawClient::connect(s.server.smtp).expect("connect");
+    let (mut c, _) = SmtpClient::connect(s.server.smtp).expect("connect");
     assert!(c.cmd("EHLO client.test").unwrap().contains("BINARYMIME"));
     assert!(c.cmd("MAIL FROM:<alice@local.test> BODY=BINARYMIME").unwrap().starts_with("250"));
     assert!(c.cmd("RCPT TO:<bob@example.net>").unwrap().starts_with("250"));
@@ -247,7 +246,7 @@ fn a_utf8_recipient_for_a_hop_without_smtputf8_is_returned_with_5_6_7() {
     // smtp-sink does not offer SMTPUTF8: the address cannot be sent there without mangling it.
     let world = Sink::start();
     let s = setup(world.addr, "", "");
-    let (mut c, _) = RawClient::connect(s.server.smtp).expect("connect");
+    let (mut c, _) = SmtpClient::connect(s.server.smtp).expect("connect");
     assert!(c.cmd("EHLO client.test").unwrap().contains("SMTPUTF8"));
     assert!(c.cmd("MAIL FROM:<alice@local.test> SMTPUTF8").unwrap().starts_with("250"));
     assert!(c.cmd("RCPT TO:<jörg@example.net>").unwrap().starts_with("250"));

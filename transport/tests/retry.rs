@@ -2,11 +2,10 @@
 //! an unreachable smart host (glitch tier, transient tier, outbound interval),
 //! the one delay DSN, expiry with NDR, auto-resubmit, and a restart in the
 //! middle of the schedule. Days of queue time take seconds.
-mod support;
 
+use crate::support::inproc::*;
+use crate::support::*;
 use std::time::Duration;
-use support::inproc::*;
-use support::*;
 use transport::clock::ManualClock;
 
 const MIN: u64 = 60_000;
@@ -31,7 +30,7 @@ fn dead_port() -> u16 {
 }
 
 fn send(server: &InProc, from: &str, to: &str, rcpt_params: &str, tag: &str) {
-    let (mut c, _) = RawClient::connect(server.smtp).expect("connect");
+    let (mut c, _) = SmtpClient::connect(server.smtp).expect("connect");
     assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
     assert!(c.cmd(&format!("MAIL FROM:<{from}>")).unwrap().starts_with("250"));
     assert!(c.cmd(&format!("RCPT TO:<{to}>{rcpt_params}")).unwrap().starts_with("250"));

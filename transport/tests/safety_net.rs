@@ -2,11 +2,10 @@
 //! queue, for safetyNetHoldTime; a resubmit request (Add-ResubmitRequest) delivers those
 //! of a time window again, to one next hop if asked; then they go. On a test clock: two
 //! days in milliseconds. Real peers: two smtp-sinks as next hops.
-mod support;
 
+use crate::support::inproc::*;
+use crate::support::*;
 use std::time::Duration;
-use support::inproc::*;
-use support::*;
 use transport::api::ResubmitRequest;
 use transport::client::ClientError;
 use transport::clock::{rfc3339, Clock, ManualClock};
@@ -24,7 +23,7 @@ fn yaml(dir: &std::path::Path, world: std::net::SocketAddr, partner: std::net::S
 }
 
 fn send(server: &InProc, id: &str, to: &[&str], lines: usize) {
-    let (mut c, _) = RawClient::connect(server.smtp).expect("connect");
+    let (mut c, _) = SmtpClient::connect(server.smtp).expect("connect");
     c.cmd("EHLO client.test").unwrap();
     let reply = c.send_message("alice@example.org", to, &test_message(id, lines)).unwrap();
     assert!(reply.starts_with("250"), "{reply}");

@@ -2,14 +2,13 @@
 //! loopback, Postfix's smtp-sink as the next hop. A server that is killed
 //! (SIGKILL) and loses its queue folder loses no message it answered `250`
 //! for: its peers' shadow copies are delivered instead.
-mod support;
 
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::*;
 use transport::api::{DeliveryType, QueueInfo, TrackingEvent, TrackingQuery, TrackingRecord};
 
 const TOKEN: &str = "peers-of-the-test-service";
@@ -17,7 +16,7 @@ const TOKEN: &str = "peers-of-the-test-service";
 /// Servers `test-a`, `test-b`, ... each with a shadow channel on loopback and
 /// every other server as a peer; the smart host is `hop` (up or not).
 struct Service {
-    servers: Vec<Transport>,
+    servers: Vec<TransportProcess>,
     /// Each server's shadow channel.
     channels: Vec<SocketAddr>,
     _token_dir: tempfile::TempDir,
@@ -45,7 +44,7 @@ impl Service {
                     bind = channels[i],
                     token = token_file.display(),
                 );
-                Transport::start(&TransportSetup {
+                start_transport(&TransportSetup {
                     server_name: Some(names[i].clone()),
                     smart_host: Some(hop),
                     admin: true,
@@ -57,7 +56,7 @@ impl Service {
         Service { servers, channels, _token_dir: token_dir }
     }
 
-    fn queues(server: &Transport) -> Vec<QueueInfo> {
+    fn queues(server: &TransportProcess) -> Vec<QueueInfo> {
         server.admin(|c| async move { c.queues().await.expect("Get-Queue") })
     }
 
@@ -81,7 +80,7 @@ fn send_tracked(addr: SocketAddr, threads: usize, count: usize, tag: &str) -> Ve
         .map(|t| {
             let (acked, tag) = (acked.clone(), tag.to_string());
             std::thread::spawn(move || {
-                let (mut c, _) = RawClient::connect(addr).expect("connect");
+                let (mut c, _) = SmtpClient::connect(addr).expect("connect");
                 c.cmd("EHLO tracker.test").expect("EHLO");
                 for n in 0..count / threads {
                     let id = format!("{tag}-{t}-{n}");
@@ -200,7 +199,7 @@ fn copies_are_dropped_once_the_primary_has_delivered() {
     assert_eq!(all_discards.len(), acked.len());
 }
 
-fn tracking(server: &Transport, query: TrackingQuery) -> Vec<TrackingRecord> {
+fn tracking(server: &TransportProcess, query: TrackingQuery) -> Vec<TrackingRecord> {
     server.admin(|c| async move { c.message_tracking(&query).await.expect("Get-MessageTrackingLog") })
 }
 
@@ -217,7 +216,7 @@ fn no_shadow_reachable_is_450_4_5_1_when_asked_and_counted_otherwise() {
     let token_file = token_dir.path().join("peer-token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let start = |reject: bool| {
-        Transport::start(&TransportSetup {
+        start_transport(&TransportSetup {
             server_name: Some("test-a".into()),
             smart_host: Some(sink.addr),
             admin: true,
@@ -234,7 +233,7 @@ fn no_shadow_reachable_is_450_4_5_1_when_asked_and_counted_otherwise() {
     };
 
     let strict = start(true);
-    let (mut c, _) = RawClient::connect(strict.smtp).unwrap();
+    let (mut c, _) = SmtpClient::connect(strict.smtp).unwrap();
     c.cmd("EHLO client.test").unwrap();
     let reply = c.send_message("a@example.org", &["b@example.net"], &test_message("strict", 3)).unwrap();
     assert!(reply.starts_with("450 4.5.1"), "{reply}");
@@ -244,7 +243,7 @@ fn no_shadow_reachable_is_450_4_5_1_when_asked_and_counted_otherwise() {
     assert!(sink.messages().is_empty(), "a refused message is not delivered");
 
     let lenient = start(false);
-    let (mut c, _) = RawClient::connect(lenient.smtp).unwrap();
+    let (mut c, _) = SmtpClient::connect(lenient.smtp).unwrap();
     c.cmd("EHLO client.test").unwrap();
     let reply = c.send_message("a@example.org", &["b@example.net"], &test_message("lenient", 3)).unwrap();
     assert!(reply.starts_with("250"), "{reply}");
@@ -307,7 +306,7 @@ mod on_a_test_clock {
     //! The time-driven half, in-process on a clock the test moves: hours of
     //! silence from a primary in milliseconds.
     use super::*;
-    use support::inproc::{t0, InProc};
+    use crate::support::inproc::{t0, InProc};
     use transport::api::QueueStatus;
     use transport::clock::ManualClock;
 

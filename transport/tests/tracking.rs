@@ -3,12 +3,11 @@
 //! and mailbox hop, a second transport server as redirect target), time on a manual
 //! clock so retries and expiry take seconds, and the search through the admin API and
 //! `transportctl get-messagetrackinglog`.
-mod support;
 
+use crate::support::inproc::*;
+use crate::support::*;
 use std::process::Command;
 use std::time::Duration;
-use support::inproc::*;
-use support::*;
 use transport::api::{TrackingEvent, TrackingQuery, TrackingRecord};
 use transport::clock::ManualClock;
 
@@ -253,7 +252,7 @@ fn a_redirected_message_is_followed_from_server_to_server() {
 #[test]
 fn transportctl_searches_a_running_servers_log() {
     let sink = Sink::start();
-    let t = Transport::start(&TransportSetup {
+    let t = start_transport(&TransportSetup {
         smart_host: Some(sink.addr),
         admin: true,
         token: Some("s3cret".into()),

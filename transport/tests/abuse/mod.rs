@@ -1,7 +1,6 @@
 //! Helpers of the abuse tests (hostile.rs, relay_abuse.rs): connections from
 //! other loopback sources, raw byte clients, and a good client that keeps
 //! sending while the abuse goes on.
-#![allow(dead_code)]
 
 use crate::support::*;
 use std::io::{Read, Write};
@@ -91,7 +90,7 @@ impl GoodClient {
             while n < 3 || !stop2.load(Ordering::Relaxed) {
                 n += 1;
                 let id = format!("good-{tag}-{n}");
-                let (mut c, banner) = RawClient::connect(addr).expect("the good client connects");
+                let (mut c, banner) = SmtpClient::connect(addr).expect("the good client connects");
                 assert!(banner.starts_with("220"), "good client got banner {banner}");
                 assert!(c.cmd("EHLO good.test").expect("ehlo").starts_with("250"));
                 let reply = c.send_message("good@example.org", &["good@example.net"], &test_message(&id, 3));

@@ -100,7 +100,7 @@ impl InProc {
     /// One session that sends `test_message(tag, 1)` from `from` to `to`; the message must
     /// be taken (250).
     pub fn send(&self, from: &str, to: &[&str], tag: &str) {
-        let (mut c, _) = super::RawClient::connect(self.smtp).expect("connect");
+        let (mut c, _) = super::SmtpClient::connect(self.smtp).expect("connect");
         assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
         let reply = c.send_message(from, to, &super::test_message(tag, 1)).expect("send");
         assert!(reply.starts_with("250"), "{reply}");
