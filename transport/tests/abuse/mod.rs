@@ -26,29 +26,10 @@ pub fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStre
     })
 }
 
-/// Reads one reply (all its lines) from a raw stream, byte by byte (the tests
-/// must not read past it). `None` at EOF or on a timeout.
+/// Reads one reply (all its lines) from a raw stream without reading past it (the test
+/// kit's reader). `None` at EOF or on a timeout.
 pub fn read_reply(s: &mut TcpStream) -> Option<String> {
-    let mut all = String::new();
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    loop {
-        match s.read(&mut b) {
-            Ok(1) => {}
-            _ => return None,
-        }
-        line.push(b[0]);
-        if b[0] == b'\n' {
-            let text = String::from_utf8_lossy(&line).trim_end().to_string();
-            let last = text.len() < 4 || text.as_bytes()[3] != b'-';
-            all.push_str(&text);
-            line.clear();
-            if last {
-                return Some(all);
-            }
-            all.push('\n');
-        }
-    }
+    testkit::smtp_client::read_reply(s).ok()
 }
 
 /// Sends `line` + CRLF and reads the reply.
