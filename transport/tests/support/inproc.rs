@@ -49,6 +49,11 @@ impl InProc {
         s
     }
 
+    /// [`InProc::start`] on `file`, written as YAML.
+    pub fn start_file(file: &TransportFile, dir: &Path, clock: ManualClock) -> InProc {
+        InProc::start(&serde_yaml::to_string(file).expect("a TransportFile serializes"), dir, clock)
+    }
+
     fn spawn(&mut self) {
         let text = std::fs::read_to_string(&self.config_path).expect("read config");
         let file = TransportFile::from_yaml_str(&text).unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
@@ -82,6 +87,11 @@ impl InProc {
         std::fs::write(&self.config_path, yaml).expect("write config");
         let file = TransportFile::from_yaml_str(yaml).unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
         self.rt.block_on(self.server().reload(file, yaml));
+    }
+
+    /// [`InProc::reload`] of `file`, written as YAML.
+    pub fn reload_file(&self, file: &TransportFile) {
+        self.reload(&serde_yaml::to_string(file).expect("a TransportFile serializes"));
     }
 
     pub fn queues(&self) -> Vec<QueueInfo> {
