@@ -64,16 +64,17 @@ fn protocol_logs_record_both_directions_of_connectors_that_ask_for_it() {
     use crate::support::inproc::{t0, InProc};
     let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "serverName: plog-0\nfqdn: relay.test.invalid\nqueueDirectory: {q}\nlogDirectory: {l}\n\
-         receiveConnectors:\n  - name: Logged\n    bind: 127.0.0.1:{port}\n    allowRelay: true\n    protocolLogging: true\n\
-         sendConnectors:\n  - name: Outbound\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"{sink}\"]\n    protocolLogging: true\n",
-        q = dir.path().join("queue").display(),
-        l = dir.path().join("log").display(),
-        port = free_port(),
-        sink = sink.addr,
-    );
-    let server = InProc::start(&yaml, dir.path(), transport::clock::ManualClock::new(t0()));
+    let setup = TransportSetup {
+        server_name: Some("plog-0".into()),
+        smart_host: Some(sink.addr),
+        extra_receive: "    protocolLogging: true\n".into(),
+        extra_send: "    protocolLogging: true\n".into(),
+        ..Default::default()
+    };
+    let mut file = setup.config_file(&Placement { dir: dir.path(), smtp: free_addr(), admin: None, token_file: None });
+    file.receive_connectors[0].name = "Logged".into();
+    file.receive_connectors[0].settings.remote_ip_ranges.clear();
+    let server = InProc::start_file(&file, dir.path(), transport::clock::ManualClock::new(t0()));
     let mut c = SmtpClient::connect(server.smtp).unwrap().0;
     c.cmd("EHLO client.test").unwrap();
     assert!(c.send_message("a@example.org", &["b@example.net"], &test_message("plog", 1)).unwrap().starts_with("250"));

@@ -7,7 +7,6 @@ use crate::support::inproc::*;
 use crate::support::*;
 use std::net::SocketAddr;
 use std::time::Duration;
-use testkit::config_file::Placement;
 use transport::clock::ManualClock;
 use transport::config::TransportFile;
 

@@ -11,11 +11,11 @@ pub mod inproc;
 pub mod sts;
 
 pub use testkit::block_on;
-pub use testkit::config_file::{write_config_file, TransportSetup};
+pub use testkit::config_file::{write_config_file, Placement, TransportSetup};
 pub use testkit::listener::wait_for_smtp_ready;
 pub use testkit::peer::tool;
 pub use testkit::poll::{eventually, eventually_or};
-pub use testkit::port::free_port;
+pub use testkit::port::{free_addr, free_port};
 pub use testkit::sink::{Sink, SinkMessage};
 pub use testkit::smtp_client::{test_message, SmtpClient};
 pub use testkit::transport_process::TransportProcess;
