@@ -18,8 +18,8 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use testkit::sink::CountingSink;
 use transport::api::TrackingEvent;
 use transport::clock::ManualClock;
+use transport::envelope::{Envelope, MessageId, Origin, Recipient};
 use transport::logs::{LogSettings, TrackingLog, TrackingSettings, TrackingSource};
-use transport::queue::message::{Envelope, MessageId, Origin, Recipient};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CostRun {

@@ -9,7 +9,7 @@ use libfuzzer_sys::fuzz_target;
 use mail_parser::MimeHeaders;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use transport::dsn::{build, Action, DsnInput, DsnRecipient};
-use transport::queue::Ret;
+use transport::envelope::Ret;
 
 #[derive(Arbitrary, Debug)]
 struct Rcpt {

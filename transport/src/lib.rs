@@ -9,7 +9,8 @@
 //! - [`clock`]    the time source every timer goes through (tests drive it)
 //! - [`control`]  ServerState and server component states: who may connect, submit, deliver
 //! - [`smtp`]     ESMTP receive: listeners, sessions, command parsing, DATA reading, TLS
-//! - [`queue`]    the message model, the durable store, the queue manager, retry schedule
+//! - [`envelope`] the message model every part shares (addresses, recipients, origin, state)
+//! - [`queue`]    the durable store, the queue manager, retry schedule
 //! - [`routing`]  categorizer: address spaces, accepted domains, MX lookup
 //! - [`delivery`] outbound SMTP per next hop (lettre), per-recipient outcomes
 //! - [`dsn`]      RFC 3464 delivery status notifications
@@ -35,6 +36,8 @@ pub mod control;
 pub mod delivery;
 #[cfg(feature = "server")]
 pub mod dsn;
+#[cfg(feature = "server")]
+pub mod envelope;
 #[cfg(feature = "server")]
 pub mod logs;
 #[cfg(feature = "server")]

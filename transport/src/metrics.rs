@@ -354,9 +354,10 @@ mod tests {
     use crate::clock::{ManualClock, SharedClock};
     use crate::config::TransportFile;
     use crate::control::Control;
+    use crate::envelope::{Envelope, MessageId, Recipient};
+    use crate::envelope::{MessageState, Origin, Source};
     use crate::queue::manager::{QueueGauge, QueueLogs, QueueManager, RuntimeConfig};
-    use crate::queue::message::{MessageState, Origin, Source};
-    use crate::queue::{Envelope, MessageId, Recipient, Store};
+    use crate::queue::Store;
     use std::sync::Arc;
     use std::time::UNIX_EPOCH;
 

@@ -14,9 +14,9 @@ use transport::config::{AddressSpace, DnsSettings, OutboundTls, SendConnector};
 use transport::delivery::{
     resolve_targets, CertificateCheck, ConnectOptions, DeliveryError, OutboundSession, ProtocolTap, RecipientOutcome,
 };
+use transport::envelope::{Envelope, Notify, Ret};
 use transport::logs::LogEvent;
 use transport::queue::body::BodyReader;
-use transport::queue::message::{Envelope, Notify, Ret};
 use transport::routing::mx::{Resolver, Target};
 use transport::routing::{DeliveryType, NextHop};
 

@@ -8,7 +8,7 @@ use transport::config::{
     AcceptedDomain, AcceptedDomainType, AddressSpace, DnsSettings, MailboxDelivery, OrgSettings, OutboundTls,
     SendConnector,
 };
-use transport::queue::message::RecipientStatus;
+use transport::envelope::RecipientStatus;
 use transport::routing::mx::{ResolveError, Resolver, Target};
 use transport::routing::{DeliveryType, NextHop, Route, Router};
 

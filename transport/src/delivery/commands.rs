@@ -5,7 +5,7 @@
 //! xtext as the client sent them, so they would be encoded twice (`+40`
 //! becoming `+2B40`), and lettre's encoder mangles bytes above 127.
 use super::reply::xtext;
-use crate::queue::message::{Notify, Recipient, Ret};
+use crate::envelope::{Notify, Recipient, Ret};
 use std::fmt;
 
 /// `MAIL FROM:<sender> [SIZE=n] [BODY=8BITMIME|BINARYMIME] [SMTPUTF8] [RET=..] [ENVID=..]`

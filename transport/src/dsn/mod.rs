@@ -10,7 +10,7 @@ mod text;
 
 pub use fields::enhanced_status;
 
-use crate::queue::message::Ret;
+use crate::envelope::Ret;
 use fields::{ascii_value, field, final_recipient, header_address, host, is_status_code, original_recipient};
 use mail_builder::headers::address::Address;
 use mail_builder::headers::content_type::ContentType;

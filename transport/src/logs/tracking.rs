@@ -11,7 +11,7 @@ use super::rolling::{date_key, format_date_time, push_field, split_row, LogKind,
 use super::LogSettings;
 use crate::api::{ResultSize, TrackingEvent, TrackingQuery, TrackingRecord, DEFAULT_RESULT_SIZE};
 use crate::clock::{parse_rfc3339, SharedClock};
-use crate::queue::message::Envelope;
+use crate::envelope::Envelope;
 use std::borrow::Cow;
 use std::io::{self, BufRead};
 use std::net::IpAddr;

@@ -49,7 +49,7 @@
 //! retirement asked while the store is failed becomes a removal (the Safety Net
 //! is a convenience, never worth a write the failed disk cannot take).
 use super::body::{BodyReader, BodyWriter, SpoolHealth, StagedBody, SPOOL_ABOVE};
-use super::{Envelope, MessageId};
+use crate::envelope::{Envelope, MessageId};
 use redb::{Database, Durability, ReadableTable, ReadableTableMetadata, TableDefinition};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -1411,7 +1411,7 @@ fn remove_message(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::queue::message::{Origin, Recipient, RecipientStatus};
+    use crate::envelope::{Origin, Recipient, RecipientStatus};
     use std::collections::BTreeSet;
     use std::io::BufRead;
 

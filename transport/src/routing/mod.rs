@@ -10,7 +10,7 @@ pub mod mx;
 pub use crate::api::DeliveryType;
 use crate::config::domain_pattern::{DomainPattern, Specificity};
 use crate::config::{AcceptedDomainType, MailboxDelivery, OrgSettings, SendConnector};
-use crate::queue::{Envelope, RecipientStatus};
+use crate::envelope::{Envelope, RecipientStatus};
 use serde::{Deserialize, Serialize};
 
 /// Exchange's NextHopSolutionKey: delivery type, next hop domain, connector.
@@ -55,7 +55,7 @@ pub struct Router {
 
 /// The form every comparison uses: the routed form of recipient domains.
 fn normalize(domain: &str) -> String {
-    crate::queue::message::routed_domain(domain.trim())
+    crate::envelope::routed_domain(domain.trim())
 }
 
 /// Each pattern parsed once; a pattern that does not parse (the configuration was not
@@ -108,7 +108,7 @@ impl Router {
     /// their senders are external, as in Exchange.
     pub fn is_internal_sender(&self, mail_from: Option<&str>) -> bool {
         let Some(from) = mail_from else { return false };
-        let domain = crate::queue::message::domain_of(from);
+        let domain = crate::envelope::domain_of(from);
         !domain.is_empty()
             && matches!(
                 self.accepted(&domain),

@@ -2,10 +2,11 @@
 //! queue manager. Shared by the SMTP sessions and the replay directory.
 use crate::clock::{to_millis, SharedClock};
 use crate::control::Gate;
+use crate::envelope::{Envelope, MessageId};
 use crate::metrics::Telemetry;
 use crate::queue::body::BodyWriter;
 use crate::queue::manager::QueueManager;
-use crate::queue::{Envelope, MessageId, Store, StoreError};
+use crate::queue::{Store, StoreError};
 use crate::shadow::{CopyOutcome, Primary};
 use crate::smtp::{Incoming, Submit, SubmitError};
 use futures::future::BoxFuture;

@@ -5,8 +5,8 @@
 //! durably queued; a file that cannot be parsed is renamed `.bad`; leftover
 //! `.tmp` files become `.eml` again at start (a crash may cause a duplicate,
 //! never a loss).
+use crate::envelope::{Envelope, Origin, Recipient, Ret, Source};
 use crate::queue::body::StagedBody;
-use crate::queue::message::{Envelope, Origin, Recipient, Ret, Source};
 use crate::smtp::command;
 use crate::smtp::{Incoming, Submit, SubmitError};
 use std::net::IpAddr;
@@ -231,7 +231,7 @@ pub async fn scan(dir: &Path, intake: &dyn Submit) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::message::Notify;
+    use crate::envelope::Notify;
 
     #[test]
     fn envelope_comes_from_the_injected_headers() {

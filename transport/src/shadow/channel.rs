@@ -15,9 +15,9 @@
 use super::{HeartbeatReply, HeartbeatRequest, Holder, Primary, SharedShadowConfig};
 use crate::api::ApiError;
 use crate::control::Gate;
+use crate::envelope::Envelope;
 use crate::queue::body::StagedBody;
 use crate::queue::manager::QueueManager;
-use crate::queue::Envelope;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -342,9 +342,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_frame_gives_back_its_envelope_and_message() {
-        let envelope = crate::queue::store::tests::envelope(crate::queue::MessageId(7));
+        let envelope = crate::queue::store::tests::envelope(crate::envelope::MessageId(7));
         let mut bytes = frame(&envelope, &StagedBody::Inline(b"Subject: hi\r\n\r\nbody\r\n".to_vec())).await.unwrap();
-        let second = crate::queue::store::tests::envelope(crate::queue::MessageId(8));
+        let second = crate::queue::store::tests::envelope(crate::envelope::MessageId(8));
         bytes.extend(frame(&second, &StagedBody::Inline(Vec::new())).await.unwrap());
         let copies = unframe(&bytes).unwrap();
         assert_eq!(copies.len(), 2);

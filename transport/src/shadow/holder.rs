@@ -7,10 +7,11 @@ use super::{HeartbeatRequest, PeerClient, ShadowConfig, SharedShadowConfig, HEAR
 use crate::api::TrackingEvent;
 use crate::api::{DeliveryType, QueueInfo, QueueStatus};
 use crate::clock::{from_millis, rfc3339, to_millis, SharedClock};
+use crate::envelope::MessageId;
 use crate::logs::{TrackingLog, TrackingSource};
 use crate::metrics::Telemetry;
 use crate::queue::manager::QueueManager;
-use crate::queue::{MessageId, StoreError};
+use crate::queue::StoreError;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};

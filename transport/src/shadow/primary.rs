@@ -2,10 +2,10 @@
 //! each message to one peer, and the answer to the peers' heartbeats.
 use super::channel::{frame, PeerClient, Route, Shipper};
 use super::SharedShadowConfig;
+use crate::envelope::Envelope;
 use crate::metrics::Telemetry;
 use crate::queue::body::StagedBody;
 use crate::queue::manager::QueueManager;
-use crate::queue::Envelope;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

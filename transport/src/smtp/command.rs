@@ -9,7 +9,7 @@
 //! would then have to be refused after the fact. A strict parser of the few
 //! things we offer is shorter than that adaptation, and says exactly what is
 //! wrong.
-use crate::queue::message::{Notify, Ret};
+use crate::envelope::{Notify, Ret};
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// RFC 5321 §4.5.3.1.1 and §4.5.3.1.3 size limits (domains: the host-name rule, 253).
@@ -323,7 +323,7 @@ fn valid_dot_string(s: &str) -> bool {
 fn valid_idn(s: &str) -> bool {
     !s.is_ascii()
         && s.chars().all(|c| !c.is_control() && !c.is_whitespace())
-        && crate::queue::message::ascii_domain(s).is_some_and(|a| valid_domain(&a))
+        && crate::envelope::ascii_domain(s).is_some_and(|a| valid_domain(&a))
 }
 
 /// `DQUOTE *( qtextSMTP / quoted-pairSMTP ) DQUOTE`.
@@ -510,7 +510,7 @@ mod tests {
         assert!(!parse_mail("FROM:<jörg@example.org>").unwrap().smtputf8);
         assert_eq!(rcpt_address("TO:<用户@例子.广告>"), "用户@例子.广告");
         assert_eq!(rcpt_address("TO:<\"jörg m\"@example.org>"), "\"jörg m\"@example.org");
-        assert_eq!(crate::queue::message::domain_of("jörg@Bücher.Test."), "xn--bcher-kva.test");
+        assert_eq!(crate::envelope::domain_of("jörg@Bücher.Test."), "xn--bcher-kva.test");
         // Controls, spaces and invalid IDNs are refused.
         for bad in ["TO:<a\u{85}b@example.org>", "TO:<a@bü cher.test>", "TO:<a@xn--a.bücher.test>", "TO:<a@-ü.test>"]
         {

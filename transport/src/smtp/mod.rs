@@ -16,10 +16,10 @@
 //! - `auth`: users file, PLAIN/LOGIN decoding; `tls`: the STARTTLS acceptor
 use crate::config::domain_pattern::DomainPattern;
 use crate::config::{ReceiveLimits, ReceiveSettings};
+use crate::envelope::Envelope;
+use crate::envelope::MessageId;
 use crate::logs::LogEvent;
 use crate::queue::body::{BodyWriter, StagedBody};
-use crate::queue::message::Envelope;
-use crate::queue::MessageId;
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
 

@@ -7,9 +7,9 @@ use super::received::{self, Trace};
 use super::{Incoming, SessionEvents, SessionSettings, Submit, SubmitError};
 use crate::config::domain_pattern::DomainPattern;
 use crate::control::{Availability, Gate};
+use crate::envelope::{Envelope, MessageId, Origin, Recipient, Source};
 use crate::logs::LogEvent;
 use crate::queue::body::BodyWriter;
-use crate::queue::message::{Envelope, MessageId, Origin, Recipient, Source};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -1073,7 +1073,7 @@ fn valid_helo(name: &str) -> bool {
 /// The domain (as written in RCPT TO) is one of the accepted domains: compared in its
 /// routed form (case, trailing dots and U-labels do not matter).
 pub(crate) fn is_accepted(domain: &str, accepted: &[DomainPattern]) -> bool {
-    let Some(domain) = crate::queue::message::ascii_domain(domain) else { return false };
+    let Some(domain) = crate::envelope::ascii_domain(domain) else { return false };
     accepted.iter().any(|pattern| pattern.matches(&domain))
 }
 

@@ -38,8 +38,8 @@ pub fn retry_every(secs: u32) -> String {
 
 /// An envelope as the receive side would queue it from `client.test` on the Default
 /// connector (`from` None: a null reverse path).
-pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::queue::message::Envelope {
-    use transport::queue::message::{Envelope, MessageId, Origin, Recipient, Source};
+pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::envelope::Envelope {
+    use transport::envelope::{Envelope, MessageId, Origin, Recipient, Source};
     let origin = Origin {
         connector: "Default".into(),
         client_ip: None,

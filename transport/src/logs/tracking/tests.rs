@@ -3,7 +3,7 @@
 //! filters.
 use super::*;
 use crate::clock::ManualClock;
-use crate::queue::message::{MessageId, Origin, Recipient};
+use crate::envelope::{MessageId, Origin, Recipient};
 use std::time::{Duration, SystemTime};
 use time::format_description::well_known::Rfc3339;
 

@@ -6,9 +6,9 @@ use super::state::{Pending, QueueId, Redirect, Timer};
 use super::QueueManager;
 use crate::api::TrackingEvent;
 use crate::config::host_port::HostPort;
+use crate::envelope::{MessageId, RecipientStatus};
 use crate::logs::TrackingSource;
 use crate::queue::body::BodyReader;
-use crate::queue::message::{MessageId, RecipientStatus};
 use crate::routing::{DeliveryType, NextHop};
 use tracing::{error, info, warn};
 

@@ -4,8 +4,8 @@
 use super::state::{QueueId, State};
 use super::{pending_indexes, QueueManager, RuntimeConfig};
 use crate::api::TrackingEvent;
+use crate::envelope::{domain_of, Envelope, MessageId, Source};
 use crate::logs::TrackingSource;
-use crate::queue::message::{domain_of, Envelope, MessageId, Source};
 use crate::routing::{NextHop, Route};
 use std::panic::AssertUnwindSafe;
 use tracing::{debug, warn};

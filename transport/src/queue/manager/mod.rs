@@ -34,13 +34,13 @@ pub use view::{MessagePage, QueueGauge, QueueSnapshot};
 pub use worker::MAX_UNCONFIRMED_DELIVERIES;
 
 use self::state::{QueueKey, QueueRecord, State, Timer};
-use super::message::{Envelope, MessageId, RecipientStatus};
 use super::store::{Recovered, Store, StoreError};
 use crate::clock::{from_millis, to_millis, SharedClock};
 use crate::config::{ExpirationPolicy, OrgSettings, RetryPolicy, TransportFile};
 use crate::control::Gate;
 use crate::delivery::mta_sts::MtaSts;
 use crate::delivery::tls_report::TlsReports;
+use crate::envelope::{Envelope, MessageId, RecipientStatus};
 use crate::logs::{ConnectivityLog, ProtocolLog, TrackingLog};
 use crate::routing::mx::{MxError, Resolver};
 use crate::routing::{NextHop, Router};
@@ -472,7 +472,7 @@ fn pending_indexes(state: &State, id: MessageId) -> Vec<usize> {
                 .recipients
                 .iter()
                 .enumerate()
-                .filter(|(_, r)| r.status == super::RecipientStatus::Pending)
+                .filter(|(_, r)| r.status == crate::envelope::RecipientStatus::Pending)
                 .map(|(i, _)| i)
                 .collect()
         })

@@ -7,8 +7,8 @@ use super::QueueManager;
 use crate::api::TrackingEvent;
 use crate::clock::{from_millis, to_millis};
 use crate::dsn::{self, Action, DsnInput, DsnRecipient};
+use crate::envelope::{Envelope, MessageId, Notify, Origin, Recipient, RecipientStatus, Source};
 use crate::logs::TrackingSource;
-use crate::queue::message::{Envelope, MessageId, Notify, Origin, Recipient, RecipientStatus, Source};
 use crate::routing::NextHop;
 use tracing::{info, warn};
 
@@ -191,7 +191,7 @@ impl QueueManager {
             // A binary original cannot travel inside a report sent with DATA, and a
             // REQUIRETLS one must not leave the protected path in a report (RFC 8689 §5):
             // headers only.
-            ret: if env.binary_mime || env.requiretls { Some(crate::queue::message::Ret::Hdrs) } else { env.ret },
+            ret: if env.binary_mime || env.requiretls { Some(crate::envelope::Ret::Hdrs) } else { env.ret },
             max_attach: config.org.dsn_max_message_attach_size().bytes(),
             text,
         });

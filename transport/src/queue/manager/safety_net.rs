@@ -7,9 +7,9 @@
 //! is older than the hold time.
 use super::QueueManager;
 use crate::api::TrackingEvent;
+use crate::envelope::{Envelope, MessageId, RecipientStatus, Source};
 use crate::logs::TrackingSource;
 use crate::queue::body::StagedBody;
-use crate::queue::message::{Envelope, MessageId, RecipientStatus, Source};
 use crate::queue::{Store, StoreError};
 use crate::routing::Route;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! waiting in one queue) and timers. Owned by [`super::QueueManager`] under one
 //! lock; nothing in here awaits.
 use crate::api::{DeliveryType, MessageStatus, QueueStatus};
-use crate::queue::message::{Envelope, MessageId};
+use crate::envelope::{Envelope, MessageId};
 use crate::routing::NextHop;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};

@@ -5,8 +5,8 @@
 use super::state::Timer;
 use super::QueueManager;
 use crate::api::TrackingEvent;
+use crate::envelope::{MessageId, RecipientStatus};
 use crate::logs::TrackingSource;
-use crate::queue::message::{MessageId, RecipientStatus};
 use crate::queue::retry::connection_retry_interval;
 use crate::routing::DeliveryType;
 use tracing::{debug, info};

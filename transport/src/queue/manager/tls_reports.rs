@@ -7,8 +7,8 @@ use super::QueueManager;
 use crate::api::{TlsReportDomain, TrackingEvent};
 use crate::clock::to_millis;
 use crate::delivery::tls_report::{post, record, report, RecordError};
+use crate::envelope::{Envelope, Notify, Origin, Recipient, Source};
 use crate::logs::TrackingSource;
-use crate::queue::message::{Envelope, Notify, Origin, Recipient, Source};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::{info, warn, Instrument};
 

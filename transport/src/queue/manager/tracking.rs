@@ -4,8 +4,8 @@
 use super::QueueManager;
 use crate::api::TrackingEvent;
 use crate::delivery::{RecipientOutcome, SendOutcome};
+use crate::envelope::{Envelope, MessageId, Source};
 use crate::logs::TrackingSource;
-use crate::queue::message::{Envelope, MessageId, Source};
 use crate::routing::{DeliveryType, NextHop};
 use std::borrow::Cow;
 

@@ -6,7 +6,7 @@ use crate::api::{
     DEFAULT_RESULT_SIZE,
 };
 use crate::clock::{from_millis, rfc3339};
-use crate::queue::message::{domain_of, MessageId, RecipientStatus, Source};
+use crate::envelope::{domain_of, MessageId, RecipientStatus, Source};
 use std::ops::Bound;
 
 /// A page of Get-Message rows.

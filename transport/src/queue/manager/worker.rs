@@ -10,8 +10,8 @@ use crate::config::OutboundTls;
 use crate::delivery::{
     self, CertificateCheck, ConnectOptions, OutboundSession, ProtocolTap, RecipientOutcome, SendOutcome,
 };
+use crate::envelope::{Envelope, MessageId, Notify, RecipientStatus};
 use crate::logs::{LogEvent, ProtocolSession, TrackingSource};
-use crate::queue::message::{Envelope, MessageId, Notify, RecipientStatus};
 use crate::queue::retry::connection_retry_interval;
 use crate::routing::{DeliveryType, NextHop};
 use futures::FutureExt;

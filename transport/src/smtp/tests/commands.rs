@@ -1,6 +1,6 @@
 //! Command replies, the stored message, pipelining.
 use super::*;
-use crate::queue::message::{Notify, Ret, Source};
+use crate::envelope::{Notify, Ret, Source};
 
 #[tokio::test]
 async fn plain_transaction_stores_received_header_then_the_clients_bytes() {

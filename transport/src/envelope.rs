@@ -1,5 +1,7 @@
-//! The envelope of a queued message: what MAIL FROM / RCPT TO said plus the
-//! per-recipient delivery state. The body is stored separately (see `store`).
+//! The envelope of a message: what MAIL FROM / RCPT TO said, where it came from, plus
+//! the per-recipient delivery state and the queue state that survive a restart. The one
+//! model receive (smtp), routing, delivery, DSNs, the queue and shadow redundancy share;
+//! it depends on none of them. The body is stored separately (queue::store).
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;
