@@ -28,6 +28,8 @@ pub enum CertificateCheck {
     Chain { roots: Option<PathBuf> },
     /// It chains and names `domain` (else the host connected to).
     Domain { roots: Option<PathBuf>, domain: Option<String> },
+    /// It matches the MX host's DANE TLSA records (RFC 7672; delivery/dane).
+    Dane(Arc<super::dane::DaneCheck>),
 }
 
 impl CertificateCheck {
@@ -66,7 +68,7 @@ impl CertificateCheck {
 
     fn roots(&self) -> Option<Option<&Path>> {
         match self {
-            CertificateCheck::None => None,
+            CertificateCheck::None | CertificateCheck::Dane(_) => None,
             CertificateCheck::Chain { roots } | CertificateCheck::Domain { roots, .. } => Some(roots.as_deref()),
         }
     }
@@ -167,6 +169,9 @@ struct Built {
 /// The connector for `check`: built once per check and CA file version (a
 /// bundle replaced on disk is read again), so sessions do not read files.
 pub(super) fn connector(check: &CertificateCheck) -> Result<TlsConnector, String> {
+    if let CertificateCheck::Dane(dane) = check {
+        return dane_connector(dane);
+    }
     match check.roots() {
         None => opportunistic(),
         Some(_) => Ok(TlsConnector::from(built(check)?.config)),
@@ -261,4 +266,18 @@ fn opportunistic() -> Result<TlsConnector, String> {
         Ok(Arc::new(config))
     });
     config.clone().map(TlsConnector::from)
+}
+
+/// A connector checking the peer against its DANE records: built per connection, as the
+/// records are the MX host's (and each lookup's).
+fn dane_connector(check: &Arc<super::dane::DaneCheck>) -> Result<TlsConnector, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(super::dane::DaneVerifier::new(check.clone(), provider.clone()));
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
 }

@@ -181,6 +181,16 @@ impl QueueManager {
                 return;
             }
         };
+        // RFC 7672: the MX hosts' TLSA records; where they apply, MTA-STS does not (RFC 8461 §2).
+        let dane = match config.dane.plan(&hop, connector.as_ref(), &targets).await {
+            Ok(plan) => plan,
+            Err(reason) => {
+                warn!(event_id = 2002, next_hop = %hop, error = %reason, "SmtpSendConnectionError");
+                log.disconnect(&format!("Messages: 0 Bytes: 0 (Retry : {reason})"));
+                self.connection_failed(qid, reason);
+                return;
+            }
+        };
         let opts = sts.connect_options(ConnectOptions {
             helo_name: config.fqdn.clone(),
             tls: connector.as_ref().map(|c| c.tls).unwrap_or(OutboundTls::Opportunistic),
@@ -206,13 +216,37 @@ impl QueueManager {
                 let session = self.inner.logs.send_protocol.session_with_id(log.id(), name, local, target.addr);
                 opts.tap = Some(Arc::new(SendTap(session)));
             }
+            let host_dane = dane.host(&target.host);
+            if let Some(reason) = dane.refusal(&target.host) {
+                self.dane_session(&config, &dane, target, Err(&reason));
+                log.send(&reason);
+                warn!(event_id = 2002, target = %target.addr, error = %reason, "SmtpSendConnectionError");
+                last_error = reason;
+                continue;
+            }
+            if host_dane.applies() {
+                opts = dane_options(opts, host_dane);
+                log.send(&format!("DANE applies to {}", target.host));
+            }
             match OutboundSession::connect(target, &opts).await {
                 Ok(s) => {
-                    sts.audit(&s, &log);
-                    self.tls_session(&config, &sts, target, Ok(s.policy_shortfall()));
+                    if host_dane.applies() {
+                        self.dane_session(&config, &dane, target, Ok(()));
+                    } else {
+                        sts.audit(&s, &log);
+                        self.tls_session(&config, &sts, target, Ok(s.policy_shortfall()));
+                    }
                     session = Some(s);
                     peer = Some((target.host.clone(), target.addr.ip()));
                     break;
+                }
+                Err(e) if host_dane.applies() => {
+                    // Only TLS failures are TLS sessions (not a refused connection, a timeout).
+                    if let delivery::DeliveryError::Tls { reason, .. } = &e {
+                        self.dane_session(&config, &dane, target, Err(reason));
+                    }
+                    last_error = dane.explain(&target.host, &e);
+                    warn!(event_id = 2002, target = %target.addr, error = %last_error, "SmtpSendConnectionError");
                 }
                 Err(e) => {
                     self.tls_session(&config, &sts, target, Err(&e));
@@ -328,6 +362,19 @@ impl QueueManager {
     ) {
         if let Some(result) = config.tls_reports.session(sts, target, outcome) {
             self.inner.events.tls_session("sts", result);
+        }
+    }
+
+    /// Counts a TLS session to a host DANE applies to (RFC 8460 policy-type `tlsa`).
+    fn dane_session(
+        &self,
+        config: &super::RuntimeConfig,
+        dane: &delivery::dane::Plan,
+        target: &crate::routing::mx::Target,
+        outcome: Result<(), &str>,
+    ) {
+        if let Some(result) = config.tls_reports.dane_session(dane, target, outcome) {
+            self.inner.events.tls_session("tlsa", result);
         }
     }
 
@@ -604,4 +651,18 @@ mod tests {
         assert!(wants_success(Some(Notify { success: true, ..Default::default() })));
         assert!(!wants_success(Some(Notify { never: true, success: true, ..Default::default() })));
     }
+}
+
+/// The options of a connection to a host DANE applies to: TLS required, and its
+/// records' check in place of the connector's and MTA-STS's (nothing audited).
+fn dane_options(mut opts: ConnectOptions, policy: &delivery::dane::HostPolicy) -> ConnectOptions {
+    use delivery::dane::HostPolicy;
+    opts.tls = OutboundTls::Required;
+    opts.policy_audit = None;
+    opts.certificate_check = match policy {
+        HostPolicy::Authenticate(check) => CertificateCheck::Dane(check.clone()),
+        // Unusable records: TLS without authentication (RFC 7672 §3.1.3).
+        _ => CertificateCheck::None,
+    };
+    opts
 }
