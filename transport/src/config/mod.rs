@@ -583,9 +583,10 @@ pub struct OrgSettings {
     /// organization-name of those reports (and their submitter). Default the server's fqdn.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_report_organization_name: Option<String>,
-    /// The DNSSEC trust anchors DANE's lookups validate against: a file of DNSKEY (or DS-less
-    /// DNSKEY) records in zone-file form, e.g. a private root's key. Absent: the IANA root
-    /// keys built into the resolver (hickory).
+    /// The DNSSEC trust anchors DANE's lookups validate against: a file of DNSKEY records in
+    /// zone-file form (`<zone> <ttl> IN DNSKEY <flags> 3 <algorithm> <key>`), e.g. a private
+    /// root's key; read when the configuration is loaded. Absent: the IANA root keys built
+    /// into the resolver (hickory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dnssec_trust_anchor_file: Option<PathBuf>,
 }

@@ -21,21 +21,43 @@ pub enum Secured {
     Failed(String),
 }
 
+impl Secured {
+    pub(crate) fn is_secure(&self) -> bool {
+        matches!(self, Secured::Records { secure: true, .. })
+    }
+
+    /// A and AAAA together: a failure of either fails both (an attacker may have hidden
+    /// one); records of either count, secure only if all are.
+    pub(crate) fn join(a: Secured, b: Secured) -> Secured {
+        match (a, b) {
+            (Secured::Failed(r), _) | (_, Secured::Failed(r)) => Secured::Failed(r),
+            (Secured::Nothing, other) | (other, Secured::Nothing) => other,
+            (Secured::Records { secure: s1, data: mut d1 }, Secured::Records { secure: s2, data: d2 }) => {
+                d1.extend(d2);
+                Secured::Records { secure: s1 && s2, data: d1 }
+            }
+        }
+    }
+}
+
 impl Resolver {
     /// A resolver that validates DNSSEC against `anchors` (a file of DNSKEY records in
-    /// zone-file form), else the IANA root keys built into hickory.
-    pub fn validating(dns: Option<&DnsSettings>, anchors: Option<&Path>) -> Result<Resolver, MxError> {
+    /// zone-file form), else the IANA root keys built into hickory; with the zones whose
+    /// keys are the anchors (the root for hickory's).
+    pub fn validating(dns: Option<&DnsSettings>, anchors: Option<&Path>) -> Result<(Resolver, Vec<String>), MxError> {
         let mut builder = Resolver::builder(dns)?;
         builder.options_mut().validate = true;
+        let mut zones = vec![".".to_string()];
         if let Some(path) = anchors {
-            let keys = read_anchors(path)
+            let (keys, named) = read_anchors(path)
                 .map_err(|e| MxError(format!("cannot read the DNSSEC trust anchors {}: {e}", path.display())))?;
             if keys.is_empty() {
                 return Err(MxError(format!("the DNSSEC trust anchors file {} holds no DNSKEY", path.display())));
             }
             builder = builder.with_trust_anchor(Arc::new(keys));
+            zones = named;
         }
-        Ok(Resolver { inner: Arc::new(builder.build()) })
+        Ok((Resolver { inner: Arc::new(builder.build()) }, zones))
     }
 
     /// The `kind` records of `name`, with what DNSSEC says of them. Only meaningful on a
@@ -70,14 +92,29 @@ impl Resolver {
     }
 }
 
-/// The DNSKEY records of a trust anchors file. hickory's parser asserts on some malformed
-/// input (a lower-case class) in debug builds: a panic there is a parse error here.
-fn read_anchors(path: &Path) -> Result<TrustAnchors, String> {
+/// The DNSKEY records of a trust anchors file, and the zones they are the keys of.
+/// hickory's parser asserts on some malformed input (a lower-case class) in debug builds:
+/// a panic there is a parse error here.
+fn read_anchors(path: &Path) -> Result<(TrustAnchors, Vec<String>), String> {
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    match std::panic::catch_unwind(|| text.parse::<TrustAnchors>()) {
-        Ok(parsed) => parsed.map_err(|e| e.to_string()),
-        Err(_) => Err("not a file of DNSKEY records (zone-file form)".to_string()),
+    let keys = match std::panic::catch_unwind(|| text.parse::<TrustAnchors>()) {
+        Ok(parsed) => parsed.map_err(|e| e.to_string())?,
+        Err(_) => return Err("not a file of DNSKEY records (zone-file form)".to_string()),
+    };
+    Ok((keys, owners(&text)))
+}
+
+/// The owner names of the records of a zone-file text, each once, in order.
+fn owners(text: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with(';')) {
+        if let Some(owner) = line.split_whitespace().next().map(str::to_ascii_lowercase) {
+            if !names.contains(&owner) {
+                names.push(owner);
+            }
+        }
     }
+    names
 }
 
 /// Secure when every record is, insecure when none is bogus or indeterminate; else a
@@ -97,6 +134,13 @@ fn judge(name: &str, kind: RecordType, records: Vec<(Proof, RData)>) -> Secured 
 mod tests {
     use super::*;
     use hickory_resolver::proto::rr::rdata::A;
+
+    #[test]
+    fn the_anchor_zones_are_the_owners_of_the_anchor_records() {
+        let text =
+            "; comment\n. 3600 IN DNSKEY 257 3 13 AAAA\n\nCorp. 3600 IN DNSKEY 256 3 13 BBBB\n. IN DNSKEY 257 3 8 C\n";
+        assert_eq!(owners(text), vec![".".to_string(), "corp.".to_string()]);
+    }
 
     #[test]
     fn a_record_set_is_as_secure_as_its_weakest_record() {

@@ -4,7 +4,7 @@
 //! RELIABILITY.md what is proven.
 //!
 //! - [`tlsa`]: the records, which are usable, what matches (pure)
-//! - [`verify`]: the certificate check as a rustls verifier (pure)
+//! - [`verify`]: the certificate check of a connection (pure)
 //! - [`decide`]: what the DNS answers mean for one MX host (pure)
 //!
 //! [`Dane`] owns the validating resolver (crate::routing::dnssec) and makes the [`Plan`]
@@ -14,7 +14,7 @@ pub mod tlsa;
 pub mod verify;
 
 pub use tlsa::Tlsa;
-pub use verify::{DaneCheck, DaneVerifier};
+pub use verify::DaneCheck;
 
 use crate::config::{DaneMode, DnsSettings, SendConnector};
 use crate::delivery::DeliveryError;
@@ -24,8 +24,9 @@ use crate::routing::{DeliveryType, NextHop};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tracing::{debug, Instrument};
+use tracing::{debug, warn, Instrument};
 
 /// RFC 3463 X.7.5 (cryptographic failure), temporary: the queue retries and looks the
 /// records up again each time; a later NDR at expiry carries the text, as MTA-STS's.
@@ -105,6 +106,8 @@ pub struct Plan {
     /// The recipient domain (the TLS report's policy-domain).
     domain: String,
     hosts: HashMap<String, HostPolicy>,
+    /// Why DANE could not be applied at all, for the connectivity log.
+    note: Option<String>,
 }
 
 impl Plan {
@@ -115,6 +118,11 @@ impl Plan {
 
     pub fn domain(&self) -> &str {
         &self.domain
+    }
+
+    /// Why DANE was off for this attempt although the connector has it on.
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
     }
 
     /// The policy of an MX host (none for hosts not looked up).
@@ -154,11 +162,37 @@ impl Plan {
 #[derive(Clone)]
 pub struct Dane {
     resolver: Resolver,
+    /// The zones whose keys are the trust anchors (`.` for the IANA root's).
+    anchors: Vec<String>,
+    /// DANE being off was told (a warning once).
+    warned: Arc<AtomicBool>,
 }
 
 impl Dane {
     pub fn new(dns: Option<&DnsSettings>, anchors: Option<&Path>) -> Result<Dane, MxError> {
-        Ok(Dane { resolver: Resolver::validating(dns, anchors)? })
+        let (resolver, anchors) = Resolver::validating(dns, anchors)?;
+        Ok(Dane { resolver, anchors, warned: Arc::default() })
+    }
+
+    /// Whether DNSSEC can be validated at all with these nameservers and anchors: an
+    /// anchor zone's DNSKEY records validate. A resolver that does not pass DNSSEC records
+    /// (or a private DNS without the anchors' zone) can prove nothing secure and nothing
+    /// insecure: DANE is then off, with the reason, as it is in Postfix behind a resolver
+    /// that does not validate, rather than every domain failing (its answer is cached for
+    /// its TTL, so this costs no query per attempt).
+    async fn unavailable(&self) -> Option<String> {
+        let mut reasons = Vec::new();
+        for zone in &self.anchors {
+            match self.resolver.secured(zone, RecordType::DNSKEY).await {
+                Secured::Records { secure: true, .. } => return None,
+                Secured::Failed(reason) => reasons.push(reason),
+                _ => reasons.push(format!("the DNSKEY records of {zone} do not validate")),
+            }
+        }
+        Some(format!(
+            "DANE is off: DNSSEC cannot be validated with the configured nameservers and trust anchors ({})",
+            reasons.join("; ")
+        ))
     }
 
     /// The plan of an attempt to deliver to `targets` of `hop`: nothing unless the
@@ -185,6 +219,13 @@ impl Dane {
     }
 
     async fn lookups(&self, domain: String, targets: &[Target]) -> Result<Plan, String> {
+        if let Some(reason) = self.unavailable().await {
+            // Once per configuration: the connectivity log has it for every attempt.
+            if !self.warned.swap(true, Ordering::Relaxed) {
+                warn!(event = "DaneUnavailable", "{reason}");
+            }
+            return Ok(Plan { note: Some(reason), ..Plan::none() });
+        }
         // §2.2.1: with a signed MX record set the recipient domain is a reference name too.
         let mx_secure = match self.resolver.secured(&domain, RecordType::MX).await {
             Secured::Failed(reason) => {
@@ -193,7 +234,7 @@ impl Dane {
             Secured::Records { secure, .. } => secure,
             Secured::Nothing => self.resolver.secured(&domain, RecordType::A).await.is_secure(),
         };
-        let mut plan = Plan { domain: domain.clone(), hosts: HashMap::new() };
+        let mut plan = Plan { domain: domain.clone(), ..Plan::none() };
         for target in targets {
             if plan.hosts.contains_key(&target.host) {
                 continue;
@@ -220,25 +261,6 @@ impl Dane {
             _ => None,
         };
         HostAnswers { host: host.to_string(), tlsa_name, addresses, tlsa }
-    }
-}
-
-impl Secured {
-    fn is_secure(&self) -> bool {
-        matches!(self, Secured::Records { secure: true, .. })
-    }
-
-    /// A and AAAA together: a failure of either fails both (an attacker may have hidden
-    /// one); records of either count, secure only if all are.
-    fn join(a: Secured, b: Secured) -> Secured {
-        match (a, b) {
-            (Secured::Failed(r), _) | (_, Secured::Failed(r)) => Secured::Failed(r),
-            (Secured::Nothing, other) | (other, Secured::Nothing) => other,
-            (Secured::Records { secure: s1, data: mut d1 }, Secured::Records { secure: s2, data: d2 }) => {
-                d1.extend(d2);
-                Secured::Records { secure: s1 && s2, data: d1 }
-            }
-        }
     }
 }
 

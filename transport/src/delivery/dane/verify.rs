@@ -1,15 +1,16 @@
-//! The certificate check of a DANE-authenticated connection (RFC 7672 §3), as a rustls
-//! verifier. DANE-EE(3): the server's certificate (or key) matches a record; its names
+//! The certificate check of a DANE-authenticated connection (RFC 7672 §3), run by
+//! delivery/tls.rs's verifier. DANE-EE(3): the server's certificate (or key) matches a record; its names
 //! and dates are not looked at (§3.1.1). DANE-TA(2): a certificate the server sent
 //! matches a record, and the chain leads from it to the server's certificate, valid now
 //! and naming one of the reference names (§3.1.2, §3.2.2). Handshake signatures are
 //! verified as always: the peer holds the key it shows.
 use super::tlsa::{Tlsa, DANE_EE, DANE_TA};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use crate::delivery::tls::PeerCheck;
+use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::RootCertStore;
 use std::sync::Arc;
 
 /// What a DANE connection to one MX host must show.
@@ -83,54 +84,16 @@ impl DaneCheck {
     }
 }
 
-/// The rustls side of [`DaneCheck`].
-#[derive(Debug)]
-pub struct DaneVerifier {
-    check: Arc<DaneCheck>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl DaneVerifier {
-    pub fn new(check: Arc<DaneCheck>, provider: Arc<CryptoProvider>) -> DaneVerifier {
-        DaneVerifier { check, provider }
-    }
-}
-
-impl ServerCertVerifier for DaneVerifier {
-    fn verify_server_cert(
+/// The rustls side: a certificate no record accepts fails the handshake with the reason.
+impl PeerCheck for DaneCheck {
+    fn check(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
         now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check
-            .verify(end_entity, intermediates, now, &self.provider)
-            .map(|()| ServerCertVerified::assertion())
-            .map_err(rustls::Error::General)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<(), rustls::Error> {
+        self.verify(end_entity, intermediates, now, provider).map_err(rustls::Error::General)
     }
 }
 

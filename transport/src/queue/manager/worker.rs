@@ -172,18 +172,13 @@ impl QueueManager {
         log.send(&found.join(","));
         // RFC 8461: the MX hosts the domain's policy allows, and what their connections must prove.
         let sts = config.mta_sts.enforcement(&config.resolver, &hop, connector.as_ref()).await;
-        let targets = match sts.select(targets, &log) {
-            Ok(targets) => targets,
-            Err(reason) => {
-                warn!(event_id = 2002, next_hop = %hop, error = %reason, "SmtpSendConnectionError");
-                log.disconnect(&format!("Messages: 0 Bytes: 0 (Retry : {reason})"));
-                self.connection_failed(qid, reason);
-                return;
-            }
-        };
         // RFC 7672: the MX hosts' TLSA records; where they apply, MTA-STS does not (RFC 8461 §2).
-        let dane = match config.dane.plan(&hop, connector.as_ref(), &targets).await {
-            Ok(plan) => plan,
+        let planned = match sts.select(targets, &log) {
+            Ok(targets) => config.dane.plan(&hop, connector.as_ref(), &targets).await.map(|plan| (targets, plan)),
+            Err(reason) => Err(reason),
+        };
+        let (targets, dane) = match planned {
+            Ok(planned) => planned,
             Err(reason) => {
                 warn!(event_id = 2002, next_hop = %hop, error = %reason, "SmtpSendConnectionError");
                 log.disconnect(&format!("Messages: 0 Bytes: 0 (Retry : {reason})"));
@@ -191,6 +186,9 @@ impl QueueManager {
                 return;
             }
         };
+        if let Some(note) = dane.note() {
+            log.send(note);
+        }
         let opts = sts.connect_options(ConnectOptions {
             helo_name: config.fqdn.clone(),
             tls: connector.as_ref().map(|c| c.tls).unwrap_or(OutboundTls::Opportunistic),
@@ -641,18 +639,6 @@ fn wants_success(notify: Option<Notify>) -> bool {
     notify.is_some_and(|n| n.success && !n.never)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn success_dsn_only_when_asked() {
-        assert!(!wants_success(None));
-        assert!(wants_success(Some(Notify { success: true, ..Default::default() })));
-        assert!(!wants_success(Some(Notify { never: true, success: true, ..Default::default() })));
-    }
-}
-
 /// The options of a connection to a host DANE applies to: TLS required, and its
 /// records' check in place of the connector's and MTA-STS's (nothing audited).
 fn dane_options(mut opts: ConnectOptions, policy: &delivery::dane::HostPolicy) -> ConnectOptions {
@@ -665,4 +651,16 @@ fn dane_options(mut opts: ConnectOptions, policy: &delivery::dane::HostPolicy) -
         _ => CertificateCheck::None,
     };
     opts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn success_dsn_only_when_asked() {
+        assert!(!wants_success(None));
+        assert!(wants_success(Some(Notify { success: true, ..Default::default() })));
+        assert!(!wants_success(Some(Notify { never: true, success: true, ..Default::default() })));
+    }
 }
