@@ -234,19 +234,23 @@ impl Dane {
             Secured::Records { secure, .. } => secure,
             Secured::Nothing => self.resolver.secured(&domain, RecordType::A).await.is_secure(),
         };
-        let mut plan = Plan { domain: domain.clone(), ..Plan::none() };
+        // Each MX host once (a host has several addresses), looked up in parallel.
+        let mut hosts: Vec<(&str, u16)> = Vec::new();
         for target in targets {
-            if plan.hosts.contains_key(&target.host) {
-                continue;
+            if !hosts.iter().any(|(h, _)| *h == target.host) {
+                hosts.push((&target.host, target.addr.port()));
             }
-            let answers = self.host_answers(&target.host, target.addr.port()).await;
-            let mut names = vec![target.host.clone()];
-            if mx_secure && target.host != domain {
+        }
+        let answers = futures::future::join_all(hosts.iter().map(|(host, port)| self.host_answers(host, *port))).await;
+        let mut plan = Plan { domain: domain.clone(), ..Plan::none() };
+        for answers in answers {
+            let mut names = vec![answers.host.clone()];
+            if mx_secure && answers.host != domain {
                 names.push(domain.clone());
             }
             let policy = decide(&answers, names);
-            debug!(host = %target.host, ?policy, "DANE");
-            plan.hosts.insert(target.host.clone(), policy);
+            debug!(host = %answers.host, ?policy, "DANE");
+            plan.hosts.insert(answers.host.clone(), policy);
         }
         Ok(plan)
     }
