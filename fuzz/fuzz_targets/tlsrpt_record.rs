@@ -1,7 +1,7 @@
 //! `_smtp._tls` TXT records (RFC 8460 §3): never a panic. An accepted record starts with
 //! `v=TLSRPTv1`, has at least one rua, and each `mailto:` rua is one address (one `@`
-//! with something either side, no comma); discovery over the record alone agrees with
-//! the parser.
+//! with something either side, no comma), each `https:` one a host and a path; discovery
+//! over the record alone agrees with the parser.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use transport::fuzzing::{tlsrpt_discover, TlsRptRecord, TlsRptRua};
@@ -19,7 +19,10 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!local.is_empty() && !domain.is_empty() && !domain.contains('@'), "{address}");
                     assert!(!address.contains(','), "{address}");
                 }
-                TlsRptRua::Https(uri) => assert!(uri.to_ascii_lowercase().starts_with("https://"), "{uri}"),
+                TlsRptRua::Https(https) => {
+                    assert!(https.uri.to_ascii_lowercase().starts_with("https://"), "{https:?}");
+                    assert!(!https.host.is_empty() && https.path.starts_with('/'), "{https:?}");
+                }
             }
         }
     }

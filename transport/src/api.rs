@@ -89,6 +89,14 @@ pub struct QueueTotals {
     pub safety_net_messages: u64,
 }
 
+impl QueueTotals {
+    /// What Redirect-Message hands over: the queued messages that are neither suspended
+    /// nor poison (the one definition the operator's drains use too).
+    pub fn redirectable(&self) -> u64 {
+        self.messages.saturating_sub(self.poison + self.suspended)
+    }
+}
+
 /// `POST /v1/resubmit` (Add-ResubmitRequest): queue again what the Safety Net
 /// holds of the messages delivered from `startTime` to `endTime` (RFC 3339),
 /// to the recipients routed to `destination` (a NextHopDomain) when given.
@@ -652,4 +660,17 @@ pub struct TlsFailureDetail {
     /// The first reason seen, as the connectivity log has it (RFC 8460 failure-reason-code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason_code: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suspended_and_poison_messages_are_not_redirected() {
+        let totals = QueueTotals { messages: 10, in_retry: 4, suspended: 2, poison: 3, ..QueueTotals::default() };
+        assert_eq!(totals.redirectable(), 5, "messages in Retry go, suspended and poison stay");
+        let left = QueueTotals { messages: 2, suspended: 1, poison: 1, ..QueueTotals::default() };
+        assert_eq!(left.redirectable(), 0);
+    }
 }

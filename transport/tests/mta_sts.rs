@@ -504,3 +504,30 @@ fn a_policy_is_fetched_again_once_max_age_has_passed() {
     assert_eq!(w.https.requests(), 2);
     assert_eq!(w.logged("MTA-STS policy of secure.test (testing)").len(), 1);
 }
+
+#[test]
+fn a_cached_policy_is_refreshed_before_it_expires_and_outlives_its_host() {
+    let mut w = World::start(Setup {
+        policies: vec![("secure.test", policy("testing", &["mx1.secure.test"], 86_400))],
+        ..Setup::default()
+    });
+    w.send("bob@secure.test", "testing");
+    w.arrived(&w.clear, 1);
+    assert_eq!(w.https.requests(), 1);
+    // The domain moves to enforce without a new id: only a refresh can see it.
+    w.https.publish("secure.test", policy("enforce", &["mx1.secure.test"], 86_400));
+    w.settle();
+    // Past half of max_age, the hourly refresh fetches it again with no mail to send.
+    w.sender.set_time(t0() + Duration::from_secs(13 * 3600));
+    eventually(WAIT, "the policy fetched again in the background", || (w.https.requests() == 2).then_some(()));
+    // The policy host goes away. A day after the first fetch (its expiry), the refreshed
+    // policy still applies: enforce, so only mx1, over TLS; mx0 gets nothing more.
+    w.https.stop();
+    w.sender.set_time(t0() + DAY + Duration::from_secs(3600));
+    w.send("bob@secure.test", "refreshed");
+    let got = w.arrived(&w.mailbox, 1);
+    assert!(over_tls(&got[0]), "{:?}", got[0].content);
+    assert_eq!(got[0].header("Message-ID").as_deref(), Some("<refreshed@test.invalid>"));
+    assert_eq!(w.clear.messages().len(), 1, "nothing more in clear");
+    assert_eq!(w.logged("MTA-STS policy of secure.test (enforce)").len(), 1);
+}

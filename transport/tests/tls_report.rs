@@ -7,7 +7,8 @@
 //! `secure.test` enforces a policy naming both MX hosts and publishes
 //! `_smtp._tls.secure.test`: its first session (to mx0) fails for want of STARTTLS, the
 //! second (mx1) works. `other.test` enforces a policy naming mx1 and publishes no
-//! TLSRPT record: its sessions are counted, and no report is mailed.
+//! TLSRPT record: its sessions are counted, and no report is mailed. `posted.test` is as
+//! `other.test` and takes its reports by HTTPS POST (`rua=https://reports.posted.test`).
 mod support;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -34,7 +35,7 @@ struct World {
     _hop: InProc,
     /// The sender's mailbox hop (local.test): reports to tlsrpt@local.test arrive here.
     reports: Sink,
-    _https: PolicyServer,
+    https: PolicyServer,
     _dns: DnsServer,
     sender: InProc,
     admin: SocketAddr,
@@ -57,6 +58,7 @@ impl World {
             &[
                 ("secure.test", policy("enforce", &["mx0.secure.test", "mx1.secure.test"], 86_400)),
                 ("other.test", policy("enforce", &["mx1.secure.test"], 86_400)),
+                ("posted.test", policy("enforce", &["mx1.secure.test"], 86_400)),
             ],
         );
         let zone = Zone::new("test")
@@ -69,7 +71,12 @@ impl World {
             .txt("_mta-sts.other.test", "v=STSv1; id=1;")
             .a("mta-sts.secure.test", Ipv4Addr::LOCALHOST)
             .a("mta-sts.other.test", Ipv4Addr::LOCALHOST)
-            .txt("_smtp._tls.secure.test", "v=TLSRPTv1; rua=mailto:tlsrpt@local.test");
+            .txt("_smtp._tls.secure.test", "v=TLSRPTv1; rua=mailto:tlsrpt@local.test")
+            .mx("posted.test", 10, "mx1.secure.test")
+            .txt("_mta-sts.posted.test", "v=STSv1; id=1;")
+            .a("mta-sts.posted.test", Ipv4Addr::LOCALHOST)
+            .a("reports.posted.test", Ipv4Addr::LOCALHOST)
+            .txt("_smtp._tls.posted.test", &format!("v=TLSRPTv1; rua={}", posted_rua(https.port)));
         let dns = DnsServer::start(vec![zone]);
         let queue = dir.path().join("queue");
         std::fs::create_dir_all(&queue).unwrap();
@@ -77,7 +84,7 @@ impl World {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let yaml = sender_config(dir.path(), dns.addr, mx_port, reports.addr, &ca, admin) + org;
         let sender = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
-        World { _dir: dir, mailbox, clear, _hop: hop, reports, _https: https, _dns: dns, sender, admin }
+        World { _dir: dir, mailbox, clear, _hop: hop, reports, https, _dns: dns, sender, admin }
     }
 
     fn send(&self, to: &str, tag: &str) {
@@ -103,6 +110,10 @@ impl World {
     }
 }
 
+fn posted_rua(port: u16) -> String {
+    format!("https://reports.posted.test:{port}/v1/tlsrpt")
+}
+
 fn domain<'a>(day: &'a TlsReportDay, name: &str) -> &'a TlsReportDomain {
     day.domains.iter().find(|d| d.domain == name).unwrap_or_else(|| panic!("{name} in {day:#?}"))
 }
@@ -121,7 +132,7 @@ fn start_hop(dir: &Path, pki: &Pki, port: u16, mailbox: SocketAddr) -> InProc {
          tls: {{certificateFile: {crt}, keyFile: {key}}}\n\
          mailboxDelivery: {{host: \"{mailbox}\"}}\n\
          transportConfig:\n  acceptedDomains: [{{domain: secure.test, type: Authoritative}}, \
-         {{domain: other.test, type: Authoritative}}]\n  postmaster: postmaster@secure.test\n",
+         {{domain: other.test, type: Authoritative}}, {{domain: posted.test, type: Authoritative}}]\n  postmaster: postmaster@secure.test\n",
         q = hop.join("queue").display(),
         crt = hop.join("tls.crt").display(),
         key = hop.join("tls.key").display(),
@@ -282,4 +293,45 @@ fn with_reporting_off_the_day_is_counted_and_no_report_is_mailed() {
     assert_eq!(domain(&day, "secure.test").report.as_deref(), Some("not sent: tlsReportingEnabled is false"));
     std::thread::sleep(Duration::from_secs(1));
     assert!(w.reports.messages().is_empty(), "no report mailed");
+}
+
+#[test]
+fn a_report_is_posted_to_an_https_rua_and_tried_again_while_refused() {
+    let w = World::start("");
+    w.send("dave@posted.test", "posted");
+    w.arrived(&w.mailbox, 1);
+    let rua = posted_rua(w.https.port);
+
+    // The day ends while the reporting endpoint answers 503: nothing received, tried again.
+    w.https.answer_reports_with("posted.test", "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+    let before = w.https.requests();
+    w.sender.set_time(t0() + DAY + Duration::from_secs(120));
+    eventually(WAIT, "the POST refused", || (w.https.requests() > before).then_some(()));
+    std::thread::sleep(Duration::from_secs(1));
+    let day = w.tlsrpt(&format!("?date={TODAY}")).remove(0);
+    assert_eq!(domain(&day, "posted.test").report, None, "not decided while refused: {day:#?}");
+    assert!(w.https.posted().is_empty());
+
+    // An hour later the endpoint takes it.
+    w.https.answer_reports_with("posted.test", "");
+    w.sender.set_time(t0() + DAY + Duration::from_secs(120 + 3600));
+    let posted = eventually(WAIT, "the report posted", || w.https.posted().pop());
+    assert_eq!((posted.host.as_str(), posted.path.as_str()), ("reports.posted.test", "/v1/tlsrpt"));
+    assert_eq!(posted.content_type, "application/tlsrpt+gzip");
+    let json: serde_json::Value =
+        serde_json::from_reader(flate2::read::GzDecoder::new(posted.body.as_slice())).expect("gzipped JSON");
+    assert_eq!(json["report-id"], format!("{TODAY}T00:00:00Z_posted.test@sender.test"));
+    let policy = &json["policies"][0];
+    assert_eq!(policy["policy"]["policy-domain"], "posted.test");
+    assert_eq!(policy["policy"]["mx-host"][0], "mx1.secure.test");
+    assert_eq!(policy["summary"]["total-successful-session-count"], 1);
+    assert_eq!(policy["summary"]["total-failure-session-count"], 0);
+    let day = eventually(WAIT, "the report decided", || {
+        let day = w.tlsrpt(&format!("?date={TODAY}")).remove(0);
+        day.domains.iter().all(|d| d.report.is_some()).then_some(day)
+    });
+    assert_eq!(domain(&day, "posted.test").report, Some(format!("posted to {rua}")));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(w.https.posted().len(), 1, "posted once");
+    assert!(w.reports.messages().is_empty(), "no mailto: rua, no mail");
 }

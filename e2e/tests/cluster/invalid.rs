@@ -40,6 +40,25 @@ pub fn refused_with_the_field(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
             (format!("{base}  retry: {{queueGlitchRetryCount: 16}}\n"), "spec.retry.queueGlitchRetryCount"),
             (format!("{base}  retry: {{messageRetryInterval: 15 minutes}}\n"), "spec.retry.messageRetryInterval"),
             (base.replace("receiveConnectors", "recieveConnectors"), "unknown field \"spec.recieveConnectors\""),
+            // A send connector's TLS settings that need another one (CEL rules with fieldPath).
+            (
+                format!(
+                    "{base}  sendConnectors: [{{name: Relay, addressSpaces: [{{domain: \"*\"}}], smartHosts: [\"relay.example.com:25\"], mtaSts: AsPublished}}]\n"
+                ),
+                "spec.sendConnectors[0].mtaSts: Invalid value: \"object\": mtaSts is only used with dnsRouting: true",
+            ),
+            (
+                format!(
+                    "{base}  sendConnectors: [{{name: Internet, addressSpaces: [{{domain: \"*\"}}], dnsRouting: true, tlsAuthLevel: DomainValidation}}]\n"
+                ),
+                "spec.sendConnectors[0].tlsAuthLevel: Invalid value: \"object\": tlsAuthLevel checks the next hop's certificate, so it needs TLS",
+            ),
+            (
+                format!(
+                    "{base}  sendConnectors: [{{name: Relay, addressSpaces: [{{domain: \"*\"}}], smartHosts: [\"relay.example.com:25\"], dane: AsPublished}}]\n"
+                ),
+                "spec.sendConnectors[0].dane: Invalid value: \"object\": dane is only used with dnsRouting: true",
+            ),
         ] {
             let err = env.apply_yaml(&bad).unwrap_err().to_string();
             assert!(err.contains(expected), "expected {expected:?} in: {err}");

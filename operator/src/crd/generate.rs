@@ -9,6 +9,11 @@
 //!   by the API server, for the same reason; every list and string a CEL rule reads is
 //!   bounded (`maxItems`, `maxLength`), or the API server estimates the rule's cost over
 //!   its budget (10^7 per rule, 10^8 per CRD) and refuses the whole CRD;
+//! - a send connector's TLS settings that need another setting (`mtaSts` and `dane` need
+//!   `dnsRouting` and TLS, `tlsAuthLevel` above EncryptionOnly needs `tls: Required`) are
+//!   refused by the API server too, naming the field, so `kubectl apply` and a GitOps diff
+//!   show the mistake before the operator does (config/validate.rs keeps the same rules for
+//!   files read outside Kubernetes);
 //! - a TransportService name must leave room for `-headless` and `-<i>` in the names of
 //!   the Services and pods made from it.
 use super::{ServerComponentState, TransportConfig, TransportService};
@@ -139,12 +144,45 @@ fn rewrite(node: &mut Map<String, Value>, prop: &str) {
                 json!({"rule": "isCIDR(self)", "message": "must be an address range such as 10.0.0.0/8 or 2001:db8::/32"}),
             )
         }
+        "sendConnectors[]" => SEND_CONNECTOR_RULES.iter().for_each(|(rule, field, message)| {
+            push_rule(node, json!({"rule": rule, "fieldPath": field, "message": message}))
+        }),
         "nameservers[]" => {
             node.entry("pattern").or_insert(json!(r"^([0-9]{1,3}(\.[0-9]{1,3}){3}|\[[0-9A-Fa-f:.]+\]):[0-9]{1,5}$"));
         }
         _ => {}
     }
 }
+
+/// (rule, fieldPath, message) of each send connector: the same rules and words as
+/// `check_send_connector` in transport's config/validate.rs.
+const SEND_CONNECTOR_RULES: [(&str, &str, &str); 5] = [
+    (
+        "!has(self.mtaSts) || (has(self.dnsRouting) && self.dnsRouting)",
+        ".mtaSts",
+        "mtaSts is only used with dnsRouting: true (MTA-STS checks the MX hosts of recipient domains, not smart hosts)",
+    ),
+    (
+        "!has(self.mtaSts) || self.mtaSts == 'Disabled' || !has(self.tls) || self.tls != 'None'",
+        ".mtaSts",
+        "mtaSts needs TLS, which tls: None never starts: set tls: Opportunistic or Required, or mtaSts: Disabled",
+    ),
+    (
+        "!has(self.tlsAuthLevel) || self.tlsAuthLevel == 'EncryptionOnly' || (has(self.tls) && self.tls == 'Required')",
+        ".tlsAuthLevel",
+        "tlsAuthLevel checks the next hop's certificate, so it needs TLS: set tls: Required (as Exchange's RequireTLS)",
+    ),
+    (
+        "!has(self.dane) || (has(self.dnsRouting) && self.dnsRouting)",
+        ".dane",
+        "dane is only used with dnsRouting: true (DANE checks the TLSA records of MX hosts, not smart hosts)",
+    ),
+    (
+        "!has(self.dane) || self.dane == 'Disabled' || !has(self.tls) || self.tls != 'None'",
+        ".dane",
+        "dane needs TLS, which tls: None never starts: set tls: Opportunistic or Required, or dane: Disabled",
+    ),
+];
 
 fn push_rule(node: &mut Map<String, Value>, rule: Value) {
     let rules = node.entry("x-kubernetes-validations").or_insert_with(|| json!([]));
@@ -255,6 +293,14 @@ mod tests {
         let spec = &s["properties"]["spec"]["properties"];
         let send = &spec["sendConnectors"];
         assert!(send["x-kubernetes-validations"][0]["rule"].as_str().unwrap().contains("dnsRouting"));
+        let item_rules = send["items"]["x-kubernetes-validations"].as_array().unwrap();
+        let fields: Vec<&str> = item_rules.iter().map(|r| r["fieldPath"].as_str().unwrap()).collect();
+        assert_eq!(fields, [".mtaSts", ".mtaSts", ".tlsAuthLevel", ".dane", ".dane"]);
+        for rule in item_rules {
+            // Each rule reads only fields the connector has.
+            let field = rule["fieldPath"].as_str().unwrap().trim_start_matches('.');
+            assert!(send["items"]["properties"].get(field).is_some(), "{rule}");
+        }
         assert_eq!(spec["receiveConnectors"]["x-kubernetes-list-map-keys"], json!(["name"]));
         let port = &spec["receiveConnectors"]["items"]["properties"]["port"];
         assert_eq!((port["minimum"].as_f64(), port["maximum"].as_f64()), (Some(1.0), Some(65535.0)));

@@ -319,7 +319,7 @@ impl Run<'_> {
             if effective == Some(ComponentState::Active) {
                 continue; // still taking mail: moving its queue now would only chase new mail
             }
-            let movable = info.totals.messages.saturating_sub(info.totals.poison + info.totals.suspended);
+            let movable = info.totals.redirectable();
             if movable == 0 {
                 continue;
             }

@@ -581,11 +581,11 @@ impl Run<'_> {
     /// Redirects the queue of a draining server; returns its status note.
     async fn hand_over(&self, s: &mut Server, target: Option<String>, purpose: &str) -> String {
         let totals = s.info.as_ref().map(|i| i.totals).unwrap_or_default();
-        let movable = totals.messages.saturating_sub(totals.poison);
-        if movable == 0 {
+        if totals.redirectable() == 0 {
             return format!(
-                "draining for {purpose}: only {} poison message(s) left; export or remove them (transportctl) to finish",
-                totals.poison
+                "draining for {purpose}: only {} poison and {} suspended message(s) left; resume, export or remove them \
+                 (transportctl) to finish",
+                totals.poison, totals.suspended
             );
         }
         let Some(target) = target else {

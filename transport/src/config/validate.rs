@@ -3,13 +3,14 @@
 //! once. `transport check-config`, the server at start and reload, and the
 //! operator (before it renders a ConfigMap) all run these same checks.
 use super::defaults::{RECEIVE_CONNECTION_INACTIVITY_TIMEOUT, RECEIVE_CONNECTION_TIMEOUT};
+use super::domain_pattern::DomainPattern;
+use super::host_port::HostPort;
 use super::size::{GB, KB};
 use super::{
     ByteSize, DaneMode, MtaStsMode, OutboundTls, ReceiveConnector, ReceiveSettings, SendConnector, TimeSpan,
     TlsAuthLevel, TransportFile,
 };
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
 use std::path::Path;
 use std::time::Duration;
 
@@ -123,11 +124,9 @@ impl TransportFile {
         }
         check_unique_names(&mut c, "sendConnectors", self.send_connectors.iter().map(|s| s.name.as_str()));
         if let Some(mb) = &self.mailbox_delivery {
-            match parse_host_port(&mb.host) {
-                Ok((_, Some(_))) => {}
-                Ok((_, None)) => {
-                    c.push("mailboxDelivery.host", format!("\"{}\" has no port: write host:port", mb.host))
-                }
+            match HostPort::parse(&mb.host) {
+                Ok(HostPort { port: Some(_), .. }) => {}
+                Ok(_) => c.push("mailboxDelivery.host", format!("\"{}\" has no port: write host:port", mb.host)),
                 Err(e) => c.push("mailboxDelivery.host", e),
             }
         }
@@ -262,7 +261,7 @@ impl TransportFile {
         let mut seen: HashMap<String, usize> = HashMap::new();
         for (i, d) in org.accepted_domains.iter().enumerate() {
             let path = format!("transportConfig.acceptedDomains[{i}].domain");
-            if let Err(e) = check_domain_pattern(&d.domain, false) {
+            if let Err(e) = DomainPattern::parse(&d.domain, false) {
                 c.push(&path, e);
             } else if let Some(first) = seen.get(&d.domain.to_ascii_lowercase()) {
                 c.push(
@@ -316,9 +315,9 @@ impl TransportFile {
             } else if let Some(first) = seen.insert(&peer.name, i) {
                 c.push(format!("{at}.name"), format!("\"{}\" is already listed at shadow.peers[{first}]", peer.name));
             }
-            match parse_host_port(&peer.address) {
-                Ok((_, Some(_))) => {}
-                Ok((_, None)) => c.push(format!("{at}.address"), format!("\"{}\" needs a port", peer.address)),
+            match HostPort::parse(&peer.address) {
+                Ok(HostPort { port: Some(_), .. }) => {}
+                Ok(_) => c.push(format!("{at}.address"), format!("\"{}\" needs a port", peer.address)),
                 Err(e) => c.push(format!("{at}.address"), e),
             }
         }
@@ -474,7 +473,7 @@ fn check_send_connector(c: &mut Checker, at: &str, sc: &SendConnector) {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, space) in sc.address_spaces.iter().enumerate() {
         let path = format!("{at}.addressSpaces[{i}]");
-        if let Err(e) = check_domain_pattern(&space.domain, true) {
+        if let Err(e) = DomainPattern::parse(&space.domain, true) {
             c.push(format!("{path}.domain"), e);
         } else if let Some(first) = seen.get(&space.domain.to_ascii_lowercase()) {
             c.push(
@@ -494,7 +493,7 @@ fn check_send_connector(c: &mut Checker, at: &str, sc: &SendConnector) {
         _ => {}
     }
     for (i, host) in sc.smart_hosts.iter().enumerate() {
-        if let Err(e) = parse_host_port(host) {
+        if let Err(e) = HostPort::parse(host) {
             c.push(format!("{at}.smartHosts[{i}]"), e);
         }
     }
@@ -672,17 +671,6 @@ pub fn is_host_name(s: &str) -> bool {
         })
 }
 
-/// `example.com`, `*.example.com`, and `*` when `allow_star`.
-fn check_domain_pattern(s: &str, allow_star: bool) -> Result<(), String> {
-    let forms = if allow_star { "*, example.com or *.example.com" } else { "example.com or *.example.com" };
-    let name = s.strip_prefix("*.").unwrap_or(s);
-    if (allow_star && s == "*") || is_host_name(name) {
-        Ok(())
-    } else {
-        Err(format!("\"{s}\" is not a domain pattern: write {forms}"))
-    }
-}
-
 /// `local@domain` with a plain local part and a host-name domain.
 fn check_address(s: &str) -> Result<(), String> {
     let ok = s.rsplit_once('@').is_some_and(|(local, domain)| {
@@ -701,9 +689,6 @@ fn check_address(s: &str) -> Result<(), String> {
     }
 }
 
-/// A next hop as smart hosts and the mailbox hop are written: `host`,
-/// `host:port`, `[ip]`, `[ip]:port` or `ip:port` (IPv6 addresses in brackets).
-/// Returns the host (without brackets) and the port when one is given.
 /// A serverName: not empty; letters, digits, `-`, `_` and `.`.
 pub fn check_server_name(name: &str) -> Result<(), String> {
     if name.is_empty() {
@@ -713,40 +698,6 @@ pub fn check_server_name(name: &str) -> Result<(), String> {
     } else {
         Ok(())
     }
-}
-
-pub fn parse_host_port(s: &str) -> Result<(String, Option<u16>), String> {
-    const FORMS: &str = "write host, host:port, [ip] or [ip]:port";
-    let port = |p: &str| match p.parse::<u16>() {
-        Ok(0) | Err(_) => Err(format!("\"{s}\" has an invalid port \"{p}\" (1 to 65535)")),
-        Ok(n) => Ok(n),
-    };
-    if let Some(rest) = s.strip_prefix('[') {
-        let Some((ip, after)) = rest.split_once(']') else {
-            return Err(format!("\"{s}\" has no closing bracket: {FORMS}"));
-        };
-        if ip.parse::<IpAddr>().is_err() {
-            return Err(format!("\"{s}\": \"{ip}\" is not an IP address: {FORMS}"));
-        }
-        return match after {
-            "" => Ok((ip.to_string(), None)),
-            _ => match after.strip_prefix(':') {
-                Some(p) => Ok((ip.to_string(), Some(port(p)?))),
-                None => Err(format!("\"{s}\" is not a host: {FORMS}")),
-            },
-        };
-    }
-    if s.parse::<Ipv6Addr>().is_ok() {
-        return Err(format!("\"{s}\" is an IPv6 address: write it in brackets, [{s}] or [{s}]:25"));
-    }
-    let (host, p) = match s.split_once(':') {
-        Some((h, p)) => (h, Some(port(p)?)),
-        None => (s, None),
-    };
-    if !is_host_name(host) {
-        return Err(format!("\"{s}\" is not a host: {FORMS}"));
-    }
-    Ok((host.to_string(), p))
 }
 
 /// Deserialize with field paths. serde_yaml already tracks where in the YAML an
@@ -1465,18 +1416,6 @@ components: {HubTransport: {Maintenance: Active}}
         assert_eq!(f.send_connectors[0].mta_sts, Some(MtaStsMode::TestingOnly));
         let e = TransportFile::from_yaml_str(&yaml("Enforce")).expect_err("not a mode");
         assert!(e.0[0].path.contains("mtaSts"), "{e}");
-    }
-
-    #[test]
-    fn host_port_forms() {
-        assert_eq!(parse_host_port("relay.test"), Ok(("relay.test".into(), None)));
-        assert_eq!(parse_host_port("relay.test:587"), Ok(("relay.test".into(), Some(587))));
-        assert_eq!(parse_host_port("[::1]"), Ok(("::1".into(), None)));
-        assert_eq!(parse_host_port("[::1]:2526"), Ok(("::1".into(), Some(2526))));
-        assert_eq!(parse_host_port("127.0.0.1:2526"), Ok(("127.0.0.1".into(), Some(2526))));
-        for bad in ["", ":25", "relay.test:", "relay.test:x", "[::1", "[::1]x", "a:b:c", "relay test"] {
-            assert!(parse_host_port(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

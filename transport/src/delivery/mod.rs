@@ -16,6 +16,7 @@
 mod commands;
 pub mod dane;
 mod framing;
+pub mod https;
 pub mod mta_sts;
 mod reply;
 pub mod session;
@@ -28,6 +29,7 @@ pub use session::OutboundSession;
 pub use tls::CertificateCheck;
 
 use crate::api::DeliveryType;
+use crate::config::host_port::HostPort;
 use crate::config::{OutboundTls, SendConnector};
 use crate::logs::LogEvent;
 use crate::routing::mx::{ResolveError, Resolver, Target};
@@ -100,31 +102,10 @@ pub struct SendOutcome {
     pub dsn_passed: bool,
 }
 
-/// `host`, `host:port`, `[literal]`, `[literal]:port`, `ip4:port` or a bare
-/// IPv6 address, as smart hosts and the mailbox hop are written.
-fn split_host_port(spec: &str, default_port: u16) -> Result<(String, u16), String> {
-    let spec = spec.trim();
-    let bad_port = || format!("invalid port in {spec:?}");
-    if let Some(rest) = spec.strip_prefix('[') {
-        let Some((literal, after)) = rest.split_once(']') else {
-            return Err(format!("unclosed [ in {spec:?}"));
-        };
-        let port = match after.strip_prefix(':') {
-            Some(p) => p.parse().map_err(|_| bad_port())?,
-            None if after.is_empty() => default_port,
-            None => return Err(format!("unexpected text after ] in {spec:?}")),
-        };
-        return Ok((format!("[{literal}]"), port));
-    }
-    match spec.matches(':').count() {
-        0 => Ok((spec.to_string(), default_port)),
-        1 => {
-            let (host, port) = spec.split_once(':').ok_or_else(bad_port)?;
-            Ok((host.to_string(), port.parse().map_err(|_| bad_port())?))
-        }
-        // Several colons: a bare IPv6 address, no port.
-        _ => Ok((spec.to_string(), default_port)),
-    }
+/// The host and port of a smart host, the mailbox hop or a Redirect-Message target.
+fn host_and_port(spec: &str, default_port: u16) -> Result<(String, u16), String> {
+    let parsed = HostPort::parse(spec)?;
+    Ok((parsed.host_text(), parsed.port_or(default_port)))
 }
 
 /// The addresses to try for a next hop, in order: the smart hosts of its
@@ -149,7 +130,7 @@ pub async fn resolve_targets(
             let mut targets = Vec::new();
             let mut first_error = None;
             for spec in &hosts {
-                let result = match split_host_port(spec, port) {
+                let result = match host_and_port(spec, port) {
                     Ok((host, port)) => resolver.host_targets(&host, port).await,
                     Err(reason) => Err(ResolveError::Temporary { name: spec.clone(), reason }),
                 };
@@ -170,7 +151,7 @@ pub async fn resolve_targets(
         }
         DeliveryType::DnsConnectorDelivery => resolver.mx_targets(&hop.next_hop_domain, port).await,
         DeliveryType::SmtpDeliveryToMailbox => {
-            let (host, port) = split_host_port(&hop.next_hop_domain, DEFAULT_PORT)
+            let (host, port) = host_and_port(&hop.next_hop_domain, DEFAULT_PORT)
                 .map_err(|reason| ResolveError::Temporary { name: hop.next_hop_domain.clone(), reason })?;
             resolver.host_targets(&host, port).await
         }
@@ -185,16 +166,15 @@ pub async fn resolve_targets(
 
 #[cfg(test)]
 mod tests {
-    use super::split_host_port;
+    use super::host_and_port;
 
     #[test]
-    fn host_and_port_forms() {
-        assert_eq!(split_host_port("relay.test", 25), Ok(("relay.test".into(), 25)));
-        assert_eq!(split_host_port("relay.test:2525", 25), Ok(("relay.test".into(), 2525)));
-        assert_eq!(split_host_port("[10.0.0.1]", 587), Ok(("[10.0.0.1]".into(), 587)));
-        assert_eq!(split_host_port("[::1]:26", 25), Ok(("[::1]".into(), 26)));
-        assert_eq!(split_host_port("2001:db8::1", 25), Ok(("2001:db8::1".into(), 25)));
-        assert!(split_host_port("relay.test:x", 25).is_err());
-        assert!(split_host_port("[10.0.0.1", 25).is_err());
+    fn a_next_hop_takes_the_default_port_unless_it_names_one() {
+        assert_eq!(host_and_port("relay.test", 25), Ok(("relay.test".into(), 25)));
+        assert_eq!(host_and_port("relay.test:2525", 25), Ok(("relay.test".into(), 2525)));
+        assert_eq!(host_and_port("[10.0.0.1]", 587), Ok(("10.0.0.1".into(), 587)));
+        assert_eq!(host_and_port("[::1]:26", 25), Ok(("::1".into(), 26)));
+        assert!(host_and_port("relay.test:x", 25).is_err());
+        assert!(host_and_port("2001:db8::1", 25).is_err(), "bare IPv6: its colons are not a port");
     }
 }

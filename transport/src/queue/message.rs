@@ -70,7 +70,14 @@ impl Recipient {
 /// case, no trailing dot, an internationalized domain (RFC 6531) as its
 /// A-label (`bücher.test` → `xn--bcher-kva.test`). `""` when there is no `@`.
 pub fn domain_of(address: &str) -> String {
-    address.rsplit_once('@').map(|(_, d)| ascii_domain(d).unwrap_or_else(|| d.to_lowercase())).unwrap_or_default()
+    address.rsplit_once('@').map(|(_, d)| routed_domain(d)).unwrap_or_default()
+}
+
+/// A domain in the form it is routed and compared in (see [`domain_of`]); one that is no
+/// valid internationalized name stays as written, in lower case, and matches nothing
+/// but itself.
+pub fn routed_domain(domain: &str) -> String {
+    ascii_domain(domain).unwrap_or_else(|| domain.to_lowercase())
 }
 
 /// A domain's A-label form (UTS 46 processing with the STD3 and hyphen rules:

@@ -9,6 +9,7 @@ pub mod dnssec;
 pub mod mx;
 
 pub use crate::api::DeliveryType;
+use crate::config::domain_pattern::{DomainPattern, Specificity};
 use crate::config::{AcceptedDomainType, MailboxDelivery, OrgSettings, SendConnector};
 use crate::queue::{Envelope, RecipientStatus};
 use serde::{Deserialize, Serialize};
@@ -45,43 +46,48 @@ pub enum Route {
 #[derive(Debug, Clone)]
 pub struct Router {
     send_connectors: Vec<SendConnector>,
+    /// The address spaces of each connector (same order), parsed: (pattern, cost).
+    address_spaces: Vec<Vec<(Option<DomainPattern>, u32)>>,
     org: OrgSettings,
+    /// The accepted domains, parsed (same order as `org.accepted_domains`).
+    accepted_domains: Vec<Option<DomainPattern>>,
     mailbox: Option<MailboxDelivery>,
 }
 
-/// How closely a pattern (`*`, `*.example.com`, `example.com`) matches a
-/// domain; greater is more specific. Exact beats any wildcard, a longer
-/// wildcard suffix beats a shorter one, and `*` comes last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Specificity {
-    Any,
-    Suffix(usize),
-    Exact,
-}
-
-/// Lower case without the trailing dot of an absolute name: the form every
-/// comparison uses.
+/// The form every comparison uses: the routed form of recipient domains.
 fn normalize(domain: &str) -> String {
-    domain.trim().trim_end_matches('.').to_ascii_lowercase()
+    crate::queue::message::routed_domain(domain.trim())
 }
 
-/// Match of `pattern` against an already normalized `domain`.
-fn specificity(pattern: &str, domain: &str) -> Option<Specificity> {
-    let pattern = normalize(pattern);
-    if pattern == "*" {
-        return Some(Specificity::Any);
-    }
-    if let Some(parent) = pattern.strip_prefix("*.") {
-        let covered =
-            domain == parent || domain.strip_suffix(parent).is_some_and(|head| head.ends_with('.') && head.len() > 1);
-        return covered.then_some(Specificity::Suffix(parent.len()));
-    }
-    (pattern == domain).then_some(Specificity::Exact)
+/// Each pattern parsed once; a pattern that does not parse (the configuration was not
+/// validated) matches nothing and is logged.
+fn parse_patterns<'a>(patterns: impl Iterator<Item = &'a str>, allow_any: bool) -> Vec<Option<DomainPattern>> {
+    patterns
+        .map(|text| {
+            DomainPattern::parse(text, allow_any)
+                .map_err(|e| tracing::warn!(error = %e, "routing: a domain pattern is ignored"))
+                .ok()
+        })
+        .collect()
 }
 
 impl Router {
     pub fn new(send_connectors: &[SendConnector], org: &OrgSettings, mailbox: Option<&MailboxDelivery>) -> Self {
-        Router { send_connectors: send_connectors.to_vec(), org: org.clone(), mailbox: mailbox.cloned() }
+        let address_spaces = send_connectors
+            .iter()
+            .map(|c| {
+                let patterns = parse_patterns(c.address_spaces.iter().map(|a| a.domain.as_str()), true);
+                patterns.into_iter().zip(c.address_spaces.iter().map(|a| a.cost.unwrap_or(1))).collect()
+            })
+            .collect();
+        let accepted_domains = parse_patterns(org.accepted_domains.iter().map(|a| a.domain.as_str()), false);
+        Router {
+            send_connectors: send_connectors.to_vec(),
+            address_spaces,
+            org: org.clone(),
+            accepted_domains,
+            mailbox: mailbox.cloned(),
+        }
     }
 
     /// The accepted domain type of `domain` (exact or `*.parent` match), if any.
@@ -92,7 +98,8 @@ impl Router {
         self.org
             .accepted_domains
             .iter()
-            .filter_map(|a| specificity(&a.domain, &domain).map(|s| (s, a.domain_type)))
+            .zip(&self.accepted_domains)
+            .filter_map(|(a, pattern)| pattern.as_ref()?.specificity(&domain).map(|s| (s, a.domain_type)))
             .max_by_key(|(s, _)| *s)
             .map(|(_, t)| t)
     }
@@ -155,10 +162,10 @@ impl Router {
     /// then with the lowest cost, then the first configured.
     fn best_connector(&self, domain: &str) -> Option<&SendConnector> {
         let mut best: Option<(Specificity, u32, usize)> = None;
-        for (index, connector) in self.send_connectors.iter().enumerate() {
-            for space in &connector.address_spaces {
-                let Some(spec) = specificity(&space.domain, domain) else { continue };
-                let cost = space.cost.unwrap_or(1);
+        for (index, spaces) in self.address_spaces.iter().enumerate() {
+            for (pattern, cost) in spaces {
+                let Some(spec) = pattern.as_ref().and_then(|p| p.specificity(domain)) else { continue };
+                let cost = *cost;
                 // Greater specificity wins, then lower cost, then earlier connector.
                 let better = match best {
                     None => true,

@@ -9,6 +9,7 @@ pub mod replay;
 
 use crate::admin::{AdminContext, ConfigStatus};
 use crate::clock::SharedClock;
+use crate::config::domain_pattern::DomainPattern;
 use crate::config::{ReceiveConnector, ReceiveLimits, TransportFile};
 use crate::control::{Activity, Control};
 use crate::delivery::mta_sts::MtaSts;
@@ -129,6 +130,7 @@ impl Server {
         let mut tasks =
             vec![tokio::spawn(manager.clone().run()), tokio::spawn(manager.clone().sweep_safety_net_forever())];
         tasks.push(tokio::spawn(manager.clone().send_tls_reports_forever()));
+        tasks.push(tokio::spawn(manager.clone().refresh_mta_sts_forever()));
         tasks.push(tokio::spawn(follow_redirects(manager.clone(), control.clone())));
 
         let shadow: SharedShadowConfig =
@@ -336,7 +338,12 @@ pub(crate) fn session_settings(
         settings: connector.settings.clone(),
         limits: ReceiveLimits::resolve(&connector.settings, &file.transport_config),
         fqdn: file.fqdn.clone(),
-        accepted_domains: file.transport_config.accepted_domains.clone(),
+        accepted_domains: file
+            .transport_config
+            .accepted_domains
+            .iter()
+            .filter_map(|a| DomainPattern::parse(&a.domain, false).ok())
+            .collect(),
         tls: certificate.as_ref().map(|c| c.acceptor.clone()),
         clock: clock.clone(),
     };

@@ -14,7 +14,8 @@
 //! - `data`: DATA framing, dot-unstuffing, bare CR/LF and size checks
 //! - `received`: our Received header, the client's header section
 //! - `auth`: users file, PLAIN/LOGIN decoding; `tls`: the STARTTLS acceptor
-use crate::config::{AcceptedDomain, ReceiveLimits, ReceiveSettings};
+use crate::config::domain_pattern::DomainPattern;
+use crate::config::{ReceiveLimits, ReceiveSettings};
 use crate::logs::LogEvent;
 use crate::queue::body::{BodyWriter, StagedBody};
 use crate::queue::message::{Origin, Recipient, Ret};
@@ -44,7 +45,8 @@ pub struct SessionSettings {
     pub limits: ReceiveLimits,
     /// EHLO name, banner and Received headers.
     pub fqdn: String,
-    pub accepted_domains: Vec<AcceptedDomain>,
+    /// The accepted domains (any type): RCPT TO outside them needs relay permission.
+    pub accepted_domains: Vec<DomainPattern>,
     /// STARTTLS is offered when present.
     pub tls: Option<tokio_rustls::TlsAcceptor>,
     /// The server's clock: the date of the Received header.

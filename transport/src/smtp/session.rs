@@ -5,7 +5,7 @@ use super::command::{self, ArgError, Body, Forward, MailArgs, Verb};
 use super::data::{ChunkChecker, DataError, DataReader};
 use super::received::{self, Trace};
 use super::{Incoming, SessionEvents, SessionSettings, Submit, SubmitError};
-use crate::config::AcceptedDomain;
+use crate::config::domain_pattern::DomainPattern;
 use crate::control::{Availability, Gate};
 use crate::logs::LogEvent;
 use crate::queue::body::BodyWriter;
@@ -1074,32 +1074,25 @@ fn valid_helo(name: &str) -> bool {
     name.len() <= 255 && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-._[]:".contains(&b))
 }
 
-/// `example.com` matches itself; `*.example.com` matches it and every
-/// subdomain. Case and one trailing dot do not matter.
-pub(crate) fn is_accepted(domain: &str, accepted: &[AcceptedDomain]) -> bool {
+/// The domain (as written in RCPT TO) is one of the accepted domains: compared in its
+/// routed form (case, trailing dots and U-labels do not matter).
+pub(crate) fn is_accepted(domain: &str, accepted: &[DomainPattern]) -> bool {
     let Some(domain) = crate::queue::message::ascii_domain(domain) else { return false };
-    accepted.iter().any(|a| {
-        let pattern = a.domain.strip_suffix('.').unwrap_or(&a.domain).to_ascii_lowercase();
-        match pattern.strip_prefix("*.") {
-            Some(parent) => domain == parent || domain.ends_with(&format!(".{parent}")),
-            None => domain == pattern,
-        }
-    })
+    accepted.iter().any(|pattern| pattern.matches(&domain))
 }
 
 /// `<Postmaster>` goes to the first plain accepted domain, else to our name.
 fn postmaster_domain(s: &SessionSettings) -> &str {
-    s.accepted_domains.iter().map(|a| a.domain.as_str()).find(|d| !d.starts_with('*')).unwrap_or(&s.fqdn)
+    s.accepted_domains.iter().find_map(DomainPattern::exact).unwrap_or(&s.fqdn)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::AcceptedDomainType;
 
     #[test]
     fn accepted_domain_matching() {
-        let acc = |d: &str| AcceptedDomain { domain: d.into(), domain_type: AcceptedDomainType::Authoritative };
+        let acc = |d: &str| DomainPattern::parse(d, false).unwrap();
         let list = [acc("local.test"), acc("*.corp.test")];
         for ok in ["local.test", "LOCAL.Test", "local.test.", "corp.test", "a.corp.test", "b.a.CORP.test."] {
             assert!(is_accepted(ok, &list), "{ok}");

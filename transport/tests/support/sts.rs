@@ -34,19 +34,33 @@ impl Pki {
     }
 }
 
+/// A report POSTed to the server (RFC 8460 §5.3).
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub host: String,
+    pub path: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
 /// An HTTPS server publishing policies by host name (`mta-sts.<domain>`), on its own
-/// thread; it counts the requests it answers.
+/// thread; it counts the requests it answers. Its certificate also names
+/// `reports.<domain>`, where it takes TLS reports by POST (any path) and keeps them.
 pub struct PolicyServer {
     pub port: u16,
     policies: Arc<Mutex<HashMap<String, String>>>,
     requests: Arc<AtomicUsize>,
+    posted: Arc<Mutex<Vec<Posted>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl PolicyServer {
     pub fn start(pki: &Pki, policies: &[(&str, String)]) -> PolicyServer {
-        let names: Vec<String> = policies.iter().map(|(domain, _)| format!("mta-sts.{domain}")).collect();
+        let names: Vec<String> = policies
+            .iter()
+            .flat_map(|(domain, _)| [format!("mta-sts.{domain}"), format!("reports.{domain}")])
+            .collect();
         let (cert, key) = pki.issue(&names);
         let key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
         let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -65,7 +79,8 @@ impl PolicyServer {
         let policies = Arc::new(Mutex::new(policies));
         let requests = Arc::new(AtomicUsize::new(0));
         let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-        let (served, count) = (policies.clone(), requests.clone());
+        let posted = Arc::new(Mutex::new(Vec::new()));
+        let (served, count, kept) = (policies.clone(), requests.clone(), posted.clone());
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
             runtime.block_on(async move {
@@ -75,17 +90,28 @@ impl PolicyServer {
                         _ = &mut stopped => return,
                         accepted = listener.accept() => {
                             let Ok((tcp, _)) = accepted else { continue };
-                            tokio::spawn(answer(tcp, acceptor.clone(), served.clone(), count.clone()));
+                            tokio::spawn(answer(tcp, acceptor.clone(), served.clone(), count.clone(), kept.clone()));
                         }
                     }
                 }
             });
         });
-        PolicyServer { port, policies, requests, stop: Some(stop), thread: Some(thread) }
+        PolicyServer { port, policies, requests, posted, stop: Some(stop), thread: Some(thread) }
     }
 
     pub fn publish(&self, domain: &str, body: String) {
         self.policies.lock().unwrap().insert(format!("mta-sts.{domain}"), body);
+    }
+
+    /// From now on a POST to `reports.<domain>` gets `response` (a whole HTTP/1.1 response)
+    /// and is not kept.
+    pub fn answer_reports_with(&self, domain: &str, response: &str) {
+        self.policies.lock().unwrap().insert(format!("reports.{domain}"), response.to_string());
+    }
+
+    /// The reports POSTed so far.
+    pub fn posted(&self) -> Vec<Posted> {
+        self.posted.lock().unwrap().clone()
     }
 
     pub fn requests(&self) -> usize {
@@ -110,12 +136,15 @@ impl Drop for PolicyServer {
 }
 
 /// One HTTP/1.1 exchange: the policy of the Host asked for, `text/plain`, or 404. What
-/// is published starting with `HTTP/1.1 ` is sent as the whole response.
+/// is published starting with `HTTP/1.1 ` is sent as the whole response. A POST to
+/// `reports.<domain>` is kept and answered 201, unless what is published for `<domain>`
+/// as `reports.<domain>` starts with `HTTP/1.1 ` (then that is the answer).
 async fn answer(
     tcp: tokio::net::TcpStream,
     acceptor: tokio_rustls::TlsAcceptor,
     policies: Arc<Mutex<HashMap<String, String>>>,
     requests: Arc<AtomicUsize>,
+    posted: Arc<Mutex<Vec<Posted>>>,
 ) {
     let Ok(mut tls) = acceptor.accept(tcp).await else { return };
     let mut request = Vec::new();
@@ -127,12 +156,36 @@ async fn answer(
         }
     }
     requests.fetch_add(1, Ordering::SeqCst);
-    let text = String::from_utf8_lossy(&request).to_string();
-    let host = text
-        .lines()
-        .find_map(|l| l.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case("host")).map(|(_, v)| v.trim()))
-        .map(|h| h.split(':').next().unwrap_or_default().to_ascii_lowercase())
-        .unwrap_or_default();
+    let head_len = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(0) + 4;
+    let text = String::from_utf8_lossy(&request[..head_len]).to_string();
+    let header = |wanted: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.split_once(':').filter(|(name, _)| name.eq_ignore_ascii_case(wanted)).map(|(_, v)| v.trim())
+            })
+            .unwrap_or_default()
+            .to_string()
+    };
+    let host = header("host").split(':').next().unwrap_or_default().to_ascii_lowercase();
+    if let Some(path) = text.strip_prefix("POST ").and_then(|rest| rest.split(' ').next()) {
+        let length: usize = header("content-length").parse().unwrap_or(0);
+        let mut body = request[head_len..].to_vec();
+        while body.len() < length {
+            match tls.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => body.extend_from_slice(&buf[..n]),
+            }
+        }
+        let canned = policies.lock().unwrap().get(&host).cloned().filter(|r| r.starts_with("HTTP/1.1 "));
+        let response = canned.unwrap_or_else(|| {
+            let content_type = header("content-type");
+            posted.lock().unwrap().push(Posted { host: host.clone(), path: path.to_string(), content_type, body });
+            "HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+        });
+        let _ = tls.write_all(response.as_bytes()).await;
+        let _ = tls.shutdown().await;
+        return;
+    }
     let body = text
         .starts_with("GET /.well-known/mta-sts.txt HTTP/1.1\r\n")
         .then(|| policies.lock().unwrap().get(&host).cloned())

@@ -90,6 +90,19 @@ impl Cache {
         self.entries.insert(domain.to_string(), cached);
     }
 
+    /// (domain, id) of the policies still fresh at `now_ms` with less than half their
+    /// max_age left: those a background refresh fetches again.
+    pub fn due_for_refresh(&self, now_ms: u64) -> Vec<(String, String)> {
+        let mut due: Vec<(String, String)> = self
+            .entries
+            .iter()
+            .filter(|(_, c)| c.fresh(now_ms) && c.expires_ms - now_ms < c.policy.max_age.saturating_mul(500))
+            .map(|(domain, c)| (domain.clone(), c.id.clone()))
+            .collect();
+        due.sort();
+        due
+    }
+
     /// The file's content now: every policy still fresh at `now_ms` (the others go).
     pub fn snapshot(&mut self, now_ms: u64) -> Vec<u8> {
         self.entries.retain(|_, c| c.fresh(now_ms));
@@ -169,6 +182,23 @@ mod tests {
         assert_eq!(kept.policy.mx_list(), "mx.example.com");
         assert!(kept.fresh(1_999) && !kept.fresh(2_000));
         assert!(again.get("old.example").is_none(), "expired when written");
+    }
+
+    #[test]
+    fn policies_past_half_their_max_age_are_due_for_refresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cache = Cache::load(dir.path());
+        // max_age 600 s: fetched at 0, expires at 600,000 ms, due from 300,000 ms.
+        cache.put("b.example", cached("b1", 600_000));
+        cache.put("a.example", cached("a1", 700_000));
+        assert!(cache.due_for_refresh(299_999).is_empty());
+        assert_eq!(cache.due_for_refresh(300_001), [("b.example".to_string(), "b1".to_string())]);
+        assert_eq!(cache.due_for_refresh(400_001).len(), 2);
+        assert_eq!(
+            cache.due_for_refresh(650_000),
+            [("a.example".to_string(), "a1".to_string())],
+            "expired: not refreshed"
+        );
     }
 
     #[test]

@@ -1,24 +1,18 @@
 //! The HTTPS fetch of a policy (RFC 8461 §3.3): `GET https://mta-sts.<domain>/.well-known/mta-sts.txt`.
-//! The policy host is resolved by the server's resolver (as the MX hosts are), its
-//! certificate checked by delivery/tls.rs against the send connector's CAs (else the
-//! system's) and for its name; HTTP/1.1 by hyper over that TLS stream. No redirect is
-//! followed, no proxy or HTTP cache used; only `200` with `text/plain` counts; the body
-//! may be 64 KB at most, the whole exchange one minute.
-use crate::delivery::tls;
+//! Through the server's HTTPS client (delivery/https.rs: its resolver, the send
+//! connector's CAs, the name checked). No redirect is followed, no HTTP cache used; only
+//! `200` with `text/plain` counts; the body may be 64 KB at most, the whole exchange one
+//! minute.
+use crate::delivery::https::{self, HttpsError};
 use crate::routing::mx::Resolver;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::ServerName;
 use std::path::Path;
 use std::time::Duration;
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 /// §3.3 suggests limits of this size and time.
 const MAX_BODY: usize = 64 * 1024;
 const TIMEOUT: Duration = Duration::from_secs(60);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const PATH: &str = "/.well-known/mta-sts.txt";
 /// The port of the policy host (tests move it with a test hook, see `MtaSts`).
 pub(super) const HTTPS_PORT: u16 = 443;
@@ -69,24 +63,12 @@ async fn get(
     url: &str,
 ) -> Result<String, FetchError> {
     let http = |reason: String| FetchError::Http { url: url.to_string(), reason };
-    let host = format!("mta-sts.{domain}");
-    let name = ServerName::try_from(host.clone()).map_err(|e| http(e.to_string()))?;
-    let connector = TlsConnector::from(tls::verifying_config(roots).map_err(FetchError::Tls)?);
-    let tcp = connect(resolver, &host, port).await.map_err(http)?;
-    let stream = connector.connect(name, tcp).await.map_err(|e| http(format!("TLS: {e}")))?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| http(e.to_string()))?;
-    // Drives the connection until the response is read (or this fetch is dropped).
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let authority = if port == HTTPS_PORT { host } else { format!("{host}:{port}") };
-    let request = hyper::Request::get(PATH)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::CONNECTION, "close")
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| http(e.to_string()))?;
-    let response = sender.send_request(request).await.map_err(|e| http(e.to_string()))?;
+    let request = hyper::Request::get(PATH).body(Empty::<Bytes>::new()).map_err(|e| http(e.to_string()))?;
+    let response =
+        https::send(resolver, &format!("mta-sts.{domain}"), port, roots, request).await.map_err(|e| match e {
+            HttpsError::Config(reason) => FetchError::Tls(reason),
+            HttpsError::Failed(reason) => http(reason),
+        })?;
     if response.status() != hyper::StatusCode::OK {
         return Err(FetchError::Status { url: url.to_string(), status: response.status().as_u16() });
     }
@@ -106,23 +88,6 @@ async fn get(
         Err(e) => return Err(http(e.to_string())),
     };
     String::from_utf8(body.to_vec()).map_err(|_| FetchError::NotText { url: url.to_string() })
-}
-
-/// The first address of the policy host that takes a connection.
-async fn connect(resolver: &Resolver, host: &str, port: u16) -> Result<TcpStream, String> {
-    let targets = resolver.host_targets(host, port).await.map_err(|e| e.to_string())?;
-    let mut failures = Vec::new();
-    for target in targets {
-        match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(target.addr)).await {
-            Ok(Ok(tcp)) => return Ok(tcp),
-            Ok(Err(e)) => failures.push(format!("{}: {e}", target.addr)),
-            Err(_) => failures.push(format!("{}: no connection within {} s", target.addr, CONNECT_TIMEOUT.as_secs())),
-        }
-    }
-    if failures.is_empty() {
-        failures.push(format!("no address for {host}"));
-    }
-    Err(failures.join("; "))
 }
 
 /// `text/plain`, with or without parameters (`; charset=utf-8`), in any case.

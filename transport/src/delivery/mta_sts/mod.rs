@@ -121,29 +121,61 @@ impl MtaSts {
         if self.backing_off(domain, &record.id, now) {
             return cached.map(|c| c.policy);
         }
-        let port = self.https_port();
-        let fetched = fetch::fetch(resolver, domain, roots, port).await.map_err(|e| e.to_string()).and_then(|text| {
-            let policy = Policy::parse(&text).map_err(|e| format!("the policy of {domain} is not valid: {e}"))?;
-            Ok((policy, text))
-        });
-        match fetched {
-            Ok((policy, text)) => {
-                info!(id = %record.id, mode = policy.mode.as_str(), max_age = policy.max_age, mx = %policy.mx_list(),
-                      "MTA-STS policy fetched");
-                let policy = Arc::new(policy);
-                let expires_ms = now.saturating_add(policy.max_age.saturating_mul(1000));
-                let entry = Cached { id: record.id, policy: policy.clone(), text, expires_ms };
-                self.lock_cache().put(domain, entry);
-                self.lock_failed().remove(domain);
-                self.save().await;
-                Some(policy)
-            }
+        match self.fetch(resolver, domain, &record.id, roots, now).await {
+            Ok(policy) => Some(policy),
             Err(reason) => {
                 let keeping = if cached.is_some() { "the cached policy applies" } else { "no policy applies" };
                 warn!(%domain, id = %record.id, error = %reason, "MTA-STS: the policy cannot be fetched; {keeping}");
                 self.lock_failed().insert(domain.to_string(), (record.id, now + FETCH_BACKOFF_MS));
                 cached.map(|c| c.policy)
             }
+        }
+    }
+
+    /// Fetches the policy of `domain` published under `id` and caches it for its max_age
+    /// from `now`; `Err` says why there is none (the cache is left as it was).
+    async fn fetch(
+        &self,
+        resolver: &Resolver,
+        domain: &str,
+        id: &str,
+        roots: Option<&Path>,
+        now: u64,
+    ) -> Result<Arc<Policy>, String> {
+        let text = fetch::fetch(resolver, domain, roots, self.https_port()).await.map_err(|e| e.to_string())?;
+        let policy = Policy::parse(&text).map_err(|e| format!("the policy of {domain} is not valid: {e}"))?;
+        info!(%id, mode = policy.mode.as_str(), max_age = policy.max_age, mx = %policy.mx_list(), "MTA-STS policy fetched");
+        let policy = Arc::new(policy);
+        let expires_ms = now.saturating_add(policy.max_age.saturating_mul(1000));
+        let entry = Cached { id: id.to_string(), policy: policy.clone(), text, expires_ms };
+        self.lock_cache().put(domain, entry);
+        self.lock_failed().remove(domain);
+        self.save().await;
+        Ok(policy)
+    }
+
+    /// §10.2: fetches again every cached policy past half its max_age, so that a policy
+    /// host unreachable when the policy would expire (an attacker's doing, or an outage)
+    /// does not leave the domain without one. A policy that cannot be fetched stays until
+    /// it expires; the next refresh tries again. `roots` gives each domain's CA bundle.
+    pub async fn refresh(&self, resolver: &Resolver, roots: impl Fn(&str) -> Option<PathBuf>) {
+        let now = to_millis(self.clock.now());
+        let due = self.lock_cache().due_for_refresh(now);
+        for (domain, cached_id) in due {
+            let span = tracing::info_span!("mta_sts_refresh", %domain);
+            async {
+                // The id published now, if a valid record says; the cached one otherwise.
+                let id = match resolver.txt(&format!("_mta-sts.{domain}")).await.map(|t| record::discover(&t)) {
+                    Ok(Ok(record)) => record.id,
+                    _ => cached_id,
+                };
+                let roots = roots(&domain);
+                if let Err(reason) = self.fetch(resolver, &domain, &id, roots.as_deref(), now).await {
+                    warn!(error = %reason, "MTA-STS: the policy cannot be refreshed; the cached one applies until it expires");
+                }
+            }
+            .instrument(span)
+            .await;
         }
     }
 

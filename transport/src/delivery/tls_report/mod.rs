@@ -7,16 +7,18 @@
 //! - [`result`]: the §4.3 result-type of a failure (pure)
 //! - [`aggregate`]: the counts per day and domain (pure)
 //! - [`report`]: the §4 JSON and the §5.3 mail (pure)
+//! - [`post`]: the report POSTed to an `https:` rua
 //!
 //! [`TlsReports`] owns the counts and their file; the server creates one and the queue
 //! side reaches it through its `RuntimeConfig`, as `MtaSts`.
 pub mod aggregate;
+pub mod post;
 pub mod record;
 pub mod report;
 pub mod result;
 
 pub use aggregate::{date_of, Days, Failure, PolicySeen};
-pub use record::{Record, RecordError, Rua};
+pub use record::{HttpsRua, Record, RecordError, Rua};
 
 use super::mta_sts::Enforcement;
 use super::DeliveryError;

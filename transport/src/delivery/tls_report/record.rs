@@ -17,8 +17,51 @@ pub struct Record {
 pub enum Rua {
     /// The address of a `mailto:` URI, %-decoded, without `?` fields.
     Mailto(String),
-    /// An `https:` URI as written (not used: reports are sent by mail only).
-    Https(String),
+    /// An `https:` URI: the report is POSTed there.
+    Https(HttpsRua),
+}
+
+/// Where an `https:` rua points (parsed by the `http` types hyper uses).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpsRua {
+    /// The URI as written, for logs and the admin API.
+    pub uri: String,
+    pub host: String,
+    pub port: u16,
+    /// Path and query, `/` when the URI has none.
+    pub path: String,
+}
+
+impl HttpsRua {
+    fn parse(uri: &str) -> Result<HttpsRua, String> {
+        let bad = |why: &str| format!("rua {uri:?} {why}");
+        let parsed: hyper::Uri = uri.parse().map_err(|e| bad(&format!("is not a URI: {e}")))?;
+        if parsed.scheme_str().map(str::to_ascii_lowercase).as_deref() != Some("https") {
+            return Err(bad("is not https:"));
+        }
+        let authority = parsed.authority().ok_or_else(|| bad("has no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("has a user name, which a report is never sent with"));
+        }
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_ascii_lowercase();
+        if host.is_empty() {
+            return Err(bad("has no host"));
+        }
+        // After an IPv6 literal's `]`, a `:` starts the port.
+        let after_host = authority.as_str().rsplit_once(']').map_or(authority.as_str(), |(_, rest)| rest);
+        let port = match (authority.port_u16(), after_host.contains(':')) {
+            (None, false) => 443,
+            (Some(port), true) if port > 0 => port,
+            _ => return Err(bad("has a port out of range (1 to 65535)")),
+        };
+        let path = match (parsed.path(), parsed.query()) {
+            ("", None) => "/".to_string(),
+            ("", Some(query)) => format!("/?{query}"),
+            (path, None) => path.to_string(),
+            (path, Some(query)) => format!("{path}?{query}"),
+        };
+        Ok(HttpsRua { uri: uri.to_string(), host, port, path })
+    }
 }
 
 const VERSION: &str = "v=TLSRPTv1";
@@ -68,13 +111,24 @@ impl Record {
         rua.map(|rua| Record { rua }).ok_or_else(|| "it has no rua".to_string())
     }
 
-    /// The `mailto:` addresses (reports go by mail only).
+    /// The `mailto:` addresses: the report goes to them in one mail.
     pub fn mailto(&self) -> Vec<&str> {
         self.rua
             .iter()
             .filter_map(|r| match r {
                 Rua::Mailto(a) => Some(a.as_str()),
                 Rua::Https(_) => None,
+            })
+            .collect()
+    }
+
+    /// The `https:` URIs: the report is POSTed to each.
+    pub fn https(&self) -> Vec<&HttpsRua> {
+        self.rua
+            .iter()
+            .filter_map(|r| match r {
+                Rua::Https(h) => Some(h),
+                Rua::Mailto(_) => None,
             })
             .collect()
     }
@@ -103,7 +157,7 @@ fn parse_uri(uri: &str) -> Result<Rua, String> {
             }
             Ok(Rua::Mailto(address))
         }
-        "https" if rest.starts_with("//") && rest.len() > 2 => Ok(Rua::Https(uri.to_string())),
+        "https" => HttpsRua::parse(uri).map(Rua::Https),
         _ => Err(format!("rua {uri:?} is neither mailto: nor https:")),
     }
 }
@@ -138,8 +192,18 @@ mod tests {
         let r = Record::parse("v=TLSRPTv1;rua=mailto:reports@example.com").unwrap();
         assert_eq!(r.rua, [Rua::Mailto("reports@example.com".into())]);
         let r = Record::parse("v=TLSRPTv1; rua=https://reporting.example.com/v1/tlsrpt").unwrap();
-        assert_eq!(r.rua, [Rua::Https("https://reporting.example.com/v1/tlsrpt".into())]);
+        let https = HttpsRua {
+            uri: "https://reporting.example.com/v1/tlsrpt".into(),
+            host: "reporting.example.com".into(),
+            port: 443,
+            path: "/v1/tlsrpt".into(),
+        };
+        assert_eq!(r.rua, [Rua::Https(https)]);
         assert!(r.mailto().is_empty());
+        let r = Record::parse("v=TLSRPTv1; rua=mailto:a@x.test,HTTPS://Reports.X.test:8443?k=v").unwrap();
+        assert_eq!(r.mailto(), ["a@x.test"]);
+        let https = r.https();
+        assert_eq!((https[0].host.as_str(), https[0].port, https[0].path.as_str()), ("reports.x.test", 8443, "/?k=v"));
         let r = Record::parse("v=TLSRPTv1; rua=mailto:a@x.test , mailto:b%2Bc@y.test?subject=x ; ext=1;").unwrap();
         assert_eq!(r.mailto(), ["a@x.test", "b+c@y.test"]);
         assert!(Record::parse("v=TLSRPTv1; rua=mailto:a@x.test, mailto:b%2c@y.test").is_err(), "a decoded comma");
@@ -160,13 +224,18 @@ mod tests {
             "v=TLSRPTv1; rua=mailto:nobody",
             "v=TLSRPTv1; rua=ftp://x.test/",
             "v=TLSRPTv1; rua=https:",
+            "v=TLSRPTv1; rua=https://",
+            "v=TLSRPTv1; rua=https:///path",
+            "v=TLSRPTv1; rua=https://user@reports.x.test/",
+            "v=TLSRPTv1; rua=https://reports.x.test:99999/",
+            "v=TLSRPTv1; rua=https://reports.x.test:0/",
             "v=TLSRPTv1; rua=mailto:a%zz@x.test",
             "v=TLSRPTv1; ext=1",
             "v=TLSRPTv1; rua=mailto:a@x.test;; ",
             "v=TLSRPTv1; -x=1; rua=mailto:a@x.test",
             "v=TLSRPTv1; rua=mailto:a@x.test; x",
         ] {
-            assert!(Record::parse(bad).is_err(), "{bad}");
+            assert!(Record::parse(bad).is_err(), "{bad}: {:?}", Record::parse(bad));
         }
     }
 

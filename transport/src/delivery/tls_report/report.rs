@@ -77,7 +77,7 @@ pub fn json(input: &ReportInput<'_>) -> Value {
 pub fn mail(input: &ReportInput<'_>, to: &[&str], message_id: &str, now_unix: i64) -> Vec<u8> {
     let domain = &input.entry.domain;
     let report_id = input.report_id();
-    let body = gzip(&serde_json::to_vec_pretty(&json(input)).unwrap_or_default());
+    let body = gzipped_json(input);
     let text = format!(
         "This is the SMTP TLS report (RFC 8460) of {} for {domain} on {}: {} successful and {} failed \
          TLS sessions.\r\n",
@@ -105,6 +105,11 @@ pub fn mail(input: &ReportInput<'_>, to: &[&str], message_id: &str, now_unix: i6
         .body(report)
         .write_to_vec()
         .unwrap_or_default()
+}
+
+/// The §4.4 JSON, gzipped (§5.2: SHOULD): the body of the mail's attachment and of a POST.
+pub fn gzipped_json(input: &ReportInput<'_>) -> Vec<u8> {
+    gzip(&serde_json::to_vec_pretty(&json(input)).unwrap_or_default())
 }
 
 /// gzip in memory (a write to a Vec cannot fail; an empty body would be refused by the

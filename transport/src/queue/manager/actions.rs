@@ -5,6 +5,7 @@
 use super::state::{Pending, QueueId, Redirect, Timer};
 use super::QueueManager;
 use crate::api::TrackingEvent;
+use crate::config::host_port::HostPort;
 use crate::logs::TrackingSource;
 use crate::queue::body::BodyReader;
 use crate::queue::message::{MessageId, RecipientStatus};
@@ -235,11 +236,13 @@ impl QueueManager {
     /// after the target's 250. New mail is refused meanwhile (the control side
     /// watches [`QueueManager::redirecting`]).
     pub fn redirect(&self, target: &str) -> Result<usize, ActionError> {
-        let target = target.trim();
-        let port = target.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok());
-        if target.is_empty() || target.contains(',') || port.is_none() {
-            return Err(ActionError::Invalid(format!("Redirect target {target:?} is not host:port.")));
-        }
+        let target = match HostPort::parse(target) {
+            Ok(parsed) if parsed.port.is_some() => parsed,
+            Ok(_) => {
+                return Err(ActionError::Invalid(format!("Redirect target {target:?} has no port: write host:port.")))
+            }
+            Err(e) => return Err(ActionError::Invalid(format!("Redirect target {e}."))),
+        };
         let hop = NextHop {
             delivery_type: DeliveryType::SmartHostConnectorDelivery,
             next_hop_domain: target.to_string(),

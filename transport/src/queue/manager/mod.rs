@@ -18,6 +18,7 @@
 mod actions;
 mod categorize;
 mod notify;
+mod policy_refresh;
 mod safety_net;
 mod state;
 mod timers;

@@ -1,11 +1,12 @@
 //! The daily SMTP TLS reports (RFC 8460 §5): once a UTC day is over on the server's
 //! clock, each policy domain counted that day gets its report by mail, through this
-//! server's own queue as a DSN does, when it publishes a `_smtp._tls` record with a
-//! `mailto:` rua; else the report is kept for the admin API only.
+//! server's own queue as a DSN does, to the `mailto:` rua of its `_smtp._tls` record, and
+//! is POSTed to its `https:` rua; without a record the report is kept for the admin API
+//! only.
 use super::QueueManager;
 use crate::api::{TlsReportDomain, TrackingEvent};
 use crate::clock::to_millis;
-use crate::delivery::tls_report::{record, report, RecordError};
+use crate::delivery::tls_report::{post, record, report, RecordError};
 use crate::logs::TrackingSource;
 use crate::queue::message::{Envelope, Notify, Origin, Recipient, Source};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -54,7 +55,8 @@ impl QueueManager {
         pending
     }
 
-    /// One report: `Ok` says what became of it, `Err` why it must be tried again.
+    /// One report: `Ok` says what became of it, `Err` why it must be tried again (nothing
+    /// received: a DNS failure, the mail not stored, every POST failed).
     async fn send_tls_report(&self, date: &str, entry: &TlsReportDomain) -> Result<String, String> {
         let config = self.config();
         let texts = config.resolver.txt(&format!("_smtp._tls.{}", entry.domain)).await.map_err(|e| e.to_string())?;
@@ -63,18 +65,36 @@ impl QueueManager {
             Err(RecordError::None) => return Ok("not sent: no TLSRPT record".to_string()),
             Err(e) => return Ok(format!("not sent: {e}")),
         };
-        let to = record.mailto();
-        if to.is_empty() {
-            return Ok("not sent: only https: rua, which this server does not post to".to_string());
-        }
         let organization = config.org.tls_report_organization_name.clone().unwrap_or_else(|| config.fqdn.clone());
         let input = report::ReportInput { organization: &organization, contact: &config.postmaster, date, entry };
-        let message_id = crate::dsn::new_message_id(&config.fqdn);
-        let now = self.inner.clock.now();
-        let unix = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        let bytes = report::mail(&input, &to, &message_id, unix);
-        self.submit_tls_report(&to, bytes, &message_id).await.map_err(|e| e.to_string())?;
-        Ok(format!("sent to {}", to.join(", ")))
+        let mut received = Vec::new();
+        let to = record.mailto();
+        if !to.is_empty() {
+            let message_id = crate::dsn::new_message_id(&config.fqdn);
+            let now = self.inner.clock.now();
+            let unix = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+            let bytes = report::mail(&input, &to, &message_id, unix);
+            self.submit_tls_report(&to, bytes, &message_id).await.map_err(|e| e.to_string())?;
+            received.push(format!("sent to {}", to.join(", ")));
+        }
+        let mut failed = Vec::new();
+        let https = record.https();
+        if !https.is_empty() {
+            let body = report::gzipped_json(&input);
+            // Trusted as the policy of the domain is: with the CAs of the connector that routes to it.
+            let roots = self.connector_roots(&entry.domain);
+            for rua in https {
+                match post::post(&config.resolver, rua, roots.as_deref(), body.clone()).await {
+                    Ok(()) => received.push(format!("posted to {}", rua.uri)),
+                    Err(e) => failed.push(format!("posting to {} failed: {e}", rua.uri)),
+                }
+            }
+        }
+        if received.is_empty() {
+            return Err(failed.join("; "));
+        }
+        // Once one destination has it, the others are not tried again (no second mail).
+        Ok(received.into_iter().chain(failed).collect::<Vec<_>>().join("; "))
     }
 
     /// Stores a report as a new message from `<>` (no bounce of a report comes back) to

@@ -2,7 +2,8 @@
 //! for exact replies, rustls for STARTTLS, and swaks.
 use super::{Incoming, Listener, SessionEvents, SessionSettings, Submit, SubmitError};
 use crate::clock::ManualClock;
-use crate::config::{AcceptedDomain, AcceptedDomainType, ReceiveLimits, ReceiveSettings};
+use crate::config::domain_pattern::DomainPattern;
+use crate::config::{ReceiveLimits, ReceiveSettings};
 use crate::control::{Availability, Gate};
 use crate::logs::LogEvent;
 use crate::queue::body::BodyWriter;
@@ -46,7 +47,7 @@ pub fn limits() -> ReceiveLimits {
 }
 
 pub fn settings() -> SessionSettings {
-    let accepted = |d: &str| AcceptedDomain { domain: d.into(), domain_type: AcceptedDomainType::Authoritative };
+    let accepted = |d: &str| DomainPattern::parse(d, false).expect("a domain pattern");
     SessionSettings {
         connector: "Default".into(),
         settings: ReceiveSettings { protocol_logging: true, ..Default::default() },

@@ -6,8 +6,7 @@ use super::*;
 /// Settings with `bücher.test` accepted, written as its A-label.
 fn with_idn_domain() -> SessionSettings {
     let mut s = settings();
-    s.accepted_domains
-        .push(AcceptedDomain { domain: "xn--bcher-kva.test".into(), domain_type: AcceptedDomainType::Authoritative });
+    s.accepted_domains.push(DomainPattern::parse("xn--bcher-kva.test", false).expect("a domain pattern"));
     s
 }
 
