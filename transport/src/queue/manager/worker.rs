@@ -639,23 +639,45 @@ fn wants_success(notify: Option<Notify>) -> bool {
     notify.is_some_and(|n| n.success && !n.never)
 }
 
-/// The options of a connection to a host DANE applies to: TLS required, and its
-/// records' check in place of the connector's and MTA-STS's (nothing audited).
+/// The options of a connection to a host DANE applies to: TLS required, and usable
+/// records' check in place of the connector's and MTA-STS's (nothing audited). With
+/// unusable records only (RFC 7672 §3.1.3) DANE authenticates nothing, so the check in
+/// place stays: TLS is required, never a weaker check than the connector asks for.
 fn dane_options(mut opts: ConnectOptions, policy: &delivery::dane::HostPolicy) -> ConnectOptions {
-    use delivery::dane::HostPolicy;
     opts.tls = OutboundTls::Required;
     opts.policy_audit = None;
-    opts.certificate_check = match policy {
-        HostPolicy::Authenticate(check) => CertificateCheck::Dane(check.clone()),
-        // Unusable records: TLS without authentication (RFC 7672 §3.1.3).
-        _ => CertificateCheck::None,
-    };
+    if let delivery::dane::HostPolicy::Authenticate(check) = policy {
+        opts.certificate_check = CertificateCheck::Dane(check.clone());
+    }
     opts
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use delivery::dane::{DaneCheck, HostPolicy};
+
+    #[test]
+    fn dane_requires_tls_and_replaces_the_check_only_with_usable_records() {
+        let domain = CertificateCheck::Domain { roots: None, domain: None };
+        let opts = ConnectOptions {
+            helo_name: "sender.test".into(),
+            tls: OutboundTls::Opportunistic,
+            certificate_check: domain.clone(),
+            policy_audit: Some(domain.clone()),
+            connect_timeout: SEND_CONNECTION_TIMEOUT,
+            command_timeout: SEND_CONNECTION_INACTIVITY_TIMEOUT,
+            tap: None,
+        };
+        let check = Arc::new(DaneCheck { tlsa_name: "_25._tcp.mx.x.test".into(), records: vec![], names: vec![] });
+        let authenticated = dane_options(opts.clone(), &HostPolicy::Authenticate(check.clone()));
+        assert_eq!(authenticated.tls, OutboundTls::Required);
+        assert_eq!(authenticated.certificate_check, CertificateCheck::Dane(check));
+        assert!(authenticated.policy_audit.is_none(), "MTA-STS testing does not audit a DANE host");
+        let unusable = dane_options(opts, &HostPolicy::TlsRequired { tlsa_name: "_25._tcp.mx.x.test".into() });
+        assert_eq!(unusable.tls, OutboundTls::Required);
+        assert_eq!(unusable.certificate_check, domain, "the connector's own check stays");
+    }
 
     #[test]
     fn success_dsn_only_when_asked() {
