@@ -78,8 +78,12 @@ impl Resolver {
             }
             Err(e) => {
                 if let Some(proto) = e.proto() {
+                    // A denial from an unsigned zone proves nothing either way: no record.
                     if let ProtoErrorKind::Nsec { proof, .. } = proto.kind() {
-                        return Secured::Failed(format!("the denial of {name} {kind} is {proof} (DNSSEC)"));
+                        return match proof {
+                            Proof::Insecure => Secured::Nothing,
+                            _ => Secured::Failed(format!("the denial of {name} {kind} is {proof} (DNSSEC)")),
+                        };
                     }
                 }
                 match classify(&e) {
