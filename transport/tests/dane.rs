@@ -476,6 +476,31 @@ fn bogus_signatures_defer_the_domain_or_the_mx_host() {
     assert_eq!(report.failure_details[0].result_type, "dnssec-invalid");
 }
 
+/// A known limit, pinned (RELIABILITY.md, "not promised"): hickory 0.25 judges an answer
+/// of a signed zone whose RRSIGs an attacker stripped by a DS lookup at the record's own
+/// name, which finds none, and calls it unsigned rather than bogus. DANE is then off for
+/// the host and the mail goes as without it. When hickory judges it bogus this test fails,
+/// and the promise can be made.
+#[test]
+fn tlsa_records_stripped_of_their_signatures_pass_for_unsigned_with_hickory_0_25() {
+    let w = World::start(
+        &[],
+        |k| {
+            let (plain, bogus) = empty_children();
+            let record = (3, 1, 1, Sha256::digest(b"any key").to_vec());
+            let test = mx_with_tlsa(Zone::new("test"), k, "stripped.test", "mx.stripped.test", CLEAR_MX, &[record])
+                .strip_signatures(&k.tlsa_name("mx.stripped.test"));
+            k.zones(test, plain, bogus)
+        },
+        "",
+        &[],
+    );
+    w.send("bob@stripped.test", "stripped");
+    let got = w.arrived(&w.clear, 1);
+    assert_eq!(got[0].header("Message-ID").as_deref(), Some("<stripped@test.invalid>"), "in clear: DANE did not apply");
+    assert_eq!(w.logged("DANE applies"), 0);
+}
+
 #[test]
 fn where_dane_and_mta_sts_are_both_published_dane_decides() {
     // MTA-STS enforce would refuse this self-signed certificate; its TLSA record matches.

@@ -43,6 +43,9 @@ pub struct Zone {
     records: Vec<Record>,
     /// Signs the zone when the server starts.
     key: Option<ZoneKey>,
+    /// Records added after the zone is signed: served without RRSIGs, as by an attacker
+    /// who strips them.
+    unsigned: Vec<Record>,
 }
 
 /// A zone's signing key (ECDSA P-256, one key as KSK and ZSK).
@@ -88,7 +91,7 @@ impl Zone {
             Record::from_rdata(origin.clone(), TTL, RData::SOA(soa)),
             Record::from_rdata(origin.clone(), TTL, RData::NS(NS(ns))),
         ];
-        Zone { origin, records, key: None }
+        Zone { origin, records, key: None, unsigned: Vec::new() }
     }
 
     /// Signed with `key` when the server starts.
@@ -113,6 +116,16 @@ impl Zone {
     pub fn tlsa(mut self, owner: &str, usage: u8, selector: u8, matching: u8, data: &[u8]) -> Self {
         let tlsa = TLSA::new(usage.into(), selector.into(), matching.into(), data.to_vec());
         self.records.push(Record::from_rdata(name(owner), TTL, RData::TLSA(tlsa)));
+        self
+    }
+
+    /// Moves the records at `owner` out of the signing: in a signed zone they are served
+    /// without their RRSIGs (what an attacker on the path who strips them leaves).
+    pub fn strip_signatures(mut self, owner: &str) -> Self {
+        let owner = name(owner);
+        let (stripped, kept) = self.records.into_iter().partition(|r: &Record| *r.name() == owner);
+        self.records = kept;
+        self.unsigned = stripped;
         self
     }
 
@@ -218,6 +231,9 @@ fn authority(zone: Zone) -> Arc<dyn AuthorityObject> {
         );
         authority.add_zone_signing_key_mut(signer).expect("add the zone key");
         authority.secure_zone_mut().expect("sign the zone");
+    }
+    for record in zone.unsigned {
+        assert!(authority.upsert_mut(record, 1), "record outside zone {}", zone.origin);
     }
     Arc::new(authority)
 }
