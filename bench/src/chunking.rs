@@ -5,12 +5,12 @@
 //! client sends 64 KB chunks, A sends BDAT to B). B's leg to smtp-sink is DATA in
 //! both. The rates are compared with each other, in the same run.
 use crate::load;
-use crate::sink::Sink;
 use crate::transport::{config_named, Transport};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use testkit::sink::CountingSink;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ChunkingRun {
@@ -54,7 +54,13 @@ impl Chunking {
 }
 
 /// `loads`: (message size, messages) pairs, each run with DATA then BDAT, `reps` times.
-pub fn run(tmp: &Path, sink: &mut Sink, loads: &[(usize, u32)], sessions: usize, reps: u32) -> Result<Chunking> {
+pub fn run(
+    tmp: &Path,
+    sink: &mut CountingSink,
+    loads: &[(usize, u32)],
+    sessions: usize,
+    reps: u32,
+) -> Result<Chunking> {
     let mut out = Chunking { sessions, runs: Vec::new() };
     for &(size, messages) in loads {
         for rep in 1..=reps {
@@ -73,10 +79,21 @@ pub fn run(tmp: &Path, sink: &mut Sink, loads: &[(usize, u32)], sessions: usize,
     Ok(out)
 }
 
-fn one(tmp: &Path, sink: &mut Sink, size: usize, messages: u32, sessions: usize, bdat: bool) -> Result<ChunkingRun> {
+fn one(
+    tmp: &Path,
+    sink: &mut CountingSink,
+    size: usize,
+    messages: u32,
+    sessions: usize,
+    bdat: bool,
+) -> Result<ChunkingRun> {
     let dir = tmp.join(format!("chunking-{size}-{bdat}"));
-    let (a_smtp, a_admin, b_smtp, b_admin) =
-        (crate::free_addr()?, crate::free_addr()?, crate::free_addr()?, crate::free_addr()?);
+    let (a_smtp, a_admin, b_smtp, b_admin) = (
+        testkit::port::free_addr(),
+        testkit::port::free_addr(),
+        testkit::port::free_addr(),
+        testkit::port::free_addr(),
+    );
     let relay = |to: std::net::SocketAddr| {
         format!("  - name: Outbound\n    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    smartHosts: [\"{to}\"]\n")
     };
@@ -92,7 +109,7 @@ fn one(tmp: &Path, sink: &mut Sink, size: usize, messages: u32, sessions: usize,
     let started = Instant::now();
     let sent = load::send_many(a.smtp, sessions, messages, size, bdat);
     let accept_secs = started.elapsed().as_secs_f64();
-    let done = sent.and_then(|()| sink.wait_for(before + u64::from(messages), Duration::from_secs(900)));
+    let done = sent.and_then(|()| Ok(sink.wait_for(before + u64::from(messages), Duration::from_secs(900))?));
     let _ = a.stop();
     let _ = b.stop();
     let _ = std::fs::remove_dir_all(&dir);

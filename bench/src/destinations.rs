@@ -8,7 +8,6 @@
 //! server's CPU once only the dead queues are left (they wait on timers).
 use crate::load;
 use crate::procs;
-use crate::sink::Sink;
 use crate::transport::Transport;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -19,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use testkit::sink::CountingSink;
 
 /// The answers' TTL: longer than a run, so a domain is asked for once.
 const TTL_SECS: u32 = 300;
@@ -84,7 +84,7 @@ struct Dns {
 
 impl Dns {
     fn start(dir: &Path, domains: u64, dead: bool, hosts: [std::net::Ipv4Addr; 3]) -> Result<Dns> {
-        let addr = crate::free_addr()?;
+        let addr = testkit::port::free_addr();
         let log = dir.join("dnsmasq.log");
         let mut conf = format!(
             // Authoritative for bench.test, as a domain's own servers are: a
@@ -106,7 +106,8 @@ impl Dns {
         }
         let conf_path = dir.join("dnsmasq.conf");
         std::fs::write(&conf_path, conf)?;
-        let bin = crate::tool("dnsmasq").context("dnsmasq is needed for the many-destinations run (make prepare)")?;
+        let bin = testkit::peer::find_tool("dnsmasq", "dnsmasq-base")
+            .context("dnsmasq is needed for the many-destinations run (make prepare)")?;
         let child = Command::new(bin)
             .arg("--keep-in-foreground")
             .arg(format!("--conf-file={}", conf_path.display()))
@@ -202,7 +203,7 @@ struct Pass {
     idle_cpu: f64,
 }
 
-fn pass(tmp: &Path, sink: &mut Sink, messages: u64, domains: u64, size: usize, dead: bool) -> Result<Pass> {
+fn pass(tmp: &Path, sink: &mut CountingSink, messages: u64, domains: u64, size: usize, dead: bool) -> Result<Pass> {
     let dir = tmp.join(if dead { "destinations-dead" } else { "destinations-alive" });
     std::fs::create_dir_all(&dir)?;
     let port = sink.addr.port();
@@ -210,7 +211,7 @@ fn pass(tmp: &Path, sink: &mut Sink, messages: u64, domains: u64, size: usize, d
     let hosts = [std::net::Ipv4Addr::LOCALHOST, [127, 0, 0, 2].into(), [127, 0, 0, 3].into()];
     let _tarpit = Tarpit::start(SocketAddr::from((hosts[1], port)))?;
     let dns = Dns::start(&dir, domains, dead, hosts)?;
-    let (smtp, admin) = (crate::free_addr()?, crate::free_addr()?);
+    let (smtp, admin) = (testkit::port::free_addr(), testkit::port::free_addr());
     let mut server = Transport::with_config(&dir, smtp, admin, &config(&dir, smtp, admin, dns.addr, port))?;
     let (pid, _) = server.start()?;
     let recipients: Vec<String> = (0..messages).map(|n| format!("user{n}@{}", domain(n % domains))).collect();
@@ -242,7 +243,7 @@ fn pass(tmp: &Path, sink: &mut Sink, messages: u64, domains: u64, size: usize, d
     Ok(Pass { live, secs, queries, idle_cpu })
 }
 
-pub fn run(tmp: &Path, sink: &mut Sink, messages: u64, domains: u64, size: usize) -> Result<Destinations> {
+pub fn run(tmp: &Path, sink: &mut CountingSink, messages: u64, domains: u64, size: usize) -> Result<Destinations> {
     let alive = pass(tmp, sink, messages, domains, size, false)?;
     let with_dead = pass(tmp, sink, messages, domains, size, true)?;
     let dead_domains = (0..domains).filter(|i| fate(*i, true) != Fate::Alive).count() as u64;

@@ -5,12 +5,12 @@
 //! remove on the first server, then a relay on the second).
 use crate::load;
 use crate::scale::http;
-use crate::sink::Sink;
 use crate::transport::Transport;
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::{Duration, Instant};
+use testkit::sink::CountingSink;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Drain {
@@ -28,11 +28,16 @@ impl Drain {
     }
 }
 
-pub fn run(tmp: &Path, sink: &mut Sink, messages: u64, size: usize) -> Result<Drain> {
-    let dead_hop = crate::free_addr()?;
-    let mut first = Transport::create(&tmp.join("drain-first"), crate::free_addr()?, crate::free_addr()?, dead_hop)?;
-    let mut sibling =
-        Transport::create(&tmp.join("drain-sibling"), crate::free_addr()?, crate::free_addr()?, sink.addr)?;
+pub fn run(tmp: &Path, sink: &mut CountingSink, messages: u64, size: usize) -> Result<Drain> {
+    let dead_hop = testkit::port::free_addr();
+    let mut first =
+        Transport::create(&tmp.join("drain-first"), testkit::port::free_addr(), testkit::port::free_addr(), dead_hop)?;
+    let mut sibling = Transport::create(
+        &tmp.join("drain-sibling"),
+        testkit::port::free_addr(),
+        testkit::port::free_addr(),
+        sink.addr,
+    )?;
     first.start()?;
     sibling.start()?;
     eprintln!("drain: queueing {messages} messages of {size} bytes, then redirecting them to a sibling");

@@ -157,7 +157,7 @@ pub fn run(addr: SocketAddr, load: &Load) -> Result<LoadResult> {
 /// One smtp-source run; an error when it did not finish cleanly (it stops at
 /// the first unexpected reply).
 pub fn smtp_source(addr: SocketAddr, size: usize, sessions: u32, messages: u32, keep: bool) -> Result<()> {
-    let mut cmd = Command::new(crate::tool("smtp-source")?);
+    let mut cmd = Command::new(testkit::peer::find_tool("smtp-source", "postfix")?);
     cmd.args(["-s", &sessions.to_string(), "-m", &messages.to_string(), "-l", &size.to_string()]);
     cmd.args(["-f", FROM, "-t", TO, "-M", HELO]);
     if keep {

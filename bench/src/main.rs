@@ -15,17 +15,16 @@ mod postfix;
 mod procs;
 mod report;
 mod scale;
-mod sink;
 mod tracking;
 mod transport;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use load::Load;
 use serde::{Deserialize, Serialize};
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+use testkit::sink::CountingSink;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Target {
@@ -261,14 +260,14 @@ fn write_outputs(results: &Results, baseline: Option<&Results>, stem: &Path) -> 
 fn run_all(o: Options) -> Result<()> {
     let wall = Instant::now();
     for t in ["smtp-source", "smtp-sink", "postfix"] {
-        tool(t)?;
+        testkit::peer::find_tool(t, "postfix")?;
     }
     transport::Transport::binary()?;
     let baseline = o.baseline.as_deref().map(read_results).transpose()?;
     let tmp = tempfile::Builder::new().prefix("kt-bench-").tempdir_in(std::env::temp_dir())?;
-    let sink_addr = free_addr()?;
-    let mut sink = sink::Sink::start(sink_addr)?;
-    let postfix_smtp = free_addr()?;
+    let sink_addr = testkit::port::free_addr();
+    let mut sink = CountingSink::start(sink_addr)?;
+    let postfix_smtp = testkit::port::free_addr();
     let mut pf = postfix::Postfix::create(&tmp.path().join("postfix"), postfix_smtp, sink_addr)?;
     let targets = o.only.clone().unwrap_or_else(|| Target::ALL.to_vec());
 
@@ -379,16 +378,17 @@ fn run_all(o: Options) -> Result<()> {
     Ok(())
 }
 
-fn run_postfix(pf: &mut postfix::Postfix, sink: &mut sink::Sink, load: &Load, rep: u32) -> Result<Run> {
+fn run_postfix(pf: &mut postfix::Postfix, sink: &mut CountingSink, load: &Load, rep: u32) -> Result<Run> {
     let master = pf.start()?;
     let run = measure(sink, pf.smtp, load, Target::Postfix, rep, Some(master));
     pf.stop()?;
     run
 }
 
-fn run_transport(tmp: &Path, sink: &mut sink::Sink, load: &Load, rep: u32) -> Result<Run> {
+fn run_transport(tmp: &Path, sink: &mut CountingSink, load: &Load, rep: u32) -> Result<Run> {
     let dir = tmp.join(format!("transport-{}-{rep}", load.short().replace('/', "-")));
-    let mut server = transport::Transport::create(&dir, free_addr()?, free_addr()?, sink.addr)?;
+    let mut server =
+        transport::Transport::create(&dir, testkit::port::free_addr(), testkit::port::free_addr(), sink.addr)?;
     let (pid, _) = server.start()?;
     let run = measure(sink, server.smtp, load, Target::Transport, rep, Some(pid));
     finish(std::slice::from_mut(&mut server), &dir, run)
@@ -412,12 +412,12 @@ fn finish(servers: &mut [transport::Transport], dir: &Path, run: Result<Run>) ->
 
 /// The load through server A of two that shadow each other's mail (B takes A's copies;
 /// both relay to the sink). Memory and CPU are A's: B's work is on top of them.
-fn run_shadowed(tmp: &Path, sink: &mut sink::Sink, load: &Load, rep: u32) -> Result<Run> {
+fn run_shadowed(tmp: &Path, sink: &mut CountingSink, load: &Load, rep: u32) -> Result<Run> {
     let dir = tmp.join(format!("shadowed-{}-{rep}", load.short().replace('/', "-")));
     std::fs::create_dir_all(&dir)?;
     let token = dir.join("peer-token");
     std::fs::write(&token, "bench-peers")?;
-    let channels = [free_addr()?, free_addr()?];
+    let channels = [testkit::port::free_addr(), testkit::port::free_addr()];
     let send = format!(
         "  - name: Outbound\n    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    smartHosts: [\"{}\"]\n",
         sink.addr
@@ -431,7 +431,7 @@ fn run_shadowed(tmp: &Path, sink: &mut sink::Sink, load: &Load, rep: u32) -> Res
             token.display()
         );
         let server_dir = dir.join(name);
-        let (smtp, admin) = (free_addr()?, free_addr()?);
+        let (smtp, admin) = (testkit::port::free_addr(), testkit::port::free_addr());
         let text = transport::config_named(name, &server_dir, smtp, admin, &send, &extra);
         servers.push(transport::Transport::with_config(&server_dir, smtp, admin, &text)?);
     }
@@ -444,7 +444,7 @@ fn run_shadowed(tmp: &Path, sink: &mut sink::Sink, load: &Load, rep: u32) -> Res
 /// Runs the load against `addr` and waits for all of it at the sink; `pid` is
 /// the process tree to account (None for the ceiling).
 fn measure(
-    sink: &mut sink::Sink,
+    sink: &mut CountingSink,
     addr: SocketAddr,
     load: &Load,
     target: Target,
@@ -490,7 +490,7 @@ pub fn percentile(sorted: &[f64], p: f64) -> f64 {
 }
 
 /// Waits until the sink count stops moving (after a failed run).
-fn settle(sink: &sink::Sink) {
+fn settle(sink: &CountingSink) {
     let mut last = sink.count();
     for _ in 0..30 {
         std::thread::sleep(Duration::from_secs(1));
@@ -499,57 +499,6 @@ fn settle(sink: &sink::Sink) {
             return;
         }
         last = now;
-    }
-}
-
-/// Path of a Postfix tool (/usr/sbin is not always on PATH).
-pub fn tool(name: &str) -> Result<PathBuf> {
-    let mut dirs: Vec<PathBuf> =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
-    dirs.extend(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from));
-    for dir in dirs {
-        let candidate = dir.join(name);
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    let package = if name == "dnsmasq" { "dnsmasq-base" } else { "postfix" };
-    bail!("`{name}` not found: install the Debian package `{package}` (make prepare)")
-}
-
-/// A loopback address nobody listens on right now.
-pub fn free_addr() -> Result<SocketAddr> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
-}
-
-/// Waits for a `220` greeting: a transport server that is still Starting
-/// (recovering its queue) listens already but answers `421`.
-pub fn wait_for_port(addr: SocketAddr, within: Duration) -> Result<()> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut first = [0u8; 4];
-            if stream.read_exact(&mut first).is_ok() && &first == b"220 " {
-                return Ok(());
-            }
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    bail!("no SMTP server greets with 220 on {addr} after {within:?}")
-}
-
-/// Polls `f` until it returns something, or `within` passes.
-pub fn poll<T>(within: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        if Instant::now() > deadline {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

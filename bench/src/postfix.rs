@@ -86,7 +86,7 @@ impl Postfix {
     }
 
     fn postfix(&self, verb: &str) -> Result<()> {
-        let out = Command::new(crate::tool("postfix")?)
+        let out = Command::new(testkit::peer::find_tool("postfix", "postfix")?)
             .arg("-c")
             .arg(self.dir.join("etc"))
             .arg(verb)
@@ -104,12 +104,12 @@ impl Postfix {
     pub fn start(&mut self) -> Result<u32> {
         self.postfix("start")?;
         let pid_file = self.dir.join("spool/pid/master.pid");
-        let pid = crate::poll(Duration::from_secs(20), || {
+        let pid = testkit::poll::poll_every(Duration::from_millis(20), Duration::from_secs(20), || {
             std::fs::read_to_string(&pid_file).ok().and_then(|s| s.trim().parse::<u32>().ok())
         })
         .context("Postfix master pid")?;
         self.master = Some(pid);
-        crate::wait_for_port(self.smtp, Duration::from_secs(20))?;
+        testkit::listener::try_wait_for_smtp_ready(self.smtp, Duration::from_secs(20))?;
         Ok(pid)
     }
 

@@ -42,8 +42,9 @@ pub struct Scale {
 }
 
 pub fn run(tmp: &Path, messages: u64, size: usize) -> Result<Scale> {
-    let dead_hop = crate::free_addr()?; // nothing listens there: connections are refused
-    let mut server = Transport::create(&tmp.join("scale"), crate::free_addr()?, crate::free_addr()?, dead_hop)?;
+    let dead_hop = testkit::port::free_addr(); // nothing listens there: connections are refused
+    let mut server =
+        Transport::create(&tmp.join("scale"), testkit::port::free_addr(), testkit::port::free_addr(), dead_hop)?;
     let (pid, _) = server.start()?;
     eprintln!("scale: queueing {messages} messages of {size} bytes for a dead next hop");
     let started = Instant::now();

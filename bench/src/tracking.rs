@@ -8,7 +8,6 @@
 //! server's), spread over ten days; then a server is started on that log folder and
 //! each query is timed through its admin API (`GET /v1/messagetracking`).
 use crate::scale::http_get;
-use crate::sink::Sink;
 use crate::transport::{config_with, Transport};
 use crate::Load;
 use anyhow::{Context, Result};
@@ -16,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
+use testkit::sink::CountingSink;
 use transport::api::TrackingEvent;
 use transport::clock::ManualClock;
 use transport::logs::{LogSettings, TrackingLog, TrackingSettings, TrackingSource};
@@ -65,7 +65,7 @@ impl Tracking {
     }
 }
 
-pub fn run(tmp: &Path, sink: &mut Sink, load: &Load, reps: u32, records: u64) -> Result<Tracking> {
+pub fn run(tmp: &Path, sink: &mut CountingSink, load: &Load, reps: u32, records: u64) -> Result<Tracking> {
     let mut out = Tracking { load: Some(*load), ..Default::default() };
     for rep in 1..=reps {
         for tracking in [false, true] {
@@ -85,14 +85,14 @@ pub fn run(tmp: &Path, sink: &mut Sink, load: &Load, reps: u32, records: u64) ->
     Ok(out)
 }
 
-fn cost(tmp: &Path, sink: &mut Sink, load: &Load, rep: u32, tracking: bool) -> Result<CostRun> {
+fn cost(tmp: &Path, sink: &mut CountingSink, load: &Load, rep: u32, tracking: bool) -> Result<CostRun> {
     let dir = tmp.join(format!("tracking-cost-{tracking}-{rep}"));
     let send = format!(
         "  - name: Outbound\n    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    smartHosts: [\"{}\"]\n",
         sink.addr
     );
     let extra = if tracking { "" } else { "logging: {messageTrackingLogEnabled: false}\n" };
-    let (smtp, admin) = (crate::free_addr()?, crate::free_addr()?);
+    let (smtp, admin) = (testkit::port::free_addr(), testkit::port::free_addr());
     let text = config_with(&dir, smtp, admin, &send, extra);
     let mut server = Transport::with_config(&dir, smtp, admin, &text)?;
     let (pid, _) = server.start()?;
@@ -152,7 +152,7 @@ fn search(tmp: &Path, records: u64, out: &mut Tracking) -> Result<()> {
     drop(log);
 
     let send = "  - name: Outbound\n    addressSpaces: [{domain: \"*\", cost: 1}]\n    smartHosts: [\"127.0.0.1:9\"]\n";
-    let (smtp, admin) = (crate::free_addr()?, crate::free_addr()?);
+    let (smtp, admin) = (testkit::port::free_addr(), testkit::port::free_addr());
     let text = config_with(&dir, smtp, admin, send, "");
     let mut server = Transport::with_config(&dir, smtp, admin, &text)?;
     server.start()?;

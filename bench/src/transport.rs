@@ -103,7 +103,7 @@ impl Transport {
             .context("start transport")?;
         let pid = child.id();
         self.child = Some(child);
-        crate::wait_for_port(self.smtp, Duration::from_secs(300))?;
+        testkit::listener::try_wait_for_smtp_ready(self.smtp, Duration::from_secs(300))?;
         Ok((pid, started.elapsed()))
     }
 

@@ -7,7 +7,7 @@
 //! user would for this cluster: the send connector's smart host and the mailbox hop point
 //! at an in-cluster Postfix smtp-sink, and the receive connector also accepts 127.0.0.0/8,
 //! where connections through `kubectl port-forward` come from inside the pod.
-use e2e::kind::cluster::{self, at, example, send, skip, uuid_like, wait_queued, Env, PortForward, Sink};
+use e2e::kind::cluster::{self, at, example, send, skip, uuid_like, wait_queued, Env, PortForward, SinkRecipients};
 use operator::crd::{ServerComponentState, TransportService};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
@@ -39,7 +39,7 @@ fn mail_manifests(env: &Env) -> (Value, Value) {
 /// server Ready; the manifests are returned for the scenario to edit and apply again.
 struct Deployed {
     env: Env,
-    sink: Sink,
+    sink: SinkRecipients,
     tc: Value,
     ts: Value,
     ready: TransportService,

@@ -5,6 +5,7 @@
 //!   (compiled alone under the `config` feature for the operator)
 //! - [`api`]      JSON types of the admin HTTP API (shared with transportctl and the operator)
 //! - [`client`]   typed HTTP client of the admin API (feature `client`)
+//! - [`query_flags`] the Get-Message / Get-MessageTrackingLog flags of both command lines
 //! - [`clock`]    the time source every timer goes through (tests drive it)
 //! - [`control`]  ServerState and server component states: who may connect, submit, deliver
 //! - [`smtp`]     ESMTP receive: listeners, sessions, command parsing, DATA reading, TLS
@@ -21,6 +22,8 @@ pub mod config;
 
 #[cfg(feature = "client")]
 pub mod client;
+#[cfg(feature = "client")]
+pub mod query_flags;
 
 #[cfg(feature = "server")]
 pub mod admin;

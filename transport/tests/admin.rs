@@ -3,21 +3,20 @@
 //! and message action of the admin API with its refusals, Redirect-Message to
 //! a second server, the token, reloads, the replay directory, poison messages,
 //! metrics, and transportctl's output.
-mod support;
 
+use crate::support::*;
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 use transport::api::{MessageStatus, QueueStatus, ServerStateName};
 use transport::client::{ClientError, MessageAction, QueueAction};
-use transport::config::{Component, ComponentState, Requester, ServerStateSetting};
+use transport::config::{Component, ComponentState, Requester, ServerStateSetting, TimeSpan, TransportFile};
 
-fn with_admin(setup: TransportSetup) -> Transport {
-    Transport::start(&TransportSetup { admin: true, ..setup })
+fn with_admin(setup: TransportSetup) -> TransportProcess {
+    start_transport(&TransportSetup { admin: true, ..setup })
 }
 
-fn session(addr: std::net::SocketAddr) -> RawClient {
-    let (mut c, banner) = RawClient::connect(addr).expect("connect");
+fn session(addr: std::net::SocketAddr) -> SmtpClient {
+    let (mut c, banner) = SmtpClient::connect(addr).expect("connect");
     assert!(banner.starts_with("220 "), "{banner}");
     assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
     c
@@ -30,16 +29,16 @@ fn send(addr: std::net::SocketAddr, from: &str, to: &str, tag: &str) -> String {
     reply
 }
 
-fn state(t: &Transport) -> (ServerStateName, u8) {
+fn state(t: &TransportProcess) -> (ServerStateName, u8) {
     let info = t.admin(|c| async move { c.server().await }).expect("GET /v1/server");
     (info.server_state.name, info.server_state.code)
 }
 
-fn set_state(t: &Transport, s: ServerStateSetting) {
+fn set_state(t: &TransportProcess, s: ServerStateSetting) {
     t.admin(|c| async move { c.set_server_state(s).await }).expect("PUT /v1/server/state");
 }
 
-fn ready(t: &Transport) -> bool {
+fn ready(t: &TransportProcess) -> bool {
     t.admin(|c| async move { c.ready().await }).expect("GET /readyz")
 }
 
@@ -54,7 +53,7 @@ fn pause_keeps_open_sessions_and_delivery_stop_halts_both() {
     assert_eq!(state(&t), (ServerStateName::Paused, 6));
     assert!(!ready(&t), "/readyz fails while Paused");
     // A new connection is refused...
-    let (mut fresh, banner) = RawClient::connect(t.smtp).expect("connect");
+    let (mut fresh, banner) = SmtpClient::connect(t.smtp).expect("connect");
     assert!(banner.starts_with("421 4.3.2"), "{banner}");
     assert_eq!(fresh.read_to_end(), "");
     // ...the open session still submits, and the message is delivered.
@@ -70,7 +69,7 @@ fn pause_keeps_open_sessions_and_delivery_stop_halts_both() {
 
     set_state(&t, ServerStateSetting::Stopped);
     eventually(Duration::from_secs(10), "Stopped", || (state(&t) == (ServerStateName::Stopped, 4)).then_some(()));
-    let (_, banner) = RawClient::connect(t.smtp).expect("connect");
+    let (_, banner) = SmtpClient::connect(t.smtp).expect("connect");
     assert!(banner.starts_with("421 4.3.2"), "{banner}");
 }
 
@@ -278,7 +277,7 @@ fn queue_and_message_actions_with_their_refusals() {
 fn redirect_message_moves_500_queued_messages_to_another_server() {
     let source_tool = tool("smtp-source", "postfix");
     let sink = Sink::start();
-    let target = Transport::start(&TransportSetup { smart_host: Some(sink.addr), ..Default::default() });
+    let target = start_transport(&TransportSetup { smart_host: Some(sink.addr), ..Default::default() });
     let dead = free_port();
     let a = with_admin(TransportSetup {
         smart_host: Some(format!("127.0.0.1:{dead}").parse().unwrap()),
@@ -348,8 +347,7 @@ fn reload_changes_the_retry_interval_of_a_queue_already_in_retry() {
         queues.into_iter().find(|q| q.status == QueueStatus::Retry)
     });
     let revision = t.admin(|c| async move { c.server().await }).unwrap().config_revision;
-    let yaml = std::fs::read_to_string(&t.config_path).unwrap().replace("\"01:00:00\"", "\"00:00:02\"");
-    std::fs::write(&t.config_path, yaml).unwrap();
+    t.edit_config(|f| f.retry.outbound_connection_failure_retry_interval = Some(TimeSpan::from_secs(2)));
     // The file watcher applies it; the queue's next attempt moves to 2 s after the last.
     let after = eventually(Duration::from_secs(15), "the new interval applied", || {
         let queues = t.admin(|c| async move { c.queues().await }).ok()?;
@@ -368,17 +366,15 @@ fn reload_changes_the_retry_interval_of_a_queue_already_in_retry() {
 fn a_listener_change_is_reported_as_restart_required_and_an_invalid_file_is_refused() {
     let sink = Sink::start();
     let t = with_admin(TransportSetup { smart_host: Some(sink.addr), ..Default::default() });
-    let yaml = std::fs::read_to_string(&t.config_path).unwrap();
-    std::fs::write(
-        &t.config_path,
-        yaml.replace("receiveConnectors:", "retry: {poisonThreshold: 99}\nreceiveConnectors:"),
-    )
-    .unwrap();
+    let mut moved = TransportFile::from_yaml_str(&std::fs::read_to_string(&t.config_path).unwrap()).unwrap();
+    // Out of range (1 to 10): the whole file is refused.
+    t.edit_config(|f| f.retry.poison_threshold = Some(99));
     std::thread::sleep(Duration::from_secs(4));
     assert!(t.log().contains("invalid"), "the invalid file is refused: {}", t.log());
     assert_eq!(state(&t).1, 2, "still running the old config");
     let new_port = free_port();
-    std::fs::write(&t.config_path, yaml.replace(&t.smtp.port().to_string(), &new_port.to_string())).unwrap();
+    moved.receive_connectors[0].bind.set_port(new_port);
+    write_config_file(&t.config_path, &moved);
     eventually(Duration::from_secs(15), "restartRequired", || {
         t.admin(|c| async move { c.server().await }).ok()?.restart_required.then_some(())
     });

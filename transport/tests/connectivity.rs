@@ -2,21 +2,20 @@
 //! connectivity log shows each failed session and the one that worked, in
 //! order, and event 2007 (SmtpSendNewSession) marks the first new session
 //! after the failures.
-mod support;
 
+use crate::support::inproc::read_logs;
+use crate::support::*;
 use std::time::Duration;
-use support::inproc::read_logs;
-use support::*;
 
 #[test]
 fn connectivity_log_and_event_2007_follow_a_hop_going_down_and_up() {
     let port = free_port();
-    let server = Transport::start(&TransportSetup {
+    let server = start_transport(&TransportSetup {
         smart_host: Some(format!("127.0.0.1:{port}").parse().unwrap()),
         extra: "retry: {queueGlitchRetryInterval: \"00:00:01\"}\n".into(),
         ..Default::default()
     });
-    let mut c = RawClient::connect(server.smtp).unwrap().0;
+    let mut c = SmtpClient::connect(server.smtp).unwrap().0;
     c.cmd("EHLO client.test").unwrap();
     assert!(c.send_message("a@example.org", &["b@example.net"], &test_message("conn", 1)).unwrap().starts_with("250"));
     let log_dir = server.dir.join("log").join("Connectivity");
@@ -62,20 +61,21 @@ fn connectivity_log_and_event_2007_follow_a_hop_going_down_and_up() {
 
 #[test]
 fn protocol_logs_record_both_directions_of_connectors_that_ask_for_it() {
-    use support::inproc::{t0, InProc};
+    use crate::support::inproc::{t0, InProc};
     let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "serverName: plog-0\nfqdn: relay.test.invalid\nqueueDirectory: {q}\nlogDirectory: {l}\n\
-         receiveConnectors:\n  - name: Logged\n    bind: 127.0.0.1:{port}\n    allowRelay: true\n    protocolLogging: true\n\
-         sendConnectors:\n  - name: Outbound\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"{sink}\"]\n    protocolLogging: true\n",
-        q = dir.path().join("queue").display(),
-        l = dir.path().join("log").display(),
-        port = free_port(),
-        sink = sink.addr,
-    );
-    let server = InProc::start(&yaml, dir.path(), transport::clock::ManualClock::new(t0()));
-    let mut c = RawClient::connect(server.smtp).unwrap().0;
+    let setup = TransportSetup {
+        server_name: Some("plog-0".into()),
+        smart_host: Some(sink.addr),
+        extra_receive: "    protocolLogging: true\n".into(),
+        extra_send: "    protocolLogging: true\n".into(),
+        ..Default::default()
+    };
+    let mut file = setup.config_file(&Placement { dir: dir.path(), smtp: free_addr(), admin: None, token_file: None });
+    file.receive_connectors[0].name = "Logged".into();
+    file.receive_connectors[0].settings.remote_ip_ranges.clear();
+    let server = InProc::start_file(&file, dir.path(), transport::clock::ManualClock::new(t0()));
+    let mut c = SmtpClient::connect(server.smtp).unwrap().0;
     c.cmd("EHLO client.test").unwrap();
     assert!(c.send_message("a@example.org", &["b@example.net"], &test_message("plog", 1)).unwrap().starts_with("250"));
     let _ = c.cmd("QUIT");

@@ -1,18 +1,17 @@
 //! SIGKILL the server while smtp-source and tracked clients are sending; after
 //! a restart every message that got a 250 reaches the sink.
-mod support;
 
+use crate::support::*;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::*;
 
 #[test]
 fn every_acknowledged_message_survives_sigkill() {
     let source = tool("smtp-source", "postfix");
     let sink = Sink::start();
-    let mut server = Transport::start(&TransportSetup {
+    let mut server = start_transport(&TransportSetup {
         smart_host: Some(sink.addr),
         extra: "retry: {queueGlitchRetryInterval: \"00:00:01\"}\n".into(),
         ..Default::default()
@@ -35,7 +34,7 @@ fn every_acknowledged_message_survives_sigkill() {
         senders.push(std::thread::spawn(move || {
             let mut n = 0;
             'sessions: while !stop.load(Ordering::Relaxed) {
-                let Ok((mut c, _)) = RawClient::connect(addr) else { break };
+                let Ok((mut c, _)) = SmtpClient::connect(addr) else { break };
                 if c.cmd("EHLO tracker.test").is_err() {
                     break;
                 }

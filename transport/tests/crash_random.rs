@@ -16,14 +16,13 @@
 //!
 //! `KT_CRASH_KILLS` raises the number of kills for a longer soak (default
 //! [`DEFAULT_KILLS`]); `KT_CRASH_SEED` replays a run's kill timings.
-mod support;
 
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::*;
 
 /// Kills per CI run (RELIABILITY.md quotes this number).
 const DEFAULT_KILLS: usize = 24;
@@ -66,7 +65,7 @@ struct Ledger {
 fn sender(t: usize, addr: SocketAddr, ledger: Arc<Mutex<Ledger>>, stop: Arc<AtomicBool>) {
     let mut n = 0;
     while !stop.load(Ordering::Relaxed) {
-        let Ok((mut c, _)) = RawClient::connect(addr) else {
+        let Ok((mut c, _)) = SmtpClient::connect(addr) else {
             std::thread::sleep(Duration::from_millis(50));
             continue;
         };
@@ -98,7 +97,11 @@ fn sender(t: usize, addr: SocketAddr, ledger: Arc<Mutex<Ledger>>, stop: Arc<Atom
 
 /// Suspends, resumes and retries the delivery queue now and then; the persisted
 /// queue state is written while the server may be killed.
-fn administrator(t: &Transport, stop: Arc<AtomicBool>, actions: Arc<AtomicUsize>) -> std::thread::JoinHandle<()> {
+fn administrator(
+    t: &TransportProcess,
+    stop: Arc<AtomicBool>,
+    actions: Arc<AtomicUsize>,
+) -> std::thread::JoinHandle<()> {
     let addr = t.admin.expect("admin");
     std::thread::spawn(move || {
         let client = transport::client::AdminClient::new(&format!("http://{addr}"), None).expect("client");
@@ -148,7 +151,7 @@ fn random_sigkills_under_load_lose_no_acknowledged_message() {
         extra_send: format!("    maxConcurrentConnections: {CONNECTIONS}\n"),
         ..Default::default()
     };
-    let mut server = Transport::start(&setup);
+    let mut server = start_transport(&setup);
 
     let ledger = Arc::new(Mutex::new(Ledger::default()));
     let stop = Arc::new(AtomicBool::new(false));
@@ -269,9 +272,9 @@ fn a_damaged_queue_database_is_quarantined_and_the_server_serves() {
     for how in ["truncated", "garbage", "flipped", "empty"] {
         let sink_port = free_port();
         let sink_addr: SocketAddr = format!("127.0.0.1:{sink_port}").parse().expect("addr");
-        let mut server = Transport::start(&TransportSetup { smart_host: Some(sink_addr), ..Default::default() });
+        let mut server = start_transport(&TransportSetup { smart_host: Some(sink_addr), ..Default::default() });
         for i in 0..3 {
-            let (mut c, _) = RawClient::connect(server.smtp).expect("connect");
+            let (mut c, _) = SmtpClient::connect(server.smtp).expect("connect");
             c.cmd("EHLO damage.test").expect("ehlo");
             let r = c.send_message("a@example.org", &["b@example.net"], &test_message(&format!("{how}-{i}"), 200));
             assert!(r.expect("reply").starts_with("250"));
@@ -282,7 +285,7 @@ fn a_damaged_queue_database_is_quarantined_and_the_server_serves() {
         server.spawn();
         let log = server.log();
         let sink = Sink::start_on(sink_port, &[]);
-        let (mut c, _) = RawClient::connect(server.smtp).expect("connect");
+        let (mut c, _) = SmtpClient::connect(server.smtp).expect("connect");
         c.cmd("EHLO damage.test").expect("ehlo");
         let r = c.send_message("a@example.org", &["b@example.net"], &test_message(&format!("{how}-after"), 2));
         assert!(r.expect("reply").starts_with("250 2.6.0"), "{how}: the server takes mail");

@@ -2,13 +2,12 @@
 //! parameters, refusals it can be told to give), a DNS-routed hop through an
 //! in-test DNS server, and a scripted peer where no Debian server can be made
 //! to answer as needed (see [`scripted`]).
-mod support;
 
+use crate::support::dns::{DnsServer, Zone};
+use crate::support::{envelope, Sink};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::dns::{DnsServer, Zone};
-use support::{envelope, Sink};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
 use transport::config::{AddressSpace, DnsSettings, OutboundTls, SendConnector};
@@ -136,7 +135,7 @@ async fn several_messages_over_one_session() {
     let mut session = connect(sink.addr, &opts).await;
     for i in 0..3 {
         let env = envelope(Some("alice@example.org"), &[&format!("r{i}@example.net")]);
-        let data = support::test_message(&format!("reuse-{i}"), 3) + "\r\n";
+        let data = crate::support::test_message(&format!("reuse-{i}"), 3) + "\r\n";
         assert_eq!(send(&mut session, &env, data.as_bytes()).await, vec![(0, delivered("250 2.0.0 Ok"))]);
         assert!(session.is_reusable());
     }
@@ -276,7 +275,7 @@ async fn required_tls_without_starttls_is_refused() {
 
 #[tokio::test]
 async fn connecting_to_a_closed_port_fails() {
-    let port = support::free_port();
+    let port = crate::support::free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let err =
         OutboundSession::connect(&target(addr), &options(OutboundTls::Opportunistic)).await.err().expect("closed");
@@ -687,7 +686,7 @@ async fn dns_routed_hop_delivers_to_its_mx() {
     assert_eq!(targets, vec![Target { host: "mx.dest.test".to_string(), addr: sink.addr }]);
 
     let env = envelope(Some("alice@example.org"), &["bob@dest.test"]);
-    let data = support::test_message("over-dns", 2) + "\r\n";
+    let data = crate::support::test_message("over-dns", 2) + "\r\n";
     let mut session = OutboundSession::connect(&targets[0], &options(OutboundTls::Opportunistic)).await.unwrap();
     assert_eq!(session.remote(), format!("mx.dest.test [{}]", sink.addr));
     assert_eq!(send(&mut session, &env, data.as_bytes()).await, vec![(0, delivered("250 2.0.0 Ok"))]);

@@ -6,18 +6,17 @@
 //!
 //! The hooked tests need the binary built with `--features test-hooks` (`make
 //! test` does); without it the server accepts the messages and the tests fail.
-mod support;
 
+use crate::support::*;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use support::*;
 
 /// Name of the store's test-hook flag file (transport::queue::store::DISK_FULL_FLAG).
 const DISK_FULL_FLAG: &str = "test-hook-disk-full";
 
-fn session(addr: SocketAddr) -> RawClient {
-    let (mut c, banner) = RawClient::connect(addr).expect("connect");
+fn session(addr: SocketAddr) -> SmtpClient {
+    let (mut c, banner) = SmtpClient::connect(addr).expect("connect");
     assert!(banner.starts_with("220 "), "{banner}");
     assert!(c.cmd("EHLO client.test").expect("ehlo").starts_with("250"));
     c
@@ -34,7 +33,7 @@ fn id(tag: &str) -> String {
     format!("<{tag}@test.invalid>")
 }
 
-fn ready(t: &Transport) -> bool {
+fn ready(t: &TransportProcess) -> bool {
     t.admin(|c| async move { c.ready().await }).expect("readyz")
 }
 
@@ -47,7 +46,7 @@ fn disk_full_is_452_4_3_1_and_the_server_recovers_without_loss_or_repeats() {
     // The next hop is down at first, so acknowledged mail waits in the queue.
     let sink_port = free_port();
     let sink_addr: SocketAddr = format!("127.0.0.1:{sink_port}").parse().expect("addr");
-    let mut server = Transport::start(&TransportSetup {
+    let mut server = start_transport(&TransportSetup {
         smart_host: Some(sink_addr),
         admin: true,
         extra: retry_every(1),
@@ -119,7 +118,7 @@ fn disk_full_is_452_4_3_1_and_the_server_recovers_without_loss_or_repeats() {
 fn message_refused_after_a_late_commit_failure_is_never_delivered() {
     let sink = Sink::start();
     let mut server =
-        Transport::start(&TransportSetup { smart_host: Some(sink.addr), admin: true, ..Default::default() });
+        start_transport(&TransportSetup { smart_host: Some(sink.addr), admin: true, ..Default::default() });
     let flag = server.dir.join("queue").join(DISK_FULL_FLAG);
     assert!(send(server.smtp, "first").starts_with("250 2.6.0"));
     std::fs::write(&flag, "after-commit").expect("flag");
@@ -204,7 +203,7 @@ fn real_full_tmpfs_is_452_4_3_1_and_recovers_when_space_returns() {
         queue_directory: Some(queue.clone()),
         ..Default::default()
     };
-    let server = Transport::start(&setup);
+    let server = start_transport(&setup);
 
     let body = "x".repeat(70);
     let big = |tag: &str| {

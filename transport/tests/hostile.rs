@@ -7,18 +7,16 @@
 //! (The session's unit tests in src/smtp/tests cover the parser's replies one
 //! by one; these show what only the whole server can: limits across
 //! connections, timers on a real socket, and nothing reaching the next hop.)
-mod abuse;
-mod support;
 
-use abuse::*;
+use crate::abuse::*;
+use crate::support::*;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use support::*;
 
 struct Fixture {
     sink: Sink,
-    server: Transport,
+    server: TransportProcess,
     /// The `Tight` connector: 3 connections per source, 5 in all, 2 s
     /// inactivity, 5 s lifetime, 3 protocol errors.
     tight: SocketAddr,
@@ -34,7 +32,7 @@ fn fixture() -> Fixture {
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let sink = Sink::start();
     let port = free_port();
-    let server = Transport::start(&TransportSetup {
+    let server = start_transport(&TransportSetup {
         smart_host: Some(sink.addr),
         extra_receive: format!(
             "  - name: Tight\n    bind: 127.0.0.1:{port}\n    allowRelay: true\n    maxInboundConnectionPerSource: 3\n    \
@@ -44,7 +42,7 @@ fn fixture() -> Fixture {
         ..Default::default()
     });
     let tight: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-    wait_for_server(tight, Duration::from_secs(10));
+    wait_for_smtp_ready(tight, Duration::from_secs(10));
     Fixture { sink, server, tight, _serial: serial }
 }
 

@@ -1,11 +1,10 @@
 //! Configuration is untrusted input too (in a cluster it comes from custom
 //! resources): `transport check-config` answers hostile files quickly with an
 //! error naming the field, and never accepts what the server would refuse.
-mod support;
 
+use crate::support::eventually;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-use support::eventually;
 
 /// Runs `transport check-config` on `text`; (exit code, stderr). Bounded in time.
 fn check(text: &str) -> (Option<i32>, String) {

@@ -1,14 +1,13 @@
 //! Every receive limit answers with the right reply and enhanced status code, and a
 //! good message on another session still goes through afterwards.
-mod support;
 
+use crate::support::*;
 use std::net::SocketAddr;
 use std::time::Duration;
-use support::*;
 
 struct Fixture {
     sink: Sink,
-    server: Transport,
+    server: TransportProcess,
     /// The `Limited` connector: no relay, 64 KB, 3 recipients, 2 s inactivity timeout.
     limited: SocketAddr,
 }
@@ -16,7 +15,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let sink = Sink::start();
     let port = free_port();
-    let server = Transport::start(&TransportSetup {
+    let server = start_transport(&TransportSetup {
         smart_host: Some(sink.addr),
         mailbox: Some(sink.addr),
         extra_receive: format!(
@@ -26,12 +25,12 @@ fn fixture() -> Fixture {
         ..Default::default()
     });
     let limited = format!("127.0.0.1:{port}").parse().expect("addr");
-    wait_for_server(limited, Duration::from_secs(10));
+    wait_for_smtp_ready(limited, Duration::from_secs(10));
     Fixture { sink, server, limited }
 }
 
-fn session(addr: SocketAddr) -> RawClient {
-    let (mut c, banner) = RawClient::connect(addr).expect("connect");
+fn session(addr: SocketAddr) -> SmtpClient {
+    let (mut c, banner) = SmtpClient::connect(addr).expect("connect");
     assert!(banner.starts_with("220 "), "{banner}");
     let ehlo = c.cmd("EHLO client.test").expect("ehlo");
     assert!(ehlo.starts_with("250"), "{ehlo}");

@@ -10,16 +10,15 @@
 //! `mx0` has the better preference: wherever a policy does not apply, mail goes there in
 //! clear. The sender runs on a test clock (max_age and message expiry in seconds) and
 //! fetches policies from the HTTPS server's port through the `test-hooks` port file.
-mod support;
 
+use crate::support::dns::{DnsServer, Zone};
+use crate::support::inproc::*;
+use crate::support::sts::*;
+use crate::support::*;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use support::dns::{DnsServer, Zone};
-use support::inproc::*;
-use support::sts::*;
-use support::*;
 use transport::api::QueueStatus;
 use transport::clock::ManualClock;
 

@@ -2,12 +2,11 @@
 //! its MX host (or, without MX, to the domain's own address), found by asking a
 //! real DNS server started inside the test; a null MX (RFC 7505) or a domain
 //! that does not exist fails at once with an NDR to the sender.
-mod support;
 
+use crate::support::dns::{DnsServer, Zone};
+use crate::support::*;
 use std::net::Ipv4Addr;
 use std::time::Duration;
-use support::dns::{DnsServer, Zone};
-use support::*;
 
 fn zone() -> Zone {
     Zone::new("example")
@@ -23,14 +22,14 @@ fn mx_implicit_mx_null_mx_and_nxdomain() {
     // The MX hosts all resolve to 127.0.0.1; the connector's port points at this sink.
     let world = Sink::start();
     let mailbox = Sink::start();
-    let server = Transport::start(&TransportSetup {
+    let server = start_transport(&TransportSetup {
         dns_routing: true,
         connector_port: Some(world.addr.port()),
         nameserver: Some(dns.addr),
         mailbox: Some(mailbox.addr),
         ..Default::default()
     });
-    let (mut c, banner) = RawClient::connect(server.smtp).unwrap_or_else(|e| panic!("{e}: {}", server.log()));
+    let (mut c, banner) = SmtpClient::connect(server.smtp).unwrap_or_else(|e| panic!("{e}: {}", server.log()));
     assert!(banner.starts_with("220"), "{banner}");
     c.cmd("EHLO client.test").unwrap();
     for (to, tag) in [
@@ -84,14 +83,14 @@ fn dead_destinations_hold_one_connection_each_and_live_mail_flows() {
         zone = zone.mx(d, 10, &host).a(&host, Ipv4Addr::new(127, 0, 0, 2));
     }
     let dns = DnsServer::start(vec![zone]);
-    let server = Transport::start(&TransportSetup {
+    let server = start_transport(&TransportSetup {
         dns_routing: true,
         connector_port: Some(world.addr.port()),
         nameserver: Some(dns.addr),
         extra: "maxOutboundConnections: 4\n".into(),
         ..Default::default()
     });
-    let (mut c, _) = RawClient::connect(server.smtp).unwrap_or_else(|e| panic!("{e}: {}", server.log()));
+    let (mut c, _) = SmtpClient::connect(server.smtp).unwrap_or_else(|e| panic!("{e}: {}", server.log()));
     c.cmd("EHLO client.test").unwrap();
     for d in dead {
         for n in 0..5 {

@@ -2,13 +2,13 @@
 //! the sender's side and allowed by NOTIFY; never for a null sender; an NDR at
 //! once for a 5xx; a "relayed" success DSN when NOTIFY=SUCCESS meets a hop
 //! without DSN support. Reports are parsed back and their fields checked.
-mod support;
 
+use crate::support::inproc::*;
+use crate::support::*;
 use mail_parser::{MessageParser, MimeHeaders};
 use std::time::Duration;
-use support::inproc::*;
-use support::*;
 use transport::clock::ManualClock;
+use transport::config::OrgSettings;
 
 const MIN: u64 = 60_000;
 
@@ -18,26 +18,27 @@ struct Setup {
     _dir: tempfile::TempDir,
 }
 
-/// `smart_host` serves the world; `sink` is the mailbox hop of local.test.
-fn setup(smart_host: std::net::SocketAddr, org_extra: &str, extra: &str) -> Setup {
+/// `smart_host` serves the world; `sink` is the mailbox hop of local.test; `org` changes
+/// the organization settings.
+fn setup(smart_host: std::net::SocketAddr, org: impl FnOnce(&mut OrgSettings)) -> Setup {
     let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
-    let yaml = format!(
-        "serverName: dsn-0\nfqdn: relay.test.invalid\nqueueDirectory: {q}\n{extra}\n\
-         receiveConnectors:\n  - name: Default\n    bind: 127.0.0.1:{port}\n    allowRelay: true\n\
-         sendConnectors:\n  - name: Outbound\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"{smart_host}\"]\n\
-         mailboxDelivery: {{host: \"{sink}\"}}\n\
-         transportConfig:\n  acceptedDomains: [{{domain: local.test}}]\n  postmaster: postmaster@local.test\n{org_extra}",
-        q = dir.path().join("queue").display(),
-        port = free_port(),
-        sink = sink.addr,
-    );
-    let server = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+    let setup = TransportSetup {
+        server_name: Some("dsn-0".into()),
+        smart_host: Some(smart_host),
+        mailbox: Some(sink.addr),
+        ..Default::default()
+    };
+    let mut file = setup.config_file(&Placement { dir: dir.path(), smtp: free_addr(), admin: None, token_file: None });
+    file.log_directory = None;
+    file.receive_connectors[0].settings.remote_ip_ranges.clear();
+    org(&mut file.transport_config);
+    let server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     Setup { sink, server, _dir: dir }
 }
 
 fn send(server: &InProc, from: &str, to: &str, rcpt_params: &str, tag: &str) {
-    let (mut c, _) = RawClient::connect(server.smtp).expect("connect");
+    let (mut c, _) = SmtpClient::connect(server.smtp).expect("connect");
     assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
     let r = c.cmd(&format!("MAIL FROM:<{from}> ENVID=env-{tag}")).unwrap();
     assert!(r.starts_with("250"), "{r}");
@@ -93,7 +94,7 @@ fn delay_dsn_respects_the_sender_side_switches() {
     let dead = free_port().to_string();
     let dead = format!("127.0.0.1:{dead}").parse().unwrap();
     // Internal senders: disabled. External: enabled (default).
-    let s = setup(dead, "  internalDelayDSNEnabled: false\n", "");
+    let s = setup(dead, |o| o.internal_delay_dsn_enabled = Some(false));
     send(&s.server, "alice@local.test", "bob@example.net", "", "internal");
     send(&s.server, "carol@example.org", "bob@example.net", "", "external");
     cross_delay_timeout(&s);
@@ -116,7 +117,10 @@ fn delay_dsn_respects_the_sender_side_switches() {
     assert_eq!(dsn.from_address, "", "DSNs have a null reverse path");
 
     // Both sides disabled: nothing at all.
-    let s = setup(dead, "  internalDelayDSNEnabled: false\n  externalDelayDSNEnabled: false\n", "");
+    let s = setup(dead, |o| {
+        o.internal_delay_dsn_enabled = Some(false);
+        o.external_delay_dsn_enabled = Some(false);
+    });
     send(&s.server, "alice@local.test", "bob@example.net", "", "i2");
     send(&s.server, "carol@example.org", "bob@example.net", "", "e2");
     cross_delay_timeout(&s);
@@ -127,7 +131,7 @@ fn delay_dsn_respects_the_sender_side_switches() {
 #[test]
 fn notify_and_null_sender_rules() {
     let dead = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let s = setup(dead, "", "");
+    let s = setup(dead, |_| {});
     send(&s.server, "alice@local.test", "no-delay@example.net", " NOTIFY=FAILURE", "no-delay");
     send(&s.server, "alice@local.test", "never@example.net", " NOTIFY=NEVER", "never");
     send(&s.server, "", "bounce@example.net", "", "null-sender");
@@ -166,7 +170,7 @@ fn notify_and_null_sender_rules() {
 #[test]
 fn a_5xx_gets_an_ndr_at_once_with_the_remote_reply() {
     let refusing = Sink::start_with(&["-f", "RCPT"]);
-    let s = setup(refusing.addr, "", "");
+    let s = setup(refusing.addr, |_| {});
     send(&s.server, "alice@local.test", "nobody@example.net", "", "refused");
     let got = eventually(Duration::from_secs(20), "the NDR", || {
         let d = sink_dsns(&s.sink);
@@ -185,7 +189,7 @@ fn a_5xx_gets_an_ndr_at_once_with_the_remote_reply() {
 #[test]
 fn notify_success_to_a_hop_without_dsn_gets_a_relayed_dsn() {
     let no_dsn = Sink::start_with(&["-N"]);
-    let s = setup(no_dsn.addr, "", "");
+    let s = setup(no_dsn.addr, |_| {});
     send(&s.server, "alice@local.test", "bob@example.net", " NOTIFY=SUCCESS ORCPT=rfc822;bob@example.net", "relayed");
     no_dsn.wait_for(1, Duration::from_secs(20));
     let got = eventually(Duration::from_secs(20), "the success DSN", || {
@@ -203,7 +207,7 @@ fn notify_success_to_a_hop_without_dsn_gets_a_relayed_dsn() {
 
     // A DSN-capable hop takes over: NOTIFY goes along and no DSN comes from us.
     let with_dsn = Sink::start();
-    let s = setup(with_dsn.addr, "", "");
+    let s = setup(with_dsn.addr, |_| {});
     send(&s.server, "alice@local.test", "bob@example.net", " NOTIFY=SUCCESS", "passed");
     let m = with_dsn.wait_for(1, Duration::from_secs(20));
     assert!(m[0].rcpt_args.iter().any(|r| r.contains("NOTIFY=SUCCESS")), "{:?}", m[0].rcpt_args);
@@ -215,8 +219,8 @@ fn notify_success_to_a_hop_without_dsn_gets_a_relayed_dsn() {
 fn binarymime_for_a_hop_without_it_is_returned_at_once_with_5_6_3_and_headers_only() {
     // smtp-sink offers neither CHUNKING nor BINARYMIME: the message cannot go there as it is.
     let world = Sink::start();
-    let s = setup(world.addr, "", "");
-    let (mut c, _) = RawClient::connect(s.server.smtp).expect("connect");
+    let s = setup(world.addr, |_| {});
+    let (mut c, _) = SmtpClient::connect(s.server.smtp).expect("connect");
     assert!(c.cmd("EHLO client.test").unwrap().contains("BINARYMIME"));
     assert!(c.cmd("MAIL FROM:<alice@local.test> BODY=BINARYMIME").unwrap().starts_with("250"));
     assert!(c.cmd("RCPT TO:<bob@example.net>").unwrap().starts_with("250"));
@@ -246,8 +250,8 @@ fn binarymime_for_a_hop_without_it_is_returned_at_once_with_5_6_3_and_headers_on
 fn a_utf8_recipient_for_a_hop_without_smtputf8_is_returned_with_5_6_7() {
     // smtp-sink does not offer SMTPUTF8: the address cannot be sent there without mangling it.
     let world = Sink::start();
-    let s = setup(world.addr, "", "");
-    let (mut c, _) = RawClient::connect(s.server.smtp).expect("connect");
+    let s = setup(world.addr, |_| {});
+    let (mut c, _) = SmtpClient::connect(s.server.smtp).expect("connect");
     assert!(c.cmd("EHLO client.test").unwrap().contains("SMTPUTF8"));
     assert!(c.cmd("MAIL FROM:<alice@local.test> SMTPUTF8").unwrap().starts_with("250"));
     assert!(c.cmd("RCPT TO:<jörg@example.net>").unwrap().starts_with("250"));

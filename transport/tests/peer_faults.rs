@@ -10,15 +10,14 @@
 //! `-W` silence); small scripted peers play the rest, because smtp-sink can
 //! neither stop in the middle of the data, nor send non-SMTP bytes, nor take a
 //! message and then reset the connection.
-mod support;
 
+use crate::support::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
-use support::*;
 use transport::api::QueueStatus;
 
 /// What a scripted peer does wrong.
@@ -145,7 +144,7 @@ enum Expect {
     Delivered,
 }
 
-fn server(hop: SocketAddr) -> Transport {
+fn server(hop: SocketAddr) -> TransportProcess {
     let setup = TransportSetup {
         smart_host: Some(hop),
         admin: true,
@@ -154,11 +153,11 @@ fn server(hop: SocketAddr) -> Transport {
         extra_send: "    connectionTimeout: 2s\n    connectionInactivityTimeout: 2s\n".into(),
         ..Default::default()
     };
-    Transport::start(&setup)
+    start_transport(&setup)
 }
 
-fn send(t: &Transport, tag: &str) {
-    let (mut c, _) = RawClient::connect(t.smtp).expect("connect");
+fn send(t: &TransportProcess, tag: &str) {
+    let (mut c, _) = SmtpClient::connect(t.smtp).expect("connect");
     assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
     let r = c.send_message("alice@example.org", &["bob@example.net"], &test_message(tag, 40)).unwrap();
     assert!(r.starts_with("250 2.6.0"), "{r}");

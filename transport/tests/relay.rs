@@ -1,9 +1,8 @@
 //! swaks and Postfix's smtp-source → transport → Postfix's smtp-sink (smart host).
-mod support;
 
+use crate::support::*;
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 /// Strips the `Received:` header our server prepends (with its folded lines).
 fn without_our_received(content: &str) -> &str {
@@ -22,7 +21,7 @@ fn without_our_received(content: &str) -> &str {
 fn swaks_message_is_relayed_byte_for_byte_with_a_received_header() {
     let swaks = tool("swaks", "swaks");
     let sink = Sink::start();
-    let server = Transport::start(&TransportSetup { smart_host: Some(sink.addr), ..Default::default() });
+    let server = start_transport(&TransportSetup { smart_host: Some(sink.addr), ..Default::default() });
 
     let original = "From: Alice <alice@example.org>\r\nTo: Bob <bob@example.net>\r\nSubject: byte for byte\r\n\
         Message-ID: <swaks-1@test.invalid>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n\
@@ -58,7 +57,7 @@ fn swaks_message_is_relayed_byte_for_byte_with_a_received_header() {
 fn smtp_source_1000_messages_over_20_sessions_all_arrive() {
     let source = tool("smtp-source", "postfix");
     let sink = Sink::start();
-    let server = Transport::start(&TransportSetup { smart_host: Some(sink.addr), ..Default::default() });
+    let server = start_transport(&TransportSetup { smart_host: Some(sink.addr), ..Default::default() });
     let out = Command::new(source)
         .args(["-s", "20", "-m", "1000", "-l", "2048", "-f", "load@example.org", "-t", "sink@example.net"])
         .arg(server.smtp.to_string())
@@ -77,7 +76,7 @@ fn smtp_source_1000_messages_over_20_sessions_all_arrive() {
 fn large_messages_are_spooled_survive_a_kill_and_arrive_byte_for_byte() {
     let port = free_port();
     let hop: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-    let mut server = Transport::start(&TransportSetup {
+    let mut server = start_transport(&TransportSetup {
         smart_host: Some(hop),
         // Without the Safety Net, which would keep the delivered bodies (safety_net.rs).
         extra: format!("{}transportConfig: {{safetyNetHoldTime: \"00:00:00\"}}\n", retry_every(1)),
@@ -93,7 +92,7 @@ fn large_messages_are_spooled_survive_a_kill_and_arrive_byte_for_byte() {
                 s.spawn(move || {
                     let id = format!("large-{n}");
                     let message = test_message(&id, 40_000 * n);
-                    let (mut c, _) = RawClient::connect(addr).expect("connect");
+                    let (mut c, _) = SmtpClient::connect(addr).expect("connect");
                     c.cmd("EHLO large.test").expect("EHLO");
                     let reply = c.send_message("alice@example.org", &["bob@example.net"], &message).expect("send");
                     assert!(reply.starts_with("250 "), "{id}: {reply}");
@@ -123,8 +122,8 @@ fn large_messages_are_spooled_survive_a_kill_and_arrive_byte_for_byte() {
 }
 
 /// The send protocol log's data column (commands and replies) of a server.
-fn sent_lines(server: &Transport) -> Vec<String> {
-    let lines = support::inproc::read_logs(&server.dir.join("log").join("ProtocolLog").join("SmtpSend"));
+fn sent_lines(server: &TransportProcess) -> Vec<String> {
+    let lines = crate::support::inproc::read_logs(&server.dir.join("log").join("ProtocolLog").join("SmtpSend"));
     lines.iter().filter_map(|l| l.split(',').nth(7).map(str::to_string)).collect()
 }
 
@@ -133,19 +132,19 @@ fn a_hop_that_offers_chunking_gets_bdat_and_one_that_does_not_gets_data() {
     // client → A → B (a transport server: CHUNKING, BINARYMIME) → smtp-sink (neither).
     let sink = Sink::start();
     let logged = "    protocolLogging: true\n".to_string();
-    let b = Transport::start(&TransportSetup {
+    let b = start_transport(&TransportSetup {
         smart_host: Some(sink.addr),
         extra_send: logged.clone(),
         server_name: Some("test-b".into()),
         ..Default::default()
     });
-    let a = Transport::start(&TransportSetup { smart_host: Some(b.smtp), extra_send: logged, ..Default::default() });
+    let a = start_transport(&TransportSetup { smart_host: Some(b.smtp), extra_send: logged, ..Default::default() });
 
     // 200 KB with lines that start with a dot: more than one chunk, and what DATA
     // would have to dot-stuff goes as it is.
     let line = ".a line that starts with a dot, as DATA would have to stuff it\r\n";
     let body = line.repeat(200_000 / line.len());
-    let (mut c, _) = RawClient::connect(a.smtp).expect("connect");
+    let (mut c, _) = SmtpClient::connect(a.smtp).expect("connect");
     c.cmd("EHLO client.test").expect("EHLO");
     let message = format!("Subject: chunked\r\nMessage-ID: <chunked@test.invalid>\r\n\r\n{body}");
     let reply = c.send_message("alice@example.org", &["bob@example.net"], &message).expect("send");
@@ -185,13 +184,13 @@ fn python_smtplib_sends_smtputf8_and_it_is_relayed_with_smtputf8() {
     let python = tool("python3", "python3");
     // client → A → B (a transport server: SMTPUTF8; its own next hop is down, it keeps the message).
     let dead = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let b = Transport::start(&TransportSetup {
+    let b = start_transport(&TransportSetup {
         smart_host: Some(dead),
         extra_receive: "    protocolLogging: true\n".into(),
         server_name: Some("test-b".into()),
         ..Default::default()
     });
-    let a = Transport::start(&TransportSetup { smart_host: Some(b.smtp), ..Default::default() });
+    let a = start_transport(&TransportSetup { smart_host: Some(b.smtp), ..Default::default() });
     let out = Command::new(python)
         .args(["-c", SMTPLIB_UTF8, &a.smtp.ip().to_string(), &a.smtp.port().to_string()])
         .output()
@@ -199,7 +198,7 @@ fn python_smtplib_sends_smtputf8_and_it_is_relayed_with_smtputf8() {
     assert!(out.status.success(), "smtplib: {}", String::from_utf8_lossy(&out.stderr));
 
     let received = eventually(Duration::from_secs(20), "B's receive protocol log with the message", || {
-        let lines = support::inproc::read_logs(&b.dir.join("log").join("ProtocolLog").join("SmtpReceive"));
+        let lines = crate::support::inproc::read_logs(&b.dir.join("log").join("ProtocolLog").join("SmtpReceive"));
         lines.iter().any(|l| l.contains("250 2.6.0")).then_some(lines)
     });
     assert!(

@@ -5,15 +5,13 @@
 //! refuses missing, wrong and empty tokens; a public admin bind without a
 //! token is refused by `check-config` and by the server itself; a renewed
 //! certificate is served without a restart, a bad one is not.
-mod abuse;
-mod support;
 
-use abuse::*;
+use crate::abuse::*;
+use crate::support::*;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
-use support::*;
 
 fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
@@ -24,7 +22,7 @@ fn ip(last: u8) -> IpAddr {
 struct Fixture {
     smart_host: Sink,
     mailbox: Sink,
-    server: Transport,
+    server: TransportProcess,
     internet: SocketAddr,
     submission: SocketAddr,
     /// The Submission connector's certificate and key (`tls.crt`, `tls.key`).
@@ -59,11 +57,11 @@ fn fixture() -> Fixture {
         admin: true,
         ..Default::default()
     };
-    let server = Transport::start(&setup);
+    let server = start_transport(&setup);
     let internet = format!("127.0.0.1:{internet_port}").parse().expect("addr");
     let submission = format!("127.0.0.1:{submission_port}").parse().expect("addr");
-    wait_for_server(internet, Duration::from_secs(10));
-    wait_for_server(submission, Duration::from_secs(10));
+    wait_for_smtp_ready(internet, Duration::from_secs(10));
+    wait_for_smtp_ready(submission, Duration::from_secs(10));
     Fixture { smart_host, mailbox, server, internet, submission, tls }
 }
 
@@ -238,7 +236,7 @@ fn http(addr: SocketAddr, path: &str, authorization: Option<&[u8]>) -> u16 {
 
 #[test]
 fn admin_api_refuses_missing_wrong_and_empty_tokens() {
-    let server = Transport::start(&TransportSetup {
+    let server = start_transport(&TransportSetup {
         smart_host: Some(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
         admin: true,
         token: Some("s3cret-token".into()),
@@ -267,14 +265,14 @@ fn admin_api_refuses_missing_wrong_and_empty_tokens() {
     let mut s = connect_from(ip(1), admin).expect("connect");
     s.write_all(b"PUT /v1/server/state HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"state\": \"Stopped\"}").unwrap();
     assert!(rest(&mut s).starts_with("HTTP/1.1 401"));
-    assert_reply(RawClient::connect(server.smtp).map(|(_, b)| b).ok(), "220");
+    assert_reply(SmtpClient::connect(server.smtp).map(|(_, b)| b).ok(), "220");
 }
 
 /// A token file emptied while the server runs (a Secret gone wrong) must not
 /// open the API to an empty bearer token.
 #[test]
 fn a_token_file_emptied_at_runtime_refuses_every_admin_request() {
-    let server = Transport::start(&TransportSetup {
+    let server = start_transport(&TransportSetup {
         smart_host: Some(format!("127.0.0.1:{}", free_port()).parse().unwrap()),
         admin: true,
         token: Some("t0ken".into()),

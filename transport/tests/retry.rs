@@ -2,27 +2,32 @@
 //! an unreachable smart host (glitch tier, transient tier, outbound interval),
 //! the one delay DSN, expiry with NDR, auto-resubmit, and a restart in the
 //! middle of the schedule. Days of queue time take seconds.
-mod support;
 
+use crate::support::inproc::*;
+use crate::support::*;
+use std::net::SocketAddr;
 use std::time::Duration;
-use support::inproc::*;
-use support::*;
 use transport::clock::ManualClock;
+use transport::config::TransportFile;
 
 const MIN: u64 = 60_000;
 
 /// A config with one dead smart host for the world and a live mailbox hop
 /// (Postfix's smtp-sink) for `local.test`, where the DSNs to alice go.
-fn config(dir: &std::path::Path, smtp_port: u16, dead: u16, sink: std::net::SocketAddr, extra: &str) -> String {
-    format!(
-        "serverName: retry-0\nfqdn: relay.test.invalid\nqueueDirectory: {q}\nlogDirectory: {l}\n{extra}\n\
-         receiveConnectors:\n  - name: Default\n    bind: 127.0.0.1:{smtp_port}\n    remoteIPRanges: [\"127.0.0.0/8\"]\n    allowRelay: true\n\
-         sendConnectors:\n  - name: Outbound\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"127.0.0.1:{dead}\"]\n\
-         mailboxDelivery: {{host: \"{sink}\"}}\n\
-         transportConfig:\n  acceptedDomains: [{{domain: local.test, type: Authoritative}}]\n  postmaster: postmaster@local.test\n",
-        q = dir.join("queue").display(),
-        l = dir.join("log").display(),
-    )
+fn config(dir: &std::path::Path, smtp_port: u16, dead: u16, sink: std::net::SocketAddr, extra: &str) -> TransportFile {
+    let setup = TransportSetup {
+        server_name: Some("retry-0".into()),
+        smart_host: Some(SocketAddr::from(([127, 0, 0, 1], dead))),
+        mailbox: Some(sink),
+        extra: extra.into(),
+        ..Default::default()
+    };
+    setup.config_file(&Placement {
+        dir,
+        smtp: SocketAddr::from(([127, 0, 0, 1], smtp_port)),
+        admin: None,
+        token_file: None,
+    })
 }
 
 /// A port nothing listens on (connections are refused at once).
@@ -31,7 +36,7 @@ fn dead_port() -> u16 {
 }
 
 fn send(server: &InProc, from: &str, to: &str, rcpt_params: &str, tag: &str) {
-    let (mut c, _) = RawClient::connect(server.smtp).expect("connect");
+    let (mut c, _) = SmtpClient::connect(server.smtp).expect("connect");
     assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
     assert!(c.cmd(&format!("MAIL FROM:<{from}>")).unwrap().starts_with("250"));
     assert!(c.cmd(&format!("RCPT TO:<{to}>{rcpt_params}")).unwrap().starts_with("250"));
@@ -74,8 +79,8 @@ fn walk(role: &str, glitch_gaps: u64, transient_count: u64, transient_min: u64, 
     let dir = tempfile::tempdir().unwrap();
     let dead = dead_port();
     let clock = ManualClock::new(t0());
-    let yaml = config(dir.path(), free_port(), dead, sink.addr, &format!("role: {role}\n{extra}"));
-    let server = InProc::start(&yaml, dir.path(), clock);
+    let file = config(dir.path(), free_port(), dead, sink.addr, &format!("role: {role}\n{extra}"));
+    let server = InProc::start_file(&file, dir.path(), clock);
     let hop = format!("127.0.0.1:{dead}");
     send(&server, "alice@local.test", "bob@example.net", "", "walk");
     let start = ms(t0());
@@ -162,8 +167,8 @@ fn restart_mid_schedule_keeps_counters_and_sends_no_second_delay_dsn() {
     let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
     let dead = dead_port();
-    let yaml = config(dir.path(), free_port(), dead, sink.addr, "expiration: {delayNotificationTimeOut: \"00:40:00\"}");
-    let mut server = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+    let file = config(dir.path(), free_port(), dead, sink.addr, "expiration: {delayNotificationTimeOut: \"00:40:00\"}");
+    let mut server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     let hop = format!("127.0.0.1:{dead}");
     send(&server, "alice@local.test", "bob@example.net", "", "restart");
     let (_, mut next) = wait_attempts(&server, &hop, 1);
@@ -203,24 +208,17 @@ fn queue_stuck_in_retry_is_resubmitted_and_reaches_a_new_route() {
     let dead = dead_port();
     let smtp_port = free_port();
     let extra = "retry: {maxIdleTimeBeforeResubmit: \"01:00:00\"}";
-    let yaml = config(dir.path(), smtp_port, dead, sink.addr, extra);
-    let server = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+    let file = config(dir.path(), smtp_port, dead, sink.addr, extra);
+    let server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     let hop = format!("127.0.0.1:{dead}");
     send(&server, "alice@local.test", "bob@example.net", "", "resubmit");
     wait_attempts(&server, &hop, 1);
 
     // The old connector goes away; a new one routes the world to a live host.
-    let new_yaml = yaml.replace(
-        &format!(
-            "  - name: Outbound\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"127.0.0.1:{dead}\"]\n"
-        ),
-        &format!(
-            "  - name: Replacement\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"{}\"]\n",
-            new_route.addr
-        ),
-    );
-    assert_ne!(new_yaml, yaml);
-    server.reload(&new_yaml);
+    let mut replaced = file.clone();
+    replaced.send_connectors[0].name = "Replacement".into();
+    replaced.send_connectors[0].smart_hosts = vec![new_route.addr.to_string()];
+    server.reload_file(&replaced);
     // The old queue keeps trying its old hop until maxIdleTimeBeforeResubmit.
     server.set_time(at_ms(ms(t0()) + 30 * MIN));
     std::thread::sleep(Duration::from_millis(500));
@@ -240,14 +238,14 @@ fn mailbox_hops_retry_on_their_own_interval() {
     let dir = tempfile::tempdir().unwrap();
     let dead_mailbox: std::net::SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
     let world = Sink::start();
-    let yaml = config(
+    let file = config(
         dir.path(),
         free_port(),
         world.addr.port(),
         dead_mailbox,
         "retry: {mailboxDeliveryQueueRetryInterval: 7m}",
     );
-    let server = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+    let server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     send(&server, "carol@example.org", "bob@local.test", "", "mailbox");
     let hop = dead_mailbox.to_string();
     let (mut last, mut next) = wait_attempts(&server, &hop, 1);
@@ -265,8 +263,8 @@ fn a_4xx_on_a_working_connection_retries_the_message_not_the_queue() {
     let soft = Sink::start_with(&["-r", "RCPT"]);
     let mailbox = Sink::start();
     let dir = tempfile::tempdir().unwrap();
-    let yaml = config(dir.path(), free_port(), soft.addr.port(), mailbox.addr, "");
-    let server = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+    let file = config(dir.path(), free_port(), soft.addr.port(), mailbox.addr, "");
+    let server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     send(&server, "alice@local.test", "bob@example.net", "", "soft");
     let hop = soft.addr.to_string();
     let manager = || server.server().queue_manager().messages(&all_messages(None)).unwrap().rows;
@@ -289,9 +287,9 @@ fn unreachable_is_resubmitted_when_routing_changes() {
     let sink = Sink::start();
     let mailbox = Sink::start();
     let dir = tempfile::tempdir().unwrap();
-    let yaml = config(dir.path(), free_port(), sink.addr.port(), mailbox.addr, "")
-        .replace("addressSpaces: [{domain: \"*\"}]", "addressSpaces: [{domain: \"example.com\"}]");
-    let server = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+    let mut file = config(dir.path(), free_port(), sink.addr.port(), mailbox.addr, "");
+    file.send_connectors[0].address_spaces[0].domain = "example.com".into();
+    let server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     send(&server, "alice@local.test", "bob@example.net", "", "unroutable");
     let unreachable = eventually(Duration::from_secs(10), "the Unreachable queue", || {
         server.queues().into_iter().find(|q| q.id == "Unreachable" && q.message_count == 1)
@@ -300,7 +298,8 @@ fn unreachable_is_resubmitted_when_routing_changes() {
     let row = &server.server().queue_manager().messages(&all_messages(Some("Unreachable"))).unwrap().rows[0];
     assert!(row.last_error.as_deref().is_some_and(|e| e.contains("example.net")), "{row:?}");
     // A connector for the domain appears: the Unreachable queue goes through routing again.
-    server.reload(&yaml.replace("addressSpaces: [{domain: \"example.com\"}]", "addressSpaces: [{domain: \"*.net\"}]"));
+    file.send_connectors[0].address_spaces[0].domain = "*.net".into();
+    server.reload_file(&file);
     let got = sink.wait_for(1, Duration::from_secs(20));
     assert_eq!(got[0].header("Message-ID").as_deref(), Some("<unroutable@test.invalid>"));
 }

@@ -1,10 +1,9 @@
 //! The categorizer's routing table (address spaces, cost, accepted domains)
 //! and the MX resolver against a real authoritative DNS server on loopback.
-mod support;
 
+use crate::support::dns::{DnsServer, Zone};
+use crate::support::envelope;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use support::dns::{DnsServer, Zone};
-use support::envelope;
 use transport::config::{
     AcceptedDomain, AcceptedDomainType, AddressSpace, DnsSettings, MailboxDelivery, OrgSettings, OutboundTls,
     SendConnector,

@@ -2,29 +2,31 @@
 //! queue, for safetyNetHoldTime; a resubmit request (Add-ResubmitRequest) delivers those
 //! of a time window again, to one next hop if asked; then they go. On a test clock: two
 //! days in milliseconds. Real peers: two smtp-sinks as next hops.
-mod support;
 
+use crate::support::inproc::*;
+use crate::support::*;
 use std::time::Duration;
-use support::inproc::*;
-use support::*;
 use transport::api::ResubmitRequest;
 use transport::client::ClientError;
 use transport::clock::{rfc3339, Clock, ManualClock};
+use transport::config::{TimeSpan, TransportFile};
 
-fn yaml(dir: &std::path::Path, world: std::net::SocketAddr, partner: std::net::SocketAddr) -> String {
-    format!(
-        "serverName: net-0\nfqdn: relay.test.invalid\nqueueDirectory: {q}\n\
-         receiveConnectors:\n  - {{name: Default, bind: \"127.0.0.1:{port}\", allowRelay: true}}\n\
-         sendConnectors:\n  - {{name: Outbound, addressSpaces: [{{domain: \"*\"}}], smartHosts: [\"{world}\"]}}\n  \
-         - {{name: Partner, addressSpaces: [{{domain: partner.test}}], smartHosts: [\"{partner}\"]}}\n\
-         admin: {{bind: \"127.0.0.1:0\"}}\n",
-        q = dir.join("queue").display(),
-        port = free_port(),
-    )
+/// The world through Outbound, partner.test through Partner; the admin API on a free port.
+fn config(dir: &std::path::Path, world: std::net::SocketAddr, partner: std::net::SocketAddr) -> TransportFile {
+    let setup = TransportSetup { server_name: Some("net-0".into()), smart_host: Some(world), ..Default::default() };
+    let mut file = setup.config_file(&Placement { dir, smtp: free_addr(), admin: Some(free_addr()), token_file: None });
+    file.log_directory = None;
+    file.receive_connectors[0].settings.remote_ip_ranges.clear();
+    let mut to_partner = file.send_connectors[0].clone();
+    to_partner.name = "Partner".into();
+    to_partner.address_spaces[0].domain = "partner.test".into();
+    to_partner.smart_hosts = vec![partner.to_string()];
+    file.send_connectors.push(to_partner);
+    file
 }
 
 fn send(server: &InProc, id: &str, to: &[&str], lines: usize) {
-    let (mut c, _) = RawClient::connect(server.smtp).expect("connect");
+    let (mut c, _) = SmtpClient::connect(server.smtp).expect("connect");
     c.cmd("EHLO client.test").unwrap();
     let reply = c.send_message("alice@example.org", to, &test_message(id, lines)).unwrap();
     assert!(reply.starts_with("250"), "{reply}");
@@ -45,7 +47,7 @@ fn delivered_mail_is_kept_for_the_hold_time_and_resubmitted_on_request() {
     let (world, partner) = (Sink::start(), Sink::start());
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(t0());
-    let mut server = InProc::start(&yaml(dir.path(), world.addr, partner.addr), dir.path(), clock.clone());
+    let mut server = InProc::start_file(&config(dir.path(), world.addr, partner.addr), dir.path(), clock.clone());
     send(&server, "both", &["bob@example.net", "carol@partner.test"], 3);
     // Large enough to be spooled to a file of its own.
     send(&server, "large", &["bob@example.net"], 8_000);
@@ -126,9 +128,9 @@ fn delivered_mail_is_kept_for_the_hold_time_and_resubmitted_on_request() {
 fn with_a_hold_time_of_zero_nothing_is_kept() {
     let (world, partner) = (Sink::start(), Sink::start());
     let dir = tempfile::tempdir().unwrap();
-    let text =
-        format!("{}transportConfig: {{safetyNetHoldTime: \"00:00:00\"}}\n", yaml(dir.path(), world.addr, partner.addr));
-    let server = InProc::start(&text, dir.path(), ManualClock::new(t0()));
+    let mut file = config(dir.path(), world.addr, partner.addr);
+    file.transport_config.safety_net_hold_time = Some(TimeSpan::from_secs(0));
+    let server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     send(&server, "gone", &["bob@example.net"], 8_000);
     world.wait_for(1, Duration::from_secs(30));
     let store = server.server().queue_manager().store().clone();

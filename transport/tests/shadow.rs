@@ -2,14 +2,13 @@
 //! loopback, Postfix's smtp-sink as the next hop. A server that is killed
 //! (SIGKILL) and loses its queue folder loses no message it answered `250`
 //! for: its peers' shadow copies are delivered instead.
-mod support;
 
+use crate::support::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::*;
 use transport::api::{DeliveryType, QueueInfo, TrackingEvent, TrackingQuery, TrackingRecord};
 
 const TOKEN: &str = "peers-of-the-test-service";
@@ -17,7 +16,7 @@ const TOKEN: &str = "peers-of-the-test-service";
 /// Servers `test-a`, `test-b`, ... each with a shadow channel on loopback and
 /// every other server as a peer; the smart host is `hop` (up or not).
 struct Service {
-    servers: Vec<Transport>,
+    servers: Vec<TransportProcess>,
     /// Each server's shadow channel.
     channels: Vec<SocketAddr>,
     _token_dir: tempfile::TempDir,
@@ -45,7 +44,7 @@ impl Service {
                     bind = channels[i],
                     token = token_file.display(),
                 );
-                Transport::start(&TransportSetup {
+                start_transport(&TransportSetup {
                     server_name: Some(names[i].clone()),
                     smart_host: Some(hop),
                     admin: true,
@@ -57,7 +56,7 @@ impl Service {
         Service { servers, channels, _token_dir: token_dir }
     }
 
-    fn queues(server: &Transport) -> Vec<QueueInfo> {
+    fn queues(server: &TransportProcess) -> Vec<QueueInfo> {
         server.admin(|c| async move { c.queues().await.expect("Get-Queue") })
     }
 
@@ -81,7 +80,7 @@ fn send_tracked(addr: SocketAddr, threads: usize, count: usize, tag: &str) -> Ve
         .map(|t| {
             let (acked, tag) = (acked.clone(), tag.to_string());
             std::thread::spawn(move || {
-                let (mut c, _) = RawClient::connect(addr).expect("connect");
+                let (mut c, _) = SmtpClient::connect(addr).expect("connect");
                 c.cmd("EHLO tracker.test").expect("EHLO");
                 for n in 0..count / threads {
                     let id = format!("{tag}-{t}-{n}");
@@ -200,7 +199,7 @@ fn copies_are_dropped_once_the_primary_has_delivered() {
     assert_eq!(all_discards.len(), acked.len());
 }
 
-fn tracking(server: &Transport, query: TrackingQuery) -> Vec<TrackingRecord> {
+fn tracking(server: &TransportProcess, query: TrackingQuery) -> Vec<TrackingRecord> {
     server.admin(|c| async move { c.message_tracking(&query).await.expect("Get-MessageTrackingLog") })
 }
 
@@ -217,7 +216,7 @@ fn no_shadow_reachable_is_450_4_5_1_when_asked_and_counted_otherwise() {
     let token_file = token_dir.path().join("peer-token");
     std::fs::write(&token_file, TOKEN).unwrap();
     let start = |reject: bool| {
-        Transport::start(&TransportSetup {
+        start_transport(&TransportSetup {
             server_name: Some("test-a".into()),
             smart_host: Some(sink.addr),
             admin: true,
@@ -234,7 +233,7 @@ fn no_shadow_reachable_is_450_4_5_1_when_asked_and_counted_otherwise() {
     };
 
     let strict = start(true);
-    let (mut c, _) = RawClient::connect(strict.smtp).unwrap();
+    let (mut c, _) = SmtpClient::connect(strict.smtp).unwrap();
     c.cmd("EHLO client.test").unwrap();
     let reply = c.send_message("a@example.org", &["b@example.net"], &test_message("strict", 3)).unwrap();
     assert!(reply.starts_with("450 4.5.1"), "{reply}");
@@ -244,7 +243,7 @@ fn no_shadow_reachable_is_450_4_5_1_when_asked_and_counted_otherwise() {
     assert!(sink.messages().is_empty(), "a refused message is not delivered");
 
     let lenient = start(false);
-    let (mut c, _) = RawClient::connect(lenient.smtp).unwrap();
+    let (mut c, _) = SmtpClient::connect(lenient.smtp).unwrap();
     c.cmd("EHLO client.test").unwrap();
     let reply = c.send_message("a@example.org", &["b@example.net"], &test_message("lenient", 3)).unwrap();
     assert!(reply.starts_with("250"), "{reply}");
@@ -307,23 +306,24 @@ mod on_a_test_clock {
     //! The time-driven half, in-process on a clock the test moves: hours of
     //! silence from a primary in milliseconds.
     use super::*;
-    use support::inproc::{t0, InProc};
+    use crate::support::inproc::{t0, InProc};
     use transport::api::QueueStatus;
     use transport::clock::ManualClock;
+    use transport::config::{ShadowChannel, ShadowPeer, TransportFile};
 
-    fn yaml(name: &str, hop: SocketAddr, channel: SocketAddr, peer: (&str, SocketAddr), dir: &Path) -> String {
-        format!(
-            "serverName: {name}\nfqdn: {name}.test.invalid\nqueueDirectory: {queue}\n\
-             receiveConnectors:\n  - {{name: Default, bind: \"127.0.0.1:0\", remoteIPRanges: [\"127.0.0.0/8\"], allowRelay: true}}\n\
-             sendConnectors:\n  - {{name: Outbound, addressSpaces: [{{domain: \"*\"}}], smartHosts: [\"{hop}\"]}}\n\
-             admin: {{bind: \"127.0.0.1:{admin}\"}}\n\
-             shadow:\n  bind: \"{channel}\"\n  tokenFile: {token}\n  peers: [{{name: {}, address: \"{}\"}}]\n",
-            peer.0,
-            peer.1,
-            admin = free_port(),
-            queue = dir.join("queue").display(),
-            token = dir.parent().unwrap().join("peer-token").display(),
-        )
+    /// Server `name` relaying to `hop`, shadowing to `peer` over `channel`.
+    fn config(name: &str, hop: SocketAddr, channel: SocketAddr, peer: (&str, SocketAddr), dir: &Path) -> TransportFile {
+        let setup = TransportSetup { server_name: Some(name.into()), smart_host: Some(hop), ..Default::default() };
+        let mut file =
+            setup.config_file(&Placement { dir, smtp: free_addr(), admin: Some(free_addr()), token_file: None });
+        file.fqdn = format!("{name}.test.invalid");
+        file.log_directory = None;
+        file.shadow = Some(ShadowChannel {
+            bind: channel,
+            token_file: dir.parent().unwrap().join("peer-token"),
+            peers: vec![ShadowPeer { name: peer.0.into(), address: peer.1.to_string(), leaving: false }],
+        });
+        file
     }
 
     fn shadow_queue(server: &InProc) -> Option<QueueInfo> {
@@ -331,12 +331,12 @@ mod on_a_test_clock {
     }
 
     /// Servers A and B on one test clock, each the other's peer, relaying to
-    /// `hop_a` and `hop_b`; A's config text comes back for reloads.
+    /// `hop_a` and `hop_b`; their config files come back for reloads.
     struct Pair {
         a: InProc,
         b: InProc,
-        a_yaml: String,
-        b_yaml: String,
+        a_file: TransportFile,
+        b_file: TransportFile,
         clock: ManualClock,
         _dir: tempfile::TempDir,
     }
@@ -352,25 +352,27 @@ mod on_a_test_clock {
         let (da, db) = (dir.path().join("a"), dir.path().join("b"));
         std::fs::create_dir_all(&da).unwrap();
         std::fs::create_dir_all(&db).unwrap();
-        let a_yaml = yaml("test-a", hop_a, ca, ("test-b", cb), &da);
-        let a = InProc::start(&a_yaml, &da, clock.clone());
-        let b_yaml = yaml("test-b", hop_b, cb, ("test-a", ca), &db);
-        let b = InProc::start(&b_yaml, &db, clock.clone());
-        Pair { a, b, a_yaml, b_yaml, clock, _dir: dir }
+        let a_file = config("test-a", hop_a, ca, ("test-b", cb), &da);
+        let a = InProc::start_file(&a_file, &da, clock.clone());
+        let b_file = config("test-b", hop_b, cb, ("test-a", ca), &db);
+        let b = InProc::start_file(&b_file, &db, clock.clone());
+        Pair { a, b, a_file, b_file, clock, _dir: dir }
     }
 
     #[test]
     fn shadowing_follows_a_reload_of_the_organisation_settings() {
         let dead_hop: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let Pair { a, b, a_yaml, _dir, .. } = pair(dead_hop, dead_hop);
+        let Pair { a, b, a_file, _dir, .. } = pair(dead_hop, dead_hop);
         send_tracked(a.smtp, 1, 2, "before");
         assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(2));
 
-        a.reload(&format!("{a_yaml}transportConfig: {{shadowRedundancyEnabled: false}}\n"));
+        let mut unshadowed = a_file.clone();
+        unshadowed.transport_config.shadow_redundancy_enabled = Some(false);
+        a.reload_file(&unshadowed);
         send_tracked(a.smtp, 1, 3, "off");
         assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(2), "no copy while it is off");
 
-        a.reload(&a_yaml);
+        a.reload_file(&a_file);
         send_tracked(a.smtp, 1, 1, "on-again");
         assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(3));
     }
@@ -429,14 +431,15 @@ mod on_a_test_clock {
         let sink = Sink::start();
         let dead_hop: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         // A delivers at once; B cannot. The clock stands still: no heartbeat is due.
-        let Pair { mut a, b, b_yaml, _dir, .. } = pair(sink.addr, dead_hop);
+        let Pair { mut a, b, mut b_file, _dir, .. } = pair(sink.addr, dead_hop);
         send_tracked(a.smtp, 1, 6, "drained");
         sink.wait_for(6, Duration::from_secs(60));
         assert_eq!(shadow_queue(&b).map(|q| q.message_count), Some(6), "kept until the next heartbeat");
 
         // A is being removed (scale-down): B lists it as leaving. B's new mail gets no copy
         // on A, but B still asks A about the copies it holds.
-        b.reload(&b_yaml.replace("}]\n", ", leaving: true}]\n"));
+        b_file.shadow.as_mut().expect("shadow").peers[0].leaving = true;
+        b.reload_file(&b_file);
         send_tracked(b.smtp, 1, 3, "after");
         assert!(shadow_queue(&a).is_none(), "a leaving peer takes no new copy: {:?}", shadow_queue(&a));
 

@@ -9,15 +9,14 @@
 //! second (mx1) works. `other.test` enforces a policy naming mx1 and publishes no
 //! TLSRPT record: its sessions are counted, and no report is mailed. `posted.test` is as
 //! `other.test` and takes its reports by HTTPS POST (`rua=https://reports.posted.test`).
-mod support;
 
+use crate::support::dns::{DnsServer, Zone};
+use crate::support::inproc::*;
+use crate::support::sts::*;
+use crate::support::*;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
-use support::dns::{DnsServer, Zone};
-use support::inproc::*;
-use support::sts::*;
-use support::*;
 use transport::api::{TlsReportDay, TlsReportDomain};
 use transport::clock::ManualClock;
 

@@ -3,12 +3,11 @@
 //! and mailbox hop, a second transport server as redirect target), time on a manual
 //! clock so retries and expiry take seconds, and the search through the admin API and
 //! `transportctl get-messagetrackinglog`.
-mod support;
 
+use crate::support::inproc::*;
+use crate::support::*;
 use std::process::Command;
 use std::time::Duration;
-use support::inproc::*;
-use support::*;
 use transport::api::{TrackingEvent, TrackingQuery, TrackingRecord};
 use transport::clock::ManualClock;
 
@@ -22,18 +21,17 @@ fn server(
     smart_host: std::net::SocketAddr,
     mailbox: std::net::SocketAddr,
 ) -> InProc {
-    let yaml = format!(
-        "serverName: {name}\nfqdn: {name}.test.invalid\nqueueDirectory: {q}\nlogDirectory: {l}\n\
-         receiveConnectors:\n  - name: Default\n    bind: 127.0.0.1:{port}\n    allowRelay: true\n\
-         sendConnectors:\n  - name: Internet\n    addressSpaces: [{{domain: \"*\"}}]\n    smartHosts: [\"{smart_host}\"]\n\
-         mailboxDelivery: {{host: \"{mailbox}\"}}\n\
-         retry: {{messageRetryInterval: \"00:05:00\", transientFailureRetryCount: 0}}\n\
-         transportConfig:\n  acceptedDomains: [{{domain: local.test}}]\n  postmaster: postmaster@local.test\n",
-        q = dir.join("queue").display(),
-        l = dir.join("log").display(),
-        port = free_port(),
-    );
-    InProc::start(&yaml, dir, ManualClock::new(t0()))
+    let setup = TransportSetup {
+        server_name: Some(name.into()),
+        smart_host: Some(smart_host),
+        mailbox: Some(mailbox),
+        extra: "retry: {messageRetryInterval: \"00:05:00\", transientFailureRetryCount: 0}".into(),
+        ..Default::default()
+    };
+    let mut file = setup.config_file(&Placement { dir, smtp: free_addr(), admin: None, token_file: None });
+    file.fqdn = format!("{name}.test.invalid");
+    file.send_connectors[0].name = "Internet".into();
+    InProc::start_file(&file, dir, ManualClock::new(t0()))
 }
 
 fn search(server: &InProc, query: TrackingQuery) -> Vec<TrackingRecord> {
@@ -253,7 +251,7 @@ fn a_redirected_message_is_followed_from_server_to_server() {
 #[test]
 fn transportctl_searches_a_running_servers_log() {
     let sink = Sink::start();
-    let t = Transport::start(&TransportSetup {
+    let t = start_transport(&TransportSetup {
         smart_host: Some(sink.addr),
         admin: true,
         token: Some("s3cret".into()),

@@ -235,7 +235,7 @@ impl Env {
 
     /// A Deployment `sink` running Postfix's smtp-sink (every message accepted, each
     /// envelope logged) behind a Service `sink`; returns once it is available.
-    pub async fn deploy_sink(&self) -> Sink {
+    pub async fn deploy_sink(&self) -> SinkRecipients {
         let labels = json!({"app.kubernetes.io/name": "e2e-sink"});
         let deployment: Deployment = serde_json::from_value(json!({
             "metadata": {"name": "sink"},
@@ -271,7 +271,7 @@ impl Env {
         let pp = PatchParams::apply(FIELD_MANAGER).force();
         self.api::<Deployment>().patch("sink", &pp, &Patch::Apply(&deployment)).await.expect("sink Deployment");
         self.api::<Service>().patch("sink", &pp, &Patch::Apply(&service)).await.expect("sink Service");
-        let sink = Sink { seen: BTreeSet::new() };
+        let sink = SinkRecipients { seen: BTreeSet::new() };
         self.scale_sink(1).await;
         sink
     }
@@ -297,7 +297,7 @@ impl Env {
     }
 
     /// Recipients the sink has received so far (from the logs of its current pods).
-    pub async fn sink_recipients(&self, sink: &mut Sink) -> BTreeSet<String> {
+    pub async fn sink_recipients(&self, sink: &mut SinkRecipients) -> BTreeSet<String> {
         let pods = self.api::<Pod>();
         let list = pods.list(&ListParams::default().labels("app.kubernetes.io/name=e2e-sink")).await.expect("list");
         for pod in list.items {
@@ -310,7 +310,7 @@ impl Env {
     }
 
     /// Waits until the sink has received every address of `expected`.
-    pub async fn wait_sink_has(&self, sink: &mut Sink, expected: &BTreeSet<String>) {
+    pub async fn wait_sink_has(&self, sink: &mut SinkRecipients, expected: &BTreeSet<String>) {
         let started = Instant::now();
         loop {
             let seen = self.sink_recipients(sink).await;
@@ -338,8 +338,9 @@ impl Drop for Env {
     }
 }
 
-/// What the sink has been seen to receive (its pods come and go when it is scaled).
-pub struct Sink {
+/// The recipients the in-cluster smtp-sink has been seen to receive (its pods come and go
+/// when it is scaled, so what their logs showed is kept here).
+pub struct SinkRecipients {
     seen: BTreeSet<String>,
 }
 

@@ -51,7 +51,7 @@ impl Suite {
     pub async fn start(options: Options) -> Result<Suite> {
         let kubectl = tools::find("kubectl").context("kubectl is missing: run e2e/tools/install-helm.sh")?;
         let helm = tools::find("helm").context("helm is missing: run e2e/tools/install-helm.sh")?;
-        sink::tool("smtp-sink", "postfix")?;
+        testkit::peer::find_tool("smtp-sink", "postfix")?;
         let cluster = Cluster::start(options).await?;
         Ok(Suite { cluster, kubectl, helm })
     }

@@ -1,5 +1,7 @@
 //! A small SMTP client that reports each reply as the server sent it: the scenarios need
 //! the codes a user would see (`250`, `421 4.3.2 ...`), which a full client library hides.
+//! The async twin of the test kit's `SmtpClient` (the scenarios run on tokio, each step
+//! bounded); the DATA block is the kit's.
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -66,16 +68,7 @@ impl Smtp {
         if !r.starts_with('3') {
             return Ok(r);
         }
-        let mut body = String::new();
-        for line in message.split("\r\n") {
-            if line.starts_with('.') {
-                body.push('.');
-            }
-            body.push_str(line);
-            body.push_str("\r\n");
-        }
-        body.push_str(".\r\n");
-        self.writer.write_all(body.as_bytes()).await?;
+        self.writer.write_all(testkit::smtp_client::data_block(message).as_bytes()).await?;
         let r = self.reply("the end of DATA").await?;
         let _ = self.cmd("QUIT").await;
         Ok(r)

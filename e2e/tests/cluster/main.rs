@@ -7,7 +7,7 @@
 //! scenario in a namespace of its own; what touches the whole cluster (node drains, helm
 //! upgrade and uninstall, the audit checks) runs last, alone. A scenario that cannot get
 //! its cluster fails; none is ever skipped. `cargo test -p e2e --test cluster -- <words>`
-//! runs the scenarios whose names contain one of the words.
+//! runs the scenarios whose names contain one of the words; `-- --list` lists them.
 mod audit;
 mod config_change;
 mod crds;
@@ -89,6 +89,16 @@ const SUMMARY: &[(&str, Scenario)] = &[
 fn main() -> std::process::ExitCode {
     let filters: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let wanted = |name: &str| filters.is_empty() || filters.iter().any(|f| name.contains(f.as_str()));
+    // `cargo test -- --list` lists the scenarios as libtest lists tests, without a cluster.
+    if std::env::args().any(|a| a == "--list") {
+        let all = FIRST.iter().chain(PARALLEL).chain(LAST).chain(SUMMARY);
+        let names: Vec<&str> = all.map(|(name, _)| *name).filter(|name| wanted(name)).collect();
+        for name in &names {
+            println!("{}: test", name.split(':').next().unwrap_or(name));
+        }
+        println!("\n{} tests, 0 benchmarks", names.len());
+        return std::process::ExitCode::SUCCESS;
+    }
     e2e::init_test_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(4).enable_all().build().expect("runtime");
     runtime.block_on(async {

@@ -9,7 +9,6 @@
 //! The tests call the reconcilers directly and move pods along with [`Harness::kubelet`]
 //! and [`Harness::schedule`] (a binding, as the scheduler makes): what each reconcile
 //! writes and decides is checked step by step, against what a real API server accepts.
-#![allow(dead_code)]
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};

@@ -10,8 +10,8 @@ use operator::plugin::tracking::{self, TrackingArgs};
 use operator::plugin::{filter::QueueFilter, ConnectOptions, Output, PluginError, Rendered, Session};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use transport::api::{MessageStatus, ResultSize, TrackingEvent};
 use transport::config::TimeSpan;
+use transport::query_flags::{MessageFilters, TrackingFilters};
 
 const EXAMPLES: &str = "Examples:
   kubectl transport status mail
@@ -91,26 +91,13 @@ enum Verb {
         include_shadow: bool,
     },
     /// Get-Message on every server (or one): the first 1000 messages over all servers unless
-    /// --result-size says otherwise.
+    /// --result-size says otherwise. --queue also takes `server\queue`.
     GetMessage {
         service: String,
         #[arg(long)]
         server: Option<String>,
-        /// One queue: its id on every server (`Submission`, `Poison`, `3`) or `server\queue`.
-        #[arg(long)]
-        queue: Option<String>,
-        /// Active, Ready, Retry, Suspended, PendingSuspend or PendingRemove.
-        #[arg(long)]
-        status: Option<MessageStatus>,
-        /// Only messages from this sender (`<>` for the null sender).
-        #[arg(long)]
-        sender: Option<String>,
-        /// Only messages with a recipient in this domain.
-        #[arg(long)]
-        recipient_domain: Option<String>,
-        /// A number, or Unlimited (default 1000).
-        #[arg(long)]
-        result_size: Option<ResultSize>,
+        #[command(flatten)]
+        filters: MessageFilters,
     },
     /// Get-MessageTrackingLog on every server (or one), records merged in time order, each
     /// naming the server that logged it; with --message-id, one message followed from
@@ -119,28 +106,8 @@ enum Verb {
         service: String,
         #[arg(long)]
         server: Option<String>,
-        /// The envelope sender.
-        #[arg(long)]
-        sender: Option<String>,
-        /// Records naming any of these recipients (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        recipients: Vec<String>,
-        /// The Message-ID header, with or without angle brackets.
-        #[arg(long)]
-        message_id: Option<String>,
-        /// RECEIVE, SEND, DELIVER, DEFER, FAIL, DSN, EXPIRE, RESUBMIT, REDIRECT,
-        /// POISONMESSAGE, DROP, HARECEIVE, HAREDIRECT, HADISCARD, HARESUBMIT.
-        #[arg(long)]
-        event_id: Option<TrackingEvent>,
-        /// Records at or after this time (RFC 3339).
-        #[arg(long, value_parser = rfc3339)]
-        start: Option<String>,
-        /// Records before this time (RFC 3339).
-        #[arg(long, value_parser = rfc3339)]
-        end: Option<String>,
-        /// A number, or Unlimited (default 1000, the oldest records).
-        #[arg(long)]
-        result_size: Option<ResultSize>,
+        #[command(flatten)]
+        filters: TrackingFilters,
     },
     /// Put a server into maintenance and take it out again (Set-ServerComponentState
     /// HubTransport Draining by Maintenance, as a ServerComponentState `<server>-maintenance`).
@@ -184,10 +151,6 @@ enum MaintenanceVerb {
     },
 }
 
-fn rfc3339(s: &str) -> Result<String, String> {
-    s.parse::<jiff::Timestamp>().map(|_| s.to_string()).map_err(|e| format!("not an RFC 3339 time: {e}"))
-}
-
 fn verb_name(verb: &Verb) -> &'static str {
     match verb {
         Verb::Status { .. } => "status",
@@ -214,24 +177,11 @@ async fn run(cli: Cli) -> Result<Rendered, PluginError> {
             let args = DigestArgs { queues: QueueArgs { service, server, filter }, group_by, include_shadow };
             queues::get_queuedigest(&session, &args, output).await
         }
-        Verb::GetMessage { service, server, queue, status, sender, recipient_domain, result_size } => {
-            let args = MessageArgs { service, server, queue, status, sender, recipient_domain, result_size };
-            messages::get_message(&session, &args, output).await
+        Verb::GetMessage { service, server, filters } => {
+            messages::get_message(&session, &MessageArgs { service, server, filters }, output).await
         }
-        Verb::GetMessagetrackinglog {
-            service,
-            server,
-            sender,
-            recipients,
-            message_id,
-            event_id,
-            start,
-            end,
-            result_size,
-        } => {
-            let args =
-                TrackingArgs { service, server, sender, recipients, message_id, event_id, start, end, result_size };
-            tracking::get_messagetrackinglog(&session, &args, output).await
+        Verb::GetMessagetrackinglog { service, server, filters } => {
+            tracking::get_messagetrackinglog(&session, &TrackingArgs { service, server, filters }, output).await
         }
         Verb::Maintenance { action: MaintenanceVerb::Start { server, service, redirect_to, wait, timeout } } => {
             let args = MaintenanceArgs { server, service, redirect_to, wait: wait.then(|| timeout.as_duration()) };

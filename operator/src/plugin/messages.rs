@@ -7,20 +7,17 @@ use super::queues::identity_on;
 use super::session::{Answer, Session};
 use super::table::{emit, one_line, or_none, render, Output};
 use super::{split, Rendered, ServerRow};
-use transport::api::{MessageInfo, MessageQuery, MessageStatus, ResultSize, DEFAULT_RESULT_SIZE};
+use transport::api::{MessageInfo, MessageQuery, ResultSize, DEFAULT_RESULT_SIZE};
 use transport::client::paths;
+use transport::query_flags::MessageFilters;
 
 /// What `get-message` was asked.
 #[derive(Debug, Clone, Default)]
 pub struct MessageArgs {
     pub service: String,
     pub server: Option<String>,
-    /// A queue id (`Submission`, `Poison`, `3`) on every server, or `server\queue`.
-    pub queue: Option<String>,
-    pub status: Option<MessageStatus>,
-    pub sender: Option<String>,
-    pub recipient_domain: Option<String>,
-    pub result_size: Option<ResultSize>,
+    /// `--queue` is a queue id (`Submission`, `Poison`, `3`) on every server, or `server\queue`.
+    pub filters: MessageFilters,
 }
 
 /// The server a `--queue` names (`mail-1\3`) and the queue id; a server given both ways
@@ -58,19 +55,12 @@ pub fn merge_pages(
 }
 
 pub async fn get_message(session: &Session, args: &MessageArgs, output: Output) -> Result<Rendered> {
-    let (server, queue) = queue_target(args.server.as_deref(), args.queue.as_deref())?;
+    let (server, queue) = queue_target(args.server.as_deref(), args.filters.queue.as_deref())?;
     let ts = session.transport_service(&args.service).await?;
     let servers = session.servers(&ts, server.as_deref()).await?;
     let token = session.admin_token(&args.service).await?;
-    let result_size = args.result_size.unwrap_or(ResultSize::Rows(DEFAULT_RESULT_SIZE));
-    let query = MessageQuery {
-        queue,
-        status: args.status,
-        sender: args.sender.clone(),
-        recipient_domain: args.recipient_domain.clone(),
-        result_size: Some(result_size),
-        ..Default::default()
-    };
+    let result_size = args.filters.result_size.unwrap_or(ResultSize::Rows(DEFAULT_RESULT_SIZE));
+    let query = MessageQuery { queue, result_size: Some(result_size), ..args.filters.query() };
     let path = with_query(paths::MESSAGES, &query)?;
     let (pages, failures) =
         split(session.admin_get_all::<Vec<MessageInfo>>(&servers, &token, paths::MESSAGES, &path).await);
@@ -110,7 +100,7 @@ pub fn message_table(rows: &[ServerRow<MessageInfo>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use transport::api::RecipientInfo;
+    use transport::api::{MessageStatus, RecipientInfo};
 
     fn message(server: &str, id: u64) -> MessageInfo {
         MessageInfo {

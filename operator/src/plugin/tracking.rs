@@ -7,22 +7,16 @@ use super::proxy::with_query;
 use super::session::{Answer, Session};
 use super::table::{emit, one_line, or_none, render, Output};
 use super::{split, Rendered, ServerRow};
-use transport::api::{ResultSize, TrackingEvent, TrackingQuery, TrackingRecord, DEFAULT_RESULT_SIZE};
+use transport::api::{ResultSize, TrackingQuery, TrackingRecord, DEFAULT_RESULT_SIZE};
 use transport::client::paths;
+use transport::query_flags::TrackingFilters;
 
 /// What `get-messagetrackinglog` was asked.
 #[derive(Debug, Clone, Default)]
 pub struct TrackingArgs {
     pub service: String,
     pub server: Option<String>,
-    pub sender: Option<String>,
-    pub recipients: Vec<String>,
-    pub message_id: Option<String>,
-    pub event_id: Option<TrackingEvent>,
-    /// RFC 3339.
-    pub start: Option<String>,
-    pub end: Option<String>,
-    pub result_size: Option<ResultSize>,
+    pub filters: TrackingFilters,
 }
 
 /// The records of every server in time order (a record's timestamp, RFC 3339; records of
@@ -52,17 +46,8 @@ pub async fn get_messagetrackinglog(session: &Session, args: &TrackingArgs, outp
     let ts = session.transport_service(&args.service).await?;
     let servers = session.servers(&ts, args.server.as_deref()).await?;
     let token = session.admin_token(&args.service).await?;
-    let result_size = args.result_size.unwrap_or(ResultSize::Rows(DEFAULT_RESULT_SIZE));
-    let query = TrackingQuery {
-        sender: args.sender.clone(),
-        recipients: args.recipients.clone(),
-        message_id: args.message_id.clone(),
-        event_id: args.event_id,
-        start: args.start.clone(),
-        end: args.end.clone(),
-        result_size: Some(result_size),
-        ..Default::default()
-    };
+    let result_size = args.filters.result_size.unwrap_or(ResultSize::Rows(DEFAULT_RESULT_SIZE));
+    let query = TrackingQuery { result_size: Some(result_size), ..args.filters.query() };
     let path = with_query(paths::MESSAGE_TRACKING, &query)?;
     let answers = session.admin_get_all::<Vec<TrackingRecord>>(&servers, &token, paths::MESSAGE_TRACKING, &path).await;
     let (pages, failures) = split(answers);
@@ -112,6 +97,7 @@ pub fn tracking_table(rows: &[ServerRow<TrackingRecord>]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use transport::api::TrackingEvent;
 
     /// A record as `GET /v1/messagetracking` sends it (fields added later take their defaults).
     fn record(time: &str, event: TrackingEvent, id: u64) -> TrackingRecord {

@@ -5,12 +5,10 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use transport::api::{
-    ComponentInfo, MessageInfo, MessageQuery, MessageStatus, QueueInfo, ResultSize, ServerInfo, TrackingEvent,
-    TrackingQuery, TrackingRecord,
-};
+use transport::api::{ComponentInfo, MessageInfo, MessageQuery, QueueInfo, ServerInfo, TrackingQuery, TrackingRecord};
 use transport::client::{AdminClient, ClientError, MessageAction, QueueAction};
 use transport::config::{Component, ComponentState, Requester, ServerStateSetting};
+use transport::query_flags::{MessageFilters, TrackingFilters};
 
 #[derive(Parser)]
 #[command(name = "transportctl", version, about = "Administer a kube-transport transport server")]
@@ -75,24 +73,11 @@ enum Verb {
     ResumeQueue { identity: String },
     /// Get-Message: the first 1000 matching messages unless --result-size says otherwise.
     GetMessage {
-        /// Only the messages of this queue.
-        #[arg(long)]
-        queue: Option<String>,
         /// One message by number.
         #[arg(long)]
         identity: Option<u64>,
-        /// Only messages in this status (Active, Ready, Retry, Suspended, ...).
-        #[arg(long)]
-        status: Option<MessageStatus>,
-        /// Only messages from this sender.
-        #[arg(long)]
-        sender: Option<String>,
-        /// Only messages with a recipient in this domain.
-        #[arg(long)]
-        recipient_domain: Option<String>,
-        /// Rows to show: a number or Unlimited (default 1000, as Get-Message's -ResultSize).
-        #[arg(long)]
-        result_size: Option<ResultSize>,
+        #[command(flatten)]
+        filters: MessageFilters,
         /// Start after this message identity (the bookmark a truncated answer printed).
         #[arg(long)]
         bookmark: Option<String>,
@@ -100,31 +85,11 @@ enum Verb {
     /// Get-MessageTrackingLog: the events of the messages this server handled, oldest
     /// first; every filter given must match. The first 1000 unless --result-size says otherwise.
     GetMessagetrackinglog {
-        /// The envelope sender.
-        #[arg(long)]
-        sender: Option<String>,
-        /// Records naming any of these recipients (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        recipients: Vec<String>,
-        /// The Message-ID header (a DSN about it is found by it too).
-        #[arg(long)]
-        message_id: Option<String>,
+        #[command(flatten)]
+        filters: TrackingFilters,
         /// The message's number on this server (get-message's identity).
         #[arg(long)]
         internal_message_id: Option<u64>,
-        /// RECEIVE, SEND, DELIVER, DEFER, FAIL, DSN, EXPIRE, RESUBMIT, REDIRECT, POISONMESSAGE,
-        /// DROP, HARECEIVE, HAREDIRECT, HADISCARD, HARESUBMIT.
-        #[arg(long)]
-        event_id: Option<TrackingEvent>,
-        /// Records at or after this time (RFC 3339).
-        #[arg(long)]
-        start: Option<String>,
-        /// Records before this time (RFC 3339).
-        #[arg(long)]
-        end: Option<String>,
-        /// Records to show: a number or Unlimited (default 1000).
-        #[arg(long)]
-        result_size: Option<ResultSize>,
     },
     /// The SMTP TLS reporting counts (RFC 8460) per day and policy domain, newest day
     /// first, and what became of each finished day's report.
@@ -276,16 +241,8 @@ async fn run(cli: &Cli, token: Option<String>) -> Result<(), ClientError> {
             client.queue_action(identity, QueueAction::Resume).await?;
             done(json, &format!("Queue {identity} resumed."));
         }
-        Verb::GetMessage { queue, identity, status, sender, recipient_domain, result_size, bookmark } => {
-            let query = MessageQuery {
-                queue: queue.clone(),
-                id: *identity,
-                status: *status,
-                sender: sender.clone(),
-                recipient_domain: recipient_domain.clone(),
-                result_size: *result_size,
-                bookmark: bookmark.clone(),
-            };
+        Verb::GetMessage { identity, filters, bookmark } => {
+            let query = MessageQuery { id: *identity, bookmark: bookmark.clone(), ..filters.query() };
             let (messages, next) = client.message_page(&query).await?;
             let rows: Vec<&MessageInfo> = messages.iter().collect();
             if let (Some(i), true) = (identity, rows.is_empty()) {
@@ -305,26 +262,8 @@ async fn run(cli: &Cli, token: Option<String>) -> Result<(), ClientError> {
                 print_messages(&rows);
             }
         }
-        Verb::GetMessagetrackinglog {
-            sender,
-            recipients,
-            message_id,
-            internal_message_id,
-            event_id,
-            start,
-            end,
-            result_size,
-        } => {
-            let query = TrackingQuery {
-                sender: sender.clone(),
-                recipients: recipients.clone(),
-                message_id: message_id.clone(),
-                internal_message_id: *internal_message_id,
-                event_id: *event_id,
-                start: start.clone(),
-                end: end.clone(),
-                result_size: *result_size,
-            };
+        Verb::GetMessagetrackinglog { filters, internal_message_id } => {
+            let query = TrackingQuery { internal_message_id: *internal_message_id, ..filters.query() };
             let records = client.message_tracking(&query).await?;
             if json {
                 print_json(&records);

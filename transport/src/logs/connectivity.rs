@@ -1,7 +1,7 @@
 //! The connectivity log (`Connectivity/CONNECTLOGyyyymmdd-n.log`): fields
 //! `date-time,session,source,destination,direction,description`.
-use super::rolling::{push_field, LogKind, RollingLog};
-use super::{LogEvent, LogSettings, SessionIds};
+use super::rolling::{push_field, LogKind};
+use super::{LogEvent, LogSettings, SessionLog};
 use crate::clock::SharedClock;
 use std::sync::Arc;
 
@@ -11,36 +11,30 @@ const KIND: LogKind = LogKind {
     fields: "date-time,session,source,destination,direction,description",
 };
 
-struct Inner {
-    file: RollingLog,
-    ids: SessionIds,
-}
-
 /// The server's connectivity log. Cheap to clone; disabled logs write nothing.
 #[derive(Clone)]
 pub struct ConnectivityLog {
-    inner: Option<Arc<Inner>>,
+    log: Option<Arc<SessionLog>>,
 }
 
 impl ConnectivityLog {
     /// Opens the log in `<directory>/Connectivity` (created if needed) and
     /// deletes files beyond the retention limits.
     pub fn open(settings: &LogSettings, clock: SharedClock) -> std::io::Result<ConnectivityLog> {
-        let ids = SessionIds::new(clock.now());
-        let file = RollingLog::open(settings.directory.join("Connectivity"), KIND, settings, clock)?;
-        Ok(ConnectivityLog { inner: Some(Arc::new(Inner { file, ids })) })
+        let log = SessionLog::open(settings.directory.join("Connectivity"), KIND, settings, clock)?;
+        Ok(ConnectivityLog { log: Some(log) })
     }
 
     pub fn disabled() -> ConnectivityLog {
-        ConnectivityLog { inner: None }
+        ConnectivityLog { log: None }
     }
 
     /// A new outbound session (a fresh session id) from `source` (`SMTP`) to
     /// `destination` (the queue's next hop).
     pub fn session(&self, source: &str, destination: &str) -> ConnectivitySession {
-        let id = self.inner.as_ref().map(|i| i.ids.next()).unwrap_or_default();
+        let id = self.log.as_ref().map(|i| i.ids.next()).unwrap_or_default();
         ConnectivitySession {
-            inner: self.inner.clone(),
+            log: self.log.clone(),
             id,
             source: source.to_string(),
             destination: destination.to_string(),
@@ -50,7 +44,7 @@ impl ConnectivityLog {
 
 /// One outbound session's lines.
 pub struct ConnectivitySession {
-    inner: Option<Arc<Inner>>,
+    log: Option<Arc<SessionLog>>,
     id: String,
     source: String,
     destination: String,
@@ -77,8 +71,8 @@ impl ConnectivitySession {
     }
 
     fn line(&self, event: LogEvent, description: &str) {
-        let Some(inner) = &self.inner else { return };
-        inner.file.write_row(|row| {
+        let Some(log) = &self.log else { return };
+        log.file.write_row(|row| {
             push_field(row, &self.id);
             push_field(row, &self.source);
             push_field(row, &self.destination);

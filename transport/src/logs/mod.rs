@@ -49,6 +49,27 @@ pub struct LogSettings {
     pub max_file_size: u64,
 }
 
+/// A log whose rows belong to sessions (connectivity, protocol): its rolling file and the
+/// session ids it hands out.
+pub(crate) struct SessionLog {
+    pub(crate) file: rolling::RollingLog,
+    pub(crate) ids: SessionIds,
+}
+
+impl SessionLog {
+    /// Opens the log in `dir` (created if needed), its session ids starting from now.
+    pub(crate) fn open(
+        dir: PathBuf,
+        kind: rolling::LogKind,
+        settings: &LogSettings,
+        clock: crate::clock::SharedClock,
+    ) -> std::io::Result<std::sync::Arc<SessionLog>> {
+        let ids = SessionIds::new(clock.now());
+        let file = rolling::RollingLog::open(dir, kind, settings, clock)?;
+        Ok(std::sync::Arc::new(SessionLog { file, ids }))
+    }
+}
+
 /// Session ids as Exchange writes them: 16 upper-case hex digits, the start
 /// time of the log in .NET ticks (100 ns since 0001-01-01) plus a counter,
 /// so ids are unique within a run and increase across restarts.

@@ -1,8 +1,8 @@
 //! The protocol log (`ProtocolLog/SmtpReceive/RECVyyyymmdd-n.log` and
 //! `ProtocolLog/SmtpSend/SENDyyyymmdd-n.log`): fields
 //! `date-time,connector-id,session-id,sequence-number,local-endpoint,remote-endpoint,event,data,context`.
-use super::rolling::{push_field, LogKind, RollingLog};
-use super::{LogEvent, LogSettings, SessionIds};
+use super::rolling::{push_field, LogKind};
+use super::{LogEvent, LogSettings, SessionLog};
 use crate::clock::SharedClock;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -33,29 +33,22 @@ impl ProtocolKind {
     }
 }
 
-struct Inner {
-    file: RollingLog,
-    ids: SessionIds,
-}
-
 /// One direction's protocol log. Cheap to clone.
 #[derive(Clone)]
 pub struct ProtocolLog {
-    inner: Option<Arc<Inner>>,
+    log: Option<Arc<SessionLog>>,
 }
 
 impl ProtocolLog {
     /// Opens the log in `<directory>/ProtocolLog/SmtpReceive` or `.../SmtpSend`
     /// (created if needed) and deletes files beyond the retention limits.
     pub fn open(kind: ProtocolKind, settings: &LogSettings, clock: SharedClock) -> std::io::Result<ProtocolLog> {
-        let ids = SessionIds::new(clock.now());
         let dir = settings.directory.join("ProtocolLog").join(kind.subdirectory());
-        let file = RollingLog::open(dir, kind.log_kind(), settings, clock)?;
-        Ok(ProtocolLog { inner: Some(Arc::new(Inner { file, ids })) })
+        Ok(ProtocolLog { log: Some(SessionLog::open(dir, kind.log_kind(), settings, clock)?) })
     }
 
     pub fn disabled() -> ProtocolLog {
-        ProtocolLog { inner: None }
+        ProtocolLog { log: None }
     }
 
     /// A session's lines: sequence numbers start at 0.
@@ -69,13 +62,13 @@ impl ProtocolLog {
     ///
     /// [`ConnectivitySession::id`]: super::ConnectivitySession::id
     pub fn session_with_id(&self, id: &str, connector: &str, local: SocketAddr, remote: SocketAddr) -> ProtocolSession {
-        let id = match &self.inner {
+        let id = match &self.log {
             None => String::new(),
             Some(_) if !id.is_empty() => id.to_string(),
-            Some(inner) => inner.ids.next(),
+            Some(log) => log.ids.next(),
         };
         ProtocolSession {
-            inner: self.inner.clone(),
+            log: self.log.clone(),
             connector: connector.to_string(),
             id,
             local: local.to_string(),
@@ -87,7 +80,7 @@ impl ProtocolLog {
 
 /// One SMTP session in the protocol log.
 pub struct ProtocolSession {
-    inner: Option<Arc<Inner>>,
+    log: Option<Arc<SessionLog>>,
     connector: String,
     id: String,
     local: String,
@@ -97,8 +90,8 @@ pub struct ProtocolSession {
 
 impl ProtocolSession {
     pub fn record(&self, event: LogEvent, data: &str, context: &str) {
-        let Some(inner) = &self.inner else { return };
-        inner.file.write_row(|row| {
+        let Some(log) = &self.log else { return };
+        log.file.write_row(|row| {
             // Taken under the log's lock: the numbers appear in the file in order.
             let sequence = self.sequence.fetch_add(1, Ordering::Relaxed);
             push_field(row, &self.connector);

@@ -55,22 +55,12 @@ impl Submit for Intake {
             if !self.gate.now().mail {
                 return Err(SubmitError::Unavailable("the server stopped taking mail".into()));
             }
+            // Its size is the data as stored; it arrives now, on the server's clock.
             let envelope = Envelope {
-                id: msg.id,
-                mail_from: msg.mail_from.map(Into::into),
-                recipients: msg.recipients,
                 size: msg.data.len(),
-                body_8bit: msg.body_8bit,
-                binary_mime: msg.binary_mime,
-                smtputf8: msg.smtputf8,
-                requiretls: msg.requiretls,
-                ret: msg.ret,
-                envid: msg.envid.map(Into::into),
                 arrival_ms: to_millis(self.clock.now()),
-                origin: msg.origin,
-                subject: msg.subject.map(Into::into),
-                internet_message_id: msg.internet_message_id.map(Into::into),
                 state: Default::default(),
+                ..msg.envelope
             };
             if !self.shadow.wanted() {
                 self.store.insert_body(&envelope, msg.data).await.map_err(storage_error)?;

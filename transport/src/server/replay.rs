@@ -6,7 +6,7 @@
 //! `.tmp` files become `.eml` again at start (a crash may cause a duplicate,
 //! never a loss).
 use crate::queue::body::StagedBody;
-use crate::queue::message::{Origin, Recipient, Ret, Source};
+use crate::queue::message::{Envelope, Origin, Recipient, Ret, Source};
 use crate::smtp::command;
 use crate::smtp::{Incoming, Submit, SubmitError};
 use std::net::IpAddr;
@@ -200,27 +200,20 @@ pub async fn scan(dir: &Path, intake: &dyn Submit) {
                 continue;
             }
         };
-        let incoming = Incoming {
-            id: intake.next_id(),
-            mail_from: msg.mail_from,
-            recipients: msg.recipients,
-            data: StagedBody::Inline(msg.data),
-            body_8bit: msg.body_8bit,
-            binary_mime: false,
-            smtputf8: false,
-            requiretls: false,
-            ret: msg.ret,
-            envid: msg.envid,
-            origin: Origin {
-                connector: "Replay".into(),
-                client_ip: msg.source_ip,
-                helo: msg.helo.unwrap_or_default().into(),
-                tls: false,
-                source: Source::Replay,
-            },
-            subject: None,
-            internet_message_id: None,
+        let origin = Origin {
+            connector: "Replay".into(),
+            client_ip: msg.source_ip,
+            helo: msg.helo.unwrap_or_default().into(),
+            tls: false,
+            source: Source::Replay,
         };
+        let data = StagedBody::Inline(msg.data);
+        let mut envelope =
+            Envelope::new(intake.next_id(), msg.mail_from.as_deref(), msg.recipients, data.len(), origin, 0);
+        envelope.body_8bit = msg.body_8bit;
+        envelope.ret = msg.ret;
+        envelope.envid = msg.envid.map(Into::into);
+        let incoming = Incoming { envelope, data };
         match intake.submit(incoming).await {
             Ok(()) => {
                 info!(file = %eml.display(), "replay file submitted");

@@ -18,7 +18,7 @@ use crate::config::domain_pattern::DomainPattern;
 use crate::config::{ReceiveLimits, ReceiveSettings};
 use crate::logs::LogEvent;
 use crate::queue::body::{BodyWriter, StagedBody};
-use crate::queue::message::{Origin, Recipient, Ret};
+use crate::queue::message::Envelope;
 use crate::queue::MessageId;
 use futures::future::BoxFuture;
 use std::net::SocketAddr;
@@ -53,28 +53,14 @@ pub struct SessionSettings {
     pub clock: crate::clock::SharedClock,
 }
 
-/// A message a session accepted, ready to be stored.
+/// A message a session accepted, ready to be stored: its envelope as the queue keeps it
+/// (the intake stamps its size and arrival time) and its data.
 #[derive(Debug, Clone)]
 pub struct Incoming {
-    pub id: MessageId,
-    /// `None` is the null reverse path `<>`.
-    pub mail_from: Option<String>,
-    pub recipients: Vec<Recipient>,
+    pub envelope: Envelope,
     /// The message as stored: our Received header, then the client's bytes
     /// (dot-unstuffed, CRLF line ends), in memory or spooled when large.
     pub data: StagedBody,
-    pub body_8bit: bool,
-    /// BODY=BINARYMIME: the data came with BDAT and may hold any octet.
-    pub binary_mime: bool,
-    /// MAIL ... SMTPUTF8: UTF-8 addresses or headers (RFC 6531).
-    pub smtputf8: bool,
-    /// MAIL ... REQUIRETLS (RFC 8689): relayed only over TLS with a verified certificate.
-    pub requiretls: bool,
-    pub ret: Option<Ret>,
-    pub envid: Option<String>,
-    pub origin: Origin,
-    pub subject: Option<String>,
-    pub internet_message_id: Option<String>,
 }
 
 /// Why a message could not be taken; the session maps it to a reply.

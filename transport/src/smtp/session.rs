@@ -9,7 +9,7 @@ use crate::config::domain_pattern::DomainPattern;
 use crate::control::{Availability, Gate};
 use crate::logs::LogEvent;
 use crate::queue::body::BodyWriter;
-use crate::queue::message::{MessageId, Origin, Recipient, Source};
+use crate::queue::message::{Envelope, MessageId, Origin, Recipient, Source};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -831,27 +831,23 @@ impl Session {
         };
         let recipients = txn.recipients.len();
         let stored = data.len();
-        let incoming = Incoming {
-            id,
-            mail_from: txn.mail.from,
-            recipients: txn.recipients,
-            data,
-            body_8bit: matches!(txn.mail.body, Some(Body::EightBitMime | Body::BinaryMime)),
-            binary_mime: txn.mail.body == Some(Body::BinaryMime),
-            smtputf8: txn.mail.smtputf8,
-            requiretls: txn.mail.requiretls,
-            ret: txn.mail.ret,
-            envid: txn.mail.envid,
-            origin: Origin {
-                connector: self.ctx.settings.connector.as_str().into(),
-                client_ip: Some(self.ctx.remote.ip().to_canonical()),
-                helo: helo.into(),
-                tls: self.tls,
-                source: Source::Smtp,
-            },
-            subject: info.subject,
-            internet_message_id: info.message_id,
+        let origin = Origin {
+            connector: self.ctx.settings.connector.as_str().into(),
+            client_ip: Some(self.ctx.remote.ip().to_canonical()),
+            helo: helo.into(),
+            tls: self.tls,
+            source: Source::Smtp,
         };
+        let mut envelope = Envelope::new(id, txn.mail.from.as_deref(), txn.recipients, data.len(), origin, 0);
+        envelope.body_8bit = matches!(txn.mail.body, Some(Body::EightBitMime | Body::BinaryMime));
+        envelope.binary_mime = txn.mail.body == Some(Body::BinaryMime);
+        envelope.smtputf8 = txn.mail.smtputf8;
+        envelope.requiretls = txn.mail.requiretls;
+        envelope.ret = txn.mail.ret;
+        envelope.envid = txn.mail.envid.map(Into::into);
+        envelope.subject = info.subject.map(Into::into);
+        envelope.internet_message_id = info.message_id.map(Into::into);
+        let incoming = Incoming { envelope, data };
         match self.ctx.submit.submit(incoming).await {
             Ok(()) => {
                 tracing::info!(id = %id, bytes = stored, recipients, "message queued");

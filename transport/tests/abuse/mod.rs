@@ -1,7 +1,6 @@
 //! Helpers of the abuse tests (hostile.rs, relay_abuse.rs): connections from
 //! other loopback sources, raw byte clients, and a good client that keeps
 //! sending while the abuse goes on.
-#![allow(dead_code)]
 
 use crate::support::*;
 use std::io::{Read, Write};
@@ -27,29 +26,10 @@ pub fn connect_from(source: IpAddr, addr: SocketAddr) -> std::io::Result<TcpStre
     })
 }
 
-/// Reads one reply (all its lines) from a raw stream, byte by byte (the tests
-/// must not read past it). `None` at EOF or on a timeout.
+/// Reads one reply (all its lines) from a raw stream without reading past it (the test
+/// kit's reader). `None` at EOF or on a timeout.
 pub fn read_reply(s: &mut TcpStream) -> Option<String> {
-    let mut all = String::new();
-    let mut line = Vec::new();
-    let mut b = [0u8; 1];
-    loop {
-        match s.read(&mut b) {
-            Ok(1) => {}
-            _ => return None,
-        }
-        line.push(b[0]);
-        if b[0] == b'\n' {
-            let text = String::from_utf8_lossy(&line).trim_end().to_string();
-            let last = text.len() < 4 || text.as_bytes()[3] != b'-';
-            all.push_str(&text);
-            line.clear();
-            if last {
-                return Some(all);
-            }
-            all.push('\n');
-        }
-    }
+    testkit::smtp_client::read_reply(s).ok()
 }
 
 /// Sends `line` + CRLF and reads the reply.
@@ -91,7 +71,7 @@ impl GoodClient {
             while n < 3 || !stop2.load(Ordering::Relaxed) {
                 n += 1;
                 let id = format!("good-{tag}-{n}");
-                let (mut c, banner) = RawClient::connect(addr).expect("the good client connects");
+                let (mut c, banner) = SmtpClient::connect(addr).expect("the good client connects");
                 assert!(banner.starts_with("220"), "good client got banner {banner}");
                 assert!(c.cmd("EHLO good.test").expect("ehlo").starts_with("250"));
                 let reply = c.send_message("good@example.org", &["good@example.net"], &test_message(&id, 3));

@@ -49,6 +49,11 @@ impl InProc {
         s
     }
 
+    /// [`InProc::start`] on `file`, written as YAML.
+    pub fn start_file(file: &TransportFile, dir: &Path, clock: ManualClock) -> InProc {
+        InProc::start(&serde_yaml::to_string(file).expect("a TransportFile serializes"), dir, clock)
+    }
+
     fn spawn(&mut self) {
         let text = std::fs::read_to_string(&self.config_path).expect("read config");
         let file = TransportFile::from_yaml_str(&text).unwrap_or_else(|e| panic!("test config is invalid:\n{e}"));
@@ -84,6 +89,11 @@ impl InProc {
         self.rt.block_on(self.server().reload(file, yaml));
     }
 
+    /// [`InProc::reload`] of `file`, written as YAML.
+    pub fn reload_file(&self, file: &TransportFile) {
+        self.reload(&serde_yaml::to_string(file).expect("a TransportFile serializes"));
+    }
+
     pub fn queues(&self) -> Vec<QueueInfo> {
         self.server().queue_manager().queues()
     }
@@ -100,7 +110,7 @@ impl InProc {
     /// One session that sends `test_message(tag, 1)` from `from` to `to`; the message must
     /// be taken (250).
     pub fn send(&self, from: &str, to: &[&str], tag: &str) {
-        let (mut c, _) = super::RawClient::connect(self.smtp).expect("connect");
+        let (mut c, _) = super::SmtpClient::connect(self.smtp).expect("connect");
         assert!(c.cmd("EHLO client.test").unwrap().starts_with("250"));
         let reply = c.send_message(from, to, &super::test_message(tag, 1)).expect("send");
         assert!(reply.starts_with("250"), "{reply}");

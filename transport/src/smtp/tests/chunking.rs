@@ -34,7 +34,7 @@ async fn chunks_are_stored_as_sent_in_one_pipelined_write_and_answered_in_order(
     assert_eq!(c.reply().await, "250 2.0.0 OK", "the next command is found after the last chunk");
     let want = [received(1, "ESMTP").as_bytes(), body].concat();
     assert_eq!(stored(&server, 0), want);
-    assert!(!server.submit.messages()[0].binary_mime);
+    assert!(!server.submit.messages()[0].envelope.binary_mime);
 
     // An empty last chunk ends a message sent in earlier ones.
     c.send(b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<bob@local.test>\r\n").await;
@@ -139,7 +139,7 @@ async fn binarymime_takes_any_octet_and_only_with_bdat() {
     c.send(&bdat(body, true)).await;
     expect(&c.reply().await, "250 2.6.0");
     let m = &server.submit.messages()[0];
-    assert!(m.binary_mime && m.body_8bit);
+    assert!(m.envelope.binary_mime && m.envelope.body_8bit);
     assert!(stored(&server, 0).ends_with(body));
 }
 

@@ -24,17 +24,20 @@ async fn plain_transaction_stores_received_header_then_the_clients_bytes() {
     let want = format!("{}{}", received(1, "ESMTP"), message("plain"));
     assert_eq!(String::from_utf8_lossy(m.data.inline().unwrap()), want);
     assert!(String::from_utf8_lossy(m.data.inline().unwrap()).contains("\r\n.leading dot\r\n.\r\n..two dots\r\n"));
-    assert_eq!(m.id, MessageId(1));
-    assert_eq!(m.mail_from.as_deref(), Some("alice@example.org"));
-    assert_eq!(m.recipients.len(), 1);
-    assert_eq!(&*m.recipients[0].address, "bob@local.test");
-    assert_eq!((m.recipients[0].notify, m.recipients[0].orcpt.as_deref()), (None, None));
-    assert_eq!(m.subject.as_deref(), Some("test plain"));
-    assert_eq!(m.internet_message_id.as_deref(), Some("<plain@test.invalid>"));
-    assert_eq!((m.body_8bit, m.ret, m.envid.as_deref()), (false, None, None));
-    assert_eq!(&*m.origin.connector, "Default");
-    assert_eq!(m.origin.client_ip, Some("127.0.0.1".parse().unwrap()));
-    assert_eq!((&*m.origin.helo, m.origin.tls, m.origin.source), ("client.test", false, Source::Smtp));
+    assert_eq!(m.envelope.id, MessageId(1));
+    assert_eq!(m.envelope.mail_from.as_deref(), Some("alice@example.org"));
+    assert_eq!(m.envelope.recipients.len(), 1);
+    assert_eq!(&*m.envelope.recipients[0].address, "bob@local.test");
+    assert_eq!((m.envelope.recipients[0].notify, m.envelope.recipients[0].orcpt.as_deref()), (None, None));
+    assert_eq!(m.envelope.subject.as_deref(), Some("test plain"));
+    assert_eq!(m.envelope.internet_message_id.as_deref(), Some("<plain@test.invalid>"));
+    assert_eq!((m.envelope.body_8bit, m.envelope.ret, m.envelope.envid.as_deref()), (false, None, None));
+    assert_eq!(&*m.envelope.origin.connector, "Default");
+    assert_eq!(m.envelope.origin.client_ip, Some("127.0.0.1".parse().unwrap()));
+    assert_eq!(
+        (&*m.envelope.origin.helo, m.envelope.origin.tls, m.envelope.origin.source),
+        ("client.test", false, Source::Smtp)
+    );
 }
 
 #[tokio::test]
@@ -82,9 +85,12 @@ async fn mail_from_replies_and_parameters() {
     // The null reverse path.
     expect(&c.send_message("", &["b@local.test"], &message("null")).await, "250 2.6.0");
     let m = server.submit.messages();
-    assert_eq!((m[0].body_8bit, m[0].ret, m[0].envid.as_deref()), (true, Some(Ret::Hdrs), Some("QQ+1")));
+    assert_eq!(
+        (m[0].envelope.body_8bit, m[0].envelope.ret, m[0].envelope.envid.as_deref()),
+        (true, Some(Ret::Hdrs), Some("QQ+1"))
+    );
     assert!(m[0].data.inline().unwrap().ends_with(body.as_bytes()));
-    assert_eq!((m[1].mail_from.as_deref(), m[1].body_8bit, m[1].ret), (None, false, None));
+    assert_eq!((m[1].envelope.mail_from.as_deref(), m[1].envelope.body_8bit, m[1].envelope.ret), (None, false, None));
 }
 
 #[tokio::test]
@@ -130,13 +136,16 @@ async fn rcpt_to_replies_relay_rules_and_dsn_parameters() {
     c.send(&stuff(&message("rcpts"))).await;
     expect(&c.reply().await, "250 2.6.0");
     let m = &server.submit.messages()[0];
-    let got: Vec<&str> = m.recipients.iter().map(|r| &*r.address).collect();
+    let got: Vec<&str> = m.envelope.recipients.iter().map(|r| &*r.address).collect();
     let want: Vec<&str> = accepted.iter().map(|(_, a)| *a).collect();
     assert_eq!(got, want);
-    assert_eq!(m.recipients[0].notify, Some(Notify { never: false, success: true, failure: true, delay: false }));
-    assert_eq!(m.recipients[0].orcpt.as_deref(), Some("rfc822;one+40local.test"));
-    assert_eq!(m.recipients[1].notify, Some(Notify { never: true, ..Default::default() }));
-    assert_eq!(m.recipients[2].notify, None);
+    assert_eq!(
+        m.envelope.recipients[0].notify,
+        Some(Notify { never: false, success: true, failure: true, delay: false })
+    );
+    assert_eq!(m.envelope.recipients[0].orcpt.as_deref(), Some("rfc822;one+40local.test"));
+    assert_eq!(m.envelope.recipients[1].notify, Some(Notify { never: true, ..Default::default() }));
+    assert_eq!(m.envelope.recipients[2].notify, None);
 }
 
 #[tokio::test]
@@ -146,7 +155,7 @@ async fn allow_relay_accepts_any_domain() {
     let server = start(s).await;
     let mut c = server.session().await;
     expect(&c.send_message("a@example.org", &["victim@example.net"], &message("relay")).await, "250 2.6.0");
-    assert_eq!(&*server.submit.messages()[0].recipients[0].address, "victim@example.net");
+    assert_eq!(&*server.submit.messages()[0].envelope.recipients[0].address, "victim@example.net");
 }
 
 #[tokio::test]
@@ -180,7 +189,10 @@ async fn pipelined_commands_in_one_write_are_answered_in_order() {
     assert_eq!(c.until_closed().await, "");
     let m = server.submit.messages();
     assert_eq!(m.len(), 1);
-    assert_eq!(m[0].recipients.iter().map(|r| &*r.address).collect::<Vec<_>>(), ["b@local.test", "c@local.test"]);
+    assert_eq!(
+        m[0].envelope.recipients.iter().map(|r| &*r.address).collect::<Vec<_>>(),
+        ["b@local.test", "c@local.test"]
+    );
 }
 
 #[tokio::test]

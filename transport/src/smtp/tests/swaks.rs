@@ -66,7 +66,7 @@ async fn swaks_starttls() {
     assert!(ok, "{transcript}");
     assert!(transcript.contains("TLS started"), "{transcript}");
     let m = server.submit.messages();
-    assert!(m[0].origin.tls);
+    assert!(m[0].envelope.origin.tls);
     assert_eq!(String::from_utf8_lossy(m[0].data.inline().unwrap()), format!("{}{want}", received(1, "ESMTPS")));
 }
 
@@ -83,7 +83,7 @@ async fn swaks_auth_plain_and_login_may_relay() {
         assert!(transcript.contains("235 2.7.0 Authentication successful"), "{transcript}");
         let m = server.submit.messages();
         assert_eq!(m.len(), n + 1);
-        assert_eq!(&*m[n].recipients[0].address, "victim@example.net");
+        assert_eq!(&*m[n].envelope.recipients[0].address, "victim@example.net");
         assert_eq!(
             String::from_utf8_lossy(m[n].data.inline().unwrap()),
             format!("{}{want}", received(n as u64 + 1, "ESMTPSA"))

@@ -23,9 +23,9 @@ async fn utf8_addresses_are_taken_when_smtputf8_is_declared() {
     c.send("Subject: Grüße\r\nFrom: Jörg <jörg@sender.test>\r\n\r\nHallo.\r\n.\r\n".as_bytes()).await;
     expect(&c.reply().await, "250 2.6.0");
     let m = &server.submit.messages()[0];
-    assert!(m.smtputf8);
-    assert_eq!(m.mail_from.as_deref(), Some("jörg@sender.test"));
-    assert_eq!(&*m.recipients[0].address, "müller@BÜCHER.test", "kept as given");
+    assert!(m.envelope.smtputf8);
+    assert_eq!(m.envelope.mail_from.as_deref(), Some("jörg@sender.test"));
+    assert_eq!(&*m.envelope.recipients[0].address, "müller@BÜCHER.test", "kept as given");
     let data = String::from_utf8(m.data.inline().unwrap().to_vec()).unwrap();
     assert!(data.contains("with UTF8SMTP id") && data.contains("Subject: Grüße\r\n"), "{data}");
 }

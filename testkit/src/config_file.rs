@@ -1,0 +1,226 @@
+//! The config file of a test server: a [`TransportFile`] built from [`TransportSetup`],
+//! written by serializing it (never YAML joined from strings).
+//!
+//! A test's own settings come as YAML fragments as a user writes them (`extra_receive`,
+//! `extra_send`, `extra`); each is parsed and merged into the file's structure, and the
+//! whole is read once as a `TransportFile`, so a fragment naming a wrong field fails with
+//! the field's path.
+use serde_json::json;
+use serde_yaml::{Mapping, Value};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use transport::config::TransportFile;
+
+/// Knobs for the config file a test server gets.
+#[derive(Default)]
+pub struct TransportSetup {
+    pub smart_host: Option<SocketAddr>,
+    pub dns_routing: bool,
+    /// The send connector's port (for MX hosts and smart hosts without one).
+    pub connector_port: Option<u16>,
+    pub nameserver: Option<SocketAddr>,
+    pub mailbox: Option<SocketAddr>,
+    /// The Default receive connector's `remoteIPRanges` (a YAML list); all of
+    /// 127.0.0.0/8 when `None`.
+    pub remote_ip_ranges: Option<String>,
+    /// More receive connectors (YAML list items), or more settings of the Default one (YAML
+    /// keys, indented as list item keys).
+    pub extra_receive: String,
+    /// More settings of the Outbound send connector (YAML, indented as list item keys).
+    pub extra_send: String,
+    /// The queue directory, instead of `queue` in the server's folder.
+    pub queue_directory: Option<PathBuf>,
+    /// More top-level settings (YAML).
+    pub extra: String,
+    /// Serve the admin API on a free loopback port, with this token if given.
+    pub admin: bool,
+    pub token: Option<String>,
+    /// `serverName` (default `test-0`).
+    pub server_name: Option<String>,
+}
+
+/// Where a server of a [`TransportSetup`] lives: its folder and its addresses.
+pub struct Placement<'a> {
+    pub dir: &'a Path,
+    pub smtp: SocketAddr,
+    pub admin: Option<SocketAddr>,
+    /// The admin token's file, when the setup has a token.
+    pub token_file: Option<&'a Path>,
+}
+
+impl TransportSetup {
+    /// The config file of a server of this setup placed at `at`; panics naming the fragment
+    /// or field that is wrong (a test's own mistake).
+    pub fn config_file(&self, at: &Placement) -> TransportFile {
+        let ranges = self
+            .remote_ip_ranges
+            .as_deref()
+            .map_or_else(|| json!(["127.0.0.0/8"]), |text| to_json(fragment("remote_ip_ranges", text)));
+        let mut outbound = json!({"name": "Outbound", "addressSpaces": [{"domain": "*", "cost": 1}]});
+        if let Some(h) = self.smart_host {
+            outbound["smartHosts"] = json!([h.to_string()]);
+        }
+        if self.dns_routing {
+            outbound["dnsRouting"] = json!(true);
+        }
+        if let Some(port) = self.connector_port {
+            outbound["port"] = json!(port);
+        }
+        let mut file = json!({
+            "serverName": self.server_name.as_deref().unwrap_or("test-0"),
+            "fqdn": "relay.test.invalid",
+            "queueDirectory": self.queue_directory.clone().unwrap_or_else(|| at.dir.join("queue")),
+            "logDirectory": at.dir.join("log"),
+            "receiveConnectors": [{
+                "name": "Default", "bind": at.smtp.to_string(), "remoteIPRanges": ranges, "allowRelay": true,
+            }],
+        });
+        let mut file = to_yaml(file.take());
+        let mut outbound = to_yaml(outbound);
+        merge(&mut outbound, fragment("extra_send", &unindent(&self.extra_send)));
+        let root = file.as_mapping_mut().expect("a mapping");
+        let receive = root.get_mut("receiveConnectors").and_then(Value::as_sequence_mut).expect("a list");
+        match fragment("extra_receive", &unindent(&self.extra_receive)) {
+            Value::Sequence(more) => receive.extend(more),
+            more => merge(&mut receive[0], more),
+        }
+        root.insert("sendConnectors".into(), Value::Sequence(vec![outbound]));
+        if let Some(ns) = self.nameserver {
+            root.insert("dns".into(), to_yaml(json!({"nameservers": [ns.to_string()]})));
+        }
+        if let Some(m) = self.mailbox {
+            root.insert("mailboxDelivery".into(), to_yaml(json!({"host": m.to_string()})));
+            root.insert(
+                "transportConfig".into(),
+                to_yaml(json!({
+                    "acceptedDomains": [{"domain": "local.test", "type": "Authoritative"}],
+                    "postmaster": "postmaster@local.test",
+                })),
+            );
+        }
+        if let Some(a) = at.admin {
+            let mut admin = json!({"bind": a.to_string()});
+            if let Some(token_file) = at.token_file {
+                admin["tokenFile"] = json!(token_file);
+            }
+            root.insert("admin".into(), to_yaml(admin));
+        }
+        merge(&mut file, fragment("extra", &self.extra));
+        let text = serde_yaml::to_string(&file).expect("YAML of a mapping");
+        TransportFile::from_yaml_str(&text).unwrap_or_else(|e| panic!("the test's config is invalid:\n{e}\n{text}"))
+    }
+}
+
+/// Writes `file` to `path` as YAML.
+pub fn write_config_file(path: &Path, file: &TransportFile) {
+    let text = serde_yaml::to_string(file).expect("a TransportFile serializes");
+    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// A YAML fragment of a setup; `Null` when empty.
+fn fragment(what: &str, text: &str) -> Value {
+    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{what} is not YAML ({e}):\n{text}"))
+}
+
+/// The keys of a list item written at its place in a file (indented by four spaces) as a
+/// mapping of its own.
+fn unindent(text: &str) -> String {
+    let indent = text.lines().find(|l| !l.trim().is_empty()).map_or(0, |l| l.len() - l.trim_start().len());
+    text.lines().map(|l| l.get(indent..).unwrap_or(l.trim_start())).collect::<Vec<_>>().join("\n")
+}
+
+/// `more`'s keys over `base`'s (nothing when `more` is empty).
+fn merge(base: &mut Value, more: Value) {
+    match more {
+        Value::Null => {}
+        Value::Mapping(more) => {
+            let base: &mut Mapping = base.as_mapping_mut().expect("a mapping");
+            for (k, v) in more {
+                base.insert(k, v);
+            }
+        }
+        other => panic!("a YAML mapping was expected, got {other:?}"),
+    }
+}
+
+fn to_yaml(v: serde_json::Value) -> Value {
+    serde_yaml::to_value(v).expect("JSON is YAML")
+}
+
+fn to_json(v: Value) -> serde_json::Value {
+    serde_json::to_value(v).expect("a YAML list of strings is JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every test server has a next hop: a smart host here.
+    fn relaying() -> TransportSetup {
+        TransportSetup { smart_host: Some("127.0.0.1:2526".parse().unwrap()), ..Default::default() }
+    }
+
+    fn placed(setup: &TransportSetup) -> TransportFile {
+        let dir = Path::new("/srv/t");
+        let at = Placement { dir, smtp: "127.0.0.1:2525".parse().unwrap(), admin: None, token_file: None };
+        setup.config_file(&at)
+    }
+
+    #[test]
+    fn a_relay_setup_relays_from_loopback_to_its_smart_host() {
+        let f = placed(&relaying());
+        assert_eq!(f.server_name, "test-0");
+        assert_eq!(f.queue_directory, Path::new("/srv/t/queue"));
+        assert_eq!(f.receive_connectors.len(), 1);
+        assert_eq!(f.receive_connectors[0].bind.to_string(), "127.0.0.1:2525");
+        assert_eq!(f.send_connectors.len(), 1);
+        assert_eq!(f.send_connectors[0].smart_hosts, ["127.0.0.1:2526"]);
+        assert!(f.admin.is_none() && f.mailbox_delivery.is_none());
+    }
+
+    #[test]
+    fn fragments_land_where_they_belong() {
+        let f = placed(&TransportSetup {
+            smart_host: Some("127.0.0.1:2526".parse().unwrap()),
+            extra_receive: "  - name: Tight\n    bind: 127.0.0.1:2600\n    allowRelay: true\n".into(),
+            extra_send: "    dnsRouting: false\n    smartHosts: [\"127.0.0.1:2700\"]\n".into(),
+            extra: "role: Edge\n".into(),
+            ..Default::default()
+        });
+        assert_eq!(f.receive_connectors.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["Default", "Tight"]);
+        assert_eq!(f.send_connectors[0].smart_hosts, ["127.0.0.1:2700"], "the fragment wins");
+        assert_eq!(f.role, transport::config::Role::Edge);
+    }
+
+    #[test]
+    fn keys_without_a_list_item_are_the_default_connectors() {
+        let f = placed(&TransportSetup {
+            extra_receive: "    protocolLogging: true\n    maxMessageSize: 64KB\n".into(),
+            ..relaying()
+        });
+        assert_eq!(f.receive_connectors.len(), 1);
+        let with_default = placed(&relaying());
+        assert_ne!(
+            serde_yaml::to_string(&f.receive_connectors[0]).unwrap(),
+            serde_yaml::to_string(&with_default.receive_connectors[0]).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_file_written_reads_back_the_same() {
+        let setup = TransportSetup { mailbox: Some("127.0.0.1:2527".parse().unwrap()), ..relaying() };
+        let f = placed(&setup);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("transport.yaml");
+        write_config_file(&path, &f);
+        let again = TransportFile::from_yaml_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(serde_yaml::to_string(&again).unwrap(), serde_yaml::to_string(&f).unwrap());
+        assert_eq!(again.mailbox_delivery.map(|m| m.host).as_deref(), Some("127.0.0.1:2527"));
+    }
+
+    #[test]
+    #[should_panic(expected = "maxInboundConections")]
+    fn a_misspelt_field_names_itself() {
+        placed(&TransportSetup { extra: "maxInboundConections: 3\n".into(), ..relaying() });
+    }
+}
