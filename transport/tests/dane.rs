@@ -11,16 +11,14 @@
 //!   Postfix's smtp-sink on 127.0.0.2, without STARTTLS.
 //!
 //! The sender runs on a test clock; DNSSEC signatures are checked against the real time.
-mod support;
-
+use crate::support::dns::{DnsServer, Zone, ZoneKey};
+use crate::support::inproc::*;
+use crate::support::sts::*;
+use crate::support::*;
 use sha2::{Digest, Sha256, Sha512};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::time::Duration;
-use support::dns::{DnsServer, Zone, ZoneKey};
-use support::inproc::*;
-use support::sts::*;
-use support::*;
 use transport::api::{QueueStatus, TlsReportDomain};
 use transport::clock::ManualClock;
 
