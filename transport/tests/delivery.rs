@@ -660,6 +660,7 @@ fn dns_connector(port: u16) -> SendConnector {
         tls_domain: None,
         tls_certificate_authorities: None,
         mta_sts: None,
+        dane: None,
         connection_timeout: None,
         connection_inactivity_timeout: None,
         max_message_size: None,

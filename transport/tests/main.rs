@@ -14,6 +14,7 @@ mod check_config;
 mod connectivity;
 mod crash;
 mod crash_random;
+mod dane;
 mod delivery;
 mod faults;
 mod hostile;

@@ -60,6 +60,9 @@ fn reliability_md_quotes_what_the_tests_run() {
     let cases = peers.split("run_case(").skip(1).filter(|rest| rest.trim_start().starts_with('"')).count();
     states(&doc, &format!("| next-hop fault cases | {cases} |"));
 
+    let dane = read("transport/tests/dane.rs");
+    states(&doc, &format!("| DANE tests | {} |", count(&dane, "#[test]")));
+
     let faults = read("transport/tests/faults.rs");
     states(&doc, &format!("| storage-fault tests | {} |", count(&faults, "#[test]")));
 

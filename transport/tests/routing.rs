@@ -28,6 +28,7 @@ fn connector(name: &str, spaces: Vec<AddressSpace>) -> SendConnector {
         tls_domain: None,
         tls_certificate_authorities: None,
         mta_sts: None,
+        dane: None,
         connection_timeout: None,
         connection_inactivity_timeout: None,
         max_message_size: None,

@@ -53,6 +53,12 @@ pub fn refused_with_the_field(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
                 ),
                 "spec.sendConnectors[0].tlsAuthLevel: Invalid value: \"object\": tlsAuthLevel checks the next hop's certificate, so it needs TLS",
             ),
+            (
+                format!(
+                    "{base}  sendConnectors: [{{name: Relay, addressSpaces: [{{domain: \"*\"}}], smartHosts: [\"relay.example.com:25\"], dane: AsPublished}}]\n"
+                ),
+                "spec.sendConnectors[0].dane: Invalid value: \"object\": dane is only used with dnsRouting: true",
+            ),
         ] {
             let err = env.apply_yaml(&bad).unwrap_err().to_string();
             assert!(err.contains(expected), "expected {expected:?} in: {err}");

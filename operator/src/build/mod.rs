@@ -65,6 +65,7 @@ pub(crate) mod tests {
                     tls_domain: None,
                     tls_certificate_authorities: None,
                     mta_sts: None,
+                    dane: None,
                     connection_timeout: None,
                     connection_inactivity_timeout: None,
                     max_message_size: None,

@@ -9,7 +9,7 @@
 //!   by the API server, for the same reason; every list and string a CEL rule reads is
 //!   bounded (`maxItems`, `maxLength`), or the API server estimates the rule's cost over
 //!   its budget (10^7 per rule, 10^8 per CRD) and refuses the whole CRD;
-//! - a send connector's TLS settings that need another setting (`mtaSts` needs
+//! - a send connector's TLS settings that need another setting (`mtaSts` and `dane` need
 //!   `dnsRouting` and TLS, `tlsAuthLevel` above EncryptionOnly needs `tls: Required`) are
 //!   refused by the API server too, naming the field, so `kubectl apply` and a GitOps diff
 //!   show the mistake before the operator does (config/validate.rs keeps the same rules for
@@ -156,7 +156,7 @@ fn rewrite(node: &mut Map<String, Value>, prop: &str) {
 
 /// (rule, fieldPath, message) of each send connector: the same rules and words as
 /// `check_send_connector` in transport's config/validate.rs.
-const SEND_CONNECTOR_RULES: [(&str, &str, &str); 3] = [
+const SEND_CONNECTOR_RULES: [(&str, &str, &str); 5] = [
     (
         "!has(self.mtaSts) || (has(self.dnsRouting) && self.dnsRouting)",
         ".mtaSts",
@@ -171,6 +171,16 @@ const SEND_CONNECTOR_RULES: [(&str, &str, &str); 3] = [
         "!has(self.tlsAuthLevel) || self.tlsAuthLevel == 'EncryptionOnly' || (has(self.tls) && self.tls == 'Required')",
         ".tlsAuthLevel",
         "tlsAuthLevel checks the next hop's certificate, so it needs TLS: set tls: Required (as Exchange's RequireTLS)",
+    ),
+    (
+        "!has(self.dane) || (has(self.dnsRouting) && self.dnsRouting)",
+        ".dane",
+        "dane is only used with dnsRouting: true (DANE checks the TLSA records of MX hosts, not smart hosts)",
+    ),
+    (
+        "!has(self.dane) || self.dane == 'Disabled' || !has(self.tls) || self.tls != 'None'",
+        ".dane",
+        "dane needs TLS, which tls: None never starts: set tls: Opportunistic or Required, or dane: Disabled",
     ),
 ];
 
@@ -285,7 +295,7 @@ mod tests {
         assert!(send["x-kubernetes-validations"][0]["rule"].as_str().unwrap().contains("dnsRouting"));
         let item_rules = send["items"]["x-kubernetes-validations"].as_array().unwrap();
         let fields: Vec<&str> = item_rules.iter().map(|r| r["fieldPath"].as_str().unwrap()).collect();
-        assert_eq!(fields, [".mtaSts", ".mtaSts", ".tlsAuthLevel"]);
+        assert_eq!(fields, [".mtaSts", ".mtaSts", ".tlsAuthLevel", ".dane", ".dane"]);
         for rule in item_rules {
             // Each rule reads only fields the connector has.
             let field = rule["fieldPath"].as_str().unwrap().trim_start_matches('.');

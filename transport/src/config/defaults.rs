@@ -4,8 +4,8 @@
 //! The defaults are named constants so that the operator and the documentation
 //! quote the same values the server uses.
 use super::{
-    AcceptedDomain, ByteSize, ExpirationSettings, MtaStsMode, OrgSettings, OutboundTls, ReceiveSettings, RetrySettings,
-    Role, TransportFile,
+    AcceptedDomain, ByteSize, DaneMode, ExpirationSettings, MtaStsMode, OrgSettings, OutboundTls, ReceiveSettings,
+    RetrySettings, Role, TransportFile,
 };
 use std::time::Duration;
 
@@ -57,6 +57,7 @@ pub const SEND_MAX_CONCURRENT_CONNECTIONS: u32 = 20;
 /// MTA-STS on DNS-routed connectors: honoured by default, as Exchange Online and Postfix's
 /// MTA-STS resolvers do.
 pub const SEND_MTA_STS: MtaStsMode = MtaStsMode::AsPublished;
+pub const SEND_DANE: DaneMode = DaneMode::AsPublished;
 /// Outbound connections over every next hop (Exchange's MaxOutboundConnections).
 pub const MAX_OUTBOUND_CONNECTIONS: u32 = 1000;
 pub const ADDRESS_SPACE_COST: u32 = 1;
@@ -295,6 +296,15 @@ impl super::SendConnector {
         }
         let default = if self.tls == OutboundTls::None { MtaStsMode::Disabled } else { SEND_MTA_STS };
         self.mta_sts.unwrap_or(default)
+    }
+    /// Disabled for smart hosts (their names are configuration, not MX records) and, unless
+    /// set, with `tls: None`.
+    pub fn dane_or_default(&self) -> DaneMode {
+        if !self.dns_routing {
+            return DaneMode::Disabled;
+        }
+        let default = if self.tls == OutboundTls::None { DaneMode::Disabled } else { SEND_DANE };
+        self.dane.unwrap_or(default)
     }
 }
 

@@ -7,8 +7,8 @@ use super::domain_pattern::DomainPattern;
 use super::host_port::HostPort;
 use super::size::{GB, KB};
 use super::{
-    ByteSize, MtaStsMode, OutboundTls, ReceiveConnector, ReceiveSettings, SendConnector, TimeSpan, TlsAuthLevel,
-    TransportFile,
+    ByteSize, DaneMode, MtaStsMode, OutboundTls, ReceiveConnector, ReceiveSettings, SendConnector, TimeSpan,
+    TlsAuthLevel, TransportFile,
 };
 use std::collections::HashMap;
 use std::path::Path;
@@ -155,6 +155,9 @@ impl TransportFile {
         }
         if let Some(shadow) = &self.shadow {
             c.token_file("shadow.tokenFile", &shadow.token_file);
+        }
+        if let Some(anchors) = &self.transport_config.dnssec_trust_anchor_file {
+            c.readable("transportConfig.dnssecTrustAnchorFile", anchors);
         }
         for (i, sc) in self.send_connectors.iter().enumerate() {
             if let Some(cas) = &sc.tls_certificate_authorities {
@@ -527,6 +530,17 @@ fn check_send_connector(c: &mut Checker, at: &str, sc: &SendConnector) {
         Some(MtaStsMode::AsPublished | MtaStsMode::TestingOnly) if sc.tls == OutboundTls::None => c.push(
             format!("{at}.mtaSts"),
             "needs TLS, which tls: None never starts: set tls: Opportunistic or Required, or mtaSts: Disabled",
+        ),
+        _ => {}
+    }
+    match sc.dane {
+        Some(_) if !sc.dns_routing => c.push(
+            format!("{at}.dane"),
+            "is only used with dnsRouting: true (DANE checks the TLSA records of MX hosts, not smart hosts)",
+        ),
+        Some(DaneMode::AsPublished) if sc.tls == OutboundTls::None => c.push(
+            format!("{at}.dane"),
+            "needs TLS, which tls: None never starts: set tls: Opportunistic or Required, or dane: Disabled",
         ),
         _ => {}
     }
@@ -1308,6 +1322,26 @@ components: {HubTransport: {Maintenance: Active}}
                 }),
                 "needs TLS, which tls: None never starts",
             ),
+            (
+                format!("{at}.dane"),
+                Box::new(|s| s.dane = Some(DaneMode::AsPublished)),
+                "is only used with dnsRouting: true (DANE checks the TLSA records of MX hosts, not smart hosts)",
+            ),
+            (
+                format!("{at}.dane"),
+                Box::new(|s| s.dane = Some(DaneMode::Disabled)),
+                "is only used with dnsRouting: true",
+            ),
+            (
+                format!("{at}.dane"),
+                Box::new(|s| {
+                    s.smart_hosts.clear();
+                    s.dns_routing = true;
+                    s.tls = OutboundTls::None;
+                    s.dane = Some(DaneMode::AsPublished);
+                }),
+                "needs TLS, which tls: None never starts: set tls: Opportunistic or Required, or dane: Disabled",
+            ),
         ];
         for (path, set, message) in cases {
             let mut f = base();
@@ -1345,6 +1379,29 @@ components: {HubTransport: {Maintenance: Active}}
         assert_valid(&f);
         sc(&mut f).mta_sts = None;
         assert_eq!(sc(&mut f).mta_sts_or_default(), MtaStsMode::Disabled);
+        assert_eq!(sc(&mut f).dane_or_default(), DaneMode::Disabled, "tls: None turns DANE's default off");
+        sc(&mut f).dane = Some(DaneMode::Disabled);
+        assert_valid(&f);
+        sc(&mut f).tls = OutboundTls::Opportunistic;
+        sc(&mut f).dane = None;
+        assert_eq!(sc(&mut f).dane_or_default(), DaneMode::AsPublished, "DNS routing with TLS: DANE on");
+        sc(&mut f).dns_routing = false;
+        sc(&mut f).smart_hosts = vec!["relay.example.com".into()];
+        assert_eq!(sc(&mut f).dane_or_default(), DaneMode::Disabled, "smart hosts: no DANE");
+    }
+
+    #[test]
+    fn dane_parses_by_name_and_refuses_other_values() {
+        let yaml = |mode: &str| {
+            format!(
+                "{{serverName: s, fqdn: f.test, queueDirectory: q, sendConnectors: [{{name: a, addressSpaces: \
+                 [{{domain: \"*\"}}], dnsRouting: true, dane: {mode}}}]}}"
+            )
+        };
+        let f = TransportFile::from_yaml_str(&yaml("Disabled")).expect("valid");
+        assert_eq!(f.send_connectors[0].dane, Some(DaneMode::Disabled));
+        let e = TransportFile::from_yaml_str(&yaml("Enforce")).expect_err("not a mode");
+        assert!(e.0[0].path.contains("dane"), "{e}");
     }
 
     #[test]

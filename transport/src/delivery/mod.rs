@@ -8,11 +8,13 @@
 //! - [`session`]: the session (greeting, STARTTLS, transactions)
 //! - `stream`: the byte stream under lettre (TCP, then TLS) and the protocol tap
 //! - `tls`: opportunistic TLS (certificates not verified), or the tlsAuthLevel checks
+//! - [`dane`]: DANE TLSA records of MX hosts (RFC 7672) and their certificate check
 //! - [`mta_sts`]: MTA-STS policies of recipient domains (RFC 8461) and their enforcement
 //! - [`tls_report`]: SMTP TLS Reporting (RFC 8460): session counts and daily reports
 //! - `commands`, `reply`: MAIL/RCPT with DSN parameters, reply text, EHLO keywords
 //! - `framing`: dot-stuffing of the message data, a chunk at a time
 mod commands;
+pub mod dane;
 mod framing;
 pub mod https;
 pub mod mta_sts;

@@ -240,7 +240,11 @@ impl OutboundSession {
                 return Err(self.tls_error(e.to_string()));
             }
             Ok(Ok(description)) => {
-                self.verified_name = matches!(self.opts.certificate_check, tls::CertificateCheck::Domain { .. });
+                // DANE authenticates the MX host as well (RFC 8689 §4.2.1 accepts either).
+                self.verified_name = matches!(
+                    self.opts.certificate_check,
+                    tls::CertificateCheck::Domain { .. } | tls::CertificateCheck::Dane(_)
+                );
                 self.stream.note(LogEvent::Info, &format!("TLS negotiated: {description}"));
                 self.audit_certificate(target);
             }

@@ -28,6 +28,8 @@ pub enum CertificateCheck {
     Chain { roots: Option<PathBuf> },
     /// It chains and names `domain` (else the host connected to).
     Domain { roots: Option<PathBuf>, domain: Option<String> },
+    /// It matches the MX host's DANE TLSA records (RFC 7672; delivery/dane).
+    Dane(Arc<super::dane::DaneCheck>),
 }
 
 impl CertificateCheck {
@@ -66,7 +68,7 @@ impl CertificateCheck {
 
     fn roots(&self) -> Option<Option<&Path>> {
         match self {
-            CertificateCheck::None => None,
+            CertificateCheck::None | CertificateCheck::Dane(_) => None,
             CertificateCheck::Chain { roots } | CertificateCheck::Domain { roots, .. } => Some(roots.as_deref()),
         }
     }
@@ -118,19 +120,51 @@ impl ServerCertVerifier for AnyName {
     }
 }
 
-#[derive(Debug)]
-struct AnyCertificate(Arc<CryptoProvider>);
+/// What a verifier checks of the certificates a peer shows (nothing, for EncryptionOnly;
+/// its DANE records); the handshake signatures are verified alike for every check.
+pub(super) trait PeerCheck: std::fmt::Debug + Send + Sync {
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        provider: &Arc<CryptoProvider>,
+    ) -> Result<(), rustls::Error>;
+}
 
-impl ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
+/// EncryptionOnly: any certificate.
+#[derive(Debug)]
+struct AnyCertificate;
+
+impl PeerCheck for AnyCertificate {
+    fn check(
         &self,
         _end_entity: &CertificateDer<'_>,
         _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+        _provider: &Arc<CryptoProvider>,
+    ) -> Result<(), rustls::Error> {
+        Ok(())
+    }
+}
+
+/// A [`PeerCheck`] as a rustls verifier, with the provider's signature algorithms.
+#[derive(Debug)]
+struct CheckingVerifier {
+    check: Arc<dyn PeerCheck>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for CheckingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        self.check.check(end_entity, intermediates, now, &self.provider).map(|()| ServerCertVerified::assertion())
     }
 
     fn verify_tls12_signature(
@@ -139,7 +173,7 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -148,12 +182,25 @@ impl ServerCertVerifier for AnyCertificate {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
+}
+
+/// A client configuration whose verifier runs `check`.
+fn checking_config(check: Arc<dyn PeerCheck>) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(CheckingVerifier { check, provider: provider.clone() });
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS configuration: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 /// What a checking level is built into: the client configuration, and its verifier on
@@ -167,6 +214,9 @@ struct Built {
 /// The connector for `check`: built once per check and CA file version (a
 /// bundle replaced on disk is read again), so sessions do not read files.
 pub(super) fn connector(check: &CertificateCheck) -> Result<TlsConnector, String> {
+    if let CertificateCheck::Dane(dane) = check {
+        return dane_connector(dane);
+    }
     match check.roots() {
         None => opportunistic(),
         Some(_) => Ok(TlsConnector::from(built(check)?.config)),
@@ -250,15 +300,11 @@ fn trusted(bundle: Option<&Path>) -> Result<RootCertStore, String> {
 /// The connector of EncryptionOnly (built once).
 fn opportunistic() -> Result<TlsConnector, String> {
     static CONFIG: OnceLock<Result<Arc<ClientConfig>, String>> = OnceLock::new();
-    let config = CONFIG.get_or_init(|| {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = ClientConfig::builder_with_provider(provider.clone())
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("TLS configuration: {e}"))?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-            .with_no_client_auth();
-        Ok(Arc::new(config))
-    });
-    config.clone().map(TlsConnector::from)
+    CONFIG.get_or_init(|| checking_config(Arc::new(AnyCertificate))).clone().map(TlsConnector::from)
+}
+
+/// A connector checking the peer against its DANE records: built per connection, as the
+/// records are the MX host's (and each lookup's).
+fn dane_connector(check: &Arc<super::dane::DaneCheck>) -> Result<TlsConnector, String> {
+    checking_config(check.clone()).map(TlsConnector::from)
 }

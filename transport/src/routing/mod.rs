@@ -5,6 +5,7 @@
 //! specifically (then lowest cost). No match, or a mailbox domain with no
 //! mailbox hop configured: Unreachable. One delivery queue exists per distinct
 //! [`NextHop`] (Exchange's NextHopSolutionKey).
+pub mod dnssec;
 pub mod mx;
 
 pub use crate::api::DeliveryType;

@@ -9,7 +9,7 @@ use hickory_resolver::name_server::TokioConnectionProvider;
 use hickory_resolver::proto::op::ResponseCode;
 use hickory_resolver::proto::xfer::Protocol;
 use hickory_resolver::proto::ProtoErrorKind;
-use hickory_resolver::{Name, TokioResolver};
+use hickory_resolver::{Name, ResolverBuilder, TokioResolver};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,11 +78,11 @@ const CACHE_ENTRIES: usize = 16_384;
 /// The resolver the server uses (configured nameservers, else the system's).
 #[derive(Clone)]
 pub struct Resolver {
-    inner: Arc<TokioResolver>,
+    pub(super) inner: Arc<TokioResolver>,
 }
 
 /// What one A or AAAA query said about a name.
-enum Answer {
+pub(super) enum Answer {
     Addresses(Vec<IpAddr>),
     /// NOERROR without records of the type.
     NoData,
@@ -95,7 +95,7 @@ enum Answer {
 /// Classifies a lookup error: NXDOMAIN, NODATA, or a failure worth retrying.
 /// (hickory reports SERVFAIL and REFUSED as "no records found" too, with
 /// their response code: only NXDOMAIN and NOERROR are answers.)
-fn classify(error: &hickory_resolver::ResolveError) -> Answer {
+pub(super) fn classify(error: &hickory_resolver::ResolveError) -> Answer {
     if let Some(proto) = error.proto() {
         if let ProtoErrorKind::NoRecordsFound { response_code, .. } = proto.kind() {
             if *response_code == ResponseCode::NXDomain {
@@ -121,7 +121,7 @@ fn ip_literal(host: &str) -> Option<IpAddr> {
 }
 
 /// The absolute DNS name of a host or domain (IDNs become A-labels).
-fn absolute_name(name: &str) -> Result<Name, String> {
+pub(super) fn absolute_name(name: &str) -> Result<Name, String> {
     let mut name = Name::from_utf8(name.trim_end_matches('.')).map_err(|e| e.to_string())?;
     name.set_fqdn(true);
     Ok(name)
@@ -134,6 +134,11 @@ fn display_name(name: &Name) -> String {
 
 impl Resolver {
     pub fn new(dns: Option<&DnsSettings>) -> Result<Self, MxError> {
+        Ok(Resolver { inner: Arc::new(Self::builder(dns)?.build()) })
+    }
+
+    /// The configured nameservers (else the system's) with this module's timeouts and cache.
+    pub(super) fn builder(dns: Option<&DnsSettings>) -> Result<ResolverBuilder<TokioConnectionProvider>, MxError> {
         let nameservers = dns.map(|d| d.nameservers.as_slice()).unwrap_or_default();
         let mut builder = if nameservers.is_empty() {
             TokioResolver::builder_tokio()
@@ -154,7 +159,7 @@ impl Resolver {
         options.timeout = QUERY_TIMEOUT;
         options.attempts = QUERY_ATTEMPTS;
         options.cache_size = CACHE_ENTRIES;
-        Ok(Resolver { inner: Arc::new(builder.build()) })
+        Ok(builder)
     }
 
     /// The MX hosts of `domain` in preference order, each resolved to its

@@ -167,6 +167,7 @@ mod tests {
             tls_domain: None,
             tls_certificate_authorities: Some("/etc/ca.pem".into()),
             mta_sts,
+            dane: None,
             connection_timeout: None,
             connection_inactivity_timeout: None,
             max_message_size: None,

@@ -97,6 +97,46 @@ impl TlsReports {
         Some(result)
     }
 
+    /// Counts a TLS session to `target` under DANE (RFC 8460 policy-type `tlsa`, the
+    /// host's records as policy-string): `Ok` authenticated, `Err` why it failed (a TLS
+    /// failure, or DNSSEC lookups that failed). Returns the metric's result.
+    pub fn dane_session(
+        self: &Arc<Self>,
+        plan: &super::dane::Plan,
+        target: &Target,
+        outcome: Result<(), &str>,
+    ) -> Option<&'static str> {
+        use super::dane::HostPolicy;
+        let records = match plan.host(&target.host) {
+            HostPolicy::NotApplicable => return None,
+            HostPolicy::Authenticate(check) => check.records.iter().map(ToString::to_string).collect(),
+            HostPolicy::TlsRequired { .. } | HostPolicy::Failed(_) => Vec::new(),
+        };
+        let failure = outcome.err().map(|reason| Failure {
+            result_type: result::classify(reason).as_str(),
+            mx_host: target.host.clone(),
+            ip: Some(target.addr.ip().to_string()),
+            reason: reason.to_string(),
+        });
+        let result = failure.as_ref().map_or("success", |f| f.result_type);
+        let seen = PolicySeen {
+            domain: plan.domain().to_string(),
+            policy_string: records,
+            mx_host: vec![target.host.clone()],
+        };
+        let today = date_of(self.clock.now());
+        {
+            let mut days = self.lock();
+            days.add(&today, &seen, failure);
+            // The policy last applied is the one reported, as for a new MTA-STS id.
+            if let Some(entry) = days.days.get_mut(&today).and_then(|d| d.get_mut(plan.domain())) {
+                entry.policy_type = "tlsa".into();
+            }
+        }
+        self.changed();
+        Some(result)
+    }
+
     /// One day (`YYYY-MM-DD`), today when None.
     pub fn day(&self, date: Option<&str>) -> TlsReportDay {
         let today = date_of(self.clock.now());
@@ -187,6 +227,7 @@ mod tests {
             tls_domain: None,
             tls_certificate_authorities: None,
             mta_sts: Some(MtaStsMode::AsPublished),
+            dane: None,
             connection_timeout: None,
             connection_inactivity_timeout: None,
             max_message_size: None,

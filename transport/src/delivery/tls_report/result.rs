@@ -10,6 +10,10 @@ pub enum ResultType {
     CertificateExpired,
     CertificateNotTrusted,
     ValidationFailure,
+    /// DANE: the certificate matches none of the MX host's TLSA records.
+    TlsaInvalid,
+    /// DANE: the DNSSEC lookups gave no answer that validates.
+    DnssecInvalid,
 }
 
 impl ResultType {
@@ -20,6 +24,8 @@ impl ResultType {
             ResultType::CertificateExpired => "certificate-expired",
             ResultType::CertificateNotTrusted => "certificate-not-trusted",
             ResultType::ValidationFailure => "validation-failure",
+            ResultType::TlsaInvalid => "tlsa-invalid",
+            ResultType::DnssecInvalid => "dnssec-invalid",
         }
     }
 }
@@ -28,7 +34,11 @@ impl ResultType {
 /// `reason`: a TLS error of the connection or the session's policy shortfall.
 pub fn classify(reason: &str) -> ResultType {
     let r = reason.to_ascii_lowercase();
-    if r.contains("starttls") || r.contains("tls is off") {
+    if r.contains(&crate::delivery::dane::verify::NO_MATCH.to_ascii_lowercase()) {
+        ResultType::TlsaInvalid
+    } else if r.contains("dnssec") {
+        ResultType::DnssecInvalid
+    } else if r.contains("starttls") || r.contains("tls is off") {
         ResultType::StarttlsNotSupported
     } else if r.contains("notvalidforname") || r.contains("not valid for name") || r.contains("not valid for") {
         ResultType::CertificateHostMismatch
@@ -61,6 +71,8 @@ mod tests {
             ("invalid peer certificate: certificate expired: verification time 1 (UNIX), but ...", "certificate-expired"),
             ("invalid peer certificate: UnknownIssuer", "certificate-not-trusted"),
             ("received fatal alert: HandshakeFailure", "validation-failure"),
+            ("unexpected error: DANE: the certificate chain matches no TLSA record of _25._tcp.mx", "tlsa-invalid"),
+            ("451 4.7.5 DANE: the DNSSEC lookups for mx.x.test failed: the TLSA records are Bogus", "dnssec-invalid"),
         ];
         for (reason, want) in cases {
             assert_eq!(classify(reason).as_str(), want, "{reason}");

@@ -38,6 +38,7 @@ use super::store::{Recovered, Store, StoreError};
 use crate::clock::{from_millis, to_millis, SharedClock};
 use crate::config::{ExpirationPolicy, OrgSettings, RetryPolicy, TransportFile};
 use crate::control::Gate;
+use crate::delivery::dane::Dane;
 use crate::delivery::mta_sts::MtaSts;
 use crate::delivery::tls_report::TlsReports;
 use crate::envelope::{Envelope, MessageId, RecipientStatus};
@@ -56,6 +57,8 @@ pub struct RuntimeConfig {
     pub fqdn: String,
     pub router: Router,
     pub resolver: Resolver,
+    /// DANE's DNSSEC-validating lookups (RFC 7672).
+    pub dane: Dane,
     /// Recipient domains' MTA-STS policies: one for the server's life, kept across reloads.
     pub mta_sts: Arc<MtaSts>,
     /// TLS session counts and daily reports (RFC 8460): one for the server's life.
@@ -79,6 +82,7 @@ impl RuntimeConfig {
             fqdn: file.fqdn.clone(),
             router: Router::new(&file.send_connectors, &file.transport_config, file.mailbox_delivery.as_ref()),
             resolver: Resolver::new(file.dns.as_ref())?,
+            dane: Dane::new(file.dns.as_ref(), file.transport_config.dnssec_trust_anchor_file.as_deref())?,
             mta_sts,
             tls_reports,
             retry: file.retry_policy(),

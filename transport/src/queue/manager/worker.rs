@@ -172,8 +172,13 @@ impl QueueManager {
         log.send(&found.join(","));
         // RFC 8461: the MX hosts the domain's policy allows, and what their connections must prove.
         let sts = config.mta_sts.enforcement(&config.resolver, &hop, connector.as_ref()).await;
-        let targets = match sts.select(targets, &log) {
-            Ok(targets) => targets,
+        // RFC 7672: the MX hosts' TLSA records; where they apply, MTA-STS does not (RFC 8461 §2).
+        let planned = match sts.select(targets, &log) {
+            Ok(targets) => config.dane.plan(&hop, connector.as_ref(), &targets).await.map(|plan| (targets, plan)),
+            Err(reason) => Err(reason),
+        };
+        let (targets, dane) = match planned {
+            Ok(planned) => planned,
             Err(reason) => {
                 warn!(event_id = 2002, next_hop = %hop, error = %reason, "SmtpSendConnectionError");
                 log.disconnect(&format!("Messages: 0 Bytes: 0 (Retry : {reason})"));
@@ -181,6 +186,9 @@ impl QueueManager {
                 return;
             }
         };
+        if let Some(note) = dane.note() {
+            log.send(note);
+        }
         let opts = sts.connect_options(ConnectOptions {
             helo_name: config.fqdn.clone(),
             tls: connector.as_ref().map(|c| c.tls).unwrap_or(OutboundTls::Opportunistic),
@@ -206,13 +214,37 @@ impl QueueManager {
                 let session = self.inner.logs.send_protocol.session_with_id(log.id(), name, local, target.addr);
                 opts.tap = Some(Arc::new(SendTap(session)));
             }
+            let host_dane = dane.host(&target.host);
+            if let Some(reason) = dane.refusal(&target.host) {
+                self.dane_session(&config, &dane, target, Err(&reason));
+                log.send(&reason);
+                warn!(event_id = 2002, target = %target.addr, error = %reason, "SmtpSendConnectionError");
+                last_error = reason;
+                continue;
+            }
+            if host_dane.applies() {
+                opts = dane_options(opts, host_dane);
+                log.send(&format!("DANE applies to {}", target.host));
+            }
             match OutboundSession::connect(target, &opts).await {
                 Ok(s) => {
-                    sts.audit(&s, &log);
-                    self.tls_session(&config, &sts, target, Ok(s.policy_shortfall()));
+                    if host_dane.applies() {
+                        self.dane_session(&config, &dane, target, Ok(()));
+                    } else {
+                        sts.audit(&s, &log);
+                        self.tls_session(&config, &sts, target, Ok(s.policy_shortfall()));
+                    }
                     session = Some(s);
                     peer = Some((target.host.clone(), target.addr.ip()));
                     break;
+                }
+                Err(e) if host_dane.applies() => {
+                    // Only TLS failures are TLS sessions (not a refused connection, a timeout).
+                    if let delivery::DeliveryError::Tls { reason, .. } = &e {
+                        self.dane_session(&config, &dane, target, Err(reason));
+                    }
+                    last_error = dane.explain(&target.host, &e);
+                    warn!(event_id = 2002, target = %target.addr, error = %last_error, "SmtpSendConnectionError");
                 }
                 Err(e) => {
                     self.tls_session(&config, &sts, target, Err(&e));
@@ -328,6 +360,19 @@ impl QueueManager {
     ) {
         if let Some(result) = config.tls_reports.session(sts, target, outcome) {
             self.inner.events.tls_session("sts", result);
+        }
+    }
+
+    /// Counts a TLS session to a host DANE applies to (RFC 8460 policy-type `tlsa`).
+    fn dane_session(
+        &self,
+        config: &super::RuntimeConfig,
+        dane: &delivery::dane::Plan,
+        target: &crate::routing::mx::Target,
+        outcome: Result<(), &str>,
+    ) {
+        if let Some(result) = config.tls_reports.dane_session(dane, target, outcome) {
+            self.inner.events.tls_session("tlsa", result);
         }
     }
 
@@ -594,9 +639,45 @@ fn wants_success(notify: Option<Notify>) -> bool {
     notify.is_some_and(|n| n.success && !n.never)
 }
 
+/// The options of a connection to a host DANE applies to: TLS required, and usable
+/// records' check in place of the connector's and MTA-STS's (nothing audited). With
+/// unusable records only (RFC 7672 §3.1.3) DANE authenticates nothing, so the check in
+/// place stays: TLS is required, never a weaker check than the connector asks for.
+fn dane_options(mut opts: ConnectOptions, policy: &delivery::dane::HostPolicy) -> ConnectOptions {
+    opts.tls = OutboundTls::Required;
+    opts.policy_audit = None;
+    if let delivery::dane::HostPolicy::Authenticate(check) = policy {
+        opts.certificate_check = CertificateCheck::Dane(check.clone());
+    }
+    opts
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use delivery::dane::{DaneCheck, HostPolicy};
+
+    #[test]
+    fn dane_requires_tls_and_replaces_the_check_only_with_usable_records() {
+        let domain = CertificateCheck::Domain { roots: None, domain: None };
+        let opts = ConnectOptions {
+            helo_name: "sender.test".into(),
+            tls: OutboundTls::Opportunistic,
+            certificate_check: domain.clone(),
+            policy_audit: Some(domain.clone()),
+            connect_timeout: SEND_CONNECTION_TIMEOUT,
+            command_timeout: SEND_CONNECTION_INACTIVITY_TIMEOUT,
+            tap: None,
+        };
+        let check = Arc::new(DaneCheck { tlsa_name: "_25._tcp.mx.x.test".into(), records: vec![], names: vec![] });
+        let authenticated = dane_options(opts.clone(), &HostPolicy::Authenticate(check.clone()));
+        assert_eq!(authenticated.tls, OutboundTls::Required);
+        assert_eq!(authenticated.certificate_check, CertificateCheck::Dane(check));
+        assert!(authenticated.policy_audit.is_none(), "MTA-STS testing does not audit a DANE host");
+        let unusable = dane_options(opts, &HostPolicy::TlsRequired { tlsa_name: "_25._tcp.mx.x.test".into() });
+        assert_eq!(unusable.tls, OutboundTls::Required);
+        assert_eq!(unusable.certificate_check, domain, "the connector's own check stays");
+    }
 
     #[test]
     fn success_dsn_only_when_asked() {
