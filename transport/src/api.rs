@@ -632,7 +632,7 @@ pub struct TlsReportDay {
 #[serde(rename_all = "camelCase")]
 pub struct TlsReportDomain {
     pub domain: String,
-    /// RFC 8460 §4.3 policy-type: `sts`.
+    /// RFC 8460 §4.4 policy-type: `sts`, `tlsa` or `no-policy-found`.
     pub policy_type: String,
     /// The policy's lines as last applied (RFC 8460 policy-string).
     pub policy_string: Vec<String>,
@@ -656,6 +656,9 @@ pub struct TlsFailureDetail {
     pub receiving_mx_hostname: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiving_ip: Option<String>,
+    /// This server's address on the failed connections (RFC 8460 sending-mta-ip).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_mta_ip: Option<String>,
     pub failed_session_count: u64,
     /// The first reason seen, as the connectivity log has it (RFC 8460 failure-reason-code).
     #[serde(default, skip_serializing_if = "Option::is_none")]

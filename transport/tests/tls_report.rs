@@ -9,6 +9,9 @@
 //! second (mx1) works. `other.test` enforces a policy naming mx1 and publishes no
 //! TLSRPT record: its sessions are counted, and no report is mailed. `posted.test` is as
 //! `other.test` and takes its reports by HTTPS POST (`rua=https://reports.posted.test`).
+//! `broken.test` publishes a policy its host does not serve (404), `webpki.test` one on a
+//! host whose certificate does not name it; `plain.test` has no policy and asks for
+//! reports; `quiet.test` has neither. All four have mx1 as their MX host.
 
 use crate::support::dns::{DnsServer, Zone};
 use crate::support::inproc::*;
@@ -58,6 +61,7 @@ impl World {
                 ("secure.test", policy("enforce", &["mx0.secure.test", "mx1.secure.test"], 86_400)),
                 ("other.test", policy("enforce", &["mx1.secure.test"], 86_400)),
                 ("posted.test", policy("enforce", &["mx1.secure.test"], 86_400)),
+                ("broken.test", "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into()),
             ],
         );
         let zone = Zone::new("test")
@@ -75,7 +79,18 @@ impl World {
             .txt("_mta-sts.posted.test", "v=STSv1; id=1;")
             .a("mta-sts.posted.test", Ipv4Addr::LOCALHOST)
             .a("reports.posted.test", Ipv4Addr::LOCALHOST)
-            .txt("_smtp._tls.posted.test", &format!("v=TLSRPTv1; rua={}", posted_rua(https.port)));
+            .txt("_smtp._tls.posted.test", &format!("v=TLSRPTv1; rua={}", posted_rua(https.port)))
+            // A policy published and not served (404), one on a host whose certificate
+            // does not name it, none with a TLSRPT record, none at all.
+            .mx("broken.test", 10, "mx1.secure.test")
+            .txt("_mta-sts.broken.test", "v=STSv1; id=1;")
+            .a("mta-sts.broken.test", Ipv4Addr::LOCALHOST)
+            .mx("webpki.test", 10, "mx1.secure.test")
+            .txt("_mta-sts.webpki.test", "v=STSv1; id=1;")
+            .a("mta-sts.webpki.test", Ipv4Addr::LOCALHOST)
+            .mx("plain.test", 10, "mx1.secure.test")
+            .txt("_smtp._tls.plain.test", "v=TLSRPTv1; rua=mailto:tlsrpt@local.test")
+            .mx("quiet.test", 10, "mx1.secure.test");
         let dns = DnsServer::start(vec![zone]);
         let queue = dir.path().join("queue");
         std::fs::create_dir_all(&queue).unwrap();
@@ -131,7 +146,9 @@ fn start_hop(dir: &Path, pki: &Pki, port: u16, mailbox: SocketAddr) -> InProc {
          tls: {{certificateFile: {crt}, keyFile: {key}}}\n\
          mailboxDelivery: {{host: \"{mailbox}\"}}\n\
          transportConfig:\n  acceptedDomains: [{{domain: secure.test, type: Authoritative}}, \
-         {{domain: other.test, type: Authoritative}}, {{domain: posted.test, type: Authoritative}}]\n  postmaster: postmaster@secure.test\n",
+         {{domain: other.test, type: Authoritative}}, {{domain: posted.test, type: Authoritative}}, \
+         {{domain: broken.test, type: Authoritative}}, {{domain: webpki.test, type: Authoritative}}, \
+         {{domain: plain.test, type: Authoritative}}, {{domain: quiet.test, type: Authoritative}}]\n  postmaster: postmaster@secure.test\n",
         q = hop.join("queue").display(),
         crt = hop.join("tls.crt").display(),
         key = hop.join("tls.key").display(),
@@ -187,6 +204,9 @@ fn sessions_are_counted_kept_over_a_restart_and_reported_after_the_day() {
     assert_eq!(detail.result_type, "starttls-not-supported");
     assert_eq!(detail.receiving_mx_hostname, "mx0.secure.test");
     assert_eq!(detail.receiving_ip.as_deref(), Some("127.0.0.2"));
+    // This server's side of the connection (sending-mta-ip): a loopback address here.
+    let sending: std::net::IpAddr = detail.sending_mta_ip.as_deref().expect("sending-mta-ip").parse().unwrap();
+    assert!(sending.is_loopback(), "{sending}");
     assert_eq!(detail.failed_session_count, 1);
     assert!(detail.failure_reason_code.as_deref().is_some_and(|r| r.contains("does not offer STARTTLS")), "{detail:?}");
     let other = domain(&days[0], "other.test");
@@ -244,6 +264,7 @@ fn sessions_are_counted_kept_over_a_restart_and_reported_after_the_day() {
     assert_eq!(failure["result-type"], "starttls-not-supported");
     assert_eq!(failure["receiving-mx-hostname"], "mx0.secure.test");
     assert_eq!(failure["receiving-ip"], "127.0.0.2");
+    assert_eq!(failure["sending-mta-ip"], sending.to_string());
     assert_eq!(failure["failed-session-count"], 1);
     assert!(failure["failure-reason-code"].as_str().is_some_and(|r| r.contains("STARTTLS")), "{failure}");
 
@@ -333,4 +354,63 @@ fn a_report_is_posted_to_an_https_rua_and_tried_again_while_refused() {
     std::thread::sleep(Duration::from_secs(1));
     assert_eq!(w.https.posted().len(), 1, "posted once");
     assert!(w.reports.messages().is_empty(), "no mailto: rua, no mail");
+}
+
+#[test]
+fn a_policy_not_fetched_and_a_domain_without_one_are_reported_too() {
+    let w = World::start("");
+    for (to, tag) in
+        [("d@broken.test", "broken"), ("d@webpki.test", "webpki"), ("d@plain.test", "plain"), ("d@quiet.test", "quiet")]
+    {
+        w.send(to, tag);
+    }
+    // Nothing is enforced without a policy: all four are delivered (over TLS, to mx1).
+    w.arrived(&w.mailbox, 4);
+    let day = w.tlsrpt("").remove(0);
+    // A policy published and not had: each session under it is a failure of the policy.
+    let broken = domain(&day, "broken.test");
+    assert_eq!(
+        (broken.policy_type.as_str(), broken.successful_session_count, broken.failed_session_count),
+        ("sts", 0, 1)
+    );
+    assert!(broken.policy_string.is_empty(), "{broken:#?}");
+    let detail = &broken.failure_details[0];
+    assert_eq!(
+        (detail.result_type.as_str(), detail.receiving_mx_hostname.as_str()),
+        ("sts-policy-fetch-error", "mx1.secure.test")
+    );
+    assert!(detail.failure_reason_code.as_deref().is_some_and(|r| r.contains("404")), "{detail:?}");
+    let webpki = domain(&day, "webpki.test");
+    assert_eq!(webpki.failure_details[0].result_type, "sts-webpki-invalid", "{webpki:#?}");
+    // No policy, and the domain asks for reports: its TLS session is a success.
+    let plain = domain(&day, "plain.test");
+    assert_eq!(
+        (plain.policy_type.as_str(), plain.successful_session_count, plain.failed_session_count),
+        ("no-policy-found", 1, 0)
+    );
+    assert!(day.domains.iter().all(|d| d.domain != "quiet.test"), "no policy and no TLSRPT record: not counted");
+    let (_, metrics) = w.get("/metrics");
+    let counted =
+        |labels: &str| metrics.lines().any(|l| l.starts_with("transport_tls_sessions_total{") && l.contains(labels));
+    assert!(counted("policy_type=\"no-policy-found\""), "{metrics}");
+    assert!(counted("result=\"sts-webpki-invalid\""), "{metrics}");
+
+    // After midnight plain.test gets its report, policy-type no-policy-found; the two
+    // without a TLSRPT record get none.
+    w.sender.set_time(t0() + DAY + Duration::from_secs(120));
+    let mail = w.arrived(&w.reports, 1).remove(0);
+    let parsed = mail_parser::MessageParser::new().parse(mail.content.as_bytes()).expect("a mail");
+    assert_eq!(parsed.header("TLS-Report-Domain").and_then(|h| h.as_text()), Some("plain.test"));
+    let json: serde_json::Value =
+        serde_json::from_reader(flate2::read::GzDecoder::new(parsed.attachment(0).expect("the report").contents()))
+            .expect("gzipped JSON");
+    assert_eq!(json["policies"][0]["policy"]["policy-type"], "no-policy-found");
+    assert_eq!(json["policies"][0]["summary"]["total-successful-session-count"], 1);
+    let day = eventually(WAIT, "the reports decided", || {
+        let day = w.tlsrpt(&format!("?date={TODAY}")).remove(0);
+        day.domains.iter().all(|d| d.report.is_some()).then_some(day)
+    });
+    assert_eq!(domain(&day, "broken.test").report.as_deref(), Some("not sent: no TLSRPT record"));
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(w.reports.messages().len(), 1);
 }

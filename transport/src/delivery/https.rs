@@ -21,7 +21,10 @@ pub enum HttpsError {
     /// The CA bundle cannot be read (the configuration's fault, not the peer's).
     #[error("TLS configuration: {0}")]
     Config(String),
-    /// The host cannot be reached, its certificate does not pass, or HTTP failed.
+    /// The host's certificate does not pass (or the TLS handshake failed).
+    #[error("TLS: {0}")]
+    Certificate(String),
+    /// The host cannot be reached, or HTTP failed.
     #[error("{0}")]
     Failed(String),
 }
@@ -44,7 +47,7 @@ where
     let name = ServerName::try_from(host.to_string()).map_err(|e| failed(e.to_string()))?;
     let connector = TlsConnector::from(tls::verifying_config(roots).map_err(HttpsError::Config)?);
     let tcp = connect(resolver, host, port).await.map_err(failed)?;
-    let stream = connector.connect(name, tcp).await.map_err(|e| failed(format!("TLS: {e}")))?;
+    let stream = connector.connect(name, tcp).await.map_err(|e| HttpsError::Certificate(e.to_string()))?;
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| failed(e.to_string()))?;
     // Drives the connection until the response is read (or the request is dropped).

@@ -76,7 +76,12 @@ pub enum DeliveryError {
     #[error("{addr} refused the session: {reply}")]
     Refused { addr: String, reply: String },
     #[error("TLS with {addr} failed: {reason}")]
-    Tls { addr: String, reason: String },
+    Tls {
+        addr: String,
+        reason: String,
+        /// This server's address on the connection (RFC 8460 sending-mta-ip).
+        local: Option<std::net::IpAddr>,
+    },
     #[error("connection to {addr} broke: {reason}")]
     Broken { addr: String, reason: String },
 }

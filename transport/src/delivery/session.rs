@@ -111,6 +111,10 @@ pub struct OutboundSession {
     verified_name: bool,
     /// Why this session falls short of `opts.policy_audit` (see [`Self::policy_shortfall`]).
     shortfall: Option<String>,
+    /// Why this session stays in clear text (no STARTTLS offered, refused, TLS off).
+    clear: Option<String>,
+    /// This server's address on the connection.
+    local_ip: Option<std::net::IpAddr>,
 }
 
 impl OutboundSession {
@@ -123,6 +127,7 @@ impl OutboundSession {
             Ok(Ok(tcp)) => tcp,
         };
         let _ = tcp.set_nodelay(true);
+        let local_ip = tcp.local_addr().ok().map(|a| a.ip());
         // connect_timeout covers the banner too: wait for its first bytes here,
         // so that lettre's greeting (banner, EHLO) only waits for the EHLO reply.
         let left = opts.connect_timeout.saturating_sub(started.elapsed());
@@ -173,6 +178,8 @@ impl OutboundSession {
             closed: false,
             verified_name: false,
             shortfall: None,
+            clear: None,
+            local_ip,
         };
         session.negotiate_tls(target, &helo).await?;
         tracing::debug!(remote = %session.remote, dsn = session.ext.dsn, "outbound session open");
@@ -182,7 +189,7 @@ impl OutboundSession {
     /// STARTTLS when offered (unless tls is None), then EHLO again.
     async fn negotiate_tls(&mut self, target: &Target, helo: &ClientId) -> Result<(), DeliveryError> {
         if self.opts.tls == OutboundTls::None {
-            self.fall_short("TLS is off on this send connector (tls: None)".to_string());
+            self.stay_in_clear("TLS is off on this send connector (tls: None)".to_string());
             return Ok(());
         }
         if !self.ext.starttls {
@@ -190,7 +197,7 @@ impl OutboundSession {
                 self.close_politely().await;
                 return Err(self.tls_error("TLS is required but the peer does not offer STARTTLS".to_string()));
             }
-            self.fall_short("the peer does not offer STARTTLS".to_string());
+            self.stay_in_clear("the peer does not offer STARTTLS".to_string());
             return Ok(());
         }
         let before = self.stream.lines_received();
@@ -206,7 +213,7 @@ impl OutboundSession {
             {
                 // RFC 3207 §4: after a refused STARTTLS the session goes on in clear.
                 self.stream.note(LogEvent::Info, &format!("STARTTLS refused ({text}); continuing without TLS"));
-                self.fall_short(format!("STARTTLS was refused ({text})"));
+                self.stay_in_clear(format!("STARTTLS was refused ({text})"));
                 return Ok(());
             }
             other => {
@@ -279,6 +286,22 @@ impl OutboundSession {
         }
     }
 
+    /// The session goes on in clear text, for `reason`.
+    fn stay_in_clear(&mut self, reason: String) {
+        self.clear = Some(reason.clone());
+        self.fall_short(reason);
+    }
+
+    /// Why the session is in clear text; None when TLS is up.
+    pub fn in_clear(&self) -> Option<&str> {
+        self.clear.as_deref()
+    }
+
+    /// This server's address on the connection (RFC 8460 sending-mta-ip).
+    pub fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.local_ip
+    }
+
     /// Why this session would have failed `opts.policy_audit` (no STARTTLS, STARTTLS
     /// refused, a certificate that does not pass): the session itself went on.
     pub fn policy_shortfall(&self) -> Option<&str> {
@@ -286,7 +309,7 @@ impl OutboundSession {
     }
 
     fn tls_error(&self, reason: String) -> DeliveryError {
-        DeliveryError::Tls { addr: self.remote.clone(), reason }
+        DeliveryError::Tls { addr: self.remote.clone(), reason, local: self.local_ip }
     }
 
     /// `host [addr]` of the peer, for logs and Remote-MTA.

@@ -332,7 +332,8 @@ mod tests {
         let check = DaneCheck { tlsa_name: "_25._tcp.mx.x.test".into(), records: vec![], names: vec![] };
         plan.hosts.insert("mx.x.test".into(), HostPolicy::Authenticate(Arc::new(check)));
         plan.hosts.insert("bad.x.test".into(), HostPolicy::Failed("the TLSA records are Bogus".into()));
-        let tls = DeliveryError::Tls { addr: "mx.x.test [127.0.0.1:25]".into(), reason: "no STARTTLS".into() };
+        let tls =
+            DeliveryError::Tls { addr: "mx.x.test [127.0.0.1:25]".into(), reason: "no STARTTLS".into(), local: None };
         let told = plan.explain("mx.x.test", &tls);
         assert!(told.starts_with("451 4.7.5 DANE: mx.x.test publishes TLSA records"), "{told}");
         assert!(told.ends_with("no STARTTLS"), "{told}");

@@ -7,6 +7,7 @@
 //! `testing`: everything goes as without a policy, and what would have failed is logged
 //! (tracing and the connectivity log).
 use super::policy::{Mode, Policy};
+use super::FetchFailure;
 use crate::config::{MtaStsMode, SendConnector};
 use crate::delivery::{CertificateCheck, ConnectOptions, DeliveryError, OutboundSession};
 use crate::logs::ConnectivitySession;
@@ -21,7 +22,12 @@ const STATUS: &str = "451 4.7.5";
 
 /// The policy applied to one attempt; nothing at all without one.
 #[derive(Debug, Clone, Default)]
-pub struct Enforcement(Option<Applied>);
+pub struct Enforcement {
+    applied: Option<Applied>,
+    /// The domain publishes a policy that could not be had: nothing is enforced, and TLS
+    /// reports count the failure (RFC 8460 §4.3.2.2).
+    unavailable: Option<(String, FetchFailure)>,
+}
 
 #[derive(Debug, Clone)]
 struct Applied {
@@ -36,7 +42,7 @@ struct Applied {
 impl Enforcement {
     /// No policy applies.
     pub fn none() -> Enforcement {
-        Enforcement(None)
+        Enforcement::default()
     }
 
     /// `policy` of `domain` as the connector's `mtaSts` setting applies it.
@@ -47,24 +53,34 @@ impl Enforcement {
             _ => false,
         };
         let check = CertificateCheck::for_mta_sts(connector);
-        Enforcement(Some(Applied { domain: domain.to_string(), policy, enforce, check }))
+        Enforcement { applied: Some(Applied { domain: domain.to_string(), policy, enforce, check }), unavailable: None }
+    }
+
+    /// `domain` publishes a policy this server could not fetch (and has none cached).
+    pub fn unavailable(domain: &str, failure: FetchFailure) -> Enforcement {
+        Enforcement { applied: None, unavailable: Some((domain.to_string(), failure)) }
+    }
+
+    /// The domain whose published policy could not be had, and why (TLS reporting).
+    pub fn fetch_failure(&self) -> Option<(&str, &FetchFailure)> {
+        self.unavailable.as_ref().map(|(domain, failure)| (domain.as_str(), failure))
     }
 
     /// The domain and the policy that apply (`enforce` or `testing`), for TLS reporting.
     pub fn policy(&self) -> Option<(&str, &Policy)> {
-        self.0.as_ref().map(|a| (a.domain.as_str(), &*a.policy))
+        self.applied.as_ref().map(|a| (a.domain.as_str(), &*a.policy))
     }
 
     /// A policy applies and its failures fail the connection.
     pub fn enforced(&self) -> bool {
-        self.0.as_ref().is_some_and(|a| a.enforce)
+        self.applied.as_ref().is_some_and(|a| a.enforce)
     }
 
     /// §4.1: under `enforce` only the MX hosts the policy names are kept (none left is
     /// the attempt's failure, with its reason); under `testing` all are, and those it does
     /// not name are logged.
     pub fn select(&self, targets: Vec<Target>, log: &ConnectivitySession) -> Result<Vec<Target>, String> {
-        let Some(applied) = &self.0 else { return Ok(targets) };
+        let Some(applied) = &self.applied else { return Ok(targets) };
         let mode = if applied.enforce { "enforce" } else { "testing" };
         log.send(&format!("MTA-STS policy of {} ({mode}): mx {}", applied.domain, applied.policy.mx_list()));
         let mut outside: Vec<String> =
@@ -101,7 +117,7 @@ impl Enforcement {
     /// The options a connection needs: `enforce` requires TLS and the policy's check;
     /// `testing` keeps them and audits the session against the check.
     pub fn connect_options(&self, mut opts: ConnectOptions) -> ConnectOptions {
-        match &self.0 {
+        match &self.applied {
             Some(applied) if applied.enforce => {
                 opts.tls = crate::config::OutboundTls::Required;
                 opts.certificate_check = applied.check.clone();
@@ -116,7 +132,7 @@ impl Enforcement {
     /// the policy's (`4.7.5 MTA-STS: ...`), so LastError, the connectivity log and a
     /// later NDR name it.
     pub fn explain(&self, error: &DeliveryError) -> String {
-        match (&self.0, error) {
+        match (&self.applied, error) {
             (Some(applied), DeliveryError::Tls { .. }) if applied.enforce => format!(
                 "{STATUS} MTA-STS: {} requires TLS with a valid certificate for its MX hosts (policy mode enforce): \
                  {error}",
@@ -129,7 +145,7 @@ impl Enforcement {
     /// Under `testing`: logs what an open session would have failed (no STARTTLS, a
     /// certificate that does not pass); the session goes on.
     pub fn audit(&self, session: &OutboundSession, log: &ConnectivitySession) {
-        let Some(applied) = &self.0 else { return };
+        let Some(applied) = &self.applied else { return };
         if let Some(shortfall) = session.policy_shortfall() {
             report(
                 log,
@@ -206,12 +222,14 @@ mod tests {
         let as_published = connector(None);
         assert!(Enforcement::new("example.com", policy("enforce"), &as_published).enforced());
         let testing = Enforcement::new("example.com", policy("testing"), &as_published);
-        assert!(testing.0.is_some() && !testing.enforced());
-        assert!(Enforcement::new("example.com", policy("none"), &as_published).0.is_none());
+        assert!(testing.applied.is_some() && !testing.enforced());
+        assert!(Enforcement::new("example.com", policy("none"), &as_published).applied.is_none());
         let testing_only = connector(Some(MtaStsMode::TestingOnly));
         let downgraded = Enforcement::new("example.com", policy("enforce"), &testing_only);
-        assert!(downgraded.0.is_some() && !downgraded.enforced());
-        assert!(Enforcement::new("example.com", policy("enforce"), &connector(Some(MtaStsMode::Disabled))).0.is_none());
+        assert!(downgraded.applied.is_some() && !downgraded.enforced());
+        assert!(Enforcement::new("example.com", policy("enforce"), &connector(Some(MtaStsMode::Disabled)))
+            .applied
+            .is_none());
     }
 
     #[test]
@@ -230,7 +248,11 @@ mod tests {
             opts.certificate_check,
             CertificateCheck::Domain { roots: Some("/etc/ca.pem".into()), domain: None }
         );
-        let tls = DeliveryError::Tls { addr: "mx1.example.com [127.0.0.1:25]".into(), reason: "bad name".into() };
+        let tls = DeliveryError::Tls {
+            addr: "mx1.example.com [127.0.0.1:25]".into(),
+            reason: "bad name".into(),
+            local: None,
+        };
         let reason = sts.explain(&tls);
         assert!(reason.starts_with("451 4.7.5 MTA-STS: example.com requires TLS"), "{reason}");
         assert!(reason.ends_with("TLS with mx1.example.com [127.0.0.1:25] failed: bad name"), "{reason}");
@@ -247,7 +269,7 @@ mod tests {
         let opts = sts.connect_options(options());
         assert_eq!((opts.tls, opts.certificate_check.clone()), (OutboundTls::Opportunistic, CertificateCheck::None));
         assert!(matches!(opts.policy_audit, Some(CertificateCheck::Domain { .. })));
-        let tls = DeliveryError::Tls { addr: "x".into(), reason: "bad name".into() };
+        let tls = DeliveryError::Tls { addr: "x".into(), reason: "bad name".into(), local: None };
         assert_eq!(sts.explain(&tls), tls.to_string());
     }
 

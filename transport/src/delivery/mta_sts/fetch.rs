@@ -23,6 +23,8 @@ pub enum FetchError {
     Tls(String),
     #[error("cannot fetch {url}: {reason}")]
     Http { url: String, reason: String },
+    #[error("cannot fetch {url}: the policy host's certificate does not pass: {reason}")]
+    Certificate { url: String, reason: String },
     #[error("{url} answered {status} (a policy needs 200; redirects are not followed)")]
     Status { url: String, status: u16 },
     #[error("{url} is {content_type:?}, not text/plain")]
@@ -67,6 +69,7 @@ async fn get(
     let response =
         https::send(resolver, &format!("mta-sts.{domain}"), port, roots, request).await.map_err(|e| match e {
             HttpsError::Config(reason) => FetchError::Tls(reason),
+            HttpsError::Certificate(reason) => FetchError::Certificate { url: url.to_string(), reason },
             HttpsError::Failed(reason) => http(reason),
         })?;
     if response.status() != hyper::StatusCode::OK {

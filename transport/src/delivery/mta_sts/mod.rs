@@ -32,8 +32,44 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use tracing::{debug, info, warn, Instrument};
 
+/// Why a published policy could not be had; RFC 8460 §4.3.2.2 reports the three apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchFailureKind {
+    /// The policy host cannot be reached, or does not answer 200 with text/plain.
+    Fetch,
+    /// The policy does not parse.
+    Invalid,
+    /// The policy host's certificate does not pass.
+    WebPki,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchFailure {
+    pub kind: FetchFailureKind,
+    pub reason: String,
+}
+
+impl FetchFailure {
+    fn of(error: &fetch::FetchError) -> FetchFailure {
+        let kind = match error {
+            fetch::FetchError::Certificate { .. } => FetchFailureKind::WebPki,
+            _ => FetchFailureKind::Fetch,
+        };
+        FetchFailure { kind, reason: error.to_string() }
+    }
+}
+
 /// §3.3: after a failed fetch, the same policy id is not fetched again for this long.
 const FETCH_BACKOFF_MS: u64 = 5 * 60 * 1000;
+
+/// What a domain's policy is now.
+enum Found {
+    Policy(Arc<Policy>),
+    /// No policy published (or MTA-STS does not apply).
+    Nothing,
+    /// A policy is published and could not be had.
+    Unavailable(FetchFailure),
+}
 
 /// The policies of recipient domains, as this server knows them.
 pub struct MtaSts {
@@ -42,8 +78,8 @@ pub struct MtaSts {
     #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     dir: PathBuf,
     cache: Mutex<Cache>,
-    /// Domain → (id, not before): fetches that failed, not tried again before then.
-    failed: Mutex<HashMap<String, (String, u64)>>,
+    /// Domain → (id, not before, why): fetches that failed, not tried again before then.
+    failed: Mutex<HashMap<String, (String, u64, FetchFailure)>>,
     /// Writes of the cache file, one at a time and in order.
     writing: tokio::sync::Mutex<()>,
 }
@@ -89,45 +125,49 @@ impl MtaSts {
         let roots = connector.tls_certificate_authorities.as_deref();
         let span = tracing::info_span!("mta_sts", %domain);
         match self.policy(resolver, &domain, roots).instrument(span).await {
-            Some(policy) => Enforcement::new(&domain, policy, connector),
-            None => Enforcement::none(),
+            Found::Policy(policy) => Enforcement::new(&domain, policy, connector),
+            Found::Nothing => Enforcement::none(),
+            Found::Unavailable(failure) => Enforcement::unavailable(&domain, failure),
         }
     }
 
     /// The policy of `domain` now (§3, §5.1): the cached one while its id is the one
     /// published and it has not expired; else a fetch; a cached unexpired policy also when
     /// no live one can be had (no valid TXT record, a DNS failure, a failed fetch).
-    async fn policy(&self, resolver: &Resolver, domain: &str, roots: Option<&Path>) -> Option<Arc<Policy>> {
+    /// A policy published but not fetched, with none cached, is `Unavailable`.
+    async fn policy(&self, resolver: &Resolver, domain: &str, roots: Option<&Path>) -> Found {
         let now = to_millis(self.clock.now());
         let cached = self.lock_cache().get(domain).filter(|c| c.fresh(now)).cloned();
+        let cached_or = |otherwise: Found| cached.as_ref().map_or(otherwise, |c| Found::Policy(c.policy.clone()));
         let record = match resolver.txt(&format!("_mta-sts.{domain}")).await {
             Ok(texts) => record::discover(&texts),
             Err(e) => {
                 debug!(error = %e, "MTA-STS: TXT lookup failed");
-                return cached.map(|c| c.policy);
+                return cached_or(Found::Nothing);
             }
         };
         let record = match record {
             Ok(record) => record,
-            Err(RecordError::None) => return cached.map(|c| c.policy),
+            Err(RecordError::None) => return cached_or(Found::Nothing),
             Err(e) => {
                 warn!(%domain, error = %e, "MTA-STS: the TXT record cannot be used");
-                return cached.map(|c| c.policy);
+                return cached_or(Found::Nothing);
             }
         };
         if let Some(c) = cached.as_ref().filter(|c| c.id == record.id) {
-            return Some(c.policy.clone());
+            return Found::Policy(c.policy.clone());
         }
-        if self.backing_off(domain, &record.id, now) {
-            return cached.map(|c| c.policy);
+        if let Some(failure) = self.backing_off(domain, &record.id, now) {
+            return cached_or(Found::Unavailable(failure));
         }
         match self.fetch(resolver, domain, &record.id, roots, now).await {
-            Ok(policy) => Some(policy),
-            Err(reason) => {
+            Ok(policy) => Found::Policy(policy),
+            Err(failure) => {
                 let keeping = if cached.is_some() { "the cached policy applies" } else { "no policy applies" };
-                warn!(%domain, id = %record.id, error = %reason, "MTA-STS: the policy cannot be fetched; {keeping}");
-                self.lock_failed().insert(domain.to_string(), (record.id, now + FETCH_BACKOFF_MS));
-                cached.map(|c| c.policy)
+                warn!(%domain, id = %record.id, error = %failure.reason, "MTA-STS: the policy cannot be fetched; {keeping}");
+                let until = now + FETCH_BACKOFF_MS;
+                self.lock_failed().insert(domain.to_string(), (record.id, until, failure.clone()));
+                cached_or(Found::Unavailable(failure))
             }
         }
     }
@@ -141,9 +181,12 @@ impl MtaSts {
         id: &str,
         roots: Option<&Path>,
         now: u64,
-    ) -> Result<Arc<Policy>, String> {
-        let text = fetch::fetch(resolver, domain, roots, self.https_port()).await.map_err(|e| e.to_string())?;
-        let policy = Policy::parse(&text).map_err(|e| format!("the policy of {domain} is not valid: {e}"))?;
+    ) -> Result<Arc<Policy>, FetchFailure> {
+        let text = fetch::fetch(resolver, domain, roots, self.https_port()).await.map_err(|e| FetchFailure::of(&e))?;
+        let policy = Policy::parse(&text).map_err(|e| FetchFailure {
+            kind: FetchFailureKind::Invalid,
+            reason: format!("the policy of {domain} is not valid: {e}"),
+        })?;
         info!(%id, mode = policy.mode.as_str(), max_age = policy.max_age, mx = %policy.mx_list(), "MTA-STS policy fetched");
         let policy = Arc::new(policy);
         let expires_ms = now.saturating_add(policy.max_age.saturating_mul(1000));
@@ -170,8 +213,8 @@ impl MtaSts {
                     _ => cached_id,
                 };
                 let roots = roots(&domain);
-                if let Err(reason) = self.fetch(resolver, &domain, &id, roots.as_deref(), now).await {
-                    warn!(error = %reason, "MTA-STS: the policy cannot be refreshed; the cached one applies until it expires");
+                if let Err(failure) = self.fetch(resolver, &domain, &id, roots.as_deref(), now).await {
+                    warn!(error = %failure.reason, "MTA-STS: the policy cannot be refreshed; the cached one applies until it expires");
                 }
             }
             .instrument(span)
@@ -179,11 +222,11 @@ impl MtaSts {
         }
     }
 
-    /// A fetch of this id failed a moment ago.
-    fn backing_off(&self, domain: &str, id: &str, now: u64) -> bool {
+    /// A fetch of this id failed a moment ago: why.
+    fn backing_off(&self, domain: &str, id: &str, now: u64) -> Option<FetchFailure> {
         let mut failed = self.lock_failed();
-        failed.retain(|_, (_, until)| *until > now);
-        failed.get(domain).is_some_and(|(failed_id, _)| failed_id == id)
+        failed.retain(|_, (_, until, _)| *until > now);
+        failed.get(domain).filter(|(failed_id, _, _)| failed_id == id).map(|(_, _, failure)| failure.clone())
     }
 
     /// Writes the cache file (off the async threads); a failure is logged and costs
@@ -215,7 +258,7 @@ impl MtaSts {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_failed(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, u64)>> {
+    fn lock_failed(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, u64, FetchFailure)>> {
         self.failed.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

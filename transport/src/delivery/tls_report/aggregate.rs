@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 /// Past days kept for the admin API after their report went (or did not go).
 pub const KEEP_DAYS: usize = 7;
 
-/// The policy a session ran under.
+/// The policy a session ran under (RFC 8460 §4.4).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicySeen {
     pub domain: String,
+    /// `sts`, `tlsa` or `no-policy-found`.
+    pub policy_type: &'static str,
     pub policy_string: Vec<String>,
     pub mx_host: Vec<String>,
 }
@@ -22,6 +24,8 @@ pub struct Failure {
     pub result_type: &'static str,
     pub mx_host: String,
     pub ip: Option<String>,
+    /// This server's address on the connection (sending-mta-ip).
+    pub sending_ip: Option<String>,
     pub reason: String,
 }
 
@@ -35,12 +39,11 @@ impl Days {
     /// Counts one session of `date` under `policy`: a success, or `failure`.
     pub fn add(&mut self, date: &str, policy: &PolicySeen, failure: Option<Failure>) {
         let day = self.days.entry(date.to_string()).or_default();
-        let entry = day.entry(policy.domain.clone()).or_insert_with(|| TlsReportDomain {
-            domain: policy.domain.clone(),
-            policy_type: "sts".into(),
-            ..TlsReportDomain::default()
-        });
+        let entry = day
+            .entry(policy.domain.clone())
+            .or_insert_with(|| TlsReportDomain { domain: policy.domain.clone(), ..TlsReportDomain::default() });
         // The policy last applied is the one reported (a new id mid-day replaces it).
+        entry.policy_type = policy.policy_type.to_string();
         entry.policy_string.clone_from(&policy.policy_string);
         entry.mx_host.clone_from(&policy.mx_host);
         let Some(f) = failure else {
@@ -48,16 +51,19 @@ impl Days {
             return;
         };
         entry.failed_session_count += 1;
-        let found = entry
-            .failure_details
-            .iter_mut()
-            .find(|d| d.result_type == f.result_type && d.receiving_mx_hostname == f.mx_host && d.receiving_ip == f.ip);
+        let found = entry.failure_details.iter_mut().find(|d| {
+            d.result_type == f.result_type
+                && d.receiving_mx_hostname == f.mx_host
+                && d.receiving_ip == f.ip
+                && d.sending_mta_ip == f.sending_ip
+        });
         match found {
             Some(detail) => detail.failed_session_count += 1,
             None => entry.failure_details.push(TlsFailureDetail {
                 result_type: f.result_type.to_string(),
                 receiving_mx_hostname: f.mx_host,
                 receiving_ip: f.ip,
+                sending_mta_ip: f.sending_ip,
                 failed_session_count: 1,
                 failure_reason_code: Some(f.reason),
             }),
@@ -122,13 +128,20 @@ mod tests {
     fn policy(domain: &str) -> PolicySeen {
         PolicySeen {
             domain: domain.into(),
+            policy_type: "sts",
             policy_string: vec!["version: STSv1".into(), "mode: enforce".into()],
             mx_host: vec!["*.mx.example".into()],
         }
     }
 
     fn failure(kind: &'static str, mx: &str) -> Option<Failure> {
-        Some(Failure { result_type: kind, mx_host: mx.into(), ip: Some("192.0.2.1".into()), reason: "why".into() })
+        Some(Failure {
+            result_type: kind,
+            mx_host: mx.into(),
+            ip: Some("192.0.2.1".into()),
+            sending_ip: Some("198.51.100.7".into()),
+            reason: "why".into(),
+        })
     }
 
     #[test]

@@ -20,11 +20,13 @@ pub mod result;
 pub use aggregate::{date_of, Days, Failure, PolicySeen};
 pub use record::{HttpsRua, Record, RecordError, Rua};
 
-use super::mta_sts::Enforcement;
-use super::DeliveryError;
+use super::dane::{HostPolicy, Plan};
+use super::mta_sts::{Enforcement, FetchFailureKind};
 use crate::api::{TlsReportDay, TlsReportDomain};
 use crate::clock::SharedClock;
 use crate::routing::mx::Target;
+use result::ResultType;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -32,6 +34,68 @@ use tracing::warn;
 
 /// The counts' file in the queue directory (replaced whole, as the MTA-STS cache).
 pub const FILE: &str = "tls-reports.json";
+
+/// The policy a session is reported under (RFC 8460 §4.4), and a failure of the policy
+/// itself (an MTA-STS policy published and not fetched: §4.3.2.2) that fails every
+/// session under it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reported {
+    seen: PolicySeen,
+    policy_failure: Option<(ResultType, String)>,
+}
+
+impl Reported {
+    /// Under the MTA-STS policy applied (`enforce` or `testing`), or under the one the
+    /// domain publishes and this server could not fetch; None without either.
+    pub fn sts(sts: &Enforcement) -> Option<Reported> {
+        if let Some((domain, policy)) = sts.policy() {
+            let seen = PolicySeen {
+                domain: domain.to_string(),
+                policy_type: "sts",
+                policy_string: policy.render().lines().map(str::to_string).collect(),
+                mx_host: policy.mx.iter().map(ToString::to_string).collect(),
+            };
+            return Some(Reported { seen, policy_failure: None });
+        }
+        let (domain, failure) = sts.fetch_failure()?;
+        let kind = match failure.kind {
+            FetchFailureKind::Fetch => ResultType::StsPolicyFetchError,
+            FetchFailureKind::Invalid => ResultType::StsPolicyInvalid,
+            FetchFailureKind::WebPki => ResultType::StsWebpkiInvalid,
+        };
+        let seen =
+            PolicySeen { domain: domain.to_string(), policy_type: "sts", policy_string: vec![], mx_host: vec![] };
+        Some(Reported { seen, policy_failure: Some((kind, failure.reason.clone())) })
+    }
+
+    /// Under DANE for `host` (policy-type `tlsa`, its usable records as policy-string);
+    /// None where DANE does not apply to it.
+    pub fn dane(plan: &Plan, host: &str) -> Option<Reported> {
+        let records = match plan.host(host) {
+            HostPolicy::NotApplicable => return None,
+            HostPolicy::Authenticate(check) => check.records.iter().map(ToString::to_string).collect(),
+            HostPolicy::TlsRequired { .. } | HostPolicy::Failed(_) => Vec::new(),
+        };
+        let seen = PolicySeen {
+            domain: plan.domain().to_string(),
+            policy_type: "tlsa",
+            policy_string: records,
+            mx_host: vec![host.to_string()],
+        };
+        Some(Reported { seen, policy_failure: None })
+    }
+
+    /// No policy applies to `domain`, which asks for reports (`_smtp._tls`) all the same.
+    pub fn no_policy(domain: &str) -> Reported {
+        let seen = PolicySeen {
+            domain: domain.to_string(),
+            policy_type: "no-policy-found",
+            policy_string: vec![],
+            mx_host: vec![],
+        };
+        Reported { seen, policy_failure: None }
+    }
+}
 
 /// The TLS session counts of this server.
 pub struct TlsReports {
@@ -63,78 +127,34 @@ impl TlsReports {
         TlsReports { clock, path, days: Mutex::new(days), dirty: AtomicBool::new(false), writing: Default::default() }
     }
 
-    /// Counts a TLS session attempt to `target` under `sts` (nothing without a policy):
-    /// `Ok(shortfall)` an open session (a success unless `testing` found a shortfall),
-    /// `Err` a failed connection (only TLS failures count). Returns the metric's result.
+    /// Counts one TLS session attempt to `target` under `under`: `failure` says why it
+    /// failed (or, open, fell short of the policy); None is a success. A failure of the
+    /// policy itself (one published and not fetched) fails every session under it.
+    /// Returns (policy-type, result) for the metric.
     pub fn session(
         self: &Arc<Self>,
-        sts: &Enforcement,
+        under: &Reported,
         target: &Target,
-        outcome: Result<Option<&str>, &DeliveryError>,
-    ) -> Option<&'static str> {
-        let (domain, policy) = sts.policy()?;
-        let reason = match outcome {
-            Ok(None) => None,
-            Ok(Some(shortfall)) => Some(shortfall.to_string()),
-            Err(DeliveryError::Tls { reason, .. }) => Some(reason.clone()),
-            Err(_) => return None,
-        };
-        let failure = reason.map(|reason| Failure {
-            result_type: result::classify(&reason).as_str(),
+        local_ip: Option<IpAddr>,
+        failure: Option<&str>,
+    ) -> (&'static str, &'static str) {
+        let failure = match (&under.policy_failure, failure) {
+            (Some((kind, reason)), _) => Some((*kind, reason.as_str())),
+            (None, Some(reason)) => Some((result::classify(reason), reason)),
+            (None, None) => None,
+        }
+        .map(|(kind, reason)| Failure {
+            result_type: kind.as_str(),
             mx_host: target.host.clone(),
             ip: Some(target.addr.ip().to_string()),
-            reason,
-        });
-        let result = failure.as_ref().map_or("success", |f| f.result_type);
-        let seen = PolicySeen {
-            domain: domain.to_string(),
-            policy_string: policy.render().lines().map(str::to_string).collect(),
-            mx_host: policy.mx.iter().map(ToString::to_string).collect(),
-        };
-        let today = date_of(self.clock.now());
-        self.lock().add(&today, &seen, failure);
-        self.changed();
-        Some(result)
-    }
-
-    /// Counts a TLS session to `target` under DANE (RFC 8460 policy-type `tlsa`, the
-    /// host's records as policy-string): `Ok` authenticated, `Err` why it failed (a TLS
-    /// failure, or DNSSEC lookups that failed). Returns the metric's result.
-    pub fn dane_session(
-        self: &Arc<Self>,
-        plan: &super::dane::Plan,
-        target: &Target,
-        outcome: Result<(), &str>,
-    ) -> Option<&'static str> {
-        use super::dane::HostPolicy;
-        let records = match plan.host(&target.host) {
-            HostPolicy::NotApplicable => return None,
-            HostPolicy::Authenticate(check) => check.records.iter().map(ToString::to_string).collect(),
-            HostPolicy::TlsRequired { .. } | HostPolicy::Failed(_) => Vec::new(),
-        };
-        let failure = outcome.err().map(|reason| Failure {
-            result_type: result::classify(reason).as_str(),
-            mx_host: target.host.clone(),
-            ip: Some(target.addr.ip().to_string()),
+            sending_ip: local_ip.map(|ip| ip.to_string()),
             reason: reason.to_string(),
         });
         let result = failure.as_ref().map_or("success", |f| f.result_type);
-        let seen = PolicySeen {
-            domain: plan.domain().to_string(),
-            policy_string: records,
-            mx_host: vec![target.host.clone()],
-        };
         let today = date_of(self.clock.now());
-        {
-            let mut days = self.lock();
-            days.add(&today, &seen, failure);
-            // The policy last applied is the one reported, as for a new MTA-STS id.
-            if let Some(entry) = days.days.get_mut(&today).and_then(|d| d.get_mut(plan.domain())) {
-                entry.policy_type = "tlsa".into();
-            }
-        }
+        self.lock().add(&today, &under.seen, failure);
         self.changed();
-        Some(result)
+        (under.seen.policy_type, result)
     }
 
     /// One day (`YYYY-MM-DD`), today when None.
@@ -248,20 +268,22 @@ mod tests {
         // 2026-12-07T10:00:00Z
         let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_796_637_600));
         let reports = Arc::new(TlsReports::open(dir.path(), Arc::new(clock.clone())));
-        assert_eq!(reports.session(&Enforcement::none(), &target(), Ok(None)), None, "no policy, not counted");
-        assert_eq!(reports.session(&sts("enforce"), &target(), Ok(None)), Some("success"));
+        assert_eq!(Reported::sts(&Enforcement::none()), None, "no policy, not counted");
+        let local = Some("198.51.100.7".parse().unwrap());
+        let enforce = Reported::sts(&sts("enforce")).unwrap();
+        assert_eq!(reports.session(&enforce, &target(), local, None), ("sts", "success"));
+        let testing = Reported::sts(&sts("testing")).unwrap();
         let shortfall = Some("the peer does not offer STARTTLS");
-        assert_eq!(reports.session(&sts("testing"), &target(), Ok(shortfall)), Some("starttls-not-supported"));
-        let refused = DeliveryError::Connect { addr: "x".into(), reason: "refused".into() };
-        assert_eq!(reports.session(&sts("enforce"), &target(), Err(&refused)), None, "not a TLS session");
-        let tls = DeliveryError::Tls { addr: "x".into(), reason: "invalid peer certificate: UnknownIssuer".into() };
-        assert_eq!(reports.session(&sts("enforce"), &target(), Err(&tls)), Some("certificate-not-trusted"));
+        assert_eq!(reports.session(&testing, &target(), local, shortfall), ("sts", "starttls-not-supported"));
+        let untrusted = Some("invalid peer certificate: UnknownIssuer");
+        assert_eq!(reports.session(&enforce, &target(), local, untrusted), ("sts", "certificate-not-trusted"));
 
         let today = reports.day(None);
         assert_eq!(today.date, "2026-12-07");
         let entry = &today.domains[0];
         assert_eq!((entry.successful_session_count, entry.failed_session_count), (1, 2));
         assert_eq!(entry.failure_details[0].receiving_ip.as_deref(), Some("192.0.2.1"));
+        assert_eq!(entry.failure_details[0].sending_mta_ip.as_deref(), Some("198.51.100.7"));
         assert!(reports.due().is_empty(), "the day is not over");
 
         reports.dirty.store(true, Ordering::SeqCst);
@@ -278,5 +300,36 @@ mod tests {
         std::fs::write(dir.path().join(FILE), b"{not json").unwrap();
         let damaged = TlsReports::open(dir.path(), Arc::new(clock));
         assert!(damaged.all().is_empty(), "a damaged file costs its counts, not the start");
+    }
+
+    #[test]
+    fn a_policy_not_fetched_fails_its_sessions_and_no_policy_is_reported_as_such() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = ManualClock::new(UNIX_EPOCH + Duration::from_secs(1_796_637_600));
+        let reports = Arc::new(TlsReports::open(dir.path(), Arc::new(clock)));
+        let kinds = [
+            (FetchFailureKind::Fetch, "sts-policy-fetch-error"),
+            (FetchFailureKind::Invalid, "sts-policy-invalid"),
+            (FetchFailureKind::WebPki, "sts-webpki-invalid"),
+        ];
+        for (kind, want) in kinds {
+            let failure = crate::delivery::mta_sts::FetchFailure { kind, reason: format!("{want} here") };
+            let under = Reported::sts(&Enforcement::unavailable("broken.example", failure)).unwrap();
+            // Even a session that went well is a failure of the policy.
+            assert_eq!(reports.session(&under, &target(), None, None), ("sts", want));
+        }
+        let under = Reported::no_policy("plain.example");
+        assert_eq!(reports.session(&under, &target(), None, None), ("no-policy-found", "success"));
+        let clear = Some("the peer does not offer STARTTLS");
+        assert_eq!(reports.session(&under, &target(), None, clear), ("no-policy-found", "starttls-not-supported"));
+
+        let day = reports.day(None);
+        let broken = day.domains.iter().find(|d| d.domain == "broken.example").unwrap();
+        assert_eq!((broken.policy_type.as_str(), broken.failed_session_count), ("sts", 3));
+        assert!(broken.policy_string.is_empty());
+        assert_eq!(broken.failure_details[2].failure_reason_code.as_deref(), Some("sts-webpki-invalid here"));
+        let plain = day.domains.iter().find(|d| d.domain == "plain.example").unwrap();
+        assert_eq!(plain.policy_type, "no-policy-found");
+        assert_eq!((plain.successful_session_count, plain.failed_session_count), (1, 1));
     }
 }

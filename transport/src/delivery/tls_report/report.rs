@@ -41,6 +41,9 @@ pub fn json(input: &ReportInput<'_>) -> Value {
             if let Some(ip) = &d.receiving_ip {
                 detail["receiving-ip"] = json!(ip);
             }
+            if let Some(ip) = &d.sending_mta_ip {
+                detail["sending-mta-ip"] = json!(ip);
+            }
             if let Some(info) = &d.failure_reason_code {
                 detail["failure-reason-code"] = json!(info);
             }
@@ -138,6 +141,7 @@ mod tests {
                 result_type: "certificate-expired".into(),
                 receiving_mx_hostname: "mx1.mail.company-y.example".into(),
                 receiving_ip: Some("203.0.113.56".into()),
+                sending_mta_ip: Some("198.51.100.7".into()),
                 failed_session_count: 303,
                 failure_reason_code: None,
             }],
@@ -167,6 +171,7 @@ mod tests {
         assert_eq!(d["result-type"], "certificate-expired");
         assert_eq!(d["receiving-mx-hostname"], "mx1.mail.company-y.example");
         assert_eq!(d["receiving-ip"], "203.0.113.56");
+        assert_eq!(d["sending-mta-ip"], "198.51.100.7");
         assert_eq!(d["failed-session-count"], 303);
     }
 

@@ -14,6 +14,12 @@ pub enum ResultType {
     TlsaInvalid,
     /// DANE: the DNSSEC lookups gave no answer that validates.
     DnssecInvalid,
+    /// MTA-STS (§4.3.2.2): the policy could not be fetched (host unreachable, not 200, ...).
+    StsPolicyFetchError,
+    /// MTA-STS: the policy fetched does not parse.
+    StsPolicyInvalid,
+    /// MTA-STS: the policy host's certificate does not pass.
+    StsWebpkiInvalid,
 }
 
 impl ResultType {
@@ -26,6 +32,9 @@ impl ResultType {
             ResultType::ValidationFailure => "validation-failure",
             ResultType::TlsaInvalid => "tlsa-invalid",
             ResultType::DnssecInvalid => "dnssec-invalid",
+            ResultType::StsPolicyFetchError => "sts-policy-fetch-error",
+            ResultType::StsPolicyInvalid => "sts-policy-invalid",
+            ResultType::StsWebpkiInvalid => "sts-webpki-invalid",
         }
     }
 }

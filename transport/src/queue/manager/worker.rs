@@ -7,6 +7,7 @@ use super::state::{QueueId, State, Timer};
 use super::QueueManager;
 use crate::api::TrackingEvent;
 use crate::config::OutboundTls;
+use crate::delivery::tls_report::Reported;
 use crate::delivery::{
     self, CertificateCheck, ConnectOptions, OutboundSession, ProtocolTap, RecipientOutcome, SendOutcome,
 };
@@ -201,6 +202,11 @@ impl QueueManager {
             // Set per target below: the protocol log line needs the endpoints.
             tap: None,
         });
+        // RFC 8460: a domain without a policy is reported on when it asks to be.
+        let no_policy = match Reported::sts(&sts) {
+            None if opts.tls != OutboundTls::None => self.reported_without_policy(&config, &hop).await,
+            _ => None,
+        };
         let mut session = None;
         // The host and address that took the connection (for the tracking log).
         let mut peer = None;
@@ -215,8 +221,11 @@ impl QueueManager {
                 opts.tap = Some(Arc::new(SendTap(session)));
             }
             let host_dane = dane.host(&target.host);
+            // What the session is reported under: DANE where it applies (RFC 8461 §2), else
+            // the MTA-STS policy, else none (if the domain asks for reports).
+            let reported = Reported::dane(&dane, &target.host).or_else(|| Reported::sts(&sts)).or(no_policy.clone());
             if let Some(reason) = dane.refusal(&target.host) {
-                self.dane_session(&config, &dane, target, Err(&reason));
+                self.tls_session(&config, reported.as_ref(), target, None, Some(&reason));
                 log.send(&reason);
                 warn!(event_id = 2002, target = %target.addr, error = %reason, "SmtpSendConnectionError");
                 last_error = reason;
@@ -228,27 +237,27 @@ impl QueueManager {
             }
             match OutboundSession::connect(target, &opts).await {
                 Ok(s) => {
-                    if host_dane.applies() {
-                        self.dane_session(&config, &dane, target, Ok(()));
-                    } else {
+                    // Under DANE the session is authenticated; under MTA-STS `testing` it may
+                    // fall short; without a policy it may be in clear text.
+                    let failure = if host_dane.applies() {
+                        None
+                    } else if sts.policy().is_some() {
                         sts.audit(&s, &log);
-                        self.tls_session(&config, &sts, target, Ok(s.policy_shortfall()));
-                    }
+                        s.policy_shortfall()
+                    } else {
+                        s.in_clear()
+                    };
+                    self.tls_session(&config, reported.as_ref(), target, s.local_ip(), failure);
                     session = Some(s);
                     peer = Some((target.host.clone(), target.addr.ip()));
                     break;
                 }
-                Err(e) if host_dane.applies() => {
-                    // Only TLS failures are TLS sessions (not a refused connection, a timeout).
-                    if let delivery::DeliveryError::Tls { reason, .. } = &e {
-                        self.dane_session(&config, &dane, target, Err(reason));
-                    }
-                    last_error = dane.explain(&target.host, &e);
-                    warn!(event_id = 2002, target = %target.addr, error = %last_error, "SmtpSendConnectionError");
-                }
                 Err(e) => {
-                    self.tls_session(&config, &sts, target, Err(&e));
-                    last_error = sts.explain(&e);
+                    // Only TLS failures are TLS sessions (not a refused connection, a timeout).
+                    if let delivery::DeliveryError::Tls { reason, local, .. } = &e {
+                        self.tls_session(&config, reported.as_ref(), target, *local, Some(reason));
+                    }
+                    last_error = if host_dane.applies() { dane.explain(&target.host, &e) } else { sts.explain(&e) };
                     warn!(event_id = 2002, target = %target.addr, error = %last_error, "SmtpSendConnectionError");
                 }
             }
@@ -350,30 +359,31 @@ impl QueueManager {
         self.connection_closed(qid, failure);
     }
 
-    /// Counts a TLS session under a policy for RFC 8460 reports and the metric.
+    /// Counts a TLS session attempt for RFC 8460 reports and the metric (nothing when it
+    /// is reported under no policy).
     fn tls_session(
         &self,
         config: &super::RuntimeConfig,
-        sts: &delivery::mta_sts::Enforcement,
+        reported: Option<&Reported>,
         target: &crate::routing::mx::Target,
-        outcome: Result<Option<&str>, &delivery::DeliveryError>,
+        local_ip: Option<std::net::IpAddr>,
+        failure: Option<&str>,
     ) {
-        if let Some(result) = config.tls_reports.session(sts, target, outcome) {
-            self.inner.events.tls_session("sts", result);
+        if let Some(under) = reported {
+            let (policy_type, result) = config.tls_reports.session(under, target, local_ip, failure);
+            self.inner.events.tls_session(policy_type, result);
         }
     }
 
-    /// Counts a TLS session to a host DANE applies to (RFC 8460 policy-type `tlsa`).
-    fn dane_session(
-        &self,
-        config: &super::RuntimeConfig,
-        dane: &delivery::dane::Plan,
-        target: &crate::routing::mx::Target,
-        outcome: Result<(), &str>,
-    ) {
-        if let Some(result) = config.tls_reports.dane_session(dane, target, outcome) {
-            self.inner.events.tls_session("tlsa", result);
+    /// A DNS-routed domain without a policy that publishes a `_smtp._tls` record: its
+    /// sessions are reported as `no-policy-found` (the lookup is the resolver's, cached).
+    async fn reported_without_policy(&self, config: &super::RuntimeConfig, hop: &NextHop) -> Option<Reported> {
+        if hop.delivery_type != DeliveryType::DnsConnectorDelivery {
+            return None;
         }
+        let domain = &hop.next_hop_domain;
+        let texts = config.resolver.txt(&format!("_smtp._tls.{domain}")).await.ok()?;
+        delivery::tls_report::record::discover(&texts).ok().map(|_| Reported::no_policy(domain))
     }
 
     /// Takes the next ready item of a queue and marks it active.
