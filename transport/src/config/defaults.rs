@@ -19,22 +19,7 @@ const fn days(n: u64) -> Duration {
     Duration::from_secs(n * 86400)
 }
 
-// docs/design.md §4, the same for both roles unless the name says otherwise.
-pub const QUEUE_GLITCH_RETRY_COUNT: u32 = 4;
-pub const QUEUE_GLITCH_RETRY_INTERVAL: Duration = mins(1);
-pub const TRANSIENT_FAILURE_RETRY_COUNT: u32 = 6;
-pub const TRANSIENT_FAILURE_RETRY_INTERVAL_MAILBOX: Duration = mins(5);
-pub const TRANSIENT_FAILURE_RETRY_INTERVAL_EDGE: Duration = mins(10);
-pub const OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL_MAILBOX: Duration = mins(10);
-pub const OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL_EDGE: Duration = mins(30);
-/// Seed 002's value; newer Microsoft pages say 5 minutes.
-pub const MESSAGE_RETRY_INTERVAL: Duration = mins(15);
-pub const MAILBOX_DELIVERY_QUEUE_RETRY_INTERVAL: Duration = mins(5);
-pub const MAX_IDLE_TIME_BEFORE_RESUBMIT: Duration = hours(12);
-pub const QUEUE_MAX_IDLE_TIME: Duration = mins(3);
-pub const POISON_THRESHOLD: u32 = 2;
-pub const DELAY_NOTIFICATION_TIME_OUT: Duration = hours(4);
-pub const MESSAGE_EXPIRATION_TIME_OUT: Duration = days(2);
+// docs/design.md §4's defaults are in `settings` with their ranges.
 
 // Exchange receive-connector defaults (New-ReceiveConnector).
 pub const RECEIVE_MAX_MESSAGE_SIZE: ByteSize = ByteSize::mb(36);
@@ -129,67 +114,40 @@ pub struct ReceiveLimits {
 impl RetryPolicy {
     /// The §4 defaults of a role.
     pub fn defaults(role: Role) -> Self {
-        let (transient, outbound) = match role {
-            Role::Mailbox => {
-                (TRANSIENT_FAILURE_RETRY_INTERVAL_MAILBOX, OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL_MAILBOX)
-            }
-            Role::Edge => (TRANSIENT_FAILURE_RETRY_INTERVAL_EDGE, OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL_EDGE),
-        };
-        RetryPolicy {
-            queue_glitch_retry_count: QUEUE_GLITCH_RETRY_COUNT,
-            queue_glitch_retry_interval: QUEUE_GLITCH_RETRY_INTERVAL,
-            transient_failure_retry_count: TRANSIENT_FAILURE_RETRY_COUNT,
-            transient_failure_retry_interval: transient,
-            outbound_connection_failure_retry_interval: outbound,
-            message_retry_interval: MESSAGE_RETRY_INTERVAL,
-            mailbox_delivery_queue_retry_interval: MAILBOX_DELIVERY_QUEUE_RETRY_INTERVAL,
-            max_idle_time_before_resubmit: MAX_IDLE_TIME_BEFORE_RESUBMIT,
-            queue_max_idle_time: QUEUE_MAX_IDLE_TIME,
-            poison_threshold: POISON_THRESHOLD,
-        }
+        Self::resolve(role, &RetrySettings::default())
     }
 
     pub fn resolve(role: Role, s: &RetrySettings) -> Self {
-        let d = Self::defaults(role);
-        let span = |v: Option<super::TimeSpan>, default: Duration| v.map_or(default, |t| t.0);
+        use super::settings::*;
         RetryPolicy {
-            queue_glitch_retry_count: s.queue_glitch_retry_count.unwrap_or(d.queue_glitch_retry_count),
-            queue_glitch_retry_interval: span(s.queue_glitch_retry_interval, d.queue_glitch_retry_interval),
-            transient_failure_retry_count: s.transient_failure_retry_count.unwrap_or(d.transient_failure_retry_count),
-            transient_failure_retry_interval: span(
-                s.transient_failure_retry_interval,
-                d.transient_failure_retry_interval,
-            ),
-            outbound_connection_failure_retry_interval: span(
-                s.outbound_connection_failure_retry_interval,
-                d.outbound_connection_failure_retry_interval,
-            ),
-            message_retry_interval: span(s.message_retry_interval, d.message_retry_interval),
-            mailbox_delivery_queue_retry_interval: span(
-                s.mailbox_delivery_queue_retry_interval,
-                d.mailbox_delivery_queue_retry_interval,
-            ),
-            max_idle_time_before_resubmit: span(s.max_idle_time_before_resubmit, d.max_idle_time_before_resubmit),
-            queue_max_idle_time: span(s.queue_max_idle_time, d.queue_max_idle_time),
-            poison_threshold: s.poison_threshold.unwrap_or(d.poison_threshold),
+            queue_glitch_retry_count: QUEUE_GLITCH_RETRY_COUNT.resolve(role, s.queue_glitch_retry_count),
+            queue_glitch_retry_interval: QUEUE_GLITCH_RETRY_INTERVAL.resolve(role, s.queue_glitch_retry_interval),
+            transient_failure_retry_count: TRANSIENT_FAILURE_RETRY_COUNT.resolve(role, s.transient_failure_retry_count),
+            transient_failure_retry_interval: TRANSIENT_FAILURE_RETRY_INTERVAL
+                .resolve(role, s.transient_failure_retry_interval),
+            outbound_connection_failure_retry_interval: OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL
+                .resolve(role, s.outbound_connection_failure_retry_interval),
+            message_retry_interval: MESSAGE_RETRY_INTERVAL.resolve(role, s.message_retry_interval),
+            mailbox_delivery_queue_retry_interval: MAILBOX_DELIVERY_QUEUE_RETRY_INTERVAL
+                .resolve(role, s.mailbox_delivery_queue_retry_interval),
+            max_idle_time_before_resubmit: MAX_IDLE_TIME_BEFORE_RESUBMIT.resolve(role, s.max_idle_time_before_resubmit),
+            queue_max_idle_time: QUEUE_MAX_IDLE_TIME.resolve(role, s.queue_max_idle_time),
+            poison_threshold: POISON_THRESHOLD.resolve(role, s.poison_threshold),
         }
     }
 }
 
 impl ExpirationPolicy {
-    /// The §4 defaults (the same for both roles).
-    pub fn defaults(_role: Role) -> Self {
-        ExpirationPolicy {
-            delay_notification_time_out: DELAY_NOTIFICATION_TIME_OUT,
-            message_expiration_time_out: MESSAGE_EXPIRATION_TIME_OUT,
-        }
+    /// The §4 defaults of a role.
+    pub fn defaults(role: Role) -> Self {
+        Self::resolve(role, &ExpirationSettings::default())
     }
 
     pub fn resolve(role: Role, s: &ExpirationSettings) -> Self {
-        let d = Self::defaults(role);
+        use super::settings::*;
         ExpirationPolicy {
-            delay_notification_time_out: s.delay_notification_time_out.map_or(d.delay_notification_time_out, |t| t.0),
-            message_expiration_time_out: s.message_expiration_time_out.map_or(d.message_expiration_time_out, |t| t.0),
+            delay_notification_time_out: DELAY_NOTIFICATION_TIME_OUT.resolve(role, s.delay_notification_time_out),
+            message_expiration_time_out: MESSAGE_EXPIRATION_TIME_OUT.resolve(role, s.message_expiration_time_out),
         }
     }
 }

@@ -12,6 +12,7 @@
 //! Defaults live in code (never in the CRD schema): an absent optional field
 //! takes the default documented on it.
 pub mod defaults;
+pub mod settings;
 pub mod domain_pattern;
 pub mod host_port;
 pub mod size;
@@ -500,8 +501,8 @@ pub struct RetrySettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExpirationSettings {
-    /// 1 s – 30 days, more than transientFailureRetryCount × transientFailureRetryInterval,
-    /// and less than messageExpirationTimeOut. Default 04:00:00.
+    /// 1 s – 30 days. Default 04:00:00. More than transientFailureRetryCount ×
+    /// transientFailureRetryInterval, and less than messageExpirationTimeOut.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_notification_time_out: Option<TimeSpan>,
     /// 5 s – 90 days. Default 2.00:00:00.

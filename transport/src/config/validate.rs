@@ -47,26 +47,10 @@ const SECOND: Duration = Duration::from_secs(1);
 const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86400);
 
-/// The ranges of docs/design.md §4 (and of the Exchange cmdlets where it is silent),
-/// named so that documentation and the operator can quote them.
+/// The ranges of the settings outside docs/design.md §4 (those are in `settings` with their
+/// defaults), from the Exchange cmdlets, named so that documentation can quote them.
 pub mod ranges {
     use super::{Duration, DAY, HOUR, SECOND};
-    pub const QUEUE_GLITCH_RETRY_COUNT: (u32, u32) = (0, 15);
-    /// Undocumented in Exchange; bounded so that a glitch retry stays quick.
-    pub const QUEUE_GLITCH_RETRY_INTERVAL: (Duration, Duration) = (SECOND, HOUR);
-    pub const TRANSIENT_FAILURE_RETRY_COUNT: (u32, u32) = (0, 15);
-    pub const TRANSIENT_FAILURE_RETRY_INTERVAL: (Duration, Duration) = (SECOND, Duration::from_secs(12 * 3600));
-    pub const OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL: (Duration, Duration) =
-        (SECOND, Duration::from_secs(20 * 86400));
-    pub const MESSAGE_RETRY_INTERVAL: (Duration, Duration) = (SECOND, DAY);
-    pub const MAILBOX_DELIVERY_QUEUE_RETRY_INTERVAL: (Duration, Duration) = (SECOND, DAY);
-    /// Undocumented in Exchange; at most the longest delay notification time-out.
-    pub const MAX_IDLE_TIME_BEFORE_RESUBMIT: (Duration, Duration) = (SECOND, Duration::from_secs(30 * 86400));
-    pub const QUEUE_MAX_IDLE_TIME: (Duration, Duration) = (Duration::from_secs(5), HOUR);
-    pub const POISON_THRESHOLD: (u32, u32) = (1, 10);
-    pub const DELAY_NOTIFICATION_TIME_OUT: (Duration, Duration) = (SECOND, Duration::from_secs(30 * 86400));
-    pub const MESSAGE_EXPIRATION_TIME_OUT: (Duration, Duration) =
-        (Duration::from_secs(5), Duration::from_secs(90 * 86400));
 
     pub const RECEIVE_MAX_MESSAGE_SIZE: (u64, u64) = (64 * super::KB, 2 * super::GB);
     pub const RECEIVE_MAX_RECIPIENTS_PER_MESSAGE: (u32, u32) = (1, 512_000);
@@ -184,41 +168,35 @@ impl TransportFile {
     }
 
     fn check_retry(&self, c: &mut Checker) {
-        use ranges::*;
-        let r = &self.retry;
-        c.count("retry.queueGlitchRetryCount", r.queue_glitch_retry_count, QUEUE_GLITCH_RETRY_COUNT);
-        c.span("retry.queueGlitchRetryInterval", r.queue_glitch_retry_interval, QUEUE_GLITCH_RETRY_INTERVAL);
-        c.count("retry.transientFailureRetryCount", r.transient_failure_retry_count, TRANSIENT_FAILURE_RETRY_COUNT);
-        c.span(
-            "retry.transientFailureRetryInterval",
-            r.transient_failure_retry_interval,
-            TRANSIENT_FAILURE_RETRY_INTERVAL,
-        );
-        c.span(
-            "retry.outboundConnectionFailureRetryInterval",
-            r.outbound_connection_failure_retry_interval,
-            OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL,
-        );
-        c.span("retry.messageRetryInterval", r.message_retry_interval, MESSAGE_RETRY_INTERVAL);
-        c.span(
-            "retry.mailboxDeliveryQueueRetryInterval",
-            r.mailbox_delivery_queue_retry_interval,
-            MAILBOX_DELIVERY_QUEUE_RETRY_INTERVAL,
-        );
-        c.span("retry.maxIdleTimeBeforeResubmit", r.max_idle_time_before_resubmit, MAX_IDLE_TIME_BEFORE_RESUBMIT);
-        c.span("retry.queueMaxIdleTime", r.queue_max_idle_time, QUEUE_MAX_IDLE_TIME);
-        c.count("retry.poisonThreshold", r.poison_threshold, POISON_THRESHOLD);
-
-        let e = &self.expiration;
-        c.span("expiration.delayNotificationTimeOut", e.delay_notification_time_out, DELAY_NOTIFICATION_TIME_OUT);
-        c.span("expiration.messageExpirationTimeOut", e.message_expiration_time_out, MESSAGE_EXPIRATION_TIME_OUT);
+        use super::settings::*;
+        let (r, e) = (&self.retry, &self.expiration);
+        for (s, v) in [
+            (&QUEUE_GLITCH_RETRY_COUNT, r.queue_glitch_retry_count),
+            (&TRANSIENT_FAILURE_RETRY_COUNT, r.transient_failure_retry_count),
+            (&POISON_THRESHOLD, r.poison_threshold),
+        ] {
+            c.count(s.path, v, s.range());
+        }
+        for (s, v) in [
+            (&QUEUE_GLITCH_RETRY_INTERVAL, r.queue_glitch_retry_interval),
+            (&TRANSIENT_FAILURE_RETRY_INTERVAL, r.transient_failure_retry_interval),
+            (&OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL, r.outbound_connection_failure_retry_interval),
+            (&MESSAGE_RETRY_INTERVAL, r.message_retry_interval),
+            (&MAILBOX_DELIVERY_QUEUE_RETRY_INTERVAL, r.mailbox_delivery_queue_retry_interval),
+            (&MAX_IDLE_TIME_BEFORE_RESUBMIT, r.max_idle_time_before_resubmit),
+            (&QUEUE_MAX_IDLE_TIME, r.queue_max_idle_time),
+            (&DELAY_NOTIFICATION_TIME_OUT, e.delay_notification_time_out),
+            (&MESSAGE_EXPIRATION_TIME_OUT, e.message_expiration_time_out),
+        ] {
+            c.span(s.path, v, s.range());
+        }
 
         // Cross rules on the values in force (given or role default), skipped
         // for a value already reported out of range: one error per mistake.
         let in_range =
             |v: Option<TimeSpan>, (min, max): (Duration, Duration)| v.is_none_or(|v| (min..=max).contains(&v.0));
-        if !in_range(e.delay_notification_time_out, DELAY_NOTIFICATION_TIME_OUT)
-            || !in_range(e.message_expiration_time_out, MESSAGE_EXPIRATION_TIME_OUT)
+        if !in_range(e.delay_notification_time_out, DELAY_NOTIFICATION_TIME_OUT.range())
+            || !in_range(e.message_expiration_time_out, MESSAGE_EXPIRATION_TIME_OUT.range())
         {
             return;
         }
