@@ -12,9 +12,9 @@
 //! Defaults live in code (never in the CRD schema): an absent optional field
 //! takes the default documented on it.
 pub mod defaults;
-pub mod settings;
 pub mod domain_pattern;
 pub mod host_port;
+pub mod settings;
 pub mod size;
 pub mod timespan;
 pub mod validate;

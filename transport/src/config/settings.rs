@@ -61,7 +61,12 @@ const fn hours(n: u64) -> Duration {
 const fn days(n: u64) -> Duration {
     secs(n * 86400)
 }
-const fn span(path: &'static str, (min, max): (Duration, Duration), mailbox: Duration, edge: Duration) -> Setting<Duration> {
+const fn span(
+    path: &'static str,
+    (min, max): (Duration, Duration),
+    mailbox: Duration,
+    edge: Duration,
+) -> Setting<Duration> {
     Setting { path, min, max, mailbox, edge }
 }
 const fn count(path: &'static str, (min, max): (u32, u32), default: u32) -> Setting<u32> {
@@ -166,13 +171,28 @@ mod tests {
         let schema = serde_json::to_value(schemars::schema_for!(TransportFile)).unwrap();
         for s in SPANS {
             let doc = description(&schema, s.path);
-            assert!(doc.starts_with(&span_doc(s)), "{}: the doc comment should start {:?}: {doc:?}", s.path, span_doc(s));
+            assert!(
+                doc.starts_with(&span_doc(s)),
+                "{}: the doc comment should start {:?}: {doc:?}",
+                s.path,
+                span_doc(s)
+            );
         }
         for s in COUNTS {
             let doc = description(&schema, s.path);
-            assert!(doc.starts_with(&count_doc(s)), "{}: the doc comment should start {:?}: {doc:?}", s.path, count_doc(s));
+            assert!(
+                doc.starts_with(&count_doc(s)),
+                "{}: the doc comment should start {:?}: {doc:?}",
+                s.path,
+                count_doc(s)
+            );
             let p = property(&schema, s.path);
-            assert_eq!((p["minimum"].as_u64(), p["maximum"].as_u64()), (Some(s.min.into()), Some(s.max.into())), "{}", s.path);
+            assert_eq!(
+                (p["minimum"].as_u64(), p["maximum"].as_u64()),
+                (Some(s.min.into()), Some(s.max.into())),
+                "{}",
+                s.path
+            );
         }
     }
 
@@ -197,13 +217,23 @@ mod tests {
         let row = |field: &str| rows.iter().find(|r| r.0 == field).unwrap_or_else(|| panic!("no row {field}"));
         for s in SPANS {
             let (_, mailbox, edge, range) = row(s.field());
-            assert_eq!((mailbox.as_str(), edge.as_str()), (&*TimeSpan(s.mailbox).to_string(), &*TimeSpan(s.edge).to_string()), "{}", s.path);
+            assert_eq!(
+                (mailbox.as_str(), edge.as_str()),
+                (&*TimeSpan(s.mailbox).to_string(), &*TimeSpan(s.edge).to_string()),
+                "{}",
+                s.path
+            );
             let want = format!("{} – {}", human(s.min), human(s.max));
             assert!(range.starts_with(&want), "{}: range {range:?}, want {want:?}", s.path);
         }
         for s in COUNTS {
             let (_, mailbox, edge, range) = row(s.field());
-            assert_eq!((mailbox.as_str(), edge.as_str()), (&*s.mailbox.to_string(), &*s.edge.to_string()), "{}", s.path);
+            assert_eq!(
+                (mailbox.as_str(), edge.as_str()),
+                (&*s.mailbox.to_string(), &*s.edge.to_string()),
+                "{}",
+                s.path
+            );
             assert_eq!(range, &format!("{}–{}", s.min, s.max), "{}", s.path);
         }
     }
@@ -216,7 +246,10 @@ mod tests {
         assert_eq!(human(Duration::from_secs(86_400)), "1 day");
         assert_eq!(human(Duration::from_secs(90 * 86_400)), "90 days");
         assert_eq!(span_doc(&MESSAGE_RETRY_INTERVAL), "1 s – 1 day. Default 00:15:00.");
-        assert_eq!(span_doc(&TRANSIENT_FAILURE_RETRY_INTERVAL), "1 s – 12 h. Default 00:05:00 (Mailbox), 00:10:00 (Edge).");
+        assert_eq!(
+            span_doc(&TRANSIENT_FAILURE_RETRY_INTERVAL),
+            "1 s – 12 h. Default 00:05:00 (Mailbox), 00:10:00 (Edge)."
+        );
         assert_eq!(count_doc(&POISON_THRESHOLD), "1–10. Default 2.");
         assert_eq!(MESSAGE_EXPIRATION_TIME_OUT.resolve(Role::Edge, None), Duration::from_secs(2 * 86_400));
         assert_eq!(POISON_THRESHOLD.resolve(Role::Mailbox, Some(5)), 5);

@@ -44,13 +44,12 @@ pub const SERVER_NAME_PATTERN: &str = r"^[A-Za-z0-9._-]+$";
 pub const FILE_PATH: &str = "<file>";
 
 const SECOND: Duration = Duration::from_secs(1);
-const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86400);
 
 /// The ranges of the settings outside docs/design.md §4 (those are in `settings` with their
 /// defaults), from the Exchange cmdlets, named so that documentation can quote them.
 pub mod ranges {
-    use super::{Duration, DAY, HOUR, SECOND};
+    use super::{Duration, DAY, SECOND};
 
     pub const RECEIVE_MAX_MESSAGE_SIZE: (u64, u64) = (64 * super::KB, 2 * super::GB);
     pub const RECEIVE_MAX_RECIPIENTS_PER_MESSAGE: (u32, u32) = (1, 512_000);
