@@ -117,12 +117,12 @@ pub const COUNTS: [&Setting<u32>; 3] = [&QUEUE_GLITCH_RETRY_COUNT, &TRANSIENT_FA
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
-        _ if s >= 86_400 && s % 86_400 == 0 => match s / 86_400 {
+        _ if s >= 86_400 && s.is_multiple_of(86_400) => match s / 86_400 {
             1 => "1 day".to_string(),
             n => format!("{n} days"),
         },
-        _ if s >= 3600 && s % 3600 == 0 => format!("{} h", s / 3600),
-        _ if s >= 60 && s % 60 == 0 => format!("{} min", s / 60),
+        _ if s >= 3600 && s.is_multiple_of(3600) => format!("{} h", s / 3600),
+        _ if s >= 60 && s.is_multiple_of(60) => format!("{} min", s / 60),
         _ => format!("{s} s"),
     }
 }
