@@ -474,13 +474,11 @@ fn bogus_signatures_defer_the_domain_or_the_mx_host() {
     assert_eq!(report.failure_details[0].result_type, "dnssec-invalid");
 }
 
-/// A known limit, pinned (RELIABILITY.md, "not promised"): hickory 0.25 judges an answer
-/// of a signed zone whose RRSIGs an attacker stripped by a DS lookup at the record's own
-/// name, which finds none, and calls it unsigned rather than bogus. DANE is then off for
-/// the host and the mail goes as without it. When hickory judges it bogus this test fails,
-/// and the promise can be made.
+/// hickory 0.25 calls an answer of a signed zone whose RRSIGs an attacker stripped
+/// unsigned rather than bogus. TLSA records that come unsigned for a host whose addresses
+/// are signed are therefore taken for stripped: the host is not used, never in clear.
 #[test]
-fn tlsa_records_stripped_of_their_signatures_pass_for_unsigned_with_hickory_0_25() {
+fn tlsa_records_stripped_of_their_signatures_defer_the_host_never_clear_text() {
     let w = World::start(
         &[],
         |k| {
@@ -494,9 +492,12 @@ fn tlsa_records_stripped_of_their_signatures_pass_for_unsigned_with_hickory_0_25
         &[],
     );
     w.send("bob@stripped.test", "stripped");
-    let got = w.arrived(&w.clear, 1);
-    assert_eq!(got[0].header("Message-ID").as_deref(), Some("<stripped@test.invalid>"), "in clear: DANE did not apply");
-    assert_eq!(w.logged("DANE applies"), 0);
+    let error = w.retry_with("stripped.test", &["451 4.7.5 DANE: the DNSSEC lookups for mx.stripped.test failed"]);
+    assert!(error.contains("without valid signatures"), "{error}");
+    assert!(w.clear.messages().is_empty(), "never in clear");
+    let report = w.tls_report("stripped.test");
+    assert_eq!((report.policy_type.as_str(), report.failed_session_count), ("tlsa", 1));
+    assert_eq!(report.failure_details[0].result_type, "dnssec-invalid");
 }
 
 #[test]

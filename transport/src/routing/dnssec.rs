@@ -87,9 +87,9 @@ impl Resolver {
                     }
                 }
                 match classify(&e) {
-                    Answer::NoData | Answer::NoSuchName => Secured::Nothing,
-                    Answer::Addresses(_) => Secured::Nothing,
                     Answer::Failed(reason) => Secured::Failed(format!("{name} {kind}: {reason}")),
+                    // NoData, NoSuchName (an error is never addresses).
+                    _ => Secured::Nothing,
                 }
             }
         }

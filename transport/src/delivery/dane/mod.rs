@@ -32,9 +32,6 @@ use tracing::{debug, warn, Instrument};
 /// records up again each time; a later NDR at expiry carries the text, as MTA-STS's.
 const STATUS: &str = "451 4.7.5";
 
-/// RFC 8460 result-type of a DNSSEC failure.
-pub const DNSSEC_INVALID: &str = "dnssec-invalid";
-
 /// What DANE asks of the connections to one MX host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostPolicy {
@@ -69,7 +66,11 @@ pub struct HostAnswers {
 
 /// RFC 7672 §2.1–§2.2: DANE applies to a host whose address and TLSA records are both
 /// secure; unsigned answers mean no DANE; anything bogus or unanswered fails the host
-/// (never clear text). `names`: the reference names of DANE-TA.
+/// (never clear text). TLSA records that come unsigned for a host whose addresses are
+/// signed fail it too: their signatures were stripped on the way (hickory 0.25 calls
+/// such an answer unsigned, not bogus), and an unsigned TLSA zone below a signed host
+/// name is a configuration no sender should guess about. `names`: the reference names of
+/// DANE-TA.
 pub fn decide(answers: &HostAnswers, names: Vec<String>) -> HostPolicy {
     match &answers.addresses {
         Secured::Failed(reason) => return HostPolicy::Failed(reason.clone()),
@@ -77,8 +78,12 @@ pub fn decide(answers: &HostAnswers, names: Vec<String>) -> HostPolicy {
         Secured::Records { secure: false, .. } | Secured::Nothing => return HostPolicy::NotApplicable,
     }
     let records = match &answers.tlsa {
-        None | Some(Secured::Nothing) | Some(Secured::Records { secure: false, .. }) => {
-            return HostPolicy::NotApplicable
+        None | Some(Secured::Nothing) => return HostPolicy::NotApplicable,
+        Some(Secured::Records { secure: false, .. }) => {
+            return HostPolicy::Failed(format!(
+                "the TLSA records {} come without valid signatures while the addresses of {} are signed",
+                answers.tlsa_name, answers.host
+            ))
         }
         Some(Secured::Failed(reason)) => return HostPolicy::Failed(reason.clone()),
         Some(Secured::Records { secure: true, data }) => data,
@@ -88,6 +93,16 @@ pub fn decide(answers: &HostAnswers, names: Vec<String>) -> HostPolicy {
         return HostPolicy::TlsRequired { tlsa_name: answers.tlsa_name.clone() };
     }
     HostPolicy::Authenticate(Arc::new(DaneCheck { tlsa_name: answers.tlsa_name.clone(), records: usable, names }))
+}
+
+/// The host names of MX records, in the targets' form (lower case, no trailing dot).
+fn exchanges(data: &[RData]) -> Vec<String> {
+    data.iter()
+        .filter_map(|d| match d {
+            RData::MX(mx) => Some(mx.exchange().to_ascii().trim_end_matches('.').to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn tlsa_of(data: &RData) -> Option<Tlsa> {
@@ -106,6 +121,9 @@ pub struct Plan {
     /// The recipient domain (the TLS report's policy-domain).
     domain: String,
     hosts: HashMap<String, HostPolicy>,
+    /// The MX hosts of a signed MX record set: the only ones that may be used (RFC 7672
+    /// §2.2.1), whatever the resolver that listed the targets answered.
+    signed_mx: Option<Vec<String>>,
     /// Why DANE could not be applied at all, for the connectivity log.
     note: Option<String>,
 }
@@ -118,6 +136,24 @@ impl Plan {
 
     pub fn domain(&self) -> &str {
         &self.domain
+    }
+
+    /// The targets that may be used: with a signed MX record set only its hosts (an
+    /// attacker who answered the plain lookup cannot add a host of his own); `Err` when
+    /// none is left.
+    pub fn select(&self, targets: Vec<Target>) -> Result<Vec<Target>, String> {
+        let Some(signed) = &self.signed_mx else { return Ok(targets) };
+        let (kept, dropped): (Vec<Target>, Vec<Target>) = targets.into_iter().partition(|t| signed.contains(&t.host));
+        if kept.is_empty() {
+            let dropped: Vec<&str> = dropped.iter().map(|t| t.host.as_str()).collect();
+            return Err(format!(
+                "{STATUS} DANE: the signed MX records of {} name none of {} ({})",
+                self.domain,
+                dropped.join(", "),
+                signed.join(", ")
+            ));
+        }
+        Ok(kept)
     }
 
     /// Why DANE was off for this attempt although the connector has it on.
@@ -166,12 +202,49 @@ pub struct Dane {
     anchors: Vec<String>,
     /// DANE being off was told (a warning once).
     warned: Arc<AtomicBool>,
+    /// An anchor zone validated once: from then on a failure to validate it is an attack
+    /// or an outage to wait out, not a resolver without DNSSEC.
+    validated: Arc<AtomicBool>,
+}
+
+/// What the anchor zones' DNSKEY lookups say about DNSSEC here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Validation {
+    Works,
+    /// The nameservers give nothing to validate (never validated here): DANE is off.
+    Off(String),
+    /// It worked before and fails now: attempts wait.
+    Failing(String),
+}
+
+/// `answers`: each anchor zone's DNSKEY lookup; `before`: validation worked earlier.
+fn validation(answers: Vec<(String, Secured)>, before: bool) -> Validation {
+    let mut reasons = Vec::new();
+    let mut failed = false;
+    for (zone, answer) in answers {
+        match answer {
+            Secured::Records { secure: true, .. } => return Validation::Works,
+            Secured::Failed(reason) => {
+                failed = true;
+                reasons.push(reason)
+            }
+            _ => reasons.push(format!("the DNSKEY records of {zone} do not validate")),
+        }
+    }
+    let reasons = reasons.join("; ");
+    if before && failed {
+        Validation::Failing(format!("{STATUS} DANE: DNSSEC validation worked before and fails now ({reasons})"))
+    } else {
+        Validation::Off(format!(
+            "DANE is off: DNSSEC cannot be validated with the configured nameservers and trust anchors ({reasons})"
+        ))
+    }
 }
 
 impl Dane {
     pub fn new(dns: Option<&DnsSettings>, anchors: Option<&Path>) -> Result<Dane, MxError> {
         let (resolver, anchors) = Resolver::validating(dns, anchors)?;
-        Ok(Dane { resolver, anchors, warned: Arc::default() })
+        Ok(Dane { resolver, anchors, warned: Arc::default(), validated: Arc::default() })
     }
 
     /// Whether DNSSEC can be validated at all with these nameservers and anchors: an
@@ -180,19 +253,16 @@ impl Dane {
     /// insecure: DANE is then off, with the reason, as it is in Postfix behind a resolver
     /// that does not validate, rather than every domain failing (its answer is cached for
     /// its TTL, so this costs no query per attempt).
-    async fn unavailable(&self) -> Option<String> {
-        let mut reasons = Vec::new();
+    async fn validation(&self) -> Validation {
+        let mut answers = Vec::new();
         for zone in &self.anchors {
-            match self.resolver.secured(zone, RecordType::DNSKEY).await {
-                Secured::Records { secure: true, .. } => return None,
-                Secured::Failed(reason) => reasons.push(reason),
-                _ => reasons.push(format!("the DNSKEY records of {zone} do not validate")),
-            }
+            answers.push((zone.clone(), self.resolver.secured(zone, RecordType::DNSKEY).await));
         }
-        Some(format!(
-            "DANE is off: DNSSEC cannot be validated with the configured nameservers and trust anchors ({})",
-            reasons.join("; ")
-        ))
+        let found = validation(answers, self.validated.load(Ordering::Relaxed));
+        if found == Validation::Works {
+            self.validated.store(true, Ordering::Relaxed);
+        }
+        found
     }
 
     /// The plan of an attempt to deliver to `targets` of `hop`: nothing unless the
@@ -219,30 +289,36 @@ impl Dane {
     }
 
     async fn lookups(&self, domain: String, targets: &[Target]) -> Result<Plan, String> {
-        if let Some(reason) = self.unavailable().await {
-            // Once per configuration: the connectivity log has it for every attempt.
-            if !self.warned.swap(true, Ordering::Relaxed) {
-                warn!(event = "DaneUnavailable", "{reason}");
+        match self.validation().await {
+            Validation::Works => {}
+            Validation::Off(reason) => {
+                // Once per configuration: the connectivity log has it for every attempt.
+                if !self.warned.swap(true, Ordering::Relaxed) {
+                    warn!(event = "DaneUnavailable", "{reason}");
+                }
+                return Ok(Plan { note: Some(reason), ..Plan::none() });
             }
-            return Ok(Plan { note: Some(reason), ..Plan::none() });
+            Validation::Failing(reason) => return Err(reason),
         }
         // §2.2.1: with a signed MX record set the recipient domain is a reference name too.
-        let mx_secure = match self.resolver.secured(&domain, RecordType::MX).await {
+        let (mx_secure, signed_mx) = match self.resolver.secured(&domain, RecordType::MX).await {
             Secured::Failed(reason) => {
                 return Err(format!("{STATUS} DANE: the MX records of {domain} cannot be trusted: {reason}"))
             }
-            Secured::Records { secure, .. } => secure,
-            Secured::Nothing => self.resolver.secured(&domain, RecordType::A).await.is_secure(),
+            Secured::Records { secure: true, data } => (true, Some(exchanges(&data))),
+            Secured::Records { secure: false, .. } => (false, None),
+            Secured::Nothing => (self.resolver.secured(&domain, RecordType::A).await.is_secure(), None),
         };
         // Each MX host once (a host has several addresses), looked up in parallel.
         let mut hosts: Vec<(&str, u16)> = Vec::new();
         for target in targets {
-            if !hosts.iter().any(|(h, _)| *h == target.host) {
+            let unsigned = signed_mx.as_ref().is_some_and(|signed| !signed.contains(&target.host));
+            if !unsigned && !hosts.iter().any(|(h, _)| *h == target.host) {
                 hosts.push((&target.host, target.addr.port()));
             }
         }
         let answers = futures::future::join_all(hosts.iter().map(|(host, port)| self.host_answers(host, *port))).await;
-        let mut plan = Plan { domain: domain.clone(), ..Plan::none() };
+        let mut plan = Plan { domain: domain.clone(), signed_mx, ..Plan::none() };
         for answers in answers {
             let mut names = vec![answers.host.clone()];
             if mx_secure && answers.host != domain {
@@ -310,7 +386,10 @@ mod tests {
     #[test]
     fn unsigned_answers_mean_no_dane_and_failures_fail_the_host() {
         assert_eq!(decided(addresses(false), None), HostPolicy::NotApplicable, "unsigned addresses");
-        assert_eq!(decided(addresses(true), Some(tlsa(3, false))), HostPolicy::NotApplicable, "unsigned TLSA");
+        assert!(
+            matches!(decided(addresses(true), Some(tlsa(3, false))), HostPolicy::Failed(r) if r.contains("without valid signatures")),
+            "unsigned TLSA records below signed addresses: stripped, the host waits"
+        );
         assert_eq!(decided(addresses(true), Some(Secured::Nothing)), HostPolicy::NotApplicable, "no TLSA");
         let bogus = Secured::Failed("bogus".into());
         assert_eq!(decided(bogus.clone(), None), HostPolicy::Failed("bogus".into()));
@@ -341,5 +420,39 @@ mod tests {
         let refused = plan.refusal("bad.x.test").unwrap();
         assert!(refused.starts_with("451 4.7.5 DANE: the DNSSEC lookups for bad.x.test failed"), "{refused}");
         assert_eq!(plan.refusal("mx.x.test"), None);
+    }
+
+    fn target(host: &str) -> Target {
+        Target { host: host.into(), addr: "192.0.2.1:25".parse().unwrap() }
+    }
+
+    #[test]
+    fn a_signed_mx_set_keeps_only_its_hosts() {
+        let plan = Plan { domain: "x.test".into(), signed_mx: Some(vec!["mx1.x.test".into()]), ..Plan::none() };
+        let kept = plan.select(vec![target("evil.example"), target("mx1.x.test")]).unwrap();
+        assert_eq!(kept.iter().map(|t| t.host.as_str()).collect::<Vec<_>>(), ["mx1.x.test"]);
+        let err = plan.select(vec![target("evil.example")]).unwrap_err();
+        assert!(err.starts_with("451 4.7.5 DANE: the signed MX records of x.test name none of evil.example"), "{err}");
+        let unsigned = Plan { domain: "x.test".into(), ..Plan::none() };
+        assert_eq!(unsigned.select(vec![target("any.example")]).unwrap().len(), 1, "no signed set, no filter");
+    }
+
+    #[test]
+    fn a_validation_failure_waits_once_dnssec_has_worked_here() {
+        let secure = Secured::Records { secure: true, data: vec![] };
+        let failed = Secured::Failed("timeout".into());
+        assert_eq!(validation(vec![(".".into(), secure)], false), Validation::Works);
+        assert!(
+            matches!(validation(vec![(".".into(), failed.clone())], false), Validation::Off(_)),
+            "never worked: off"
+        );
+        assert!(
+            matches!(validation(vec![(".".into(), Secured::Nothing)], true), Validation::Off(_)),
+            "no DNSSEC at all"
+        );
+        let Validation::Failing(reason) = validation(vec![(".".into(), failed)], true) else {
+            panic!("worked before, fails now: wait")
+        };
+        assert!(reason.starts_with("451 4.7.5 DANE:") && reason.contains("timeout"), "{reason}");
     }
 }

@@ -175,7 +175,10 @@ impl QueueManager {
         let sts = config.mta_sts.enforcement(&config.resolver, &hop, connector.as_ref()).await;
         // RFC 7672: the MX hosts' TLSA records; where they apply, MTA-STS does not (RFC 8461 §2).
         let planned = match sts.select(targets, &log) {
-            Ok(targets) => config.dane.plan(&hop, connector.as_ref(), &targets).await.map(|plan| (targets, plan)),
+            Ok(targets) => match config.dane.plan(&hop, connector.as_ref(), &targets).await {
+                Ok(plan) => plan.select(targets).map(|targets| (targets, plan)),
+                Err(reason) => Err(reason),
+            },
             Err(reason) => Err(reason),
         };
         let (targets, dane) = match planned {
@@ -211,6 +214,7 @@ impl QueueManager {
         // The host and address that took the connection (for the tracking log).
         let mut peer = None;
         let mut last_error = String::from("no address to connect to");
+        let mut refused: Vec<String> = Vec::new();
         for target in &targets {
             let mut opts = opts.clone();
             if connector.as_ref().is_some_and(|c| c.protocol_logging) {
@@ -225,7 +229,11 @@ impl QueueManager {
             // the MTA-STS policy, else none (if the domain asks for reports).
             let reported = Reported::dane(&dane, &target.host).or_else(|| Reported::sts(&sts)).or(no_policy.clone());
             if let Some(reason) = dane.refusal(&target.host) {
-                self.tls_session(&config, reported.as_ref(), target, None, Some(&reason));
+                // One failed session per host, not per address (none was contacted).
+                if !refused.contains(&target.host) {
+                    self.tls_session(&config, reported.as_ref(), target, None, Some(&reason));
+                    refused.push(target.host.clone());
+                }
                 log.send(&reason);
                 warn!(event_id = 2002, target = %target.addr, error = %reason, "SmtpSendConnectionError");
                 last_error = reason;
@@ -253,9 +261,16 @@ impl QueueManager {
                     break;
                 }
                 Err(e) => {
-                    // Only TLS failures are TLS sessions (not a refused connection, a timeout).
-                    if let delivery::DeliveryError::Tls { reason, local, .. } = &e {
-                        self.tls_session(&config, reported.as_ref(), target, *local, Some(reason));
+                    // Only TLS failures are TLS sessions (not a refused connection, a timeout
+                    // before STARTTLS).
+                    match &e {
+                        delivery::DeliveryError::Tls { reason, local, .. } => {
+                            self.tls_session(&config, reported.as_ref(), target, *local, Some(reason))
+                        }
+                        delivery::DeliveryError::Timeout { stage: "TLS handshake", .. } => {
+                            self.tls_session(&config, reported.as_ref(), target, None, Some(&e.to_string()))
+                        }
+                        _ => {}
                     }
                     last_error = if host_dane.applies() { dane.explain(&target.host, &e) } else { sts.explain(&e) };
                     warn!(event_id = 2002, target = %target.addr, error = %last_error, "SmtpSendConnectionError");
