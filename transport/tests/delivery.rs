@@ -743,3 +743,54 @@ async fn smart_host_and_mailbox_targets() {
     let err = resolve_targets(&resolver, &hop, Some(&only_gone)).await.unwrap_err();
     assert!(!err.is_permanent() && err.to_string().contains("gone.relay.test"), "{err}");
 }
+
+/// A peer (or a man in the middle) that offers STARTTLS and then refuses it: with TLS
+/// required (the connector's, MTA-STS enforce's, DANE's) the connection fails and no mail
+/// command is sent in clear; opportunistic TLS goes on in clear as RFC 3207 §4 allows.
+#[tokio::test]
+async fn starttls_offered_then_refused_never_carries_mail_in_clear_when_tls_is_required() {
+    async fn peer() -> (SocketAddr, tokio::task::JoinHandle<Vec<String>>) {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (read, mut write) = socket.into_split();
+            let mut lines = BufReader::new(read).lines();
+            let mut seen = Vec::new();
+            write.write_all(b"220 mitm.test ESMTP\r\n").await.unwrap();
+            while let Ok(Some(line)) = lines.next_line().await {
+                seen.push(line.clone());
+                let verb = line.split(' ').next().unwrap_or_default().to_ascii_uppercase();
+                let reply: &[u8] = match verb.as_str() {
+                    "EHLO" => b"250-mitm.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n",
+                    "STARTTLS" => b"454 4.7.0 TLS not available due to temporary reason\r\n",
+                    "QUIT" => b"221 2.0.0 Bye\r\n",
+                    _ => b"250 2.0.0 OK\r\n",
+                };
+                if write.write_all(reply).await.is_err() || verb == "QUIT" {
+                    break;
+                }
+            }
+            seen
+        });
+        (addr, task)
+    }
+
+    let (addr, seen) = peer().await;
+    let err = tokio::time::timeout(LIMIT, OutboundSession::connect(&target(addr), &options(OutboundTls::Required)))
+        .await
+        .unwrap()
+        .err()
+        .expect("TLS required");
+    assert!(matches!(err, DeliveryError::Tls { .. }), "{err:?}");
+    assert!(err.to_string().contains("STARTTLS answered 454"), "{err}");
+    let commands = tokio::time::timeout(LIMIT, seen).await.unwrap().unwrap();
+    assert!(commands.iter().all(|c| !c.to_ascii_uppercase().starts_with("MAIL")), "{commands:?}");
+
+    // Opportunistic: the session goes on in clear, and says why.
+    let (addr, _seen) = peer().await;
+    let session = connect(addr, &options(OutboundTls::Opportunistic)).await;
+    let why = session.in_clear().expect("in clear");
+    assert!(why.starts_with("STARTTLS was refused (") && why.contains("TLS not available"), "{why}");
+}
