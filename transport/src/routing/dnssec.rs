@@ -96,29 +96,32 @@ impl Resolver {
     }
 }
 
-/// The DNSKEY records of a trust anchors file, and the zones they are the keys of.
+/// The DNSKEY records of a trust anchors file, and the zones they are the keys of (each
+/// once, in order), both from one parse by hickory's trust-anchor parser (so `$ORIGIN`,
+/// `@` and records across lines in parentheses read as a zone file says).
 /// hickory's parser asserts on some malformed input (a lower-case class) in debug builds:
 /// a panic there is a parse error here.
 fn read_anchors(path: &Path) -> Result<(TrustAnchors, Vec<String>), String> {
+    use hickory_proto::dnssec::Verifier;
+    use hickory_proto::serialize::txt::trust_anchor::{Entry, Parser};
     let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-    let keys = match std::panic::catch_unwind(|| text.parse::<TrustAnchors>()) {
+    let entries = match std::panic::catch_unwind(|| Parser::new(text.as_str()).parse()) {
         Ok(parsed) => parsed.map_err(|e| e.to_string())?,
         Err(_) => return Err("not a file of DNSKEY records (zone-file form)".to_string()),
     };
-    Ok((keys, owners(&text)))
-}
-
-/// The owner names of the records of a zone-file text, each once, in order.
-fn owners(text: &str) -> Vec<String> {
-    let mut names: Vec<String> = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with(';')) {
-        if let Some(owner) = line.split_whitespace().next().map(str::to_ascii_lowercase) {
-            if !names.contains(&owner) {
-                names.push(owner);
-            }
+    let mut keys = TrustAnchors::empty();
+    let mut zones: Vec<String> = Vec::new();
+    for entry in entries {
+        // DNSKEY records are all the parser yields today (the enum is non-exhaustive).
+        let Entry::DNSKEY(record) = entry else { continue };
+        let key = record.data().key().map_err(|e| format!("a DNSKEY of {} cannot be read: {e}", record.name()))?;
+        keys.insert(&*key);
+        let zone = record.name().to_ascii().to_ascii_lowercase();
+        if !zones.contains(&zone) {
+            zones.push(zone);
         }
     }
-    names
+    Ok((keys, zones))
 }
 
 /// Secure when every record is, insecure when none is bogus or indeterminate; else a
@@ -139,11 +142,20 @@ mod tests {
     use super::*;
     use hickory_resolver::proto::rr::rdata::A;
 
+    /// The IANA root KSK-2017 (key tag 20326), public data.
+    const ROOT_KSK: &str = "AwEAAaz/tAm8yTn4Mfeh5eyI96WSVexTBAvkMgJzkKTOiW1vkIbzxeF3+/4RgWOq7HrxRixHlFlExOLAJr5emLvN7SWXgnLh4+B5xQlNVz8Og8kvArMtNROxVQuCaSnIDdD5LKyWbRd2n9WGe2R8PzgCmr3EgVLrjyBxWezF0jLHwVN8efS3rCj/EWgvIWgb9tarpVUDK/b58Da+sqqls3eNbuv7pr+eoZG+SrDK6nWeL3c6H5Apxz7LjVc1uTIdsIXxuOLYA4/ilBmSVIzuDWfdRUfhHdY6+cn8HFRm+2hM8AnXGXws9555KrUB5qihylGa8subX2Nn6UwNR1AkUTV74bU=";
+
     #[test]
     fn the_anchor_zones_are_the_owners_of_the_anchor_records() {
-        let text =
-            "; comment\n. 3600 IN DNSKEY 257 3 13 AAAA\n\nCorp. 3600 IN DNSKEY 256 3 13 BBBB\n. IN DNSKEY 257 3 8 C\n";
-        assert_eq!(owners(text), vec![".".to_string(), "corp.".to_string()]);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("anchors");
+        let text = format!("; the root, twice, and a private zone\n. 172800 IN DNSKEY 257 3 8 {ROOT_KSK}\nCorp. 3600 IN DNSKEY 257 3 8 {ROOT_KSK}\n. IN DNSKEY 257 3 8 {ROOT_KSK}\n");
+        std::fs::write(&path, text).unwrap();
+        let (keys, zones) = read_anchors(&path).unwrap();
+        assert_eq!(zones, [".", "corp."]);
+        assert_eq!(keys.len(), 1, "the same key once");
+        std::fs::write(&path, "not a zone file\n").unwrap();
+        assert!(read_anchors(&path).is_err());
     }
 
     #[test]
