@@ -9,6 +9,7 @@
 //! - [`clock`]    the time source every timer goes through (tests drive it)
 //! - [`control`]  ServerState and server component states: who may connect, submit, deliver
 //! - [`smtp`]     ESMTP receive: listeners, sessions, command parsing, DATA reading, TLS
+//! - [`durable_file`] small state files replaced whole (crash-safe)
 //! - [`envelope`] the message model every part shares (addresses, recipients, origin, state)
 //! - [`queue`]    the durable store, the queue manager, retry schedule
 //! - [`routing`]  categorizer: address spaces, accepted domains, MX lookup
@@ -36,6 +37,8 @@ pub mod control;
 pub mod delivery;
 #[cfg(feature = "server")]
 pub mod dsn;
+#[cfg(feature = "server")]
+pub mod durable_file;
 #[cfg(feature = "server")]
 pub mod envelope;
 #[cfg(feature = "server")]

@@ -36,21 +36,10 @@ impl ComponentTable {
         }
     }
 
-    /// Writes `components.json` atomically (temp file, fsync, rename, fsync dir).
+    /// Writes `components.json`, replaced whole (crate::durable_file).
     pub fn save(&self, path: &Path) -> std::io::Result<()> {
-        use std::io::Write;
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        let tmp = path.with_extension("json.tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)?;
-        if let Some(dir) = path.parent() {
-            std::fs::File::open(dir)?.sync_all()?;
-        }
-        Ok(())
+        crate::durable_file::replace(path, &bytes)
     }
 
     pub fn set(&mut self, component: Component, requester: Requester, state: ComponentState, at: SystemTime) {

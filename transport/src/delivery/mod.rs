@@ -17,6 +17,11 @@ mod commands;
 pub mod dane;
 mod framing;
 pub mod https;
+
+/// The reason a TLS policy (MTA-STS `enforce`, DANE) was not met, as Exchange's LastError
+/// starts: RFC 3463 X.7.5 (cryptographic failure), temporary. The queue retries and looks
+/// the policy up again each time; delay DSNs carry the status, the NDR at expiry the text.
+pub(crate) const POLICY_NOT_MET: &str = "451 4.7.5";
 pub mod mta_sts;
 mod reply;
 pub mod session;

@@ -28,9 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tracing::{debug, warn, Instrument};
 
-/// RFC 3463 X.7.5 (cryptographic failure), temporary: the queue retries and looks the
-/// records up again each time; a later NDR at expiry carries the text, as MTA-STS's.
-const STATUS: &str = "451 4.7.5";
+use crate::delivery::POLICY_NOT_MET as STATUS;
 
 /// What DANE asks of the connections to one MX host.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,6 @@
 use super::policy::Policy;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use tracing::warn;
@@ -118,20 +117,6 @@ impl Cache {
     }
 }
 
-/// Replaces the file at `path` by `bytes` durably: written aside, synced, renamed, and
-/// the directory synced.
-pub fn write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let aside = path.with_extension("json.tmp");
-    let mut file = std::fs::File::create(&aside)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&aside, path)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
 /// The entries of a file; one whose policy no longer parses is left out (logged).
 fn decode(bytes: &[u8]) -> Result<HashMap<String, Cached>, String> {
     let file: StoredFile = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
@@ -174,7 +159,7 @@ mod tests {
         cache.put("example.com", cached("a1", 2_000));
         cache.put("old.example", cached("b1", 1_000));
         let bytes = cache.snapshot(1_500);
-        write(cache.path(), &bytes).unwrap();
+        crate::durable_file::replace(cache.path(), &bytes).unwrap();
 
         let again = Cache::load(dir.path());
         let kept = again.get("example.com").expect("kept");

@@ -15,10 +15,8 @@ use crate::routing::mx::Target;
 use std::sync::Arc;
 use tracing::warn;
 
-/// A reply-like reason (as Exchange's LastError), RFC 3463 X.7.5 (cryptographic failure),
-/// temporary: the queue retries, and looks the policy up again each time (§5.1: never a
-/// permanent failure before that). Delay DSNs carry its status, NDRs at expiry its text.
-const STATUS: &str = "451 4.7.5";
+/// §5.1: never a permanent failure before the policy is looked up again.
+use crate::delivery::POLICY_NOT_MET as STATUS;
 
 /// The policy applied to one attempt; nothing at all without one.
 #[derive(Debug, Clone, Default)]

@@ -17,13 +17,14 @@ mod fetch;
 pub mod policy;
 pub mod record;
 
-pub use cache::{write as write_atomically, FILE as CACHE_FILE};
+pub use cache::FILE as CACHE_FILE;
 pub use enforce::Enforcement;
 pub use policy::{Mode, MxPattern, Policy, PolicyError};
 pub use record::{Record, RecordError};
 
 use crate::clock::{to_millis, SharedClock};
 use crate::config::{MtaStsMode, SendConnector};
+use crate::durable_file;
 use crate::routing::mx::Resolver;
 use crate::routing::{DeliveryType, NextHop};
 use cache::{Cache, Cached};
@@ -238,7 +239,8 @@ impl MtaSts {
             let mut cache = self.lock_cache();
             (cache.path().to_path_buf(), cache.snapshot(now))
         };
-        let written = tokio::task::spawn_blocking(move || cache::write(&path, &bytes).map_err(|e| (path, e))).await;
+        let written =
+            tokio::task::spawn_blocking(move || durable_file::replace(&path, &bytes).map_err(|e| (path, e))).await;
         match written {
             Ok(Ok(())) => {}
             Ok(Err((path, e))) => warn!(path = %path.display(), error = %e, "MTA-STS: cannot write the policy cache"),

@@ -214,7 +214,7 @@ impl TlsReports {
             Err(e) => return warn!(error = %e, "TLS reporting: cannot encode the counts"),
         };
         let path = self.path.clone();
-        let written = tokio::task::spawn_blocking(move || super::mta_sts::write_atomically(&path, &bytes)).await;
+        let written = tokio::task::spawn_blocking(move || crate::durable_file::replace(&path, &bytes)).await;
         match written {
             Ok(Ok(())) => {}
             Ok(Err(e)) => warn!(path = %self.path.display(), error = %e, "TLS reporting: cannot write the counts"),
