@@ -5,13 +5,29 @@
 //! without `=` or `;`. One reading of it for both; each record checks its own fields.
 //! Hand-written: a dozen lines of ABNF that no maintained crate parses.
 
-/// Of the TXT records at a name, the one that starts with `prefix`; `Err(n)` when `n` of
-/// them do (none, or several: either way the domain has no usable record).
-pub(crate) fn single<'a>(texts: &'a [String], prefix: &str) -> Result<&'a str, usize> {
+/// Why a domain has no usable record of a kind (named by the prefix its records start with).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("no TXT record starts with {0}")]
+    None(&'static str),
+    #[error("{1} TXT records start with {0} (one is needed)")]
+    Several(&'static str, usize),
+    #[error("the record is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Of the TXT records at a name, those that do not start with `prefix` are discarded;
+/// exactly one must be left, and `parse` must take it (RFC 8461 §3.1, RFC 8460 §3).
+pub(crate) fn discover<R>(
+    texts: &[String],
+    prefix: &'static str,
+    parse: impl FnOnce(&str) -> Result<R, String>,
+) -> Result<R, RecordError> {
     let candidates: Vec<&String> = texts.iter().filter(|t| t.starts_with(prefix)).collect();
     match candidates.as_slice() {
-        [one] => Ok(one.as_str()),
-        other => Err(other.len()),
+        [one] => parse(one).map_err(RecordError::Invalid),
+        [] => Err(RecordError::None(prefix)),
+        several => Err(RecordError::Several(prefix, several.len())),
     }
 }
 

@@ -149,7 +149,7 @@ impl MtaSts {
         };
         let record = match record {
             Ok(record) => record,
-            Err(RecordError::None) => return cached_or(Found::Nothing),
+            Err(RecordError::None(_)) => return cached_or(Found::Nothing),
             Err(e) => {
                 warn!(%domain, error = %e, "MTA-STS: the TXT record cannot be used");
                 return cached_or(Found::Nothing);

@@ -2,6 +2,7 @@
 //! Hand-written for the same reasons as the policy parser (see `policy.rs`); the framing
 //! it shares with the TLS reporting record is read by `delivery::txt_record`.
 use crate::delivery::txt_record;
+pub use txt_record::RecordError;
 
 /// What the record says: the version of the policy to fetch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -12,25 +13,11 @@ pub struct Record {
 
 const VERSION: &str = "v=STSv1";
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordError {
-    #[error("no TXT record starts with v=STSv1;")]
-    None,
-    #[error("{0} TXT records start with v=STSv1; (one is needed)")]
-    Several(usize),
-    #[error("the record is not valid: {0}")]
-    Invalid(String),
-}
-
 /// §3.1: of the TXT records at `_mta-sts.<domain>`, those that do not begin with
 /// `v=STSv1;` are discarded; exactly one must be left, and valid. Anything else means
 /// the domain has no policy to discover now (a cached one may still apply, §5.1).
 pub fn discover(texts: &[String]) -> Result<Record, RecordError> {
-    match txt_record::single(texts, "v=STSv1;") {
-        Ok(one) => Record::parse(one).map_err(RecordError::Invalid),
-        Err(0) => Err(RecordError::None),
-        Err(several) => Err(RecordError::Several(several)),
-    }
+    txt_record::discover(texts, "v=STSv1;", Record::parse)
 }
 
 impl Record {
@@ -113,11 +100,11 @@ mod tests {
     fn exactly_one_record_starting_with_the_version_counts() {
         let found = discover(&strings(&["v=spf1 -all", "v=STSv1; id=1;"]));
         assert_eq!(found, Ok(Record { id: "1".into() }));
-        assert_eq!(discover(&strings(&["v=spf1 -all"])), Err(RecordError::None));
-        assert_eq!(discover(&[]), Err(RecordError::None));
-        assert_eq!(discover(&strings(&["v=STSv1; id=1;", "v=STSv1; id=2;"])), Err(RecordError::Several(2)));
+        assert_eq!(discover(&strings(&["v=spf1 -all"])), Err(RecordError::None("v=STSv1;")));
+        assert_eq!(discover(&[]), Err(RecordError::None("v=STSv1;")));
+        assert_eq!(discover(&strings(&["v=STSv1; id=1;", "v=STSv1; id=2;"])), Err(RecordError::Several("v=STSv1;", 2)));
         assert!(matches!(discover(&strings(&["v=STSv1; id=1-2;"])), Err(RecordError::Invalid(_))));
         // `v=STSv1 ;` does not begin with `v=STSv1;`: discarded.
-        assert_eq!(discover(&strings(&["v=STSv1 ; id=1;"])), Err(RecordError::None));
+        assert_eq!(discover(&strings(&["v=STSv1 ; id=1;"])), Err(RecordError::None("v=STSv1;")));
     }
 }

@@ -4,6 +4,7 @@
 //! strict so that a record a receiver did not mean is not acted on. The framing it shares
 //! with the MTA-STS record is read by `delivery::txt_record`.
 use crate::delivery::txt_record;
+pub use txt_record::RecordError;
 
 /// Where a domain wants its reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,24 +67,10 @@ impl HttpsRua {
 
 const VERSION: &str = "v=TLSRPTv1";
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RecordError {
-    #[error("no TXT record starts with v=TLSRPTv1")]
-    None,
-    #[error("{0} TXT records start with v=TLSRPTv1 (one is needed)")]
-    Several(usize),
-    #[error("the record is not valid: {0}")]
-    Invalid(String),
-}
-
 /// §3: TXT records that do not begin with `v=TLSRPTv1` are discarded; exactly one must be
 /// left, and valid, or the domain does not take reports.
 pub fn discover(texts: &[String]) -> Result<Record, RecordError> {
-    match txt_record::single(texts, VERSION) {
-        Ok(one) => Record::parse(one).map_err(RecordError::Invalid),
-        Err(0) => Err(RecordError::None),
-        Err(several) => Err(RecordError::Several(several)),
-    }
+    txt_record::discover(texts, VERSION, Record::parse)
 }
 
 impl Record {
@@ -241,9 +228,9 @@ mod tests {
 
     #[test]
     fn discovery_wants_exactly_one_record() {
-        assert_eq!(discover(&strings(&["v=spf1 -all"])), Err(RecordError::None));
+        assert_eq!(discover(&strings(&["v=spf1 -all"])), Err(RecordError::None(VERSION)));
         let two = strings(&["v=TLSRPTv1; rua=mailto:a@x.test", "v=TLSRPTv1; rua=mailto:b@x.test"]);
-        assert_eq!(discover(&two), Err(RecordError::Several(2)));
+        assert_eq!(discover(&two), Err(RecordError::Several(VERSION, 2)));
         let one = strings(&["other", "v=TLSRPTv1; rua=mailto:a@x.test"]);
         assert_eq!(discover(&one).unwrap().mailto(), ["a@x.test"]);
         assert!(matches!(discover(&strings(&["v=TLSRPTv1; rua=x"])), Err(RecordError::Invalid(_))));

@@ -62,7 +62,7 @@ impl QueueManager {
         let texts = config.resolver.txt(&format!("_smtp._tls.{}", entry.domain)).await.map_err(|e| e.to_string())?;
         let record = match record::discover(&texts) {
             Ok(record) => record,
-            Err(RecordError::None) => return Ok("not sent: no TLSRPT record".to_string()),
+            Err(RecordError::None(_)) => return Ok("not sent: no TLSRPT record".to_string()),
             Err(e) => return Ok(format!("not sent: {e}")),
         };
         let organization = config.org.tls_report_organization_name.clone().unwrap_or_else(|| config.fqdn.clone());
