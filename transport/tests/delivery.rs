@@ -652,20 +652,9 @@ fn dns_connector(port: u16) -> SendConnector {
     SendConnector {
         name: "Internet".to_string(),
         address_spaces: vec![AddressSpace { domain: "*".to_string(), cost: None }],
-        smart_hosts: vec![],
         dns_routing: true,
         port: Some(port),
-        tls: OutboundTls::Opportunistic,
-        tls_auth_level: None,
-        tls_domain: None,
-        tls_certificate_authorities: None,
-        mta_sts: None,
-        dane: None,
-        connection_timeout: None,
-        connection_inactivity_timeout: None,
-        max_message_size: None,
-        max_concurrent_connections: None,
-        protocol_logging: false,
+        ..SendConnector::default()
     }
 }
 

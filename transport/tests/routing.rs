@@ -5,8 +5,7 @@ use crate::support::dns::{DnsServer, Zone};
 use crate::support::envelope;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use transport::config::{
-    AcceptedDomain, AcceptedDomainType, AddressSpace, DnsSettings, MailboxDelivery, OrgSettings, OutboundTls,
-    SendConnector,
+    AcceptedDomain, AcceptedDomainType, AddressSpace, DnsSettings, MailboxDelivery, OrgSettings, SendConnector,
 };
 use transport::envelope::RecipientStatus;
 use transport::routing::mx::{ResolveError, Resolver, Target};
@@ -21,19 +20,7 @@ fn connector(name: &str, spaces: Vec<AddressSpace>) -> SendConnector {
         name: name.to_string(),
         address_spaces: spaces,
         smart_hosts: vec![format!("{}.relay.test:2525", name.to_lowercase()), "10.0.0.9".to_string()],
-        dns_routing: false,
-        port: None,
-        tls: OutboundTls::Opportunistic,
-        tls_auth_level: None,
-        tls_domain: None,
-        tls_certificate_authorities: None,
-        mta_sts: None,
-        dane: None,
-        connection_timeout: None,
-        connection_inactivity_timeout: None,
-        max_message_size: None,
-        max_concurrent_connections: None,
-        protocol_logging: false,
+        ..SendConnector::default()
     }
 }
 

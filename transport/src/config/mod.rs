@@ -322,7 +322,9 @@ pub struct TlsFiles {
 }
 
 /// A send connector: which recipient domains it serves and how it reaches them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+// Default is no connector anyone would configure (no name, no address space): it lets a
+// literal name only the settings it sets, the others absent as in a file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SendConnector {
     /// Unique among the send connectors.

@@ -173,20 +173,10 @@ mod tests {
         SendConnector {
             name: "Internet".into(),
             address_spaces: vec![AddressSpace { domain: "*".into(), cost: None }],
-            smart_hosts: vec![],
             dns_routing: true,
-            port: None,
-            tls: OutboundTls::Opportunistic,
-            tls_auth_level: None,
-            tls_domain: None,
             tls_certificate_authorities: Some("/etc/ca.pem".into()),
             mta_sts,
-            dane: None,
-            connection_timeout: None,
-            connection_inactivity_timeout: None,
-            max_message_size: None,
-            max_concurrent_connections: None,
-            protocol_logging: false,
+            ..SendConnector::default()
         }
     }
 

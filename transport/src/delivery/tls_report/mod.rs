@@ -231,7 +231,7 @@ impl TlsReports {
 mod tests {
     use super::*;
     use crate::clock::ManualClock;
-    use crate::config::{AddressSpace, MtaStsMode, OutboundTls, SendConnector};
+    use crate::config::{AddressSpace, MtaStsMode, SendConnector};
     use crate::delivery::mta_sts::Policy;
     use std::time::{Duration, UNIX_EPOCH};
 
@@ -239,20 +239,9 @@ mod tests {
         let connector = SendConnector {
             name: "Internet".into(),
             address_spaces: vec![AddressSpace { domain: "*".into(), cost: None }],
-            smart_hosts: vec![],
             dns_routing: true,
-            port: None,
-            tls: OutboundTls::Opportunistic,
-            tls_auth_level: None,
-            tls_domain: None,
-            tls_certificate_authorities: None,
             mta_sts: Some(MtaStsMode::AsPublished),
-            dane: None,
-            connection_timeout: None,
-            connection_inactivity_timeout: None,
-            max_message_size: None,
-            max_concurrent_connections: None,
-            protocol_logging: false,
+            ..SendConnector::default()
         };
         let text = format!("version: STSv1\nmode: {mode}\nmx: mx1.example.com\nmax_age: 60\n");
         Enforcement::new("example.com", Arc::new(Policy::parse(&text).unwrap()), &connector)
