@@ -4,7 +4,7 @@
 //! to answer as needed (see [`scripted`]).
 
 use crate::support::dns::{DnsServer, Zone};
-use crate::support::{envelope, Sink};
+use crate::support::{envelope, sts, Sink};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -460,15 +460,7 @@ async fn a_peer_that_goes_silent_mid_transaction_times_out() {
 
 fn tls_acceptor() -> tokio_rustls::TlsAcceptor {
     let certified = rcgen::generate_simple_self_signed(vec!["scripted.test".to_string()]).unwrap();
-    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(certified.key_pair.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![certified.cert.der().clone()], key)
-        .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+    sts::tls_acceptor(certified.cert.der().clone(), &certified.key_pair)
 }
 
 #[tokio::test]
@@ -548,20 +540,8 @@ impl Pki {
             params.not_after = rcgen::date_time_ymd(2021, 1, 1);
         }
         let cert = params.signed_by(&key, &self.ca, &self.ca_key).unwrap();
-        acceptor_for(cert.der().clone(), &key)
+        sts::tls_acceptor(cert.der().clone(), &key)
     }
-}
-
-fn acceptor_for(cert: rustls_pki_types::CertificateDer<'static>, key: &rcgen::KeyPair) -> tokio_rustls::TlsAcceptor {
-    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert], key)
-        .unwrap();
-    tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
 /// Connects to a scripted hop offering STARTTLS with `acceptor` (none: no STARTTLS)
@@ -587,7 +567,7 @@ async fn tls_auth_levels_check_the_chain_and_the_name_and_never_fall_back_to_cle
     let domain = |d: Option<&str>| CertificateCheck::Domain { roots: roots.clone(), domain: d.map(str::to_string) };
     let self_signed = || {
         let c = rcgen::generate_simple_self_signed(vec!["peer.test".to_string()]).unwrap();
-        acceptor_for(c.cert.der().clone(), &c.key_pair)
+        sts::tls_acceptor(c.cert.der().clone(), &c.key_pair)
     };
 
     // DomainValidation: the host connected to (peer.test here), or tlsDomain.

@@ -103,7 +103,10 @@ impl World {
         let mx_port = free_port();
         let mailbox = Sink::start();
         let clear = Sink::start_at(SocketAddr::new(CLEAR_MX.into(), mx_port), &[]);
-        let hop = start_hop(dir.path(), &pki, setup.mx1_certificate, mx_port, mailbox.addr);
+        // mx1: the test domains on 127.0.0.3 with STARTTLS, its certificate for the name the setup asks.
+        let bind = SocketAddr::new(TLS_MX.into(), mx_port);
+        let domains = ["secure.test", "testing.test", "plain.test"];
+        let hop = start_tls_hop(dir.path(), &pki, setup.mx1_certificate, bind, mailbox.addr, &domains);
         let reports = Sink::start();
         let https = if setup.untrusted_policy_host {
             PolicyServer::start(&Pki::new(), &setup.policies)
@@ -152,29 +155,6 @@ impl World {
             (q.status == QueueStatus::Retry && error.contains(reason)).then_some(q)
         })
     }
-}
-
-/// mx1: a transport server taking mail for the test domains on 127.0.0.3 with STARTTLS,
-/// its certificate for `name` from the test CA, delivering to `mailbox`.
-fn start_hop(dir: &Path, pki: &Pki, name: &str, port: u16, mailbox: SocketAddr) -> InProc {
-    let hop = dir.join("hop");
-    std::fs::create_dir_all(&hop).unwrap();
-    let (cert, key) = pki.issue(&[name.to_string()]);
-    std::fs::write(hop.join("tls.crt"), cert.pem()).unwrap();
-    std::fs::write(hop.join("tls.key"), key.serialize_pem()).unwrap();
-    let yaml = format!(
-        "serverName: hop\nfqdn: mx1.secure.test\nqueueDirectory: {q}\n\
-         receiveConnectors:\n  - name: Default\n    bind: {TLS_MX}:{port}\n    \
-         tls: {{certificateFile: {crt}, keyFile: {key}}}\n\
-         mailboxDelivery: {{host: \"{mailbox}\"}}\n\
-         transportConfig:\n  acceptedDomains: [{{domain: secure.test, type: Authoritative}}, \
-         {{domain: testing.test, type: Authoritative}}, {{domain: plain.test, type: Authoritative}}]\n  \
-         postmaster: postmaster@secure.test\n",
-        q = hop.join("queue").display(),
-        crt = hop.join("tls.crt").display(),
-        key = hop.join("tls.key").display(),
-    );
-    InProc::start(&yaml, &hop, ManualClock::new(t0()))
 }
 
 /// The sender: MX routing on `mx_port` with the test CA trusted, its queue in

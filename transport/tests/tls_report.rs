@@ -53,7 +53,11 @@ impl World {
         let mx_port = free_port();
         let mailbox = Sink::start();
         let clear = Sink::start_at(SocketAddr::new(CLEAR_MX.into(), mx_port), &[]);
-        let hop = start_hop(dir.path(), &pki, mx_port, mailbox.addr);
+        // mx1: every test domain on 127.0.0.3 with STARTTLS and a certificate for its name.
+        let bind = SocketAddr::new(TLS_MX.into(), mx_port);
+        let domains =
+            ["secure.test", "other.test", "posted.test", "broken.test", "webpki.test", "plain.test", "quiet.test"];
+        let hop = start_tls_hop(dir.path(), &pki, "mx1.secure.test", bind, mailbox.addr, &domains);
         let reports = Sink::start();
         let https = PolicyServer::start(
             &pki,
@@ -130,30 +134,6 @@ fn posted_rua(port: u16) -> String {
 
 fn domain<'a>(day: &'a TlsReportDay, name: &str) -> &'a TlsReportDomain {
     day.domains.iter().find(|d| d.domain == name).unwrap_or_else(|| panic!("{name} in {day:#?}"))
-}
-
-/// mx1: a transport server on 127.0.0.3 with STARTTLS, its certificate for
-/// mx1.secure.test from the test CA, delivering to `mailbox`.
-fn start_hop(dir: &Path, pki: &Pki, port: u16, mailbox: SocketAddr) -> InProc {
-    let hop = dir.join("hop");
-    std::fs::create_dir_all(&hop).unwrap();
-    let (cert, key) = pki.issue(&["mx1.secure.test".to_string()]);
-    std::fs::write(hop.join("tls.crt"), cert.pem()).unwrap();
-    std::fs::write(hop.join("tls.key"), key.serialize_pem()).unwrap();
-    let yaml = format!(
-        "serverName: hop\nfqdn: mx1.secure.test\nqueueDirectory: {q}\n\
-         receiveConnectors:\n  - name: Default\n    bind: {TLS_MX}:{port}\n    \
-         tls: {{certificateFile: {crt}, keyFile: {key}}}\n\
-         mailboxDelivery: {{host: \"{mailbox}\"}}\n\
-         transportConfig:\n  acceptedDomains: [{{domain: secure.test, type: Authoritative}}, \
-         {{domain: other.test, type: Authoritative}}, {{domain: posted.test, type: Authoritative}}, \
-         {{domain: broken.test, type: Authoritative}}, {{domain: webpki.test, type: Authoritative}}, \
-         {{domain: plain.test, type: Authoritative}}, {{domain: quiet.test, type: Authoritative}}]\n  postmaster: postmaster@secure.test\n",
-        q = hop.join("queue").display(),
-        crt = hop.join("tls.crt").display(),
-        key = hop.join("tls.key").display(),
-    );
-    InProc::start(&yaml, &hop, ManualClock::new(t0()))
 }
 
 fn sender_config(

@@ -1,9 +1,14 @@
 //! The MTA-STS peers of the integration tests (mta_sts.rs, tls_report.rs): a test CA
-//! (rcgen) and an HTTPS server publishing policies (tokio + rustls).
+//! (rcgen), an HTTPS server publishing policies (tokio + rustls) and an MX host that
+//! takes mail over STARTTLS with a certificate from the CA.
+use super::inproc::{t0, InProc};
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use transport::clock::ManualClock;
 
 pub fn policy(mode: &str, mx: &[&str], max_age: u64) -> String {
     let mx: String = mx.iter().map(|m| format!("mx: {m}\r\n")).collect();
@@ -34,6 +39,53 @@ impl Pki {
     }
 }
 
+/// A TLS server side for `cert` and its key (the test peers' STARTTLS and HTTPS).
+pub fn tls_acceptor(
+    cert: rustls_pki_types::CertificateDer<'static>,
+    key: &rcgen::KeyPair,
+) -> tokio_rustls::TlsAcceptor {
+    let key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+/// An MX host (the server name `hop`, fqdn mx1.secure.test) listening on `bind` with
+/// STARTTLS, its certificate for `name` from `pki`, taking mail for `domains` and
+/// delivering it to `mailbox`; its files under `<dir>/hop`, on a test clock.
+pub fn start_tls_hop(
+    dir: &Path,
+    pki: &Pki,
+    name: &str,
+    bind: SocketAddr,
+    mailbox: SocketAddr,
+    domains: &[&str],
+) -> InProc {
+    let hop = dir.join("hop");
+    std::fs::create_dir_all(&hop).unwrap();
+    let (cert, key) = pki.issue(&[name.to_string()]);
+    std::fs::write(hop.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(hop.join("tls.key"), key.serialize_pem()).unwrap();
+    let accepted: Vec<String> = domains.iter().map(|d| format!("{{domain: {d}, type: Authoritative}}")).collect();
+    let yaml = format!(
+        "serverName: hop\nfqdn: mx1.secure.test\nqueueDirectory: {q}\n\
+         receiveConnectors:\n  - name: Default\n    bind: {bind}\n    \
+         tls: {{certificateFile: {crt}, keyFile: {key}}}\n\
+         mailboxDelivery: {{host: \"{mailbox}\"}}\n\
+         transportConfig:\n  acceptedDomains: [{accepted}]\n  postmaster: postmaster@secure.test\n",
+        q = hop.join("queue").display(),
+        crt = hop.join("tls.crt").display(),
+        key = hop.join("tls.key").display(),
+        accepted = accepted.join(", "),
+    );
+    InProc::start(&yaml, &hop, ManualClock::new(t0()))
+}
+
 /// A report POSTed to the server (RFC 8460 §5.3).
 #[derive(Debug, Clone)]
 pub struct Posted {
@@ -62,15 +114,7 @@ impl PolicyServer {
             .flat_map(|(domain, _)| [format!("mta-sts.{domain}"), format!("reports.{domain}")])
             .collect();
         let (cert, key) = pki.issue(&names);
-        let key = rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(vec![cert.der().clone()], key)
-            .unwrap();
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let acceptor = tls_acceptor(cert.der().clone(), &key);
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind the HTTPS server");
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
