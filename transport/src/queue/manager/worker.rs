@@ -205,10 +205,11 @@ impl QueueManager {
             // Set per target below: the protocol log line needs the endpoints.
             tap: None,
         });
-        // RFC 8460: a domain without a policy is reported on when it asks to be.
-        let no_policy = match Reported::sts(&sts) {
+        // RFC 8460, where DANE does not apply to a host: the MTA-STS policy, else no policy
+        // when the domain asks for reports. The same for every host of the attempt.
+        let sts_or_none = match Reported::sts(&sts) {
             None if opts.tls != OutboundTls::None => self.reported_without_policy(&config, &hop).await,
-            _ => None,
+            other => other,
         };
         let mut session = None;
         // The host and address that took the connection (for the tracking log).
@@ -225,9 +226,8 @@ impl QueueManager {
                 opts.tap = Some(Arc::new(SendTap(session)));
             }
             let host_dane = dane.host(&target.host);
-            // What the session is reported under: DANE where it applies (RFC 8461 §2), else
-            // the MTA-STS policy, else none (if the domain asks for reports).
-            let reported = Reported::dane(&dane, &target.host).or_else(|| Reported::sts(&sts)).or(no_policy.clone());
+            // What the session is reported under: DANE where it applies (RFC 8461 §2).
+            let reported = Reported::dane(&dane, &target.host).or_else(|| sts_or_none.clone());
             if let Some(reason) = dane.refusal(&target.host) {
                 // One failed session per host, not per address (none was contacted).
                 if !refused.contains(&target.host) {
