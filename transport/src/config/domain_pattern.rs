@@ -60,6 +60,14 @@ impl DomainPattern {
         self.specificity(domain).is_some()
     }
 
+    /// A pattern of a configuration that may not have been validated: one that does not
+    /// parse matches nothing, and says so in the log.
+    pub fn parse_or_log(text: &str, allow_any: bool) -> Option<DomainPattern> {
+        DomainPattern::parse(text, allow_any)
+            .map_err(|e| tracing::warn!(error = %e, "a domain pattern is ignored"))
+            .ok()
+    }
+
     /// The one domain an exact pattern names.
     pub fn exact(&self) -> Option<&str> {
         match self {

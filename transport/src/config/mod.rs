@@ -19,6 +19,7 @@ pub mod size;
 pub mod timespan;
 pub mod validate;
 
+use domain_pattern::DomainPattern;
 use ipnet::IpNet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -594,6 +595,17 @@ pub struct OrgSettings {
     /// into the resolver (hickory).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dnssec_trust_anchor_file: Option<PathBuf>,
+}
+
+impl OrgSettings {
+    /// The accepted domains, each parsed once, with its type (the router's and the SMTP
+    /// session's view of them).
+    pub fn accepted_patterns(&self) -> Vec<(DomainPattern, AcceptedDomainType)> {
+        self.accepted_domains
+            .iter()
+            .filter_map(|a| Some((DomainPattern::parse_or_log(&a.domain, false)?, a.domain_type)))
+            .collect()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

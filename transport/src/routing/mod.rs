@@ -10,7 +10,7 @@ pub mod mx;
 
 pub use crate::api::DeliveryType;
 use crate::config::domain_pattern::{DomainPattern, Specificity};
-use crate::config::{AcceptedDomainType, MailboxDelivery, OrgSettings, SendConnector};
+use crate::config::{AcceptedDomainType, AddressSpace, MailboxDelivery, OrgSettings, SendConnector};
 use crate::envelope::{Envelope, RecipientStatus};
 use serde::{Deserialize, Serialize};
 
@@ -47,10 +47,9 @@ pub enum Route {
 pub struct Router {
     send_connectors: Vec<SendConnector>,
     /// The address spaces of each connector (same order), parsed: (pattern, cost).
-    address_spaces: Vec<Vec<(Option<DomainPattern>, u32)>>,
-    org: OrgSettings,
-    /// The accepted domains, parsed (same order as `org.accepted_domains`).
-    accepted_domains: Vec<Option<DomainPattern>>,
+    address_spaces: Vec<Vec<(DomainPattern, u32)>>,
+    /// The accepted domains, parsed, with their types.
+    accepted: Vec<(DomainPattern, AcceptedDomainType)>,
     mailbox: Option<MailboxDelivery>,
 }
 
@@ -59,33 +58,20 @@ fn normalize(domain: &str) -> String {
     crate::envelope::routed_domain(domain.trim())
 }
 
-/// Each pattern parsed once; a pattern that does not parse (the configuration was not
-/// validated) matches nothing and is logged.
-fn parse_patterns<'a>(patterns: impl Iterator<Item = &'a str>, allow_any: bool) -> Vec<Option<DomainPattern>> {
-    patterns
-        .map(|text| {
-            DomainPattern::parse(text, allow_any)
-                .map_err(|e| tracing::warn!(error = %e, "routing: a domain pattern is ignored"))
-                .ok()
-        })
-        .collect()
-}
-
 impl Router {
     pub fn new(send_connectors: &[SendConnector], org: &OrgSettings, mailbox: Option<&MailboxDelivery>) -> Self {
         let address_spaces = send_connectors
             .iter()
             .map(|c| {
-                let patterns = parse_patterns(c.address_spaces.iter().map(|a| a.domain.as_str()), true);
-                patterns.into_iter().zip(c.address_spaces.iter().map(|a| a.cost.unwrap_or(1))).collect()
+                let space =
+                    |a: &AddressSpace| Some((DomainPattern::parse_or_log(&a.domain, true)?, a.cost.unwrap_or(1)));
+                c.address_spaces.iter().filter_map(space).collect()
             })
             .collect();
-        let accepted_domains = parse_patterns(org.accepted_domains.iter().map(|a| a.domain.as_str()), false);
         Router {
             send_connectors: send_connectors.to_vec(),
             address_spaces,
-            org: org.clone(),
-            accepted_domains,
+            accepted: org.accepted_patterns(),
             mailbox: mailbox.cloned(),
         }
     }
@@ -95,11 +81,9 @@ impl Router {
     /// accepted domain decides.
     pub fn accepted(&self, domain: &str) -> Option<AcceptedDomainType> {
         let domain = normalize(domain);
-        self.org
-            .accepted_domains
+        self.accepted
             .iter()
-            .zip(&self.accepted_domains)
-            .filter_map(|(a, pattern)| pattern.as_ref()?.specificity(&domain).map(|s| (s, a.domain_type)))
+            .filter_map(|(pattern, kind)| pattern.specificity(&domain).map(|s| (s, *kind)))
             .max_by_key(|(s, _)| *s)
             .map(|(_, t)| t)
     }
@@ -164,7 +148,7 @@ impl Router {
         let mut best: Option<(Specificity, u32, usize)> = None;
         for (index, spaces) in self.address_spaces.iter().enumerate() {
             for (pattern, cost) in spaces {
-                let Some(spec) = pattern.as_ref().and_then(|p| p.specificity(domain)) else { continue };
+                let Some(spec) = pattern.specificity(domain) else { continue };
                 let cost = *cost;
                 // Greater specificity wins, then lower cost, then earlier connector.
                 let better = match best {

@@ -9,7 +9,6 @@ pub mod replay;
 
 use crate::admin::{AdminContext, ConfigStatus};
 use crate::clock::SharedClock;
-use crate::config::domain_pattern::DomainPattern;
 use crate::config::{ReceiveConnector, ReceiveLimits, TransportFile};
 use crate::control::{Activity, Control};
 use crate::delivery::mta_sts::MtaSts;
@@ -338,12 +337,7 @@ pub(crate) fn session_settings(
         settings: connector.settings.clone(),
         limits: ReceiveLimits::resolve(&connector.settings, &file.transport_config),
         fqdn: file.fqdn.clone(),
-        accepted_domains: file
-            .transport_config
-            .accepted_domains
-            .iter()
-            .filter_map(|a| DomainPattern::parse(&a.domain, false).ok())
-            .collect(),
+        accepted_domains: file.transport_config.accepted_patterns().into_iter().map(|(p, _)| p).collect(),
         tls: certificate.as_ref().map(|c| c.acceptor.clone()),
         clock: clock.clone(),
     };
