@@ -1,77 +1,31 @@
-//! docs/design.md §4 defaults per role, the Exchange receive-connector defaults, and the
-//! resolved policies the server runs with (file value, or default).
-//!
-//! The defaults are named constants so that the operator and the documentation
-//! quote the same values the server uses.
+//! The resolved policies the server runs with (file value, or default), and the defaults of
+//! the settings without a range (the others are in `settings`, with their ranges).
+use super::settings::*;
 use super::{
     AcceptedDomain, ByteSize, DaneMode, ExpirationSettings, MtaStsMode, OrgSettings, OutboundTls, ReceiveSettings,
     RetrySettings, Role, TransportFile,
 };
 use std::time::Duration;
 
-const fn mins(n: u64) -> Duration {
-    Duration::from_secs(n * 60)
-}
-const fn hours(n: u64) -> Duration {
-    Duration::from_secs(n * 3600)
-}
-const fn days(n: u64) -> Duration {
-    Duration::from_secs(n * 86400)
-}
-
-// docs/design.md §4's defaults are in `settings` with their ranges.
-
-// Exchange receive-connector defaults (New-ReceiveConnector).
-pub const RECEIVE_MAX_MESSAGE_SIZE: ByteSize = ByteSize::mb(36);
-pub const RECEIVE_MAX_RECIPIENTS_PER_MESSAGE: u32 = 200;
-/// RFC 5321 §4.5.3.2.7 asks a server to wait at least 5 minutes for a command.
-pub const RECEIVE_CONNECTION_INACTIVITY_TIMEOUT: Duration = mins(5);
-pub const RECEIVE_CONNECTION_TIMEOUT: Duration = mins(10);
-pub const RECEIVE_MAX_INBOUND_CONNECTION: u32 = 5000;
-pub const RECEIVE_MAX_INBOUND_CONNECTION_PER_SOURCE: u32 = 20;
-pub const RECEIVE_MAX_PROTOCOL_ERRORS: u32 = 5;
-pub const RECEIVE_MAX_HEADER_SIZE: ByteSize = ByteSize::kb(256);
-pub const RECEIVE_MAX_HOP_COUNT: u32 = 30;
+// The ranged settings' defaults are in `settings`, with their ranges.
 
 // Send connectors.
 pub const SEND_PORT: u16 = 25;
-pub const SEND_CONNECTION_TIMEOUT: Duration = mins(1);
-/// Exchange's ConnectionInactivityTimeOut; also RFC 5321 §4.5.3.2.6's wait after the data.
-pub const SEND_CONNECTION_INACTIVITY_TIMEOUT: Duration = mins(10);
-pub const SEND_MAX_CONCURRENT_CONNECTIONS: u32 = 20;
 /// MTA-STS on DNS-routed connectors: honoured by default, as Exchange Online and Postfix's
 /// MTA-STS resolvers do.
 pub const SEND_MTA_STS: MtaStsMode = MtaStsMode::AsPublished;
 pub const SEND_DANE: DaneMode = DaneMode::AsPublished;
-/// Outbound connections over every next hop (Exchange's MaxOutboundConnections).
-pub const MAX_OUTBOUND_CONNECTIONS: u32 = 1000;
-pub const ADDRESS_SPACE_COST: u32 = 1;
 
 // Organisation (Set-TransportConfig).
 pub const INTERNAL_DELAY_DSN_ENABLED: bool = true;
 pub const EXTERNAL_DELAY_DSN_ENABLED: bool = true;
-pub const MAX_SEND_SIZE: ByteSize = ByteSize::mb(10);
-pub const MAX_RECEIVE_SIZE: ByteSize = ByteSize::mb(10);
-pub const MAX_RECIPIENT_ENVELOPE_LIMIT: u32 = 500;
-pub const DSN_MAX_MESSAGE_ATTACH_SIZE: ByteSize = ByteSize::mb(10);
 pub const SHADOW_REDUNDANCY_ENABLED: bool = true;
-pub const SHADOW_HEARTBEAT_FREQUENCY: Duration = mins(2);
-pub const SHADOW_RESUBMIT_TIME_SPAN: Duration = hours(3);
-pub const SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL: Duration = days(2);
 pub const REJECT_MESSAGE_ON_SHADOW_FAILURE: bool = false;
-pub const SAFETY_NET_HOLD_TIME: Duration = days(2);
 
 // Transport logs.
 pub const LOG_CONNECTIVITY: bool = true;
 pub const LOG_PROTOCOL: bool = true;
-pub const LOG_MAX_AGE: Duration = days(30);
-pub const LOG_MAX_DIRECTORY_SIZE: ByteSize = ByteSize::mb(250);
-pub const LOG_MAX_FILE_SIZE: ByteSize = ByteSize::mb(10);
 pub const TRACKING_LOG: bool = true;
-pub const TRACKING_LOG_MAX_AGE: Duration = days(30);
-/// Exchange 2013 and later (250MB before).
-pub const TRACKING_LOG_MAX_DIRECTORY_SIZE: ByteSize = ByteSize::mb(1000);
-pub const TRACKING_LOG_MAX_FILE_SIZE: ByteSize = ByteSize::mb(10);
 pub const TRACKING_LOG_SUBJECT: bool = false;
 
 /// Every §4 retry row, resolved (file value or role default).
@@ -118,20 +72,19 @@ impl RetryPolicy {
     }
 
     pub fn resolve(role: Role, s: &RetrySettings) -> Self {
-        use super::settings::*;
         RetryPolicy {
             queue_glitch_retry_count: QUEUE_GLITCH_RETRY_COUNT.resolve(role, s.queue_glitch_retry_count),
-            queue_glitch_retry_interval: QUEUE_GLITCH_RETRY_INTERVAL.resolve(role, s.queue_glitch_retry_interval),
+            queue_glitch_retry_interval: QUEUE_GLITCH_RETRY_INTERVAL.resolve(role, s.queue_glitch_retry_interval).0,
             transient_failure_retry_count: TRANSIENT_FAILURE_RETRY_COUNT.resolve(role, s.transient_failure_retry_count),
             transient_failure_retry_interval: TRANSIENT_FAILURE_RETRY_INTERVAL
-                .resolve(role, s.transient_failure_retry_interval),
+                .resolve(role, s.transient_failure_retry_interval).0,
             outbound_connection_failure_retry_interval: OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL
-                .resolve(role, s.outbound_connection_failure_retry_interval),
-            message_retry_interval: MESSAGE_RETRY_INTERVAL.resolve(role, s.message_retry_interval),
+                .resolve(role, s.outbound_connection_failure_retry_interval).0,
+            message_retry_interval: MESSAGE_RETRY_INTERVAL.resolve(role, s.message_retry_interval).0,
             mailbox_delivery_queue_retry_interval: MAILBOX_DELIVERY_QUEUE_RETRY_INTERVAL
-                .resolve(role, s.mailbox_delivery_queue_retry_interval),
-            max_idle_time_before_resubmit: MAX_IDLE_TIME_BEFORE_RESUBMIT.resolve(role, s.max_idle_time_before_resubmit),
-            queue_max_idle_time: QUEUE_MAX_IDLE_TIME.resolve(role, s.queue_max_idle_time),
+                .resolve(role, s.mailbox_delivery_queue_retry_interval).0,
+            max_idle_time_before_resubmit: MAX_IDLE_TIME_BEFORE_RESUBMIT.resolve(role, s.max_idle_time_before_resubmit).0,
+            queue_max_idle_time: QUEUE_MAX_IDLE_TIME.resolve(role, s.queue_max_idle_time).0,
             poison_threshold: POISON_THRESHOLD.resolve(role, s.poison_threshold),
         }
     }
@@ -144,33 +97,31 @@ impl ExpirationPolicy {
     }
 
     pub fn resolve(role: Role, s: &ExpirationSettings) -> Self {
-        use super::settings::*;
         ExpirationPolicy {
-            delay_notification_time_out: DELAY_NOTIFICATION_TIME_OUT.resolve(role, s.delay_notification_time_out),
-            message_expiration_time_out: MESSAGE_EXPIRATION_TIME_OUT.resolve(role, s.message_expiration_time_out),
+            delay_notification_time_out: DELAY_NOTIFICATION_TIME_OUT.resolve(role, s.delay_notification_time_out).0,
+            message_expiration_time_out: MESSAGE_EXPIRATION_TIME_OUT.resolve(role, s.message_expiration_time_out).0,
         }
     }
 }
 
 impl ReceiveLimits {
     pub fn resolve(s: &ReceiveSettings, org: &OrgSettings) -> Self {
-        let connector = s.max_message_size.unwrap_or(RECEIVE_MAX_MESSAGE_SIZE);
+        let connector = RECEIVE_MAX_MESSAGE_SIZE.or_default(s.max_message_size);
         // `unlimited` is u64::MAX, so the smaller of the two is the limit in force.
         let max_message_size = connector.min(org.max_receive_size()).bytes();
         ReceiveLimits {
             max_message_size,
-            max_recipients_per_message: s.max_recipients_per_message.unwrap_or(RECEIVE_MAX_RECIPIENTS_PER_MESSAGE),
-            connection_inactivity_timeout: s
-                .connection_inactivity_timeout
-                .map_or(RECEIVE_CONNECTION_INACTIVITY_TIMEOUT, |t| t.0),
-            connection_timeout: s.connection_timeout.map_or(RECEIVE_CONNECTION_TIMEOUT, |t| t.0),
-            max_inbound_connection: s.max_inbound_connection.unwrap_or(RECEIVE_MAX_INBOUND_CONNECTION),
-            max_inbound_connection_per_source: s
-                .max_inbound_connection_per_source
-                .unwrap_or(RECEIVE_MAX_INBOUND_CONNECTION_PER_SOURCE),
-            max_protocol_errors: s.max_protocol_errors.unwrap_or(RECEIVE_MAX_PROTOCOL_ERRORS),
-            max_header_size: s.max_header_size.unwrap_or(RECEIVE_MAX_HEADER_SIZE).bytes(),
-            max_hop_count: s.max_hop_count.unwrap_or(RECEIVE_MAX_HOP_COUNT),
+            max_recipients_per_message: RECEIVE_MAX_RECIPIENTS_PER_MESSAGE.or_default(s.max_recipients_per_message),
+            connection_inactivity_timeout: RECEIVE_CONNECTION_INACTIVITY_TIMEOUT
+                .or_default(s.connection_inactivity_timeout)
+                .0,
+            connection_timeout: RECEIVE_CONNECTION_TIMEOUT.or_default(s.connection_timeout).0,
+            max_inbound_connection: RECEIVE_MAX_INBOUND_CONNECTION.or_default(s.max_inbound_connection),
+            max_inbound_connection_per_source: RECEIVE_MAX_INBOUND_CONNECTION_PER_SOURCE
+                .or_default(s.max_inbound_connection_per_source),
+            max_protocol_errors: RECEIVE_MAX_PROTOCOL_ERRORS.or_default(s.max_protocol_errors),
+            max_header_size: RECEIVE_MAX_HEADER_SIZE.or_default(s.max_header_size).bytes(),
+            max_hop_count: RECEIVE_MAX_HOP_COUNT.or_default(s.max_hop_count),
         }
     }
 }
@@ -190,34 +141,30 @@ impl OrgSettings {
     }
     /// maxSendSize, default 10MB; `unlimited` is [`ByteSize::UNLIMITED`].
     pub fn max_send_size(&self) -> ByteSize {
-        self.max_send_size.unwrap_or(MAX_SEND_SIZE)
+        MAX_SEND_SIZE.or_default(self.max_send_size)
     }
     /// maxReceiveSize, default 10MB; `unlimited` is [`ByteSize::UNLIMITED`].
     pub fn max_receive_size(&self) -> ByteSize {
-        self.max_receive_size.unwrap_or(MAX_RECEIVE_SIZE)
+        MAX_RECEIVE_SIZE.or_default(self.max_receive_size)
     }
     pub fn max_recipient_envelope_limit(&self) -> u32 {
-        self.max_recipient_envelope_limit.unwrap_or(MAX_RECIPIENT_ENVELOPE_LIMIT)
+        MAX_RECIPIENT_ENVELOPE_LIMIT.or_default(self.max_recipient_envelope_limit)
     }
     pub fn dsn_max_message_attach_size(&self) -> ByteSize {
-        self.dsn_max_message_attach_size.unwrap_or(DSN_MAX_MESSAGE_ATTACH_SIZE)
+        DSN_MAX_MESSAGE_ATTACH_SIZE.or_default(self.dsn_max_message_attach_size)
     }
     /// safetyNetHoldTime, default 2 days; zero: the Safety Net is off.
     pub fn safety_net_hold_time(&self) -> Duration {
-        self.safety_net_hold_time.map_or(SAFETY_NET_HOLD_TIME, |t| t.0)
+        SAFETY_NET_HOLD_TIME.or_default(self.safety_net_hold_time).0
     }
 
     /// The shadow redundancy settings, resolved.
     pub fn shadow_policy(&self) -> ShadowPolicy {
-        let span = |v: Option<super::TimeSpan>, d: Duration| v.map_or(d, |t| t.0);
         ShadowPolicy {
             enabled: self.shadow_redundancy_enabled.unwrap_or(SHADOW_REDUNDANCY_ENABLED),
-            heartbeat_frequency: span(self.shadow_heartbeat_frequency, SHADOW_HEARTBEAT_FREQUENCY),
-            resubmit_time_span: span(self.shadow_resubmit_time_span, SHADOW_RESUBMIT_TIME_SPAN),
-            auto_discard_interval: span(
-                self.shadow_message_auto_discard_interval,
-                SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL,
-            ),
+            heartbeat_frequency: SHADOW_HEARTBEAT_FREQUENCY.or_default(self.shadow_heartbeat_frequency).0,
+            resubmit_time_span: SHADOW_RESUBMIT_TIME_SPAN.or_default(self.shadow_resubmit_time_span).0,
+            auto_discard_interval: SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL.or_default(self.shadow_message_auto_discard_interval).0,
             reject_on_failure: self.reject_message_on_shadow_failure.unwrap_or(REJECT_MESSAGE_ON_SHADOW_FAILURE),
         }
     }
@@ -239,13 +186,13 @@ impl super::SendConnector {
         self.port.unwrap_or(SEND_PORT)
     }
     pub fn connection_timeout_or_default(&self) -> Duration {
-        self.connection_timeout.map_or(SEND_CONNECTION_TIMEOUT, |t| t.0)
+        SEND_CONNECTION_TIMEOUT.or_default(self.connection_timeout).0
     }
     pub fn connection_inactivity_timeout_or_default(&self) -> Duration {
-        self.connection_inactivity_timeout.map_or(SEND_CONNECTION_INACTIVITY_TIMEOUT, |t| t.0)
+        SEND_CONNECTION_INACTIVITY_TIMEOUT.or_default(self.connection_inactivity_timeout).0
     }
     pub fn max_concurrent_connections_or_default(&self) -> u32 {
-        self.max_concurrent_connections.unwrap_or(SEND_MAX_CONCURRENT_CONNECTIONS)
+        SEND_MAX_CONCURRENT_CONNECTIONS.or_default(self.max_concurrent_connections)
     }
     /// Disabled for smart hosts (no MX lookup to protect) and, unless set, with `tls: None`.
     pub fn mta_sts_or_default(&self) -> MtaStsMode {
@@ -268,7 +215,7 @@ impl super::SendConnector {
 
 impl super::AddressSpace {
     pub fn cost_or_default(&self) -> u32 {
-        self.cost.unwrap_or(ADDRESS_SPACE_COST)
+        ADDRESS_SPACE_COST.or_default(self.cost)
     }
 }
 
@@ -281,26 +228,26 @@ impl super::LoggingSettings {
     }
     /// `None` when files are never deleted by age (`00:00:00`).
     pub fn max_age_or_default(&self) -> Option<Duration> {
-        Some(self.max_age.map_or(LOG_MAX_AGE, |t| t.0)).filter(|d| !d.is_zero())
+        Some(LOG_MAX_AGE.or_default(self.max_age).0).filter(|d| !d.is_zero())
     }
     pub fn max_directory_size_or_default(&self) -> ByteSize {
-        self.max_directory_size.unwrap_or(LOG_MAX_DIRECTORY_SIZE)
+        LOG_MAX_DIRECTORY_SIZE.or_default(self.max_directory_size)
     }
     pub fn max_file_size_or_default(&self) -> ByteSize {
-        self.max_file_size.unwrap_or(LOG_MAX_FILE_SIZE)
+        LOG_MAX_FILE_SIZE.or_default(self.max_file_size)
     }
     pub fn message_tracking_log_enabled_or_default(&self) -> bool {
         self.message_tracking_log_enabled.unwrap_or(TRACKING_LOG)
     }
     /// `None` when files are never deleted by age (`00:00:00`).
     pub fn message_tracking_log_max_age_or_default(&self) -> Option<Duration> {
-        Some(self.message_tracking_log_max_age.map_or(TRACKING_LOG_MAX_AGE, |t| t.0)).filter(|d| !d.is_zero())
+        Some(TRACKING_LOG_MAX_AGE.or_default(self.message_tracking_log_max_age).0).filter(|d| !d.is_zero())
     }
     pub fn message_tracking_log_max_directory_size_or_default(&self) -> ByteSize {
-        self.message_tracking_log_max_directory_size.unwrap_or(TRACKING_LOG_MAX_DIRECTORY_SIZE)
+        TRACKING_LOG_MAX_DIRECTORY_SIZE.or_default(self.message_tracking_log_max_directory_size)
     }
     pub fn message_tracking_log_max_file_size_or_default(&self) -> ByteSize {
-        self.message_tracking_log_max_file_size.unwrap_or(TRACKING_LOG_MAX_FILE_SIZE)
+        TRACKING_LOG_MAX_FILE_SIZE.or_default(self.message_tracking_log_max_file_size)
     }
     pub fn message_tracking_log_subject_logging_enabled_or_default(&self) -> bool {
         self.message_tracking_log_subject_logging_enabled.unwrap_or(TRACKING_LOG_SUBJECT)
@@ -309,7 +256,7 @@ impl super::LoggingSettings {
 
 impl TransportFile {
     pub fn max_outbound_connections_or_default(&self) -> u32 {
-        self.max_outbound_connections.unwrap_or(MAX_OUTBOUND_CONNECTIONS)
+        MAX_OUTBOUND_CONNECTIONS.or_default(self.max_outbound_connections)
     }
 
     pub fn retry_policy(&self) -> RetryPolicy {

@@ -72,8 +72,9 @@ pub struct TransportFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<DnsSettings>,
     /// Outbound connections open at once, over every next hop (Exchange's
-    /// MaxOutboundConnections). Default 1000 (at least 1).
+    /// MaxOutboundConnections). At least 1. Default 1000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
     pub max_outbound_connections: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin: Option<AdminSettings>,
@@ -212,10 +213,11 @@ pub struct ReceiveSettings {
     /// (anonymous relay). Accepted domains are always accepted.
     #[serde(default)]
     pub allow_relay: bool,
-    /// Default 36MB (64KB–2GB); the organisation's maxReceiveSize also applies.
+    /// Largest message this connector takes; the organisation's maxReceiveSize also applies.
+    /// 64KB – 2GB. Default 36MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_size: Option<ByteSize>,
-    /// Default 200 (1–512000); more recipients get `452 4.5.3`.
+    /// Recipients per message; more get `452 4.5.3`. 1–512000. Default 200.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 512_000))]
     pub max_recipients_per_message: Option<u32>,
@@ -223,28 +225,28 @@ pub struct ReceiveSettings {
     // docs/design.md §2 spells it requireTLS; the camelCase form is accepted too.
     #[serde(default, rename = "requireTLS", alias = "requireTls")]
     pub require_tls: bool,
-    /// Idle time allowed between commands. Default 00:05:00 (RFC 5321
-    /// §4.5.3.2.7 asks for at least 5 minutes); 1 s – 1 day, and below connectionTimeout.
+    /// Idle time allowed between commands, below connectionTimeout (RFC 5321 §4.5.3.2.7 asks
+    /// for at least 5 minutes). 1 s – 1 day. Default 00:05:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_inactivity_timeout: Option<TimeSpan>,
-    /// Longest a session may last. Default 00:10:00 (1 s – 1 day).
+    /// Longest a session may last. 1 s – 1 day. Default 00:10:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_timeout: Option<TimeSpan>,
-    /// Concurrent sessions on this connector. Default 5000 (at least 1).
+    /// Concurrent sessions on this connector. At least 1. Default 5000.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_inbound_connection: Option<u32>,
-    /// Concurrent sessions from one IP address. Default 20 (1–10000).
+    /// Concurrent sessions from one IP address. 1–10000. Default 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 10_000))]
     pub max_inbound_connection_per_source: Option<u32>,
     /// Protocol errors before the session is closed. Default 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_protocol_errors: Option<u32>,
-    /// Size of the message header. Default 256KB (at least 1KB).
+    /// Size of the message header. At least 1KB. Default 256KB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_header_size: Option<ByteSize>,
-    /// Received headers allowed before the message is refused as a loop. Default 30 (1–500).
+    /// Received headers allowed before the message is refused as a loop. 1–500. Default 30.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 500))]
     pub max_hop_count: Option<u32>,
@@ -378,20 +380,20 @@ pub struct SendConnector {
     /// not look TLSA records up. Default `AsPublished`, `Disabled` with `tls: None`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dane: Option<DaneMode>,
-    /// Time allowed to connect and get the banner. Default 00:01:00 (1 s – 1 day).
+    /// Time allowed to connect and get the banner. 1 s – 1 day. Default 00:01:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_timeout: Option<TimeSpan>,
     /// Time allowed for each reply of the next hop once connected, the reply
     /// after the final dot included (Exchange's ConnectionInactivityTimeOut;
     /// RFC 5321 §4.5.3.2 asks for 5 minutes, 10 after the data). A hop that
     /// stays silent longer is given up and its queue goes in Retry.
-    /// Default 00:10:00 (1 s – 1 day).
+    /// 1 s – 1 day. Default 00:10:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_inactivity_timeout: Option<TimeSpan>,
     /// Messages larger than this are refused for this connector (NDR 5.3.4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_message_size: Option<ByteSize>,
-    /// Simultaneous connections to one next hop. Default 20 (at least 1).
+    /// Simultaneous connections to one next hop. At least 1. Default 20.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_concurrent_connections: Option<u32>,
@@ -448,7 +450,7 @@ pub struct AddressSpace {
     /// `*`, `example.com` (that domain only) or `*.example.com` (it and its subdomains).
     #[schemars(pattern(validate::ADDRESS_SPACE_PATTERN))]
     pub domain: String,
-    /// 1–100, lower is preferred. Default 1.
+    /// Lower is preferred. 1–100. Default 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub cost: Option<u32>,
@@ -540,10 +542,10 @@ pub struct OrgSettings {
     /// Largest message sent. Default 10MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_send_size: Option<ByteSize>,
-    /// Largest message received. Default 10MB; `unlimited` leaves only the connectors' limits.
+    /// Largest message received; `unlimited` leaves only the connectors' limits. Default 10MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_receive_size: Option<ByteSize>,
-    /// Recipients per message (categorizer: NDR 5.5.3). Default 500 (at least 1).
+    /// Recipients per message (categorizer: NDR 5.5.3). At least 1. Default 500.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_recipient_envelope_limit: Option<u32>,
@@ -561,15 +563,15 @@ pub struct OrgSettings {
     /// servers that have a shadow channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow_redundancy_enabled: Option<bool>,
-    /// How often a shadow server asks each primary about its copies. Default 00:02:00 (1 s – 1 day).
+    /// How often a shadow server asks each primary about its copies. 1 s – 1 day. Default 00:02:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow_heartbeat_frequency: Option<TimeSpan>,
     /// A shadow server that cannot reach the primary this long delivers the
-    /// primary's messages itself. Default 03:00:00 (1 s – 1 day).
+    /// primary's messages itself. 1 s – 1 day. Default 03:00:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow_resubmit_time_span: Option<TimeSpan>,
     /// Shadow copies older than this are dropped whatever the primary says.
-    /// Default 2.00:00:00 (5 s – 90 days).
+    /// 5 s – 90 days. Default 2.00:00:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow_message_auto_discard_interval: Option<TimeSpan>,
     /// No shadow server took a copy: refuse the message with `450 4.5.1`
@@ -577,8 +579,8 @@ pub struct OrgSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reject_message_on_shadow_failure: Option<bool>,
     /// How long delivered messages are kept (Safety Net) for a resubmit request,
-    /// e.g. after a mailbox server was restored from a backup. Default
-    /// 2.00:00:00; 00:00:00 turns it off (0 – 90 days).
+    /// e.g. after a mailbox server was restored from a backup; 00:00:00 turns it off.
+    /// 0 – 90 days. Default 2.00:00:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_net_hold_time: Option<TimeSpan>,
     /// Send the daily SMTP TLS reports (RFC 8460) to the recipient domains that ask for
@@ -705,28 +707,29 @@ pub struct LoggingSettings {
     /// Protocol log for connectors with protocolLogging. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol_log: Option<bool>,
-    /// Files older than this are deleted. Default 30.00:00:00; 00:00:00 = never by age; at most 24855 days.
+    /// Files older than this are deleted; 00:00:00 = never by age. 0 – 24855 days. Default
+    /// 30.00:00:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_age: Option<TimeSpan>,
-    /// Oldest files are deleted beyond this, per log. Default 250MB (at least 1KB).
+    /// Oldest files are deleted beyond this, per log. At least 1KB. Default 250MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_directory_size: Option<ByteSize>,
-    /// A new file is started beyond this. Default 10MB (at least 1KB, at most maxDirectorySize).
+    /// A new file is started beyond this; at most maxDirectorySize. At least 1KB. Default 10MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_file_size: Option<ByteSize>,
     /// The message tracking log (`MessageTracking/MSGTRK*.log`, Get-MessageTrackingLog):
     /// one record per event of each message's life. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_tracking_log_enabled: Option<bool>,
-    /// Tracking log files older than this are deleted. Default 30.00:00:00; 00:00:00 =
-    /// never by age; at most 24855 days.
+    /// Tracking log files older than this are deleted; 00:00:00 = never by age. 0 – 24855
+    /// days. Default 30.00:00:00.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_tracking_log_max_age: Option<TimeSpan>,
-    /// Oldest tracking log files are deleted beyond this. Default 1000MB (at least 1KB).
+    /// Oldest tracking log files are deleted beyond this. At least 1KB. Default 1000MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_tracking_log_max_directory_size: Option<ByteSize>,
-    /// A new tracking log file is started beyond this. Default 10MB (at least 1KB, at most
-    /// messageTrackingLogMaxDirectorySize).
+    /// A new tracking log file is started beyond this; at most
+    /// messageTrackingLogMaxDirectorySize. At least 1KB. Default 10MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_tracking_log_max_file_size: Option<ByteSize>,
     /// Write each message's Subject into its tracking records. Default false: subjects are

@@ -2,10 +2,9 @@
 //! path (`receiveConnectors[1].maxMessageSize`), and all errors are reported at
 //! once. `transport check-config`, the server at start and reload, and the
 //! operator (before it renders a ConfigMap) all run these same checks.
-use super::defaults::{RECEIVE_CONNECTION_INACTIVITY_TIMEOUT, RECEIVE_CONNECTION_TIMEOUT};
 use super::domain_pattern::DomainPattern;
 use super::host_port::HostPort;
-use super::size::{GB, KB};
+use super::settings::{self, Bounded, Setting};
 use super::{
     ByteSize, DaneMode, MtaStsMode, OutboundTls, ReceiveConnector, ReceiveSettings, SendConnector, TimeSpan,
     TlsAuthLevel, TransportFile,
@@ -43,33 +42,6 @@ pub const SERVER_NAME_PATTERN: &str = r"^[A-Za-z0-9._-]+$";
 /// Path of an error about the file as a whole (unreadable, not YAML, not a mapping).
 pub const FILE_PATH: &str = "<file>";
 
-const SECOND: Duration = Duration::from_secs(1);
-const DAY: Duration = Duration::from_secs(86400);
-
-/// The ranges of the settings outside docs/design.md §4 (those are in `settings` with their
-/// defaults), from the Exchange cmdlets, named so that documentation can quote them.
-pub mod ranges {
-    use super::{Duration, DAY, SECOND};
-
-    pub const RECEIVE_MAX_MESSAGE_SIZE: (u64, u64) = (64 * super::KB, 2 * super::GB);
-    pub const RECEIVE_MAX_RECIPIENTS_PER_MESSAGE: (u32, u32) = (1, 512_000);
-    pub const RECEIVE_TIMEOUT: (Duration, Duration) = (SECOND, DAY);
-    pub const RECEIVE_MAX_INBOUND_CONNECTION_PER_SOURCE: (u32, u32) = (1, 10_000);
-    pub const RECEIVE_MAX_HOP_COUNT: (u32, u32) = (1, 500);
-    pub const RECEIVE_MIN_HEADER_SIZE: u64 = super::KB;
-    pub const ADDRESS_SPACE_COST: (u32, u32) = (1, 100);
-    pub const SEND_CONNECTION_TIMEOUT: (Duration, Duration) = (SECOND, DAY);
-    pub const SEND_CONNECTION_INACTIVITY_TIMEOUT: (Duration, Duration) = (SECOND, DAY);
-    /// Exchange's log MaxAge: 00:00:00 (never by age) to 24855 days.
-    pub const LOG_MAX_AGE: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(24855 * 86400));
-    pub const LOG_MIN_SIZE: u64 = super::KB;
-    pub const SHADOW_HEARTBEAT_FREQUENCY: (Duration, Duration) = (SECOND, DAY);
-    pub const SHADOW_RESUBMIT_TIME_SPAN: (Duration, Duration) = (SECOND, DAY);
-    pub const SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL: (Duration, Duration) =
-        (Duration::from_secs(5), Duration::from_secs(90 * 86400));
-    pub const SAFETY_NET_HOLD_TIME: (Duration, Duration) = (Duration::ZERO, Duration::from_secs(90 * 86400));
-}
-
 impl TransportFile {
     /// Parse YAML text and validate it; all errors at once.
     pub fn from_yaml_str(text: &str) -> Result<Self, ConfigErrors> {
@@ -99,11 +71,11 @@ impl TransportFile {
         let mut c = Checker::default();
         self.check_top(&mut c);
         for (i, rc) in self.receive_connectors.iter().enumerate() {
-            check_receive_connector(&mut c, &format!("receiveConnectors[{i}]"), rc);
+            check_receive_connector(&mut c, i, rc);
         }
         check_receive_uniqueness(&mut c, &self.receive_connectors);
         for (i, sc) in self.send_connectors.iter().enumerate() {
-            check_send_connector(&mut c, &format!("sendConnectors[{i}]"), sc);
+            check_send_connector(&mut c, i, sc);
         }
         check_unique_names(&mut c, "sendConnectors", self.send_connectors.iter().map(|s| s.name.as_str()));
         if let Some(mb) = &self.mailbox_delivery {
@@ -167,14 +139,14 @@ impl TransportFile {
     }
 
     fn check_retry(&self, c: &mut Checker) {
-        use super::settings::*;
+        use settings::*;
         let (r, e) = (&self.retry, &self.expiration);
         for (s, v) in [
             (&QUEUE_GLITCH_RETRY_COUNT, r.queue_glitch_retry_count),
             (&TRANSIENT_FAILURE_RETRY_COUNT, r.transient_failure_retry_count),
             (&POISON_THRESHOLD, r.poison_threshold),
         ] {
-            c.count(s.path, v, s.range());
+            c.setting(s, &[], v);
         }
         for (s, v) in [
             (&QUEUE_GLITCH_RETRY_INTERVAL, r.queue_glitch_retry_interval),
@@ -187,15 +159,13 @@ impl TransportFile {
             (&DELAY_NOTIFICATION_TIME_OUT, e.delay_notification_time_out),
             (&MESSAGE_EXPIRATION_TIME_OUT, e.message_expiration_time_out),
         ] {
-            c.span(s.path, v, s.range());
+            c.setting(s, &[], v);
         }
 
         // Cross rules on the values in force (given or role default), skipped
         // for a value already reported out of range: one error per mistake.
-        let in_range =
-            |v: Option<TimeSpan>, (min, max): (Duration, Duration)| v.is_none_or(|v| (min..=max).contains(&v.0));
-        if !in_range(e.delay_notification_time_out, DELAY_NOTIFICATION_TIME_OUT.range())
-            || !in_range(e.message_expiration_time_out, MESSAGE_EXPIRATION_TIME_OUT.range())
+        if !e.delay_notification_time_out.is_none_or(|v| DELAY_NOTIFICATION_TIME_OUT.contains(v))
+            || !e.message_expiration_time_out.is_none_or(|v| MESSAGE_EXPIRATION_TIME_OUT.contains(v))
         {
             return;
         }
@@ -254,23 +224,11 @@ impl TransportFile {
                 c.push("transportConfig.postmaster", e);
             }
         }
-        c.min_count("transportConfig.maxRecipientEnvelopeLimit", org.max_recipient_envelope_limit, 1);
-        c.span(
-            "transportConfig.shadowHeartbeatFrequency",
-            org.shadow_heartbeat_frequency,
-            ranges::SHADOW_HEARTBEAT_FREQUENCY,
-        );
-        c.span(
-            "transportConfig.shadowResubmitTimeSpan",
-            org.shadow_resubmit_time_span,
-            ranges::SHADOW_RESUBMIT_TIME_SPAN,
-        );
-        c.span(
-            "transportConfig.shadowMessageAutoDiscardInterval",
-            org.shadow_message_auto_discard_interval,
-            ranges::SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL,
-        );
-        c.span("transportConfig.safetyNetHoldTime", org.safety_net_hold_time, ranges::SAFETY_NET_HOLD_TIME);
+        c.setting(&settings::MAX_RECIPIENT_ENVELOPE_LIMIT, &[], org.max_recipient_envelope_limit);
+        c.setting(&settings::SHADOW_HEARTBEAT_FREQUENCY, &[], org.shadow_heartbeat_frequency);
+        c.setting(&settings::SHADOW_RESUBMIT_TIME_SPAN, &[], org.shadow_resubmit_time_span);
+        c.setting(&settings::SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL, &[], org.shadow_message_auto_discard_interval);
+        c.setting(&settings::SAFETY_NET_HOLD_TIME, &[], org.safety_net_hold_time);
         if let Some(name) = &org.tls_report_organization_name {
             // It goes into a JSON report and the Subject and TLS-Report-Submitter headers.
             if name.trim().is_empty() || name.len() > 200 || !name.bytes().all(|b| b == b' ' || b.is_ascii_graphic()) {
@@ -311,7 +269,7 @@ impl TransportFile {
                 None => {}
             }
         }
-        c.min_count("maxOutboundConnections", self.max_outbound_connections, 1);
+        c.setting(&settings::MAX_OUTBOUND_CONNECTIONS, &[], self.max_outbound_connections);
         if let Some(dns) = &self.dns {
             for (i, ns) in dns.nameservers.iter().enumerate() {
                 if ns.port() == 0 {
@@ -321,7 +279,7 @@ impl TransportFile {
         }
         if let Some(log) = &self.logging {
             c.retention(
-                ["logging.maxAge", "logging.maxDirectorySize", "logging.maxFileSize"],
+                (&settings::LOG_MAX_AGE, &settings::LOG_MAX_DIRECTORY_SIZE, &settings::LOG_MAX_FILE_SIZE),
                 Retention {
                     max_age: log.max_age,
                     max_directory_size: log.max_directory_size,
@@ -330,11 +288,11 @@ impl TransportFile {
                 },
             );
             c.retention(
-                [
-                    "logging.messageTrackingLogMaxAge",
-                    "logging.messageTrackingLogMaxDirectorySize",
-                    "logging.messageTrackingLogMaxFileSize",
-                ],
+                (
+                    &settings::TRACKING_LOG_MAX_AGE,
+                    &settings::TRACKING_LOG_MAX_DIRECTORY_SIZE,
+                    &settings::TRACKING_LOG_MAX_FILE_SIZE,
+                ),
                 Retention {
                     max_age: log.message_tracking_log_max_age,
                     max_directory_size: log.message_tracking_log_max_directory_size,
@@ -349,18 +307,19 @@ impl TransportFile {
     }
 }
 
-fn check_receive_connector(c: &mut Checker, at: &str, rc: &ReceiveConnector) {
-    use ranges::*;
+fn check_receive_connector(c: &mut Checker, i: usize, rc: &ReceiveConnector) {
+    use settings::*;
+    let at = format!("receiveConnectors[{i}]");
     if rc.name.trim().is_empty() {
         c.push(format!("{at}.name"), "must not be empty");
     }
     let s: &ReceiveSettings = &rc.settings;
-    c.size(format!("{at}.maxMessageSize"), s.max_message_size, RECEIVE_MAX_MESSAGE_SIZE);
-    c.count(format!("{at}.maxRecipientsPerMessage"), s.max_recipients_per_message, RECEIVE_MAX_RECIPIENTS_PER_MESSAGE);
-    c.span(format!("{at}.connectionInactivityTimeout"), s.connection_inactivity_timeout, RECEIVE_TIMEOUT);
-    c.span(format!("{at}.connectionTimeout"), s.connection_timeout, RECEIVE_TIMEOUT);
-    let inactivity = s.connection_inactivity_timeout.map_or(RECEIVE_CONNECTION_INACTIVITY_TIMEOUT, |t| t.0);
-    let session = s.connection_timeout.map_or(RECEIVE_CONNECTION_TIMEOUT, |t| t.0);
+    c.setting(&RECEIVE_MAX_MESSAGE_SIZE, &[i], s.max_message_size);
+    c.setting(&RECEIVE_MAX_RECIPIENTS_PER_MESSAGE, &[i], s.max_recipients_per_message);
+    c.setting(&RECEIVE_CONNECTION_INACTIVITY_TIMEOUT, &[i], s.connection_inactivity_timeout);
+    c.setting(&RECEIVE_CONNECTION_TIMEOUT, &[i], s.connection_timeout);
+    let inactivity = RECEIVE_CONNECTION_INACTIVITY_TIMEOUT.or_default(s.connection_inactivity_timeout).0;
+    let session = RECEIVE_CONNECTION_TIMEOUT.or_default(s.connection_timeout).0;
     if inactivity >= session {
         let inactivity = show(inactivity, s.connection_inactivity_timeout.is_none());
         let session = show(session, s.connection_timeout.is_none());
@@ -376,14 +335,11 @@ fn check_receive_connector(c: &mut Checker, at: &str, rc: &ReceiveConnector) {
             );
         }
     }
-    c.min_count(format!("{at}.maxInboundConnection"), s.max_inbound_connection, 1);
-    c.count(
-        format!("{at}.maxInboundConnectionPerSource"),
-        s.max_inbound_connection_per_source,
-        RECEIVE_MAX_INBOUND_CONNECTION_PER_SOURCE,
-    );
-    c.count(format!("{at}.maxHopCount"), s.max_hop_count, RECEIVE_MAX_HOP_COUNT);
-    c.min_size(format!("{at}.maxHeaderSize"), s.max_header_size, RECEIVE_MIN_HEADER_SIZE);
+    c.setting(&RECEIVE_MAX_INBOUND_CONNECTION, &[i], s.max_inbound_connection);
+    c.setting(&RECEIVE_MAX_INBOUND_CONNECTION_PER_SOURCE, &[i], s.max_inbound_connection_per_source);
+    c.setting(&RECEIVE_MAX_PROTOCOL_ERRORS, &[i], s.max_protocol_errors);
+    c.setting(&RECEIVE_MAX_HOP_COUNT, &[i], s.max_hop_count);
+    c.setting(&RECEIVE_MAX_HEADER_SIZE, &[i], s.max_header_size);
     if s.require_tls && rc.tls.is_none() {
         c.push(format!("{at}.requireTLS"), "needs tls (certificateFile and keyFile) on this connector");
     }
@@ -440,7 +396,8 @@ fn check_unique_names<'a>(c: &mut Checker, list: &str, names: impl Iterator<Item
     }
 }
 
-fn check_send_connector(c: &mut Checker, at: &str, sc: &SendConnector) {
+fn check_send_connector(c: &mut Checker, index: usize, sc: &SendConnector) {
+    let at = &format!("sendConnectors[{index}]");
     if sc.name.trim().is_empty() {
         c.push(format!("{at}.name"), "must not be empty");
     }
@@ -460,7 +417,7 @@ fn check_send_connector(c: &mut Checker, at: &str, sc: &SendConnector) {
         } else {
             seen.insert(space.domain.to_ascii_lowercase(), i);
         }
-        c.count(format!("{path}.cost"), space.cost, ranges::ADDRESS_SPACE_COST);
+        c.setting(&settings::ADDRESS_SPACE_COST, &[index, i], space.cost);
     }
     match (sc.smart_hosts.is_empty(), sc.dns_routing) {
         (true, false) => {
@@ -477,13 +434,9 @@ fn check_send_connector(c: &mut Checker, at: &str, sc: &SendConnector) {
     if sc.port == Some(0) {
         c.push(format!("{at}.port"), "0 is out of range (1 to 65535)");
     }
-    c.span(format!("{at}.connectionTimeout"), sc.connection_timeout, ranges::SEND_CONNECTION_TIMEOUT);
-    c.span(
-        format!("{at}.connectionInactivityTimeout"),
-        sc.connection_inactivity_timeout,
-        ranges::SEND_CONNECTION_INACTIVITY_TIMEOUT,
-    );
-    c.min_count(format!("{at}.maxConcurrentConnections"), sc.max_concurrent_connections, 1);
+    c.setting(&settings::SEND_CONNECTION_TIMEOUT, &[index], sc.connection_timeout);
+    c.setting(&settings::SEND_CONNECTION_INACTIVITY_TIMEOUT, &[index], sc.connection_inactivity_timeout);
+    c.setting(&settings::SEND_MAX_CONCURRENT_CONNECTIONS, &[index], sc.max_concurrent_connections);
     let checked =
         matches!(sc.tls_auth_level, Some(TlsAuthLevel::CertificateValidation | TlsAuthLevel::DomainValidation));
     if checked && sc.tls != OutboundTls::Required {
@@ -550,47 +503,27 @@ impl Checker {
         }
     }
 
-    fn count(&mut self, path: impl Into<String>, v: Option<u32>, (min, max): (u32, u32)) {
-        if let Some(v) = v.filter(|v| !(min..=max).contains(v)) {
-            self.push(path, format!("{v} is out of range ({min} to {max})"));
+    /// A ranged setting at the occurrence `indices`; absent (defaulted) values are in range.
+    fn setting<T: Bounded>(&mut self, s: &Setting<T>, indices: &[usize], v: Option<T>) {
+        if let Some(why) = v.and_then(|v| s.refusal(v)) {
+            self.push(s.at(indices), why);
         }
     }
 
-    fn min_count(&mut self, path: impl Into<String>, v: Option<u32>, min: u32) {
-        if let Some(v) = v.filter(|v| *v < min) {
-            self.push(path, format!("{v} is out of range (at least {min})"));
-        }
-    }
-
-    fn span(&mut self, path: impl Into<String>, v: Option<TimeSpan>, (min, max): (Duration, Duration)) {
-        if let Some(v) = v.filter(|v| !(min..=max).contains(&v.0)) {
-            self.push(path, format!("{v} is out of range ({} to {})", TimeSpan(min), TimeSpan(max)));
-        }
-    }
-
-    fn size(&mut self, path: impl Into<String>, v: Option<ByteSize>, (min, max): (u64, u64)) {
-        if let Some(v) = v.filter(|v| !(min..=max).contains(&v.0)) {
-            self.push(path, format!("{v} is out of range ({} to {})", ByteSize(min), ByteSize(max)));
-        }
-    }
-
-    fn min_size(&mut self, path: impl Into<String>, v: Option<ByteSize>, min: u64) {
-        if let Some(v) = v.filter(|v| v.0 < min) {
-            self.push(path, format!("{v} is out of range (at least {})", ByteSize(min)));
-        }
-    }
-
-    /// One log's retention settings, at the paths `[max age, directory size, file size]`.
-    fn retention(&mut self, [age, dir, file]: [&str; 3], r: Retention) {
-        self.span(age, r.max_age, ranges::LOG_MAX_AGE);
-        self.min_size(dir, r.max_directory_size, ranges::LOG_MIN_SIZE);
-        self.min_size(file, r.max_file_size, ranges::LOG_MIN_SIZE);
+    /// One log's retention settings: (max age, directory size, file size).
+    fn retention(
+        &mut self,
+        (age, dir, file): (&Setting<TimeSpan>, &Setting<ByteSize>, &Setting<ByteSize>),
+        r: Retention,
+    ) {
+        self.setting(age, &[], r.max_age);
+        self.setting(dir, &[], r.max_directory_size);
+        self.setting(file, &[], r.max_file_size);
         let (file_size, dir_size) = r.resolved;
         if file_size > dir_size {
-            let short = |path: &str| path.rsplit('.').next().unwrap_or(path).to_string();
             self.push(
-                if r.max_file_size.is_some() { file } else { dir },
-                format!("{} ({file_size}) must not exceed {} ({dir_size})", short(file), short(dir)),
+                if r.max_file_size.is_some() { file.path } else { dir.path },
+                format!("{} ({file_size}) must not exceed {} ({dir_size})", file.field(), dir.field()),
             );
         }
     }

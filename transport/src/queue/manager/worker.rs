@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tracing::{info, warn, Instrument};
 
-use crate::config::defaults::{
+use crate::config::settings::{
     SEND_CONNECTION_INACTIVITY_TIMEOUT, SEND_CONNECTION_TIMEOUT, SEND_MAX_CONCURRENT_CONNECTIONS,
 };
 /// A connection sends its next message without waiting for the commit that
@@ -77,7 +77,7 @@ impl QueueManager {
             hop.connector
                 .as_deref()
                 .and_then(|c| config.router.connector(c))
-                .map_or(SEND_MAX_CONCURRENT_CONNECTIONS, |c| c.max_concurrent_connections_or_default())
+                .map_or(SEND_MAX_CONCURRENT_CONNECTIONS.default(), |c| c.max_concurrent_connections_or_default())
         };
         let want = limit.min(q.ready.len() as u32);
         while q.connections < want {
@@ -198,10 +198,10 @@ impl QueueManager {
             tls: connector.as_ref().map(|c| c.tls).unwrap_or(OutboundTls::Opportunistic),
             certificate_check: connector.as_ref().map(CertificateCheck::from_connector).unwrap_or_default(),
             policy_audit: None,
-            connect_timeout: connector.as_ref().map_or(SEND_CONNECTION_TIMEOUT, |c| c.connection_timeout_or_default()),
+            connect_timeout: connector.as_ref().map_or(SEND_CONNECTION_TIMEOUT.default().0, |c| c.connection_timeout_or_default()),
             command_timeout: connector
                 .as_ref()
-                .map_or(SEND_CONNECTION_INACTIVITY_TIMEOUT, |c| c.connection_inactivity_timeout_or_default()),
+                .map_or(SEND_CONNECTION_INACTIVITY_TIMEOUT.default().0, |c| c.connection_inactivity_timeout_or_default()),
             // Set per target below: the protocol log line needs the endpoints.
             tap: None,
         });
@@ -690,8 +690,8 @@ mod tests {
             tls: OutboundTls::Opportunistic,
             certificate_check: domain.clone(),
             policy_audit: Some(domain.clone()),
-            connect_timeout: SEND_CONNECTION_TIMEOUT,
-            command_timeout: SEND_CONNECTION_INACTIVITY_TIMEOUT,
+            connect_timeout: SEND_CONNECTION_TIMEOUT.default().0,
+            command_timeout: SEND_CONNECTION_INACTIVITY_TIMEOUT.default().0,
             tap: None,
         };
         let check = Arc::new(DaneCheck { tlsa_name: "_25._tcp.mx.x.test".into(), records: vec![], names: vec![] });
