@@ -17,7 +17,7 @@ use transport::delivery::{
 use transport::envelope::{Envelope, Notify, Ret};
 use transport::logs::LogEvent;
 use transport::queue::body::BodyReader;
-use transport::routing::mx::{Resolver, Target};
+use transport::routing::mx::{HostAddress, Resolver};
 use transport::routing::{DeliveryType, NextHop};
 
 /// Every network wait in these tests is bounded by this.
@@ -58,8 +58,8 @@ fn options(tls: OutboundTls) -> ConnectOptions {
     }
 }
 
-fn target(addr: SocketAddr) -> Target {
-    Target { host: "peer.test".to_string(), addr }
+fn target(addr: SocketAddr) -> HostAddress {
+    HostAddress { host: "peer.test".to_string(), addr }
 }
 
 async fn connect(addr: SocketAddr, opts: &ConnectOptions) -> OutboundSession {
@@ -652,7 +652,7 @@ async fn dns_routed_hop_delivers_to_its_mx() {
         connector: Some("Internet".to_string()),
     };
     let targets = resolve_targets(&resolver, &hop, Some(&connector)).await.expect("MX resolves");
-    assert_eq!(targets, vec![Target { host: "mx.dest.test".to_string(), addr: sink.addr }]);
+    assert_eq!(targets, vec![HostAddress { host: "mx.dest.test".to_string(), addr: sink.addr }]);
 
     let env = envelope(Some("alice@example.org"), &["bob@dest.test"]);
     let data = crate::support::test_message("over-dns", 2) + "\r\n";

@@ -8,7 +8,7 @@ use transport::config::{
     AcceptedDomain, AcceptedDomainType, AddressSpace, DnsSettings, MailboxDelivery, OrgSettings, SendConnector,
 };
 use transport::envelope::RecipientStatus;
-use transport::routing::mx::{ResolveError, Resolver, Target};
+use transport::routing::mx::{HostAddress, ResolveError, Resolver};
 use transport::routing::{DeliveryType, NextHop, Route, Router};
 
 fn space(domain: &str, cost: Option<u32>) -> AddressSpace {
@@ -286,7 +286,7 @@ async fn mx_hosts_in_preference_order() {
 async fn implicit_mx_is_the_domain_itself() {
     let dns = DnsServer::start(vec![test_zone()]);
     let targets = resolver(&dns).mx_targets("implicit.test", 25).await.expect("implicit MX");
-    assert_eq!(targets, vec![Target { host: "implicit.test".to_string(), addr: addr("127.0.0.5", 25) }]);
+    assert_eq!(targets, vec![HostAddress { host: "implicit.test".to_string(), addr: addr("127.0.0.5", 25) }]);
 }
 
 #[tokio::test]
@@ -322,7 +322,7 @@ async fn mx_hosts_without_address_are_skipped_and_temporary_when_none_is_left() 
     assert!(ghost.reply().starts_with("451 4.4.0 "), "{}", ghost.reply());
 
     let half = resolver.mx_targets("half.test", 25).await.expect("the second MX host resolves");
-    assert_eq!(half, vec![Target { host: "mx.half.test".to_string(), addr: addr("127.0.0.7", 25) }]);
+    assert_eq!(half, vec![HostAddress { host: "mx.half.test".to_string(), addr: addr("127.0.0.7", 25) }]);
 
     // A refusing server is not an answer: temporary.
     let foreign = resolver.mx_targets("foreign.test", 25).await.expect_err("REFUSED for the MX host");
@@ -337,15 +337,15 @@ async fn domain_literals_and_hosts() {
     let resolver = resolver(&dns);
     assert_eq!(
         resolver.mx_targets("[127.0.0.1]", 2526).await.expect("domain literal"),
-        vec![Target { host: "[127.0.0.1]".to_string(), addr: addr("127.0.0.1", 2526) }]
+        vec![HostAddress { host: "[127.0.0.1]".to_string(), addr: addr("127.0.0.1", 2526) }]
     );
     assert_eq!(resolver.mx_targets("[IPv6:::1]", 25).await.expect("IPv6 domain literal")[0].addr, addr("::1", 25));
     for literal in ["[127.0.0.1]", "127.0.0.1"] {
         let t = resolver.host_targets(literal, 2527).await.expect("IP literal");
-        assert_eq!(t, vec![Target { host: "127.0.0.1".to_string(), addr: addr("127.0.0.1", 2527) }]);
+        assert_eq!(t, vec![HostAddress { host: "127.0.0.1".to_string(), addr: addr("127.0.0.1", 2527) }]);
     }
     let named = resolver.host_targets("mx2.pref.test", 26).await.expect("host name");
-    assert_eq!(named, vec![Target { host: "mx2.pref.test".to_string(), addr: addr("127.0.0.2", 26) }]);
+    assert_eq!(named, vec![HostAddress { host: "mx2.pref.test".to_string(), addr: addr("127.0.0.2", 26) }]);
     // A smart host that does not resolve is a temporary problem (configuration, not the recipient).
     let missing = resolver.host_targets("missing.pref.test", 25).await.expect_err("no such host");
     assert!(matches!(missing, ResolveError::NoAddress { .. }) && !missing.is_permanent(), "{missing:?}");

@@ -74,7 +74,7 @@ const TICK: Duration = Duration::from_millis(200);
 const REFRESH: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, PartialEq)]
-enum State {
+enum ContainerState {
     Waiting { reason: String, message: Option<String> },
     Running { started: String },
     Terminated { code: i32, reason: String, started: String, finished: String },
@@ -90,8 +90,8 @@ struct Run {
     /// The process id of `child` (tokio forgets it once the process is reaped).
     pid: Option<u32>,
     restarts: i32,
-    state: State,
-    last: Option<State>,
+    state: ContainerState,
+    last: Option<ContainerState>,
     backoff: Duration,
     restart_at: Option<Instant>,
     startup: Option<ProbeState>,
@@ -114,7 +114,7 @@ impl Run {
             child: None,
             pid: None,
             restarts: 0,
-            state: State::Waiting { reason: "PodInitializing".into(), message: None },
+            state: ContainerState::Waiting { reason: "PodInitializing".into(), message: None },
             last: None,
             backoff: Duration::from_secs(1),
             restart_at: None,
@@ -152,11 +152,11 @@ impl Run {
     }
 }
 
-fn state_json(s: &State) -> Value {
+fn state_json(s: &ContainerState) -> Value {
     match s {
-        State::Waiting { reason, message } => json!({"waiting": {"reason": reason, "message": message}}),
-        State::Running { started } => json!({"running": {"startedAt": started}}),
-        State::Terminated { code, reason, started, finished } => {
+        ContainerState::Waiting { reason, message } => json!({"waiting": {"reason": reason, "message": message}}),
+        ContainerState::Running { started } => json!({"running": {"startedAt": started}}),
+        ContainerState::Terminated { code, reason, started, finished } => {
             json!({"terminated": {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished}})
         }
     }
@@ -338,7 +338,7 @@ impl Worker {
     }
 
     fn init_failed(&self, i: usize) -> bool {
-        matches!(self.init[i].state, State::Terminated { code, .. } if code != 0)
+        matches!(self.init[i].state, ContainerState::Terminated { code, .. } if code != 0)
     }
 
     fn run_mut(&mut self, init: bool, i: usize) -> &mut Run {
@@ -365,7 +365,7 @@ impl Worker {
         if let Some(code) = exited {
             let r = self.run_mut(init, i);
             let started = match &r.state {
-                State::Running { started } => started.clone(),
+                ContainerState::Running { started } => started.clone(),
                 _ => now(),
             };
             let reason = if code == 0 { "Completed" } else { "Error" };
@@ -378,7 +378,7 @@ impl Worker {
                 unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
             }
             let r = self.run_mut(init, i);
-            r.state = State::Terminated { code, reason: reason.into(), started, finished: now() };
+            r.state = ContainerState::Terminated { code, reason: reason.into(), started, finished: now() };
             r.child = None;
             r.started = false;
             r.ready = false;
@@ -393,7 +393,7 @@ impl Worker {
                 r.last = Some(r.state.clone());
                 r.restart_at = Some(Instant::now() + r.backoff);
                 let message = format!("back-off {:?} restarting failed container", r.backoff);
-                r.state = State::Waiting { reason: "CrashLoopBackOff".into(), message: Some(message) };
+                r.state = ContainerState::Waiting { reason: "CrashLoopBackOff".into(), message: Some(message) };
                 r.backoff = (r.backoff * 2).min(MAX_BACKOFF);
             } else {
                 r.finished = true;
@@ -491,7 +491,7 @@ impl Worker {
             Err(e) => {
                 let message = format!("{e:#}");
                 self.run_mut(init, i).state =
-                    State::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message) };
+                    ContainerState::Waiting { reason: "CreateContainerConfigError".into(), message: Some(message) };
                 return Err(e);
             }
         };
@@ -530,7 +530,7 @@ impl Worker {
         }
         r.child = Some(child);
         r.pid = pid;
-        r.state = State::Running { started: now() };
+        r.state = ContainerState::Running { started: now() };
         r.started = false;
         r.ready = false;
         r.startup = spec.startup_probe.as_ref().map(|p| ProbeState::new(p, started));
@@ -690,7 +690,8 @@ impl Worker {
             return "Failed".into();
         }
         if !self.containers.is_empty() && self.containers.iter().all(|c| c.finished) {
-            let failed = self.containers.iter().any(|c| matches!(c.state, State::Terminated { code, .. } if code != 0));
+            let failed =
+                self.containers.iter().any(|c| matches!(c.state, ContainerState::Terminated { code, .. } if code != 0));
             return if failed { "Failed" } else { "Succeeded" }.into();
         }
         let any_started = self.containers.iter().any(|c| c.child.is_some() || c.restarts > 0 || c.last.is_some());
@@ -778,10 +779,10 @@ impl Worker {
                 unsafe { libc::kill(-(pid as i32), libc::SIGKILL) };
             }
             let started = match &r.state {
-                State::Running { started } => started.clone(),
+                ContainerState::Running { started } => started.clone(),
                 _ => now(),
             };
-            r.state = State::Terminated {
+            r.state = ContainerState::Terminated {
                 code,
                 reason: if code == 0 { "Completed" } else { "Error" }.into(),
                 started,

@@ -54,7 +54,7 @@ pub async fn reconcile_server_component_state(obj: Arc<ServerComponentState>, ct
 }
 
 /// One server the request is aimed at, as this reconcile saw it.
-struct Target {
+struct AimedServer {
     server: Server,
     /// What the requester wishes on this server over every object (this one included, or
     /// withdrawn while it is being deleted).
@@ -67,7 +67,7 @@ struct Target {
     file_revision: Option<String>,
 }
 
-impl Target {
+impl AimedServer {
     /// The requester's wish as the server reports it (none: Active).
     fn reported(&self, component: Component, requester: Requester) -> Option<ComponentState> {
         let info = self.server.info.as_ref()?;
@@ -212,7 +212,7 @@ impl Run<'_> {
     }
 
     /// The servers the request is aimed at, their pods, admin API answers and file entries.
-    async fn targets(&self, ts: &TransportService, service: &str) -> Result<Vec<Target>> {
+    async fn targets(&self, ts: &TransportService, service: &str) -> Result<Vec<AimedServer>> {
         let spec = &self.obj.spec;
         let client = self.ctx.client.clone();
         let pods: BTreeMap<String, Pod> = Api::<Pod>::namespaced(client.clone(), &self.ns)
@@ -256,13 +256,13 @@ impl Run<'_> {
                 .map(|f| f.components)
                 .unwrap_or_default();
             let in_file = file_components.get(&spec.component).and_then(|r| r.get(&spec.requester)).copied();
-            targets.push(Target { server, wanted, in_file, file_components, file_revision });
+            targets.push(AimedServer { server, wanted, in_file, file_components, file_revision });
         }
         Ok(targets)
     }
 
     /// Sends the requester's wish to each server that reports another one.
-    async fn push(&self, targets: &mut [Target]) {
+    async fn push(&self, targets: &mut [AimedServer]) {
         let spec = &self.obj.spec;
         for t in targets.iter_mut() {
             let Some(reported) = t.reported(spec.component, spec.requester) else { continue };
@@ -306,7 +306,13 @@ impl Run<'_> {
     }
 
     /// Hands the queue of every target that refuses new mail to the `redirectTo` server.
-    async fn redirect(&self, targets: &mut [Target], ts: &TransportService, service: &str, to: &str) -> Result<()> {
+    async fn redirect(
+        &self,
+        targets: &mut [AimedServer],
+        ts: &TransportService,
+        service: &str,
+        to: &str,
+    ) -> Result<()> {
         let spec = &self.obj.spec;
         let pod = Api::<Pod>::namespaced(self.ctx.client.clone(), &self.ns).get_opt(to).await?;
         let mut target_server = Server::new(service, names::server_index(service, to).unwrap_or_default(), true);
@@ -396,11 +402,11 @@ impl Run<'_> {
         conditions::set(conds, drained, generation, &now);
     }
 
-    fn status(&self, targets: &[Target]) -> ServerComponentStateStatus {
+    fn status(&self, targets: &[AimedServer]) -> ServerComponentStateStatus {
         let spec = &self.obj.spec;
         let old = self.obj.status.clone().unwrap_or_default();
         let (component, requester) = (spec.component, spec.requester);
-        let objects_rule = |t: &Target| {
+        let objects_rule = |t: &AimedServer| {
             // Not heard from: what the wishes known to the operator (the server's file, and
             // this requester's) combine to, by the server's own rule.
             combined_component_state(component, |c| {
@@ -482,7 +488,7 @@ impl Run<'_> {
     }
 
     /// Why a server that answers does not hold the wish yet.
-    fn pending_detail(&self, t: &Target) -> String {
+    fn pending_detail(&self, t: &AimedServer) -> String {
         let spec = &self.obj.spec;
         let reported = t.reported(spec.component, spec.requester).unwrap_or_default();
         let in_file = match t.in_file {
@@ -507,7 +513,12 @@ impl Run<'_> {
         }
     }
 
-    fn ready_condition(&self, targets: &[Target], servers: &[ComponentServerStatus], all_confirmed: bool) -> Wanted {
+    fn ready_condition(
+        &self,
+        targets: &[AimedServer],
+        servers: &[ComponentServerStatus],
+        all_confirmed: bool,
+    ) -> Wanted {
         let spec = &self.obj.spec;
         let what = format!("{} {} by {}", spec.component.as_str(), spec.state.as_str(), spec.requester.as_str());
         if self.deleting() {
@@ -552,7 +563,7 @@ impl Run<'_> {
         Wanted::new(conditions::READY, false, reason, detail.join("; "))
     }
 
-    fn drained_condition(&self, targets: &[Target], servers: &[ComponentServerStatus]) -> Wanted {
+    fn drained_condition(&self, targets: &[AimedServer], servers: &[ComponentServerStatus]) -> Wanted {
         let spec = &self.obj.spec;
         if self.deleting() {
             return Wanted::new(DRAINED, false, "Withdrawing", "the request is being withdrawn");

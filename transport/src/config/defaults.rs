@@ -77,13 +77,18 @@ impl RetryPolicy {
             queue_glitch_retry_interval: QUEUE_GLITCH_RETRY_INTERVAL.resolve(role, s.queue_glitch_retry_interval).0,
             transient_failure_retry_count: TRANSIENT_FAILURE_RETRY_COUNT.resolve(role, s.transient_failure_retry_count),
             transient_failure_retry_interval: TRANSIENT_FAILURE_RETRY_INTERVAL
-                .resolve(role, s.transient_failure_retry_interval).0,
+                .resolve(role, s.transient_failure_retry_interval)
+                .0,
             outbound_connection_failure_retry_interval: OUTBOUND_CONNECTION_FAILURE_RETRY_INTERVAL
-                .resolve(role, s.outbound_connection_failure_retry_interval).0,
+                .resolve(role, s.outbound_connection_failure_retry_interval)
+                .0,
             message_retry_interval: MESSAGE_RETRY_INTERVAL.resolve(role, s.message_retry_interval).0,
             mailbox_delivery_queue_retry_interval: MAILBOX_DELIVERY_QUEUE_RETRY_INTERVAL
-                .resolve(role, s.mailbox_delivery_queue_retry_interval).0,
-            max_idle_time_before_resubmit: MAX_IDLE_TIME_BEFORE_RESUBMIT.resolve(role, s.max_idle_time_before_resubmit).0,
+                .resolve(role, s.mailbox_delivery_queue_retry_interval)
+                .0,
+            max_idle_time_before_resubmit: MAX_IDLE_TIME_BEFORE_RESUBMIT
+                .resolve(role, s.max_idle_time_before_resubmit)
+                .0,
             queue_max_idle_time: QUEUE_MAX_IDLE_TIME.resolve(role, s.queue_max_idle_time).0,
             poison_threshold: POISON_THRESHOLD.resolve(role, s.poison_threshold),
         }
@@ -164,7 +169,9 @@ impl OrgSettings {
             enabled: self.shadow_redundancy_enabled.unwrap_or(SHADOW_REDUNDANCY_ENABLED),
             heartbeat_frequency: SHADOW_HEARTBEAT_FREQUENCY.or_default(self.shadow_heartbeat_frequency).0,
             resubmit_time_span: SHADOW_RESUBMIT_TIME_SPAN.or_default(self.shadow_resubmit_time_span).0,
-            auto_discard_interval: SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL.or_default(self.shadow_message_auto_discard_interval).0,
+            auto_discard_interval: SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL
+                .or_default(self.shadow_message_auto_discard_interval)
+                .0,
             reject_on_failure: self.reject_message_on_shadow_failure.unwrap_or(REJECT_MESSAGE_ON_SHADOW_FAILURE),
         }
     }

@@ -270,8 +270,7 @@ pub const SAFETY_NET_HOLD_TIME: Setting<TimeSpan> =
 // ---- Transport logs ----
 
 pub const LOG_MAX_AGE: Setting<TimeSpan> = one("logging.maxAge", LOG_AGE, days(30));
-pub const LOG_MAX_DIRECTORY_SIZE: Setting<ByteSize> =
-    one("logging.maxDirectorySize", AT_LEAST_1KB, ByteSize::mb(250));
+pub const LOG_MAX_DIRECTORY_SIZE: Setting<ByteSize> = one("logging.maxDirectorySize", AT_LEAST_1KB, ByteSize::mb(250));
 pub const LOG_MAX_FILE_SIZE: Setting<ByteSize> = one("logging.maxFileSize", AT_LEAST_1KB, ByteSize::mb(10));
 pub const TRACKING_LOG_MAX_AGE: Setting<TimeSpan> = one("logging.messageTrackingLogMaxAge", LOG_AGE, days(30));
 // Exchange 2013 and later (250MB before).

@@ -80,7 +80,7 @@ pub trait Activity: Send + Sync + 'static {
     fn active_deliveries(&self) -> usize;
 }
 
-struct State {
+struct Wishes {
     server_state: ServerStateName,
     components: ComponentTable,
     redirecting: bool,
@@ -89,8 +89,8 @@ struct State {
     generation: u64,
 }
 
-struct Inner {
-    state: Mutex<State>,
+struct ControlCore {
+    state: Mutex<Wishes>,
     tx: watch::Sender<Availability>,
     /// `components.json` in the queue directory.
     persist_path: PathBuf,
@@ -100,7 +100,7 @@ struct Inner {
 /// Owner of ServerState and component states. Cheap to clone.
 #[derive(Clone)]
 pub struct Control {
-    inner: Arc<Inner>,
+    inner: Arc<ControlCore>,
 }
 
 /// The longest Stopping waits for open transactions and deliveries.
@@ -125,9 +125,9 @@ impl Control {
         let persist_path = queue_dir.join("components.json");
         let mut components = ComponentTable::load(&persist_path);
         components.apply_file(file_components, clock.now());
-        let state = State { server_state: ServerStateName::Starting, components, redirecting: false, generation: 0 };
+        let state = Wishes { server_state: ServerStateName::Starting, components, redirecting: false, generation: 0 };
         let (tx, _) = watch::channel(derive(&state));
-        Control { inner: Arc::new(Inner { state: Mutex::new(state), tx, persist_path, clock }) }
+        Control { inner: Arc::new(ControlCore { state: Mutex::new(state), tx, persist_path, clock }) }
     }
 
     pub fn gate(&self) -> Gate {
@@ -254,17 +254,17 @@ impl Control {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, Wishes> {
         self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn publish(&self, state: &State) {
+    fn publish(&self, state: &Wishes) {
         self.inner.tx.send_replace(derive(state));
     }
 }
 
 /// The rules of docs/design.md §3, in one place.
-fn derive(state: &State) -> Availability {
+fn derive(state: &Wishes) -> Availability {
     use ServerStateName as S;
     let running = !matches!(state.server_state, S::Stopping | S::Stopped);
     let mail_component = [Component::HubTransport, Component::FrontendTransport, Component::ServerWideOffline]

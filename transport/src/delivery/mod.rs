@@ -37,7 +37,7 @@ use crate::api::DeliveryType;
 use crate::config::host_port::HostPort;
 use crate::config::{OutboundTls, SendConnector};
 use crate::logs::LogEvent;
-use crate::routing::mx::{ResolveError, Resolver, Target};
+use crate::routing::mx::{HostAddress, ResolveError, Resolver};
 use crate::routing::NextHop;
 use std::sync::Arc;
 use std::time::Duration;
@@ -129,7 +129,7 @@ pub async fn resolve_targets(
     resolver: &Resolver,
     hop: &NextHop,
     connector: Option<&SendConnector>,
-) -> Result<Vec<Target>, ResolveError> {
+) -> Result<Vec<HostAddress>, ResolveError> {
     let port = connector.and_then(|c| c.port).unwrap_or(DEFAULT_PORT);
     match hop.delivery_type {
         DeliveryType::SmartHostConnectorDelivery => {

@@ -8,7 +8,7 @@ use crate::config::OutboundTls;
 use crate::envelope::Envelope;
 use crate::logs::LogEvent;
 use crate::queue::body::BodyReader;
-use crate::routing::mx::Target;
+use crate::routing::mx::HostAddress;
 use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::commands::{Data, Ehlo, Quit, Rset, Starttls};
 use lettre::transport::smtp::extension::ClientId;
@@ -83,7 +83,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// The name TLS checks: a host name, else the address connected to.
-fn server_name(host: String, target: &Target) -> ServerName<'static> {
+fn server_name(host: String, target: &HostAddress) -> ServerName<'static> {
     ServerName::try_from(host).unwrap_or(ServerName::IpAddress(target.addr.ip().into()))
 }
 
@@ -118,7 +118,7 @@ pub struct OutboundSession {
 }
 
 impl OutboundSession {
-    pub async fn connect(target: &Target, opts: &ConnectOptions) -> Result<OutboundSession, DeliveryError> {
+    pub async fn connect(target: &HostAddress, opts: &ConnectOptions) -> Result<OutboundSession, DeliveryError> {
         let remote = format!("{} [{}]", target.host, target.addr);
         let started = Instant::now();
         let tcp = match timeout(opts.connect_timeout, TcpStream::connect(target.addr)).await {
@@ -187,7 +187,7 @@ impl OutboundSession {
     }
 
     /// STARTTLS when offered (unless tls is None), then EHLO again.
-    async fn negotiate_tls(&mut self, target: &Target, helo: &ClientId) -> Result<(), DeliveryError> {
+    async fn negotiate_tls(&mut self, target: &HostAddress, helo: &ClientId) -> Result<(), DeliveryError> {
         if self.opts.tls == OutboundTls::None {
             self.stay_in_clear("TLS is off on this send connector (tls: None)".to_string());
             return Ok(());
@@ -271,7 +271,7 @@ impl OutboundSession {
 
     /// With `opts.policy_audit`: checks the certificate the peer showed against it, and
     /// records why it does not pass.
-    fn audit_certificate(&mut self, target: &Target) {
+    fn audit_certificate(&mut self, target: &HostAddress) {
         let Some(check) = &self.opts.policy_audit else { return };
         let name = server_name(check.domain().unwrap_or(&target.host).to_string(), target);
         if let Err(reason) = tls::verify(check, &self.stream.peer_certificates(), &name) {

@@ -36,11 +36,11 @@ pub(crate) struct RollingLog {
     max_directory_size: u64,
     max_file_size: u64,
     clock: SharedClock,
-    state: Mutex<State>,
+    state: Mutex<Writing>,
 }
 
 #[derive(Default)]
-struct State {
+struct Writing {
     current: Option<Current>,
     /// An I/O error was reported and no write has succeeded since: do not
     /// report every following row's failure again.
@@ -76,7 +76,7 @@ impl RollingLog {
             max_directory_size: settings.max_directory_size,
             max_file_size: settings.max_file_size,
             clock,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(Writing::default()),
         };
         log.enforce_retention(None);
         Ok(log)
@@ -107,7 +107,7 @@ impl RollingLog {
         }
     }
 
-    fn append(&self, state: &mut State, now: OffsetDateTime, row: &[u8]) -> io::Result<()> {
+    fn append(&self, state: &mut Writing, now: OffsetDateTime, row: &[u8]) -> io::Result<()> {
         let roll = match &state.current {
             None => true,
             Some(c) => c.date != now.date() || (c.has_rows && c.size + row.len() as u64 > self.max_file_size),

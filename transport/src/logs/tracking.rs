@@ -89,7 +89,7 @@ impl TrackingSource {
     }
 }
 
-struct Inner {
+struct TrackingFile {
     file: RollingLog,
     subjects: bool,
 }
@@ -98,7 +98,7 @@ struct Inner {
 /// finds nothing.
 #[derive(Clone)]
 pub struct TrackingLog {
-    inner: Option<Arc<Inner>>,
+    inner: Option<Arc<TrackingFile>>,
 }
 
 /// Where and how long the tracking log is kept, and whether it names subjects.
@@ -115,7 +115,7 @@ impl TrackingLog {
         let kind = LogKind { prefix: "MSGTRK", log_type: "Message Tracking Log", fields: FIELDS };
         let dir = settings.retention.directory.join("MessageTracking");
         let file = RollingLog::open(dir, kind, &settings.retention, clock)?;
-        Ok(TrackingLog { inner: Some(Arc::new(Inner { file, subjects: settings.subjects })) })
+        Ok(TrackingLog { inner: Some(Arc::new(TrackingFile { file, subjects: settings.subjects })) })
     }
 
     pub fn disabled() -> TrackingLog {
@@ -185,7 +185,7 @@ pub enum SearchError {
 /// One record being filled in; nothing is written until [`Record::write`].
 #[must_use = "a record is written only by write()"]
 pub struct Record<'a> {
-    log: Option<&'a Inner>,
+    log: Option<&'a TrackingFile>,
     event: TrackingEvent,
     source: TrackingSource,
     id: u64,

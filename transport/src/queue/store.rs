@@ -214,10 +214,10 @@ pub struct StoreStats {
 /// the last handle is dropped or on [`Store::close`].
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    inner: Arc<StoreCore>,
 }
 
-struct Inner {
+struct StoreCore {
     dir: PathBuf,
     /// `None` once closed. A Mutex (not RwLock) is fine: it is held only to clone
     /// the sender or the Arc.
@@ -399,7 +399,7 @@ impl Store {
             })?
         };
         let inner =
-            Inner { dir: dir.into(), tx: Mutex::new(Some(tx)), db: slot, thread: Mutex::new(Some(thread)), shared };
+            StoreCore { dir: dir.into(), tx: Mutex::new(Some(tx)), db: slot, thread: Mutex::new(Some(thread)), shared };
         Ok((Store { inner: Arc::new(inner) }, recovered))
     }
 
@@ -672,7 +672,7 @@ impl Store {
     }
 }
 
-impl Inner {
+impl StoreCore {
     fn why_gone(&self) -> StoreError {
         if let Some(reason) = self.shared.failure() {
             StoreError::Failed(reason)
@@ -698,7 +698,7 @@ impl Inner {
     }
 }
 
-impl Drop for Inner {
+impl Drop for StoreCore {
     fn drop(&mut self) {
         // Joining here makes "drop the store, open it again" work without racing
         // the thread for the file lock.

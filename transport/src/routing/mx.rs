@@ -16,7 +16,7 @@ use std::time::Duration;
 
 /// One address to try, with the host name it came from (SNI, logs, Remote-MTA).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Target {
+pub struct HostAddress {
     pub host: String,
     pub addr: SocketAddr,
 }
@@ -168,10 +168,10 @@ impl Resolver {
     /// A domain literal (`[192.0.2.1]`) is its own target. NXDOMAIN and a
     /// null MX are permanent; MX hosts without an address are skipped, and
     /// when none is left the failure is temporary (their DNS may be fixed).
-    pub async fn mx_targets(&self, domain: &str, port: u16) -> Result<Vec<Target>, ResolveError> {
+    pub async fn mx_targets(&self, domain: &str, port: u16) -> Result<Vec<HostAddress>, ResolveError> {
         let domain = domain.trim().trim_end_matches('.').to_ascii_lowercase();
         if let Some(ip) = ip_literal(&domain) {
-            return Ok(vec![Target { host: domain, addr: SocketAddr::new(ip, port) }]);
+            return Ok(vec![HostAddress { host: domain, addr: SocketAddr::new(ip, port) }]);
         }
         let name = absolute_name(&domain).map_err(|_| ResolveError::NoSuchDomain { domain: domain.clone() })?;
         let records = match self.inner.mx_lookup(name.clone()).await {
@@ -198,7 +198,7 @@ impl Resolver {
 
         let lookups = records.iter().map(|(_, exchange)| self.addresses(exchange.clone()));
         let answers = futures::future::join_all(lookups).await;
-        let mut targets: Vec<Target> = Vec::new();
+        let mut targets: Vec<HostAddress> = Vec::new();
         let mut skipped = Vec::new();
         for ((_, exchange), answer) in records.iter().zip(answers) {
             let host = display_name(exchange);
@@ -207,7 +207,7 @@ impl Resolver {
                     for ip in ips {
                         let addr = SocketAddr::new(ip, port);
                         if !targets.iter().any(|t| t.addr == addr) {
-                            targets.push(Target { host: host.clone(), addr });
+                            targets.push(HostAddress { host: host.clone(), addr });
                         }
                     }
                 }
@@ -225,11 +225,11 @@ impl Resolver {
     }
 
     /// RFC 5321 §5.1: without MX records the domain itself is the mail host.
-    async fn implicit_mx(&self, domain: &str, name: Name, port: u16) -> Result<Vec<Target>, ResolveError> {
+    async fn implicit_mx(&self, domain: &str, name: Name, port: u16) -> Result<Vec<HostAddress>, ResolveError> {
         match self.addresses(name).await {
             Answer::Addresses(ips) => Ok(ips
                 .into_iter()
-                .map(|ip| Target { host: domain.to_string(), addr: SocketAddr::new(ip, port) })
+                .map(|ip| HostAddress { host: domain.to_string(), addr: SocketAddr::new(ip, port) })
                 .collect()),
             Answer::NoData => Err(ResolveError::NoMailServer { domain: domain.to_string() }),
             // The MX query said the name exists; a later NXDOMAIN means it
@@ -244,17 +244,18 @@ impl Resolver {
     /// A host that does not resolve is [`ResolveError::NoAddress`], which is
     /// temporary: smart hosts and the mailbox hop are configuration, not the
     /// recipient's fault.
-    pub async fn host_targets(&self, host: &str, port: u16) -> Result<Vec<Target>, ResolveError> {
+    pub async fn host_targets(&self, host: &str, port: u16) -> Result<Vec<HostAddress>, ResolveError> {
         let host = host.trim();
         if let Some(ip) = ip_literal(host) {
-            return Ok(vec![Target { host: ip.to_string(), addr: SocketAddr::new(ip, port) }]);
+            return Ok(vec![HostAddress { host: ip.to_string(), addr: SocketAddr::new(ip, port) }]);
         }
         let shown = host.trim_end_matches('.').to_ascii_lowercase();
         let name = absolute_name(host).map_err(|_| ResolveError::NoAddress { host: shown.clone() })?;
         match self.addresses(name).await {
-            Answer::Addresses(ips) => {
-                Ok(ips.into_iter().map(|ip| Target { host: shown.clone(), addr: SocketAddr::new(ip, port) }).collect())
-            }
+            Answer::Addresses(ips) => Ok(ips
+                .into_iter()
+                .map(|ip| HostAddress { host: shown.clone(), addr: SocketAddr::new(ip, port) })
+                .collect()),
             Answer::NoData | Answer::NoSuchName => Err(ResolveError::NoAddress { host: shown }),
             Answer::Failed(reason) => Err(ResolveError::Temporary { name: shown, reason }),
         }

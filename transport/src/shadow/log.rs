@@ -41,7 +41,7 @@ struct Place {
     len: u32,
 }
 
-struct State {
+struct LogIndex {
     active: File,
     active_no: u64,
     active_len: u64,
@@ -53,7 +53,7 @@ struct State {
 
 pub struct CopyLog {
     dir: PathBuf,
-    state: Mutex<State>,
+    state: Mutex<LogIndex>,
 }
 
 fn segment_path(dir: &Path, n: u64) -> PathBuf {
@@ -193,7 +193,7 @@ impl CopyLog {
         }
         let log = CopyLog {
             dir: dir.to_path_buf(),
-            state: Mutex::new(State { active, active_no, active_len: end, live, places, next_id }),
+            state: Mutex::new(LogIndex { active, active_no, active_len: end, live, places, next_id }),
         };
         {
             let mut state = log.lock();
@@ -202,7 +202,7 @@ impl CopyLog {
         Ok((log, out))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LogIndex> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -292,7 +292,7 @@ impl CopyLog {
         self.delete_empty_segments(&mut state)
     }
 
-    fn rotate(&self, state: &mut State) -> io::Result<()> {
+    fn rotate(&self, state: &mut LogIndex) -> io::Result<()> {
         state.active.sync_data()?;
         let n = state.active_no + 1;
         state.active =
@@ -306,7 +306,7 @@ impl CopyLog {
 
     /// Deletes segments with no live copy, oldest first, never the active one:
     /// a later segment may hold the drops of an earlier one's copies.
-    fn delete_empty_segments(&self, state: &mut State) -> io::Result<()> {
+    fn delete_empty_segments(&self, state: &mut LogIndex) -> io::Result<()> {
         let mut deleted = false;
         while let Some((&n, &live)) = state.live.first_key_value() {
             if live > 0 || n == state.active_no {

@@ -8,7 +8,7 @@
 
 /// Where in the current line the reader is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
+enum LinePosition {
     /// At the start of a line (after CRLF, or at the very start of the data).
     LineStart,
     /// A `.` at the start of a line.
@@ -34,7 +34,7 @@ pub enum DataError {
 /// hands the unstuffed bytes on as they come (the session writes them to the
 /// message's body) and holds none itself.
 pub struct DataReader {
-    state: State,
+    state: LinePosition,
     max_size: u64,
     /// Client bytes seen, unstuffed (counted even once no longer stored).
     size: u64,
@@ -44,7 +44,7 @@ pub struct DataReader {
 
 impl DataReader {
     pub fn new(max_size: u64) -> Self {
-        DataReader { state: State::LineStart, max_size, size: 0, bare_line_end: false, nul: false }
+        DataReader { state: LinePosition::LineStart, max_size, size: 0, bare_line_end: false, nul: false }
     }
 
     /// Client bytes seen so far (unstuffed).
@@ -75,7 +75,7 @@ impl DataReader {
         while i < input.len() {
             let b = input[i];
             match self.state {
-                State::Mid => {
+                LinePosition::Mid => {
                     // Copy the run of ordinary bytes in one go.
                     let run = input[i..].iter().position(|&c| c == b'\r' || c == b'\n' || c == 0);
                     let end = run.map_or(input.len(), |p| i + p);
@@ -85,53 +85,53 @@ impl DataReader {
                         continue;
                     }
                     match b {
-                        b'\r' => self.state = State::Cr,
+                        b'\r' => self.state = LinePosition::Cr,
                         b'\n' => self.bare_line_end = true,
                         _ => self.nul = true,
                     }
                 }
-                State::Cr => {
+                LinePosition::Cr => {
                     if b == b'\n' {
                         self.emit(b"\r\n", out);
-                        self.state = State::LineStart;
+                        self.state = LinePosition::LineStart;
                     } else {
                         // CR followed by anything else: refuse, and look at
                         // the byte again as an ordinary one.
                         self.bare_line_end = true;
-                        self.state = State::Mid;
+                        self.state = LinePosition::Mid;
                         continue;
                     }
                 }
-                State::LineStart => match b {
-                    b'.' => self.state = State::Dot,
-                    b'\r' => self.state = State::Cr,
+                LinePosition::LineStart => match b {
+                    b'.' => self.state = LinePosition::Dot,
+                    b'\r' => self.state = LinePosition::Cr,
                     b'\n' => {
                         self.bare_line_end = true;
-                        self.state = State::Mid;
+                        self.state = LinePosition::Mid;
                     }
                     _ => {
-                        self.state = State::Mid;
+                        self.state = LinePosition::Mid;
                         continue;
                     }
                 },
-                State::Dot => match b {
-                    b'\r' => self.state = State::DotCr,
+                LinePosition::Dot => match b {
+                    b'\r' => self.state = LinePosition::DotCr,
                     b'\n' => {
                         self.bare_line_end = true;
-                        self.state = State::Mid;
+                        self.state = LinePosition::Mid;
                     }
                     _ => {
                         // Dot-unstuffing: the leading dot goes, the rest stays.
-                        self.state = State::Mid;
+                        self.state = LinePosition::Mid;
                         continue;
                     }
                 },
-                State::DotCr => {
+                LinePosition::DotCr => {
                     if b == b'\n' {
                         return Some(i + 1);
                     }
                     self.bare_line_end = true;
-                    self.state = State::Mid;
+                    self.state = LinePosition::Mid;
                     continue;
                 }
             }

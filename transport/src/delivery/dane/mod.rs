@@ -19,7 +19,7 @@ pub use verify::DaneCheck;
 use crate::config::{DaneMode, DnsSettings, SendConnector};
 use crate::delivery::DeliveryError;
 use crate::routing::dnssec::Secured;
-use crate::routing::mx::{MxError, Resolver, Target};
+use crate::routing::mx::{HostAddress, MxError, Resolver};
 use crate::routing::{DeliveryType, NextHop};
 use hickory_resolver::proto::rr::{RData, RecordType};
 use std::collections::HashMap;
@@ -139,9 +139,10 @@ impl Plan {
     /// The targets that may be used: with a signed MX record set only its hosts (an
     /// attacker who answered the plain lookup cannot add a host of his own); `Err` when
     /// none is left.
-    pub fn select(&self, targets: Vec<Target>) -> Result<Vec<Target>, String> {
+    pub fn select(&self, targets: Vec<HostAddress>) -> Result<Vec<HostAddress>, String> {
         let Some(signed) = &self.signed_mx else { return Ok(targets) };
-        let (kept, dropped): (Vec<Target>, Vec<Target>) = targets.into_iter().partition(|t| signed.contains(&t.host));
+        let (kept, dropped): (Vec<HostAddress>, Vec<HostAddress>) =
+            targets.into_iter().partition(|t| signed.contains(&t.host));
         if kept.is_empty() {
             let dropped: Vec<&str> = dropped.iter().map(|t| t.host.as_str()).collect();
             return Err(format!(
@@ -270,7 +271,7 @@ impl Dane {
         &self,
         hop: &NextHop,
         connector: Option<&SendConnector>,
-        targets: &[Target],
+        targets: &[HostAddress],
     ) -> Result<Plan, String> {
         let Some(connector) = connector else { return Ok(Plan::none()) };
         if hop.delivery_type != DeliveryType::DnsConnectorDelivery
@@ -286,7 +287,7 @@ impl Dane {
         self.lookups(domain, targets).instrument(span).await
     }
 
-    async fn lookups(&self, domain: String, targets: &[Target]) -> Result<Plan, String> {
+    async fn lookups(&self, domain: String, targets: &[HostAddress]) -> Result<Plan, String> {
         match self.validation().await {
             Validation::Works => {}
             Validation::Off(reason) => {
@@ -420,8 +421,8 @@ mod tests {
         assert_eq!(plan.refusal("mx.x.test"), None);
     }
 
-    fn target(host: &str) -> Target {
-        Target { host: host.into(), addr: "192.0.2.1:25".parse().unwrap() }
+    fn target(host: &str) -> HostAddress {
+        HostAddress { host: host.into(), addr: "192.0.2.1:25".parse().unwrap() }
     }
 
     #[test]

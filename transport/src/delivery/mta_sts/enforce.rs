@@ -11,7 +11,7 @@ use super::FetchFailure;
 use crate::config::{MtaStsMode, SendConnector};
 use crate::delivery::{CertificateCheck, ConnectOptions, DeliveryError, OutboundSession};
 use crate::logs::ConnectivitySession;
-use crate::routing::mx::Target;
+use crate::routing::mx::HostAddress;
 use std::sync::Arc;
 use tracing::warn;
 
@@ -77,7 +77,7 @@ impl Enforcement {
     /// §4.1: under `enforce` only the MX hosts the policy names are kept (none left is
     /// the attempt's failure, with its reason); under `testing` all are, and those it does
     /// not name are logged.
-    pub fn select(&self, targets: Vec<Target>, log: &ConnectivitySession) -> Result<Vec<Target>, String> {
+    pub fn select(&self, targets: Vec<HostAddress>, log: &ConnectivitySession) -> Result<Vec<HostAddress>, String> {
         let Some(applied) = &self.applied else { return Ok(targets) };
         let mode = if applied.enforce { "enforce" } else { "testing" };
         log.send(&format!("MTA-STS policy of {} ({mode}): mx {}", applied.domain, applied.policy.mx_list()));
@@ -99,7 +99,7 @@ impl Enforcement {
             );
             return Ok(targets);
         }
-        let kept: Vec<Target> = targets.into_iter().filter(|t| applied.policy.allows(&t.host)).collect();
+        let kept: Vec<HostAddress> = targets.into_iter().filter(|t| applied.policy.allows(&t.host)).collect();
         if kept.is_empty() {
             return Err(format!(
                 "{STATUS} MTA-STS: no MX host of {} is named by its policy (enforce; mx {}): {} not used",
@@ -185,11 +185,11 @@ mod tests {
         Arc::new(Policy::parse(&text).unwrap())
     }
 
-    fn targets(hosts: &[&str]) -> Vec<Target> {
-        hosts.iter().map(|h| Target { host: h.to_string(), addr: "127.0.0.1:25".parse().unwrap() }).collect()
+    fn targets(hosts: &[&str]) -> Vec<HostAddress> {
+        hosts.iter().map(|h| HostAddress { host: h.to_string(), addr: "127.0.0.1:25".parse().unwrap() }).collect()
     }
 
-    fn hosts(targets: &[Target]) -> Vec<&str> {
+    fn hosts(targets: &[HostAddress]) -> Vec<&str> {
         targets.iter().map(|t| t.host.as_str()).collect()
     }
 

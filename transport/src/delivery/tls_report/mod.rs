@@ -24,7 +24,7 @@ use super::dane::{HostPolicy, Plan};
 use super::mta_sts::{Enforcement, FetchFailureKind};
 use crate::api::{TlsReportDay, TlsReportDomain};
 use crate::clock::SharedClock;
-use crate::routing::mx::Target;
+use crate::routing::mx::HostAddress;
 use result::ResultType;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -134,7 +134,7 @@ impl TlsReports {
     pub fn session(
         self: &Arc<Self>,
         under: &Reported,
-        target: &Target,
+        target: &HostAddress,
         local_ip: Option<IpAddr>,
         failure: Option<&str>,
     ) -> (&'static str, &'static str) {
@@ -247,8 +247,8 @@ mod tests {
         Enforcement::new("example.com", Arc::new(Policy::parse(&text).unwrap()), &connector)
     }
 
-    fn target() -> Target {
-        Target { host: "mx1.example.com".into(), addr: "192.0.2.1:25".parse().unwrap() }
+    fn target() -> HostAddress {
+        HostAddress { host: "mx1.example.com".into(), addr: "192.0.2.1:25".parse().unwrap() }
     }
 
     #[tokio::test]

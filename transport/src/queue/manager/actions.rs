@@ -413,7 +413,7 @@ impl QueueManager {
         spawn_write(write);
     }
 
-    fn is_active(&self, state: &super::state::State, id: MessageId) -> bool {
+    fn is_active(&self, state: &super::state::QueueState, id: MessageId) -> bool {
         state.messages.get(&id).is_some_and(|m| {
             m.queues.iter().any(|q| state.queues.get(q).and_then(|q| q.items.get(&id)).is_some_and(|i| i.active))
         })

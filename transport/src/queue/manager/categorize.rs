@@ -1,7 +1,7 @@
 //! The Submission queue and the categorizer: each pending recipient goes to
 //! the delivery queue of its next hop (or Unreachable), after the
 //! organisation's recipient limit and the send size limits are checked.
-use super::state::{QueueId, State};
+use super::state::{QueueId, QueueState};
 use super::{pending_indexes, QueueManager, RuntimeConfig};
 use crate::api::TrackingEvent;
 use crate::envelope::{domain_of, Envelope, MessageId, Source};
@@ -142,7 +142,7 @@ impl QueueManager {
     }
 
     /// Registers the idle timer of a queue that just became empty.
-    pub(super) fn note_idle_locked(&self, state: &mut State, qid: QueueId) {
+    pub(super) fn note_idle_locked(&self, state: &mut QueueState, qid: QueueId) {
         let idle = self.config().retry.queue_max_idle_time.as_millis() as u64;
         let now = self.now_ms();
         if let Some(q) = state.queues.get_mut(&qid) {

@@ -33,7 +33,7 @@ pub use state::QueueId;
 pub use view::{MessagePage, QueueGauge, QueueSnapshot};
 pub use worker::MAX_UNCONFIRMED_DELIVERIES;
 
-use self::state::{QueueKey, QueueRecord, State, Timer};
+use self::state::{QueueKey, QueueRecord, QueueState, Timer};
 use super::store::{Recovered, Store, StoreError};
 use crate::clock::{from_millis, to_millis, SharedClock};
 use crate::config::{ExpirationPolicy, OrgSettings, RetryPolicy, TransportFile};
@@ -135,11 +135,11 @@ impl QueueLogs {
     }
 }
 
-pub(crate) struct Inner {
+pub(crate) struct ManagerCore {
     store: Store,
     clock: SharedClock,
     config: RwLock<Arc<RuntimeConfig>>,
-    state: Mutex<State>,
+    state: Mutex<QueueState>,
     /// Wakes the timer loop (a new earliest timer, delivery re-enabled).
     wake: Notify,
     /// A queue waits for an outbound connection: an idle one closes for it.
@@ -154,7 +154,7 @@ pub(crate) struct Inner {
 /// Owns every queued message between acceptance and removal. Cheap to clone.
 #[derive(Clone)]
 pub struct QueueManager {
-    inner: Arc<Inner>,
+    inner: Arc<ManagerCore>,
 }
 
 impl QueueManager {
@@ -168,11 +168,11 @@ impl QueueManager {
     ) -> Self {
         let now = to_millis(clock.now());
         QueueManager {
-            inner: Arc::new(Inner {
+            inner: Arc::new(ManagerCore {
                 store,
                 clock,
                 config: RwLock::new(Arc::new(config)),
-                state: Mutex::new(State::new(now)),
+                state: Mutex::new(QueueState::new(now)),
                 wake: Notify::new(),
                 slot_wanted: Notify::new(),
                 gate,
@@ -326,7 +326,7 @@ impl QueueManager {
     /// expires now); `Some(t)` only events due later than `t` (re-arming after
     /// the timer fired: an event that was due and did nothing, as for a held
     /// message, waits for the action that releases it).
-    fn arm_message_timer(&self, state: &mut State, id: MessageId, after: Option<u64>) {
+    fn arm_message_timer(&self, state: &mut QueueState, id: MessageId, after: Option<u64>) {
         let config = self.config();
         let Some(msg) = state.messages.get(&id) else { return };
         let arrival = msg.env.arrival_ms;
@@ -344,7 +344,7 @@ impl QueueManager {
     /// holds it, else an update. Returns the future of that write.
     fn persist_locked(
         &self,
-        state: &mut State,
+        state: &mut QueueState,
         id: MessageId,
     ) -> Option<impl Future<Output = Result<(), StoreError>> + Send + 'static> {
         use futures::future::Either;
@@ -402,7 +402,7 @@ impl QueueManager {
     }
 
     /// Persists a queue's state (retry counters, suspension) or forgets it.
-    fn persist_queue_locked(&self, state: &State, qid: QueueId) {
+    fn persist_queue_locked(&self, state: &QueueState, qid: QueueId) {
         let Some(queue) = state.queues.get(&qid) else { return };
         let key = match (qid, &queue.hop) {
             (QueueId::Submission, _) => QueueKey::Submission,
@@ -428,19 +428,19 @@ impl QueueManager {
 /// The lock on the queue state. When released, it wakes the timer loop if a
 /// timer was added meanwhile, so no code path can add a timer the loop misses.
 struct StateGuard<'a> {
-    guard: MutexGuard<'a, State>,
+    guard: MutexGuard<'a, QueueState>,
     wake: &'a Notify,
 }
 
 impl std::ops::Deref for StateGuard<'_> {
-    type Target = State;
-    fn deref(&self) -> &State {
+    type Target = QueueState;
+    fn deref(&self) -> &QueueState {
         &self.guard
     }
 }
 
 impl std::ops::DerefMut for StateGuard<'_> {
-    fn deref_mut(&mut self) -> &mut State {
+    fn deref_mut(&mut self) -> &mut QueueState {
         &mut self.guard
     }
 }
@@ -460,14 +460,14 @@ fn queue_number(qid: QueueId) -> u64 {
     }
 }
 
-fn set_suspended(state: &mut State, qid: QueueId, suspended: bool) {
+fn set_suspended(state: &mut QueueState, qid: QueueId, suspended: bool) {
     if let Some(q) = state.queues.get_mut(&qid) {
         q.suspended = suspended;
     }
 }
 
 /// Indexes of a message's recipients that still wait for delivery.
-fn pending_indexes(state: &State, id: MessageId) -> Vec<usize> {
+fn pending_indexes(state: &QueueState, id: MessageId) -> Vec<usize> {
     state
         .messages
         .get(&id)

@@ -147,7 +147,7 @@ pub(super) struct Queue {
     /// last failed. Until then one connection probes it: a dead destination
     /// holds one outbound connection, not its whole share.
     pub proven: bool,
-    /// In [`State::outbound_waiting`]: wants connections the server-wide
+    /// In [`QueueState::outbound_waiting`]: wants connections the server-wide
     /// limit does not give it now.
     pub waiting_outbound: bool,
     pub retry: RetryState,
@@ -237,7 +237,7 @@ pub(super) struct Redirect {
     pub hop: NextHop,
 }
 
-pub(super) struct State {
+pub(super) struct QueueState {
     pub messages: HashMap<MessageId, Msg>,
     pub queues: BTreeMap<QueueId, Queue>,
     pub by_hop: HashMap<NextHop, u64>,
@@ -257,7 +257,7 @@ pub(super) struct State {
     pub timers_added: bool,
 }
 
-impl State {
+impl QueueState {
     /// Why a message's recipients without a reply of their own still wait: the connection
     /// error of a queue of it in Retry (Get-Queue's LastError; an MTA-STS refusal among
     /// them). Delay DSNs and NDRs at expiry carry it.
@@ -269,12 +269,12 @@ impl State {
         })
     }
 
-    pub(super) fn new(now_ms: u64) -> State {
+    pub(super) fn new(now_ms: u64) -> QueueState {
         let mut queues = BTreeMap::new();
         queues.insert(QueueId::Submission, Queue::new(None, now_ms));
         queues.insert(QueueId::Unreachable, Queue::new(None, now_ms));
         queues.insert(QueueId::Poison, Queue::new(None, now_ms));
-        State {
+        QueueState {
             messages: HashMap::new(),
             queues,
             by_hop: HashMap::new(),

@@ -3,7 +3,7 @@
 //! for more, so bursts reuse connections). A failed connection puts the queue
 //! in Retry on the docs/design.md §4 schedule; every attempt is written to the
 //! connectivity log.
-use super::state::{QueueId, State, Timer};
+use super::state::{QueueId, QueueState, Timer};
 use super::QueueManager;
 use crate::api::TrackingEvent;
 use crate::config::OutboundTls;
@@ -56,13 +56,13 @@ impl QueueManager {
     /// limit: one probe until a connection to the hop has worked (a new
     /// queue, or one in Retry), and never more than maxOutboundConnections
     /// over all queues (a queue left short waits its turn).
-    pub(super) fn kick_locked(&self, state: &mut State, qid: QueueId) {
+    pub(super) fn kick_locked(&self, state: &mut QueueState, qid: QueueId) {
         if !matches!(qid, QueueId::Delivery(_)) || !self.inner.gate.now().delivery {
             return;
         }
         let config = self.config();
         let now = self.now_ms();
-        let State { queues, outbound, outbound_waiting, .. } = state;
+        let QueueState { queues, outbound, outbound_waiting, .. } = state;
         let Some(q) = queues.get_mut(&qid) else { return };
         if q.suspended || q.ready.is_empty() {
             return;
@@ -113,7 +113,7 @@ impl QueueManager {
     }
 
     /// Queues waiting for outbound connections get the free places, in turn.
-    pub(super) fn admit_waiting_locked(&self, state: &mut State) {
+    pub(super) fn admit_waiting_locked(&self, state: &mut QueueState) {
         let config = self.config();
         // Each queue once at most: one that cannot use a place now (nothing
         // ready, suspended, waiting for its retry time) leaves the line.
@@ -198,10 +198,12 @@ impl QueueManager {
             tls: connector.as_ref().map(|c| c.tls).unwrap_or(OutboundTls::Opportunistic),
             certificate_check: connector.as_ref().map(CertificateCheck::from_connector).unwrap_or_default(),
             policy_audit: None,
-            connect_timeout: connector.as_ref().map_or(SEND_CONNECTION_TIMEOUT.default().0, |c| c.connection_timeout_or_default()),
-            command_timeout: connector
+            connect_timeout: connector
                 .as_ref()
-                .map_or(SEND_CONNECTION_INACTIVITY_TIMEOUT.default().0, |c| c.connection_inactivity_timeout_or_default()),
+                .map_or(SEND_CONNECTION_TIMEOUT.default().0, |c| c.connection_timeout_or_default()),
+            command_timeout: connector.as_ref().map_or(SEND_CONNECTION_INACTIVITY_TIMEOUT.default().0, |c| {
+                c.connection_inactivity_timeout_or_default()
+            }),
             // Set per target below: the protocol log line needs the endpoints.
             tap: None,
         });
@@ -380,7 +382,7 @@ impl QueueManager {
         &self,
         config: &super::RuntimeConfig,
         reported: Option<&Reported>,
-        target: &crate::routing::mx::Target,
+        target: &crate::routing::mx::HostAddress,
         local_ip: Option<std::net::IpAddr>,
         failure: Option<&str>,
     ) {
@@ -407,7 +409,7 @@ impl QueueManager {
             return None;
         }
         let mut state = self.state();
-        let State { queues, messages, .. } = &mut *state;
+        let QueueState { queues, messages, .. } = &mut *state;
         let q = queues.get_mut(&qid)?;
         if q.suspended {
             return None;
@@ -467,7 +469,7 @@ impl QueueManager {
         let mut delivered = 0usize;
         let (hop, pending, redirect_again) = {
             let mut state = self.state();
-            let State { queues, messages, redirect, .. } = &mut *state;
+            let QueueState { queues, messages, redirect, .. } = &mut *state;
             let mut retry_timer = None;
             let msg = messages.get_mut(&id)?;
             let q = queues.get_mut(&qid)?;
