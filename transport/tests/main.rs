@@ -10,6 +10,7 @@ mod abuse;
 mod support;
 
 mod admin;
+mod api_doc;
 mod check_config;
 mod connectivity;
 mod crash;

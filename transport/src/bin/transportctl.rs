@@ -129,6 +129,9 @@ enum Verb {
     /// Add-ResubmitRequest: queue again the messages the Safety Net holds that were
     /// delivered between the two times (RFC 3339), to recipients routed to --destination
     /// (a NextHopDomain as get-queue shows it) when given.
+    // Named as docs/design.md §8 and the README write it, like the other verbs (the cmdlet
+    // in lower case); clap's own spelling stays an alias for scripts that used it.
+    #[command(name = "add-resubmitrequest", alias = "add-resubmit-request")]
     AddResubmitRequest {
         #[arg(long)]
         start_time: String,
