@@ -127,3 +127,39 @@ fn transportctl_verbs_are_the_ones_docs_design_lists() {
         }
     }
 }
+
+/// README's table of Exchange cmdlets: each transportctl verb it shows exists, each route it
+/// names is served (`a|b` is two routes).
+#[test]
+fn readme_cmdlet_table_names_real_verbs_and_routes() {
+    let readme = repo_file("README.md");
+    let rows: Vec<Vec<&str>> = readme
+        .lines()
+        .skip_while(|l| !l.starts_with("| Exchange | transportctl | API |"))
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
+        .collect();
+    assert!(rows.len() >= 14, "README's cmdlet table was not found whole: {rows:?}");
+    let verbs = transportctl_verbs();
+    let served = served_routes();
+    for row in rows {
+        let [_, cli, api] = row[..] else { panic!("a row of three cells: {row:?}") };
+        for example in cli.split('`').skip(1).step_by(2) {
+            let verb = example.split_whitespace().next().unwrap_or_default();
+            if verb.starts_with('-') {
+                continue; // an option of the verb before it
+            }
+            assert!(verbs.contains(verb), "README shows transportctl {verb}, which does not exist");
+        }
+        for route in api.split('`').skip(1).step_by(2) {
+            let (method, path) = route.split_once(' ').unwrap_or_else(|| panic!("METHOD PATH: {route}"));
+            let path: String = path.chars().take_while(|c| is_path_char(*c) || *c == '|').collect();
+            let (stem, last) = path.rsplit_once('/').unwrap_or(("", &path));
+            for leaf in last.split('|') {
+                let route = (method.to_string(), format!("{stem}/{leaf}"));
+                assert!(served.contains(&route), "README names {route:?}, which the server does not serve");
+            }
+        }
+    }
+}
