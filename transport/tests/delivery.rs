@@ -760,6 +760,6 @@ async fn starttls_offered_then_refused_never_carries_mail_in_clear_when_tls_is_r
     // Opportunistic: the session goes on in clear, and says why.
     let (addr, _seen) = peer().await;
     let session = connect(addr, &options(OutboundTls::Opportunistic)).await;
-    let why = session.in_clear().expect("in clear");
+    let why = &session.in_clear().expect("in clear").reason;
     assert!(why.starts_with("STARTTLS was refused (") && why.contains("TLS not available"), "{why}");
 }

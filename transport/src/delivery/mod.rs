@@ -32,6 +32,7 @@ mod txt_record;
 
 pub use session::OutboundSession;
 pub use tls::CertificateCheck;
+pub use tls_report::result::{ResultType, TlsFailure};
 
 use crate::api::DeliveryType;
 use crate::config::host_port::HostPort;
@@ -84,6 +85,8 @@ pub enum DeliveryError {
     Tls {
         addr: String,
         reason: String,
+        /// What RFC 8460 calls the failure (decided where it happened).
+        kind: ResultType,
         /// This server's address on the connection (RFC 8460 sending-mta-ip).
         local: Option<std::net::IpAddr>,
     },

@@ -3,7 +3,7 @@ use super::commands::{Mail, Rcpt};
 use super::framing::DotStuffer;
 use super::reply::{first_reply_end, raw_line_text, response_text, Extensions};
 use super::stream::{tapped, StreamHandle};
-use super::{tls, ConnectOptions, DeliveryError, RecipientOutcome, SendOutcome};
+use super::{tls, ConnectOptions, DeliveryError, RecipientOutcome, ResultType, SendOutcome, TlsFailure};
 use crate::config::OutboundTls;
 use crate::envelope::Envelope;
 use crate::logs::LogEvent;
@@ -110,9 +110,9 @@ pub struct OutboundSession {
     /// what a REQUIRETLS message needs (RFC 8689 §4.2.1).
     verified_name: bool,
     /// Why this session falls short of `opts.policy_audit` (see [`Self::policy_shortfall`]).
-    shortfall: Option<String>,
+    shortfall: Option<TlsFailure>,
     /// Why this session stays in clear text (no STARTTLS offered, refused, TLS off).
-    clear: Option<String>,
+    clear: Option<TlsFailure>,
     /// This server's address on the connection.
     local_ip: Option<std::net::IpAddr>,
 }
@@ -195,7 +195,7 @@ impl OutboundSession {
         if !self.ext.starttls {
             if self.opts.tls == OutboundTls::Required || self.opts.certificate_check.required() {
                 self.close_politely().await;
-                return Err(self.tls_error("TLS is required but the peer does not offer STARTTLS".to_string()));
+                return Err(self.starttls_error("TLS is required but the peer does not offer STARTTLS".to_string()));
             }
             self.stay_in_clear("the peer does not offer STARTTLS".to_string());
             return Ok(());
@@ -219,7 +219,7 @@ impl OutboundSession {
             other => {
                 let text = other.text();
                 self.close_politely().await;
-                return Err(self.tls_error(format!("STARTTLS answered {text}")));
+                return Err(self.starttls_error(format!("STARTTLS answered {text}")));
             }
         }
         // Anything the peer sent after its 220 would be read as if it came
@@ -230,10 +230,11 @@ impl OutboundSession {
         };
         if self.stream.lines_received() > before + reply_lines || self.stream.has_partial_line() {
             self.reusable = false;
-            return Err(self.tls_error("the peer sent data after its STARTTLS reply".to_string()));
+            return Err(self.starttls_error("the peer sent data after its STARTTLS reply".to_string()));
         }
         let check = &self.opts.certificate_check;
-        let connector = tls::connector(check).map_err(|reason| self.tls_error(reason))?;
+        let connector = tls::connector(check)
+            .map_err(|reason| self.tls_error(TlsFailure::new(ResultType::ValidationFailure, reason)))?;
         // DomainValidation with tlsDomain checks that name; else the host we connected to.
         let host = check.domain().unwrap_or(&target.host).to_string();
         let name = server_name(host, target);
@@ -244,7 +245,7 @@ impl OutboundSession {
             }
             Ok(Err(e)) => {
                 self.reusable = false;
-                return Err(self.tls_error(e.to_string()));
+                return Err(self.tls_error(TlsFailure::of_handshake(&e)));
             }
             Ok(Ok(description)) => {
                 // DANE authenticates the MX host as well (RFC 8689 §4.2.1 accepts either).
@@ -274,27 +275,28 @@ impl OutboundSession {
     fn audit_certificate(&mut self, target: &HostAddress) {
         let Some(check) = &self.opts.policy_audit else { return };
         let name = server_name(check.domain().unwrap_or(&target.host).to_string(), target);
-        if let Err(reason) = tls::verify(check, &self.stream.peer_certificates(), &name) {
-            self.fall_short(reason);
+        if let Err(failure) = tls::verify(check, &self.stream.peer_certificates(), &name) {
+            self.fall_short(failure);
         }
     }
 
     /// Records why the session does not meet `opts.policy_audit` (only with one).
-    fn fall_short(&mut self, reason: String) {
+    fn fall_short(&mut self, failure: TlsFailure) {
         if self.opts.policy_audit.is_some() {
-            self.shortfall.get_or_insert(reason);
+            self.shortfall.get_or_insert(failure);
         }
     }
 
     /// The session goes on in clear text, for `reason`.
     fn stay_in_clear(&mut self, reason: String) {
-        self.clear = Some(reason.clone());
-        self.fall_short(reason);
+        let failure = TlsFailure::new(ResultType::StarttlsNotSupported, reason);
+        self.clear = Some(failure.clone());
+        self.fall_short(failure);
     }
 
     /// Why the session is in clear text; None when TLS is up.
-    pub fn in_clear(&self) -> Option<&str> {
-        self.clear.as_deref()
+    pub fn in_clear(&self) -> Option<&TlsFailure> {
+        self.clear.as_ref()
     }
 
     /// This server's address on the connection (RFC 8460 sending-mta-ip).
@@ -304,12 +306,22 @@ impl OutboundSession {
 
     /// Why this session would have failed `opts.policy_audit` (no STARTTLS, STARTTLS
     /// refused, a certificate that does not pass): the session itself went on.
-    pub fn policy_shortfall(&self) -> Option<&str> {
-        self.shortfall.as_deref()
+    pub fn policy_shortfall(&self) -> Option<&TlsFailure> {
+        self.shortfall.as_ref()
     }
 
-    fn tls_error(&self, reason: String) -> DeliveryError {
-        DeliveryError::Tls { addr: self.remote.clone(), reason, local: self.local_ip }
+    fn tls_error(&self, failure: TlsFailure) -> DeliveryError {
+        DeliveryError::Tls {
+            addr: self.remote.clone(),
+            reason: failure.reason,
+            kind: failure.kind,
+            local: self.local_ip,
+        }
+    }
+
+    /// STARTTLS missing, refused or abused: RFC 8460's `starttls-not-supported`.
+    fn starttls_error(&self, reason: String) -> DeliveryError {
+        self.tls_error(TlsFailure::new(ResultType::StarttlsNotSupported, reason))
     }
 
     /// `host [addr]` of the peer, for logs and Remote-MTA.

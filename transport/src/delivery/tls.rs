@@ -6,6 +6,7 @@
 //! presents. CertificateValidation and DomainValidation check the chain (and
 //! the name) with rustls's WebPKI verifier against the system's CAs or a
 //! configured bundle.
+use super::{ResultType, TlsFailure};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
@@ -229,18 +230,19 @@ pub(super) fn verify(
     check: &CertificateCheck,
     certificates: &[CertificateDer<'static>],
     name: &ServerName<'_>,
-) -> Result<(), String> {
+) -> Result<(), TlsFailure> {
+    let failure = |reason: String| TlsFailure::new(ResultType::ValidationFailure, reason);
     if check.roots().is_none() {
         return Ok(());
     }
     let Some((end_entity, intermediates)) = certificates.split_first() else {
-        return Err("the peer showed no certificate".to_string());
+        return Err(failure("the peer showed no certificate".to_string()));
     };
-    let verifier = built(check)?.verifier;
+    let verifier = built(check).map_err(failure)?.verifier;
     verifier
         .verify_server_cert(end_entity, intermediates, name, &[], UnixTime::now())
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(|e| TlsFailure::new(ResultType::of_rustls(&e), e.to_string()))
 }
 
 /// A client configuration that checks the chain against `roots` (a PEM bundle, else the

@@ -17,7 +17,7 @@ pub use tlsa::Tlsa;
 pub use verify::DaneCheck;
 
 use crate::config::{DaneMode, DnsSettings, SendConnector};
-use crate::delivery::DeliveryError;
+use crate::delivery::{DeliveryError, ResultType, TlsFailure};
 use crate::routing::dnssec::Secured;
 use crate::routing::mx::{HostAddress, MxError, Resolver};
 use crate::routing::{DeliveryType, NextHop};
@@ -182,11 +182,12 @@ impl Plan {
     }
 
     /// The reason a host whose lookups failed is not used.
-    pub fn refusal(&self, host: &str) -> Option<String> {
+    pub fn refusal(&self, host: &str) -> Option<TlsFailure> {
         match self.host(host) {
-            HostPolicy::Failed(reason) => {
-                Some(format!("{STATUS} DANE: the DNSSEC lookups for {host} failed, so it is not used now: {reason}"))
-            }
+            HostPolicy::Failed(reason) => Some(TlsFailure::new(
+                ResultType::DnssecInvalid,
+                format!("{STATUS} DANE: the DNSSEC lookups for {host} failed, so it is not used now: {reason}"),
+            )),
             _ => None,
         }
     }
@@ -410,14 +411,19 @@ mod tests {
         let check = DaneCheck { tlsa_name: "_25._tcp.mx.x.test".into(), records: vec![], names: vec![] };
         plan.hosts.insert("mx.x.test".into(), HostPolicy::Authenticate(Arc::new(check)));
         plan.hosts.insert("bad.x.test".into(), HostPolicy::Failed("the TLSA records are Bogus".into()));
-        let tls =
-            DeliveryError::Tls { addr: "mx.x.test [127.0.0.1:25]".into(), reason: "no STARTTLS".into(), local: None };
+        let tls = DeliveryError::Tls {
+            addr: "mx.x.test [127.0.0.1:25]".into(),
+            reason: "no STARTTLS".into(),
+            kind: ResultType::StarttlsNotSupported,
+            local: None,
+        };
         let told = plan.explain("mx.x.test", &tls);
         assert!(told.starts_with("451 4.7.5 DANE: mx.x.test publishes TLSA records"), "{told}");
         assert!(told.ends_with("no STARTTLS"), "{told}");
         assert_eq!(plan.explain("other.x.test", &tls), tls.to_string(), "no DANE, the error as it is");
         let refused = plan.refusal("bad.x.test").unwrap();
-        assert!(refused.starts_with("451 4.7.5 DANE: the DNSSEC lookups for bad.x.test failed"), "{refused}");
+        assert!(refused.reason.starts_with("451 4.7.5 DANE: the DNSSEC lookups for bad.x.test failed"), "{refused:?}");
+        assert_eq!(refused.kind, ResultType::DnssecInvalid);
         assert_eq!(plan.refusal("mx.x.test"), None);
     }
 

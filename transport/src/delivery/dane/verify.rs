@@ -6,6 +6,8 @@
 //! verified as always: the peer holds the key it shows.
 use super::tlsa::{Tlsa, DANE_EE, DANE_TA};
 use crate::delivery::tls::PeerCheck;
+use crate::delivery::tls_report::result::CheckFailed;
+use crate::delivery::ResultType;
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -36,7 +38,7 @@ impl DaneCheck {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         provider: &Arc<CryptoProvider>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CheckFailed> {
         let records = |usage| self.records.iter().filter(move |r| r.usage == usage);
         if records(DANE_EE).any(|r| r.matches(end_entity)) {
             return Ok(());
@@ -52,7 +54,10 @@ impl DaneCheck {
         }
         Err(chain_error.unwrap_or_else(|| {
             let shown: Vec<String> = self.records.iter().map(ToString::to_string).collect();
-            format!("DANE: the certificate chain {NO_MATCH} of {} ({})", self.tlsa_name, shown.join(", "))
+            CheckFailed {
+                kind: ResultType::TlsaInvalid,
+                reason: format!("DANE: the certificate chain {NO_MATCH} of {} ({})", self.tlsa_name, shown.join(", ")),
+            }
         }))
     }
 
@@ -64,23 +69,29 @@ impl DaneCheck {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         provider: &Arc<CryptoProvider>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CheckFailed> {
+        let invalid = |reason: String| CheckFailed { kind: ResultType::ValidationFailure, reason };
         let mut store = RootCertStore::empty();
-        store.add(anchor.clone().into_owned()).map_err(|e| format!("DANE-TA: the trust anchor cannot be used: {e}"))?;
+        store
+            .add(anchor.clone().into_owned())
+            .map_err(|e| invalid(format!("DANE-TA: the trust anchor cannot be used: {e}")))?;
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
             .build()
-            .map_err(|e| format!("DANE-TA: {e}"))?;
+            .map_err(|e| invalid(format!("DANE-TA: {e}")))?;
         let mut first_error = None;
         for name in &self.names {
             let Ok(server_name) = ServerName::try_from(name.clone()) else { continue };
             match webpki.verify_server_cert(end_entity, intermediates, &server_name, &[], now) {
                 Ok(_) => return Ok(()),
                 Err(e) => {
-                    first_error.get_or_insert(format!("DANE-TA ({}): {e}", self.tlsa_name));
+                    first_error.get_or_insert(CheckFailed {
+                        kind: ResultType::of_rustls(&e),
+                        reason: format!("DANE-TA ({}): {e}", self.tlsa_name),
+                    });
                 }
             }
         }
-        Err(first_error.unwrap_or_else(|| "DANE-TA: no reference name to check".to_string()))
+        Err(first_error.unwrap_or_else(|| invalid("DANE-TA: no reference name to check".to_string())))
     }
 }
 
@@ -93,7 +104,7 @@ impl PeerCheck for DaneCheck {
         now: UnixTime,
         provider: &Arc<CryptoProvider>,
     ) -> Result<(), rustls::Error> {
-        self.verify(end_entity, intermediates, now, provider).map_err(rustls::Error::General)
+        self.verify(end_entity, intermediates, now, provider).map_err(CheckFailed::into_rustls)
     }
 }
 
@@ -159,7 +170,8 @@ mod tests {
         let shown = leaf(&["mx.example.test"], false, None);
         let published = leaf(&["mx.example.test"], false, None);
         let err = check(vec![sha256_of(&published)]).verify(&shown, &[], now(), &p).unwrap_err();
-        assert!(err.contains(NO_MATCH) && err.contains("_25._tcp.mx.example.test"), "{err}");
+        assert!(err.reason.contains(NO_MATCH) && err.reason.contains("_25._tcp.mx.example.test"), "{err}");
+        assert_eq!(err.kind, ResultType::TlsaInvalid);
     }
 
     #[test]
@@ -177,20 +189,24 @@ mod tests {
 
         let wrong_name = by_ca(&["elsewhere.test"], false);
         let err = check(vec![anchor.clone()]).verify(&wrong_name, &chain, now(), &p).unwrap_err();
-        assert!(err.starts_with("DANE-TA") && err.to_lowercase().contains("not valid for name"), "{err}");
+        assert!(err.reason.starts_with("DANE-TA") && err.reason.contains("not valid for name"), "{err}");
+        assert_eq!(err.kind, ResultType::CertificateHostMismatch);
 
         let expired = by_ca(&["mx.example.test"], true);
         let err = check(vec![anchor.clone()]).verify(&expired, &chain, now(), &p).unwrap_err();
-        assert!(err.to_lowercase().contains("expired"), "{err}");
+        assert!(err.reason.contains("expired"), "{err}");
+        assert_eq!(err.kind, ResultType::CertificateExpired);
 
         // Not sent by the server: the anchor cannot be found in the chain.
         let err = check(vec![anchor.clone()]).verify(&good, &[], now(), &p).unwrap_err();
-        assert!(err.contains(NO_MATCH), "{err}");
+        assert!(err.reason.contains(NO_MATCH), "{err}");
+        assert_eq!(err.kind, ResultType::TlsaInvalid);
 
         // A chain from another CA, whose certificate is sent, does not match the record.
         let (other_ca, other_key) = ca();
         let foreign = leaf(&["mx.example.test"], false, Some((&other_ca, &other_key)));
         let err = check(vec![anchor]).verify(&foreign, &[other_ca.der().clone()], now(), &p).unwrap_err();
-        assert!(err.contains(NO_MATCH), "{err}");
+        assert!(err.reason.contains(NO_MATCH), "{err}");
+        assert_eq!(err.kind, ResultType::TlsaInvalid);
     }
 }

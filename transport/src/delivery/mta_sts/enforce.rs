@@ -148,9 +148,10 @@ impl Enforcement {
             report(
                 log,
                 &format!(
-                    "MTA-STS testing: {} fails the policy of {}: {shortfall}; delivering anyway",
+                    "MTA-STS testing: {} fails the policy of {}: {}; delivering anyway",
                     session.remote(),
-                    applied.domain
+                    applied.domain,
+                    shortfall.reason
                 ),
             );
         }
@@ -167,6 +168,7 @@ fn report(log: &ConnectivitySession, what: &str) {
 mod tests {
     use super::*;
     use crate::config::{AddressSpace, OutboundTls};
+    use crate::delivery::ResultType;
     use crate::logs::ConnectivityLog;
 
     fn connector(mta_sts: Option<MtaStsMode>) -> SendConnector {
@@ -239,6 +241,7 @@ mod tests {
         let tls = DeliveryError::Tls {
             addr: "mx1.example.com [127.0.0.1:25]".into(),
             reason: "bad name".into(),
+            kind: ResultType::CertificateHostMismatch,
             local: None,
         };
         let reason = sts.explain(&tls);
@@ -257,7 +260,12 @@ mod tests {
         let opts = sts.connect_options(options());
         assert_eq!((opts.tls, opts.certificate_check.clone()), (OutboundTls::Opportunistic, CertificateCheck::None));
         assert!(matches!(opts.policy_audit, Some(CertificateCheck::Domain { .. })));
-        let tls = DeliveryError::Tls { addr: "x".into(), reason: "bad name".into(), local: None };
+        let tls = DeliveryError::Tls {
+            addr: "x".into(),
+            reason: "bad name".into(),
+            kind: ResultType::CertificateHostMismatch,
+            local: None,
+        };
         assert_eq!(sts.explain(&tls), tls.to_string());
     }
 

@@ -25,7 +25,7 @@ use super::mta_sts::{Enforcement, FetchFailureKind};
 use crate::api::{TlsReportDay, TlsReportDomain};
 use crate::clock::SharedClock;
 use crate::routing::mx::HostAddress;
-use result::ResultType;
+use result::{ResultType, TlsFailure};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,11 +136,11 @@ impl TlsReports {
         under: &Reported,
         target: &HostAddress,
         local_ip: Option<IpAddr>,
-        failure: Option<&str>,
+        failure: Option<&TlsFailure>,
     ) -> (&'static str, &'static str) {
         let failure = match (&under.policy_failure, failure) {
             (Some((kind, reason)), _) => Some((*kind, reason.as_str())),
-            (None, Some(reason)) => Some((result::classify(reason), reason)),
+            (None, Some(f)) => Some((f.kind, f.reason.as_str())),
             (None, None) => None,
         }
         .map(|(kind, reason)| Failure {
@@ -262,10 +262,10 @@ mod tests {
         let enforce = Reported::sts(&sts("enforce")).unwrap();
         assert_eq!(reports.session(&enforce, &target(), local, None), ("sts", "success"));
         let testing = Reported::sts(&sts("testing")).unwrap();
-        let shortfall = Some("the peer does not offer STARTTLS");
-        assert_eq!(reports.session(&testing, &target(), local, shortfall), ("sts", "starttls-not-supported"));
-        let untrusted = Some("invalid peer certificate: UnknownIssuer");
-        assert_eq!(reports.session(&enforce, &target(), local, untrusted), ("sts", "certificate-not-trusted"));
+        let shortfall = TlsFailure::new(ResultType::StarttlsNotSupported, "the peer does not offer STARTTLS");
+        assert_eq!(reports.session(&testing, &target(), local, Some(&shortfall)), ("sts", "starttls-not-supported"));
+        let untrusted = TlsFailure::new(ResultType::CertificateNotTrusted, "invalid peer certificate: UnknownIssuer");
+        assert_eq!(reports.session(&enforce, &target(), local, Some(&untrusted)), ("sts", "certificate-not-trusted"));
 
         let today = reports.day(None);
         assert_eq!(today.date, "2026-12-07");
@@ -309,8 +309,11 @@ mod tests {
         }
         let under = Reported::no_policy("plain.example");
         assert_eq!(reports.session(&under, &target(), None, None), ("no-policy-found", "success"));
-        let clear = Some("the peer does not offer STARTTLS");
-        assert_eq!(reports.session(&under, &target(), None, clear), ("no-policy-found", "starttls-not-supported"));
+        let clear = TlsFailure::new(ResultType::StarttlsNotSupported, "the peer does not offer STARTTLS");
+        assert_eq!(
+            reports.session(&under, &target(), None, Some(&clear)),
+            ("no-policy-found", "starttls-not-supported")
+        );
 
         let day = reports.day(None);
         let broken = day.domains.iter().find(|d| d.domain == "broken.example").unwrap();

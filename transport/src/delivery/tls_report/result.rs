@@ -1,6 +1,6 @@
-//! The RFC 8460 §4.3 result-type of a failed TLS session, from what the delivery side
-//! said about it. The reasons are the connection's own texts (and rustls's certificate
-//! errors in them); one function decides so a new text needs one new line here.
+//! The RFC 8460 §4.3 result-type of a failed TLS session, decided where it failed: from
+//! the rustls error of a certificate check (typed, never read back from its text), or by
+//! the delivery step that knows (no STARTTLS, DNSSEC, a policy not fetched).
 
 /// §4.3.1–§4.3.2 result types this server can tell apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,24 +39,58 @@ impl ResultType {
     }
 }
 
-/// The result type of a session that failed (or under `testing` would have failed) for
-/// `reason`: a TLS error of the connection or the session's policy shortfall.
-pub fn classify(reason: &str) -> ResultType {
-    let r = reason.to_ascii_lowercase();
-    if r.contains(&crate::delivery::dane::verify::NO_MATCH.to_ascii_lowercase()) {
-        ResultType::TlsaInvalid
-    } else if r.contains("dnssec") {
-        ResultType::DnssecInvalid
-    } else if r.contains("starttls") || r.contains("tls is off") {
-        ResultType::StarttlsNotSupported
-    } else if r.contains("notvalidforname") || r.contains("not valid for name") || r.contains("not valid for") {
-        ResultType::CertificateHostMismatch
-    } else if r.contains("expired") {
-        ResultType::CertificateExpired
-    } else if r.contains("unknownissuer") || r.contains("unknown issuer") || r.contains("not trusted") {
-        ResultType::CertificateNotTrusted
-    } else {
-        ResultType::ValidationFailure
+/// Why a TLS session failed, or (under MTA-STS `testing`, or in clear text) fell short:
+/// its RFC 8460 result type, decided where the failure happened, and the text for logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFailure {
+    pub kind: ResultType,
+    pub reason: String,
+}
+
+impl TlsFailure {
+    pub fn new(kind: ResultType, reason: impl Into<String>) -> TlsFailure {
+        TlsFailure { kind, reason: reason.into() }
+    }
+
+    /// A handshake that failed: typed by the rustls error inside the I/O error when there
+    /// is one (a certificate check's), else a plain validation failure.
+    pub fn of_handshake(error: &std::io::Error) -> TlsFailure {
+        let rustls = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>());
+        let kind = rustls.map_or(ResultType::ValidationFailure, ResultType::of_rustls);
+        TlsFailure::new(kind, error.to_string())
+    }
+}
+
+/// A check of this server's own (DANE's) that fails a handshake, with its result type:
+/// carried through rustls as `Error::Other` so that [`ResultType::of_rustls`] finds it.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct CheckFailed {
+    pub kind: ResultType,
+    pub reason: String,
+}
+
+impl CheckFailed {
+    pub fn into_rustls(self) -> rustls::Error {
+        rustls::Error::Other(rustls::OtherError(std::sync::Arc::new(self)))
+    }
+}
+
+impl ResultType {
+    /// The result type of a certificate the verifier refused (RFC 8460 §4.3.2.1).
+    pub fn of_rustls(error: &rustls::Error) -> ResultType {
+        use rustls::CertificateError as C;
+        match error {
+            rustls::Error::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+                ResultType::CertificateHostMismatch
+            }
+            rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => ResultType::CertificateExpired,
+            rustls::Error::InvalidCertificate(C::UnknownIssuer) => ResultType::CertificateNotTrusted,
+            rustls::Error::Other(rustls::OtherError(inner)) => {
+                inner.downcast_ref::<CheckFailed>().map_or(ResultType::ValidationFailure, |c| c.kind)
+            }
+            _ => ResultType::ValidationFailure,
+        }
     }
 }
 
@@ -65,26 +99,34 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_delivery_side_reasons_map_to_rfc_8460_result_types() {
+    fn certificate_errors_map_to_rfc_8460_result_types() {
+        use rustls::CertificateError as C;
         let cases = [
-            ("TLS is required but the peer does not offer STARTTLS", "starttls-not-supported"),
-            ("the peer does not offer STARTTLS", "starttls-not-supported"),
-            ("STARTTLS was refused (454 4.7.0 no)", "starttls-not-supported"),
-            ("STARTTLS answered 500 what", "starttls-not-supported"),
-            ("invalid peer certificate: NotValidForName", "certificate-host-mismatch"),
-            (
-                "invalid peer certificate: certificate not valid for name \"mx.x.test\"; certificate is only valid for ...",
-                "certificate-host-mismatch",
-            ),
-            ("invalid peer certificate: Expired", "certificate-expired"),
-            ("invalid peer certificate: certificate expired: verification time 1 (UNIX), but ...", "certificate-expired"),
-            ("invalid peer certificate: UnknownIssuer", "certificate-not-trusted"),
-            ("received fatal alert: HandshakeFailure", "validation-failure"),
-            ("unexpected error: DANE: the certificate chain matches no TLSA record of _25._tcp.mx", "tlsa-invalid"),
-            ("451 4.7.5 DANE: the DNSSEC lookups for mx.x.test failed: the TLSA records are Bogus", "dnssec-invalid"),
+            (rustls::Error::InvalidCertificate(C::NotValidForName), "certificate-host-mismatch"),
+            (rustls::Error::InvalidCertificate(C::Expired), "certificate-expired"),
+            (rustls::Error::InvalidCertificate(C::UnknownIssuer), "certificate-not-trusted"),
+            (rustls::Error::InvalidCertificate(C::BadSignature), "validation-failure"),
+            (rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure), "validation-failure"),
+            (CheckFailed { kind: ResultType::TlsaInvalid, reason: "no match".into() }.into_rustls(), "tlsa-invalid"),
         ];
-        for (reason, want) in cases {
-            assert_eq!(classify(reason).as_str(), want, "{reason}");
+        for (error, want) in cases {
+            assert_eq!(ResultType::of_rustls(&error).as_str(), want, "{error}");
         }
+    }
+
+    #[test]
+    fn a_handshake_error_is_typed_by_the_rustls_error_inside() {
+        let wrapped = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Expired),
+        );
+        let failure = TlsFailure::of_handshake(&wrapped);
+        assert_eq!(failure.kind, ResultType::CertificateExpired);
+        assert!(failure.reason.contains("Expired"), "{}", failure.reason);
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert_eq!(TlsFailure::of_handshake(&reset).kind, ResultType::ValidationFailure);
+        // A check of ours keeps its own text.
+        let dane = CheckFailed { kind: ResultType::TlsaInvalid, reason: "DANE: no record".into() }.into_rustls();
+        assert_eq!(dane.to_string(), "other error: DANE: no record");
     }
 }

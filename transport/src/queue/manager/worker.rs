@@ -230,15 +230,15 @@ impl QueueManager {
             let host_dane = dane.host(&target.host);
             // What the session is reported under: DANE where it applies (RFC 8461 §2).
             let reported = Reported::dane(&dane, &target.host).or_else(|| sts_or_none.clone());
-            if let Some(reason) = dane.refusal(&target.host) {
+            if let Some(refusal) = dane.refusal(&target.host) {
                 // One failed session per host, not per address (none was contacted).
                 if !refused.contains(&target.host) {
-                    self.tls_session(&config, reported.as_ref(), target, None, Some(&reason));
+                    self.tls_session(&config, reported.as_ref(), target, None, Some(&refusal));
                     refused.push(target.host.clone());
                 }
-                log.send(&reason);
-                warn!(event_id = 2002, target = %target.addr, error = %reason, "SmtpSendConnectionError");
-                last_error = reason;
+                log.send(&refusal.reason);
+                warn!(event_id = 2002, target = %target.addr, error = %refusal.reason, "SmtpSendConnectionError");
+                last_error = refusal.reason;
                 continue;
             }
             if host_dane.applies() {
@@ -266,11 +266,14 @@ impl QueueManager {
                     // Only TLS failures are TLS sessions (not a refused connection, a timeout
                     // before STARTTLS).
                     match &e {
-                        delivery::DeliveryError::Tls { reason, local, .. } => {
-                            self.tls_session(&config, reported.as_ref(), target, *local, Some(reason))
+                        delivery::DeliveryError::Tls { reason, kind, local, .. } => {
+                            let failure = delivery::TlsFailure::new(*kind, reason.clone());
+                            self.tls_session(&config, reported.as_ref(), target, *local, Some(&failure))
                         }
                         delivery::DeliveryError::Timeout { stage: "TLS handshake", .. } => {
-                            self.tls_session(&config, reported.as_ref(), target, None, Some(&e.to_string()))
+                            let failure =
+                                delivery::TlsFailure::new(delivery::ResultType::ValidationFailure, e.to_string());
+                            self.tls_session(&config, reported.as_ref(), target, None, Some(&failure))
                         }
                         _ => {}
                     }
@@ -384,7 +387,7 @@ impl QueueManager {
         reported: Option<&Reported>,
         target: &crate::routing::mx::HostAddress,
         local_ip: Option<std::net::IpAddr>,
-        failure: Option<&str>,
+        failure: Option<&delivery::TlsFailure>,
     ) {
         if let Some(under) = reported {
             let (policy_type, result) = config.tls_reports.session(under, target, local_ip, failure);
