@@ -55,7 +55,7 @@ pub struct Router {
 
 /// The form every comparison uses: the routed form of recipient domains.
 fn normalize(domain: &str) -> String {
-    crate::envelope::routed_domain(domain.trim())
+    crate::address::routed_domain(domain.trim())
 }
 
 impl Router {

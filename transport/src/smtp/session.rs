@@ -1082,7 +1082,7 @@ fn valid_helo(name: &str) -> bool {
 /// The domain (as written in RCPT TO) is one of the accepted domains: compared in its
 /// routed form (case, trailing dots and U-labels do not matter).
 pub(crate) fn is_accepted(domain: &str, accepted: &[DomainPattern]) -> bool {
-    let Some(domain) = crate::envelope::ascii_domain(domain) else { return false };
+    let Some(domain) = crate::address::ascii_domain(domain) else { return false };
     accepted.iter().any(|pattern| pattern.matches(&domain))
 }
 
