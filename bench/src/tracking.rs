@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use testkit::sink::CountingSink;
 use transport::api::TrackingEvent;
 use transport::clock::ManualClock;
-use transport::envelope::{Envelope, MessageId, Origin, Recipient};
+use transport::envelope::{Address, Envelope, MessageId, Origin, Recipient};
 use transport::logs::{LogSettings, TrackingLog, TrackingSettings, TrackingSource};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -199,11 +199,12 @@ fn envelope(n: u64) -> Envelope {
         tls: false,
         source: Default::default(),
     };
-    let from = format!("sender{}@example.org", n % 1000);
-    let recipients = vec![Recipient::new(format!("rcpt{n}@example.net"))];
+    let address = |text: String| Address::parse(&text).expect("a generated address parses");
+    let from = address(format!("sender{}@example.org", n % 1000));
+    let recipients = vec![Recipient::new(address(format!("rcpt{n}@example.net")))];
     Envelope {
         internet_message_id: Some(format!("<m{n}@bench.test>").into()),
-        ..Envelope::new(MessageId(n + 1), Some(&from), recipients, 2048, origin, 0)
+        ..Envelope::new(MessageId(n + 1), Some(from), recipients, 2048, origin, 0)
     }
 }
 

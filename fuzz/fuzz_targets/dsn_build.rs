@@ -10,6 +10,7 @@ use mail_parser::MimeHeaders;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use transport::dsn::{build, Action, DsnInput, DsnRecipient};
 use transport::envelope::Ret;
+use transport::fuzzing::stored_address;
 
 #[derive(Arbitrary, Debug)]
 struct Rcpt {
@@ -64,7 +65,7 @@ fuzz_target!(|input: Input| {
         .recipients
         .iter()
         .map(|r| DsnRecipient {
-            final_recipient: r.final_recipient.clone(),
+            final_recipient: stored_address(&r.final_recipient),
             original_recipient: r.original_recipient.clone(),
             action: [Action::Failed, Action::Delayed, Action::Delivered, Action::Relayed][usize::from(r.action % 4)],
             status: r.status.clone(),
@@ -74,11 +75,12 @@ fuzz_target!(|input: Input| {
             will_retry_until: r.will_retry_until.map(time),
         })
         .collect();
+    let to = stored_address(&input.to);
     let report = build(&DsnInput {
         reporting_mta: &input.reporting_mta,
         message_id: "report@fuzz.test",
-        postmaster: &input.postmaster,
-        to: &input.to,
+        postmaster: &stored_address(&input.postmaster),
+        to: &to,
         envid: input.envid.as_deref(),
         arrival: time(input.arrival),
         now: time(input.now),

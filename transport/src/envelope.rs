@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::IpAddr;
 
+pub use crate::address::{ascii_domain, routed_domain, Address, AddressError};
+
 /// Queue-wide unique message number (Exchange shows it as `server\queue\id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MessageId(pub u64);
@@ -45,8 +47,9 @@ pub enum RecipientStatus {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
-    /// The address as given in RCPT TO, without angle brackets.
-    pub address: Box<str>,
+    /// The address as given in RCPT TO, without angle brackets (and without the
+    /// domain's trailing dot).
+    pub address: Address,
     /// NOTIFY as given; `None` means the parameter was absent.
     pub notify: Option<Notify>,
     /// ORCPT as given (`addr-type;xtext`).
@@ -58,40 +61,9 @@ pub struct Recipient {
 }
 
 impl Recipient {
-    pub fn new(address: impl Into<Box<str>>) -> Self {
-        Self { address: address.into(), notify: None, orcpt: None, status: RecipientStatus::Pending, last_error: None }
+    pub fn new(address: Address) -> Self {
+        Self { address, notify: None, orcpt: None, status: RecipientStatus::Pending, last_error: None }
     }
-
-    /// Domain part (lower case); empty when the address has none.
-    pub fn domain(&self) -> String {
-        domain_of(&self.address)
-    }
-}
-
-/// Domain part of an address in the form it is routed and compared in: lower
-/// case, no trailing dot, an internationalized domain (RFC 6531) as its
-/// A-label (`bücher.test` → `xn--bcher-kva.test`). `""` when there is no `@`.
-pub fn domain_of(address: &str) -> String {
-    address.rsplit_once('@').map(|(_, d)| routed_domain(d)).unwrap_or_default()
-}
-
-/// A domain in the form it is routed and compared in (see [`domain_of`]); one that is no
-/// valid internationalized name stays as written, in lower case, and matches nothing
-/// but itself.
-pub fn routed_domain(domain: &str) -> String {
-    ascii_domain(domain).unwrap_or_else(|| domain.to_lowercase())
-}
-
-/// A domain's A-label form (UTS 46 processing with the STD3 and hyphen rules:
-/// host names as IDNA2008 allows them), lower case, no trailing dot; `None`
-/// when it is not a valid internationalized domain name. The one conversion every comparison
-/// of domains goes through (accepted domains, address spaces, MX lookups).
-pub fn ascii_domain(domain: &str) -> Option<String> {
-    let domain = domain.trim_end_matches('.');
-    if domain.is_ascii() {
-        return Some(domain.to_ascii_lowercase());
-    }
-    idna::domain_to_ascii_strict(domain).ok().filter(|d| !d.is_empty())
 }
 
 /// How a message entered the server (Get-Message's MessageSourceName).
@@ -124,7 +96,7 @@ pub struct Origin {
 pub struct Envelope {
     pub id: MessageId,
     /// Reverse path; `None` is the null sender `<>` (DSNs are never sent for it).
-    pub mail_from: Option<Box<str>>,
+    pub mail_from: Option<Address>,
     pub recipients: Vec<Recipient>,
     /// Size in bytes of the stored data (including the added Received header).
     pub size: u64,
@@ -185,7 +157,7 @@ impl Envelope {
     /// read, no queue state. Callers set what they know beyond that.
     pub fn new(
         id: MessageId,
-        mail_from: Option<&str>,
+        mail_from: Option<Address>,
         recipients: Vec<Recipient>,
         size: u64,
         origin: Origin,
@@ -193,7 +165,7 @@ impl Envelope {
     ) -> Envelope {
         Envelope {
             id,
-            mail_from: mail_from.map(Into::into),
+            mail_from,
             recipients,
             size,
             body_8bit: false,
@@ -224,5 +196,33 @@ impl Envelope {
     /// True once no recipient waits for delivery any more.
     pub fn is_finished(&self) -> bool {
         self.pending_recipients().next().is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An envelope as queue files and shadow copies held it when addresses were plain
+    /// strings reads back and is written again byte for byte.
+    #[test]
+    fn an_envelope_stored_before_the_address_type_round_trips() {
+        let stored = concat!(
+            r#"{"id":7,"mail_from":"jörg@bücher.test","recipients":["#,
+            r#"{"address":"bob@example.net","notify":null,"orcpt":null,"status":"Pending"},"#,
+            r#"{"address":"\"c d\"@[192.0.2.9]","notify":{"never":false,"success":true,"failure":true,"delay":false},"#,
+            r#""orcpt":"rfc822;c+40d","status":{"Failed":{"reply":"550 5.1.1 unknown"}},"last_error":"421 busy"}],"#,
+            r#""size":10,"body_8bit":false,"smtputf8":true,"ret":null,"envid":null,"arrival_ms":1,"#,
+            r#""origin":{"connector":"Default","client_ip":"192.0.2.1","helo":"client.test","tls":false,"source":"Smtp"},"#,
+            r#""state":{"delay_dsn_done":false,"suspended":false,"crash_count":0,"poisoned":false,"retry_count":0}}"#,
+        );
+        let envelope: Envelope = serde_json::from_str(stored).unwrap();
+        assert_eq!(envelope.mail_from.as_ref().map(Address::routed_domain).as_deref(), Some("xn--bcher-kva.test"));
+        assert_eq!(envelope.recipients[1].address.local_part(), "\"c d\"");
+        assert_eq!(envelope.recipients[1].address.domain(), "[192.0.2.9]");
+        assert_eq!(serde_json::to_string(&envelope).unwrap(), stored);
+        let null_sender = stored.replace(r#""mail_from":"jörg@bücher.test""#, r#""mail_from":null"#);
+        let envelope: Envelope = serde_json::from_str(&null_sender).unwrap();
+        assert_eq!((envelope.mail_from.is_none(), serde_json::to_string(&envelope).unwrap()), (true, null_sender));
     }
 }

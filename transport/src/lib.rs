@@ -3,6 +3,7 @@
 //! Module map (one owner per concern):
 //! - [`config`]   the configuration file: types, time spans, role defaults, validation
 //!   (compiled alone under the `config` feature for the operator)
+//! - [`address`]  a mail address, parsed once (SMTP grammar, configured form)
 //! - [`api`]      JSON types of the admin HTTP API (shared with transportctl and the operator)
 //! - [`client`]   typed HTTP client of the admin API (feature `client`)
 //! - [`query_flags`] the Get-Message / Get-MessageTrackingLog flags of both command lines
@@ -19,6 +20,7 @@
 //! - [`admin`]    the admin HTTP API (axum), `/metrics`, `/healthz`, `/readyz`
 //! - [`metrics`]  Prometheus metrics fed by sessions and queues
 //! - [`server`]   wires the pieces together and runs them (intake, reloads, replay directory)
+pub mod address;
 pub mod api;
 pub mod config;
 

@@ -513,8 +513,10 @@ mod tests {
             tls: false,
             source: Source::Smtp,
         };
-        let recipients = vec![Recipient::new("bob@example.net")];
-        Envelope { state, ..Envelope::new(MessageId(id), Some("alice@example.org"), recipients, 3, origin, arrival_ms) }
+        let address = |text: &str| crate::envelope::Address::parse(text).unwrap();
+        let recipients = vec![Recipient::new(address("bob@example.net"))];
+        let from = Some(address("alice@example.org"));
+        Envelope { state, ..Envelope::new(MessageId(id), from, recipients, 3, origin, arrival_ms) }
     }
 
     /// The queue manager's snapshot, from a real queue whose smart host refuses every

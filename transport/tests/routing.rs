@@ -163,10 +163,11 @@ fn accepted_domains_by_type() {
     assert_eq!(router.accepted("sub.corp.test"), Some(Authoritative));
     assert_eq!(router.accepted("example.org"), None);
 
-    assert!(router.is_internal_sender(Some("alice@local.test")));
-    assert!(router.is_internal_sender(Some("bob@PARTNER.test")));
-    assert!(!router.is_internal_sender(Some("carol@outside.test")), "ExternalRelay senders are external");
-    assert!(!router.is_internal_sender(Some("dave@example.org")));
+    let sender = |text: &str| transport::envelope::Address::parse(text).unwrap();
+    assert!(router.is_internal_sender(Some(&sender("alice@local.test"))));
+    assert!(router.is_internal_sender(Some(&sender("bob@PARTNER.test"))));
+    assert!(!router.is_internal_sender(Some(&sender("carol@outside.test"))), "ExternalRelay senders are external");
+    assert!(!router.is_internal_sender(Some(&sender("dave@example.org"))));
     assert!(!router.is_internal_sender(None), "the null sender is not internal");
 
     // Without a mailbox hop, an authoritative domain has nowhere to go.

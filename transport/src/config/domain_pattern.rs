@@ -2,7 +2,7 @@
 //! `example.com` (that domain), `*.example.com` (it and every subdomain), `*` (any
 //! domain; address spaces only). Parsed once here (validation, the router, the SMTP
 //! session's relay check) and compared with domains in their routed form
-//! (`envelope::domain_of`: lower case, A-label, no trailing dot).
+//! (`address::routed_domain`: lower case, A-label, no trailing dot).
 use super::validate::is_host_name;
 
 #[derive(Debug, Clone, PartialEq, Eq)]

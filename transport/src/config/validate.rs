@@ -220,8 +220,8 @@ impl TransportFile {
             }
         }
         if let Some(p) = &org.postmaster {
-            if let Err(e) = check_address(p) {
-                c.push("transportConfig.postmaster", e);
+            if let Err(e) = crate::address::Address::parse_configured(p) {
+                c.push("transportConfig.postmaster", e.to_string());
             }
         }
         c.setting(&settings::MAX_RECIPIENT_ENVELOPE_LIMIT, &[], org.max_recipient_envelope_limit);
@@ -579,24 +579,6 @@ pub fn is_host_name(s: &str) -> bool {
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
-}
-
-/// `local@domain` with a plain local part and a host-name domain.
-fn check_address(s: &str) -> Result<(), String> {
-    let ok = s.rsplit_once('@').is_some_and(|(local, domain)| {
-        !local.is_empty()
-            && local.len() <= 64
-            && local.bytes().all(|b| {
-                b.is_ascii_graphic()
-                    && !matches!(b, b'@' | b'<' | b'>' | b'"' | b'(' | b')' | b',' | b';' | b':' | b'[' | b']' | b'\\')
-            })
-            && is_host_name(domain)
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(format!("\"{s}\" is not an address: write local@domain (e.g. postmaster@example.com)"))
-    }
 }
 
 /// A serverName: not empty; letters, digits, `-`, `_` and `.`.

@@ -5,12 +5,12 @@
 //! xtext as the client sent them, so they would be encoded twice (`+40`
 //! becoming `+2B40`), and lettre's encoder mangles bytes above 127.
 use super::reply::xtext;
-use crate::envelope::{Notify, Recipient, Ret};
+use crate::envelope::{Address, Notify, Recipient, Ret};
 use std::fmt;
 
 /// `MAIL FROM:<sender> [SIZE=n] [BODY=8BITMIME|BINARYMIME] [SMTPUTF8] [RET=..] [ENVID=..]`
 pub(super) struct Mail<'a> {
-    pub from: Option<&'a str>,
+    pub from: Option<&'a Address>,
     pub size: Option<u64>,
     pub body_8bit: bool,
     /// Wins over `body_8bit`.
@@ -24,7 +24,7 @@ pub(super) struct Mail<'a> {
 
 impl fmt::Display for Mail<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "MAIL FROM:<{}>", self.from.unwrap_or(""))?;
+        write!(f, "MAIL FROM:<{}>", self.from.map_or("", Address::as_str))?;
         if let Some(size) = self.size {
             write!(f, " SIZE={size}")?;
         }
@@ -98,10 +98,15 @@ fn notify_value(notify: Notify) -> String {
 mod tests {
     use super::*;
 
+    fn address(text: &str) -> Address {
+        Address::parse(text).unwrap()
+    }
+
     #[test]
     fn mail_with_every_parameter() {
+        let from = address("a@example.org");
         let mail = Mail {
-            from: Some("a@example.org"),
+            from: Some(&from),
             size: Some(1234),
             body_8bit: true,
             binary_mime: false,
@@ -130,7 +135,7 @@ mod tests {
 
     #[test]
     fn rcpt_with_dsn_parameters() {
-        let mut r = Recipient::new("bob@example.net");
+        let mut r = Recipient::new(address("bob@example.net"));
         r.notify = Some(Notify { never: false, success: true, failure: true, delay: false });
         r.orcpt = Some("rfc822;bob+40example.net".into());
         assert_eq!(

@@ -460,7 +460,7 @@ impl OutboundSession {
         }
         let all = |outcome: RecipientOutcome| wanted.iter().map(|&i| (i, outcome.clone())).collect::<Vec<_>>();
         let command_timeout = self.opts.command_timeout;
-        let non_ascii = envelope.mail_from.as_deref().is_some_and(|a| !a.is_ascii())
+        let non_ascii = envelope.mail_from.as_ref().is_some_and(|a| !a.is_ascii())
             || wanted.iter().any(|&i| !envelope.recipients[i].address.is_ascii());
         // Decided before anything is said to the peer (no RSET for a message that cannot go).
         if let Some(reply) = self.cannot_carry(envelope, non_ascii) {
@@ -484,7 +484,7 @@ impl OutboundSession {
         let chunking = self.ext.chunking;
 
         let mail = Mail {
-            from: envelope.mail_from.as_deref(),
+            from: envelope.mail_from.as_ref(),
             size: self.ext.size.map(|_| body.len()),
             body_8bit: envelope.body_8bit && self.ext.eight_bit_mime,
             binary_mime: envelope.binary_mime,

@@ -10,7 +10,7 @@ mod text;
 
 pub use fields::enhanced_status;
 
-use crate::envelope::Ret;
+use crate::envelope::{self, Ret};
 use fields::{ascii_value, field, final_recipient, header_address, host, is_status_code, original_recipient};
 use mail_builder::headers::address::Address;
 use mail_builder::headers::content_type::ContentType;
@@ -33,7 +33,7 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DsnRecipient {
     /// The address as the envelope had it (`Final-Recipient: rfc822; <addr>`).
-    pub final_recipient: String,
+    pub final_recipient: envelope::Address,
     /// ORCPT as given (`rfc822;xtext`), for `Original-Recipient`.
     pub original_recipient: Option<String>,
     pub action: Action,
@@ -58,9 +58,9 @@ pub struct DsnInput<'a> {
     /// records it with the report, so the report can be tracked.
     pub message_id: &'a str,
     /// From: address of the report.
-    pub postmaster: &'a str,
+    pub postmaster: &'a envelope::Address,
     /// The original sender (To: of the report).
-    pub to: &'a str,
+    pub to: &'a envelope::Address,
     /// ENVID of the original, for `Original-Envelope-Id`.
     pub envid: Option<&'a str>,
     pub arrival: SystemTime,
@@ -135,8 +135,8 @@ pub fn build(input: &DsnInput<'_>) -> Vec<u8> {
     );
 
     MessageBuilder::new()
-        .from(Address::new_address(Some("Mail Delivery System"), header_address(input.postmaster)))
-        .to(Address::new_address(None::<&str>, header_address(input.to)))
+        .from(Address::new_address(Some("Mail Delivery System"), header_address(input.postmaster.as_str())))
+        .to(Address::new_address(None::<&str>, header_address(input.to.as_str())))
         .subject(subject)
         .date(Date::new(fields::unix_seconds(input.now)))
         .message_id(input.message_id)
@@ -168,7 +168,7 @@ fn delivery_status(input: &DsnInput<'_>) -> String {
         if let Some(orcpt) = &r.original_recipient {
             out.push_str(&field("Original-Recipient", &original_recipient(orcpt)));
         }
-        out.push_str(&field("Final-Recipient", &final_recipient(&r.final_recipient)));
+        out.push_str(&field("Final-Recipient", &final_recipient(r.final_recipient.as_str())));
         out.push_str(&field("Action", r.action.as_str()));
         out.push_str(&field("Status", &status_of(r)));
         if let Some(mta) = r.remote_mta.as_deref().map(host).filter(|h| !h.is_empty()) {

@@ -17,9 +17,15 @@ Message-ID: <orig-1@contoso.com>\r\n\
 Hello Bob,\r\n\
 the numbers are in.\r\n";
 
+/// An address as a queue record holds it: read back without parsing, so also one no
+/// SMTP session would have taken (a corrupt record).
+fn stored(addr: &str) -> envelope::Address {
+    serde_json::from_value(serde_json::Value::String(addr.into())).expect("a string")
+}
+
 fn recipient(addr: &str, action: Action, status: &str) -> DsnRecipient {
     DsnRecipient {
-        final_recipient: addr.to_string(),
+        final_recipient: stored(addr),
         original_recipient: None,
         action,
         status: status.to_string(),
@@ -30,12 +36,17 @@ fn recipient(addr: &str, action: Action, status: &str) -> DsnRecipient {
     }
 }
 
+/// The postmaster and the original sender of the reports [`input`] builds.
+static POSTMASTER: std::sync::LazyLock<envelope::Address> =
+    std::sync::LazyLock::new(|| stored("postmaster@contoso.com"));
+static ALICE: std::sync::LazyLock<envelope::Address> = std::sync::LazyLock::new(|| stored("alice@contoso.com"));
+
 fn input<'a>(recipients: &'a [DsnRecipient], original: &'a [u8]) -> DsnInput<'a> {
     DsnInput {
         reporting_mta: "edge1.contoso.com",
         message_id: "report-1@edge1.contoso.com",
-        postmaster: "postmaster@contoso.com",
-        to: "alice@contoso.com",
+        postmaster: &POSTMASTER,
+        to: &ALICE,
         envid: None,
         arrival: arrival(),
         now: arrival() + Duration::from_secs(4 * 3600),
@@ -307,7 +318,8 @@ fn hostile_diagnostic_stays_on_one_line() {
     bob.remote_mta = Some("mx.fabrikam.com\r\nX-Host-Injected: yes".into());
     let recipients = [bob];
     let mut inp = input(&recipients, ORIGINAL);
-    inp.to = "alice@contoso.com>\r\nBcc: <everyone@example.com";
+    let to = stored("alice@contoso.com>\r\nBcc: <everyone@example.com");
+    inp.to = &to;
     let raw = build(&inp);
     assert_wire_safe(&raw);
     let msg = parse(&raw);
@@ -343,7 +355,7 @@ fn overlong_values_are_cut_to_a_valid_report() {
     let recipients = [bob];
     let mut inp = input(&recipients, ORIGINAL);
     let envid = format!("id{long}");
-    let to = format!("alice {long}@contoso.com");
+    let to = stored(&format!("alice {long}@contoso.com"));
     inp.envid = Some(&envid);
     inp.to = &to;
     let raw = build(&inp);

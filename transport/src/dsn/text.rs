@@ -86,7 +86,7 @@ fn builtin_paragraph(action: Action, group: &[&DsnRecipient], now: SystemTime) -
 
 /// `bob@example.com: 550 5.1.1 User unknown (remote server: mx.example.com)`.
 fn recipient_line(r: &DsnRecipient) -> String {
-    let mut line = format!("    {}: ", one_line(&r.final_recipient));
+    let mut line = format!("    {}: ", one_line(r.final_recipient.as_str()));
     match &r.diagnostic {
         Some(d) if !one_line(d).is_empty() => line.push_str(&one_line(d)),
         _ => {

@@ -11,7 +11,7 @@ use super::rolling::{date_key, format_date_time, push_field, split_row, LogKind,
 use super::LogSettings;
 use crate::api::{ResultSize, TrackingEvent, TrackingQuery, TrackingRecord, DEFAULT_RESULT_SIZE};
 use crate::clock::{parse_rfc3339, SharedClock};
-use crate::envelope::Envelope;
+use crate::envelope::{Address, Envelope};
 use std::borrow::Cow;
 use std::io::{self, BufRead};
 use std::net::IpAddr;
@@ -207,7 +207,7 @@ impl<'a> Record<'a> {
     /// Every recipient of the envelope, without a status (RECEIVE, DSN, ...).
     pub fn all_recipients(mut self) -> Self {
         if let (Some(_), Some(env)) = (self.log, self.envelope) {
-            self.recipients = env.recipients.iter().map(|r| (&*r.address, Cow::Borrowed(""))).collect();
+            self.recipients = env.recipients.iter().map(|r| (r.address.as_str(), Cow::Borrowed(""))).collect();
         }
         self
     }
@@ -217,7 +217,7 @@ impl<'a> Record<'a> {
         if let (Some(_), Some(env)) = (self.log, self.envelope) {
             self.recipients = items
                 .into_iter()
-                .filter_map(|(i, status)| env.recipients.get(i).map(|r| (&*r.address, status)))
+                .filter_map(|(i, status)| env.recipients.get(i).map(|r| (r.address.as_str(), status)))
                 .collect();
         }
         self
@@ -271,7 +271,7 @@ impl<'a> Record<'a> {
     pub fn write(self) {
         let Some(log) = self.log else { return };
         let env = self.envelope;
-        let sender = env.and_then(|e| e.mail_from.as_deref()).unwrap_or("");
+        let sender = env.and_then(|e| e.mail_from.as_ref()).map_or("", Address::as_str);
         let subject = env.and_then(|e| e.subject.as_deref()).filter(|_| log.subjects).unwrap_or("");
         let message_id = env.and_then(|e| e.internet_message_id.as_deref()).unwrap_or("");
         let size = env.map(|e| e.size.to_string()).unwrap_or_default();

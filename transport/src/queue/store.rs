@@ -1411,7 +1411,11 @@ fn remove_message(
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::envelope::{Origin, Recipient, RecipientStatus};
+    use crate::envelope::{Address, Origin, Recipient, RecipientStatus};
+
+    fn address(text: &str) -> Address {
+        Address::parse(text).unwrap()
+    }
     use std::collections::BTreeSet;
     use std::io::BufRead;
 
@@ -1459,8 +1463,8 @@ pub(crate) mod tests {
     pub(crate) fn envelope(id: MessageId) -> Envelope {
         Envelope {
             id,
-            mail_from: Some(format!("sender{}@example.org", id.0).into()),
-            recipients: vec![Recipient::new("a@example.com"), Recipient::new("b@example.net")],
+            mail_from: Some(address(&format!("sender{}@example.org", id.0))),
+            recipients: vec![Recipient::new(address("a@example.com")), Recipient::new(address("b@example.net"))],
             size: data_for(id).len() as u64,
             body_8bit: id.0 & 1 == 0,
             binary_mime: false,

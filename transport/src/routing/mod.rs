@@ -11,7 +11,7 @@ pub mod mx;
 pub use crate::api::DeliveryType;
 use crate::config::domain_pattern::{DomainPattern, Specificity};
 use crate::config::{AcceptedDomainType, AddressSpace, MailboxDelivery, OrgSettings, SendConnector};
-use crate::envelope::{Envelope, RecipientStatus};
+use crate::envelope::{Address, Envelope, RecipientStatus};
 use serde::{Deserialize, Serialize};
 
 /// Exchange's NextHopSolutionKey: delivery type, next hop domain, connector.
@@ -55,7 +55,7 @@ pub struct Router {
 
 /// The form every comparison uses: the routed form of recipient domains.
 fn normalize(domain: &str) -> String {
-    crate::envelope::routed_domain(domain.trim())
+    crate::address::routed_domain(domain.trim())
 }
 
 impl Router {
@@ -91,9 +91,9 @@ impl Router {
     /// True when the sender's domain is an accepted domain (internal sender).
     /// ExternalRelay domains belong to systems outside the organisation, so
     /// their senders are external, as in Exchange.
-    pub fn is_internal_sender(&self, mail_from: Option<&str>) -> bool {
+    pub fn is_internal_sender(&self, mail_from: Option<&Address>) -> bool {
         let Some(from) = mail_from else { return false };
-        let domain = crate::envelope::domain_of(from);
+        let domain = from.routed_domain();
         !domain.is_empty()
             && matches!(
                 self.accepted(&domain),
@@ -176,7 +176,7 @@ impl Router {
             if recipient.status != RecipientStatus::Pending {
                 continue;
             }
-            let domain = recipient.domain();
+            let domain = recipient.address.routed_domain();
             let route = if domain.is_empty() {
                 Route::Unreachable(format!("recipient {} has no domain", recipient.address))
             } else {

@@ -50,7 +50,7 @@ pub enum ServerError {
     #[error("cannot open the transport logs in {dir}: {source}")]
     Logs { dir: String, source: std::io::Error },
     #[error("{0}")]
-    Dns(#[from] crate::routing::mx::MxError),
+    Runtime(#[from] crate::queue::manager::RuntimeConfigError),
 }
 
 /// How a server is started (the binary uses the system clock and its file).

@@ -5,7 +5,7 @@
 //! durably queued; a file that cannot be parsed is renamed `.bad`; leftover
 //! `.tmp` files become `.eml` again at start (a crash may cause a duplicate,
 //! never a loss).
-use crate::envelope::{Envelope, Origin, Recipient, Ret, Source};
+use crate::envelope::{Address, Envelope, Origin, Recipient, Ret, Source};
 use crate::queue::body::StagedBody;
 use crate::smtp::command;
 use crate::smtp::{Incoming, Submit, SubmitError};
@@ -22,7 +22,7 @@ const POLL: Duration = Duration::from_secs(5);
 /// A replay file, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReplayMessage {
-    pub mail_from: Option<String>,
+    pub mail_from: Option<Address>,
     pub recipients: Vec<Recipient>,
     pub body_8bit: bool,
     pub ret: Option<Ret>,
@@ -84,10 +84,10 @@ pub fn parse(bytes: &[u8]) -> Result<ReplayMessage, ReplayError> {
             "x-receiver" => {
                 let args = command::parse_rcpt(&format!("TO:{}", bracketed(value)))
                     .map_err(|e| header_error("X-Receiver", value, e))?;
-                let command::Forward::Mailbox { local, domain } = args.to else {
+                let command::Forward::Mailbox(address) = args.to else {
                     return Err(header_error("X-Receiver", value, command::ArgError::Address));
                 };
-                let mut rcpt = Recipient::new(format!("{local}@{domain}"));
+                let mut rcpt = Recipient::new(address);
                 rcpt.notify = args.notify;
                 rcpt.orcpt = args.orcpt.map(Into::into);
                 msg.recipients.push(rcpt);
@@ -208,8 +208,7 @@ pub async fn scan(dir: &Path, intake: &dyn Submit) {
             source: Source::Replay,
         };
         let data = StagedBody::Inline(msg.data);
-        let mut envelope =
-            Envelope::new(intake.next_id(), msg.mail_from.as_deref(), msg.recipients, data.len(), origin, 0);
+        let mut envelope = Envelope::new(intake.next_id(), msg.mail_from, msg.recipients, data.len(), origin, 0);
         envelope.body_8bit = msg.body_8bit;
         envelope.ret = msg.ret;
         envelope.envid = msg.envid.map(Into::into);
@@ -243,12 +242,12 @@ mod tests {
             X-EndOfInjectedXHeaders: end\r\n\
             Subject: hi\nX-Sender: not-envelope@example.org\n\nbody\n";
         let m = parse(file).unwrap();
-        assert_eq!(m.mail_from.as_deref(), Some("alice@example.org"));
+        assert_eq!(m.mail_from.as_ref().map(Address::as_str), Some("alice@example.org"));
         assert!(m.body_8bit);
         assert_eq!(m.ret, Some(Ret::Hdrs));
         assert_eq!(m.envid.as_deref(), Some("abc"));
         assert_eq!(m.recipients.len(), 2);
-        assert_eq!(&*m.recipients[0].address, "bob@example.net");
+        assert_eq!(m.recipients[0].address, "bob@example.net");
         assert_eq!(m.recipients[0].notify, Some(Notify { success: true, failure: true, ..Default::default() }));
         assert_eq!(m.recipients[0].orcpt.as_deref(), Some("rfc822;bob@example.net"));
         assert_eq!(m.helo.as_deref(), Some("client.example"));

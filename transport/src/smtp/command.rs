@@ -9,11 +9,10 @@
 //! would then have to be refused after the fact. A strict parser of the few
 //! things we offer is shorter than that adaptation, and says exactly what is
 //! wrong.
+use crate::address::{valid_domain, Address, AddressError};
 use crate::envelope::{Notify, Ret};
-use std::net::{Ipv4Addr, Ipv6Addr};
 
-/// RFC 5321 §4.5.3.1.1 and §4.5.3.1.3 size limits (domains: the host-name rule, 253).
-const MAX_LOCAL_PART: usize = 64;
+/// RFC 5321 §4.5.3.1.3 (the local part's and the domain's limits are the address's).
 const MAX_PATH: usize = 256;
 /// RFC 3461 §4.4 and §5.4.
 const MAX_ENVID: usize = 100;
@@ -71,8 +70,11 @@ pub fn split_verb(line: &str) -> (Verb, &str) {
 pub enum ArgError {
     /// The command's general form (`MAIL FROM:`, `RCPT TO:`): `501 5.5.2`.
     Syntax(&'static str),
-    /// The path is not a valid address: `501 5.1.7` (MAIL) or `501 5.1.3` (RCPT).
+    /// The path's form (angle brackets, source route, length) is wrong: `501 5.1.7`
+    /// (MAIL) or `501 5.1.3` (RCPT).
     Address,
+    /// The mailbox in the path is no address: the same replies as [`ArgError::Address`].
+    Mailbox(AddressError),
     /// A parameter we do not implement: `555 5.5.4`.
     Unsupported(String),
     /// A parameter we implement, with a bad value or given twice: `501 5.5.4`.
@@ -91,7 +93,7 @@ pub enum Body {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MailArgs {
     /// `None` is the null reverse path `<>`.
-    pub from: Option<String>,
+    pub from: Option<Address>,
     pub size: Option<u64>,
     pub body: Option<Body>,
     pub ret: Option<Ret>,
@@ -115,8 +117,8 @@ pub struct RcptArgs {
 /// A forward path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Forward {
-    /// `local@domain` (a source route, if any, already stripped).
-    Mailbox { local: String, domain: String },
+    /// `local@domain` as given (a source route, if any, already stripped).
+    Mailbox(Address),
     /// `<Postmaster>` without a domain (RFC 5321 §4.5.1: must be accepted).
     Postmaster,
 }
@@ -124,12 +126,7 @@ pub enum Forward {
 pub fn parse_mail(args: &str) -> Result<MailArgs, ArgError> {
     let rest = strip_keyword(args, "FROM:").ok_or(ArgError::Syntax("Syntax: MAIL FROM:<address> [parameters]"))?;
     let (path, params) = split_path(rest)?;
-    let from = if path.is_empty() {
-        None
-    } else {
-        let (local, domain) = parse_mailbox(strip_source_route(path)?)?;
-        Some(format!("{local}@{domain}"))
-    };
+    let from = if path.is_empty() { None } else { Some(parse_mailbox(path)?) };
     let mut out = MailArgs { from, ..Default::default() };
     let mut seen_auth = false;
     for (key, value) in parse_params(params)? {
@@ -200,8 +197,7 @@ pub fn parse_rcpt(args: &str) -> Result<RcptArgs, ArgError> {
     } else if path.is_empty() {
         return Err(ArgError::Address);
     } else {
-        let (local, domain) = parse_mailbox(strip_source_route(path)?)?;
-        Forward::Mailbox { local: local.to_string(), domain: domain.to_string() }
+        Forward::Mailbox(parse_mailbox(path)?)
     };
     let mut out = RcptArgs { to, notify: None, orcpt: None };
     for (key, value) in parse_params(params)? {
@@ -290,76 +286,9 @@ fn strip_source_route(path: &str) -> Result<&str, ArgError> {
     Ok(mailbox)
 }
 
-/// `Local-part "@" ( Domain / address-literal )`, returned as given.
-fn parse_mailbox(s: &str) -> Result<(&str, &str), ArgError> {
-    let at = s.rfind('@').ok_or(ArgError::Address)?;
-    let (local, domain) = (&s[..at], &s[at + 1..]);
-    if local.is_empty() || local.len() > MAX_LOCAL_PART || !(valid_dot_string(local) || valid_quoted_string(local)) {
-        return Err(ArgError::Address);
-    }
-    if !(valid_domain(domain) || valid_address_literal(domain) || valid_idn(domain)) {
-        return Err(ArgError::Address);
-    }
-    Ok((local, domain))
-}
-
-/// RFC 5322 atext, with RFC 6531's UTF-8 (any non-ASCII character that is
-/// not a control or a space). Whether UTF-8 is allowed at all (SMTPUTF8 was
-/// declared) is the session's question.
-fn is_atext(c: char) -> bool {
-    if c.is_ascii() {
-        c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c)
-    } else {
-        !c.is_control() && !c.is_whitespace()
-    }
-}
-
-fn valid_dot_string(s: &str) -> bool {
-    s.split('.').all(|atom| !atom.is_empty() && atom.chars().all(is_atext))
-}
-
-/// An internationalized domain (U-labels, RFC 6531) whose A-label form is a
-/// valid host name.
-fn valid_idn(s: &str) -> bool {
-    !s.is_ascii()
-        && s.chars().all(|c| !c.is_control() && !c.is_whitespace())
-        && crate::envelope::ascii_domain(s).is_some_and(|a| valid_domain(&a))
-}
-
-/// `DQUOTE *( qtextSMTP / quoted-pairSMTP ) DQUOTE`.
-fn valid_quoted_string(s: &str) -> bool {
-    let Some(inner) = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')) else { return false };
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if !chars.next().is_some_and(|e| (' '..='~').contains(&e)) {
-                    return false;
-                }
-            }
-            '"' => return false,
-            ' '..='~' => {}
-            // RFC 6531 §3.3: qtextSMTP =/ UTF8-non-ascii.
-            c if !c.is_ascii() && !c.is_control() => {}
-            _ => return false,
-        }
-    }
-    true
-}
-
-/// `sub-domain *("." sub-domain)`, letters, digits and inner hyphens (the
-/// config's host-name rule); one trailing dot is tolerated (it means the same domain).
-pub fn valid_domain(s: &str) -> bool {
-    crate::config::validate::is_host_name(s.strip_suffix('.').unwrap_or(s))
-}
-
-/// `[1.2.3.4]` or `[IPv6:...]` (general address literals are not supported).
-fn valid_address_literal(s: &str) -> bool {
-    let Some(inner) = s.strip_prefix('[').and_then(|s| s.strip_suffix(']')) else { return false };
-    match inner.get(..5) {
-        Some(tag) if tag.eq_ignore_ascii_case("IPv6:") => inner[5..].parse::<Ipv6Addr>().is_ok(),
-        _ => inner.parse::<Ipv4Addr>().is_ok(),
-    }
+/// The mailbox of a path, after its source route.
+fn parse_mailbox(path: &str) -> Result<Address, ArgError> {
+    Address::parse(strip_source_route(path)?).map_err(ArgError::Mailbox)
 }
 
 /// `keyword[=value]` separated by spaces; keywords are returned upper-cased.
@@ -428,9 +357,14 @@ mod tests {
 
     fn rcpt_address(args: &str) -> String {
         match parse_rcpt(args).expect("valid").to {
-            Forward::Mailbox { local, domain } => format!("{local}@{domain}"),
+            Forward::Mailbox(address) => address.to_string(),
             Forward::Postmaster => "postmaster".into(),
         }
+    }
+
+    /// Refused with the "invalid address" reply: the path's form, or its mailbox.
+    fn bad_address<T: std::fmt::Debug>(r: Result<T, ArgError>) -> bool {
+        matches!(r, Err(ArgError::Address | ArgError::Mailbox(_)))
     }
 
     #[test]
@@ -443,20 +377,20 @@ mod tests {
     #[test]
     fn mail_paths_and_parameters() {
         let m = parse_mail("FROM:<a@example.org> SIZE=100 BODY=8bitmime RET=HDRS ENVID=abc+2Bdef").unwrap();
-        assert_eq!(m.from.as_deref(), Some("a@example.org"));
+        assert_eq!(m.from.unwrap(), "a@example.org");
         assert_eq!((m.size, m.body, m.ret), (Some(100), Some(Body::EightBitMime), Some(Ret::Hdrs)));
         assert_eq!(m.envid.as_deref(), Some("abc+def"));
         assert_eq!(parse_mail("from: <>").unwrap().from, None);
-        assert_eq!(parse_mail("FROM:<@relay.test:a@example.org>").unwrap().from.as_deref(), Some("a@example.org"));
+        assert_eq!(parse_mail("FROM:<@relay.test:a@example.org>").unwrap().from.unwrap(), "a@example.org");
         assert!(parse_mail("FROM:<a@example.org> AUTH=<>").is_ok());
     }
 
     #[test]
     fn mail_errors_name_what_is_wrong() {
-        assert_eq!(parse_mail("FROM:not-an-address"), Err(ArgError::Address));
-        assert_eq!(parse_mail("FROM:<a@>"), Err(ArgError::Address));
-        assert_eq!(parse_mail("FROM:<a@b"), Err(ArgError::Address));
-        assert_eq!(parse_mail("FROM:<a@b>x"), Err(ArgError::Address));
+        assert!(bad_address(parse_mail("FROM:not-an-address")));
+        assert!(bad_address(parse_mail("FROM:<a@>")));
+        assert!(bad_address(parse_mail("FROM:<a@b")));
+        assert!(bad_address(parse_mail("FROM:<a@b>x")));
         assert!(matches!(parse_mail("TO:<a@b>"), Err(ArgError::Syntax(_))));
         assert_eq!(parse_mail("FROM:<a@b> FOO=BAR"), Err(ArgError::Unsupported("FOO".into())));
         assert_eq!(parse_mail("FROM:<a@b> SMTPUTF8=yes"), Err(ArgError::Invalid("SMTPUTF8")));
@@ -467,7 +401,7 @@ mod tests {
         assert_eq!(parse_mail("FROM:<a@b> BODY=UTF8"), Err(ArgError::Invalid("BODY")));
         assert_eq!(parse_mail("FROM:<a@b> RET=ALL"), Err(ArgError::Invalid("RET")));
         assert_eq!(parse_mail("FROM:<a@b> ENVID=a=b"), Err(ArgError::Invalid("ENVID")));
-        assert_eq!(parse_mail(&format!("FROM:<{}@b.test>", "x".repeat(65))), Err(ArgError::Address));
+        assert!(bad_address(parse_mail(&format!("FROM:<{}@b.test>", "x".repeat(65)))));
     }
 
     #[test]
@@ -481,12 +415,12 @@ mod tests {
         assert_eq!(rcpt_address("TO:<user@[IPv6:::1]>"), "user@[IPv6:::1]");
         assert_eq!(rcpt_address("TO:<Postmaster>"), "postmaster");
         assert_eq!(rcpt_address("TO:<user@local.test.>"), "user@local.test.");
-        assert_eq!(parse_rcpt("TO:<not an address>"), Err(ArgError::Address));
-        assert_eq!(parse_rcpt("TO:<>"), Err(ArgError::Address));
-        assert_eq!(parse_rcpt("TO:<a..b@local.test>"), Err(ArgError::Address));
-        assert_eq!(parse_rcpt("TO:<a@-x.test>"), Err(ArgError::Address));
-        assert_eq!(parse_rcpt("TO:<a@[999.1.1.1]>"), Err(ArgError::Address));
-        assert_eq!(parse_rcpt("TO:<@a.test:>"), Err(ArgError::Address));
+        assert!(bad_address(parse_rcpt("TO:<not an address>")));
+        assert!(bad_address(parse_rcpt("TO:<>")));
+        assert!(bad_address(parse_rcpt("TO:<a..b@local.test>")));
+        assert!(bad_address(parse_rcpt("TO:<a@-x.test>")));
+        assert!(bad_address(parse_rcpt("TO:<a@[999.1.1.1]>")));
+        assert!(bad_address(parse_rcpt("TO:<@a.test:>")));
     }
 
     #[test]
@@ -505,18 +439,18 @@ mod tests {
     #[test]
     fn utf8_addresses_parse_and_their_domains_have_an_a_label() {
         let m = parse_mail("FROM:<jörg@bücher.test> SMTPUTF8").unwrap();
-        assert_eq!((m.from.as_deref(), m.smtputf8), (Some("jörg@bücher.test"), true));
+        assert_eq!((m.from.as_ref().map(Address::as_str), m.smtputf8), (Some("jörg@bücher.test"), true));
         // The parser takes UTF-8 without SMTPUTF8 too: whether it was declared is the session's check.
         assert!(!parse_mail("FROM:<jörg@example.org>").unwrap().smtputf8);
         assert_eq!(rcpt_address("TO:<用户@例子.广告>"), "用户@例子.广告");
         assert_eq!(rcpt_address("TO:<\"jörg m\"@example.org>"), "\"jörg m\"@example.org");
-        assert_eq!(crate::envelope::domain_of("jörg@Bücher.Test."), "xn--bcher-kva.test");
+        assert_eq!(Address::parse("jörg@Bücher.Test.").unwrap().routed_domain(), "xn--bcher-kva.test");
         // Controls, spaces and invalid IDNs are refused.
         for bad in ["TO:<a\u{85}b@example.org>", "TO:<a@bü cher.test>", "TO:<a@xn--a.bücher.test>", "TO:<a@-ü.test>"]
         {
-            assert_eq!(parse_rcpt(bad), Err(ArgError::Address), "{bad}");
+            assert!(bad_address(parse_rcpt(bad)), "{bad}");
         }
-        assert_eq!(parse_rcpt(&format!("TO:<{}@example.org>", "ü".repeat(33))), Err(ArgError::Address), "64 octets");
+        assert!(bad_address(parse_rcpt(&format!("TO:<{}@example.org>", "ü".repeat(33)))), "64 octets");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use super::received::{self, Trace};
 use super::{Incoming, SessionEvents, SessionSettings, Submit, SubmitError};
 use crate::config::domain_pattern::DomainPattern;
 use crate::control::{Availability, Gate};
-use crate::envelope::{Envelope, MessageId, Origin, Recipient, Source};
+use crate::envelope::{Address, Envelope, MessageId, Origin, Recipient, Source};
 use crate::logs::LogEvent;
 use crate::queue::body::BodyWriter;
 use std::net::SocketAddr;
@@ -569,7 +569,7 @@ impl Session {
             Ok(m) if m.smtputf8 && !self.settings().settings.smtputf8() => {
                 self.reply("555 5.5.4 Unsupported parameter SMTPUTF8")
             }
-            Ok(m) if !m.smtputf8 && m.from.as_deref().is_some_and(|f| !f.is_ascii()) => {
+            Ok(m) if !m.smtputf8 && m.from.as_ref().is_some_and(|f| !f.is_ascii()) => {
                 self.reply("553 5.6.7 A non-ASCII address needs SMTPUTF8 on MAIL FROM")
             }
             Ok(m) if m.size.is_some_and(|s| s > self.settings().limits.max_message_size) => {
@@ -586,6 +586,11 @@ impl Session {
     fn arg_error(&mut self, e: ArgError, address_reply: &str) {
         match e {
             ArgError::Address => self.reply(address_reply),
+            ArgError::Mailbox(e) => {
+                // The client hears the fixed reply; what was wrong goes to the debug log.
+                tracing::debug!(reason = %e, "path refused");
+                self.reply(address_reply)
+            }
             ArgError::Syntax(text) => self.reply(&format!("501 5.5.2 {text}")),
             ArgError::Unsupported(p) => self.reply(&format!("555 5.5.4 Unsupported parameter {p}")),
             ArgError::Invalid(p) => self.reply(&format!("501 5.5.4 Invalid {p} parameter")),
@@ -606,19 +611,23 @@ impl Session {
             return;
         }
         let declared = self.txn.as_ref().is_some_and(|t| t.mail.smtputf8);
-        if !declared && matches!(&r.to, Forward::Mailbox { local, domain } if !local.is_ascii() || !domain.is_ascii()) {
+        if !declared && matches!(&r.to, Forward::Mailbox(address) if !address.is_ascii()) {
             self.reply("553 5.6.7 A non-ASCII address needs SMTPUTF8 on MAIL FROM");
             return;
         }
         let address = match r.to {
-            Forward::Postmaster => format!("postmaster@{}", postmaster_domain(self.settings())),
-            Forward::Mailbox { local, domain } => {
+            Forward::Postmaster => match Address::postmaster_at(postmaster_domain(self.settings())) {
+                Ok(address) => address,
+                // The fqdn and the accepted domains were checked as host names at load.
+                Err(e) => return self.arg_error(ArgError::Mailbox(e), "501 5.1.3 Invalid recipient address"),
+            },
+            Forward::Mailbox(address) => {
                 let may_relay = self.settings().settings.allow_relay || self.user.is_some();
-                if !may_relay && !is_accepted(&domain, &self.settings().accepted_domains) {
+                if !may_relay && !is_accepted(address.domain(), &self.settings().accepted_domains) {
                     self.reply("550 5.7.1 Unable to relay");
                     return;
                 }
-                format!("{local}@{}", domain.strip_suffix('.').unwrap_or(&domain))
+                address.without_trailing_dot()
             }
         };
         let mut recipient = Recipient::new(address);
@@ -838,7 +847,7 @@ impl Session {
             tls: self.tls,
             source: Source::Smtp,
         };
-        let mut envelope = Envelope::new(id, txn.mail.from.as_deref(), txn.recipients, data.len(), origin, 0);
+        let mut envelope = Envelope::new(id, txn.mail.from, txn.recipients, data.len(), origin, 0);
         envelope.body_8bit = matches!(txn.mail.body, Some(Body::EightBitMime | Body::BinaryMime));
         envelope.binary_mime = txn.mail.body == Some(Body::BinaryMime);
         envelope.smtputf8 = txn.mail.smtputf8;
@@ -1073,7 +1082,7 @@ fn valid_helo(name: &str) -> bool {
 /// The domain (as written in RCPT TO) is one of the accepted domains: compared in its
 /// routed form (case, trailing dots and U-labels do not matter).
 pub(crate) fn is_accepted(domain: &str, accepted: &[DomainPattern]) -> bool {
-    let Some(domain) = crate::envelope::ascii_domain(domain) else { return false };
+    let Some(domain) = crate::address::ascii_domain(domain) else { return false };
     accepted.iter().any(|pattern| pattern.matches(&domain))
 }
 

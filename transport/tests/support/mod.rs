@@ -37,9 +37,10 @@ pub fn retry_every(secs: u32) -> String {
 }
 
 /// An envelope as the receive side would queue it from `client.test` on the Default
-/// connector (`from` None: a null reverse path).
+/// connector (`from` None: a null reverse path). An address no SMTP session would take
+/// (`postmaster` without a domain) is put in as a queue record read back holds it.
 pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::envelope::Envelope {
-    use transport::envelope::{Envelope, MessageId, Origin, Recipient, Source};
+    use transport::envelope::{Address, Envelope, MessageId, Origin, Recipient, Source};
     let origin = Origin {
         connector: "Default".into(),
         client_ip: None,
@@ -47,6 +48,11 @@ pub fn envelope(from: Option<&str>, recipients: &[&str]) -> transport::envelope:
         tls: false,
         source: Source::Smtp,
     };
-    let recipients = recipients.iter().map(|r| Recipient::new(*r)).collect();
-    Envelope::new(MessageId(1), from, recipients, 0, origin, 0)
+    let address = |text: &str| {
+        Address::parse(text).unwrap_or_else(|_| {
+            serde_json::from_value(serde_json::Value::String(text.into())).expect("a JSON string reads as an address")
+        })
+    };
+    let recipients = recipients.iter().map(|r| Recipient::new(address(r))).collect();
+    Envelope::new(MessageId(1), from.map(address), recipients, 0, origin, 0)
 }

@@ -4,6 +4,7 @@
 //! strict so that a record a receiver did not mean is not acted on. The framing it shares
 //! with the MTA-STS record is read by `delivery::txt_record`.
 use crate::delivery::txt_record;
+use crate::envelope::Address;
 pub use txt_record::RecordError;
 
 /// Where a domain wants its reports.
@@ -17,7 +18,7 @@ pub struct Record {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rua {
     /// The address of a `mailto:` URI, %-decoded, without `?` fields.
-    Mailto(String),
+    Mailto(Address),
     /// An `https:` URI: the report is POSTed there.
     Https(HttpsRua),
 }
@@ -99,11 +100,11 @@ impl Record {
     }
 
     /// The `mailto:` addresses: the report goes to them in one mail.
-    pub fn mailto(&self) -> Vec<&str> {
+    pub fn mailto(&self) -> Vec<&Address> {
         self.rua
             .iter()
             .filter_map(|r| match r {
-                Rua::Mailto(a) => Some(a.as_str()),
+                Rua::Mailto(a) => Some(a),
                 Rua::Https(_) => None,
             })
             .collect()
@@ -136,13 +137,11 @@ fn parse_uri(uri: &str) -> Result<Rua, String> {
             // RFC 6068: `mailto:addr[?hfields]`; only the address is used.
             let address = percent_decode(rest.split('?').next().unwrap_or(""))
                 .ok_or_else(|| format!("rua {uri:?} has a bad %-escape"))?;
-            let well_formed = address
-                .split_once('@')
-                .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty() && !domain.contains('@'));
-            if !well_formed || address.contains(',') {
-                return Err(format!("rua {uri:?} is not one mail address"));
+            // The report is queued to it: the SMTP grammar, as for any recipient.
+            match Address::parse(&address) {
+                Ok(address) if !address.as_str().contains(',') => Ok(Rua::Mailto(address)),
+                _ => Err(format!("rua {uri:?} is not one mail address")),
             }
-            Ok(Rua::Mailto(address))
         }
         "https" => HttpsRua::parse(uri).map(Rua::Https),
         _ => Err(format!("rua {uri:?} is neither mailto: nor https:")),
@@ -177,7 +176,7 @@ mod tests {
     #[test]
     fn the_rfc_examples_parse() {
         let r = Record::parse("v=TLSRPTv1;rua=mailto:reports@example.com").unwrap();
-        assert_eq!(r.rua, [Rua::Mailto("reports@example.com".into())]);
+        assert_eq!(r.rua, [Rua::Mailto(Address::parse("reports@example.com").unwrap())]);
         let r = Record::parse("v=TLSRPTv1; rua=https://reporting.example.com/v1/tlsrpt").unwrap();
         let https = HttpsRua {
             uri: "https://reporting.example.com/v1/tlsrpt".into(),

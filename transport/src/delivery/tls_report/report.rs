@@ -77,7 +77,7 @@ pub fn json(input: &ReportInput<'_>) -> Value {
 /// The report mail (§5.3): from the postmaster to the `rua` addresses, a
 /// `multipart/report; report-type="tlsrpt"` with a human-readable part and the JSON
 /// gzipped (§5.2: SHOULD) as `application/tlsrpt+gzip`, base64.
-pub fn mail(input: &ReportInput<'_>, to: &[&str], message_id: &str, now_unix: i64) -> Vec<u8> {
+pub fn mail(input: &ReportInput<'_>, to: &[&crate::envelope::Address], message_id: &str, now_unix: i64) -> Vec<u8> {
     let domain = &input.entry.domain;
     let report_id = input.report_id();
     let body = gzipped_json(input);
@@ -180,7 +180,8 @@ mod tests {
         let e = entry();
         let input =
             ReportInput { organization: "mail.x.test", contact: "postmaster@x.test", date: "2016-04-01", entry: &e };
-        let bytes = mail(&input, &["tlsrpt@company-y.example"], "id@mail.x.test", 1_459_555_200);
+        let to = crate::envelope::Address::parse("tlsrpt@company-y.example").unwrap();
+        let bytes = mail(&input, &[&to], "id@mail.x.test", 1_459_555_200);
         let msg = mail_parser::MessageParser::new().parse(&bytes).unwrap();
         assert_eq!(msg.header("TLS-Report-Domain").and_then(|h| h.as_text()), Some("company-y.example"));
         assert_eq!(msg.header("TLS-Report-Submitter").and_then(|h| h.as_text()), Some("mail.x.test"));

@@ -24,6 +24,7 @@ fn open(dir: &Path, clock: &ManualClock, subjects: bool) -> TrackingLog {
     TrackingLog::open(&settings, Arc::new(clock.clone())).expect("open the tracking log")
 }
 
+/// `from` empty: the null sender.
 fn envelope(id: u64, from: &str, to: &[&str]) -> Envelope {
     let origin = Origin {
         connector: "Default".into(),
@@ -32,11 +33,12 @@ fn envelope(id: u64, from: &str, to: &[&str]) -> Envelope {
         tls: false,
         source: Default::default(),
     };
-    let recipients = to.iter().map(|r| Recipient::new(*r)).collect();
+    let address = |text: &str| crate::envelope::Address::parse(text).unwrap();
+    let recipients = to.iter().map(|r| Recipient::new(address(r))).collect();
     Envelope {
         subject: Some("Quarterly, \"final\" figures".into()),
         internet_message_id: Some(format!("<m{id}@example.org>").into()),
-        ..Envelope::new(MessageId(id), Some(from), recipients, 1234, origin, 0)
+        ..Envelope::new(MessageId(id), (!from.is_empty()).then(|| address(from)), recipients, 1234, origin, 0)
     }
 }
 

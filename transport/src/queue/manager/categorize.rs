@@ -4,7 +4,7 @@
 use super::state::{QueueId, QueueState};
 use super::{pending_indexes, QueueManager, RuntimeConfig};
 use crate::api::TrackingEvent;
-use crate::envelope::{domain_of, Envelope, MessageId, Source};
+use crate::envelope::{Envelope, MessageId, Source};
 use crate::logs::TrackingSource;
 use crate::routing::{NextHop, Route};
 use std::panic::AssertUnwindSafe;
@@ -172,7 +172,7 @@ fn route(config: &RuntimeConfig, env: &Envelope, wanted: &[usize], redirect: Opt
         let Some(rcpt) = env.recipients.get(i) else { continue };
         let route = match redirect {
             Some(hop) => Route::Hop(hop.clone()),
-            None => config.router.route(&domain_of(&rcpt.address)),
+            None => config.router.route(&rcpt.address.routed_domain()),
         };
         if !is_dsn {
             let connector_limit = match &route {

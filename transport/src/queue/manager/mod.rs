@@ -35,13 +35,14 @@ pub use worker::MAX_UNCONFIRMED_DELIVERIES;
 
 use self::state::{QueueKey, QueueRecord, QueueState, Timer};
 use super::store::{Recovered, Store, StoreError};
+use crate::address::ConfiguredAddressError;
 use crate::clock::{from_millis, to_millis, SharedClock};
 use crate::config::{ExpirationPolicy, OrgSettings, RetryPolicy, TransportFile};
 use crate::control::Gate;
 use crate::delivery::dane::Dane;
 use crate::delivery::mta_sts::MtaSts;
 use crate::delivery::tls_report::TlsReports;
-use crate::envelope::{Envelope, MessageId, RecipientStatus};
+use crate::envelope::{Address, Envelope, MessageId, RecipientStatus};
 use crate::logs::{ConnectivityLog, ProtocolLog, TrackingLog};
 use crate::routing::mx::{MxError, Resolver};
 use crate::routing::{NextHop, Router};
@@ -66,9 +67,21 @@ pub struct RuntimeConfig {
     pub retry: RetryPolicy,
     pub expiration: ExpirationPolicy,
     pub org: OrgSettings,
-    pub postmaster: String,
+    /// From: of DSNs and contact of TLS reports.
+    pub postmaster: Address,
     /// Outbound connections over every delivery queue.
     pub max_outbound_connections: u32,
+}
+
+/// Why a configuration that passed validation cannot be run.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeConfigError {
+    #[error(transparent)]
+    Dns(#[from] MxError),
+    /// Validation checks a configured postmaster; this is the default one
+    /// (`postmaster@<accepted domain or fqdn>`) when it is not an address.
+    #[error("transportConfig.postmaster: {0}")]
+    Postmaster(#[from] ConfiguredAddressError),
 }
 
 impl RuntimeConfig {
@@ -76,7 +89,7 @@ impl RuntimeConfig {
         file: &TransportFile,
         mta_sts: Arc<MtaSts>,
         tls_reports: Arc<TlsReports>,
-    ) -> Result<Self, MxError> {
+    ) -> Result<Self, RuntimeConfigError> {
         Ok(Self {
             server_name: file.server_name.clone(),
             fqdn: file.fqdn.clone(),
@@ -88,7 +101,7 @@ impl RuntimeConfig {
             retry: file.retry_policy(),
             expiration: file.expiration_policy(),
             org: file.transport_config.clone(),
-            postmaster: file.postmaster(),
+            postmaster: Address::parse_configured(&file.postmaster())?,
             max_outbound_connections: file.max_outbound_connections_or_default(),
         })
     }

@@ -7,7 +7,7 @@ use super::QueueManager;
 use crate::api::TrackingEvent;
 use crate::clock::{from_millis, to_millis};
 use crate::dsn::{self, Action, DsnInput, DsnRecipient};
-use crate::envelope::{Envelope, MessageId, Notify, Origin, Recipient, RecipientStatus, Source};
+use crate::envelope::{Address, Envelope, MessageId, Notify, Origin, Recipient, RecipientStatus, Source};
 use crate::logs::TrackingSource;
 use crate::routing::NextHop;
 use tracing::{info, warn};
@@ -91,7 +91,7 @@ impl QueueManager {
             }
             // Once, whatever happens next (enabled or not, sent or not wanted).
             msg.env.state.delay_dsn_done = true;
-            let internal = config.router.is_internal_sender(msg.env.mail_from.as_deref());
+            let internal = config.router.is_internal_sender(msg.env.mail_from.as_ref());
             let enabled = if internal { config.org.internal_delay_dsn() } else { config.org.external_delay_dsn() };
             let pending: Vec<(usize, String)> = msg
                 .env
@@ -142,7 +142,7 @@ impl QueueManager {
                 }
                 let (status, diagnostic, remote_mta, last_attempt, will_retry_until) = fields(text);
                 Some(DsnRecipient {
-                    final_recipient: r.address.to_string(),
+                    final_recipient: r.address.clone(),
                     original_recipient: r.orcpt.as_deref().map(str::to_string),
                     action,
                     status,
@@ -212,14 +212,14 @@ impl QueueManager {
     /// Stores a DSN as a new message from `<>` to `to`, tracks it and queues it.
     async fn submit_dsn(
         &self,
-        to: &str,
+        to: &Address,
         bytes: Vec<u8>,
         body_8bit: bool,
         report: Report<'_>,
     ) -> Result<MessageId, crate::queue::StoreError> {
         let config = self.config();
         let id = self.inner.store.next_id();
-        let mut recipient = Recipient::new(to);
+        let mut recipient = Recipient::new(to.clone());
         // A report about a report is never wanted (and the null sender forbids it anyway).
         recipient.notify = Some(Notify { never: true, ..Notify::default() });
         let envelope = Envelope {

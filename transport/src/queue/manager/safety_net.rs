@@ -66,7 +66,9 @@ impl QueueManager {
                 Err(StoreError::NotFound(_)) => continue,
                 Err(e) => return Err(e),
             };
-            envelope.recipients.retain(|r| r.status == RecipientStatus::Delivered && wanted(&r.domain()));
+            envelope
+                .recipients
+                .retain(|r| r.status == RecipientStatus::Delivered && wanted(&r.address.routed_domain()));
             if envelope.recipients.is_empty() {
                 continue;
             }

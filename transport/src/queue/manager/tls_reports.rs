@@ -7,7 +7,7 @@ use super::QueueManager;
 use crate::api::{TlsReportDomain, TrackingEvent};
 use crate::clock::to_millis;
 use crate::delivery::tls_report::{post, record, report, RecordError};
-use crate::envelope::{Envelope, Notify, Origin, Recipient, Source};
+use crate::envelope::{Address, Envelope, Notify, Origin, Recipient, Source};
 use crate::logs::TrackingSource;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tracing::{info, warn, Instrument};
@@ -66,7 +66,8 @@ impl QueueManager {
             Err(e) => return Ok(format!("not sent: {e}")),
         };
         let organization = config.org.tls_report_organization_name.clone().unwrap_or_else(|| config.fqdn.clone());
-        let input = report::ReportInput { organization: &organization, contact: &config.postmaster, date, entry };
+        let input =
+            report::ReportInput { organization: &organization, contact: config.postmaster.as_str(), date, entry };
         let mut received = Vec::new();
         let to = record.mailto();
         if !to.is_empty() {
@@ -75,7 +76,7 @@ impl QueueManager {
             let unix = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
             let bytes = report::mail(&input, &to, &message_id, unix);
             self.submit_tls_report(&to, bytes, &message_id).await.map_err(|e| e.to_string())?;
-            received.push(format!("sent to {}", to.join(", ")));
+            received.push(format!("sent to {}", to.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", ")));
         }
         let mut failed = Vec::new();
         let https = record.https();
@@ -101,7 +102,7 @@ impl QueueManager {
     /// `to`, tracks it as the server's own message and queues it.
     async fn submit_tls_report(
         &self,
-        to: &[&str],
+        to: &[&Address],
         bytes: Vec<u8>,
         message_id: &str,
     ) -> Result<(), crate::queue::StoreError> {
@@ -110,7 +111,7 @@ impl QueueManager {
         let recipients = to
             .iter()
             .map(|a| {
-                let mut r = Recipient::new(*a);
+                let mut r = Recipient::new((*a).clone());
                 r.notify = Some(Notify { never: true, ..Notify::default() });
                 r
             })

@@ -6,7 +6,7 @@ use crate::api::{
     DEFAULT_RESULT_SIZE,
 };
 use crate::clock::{from_millis, rfc3339};
-use crate::envelope::{domain_of, MessageId, RecipientStatus, Source};
+use crate::envelope::{routed_domain, Address, MessageId, RecipientStatus, Source};
 use std::ops::Bound;
 
 /// A page of Get-Message rows.
@@ -70,7 +70,7 @@ impl QueueManager {
         let after = query.bookmark.as_deref().map(parse_bookmark).transpose()?;
         let limit = query.result_size.map_or(Some(DEFAULT_RESULT_SIZE as usize), |r| r.limit());
         let sender = query.sender.as_deref().map(|s| s.trim().trim_start_matches('<').trim_end_matches('>'));
-        let domain = query.recipient_domain.as_deref().map(|d| domain_of(&format!("@{d}")));
+        let domain = query.recipient_domain.as_deref().map(routed_domain);
         let config = self.config();
         let expiry = config.expiration.message_expiration_time_out.as_millis() as u64;
         let state = self.state();
@@ -104,10 +104,15 @@ impl QueueManager {
                 let env = &msg.env;
                 let status = item_status(msg, item, q);
                 if query.status.is_some_and(|want| want != status)
-                    || sender
-                        .is_some_and(|want| !env.mail_from.as_deref().unwrap_or_default().eq_ignore_ascii_case(want))
+                    || sender.is_some_and(|want| {
+                        !env.mail_from.as_ref().map_or("", Address::as_str).eq_ignore_ascii_case(want)
+                    })
                     || domain.as_deref().is_some_and(|want| {
-                        !item.recipients.iter().filter_map(|&i| env.recipients.get(i)).any(|r| r.domain() == want)
+                        !item
+                            .recipients
+                            .iter()
+                            .filter_map(|&i| env.recipients.get(i))
+                            .any(|r| r.address.routed_domain() == want)
                     })
                 {
                     continue;
@@ -267,7 +272,7 @@ fn message_row(
         id: id.0,
         queue: qid.to_string(),
         status,
-        from_address: env.mail_from.as_deref().unwrap_or_default().to_string(),
+        from_address: env.mail_from.as_ref().map(Address::to_string).unwrap_or_default(),
         recipients,
         size: env.size,
         subject: env.subject.as_deref().map(str::to_string),

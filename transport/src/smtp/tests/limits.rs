@@ -16,7 +16,7 @@ async fn recipients_over_the_limit_get_452_and_go_in_the_next_transaction() {
     expect(&c.send_message("a@example.org", &["r4@local.test"], &message("fourth")).await, "250 2.6.0");
     let m = server.submit.messages();
     assert_eq!(m[0].envelope.recipients.len(), 3);
-    assert_eq!(&*m[1].envelope.recipients[0].address, "r4@local.test");
+    assert_eq!(m[1].envelope.recipients[0].address, "r4@local.test");
 }
 
 #[tokio::test]

@@ -83,7 +83,7 @@ async fn swaks_auth_plain_and_login_may_relay() {
         assert!(transcript.contains("235 2.7.0 Authentication successful"), "{transcript}");
         let m = server.submit.messages();
         assert_eq!(m.len(), n + 1);
-        assert_eq!(&*m[n].envelope.recipients[0].address, "victim@example.net");
+        assert_eq!(m[n].envelope.recipients[0].address, "victim@example.net");
         assert_eq!(
             String::from_utf8_lossy(m[n].data.inline().unwrap()),
             format!("{}{want}", received(n as u64 + 1, "ESMTPSA"))
