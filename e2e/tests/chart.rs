@@ -1022,14 +1022,14 @@ impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let (smtp, admin, dead) = (free_loopback_addr(), free_loopback_addr(), free_loopback_addr());
-        let config = format!(
-            "serverName: chart-0\nfqdn: chart.test.invalid\nqueueDirectory: {q}\nlogDirectory: {l}\n\
-             receiveConnectors:\n  - name: Default\n    bind: {smtp}\n    remoteIPRanges: [\"127.0.0.0/8\"]\n    allowRelay: true\n\
-             sendConnectors:\n  - name: Outbound\n    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    smartHosts: [\"{dead}\"]\n\
-             admin: {{bind: \"{admin}\"}}\n",
-            q = dir.path().join("queue").display(),
-            l = dir.path().join("log").display(),
-        );
+        let setup = testkit::TransportSetup {
+            server_name: Some("chart-0".into()),
+            fqdn: Some("chart.test.invalid".into()),
+            smart_host: Some(dead),
+            ..Default::default()
+        };
+        let at = testkit::config_file::Placement { dir: dir.path(), smtp, admin: Some(admin), token_file: None };
+        let config = testkit::config_file::config_text(&setup.config_file(&at));
         let path = dir.path().join("transport.yaml");
         std::fs::write(&path, &config).unwrap();
         let file = transport::config::TransportFile::load(&path).expect("a valid configuration");

@@ -392,7 +392,10 @@ fn replay_directory_submits_eml_files_and_renames_bad_ones() {
     std::fs::create_dir_all(&replay).unwrap();
     let t = with_admin(TransportSetup {
         smart_host: Some(sink.addr),
-        extra: format!("replayDirectory: {}\n", replay.display()),
+        edit: {
+            let replay = replay.clone();
+            edit(move |f| f.replay_directory = Some(replay.clone()))
+        },
         ..Default::default()
     });
     std::fs::write(

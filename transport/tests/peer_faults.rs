@@ -149,7 +149,7 @@ fn server(hop: SocketAddr) -> TransportProcess {
         smart_host: Some(hop),
         admin: true,
         // Retries 3 s apart (time to look at the state), a hop silent for 2 s is given up.
-        extra: retry_every(3),
+        edit: edit(|f| f.retry = retry_every(3)),
         extra_send: "    connectionTimeout: 2s\n    connectionInactivityTimeout: 2s\n".into(),
         ..Default::default()
     };

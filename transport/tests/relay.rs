@@ -3,6 +3,7 @@
 use crate::support::*;
 use std::process::Command;
 use std::time::Duration;
+use transport::config::TimeSpan;
 
 /// Strips the `Received:` header our server prepends (with its folded lines).
 fn without_our_received(content: &str) -> &str {
@@ -79,7 +80,10 @@ fn large_messages_are_spooled_survive_a_kill_and_arrive_byte_for_byte() {
     let mut server = start_transport(&TransportSetup {
         smart_host: Some(hop),
         // Without the Safety Net, which would keep the delivered bodies (safety_net.rs).
-        extra: format!("{}transportConfig: {{safetyNetHoldTime: \"00:00:00\"}}\n", retry_every(1)),
+        edit: edit(|f| {
+            f.retry = retry_every(1);
+            f.transport_config.safety_net_hold_time = Some(TimeSpan::from_secs(0));
+        }),
         admin: true,
         ..Default::default()
     });
