@@ -1116,12 +1116,13 @@ fn running_server_metrics() -> String {
     runtime.block_on(async {
         let server = Server::start().await;
         server.metrics_when("the admin API answers", Duration::from_secs(30), |_| true).await;
-        let (mut smtp, banner) = e2e::scenario::smtp::Smtp::connect(server.smtp).await.expect("connect");
+        let (mut smtp, banner) = testkit::AsyncSmtpClient::connect(server.smtp).await.expect("connect");
         assert!(banner.starts_with("220"), "{banner}");
         let refused = smtp.cmd("XYZZY").await.unwrap();
         assert!(refused.starts_with('5'), "{refused}");
         let to = "bob@example.net";
-        let reply = smtp.send("alice@example.org", to, &e2e::scenario::smtp::message("chart-1", to)).await.unwrap();
+        let message = e2e::scenario::smtp::message("chart-1", to);
+        let reply = e2e::scenario::smtp::send(&mut smtp, "alice@example.org", to, &message).await.unwrap();
         assert!(reply.starts_with("250"), "{reply}");
         let text = server
             .metrics_when("the queue goes into Retry", Duration::from_secs(60), |t| {
