@@ -135,14 +135,14 @@ fn sent_lines(server: &TransportProcess) -> Vec<String> {
 fn a_hop_that_offers_chunking_gets_bdat_and_one_that_does_not_gets_data() {
     // client → A → B (a transport server: CHUNKING, BINARYMIME) → smtp-sink (neither).
     let sink = Sink::start();
-    let logged = "    protocolLogging: true\n".to_string();
+    let logged = || edit(|f| f.send_connectors[0].protocol_logging = true);
     let b = start_transport(&TransportSetup {
         smart_host: Some(sink.addr),
-        extra_send: logged.clone(),
+        edit: logged(),
         server_name: Some("test-b".into()),
         ..Default::default()
     });
-    let a = start_transport(&TransportSetup { smart_host: Some(b.smtp), extra_send: logged, ..Default::default() });
+    let a = start_transport(&TransportSetup { smart_host: Some(b.smtp), edit: logged(), ..Default::default() });
 
     // 200 KB with lines that start with a dot: more than one chunk, and what DATA
     // would have to dot-stuff goes as it is.
@@ -190,7 +190,7 @@ fn python_smtplib_sends_smtputf8_and_it_is_relayed_with_smtputf8() {
     let dead = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let b = start_transport(&TransportSetup {
         smart_host: Some(dead),
-        extra_receive: "    protocolLogging: true\n".into(),
+        edit: edit(|f| f.receive_connectors[0].settings.protocol_logging = true),
         server_name: Some("test-b".into()),
         ..Default::default()
     });
