@@ -94,15 +94,12 @@ fn one(
         testkit::port::free_addr(),
         testkit::port::free_addr(),
     );
-    let relay = |to: std::net::SocketAddr| {
-        format!("  - name: Outbound\n    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    smartHosts: [\"{to}\"]\n")
-    };
     // B offers CHUNKING only in the BDAT run: A uses what its next hop offers.
-    let b_text = config_named("bench-b", &dir.join("b"), b_smtp, b_admin, &relay(sink.addr), "")
-        .replace("    allowRelay: true\n", &format!("    allowRelay: true\n    chunkingEnabled: {bdat}\n"));
-    let a_text = config_named("bench-a", &dir.join("a"), a_smtp, a_admin, &relay(b_smtp), "");
-    let mut b = Transport::with_config(&dir.join("b"), b_smtp, b_admin, &b_text)?;
-    let mut a = Transport::with_config(&dir.join("a"), a_smtp, a_admin, &a_text)?;
+    let mut b_file = config_named("bench-b", &dir.join("b"), b_smtp, b_admin, Some(sink.addr));
+    b_file.receive_connectors[0].settings.chunking_enabled = Some(bdat);
+    let a_file = config_named("bench-a", &dir.join("a"), a_smtp, a_admin, Some(b_smtp));
+    let mut b = Transport::with_config(&dir.join("b"), b_smtp, b_admin, &b_file)?;
+    let mut a = Transport::with_config(&dir.join("a"), a_smtp, a_admin, &a_file)?;
     b.start()?;
     a.start()?;
     let before = sink.count();

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use testkit::sink::CountingSink;
+use transport::config::{AddressSpace, DnsSettings, SendConnector, TransportFile};
 
 /// The answers' TTL: longer than a run, so a domain is asked for once.
 const TTL_SECS: u32 = 300;
@@ -182,16 +183,18 @@ impl Drop for Tarpit {
     }
 }
 
-/// The server's configuration: one send connector routing by MX to `port`.
-fn config(dir: &Path, smtp: SocketAddr, admin: SocketAddr, dns: SocketAddr, port: u16) -> String {
-    let send = format!(
-        "  - name: Internet
-    addressSpaces: [{{domain: \"*\", cost: 1}}]
-    dnsRouting: true
-    port: {port}
-"
-    );
-    crate::transport::config_with(dir, smtp, admin, &send, &format!("dns: {{nameservers: [\"{dns}\"]}}\n"))
+/// The server's configuration: one send connector routing by MX (asking `dns`) to `port`.
+fn config(dir: &Path, smtp: SocketAddr, admin: SocketAddr, dns: SocketAddr, port: u16) -> TransportFile {
+    let mut file = crate::transport::config_named("bench-0", dir, smtp, admin, None);
+    file.send_connectors.push(SendConnector {
+        name: "Internet".into(),
+        address_spaces: vec![AddressSpace { domain: "*".into(), cost: Some(1) }],
+        dns_routing: true,
+        port: Some(port),
+        ..Default::default()
+    });
+    file.dns = Some(DnsSettings { nameservers: vec![dns] });
+    file
 }
 
 /// One pass: the messages sent, the live ones awaited at the sink.

@@ -293,7 +293,12 @@ fn run_all(o: Options) -> Result<()> {
         postfix_master_cf: postfix::master_cf(postfix_smtp),
         // Every address the sink's: the placeholder below then stands for each
         // (the ports change per run).
-        transport_config: transport::config(Path::new("$TMP/transport"), sink_addr, sink_addr, sink_addr),
+        transport_config: testkit::config_file::config_text(&transport::config(
+            Path::new("$TMP/transport"),
+            sink_addr,
+            sink_addr,
+            sink_addr,
+        )),
         wall_secs: 0.0,
     };
     // Placeholders for ports that change per run.
@@ -418,22 +423,22 @@ fn run_shadowed(tmp: &Path, sink: &mut CountingSink, load: &Load, rep: u32) -> R
     let token = dir.join("peer-token");
     std::fs::write(&token, "bench-peers")?;
     let channels = [testkit::port::free_addr(), testkit::port::free_addr()];
-    let send = format!(
-        "  - name: Outbound\n    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    smartHosts: [\"{}\"]\n",
-        sink.addr
-    );
     let mut servers = Vec::new();
     for (i, name) in ["bench-a", "bench-b"].into_iter().enumerate() {
         let (peer, peer_channel) = if i == 0 { ("bench-b", channels[1]) } else { ("bench-a", channels[0]) };
-        let extra = format!(
-            "shadow:\n  bind: \"{}\"\n  tokenFile: {}\n  peers: [{{name: {peer}, address: \"{peer_channel}\"}}]\n",
-            channels[i],
-            token.display()
-        );
         let server_dir = dir.join(name);
         let (smtp, admin) = (testkit::port::free_addr(), testkit::port::free_addr());
-        let text = transport::config_named(name, &server_dir, smtp, admin, &send, &extra);
-        servers.push(transport::Transport::with_config(&server_dir, smtp, admin, &text)?);
+        let mut file = transport::config_named(name, &server_dir, smtp, admin, Some(sink.addr));
+        file.shadow = Some(::transport::config::ShadowChannel {
+            bind: channels[i],
+            token_file: token.clone(),
+            peers: vec![::transport::config::ShadowPeer {
+                name: peer.into(),
+                address: peer_channel.to_string(),
+                leaving: false,
+            }],
+        });
+        servers.push(transport::Transport::with_config(&server_dir, smtp, admin, &file)?);
     }
     servers[1].start()?;
     let (pid, _) = servers[0].start()?;

@@ -8,7 +8,7 @@
 //! server's), spread over ten days; then a server is started on that log folder and
 //! each query is timed through its admin API (`GET /v1/messagetracking`).
 use crate::scale::http_get;
-use crate::transport::{config_with, Transport};
+use crate::transport::{config, Transport};
 use crate::Load;
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use testkit::sink::CountingSink;
 use transport::api::TrackingEvent;
 use transport::clock::ManualClock;
+use transport::config::LoggingSettings;
 use transport::envelope::{Address, Envelope, MessageId, Origin, Recipient};
 use transport::logs::{LogSettings, TrackingLog, TrackingSettings, TrackingSource};
 
@@ -87,14 +88,12 @@ pub fn run(tmp: &Path, sink: &mut CountingSink, load: &Load, reps: u32, records:
 
 fn cost(tmp: &Path, sink: &mut CountingSink, load: &Load, rep: u32, tracking: bool) -> Result<CostRun> {
     let dir = tmp.join(format!("tracking-cost-{tracking}-{rep}"));
-    let send = format!(
-        "  - name: Outbound\n    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    smartHosts: [\"{}\"]\n",
-        sink.addr
-    );
-    let extra = if tracking { "" } else { "logging: {messageTrackingLogEnabled: false}\n" };
     let (smtp, admin) = (testkit::port::free_addr(), testkit::port::free_addr());
-    let text = config_with(&dir, smtp, admin, &send, extra);
-    let mut server = Transport::with_config(&dir, smtp, admin, &text)?;
+    let mut file = config(&dir, smtp, admin, sink.addr);
+    if !tracking {
+        file.logging = Some(LoggingSettings { message_tracking_log_enabled: Some(false), ..Default::default() });
+    }
+    let mut server = Transport::with_config(&dir, smtp, admin, &file)?;
     let (pid, _) = server.start()?;
     let run = crate::measure(sink, server.smtp, load, crate::Target::Transport, rep, Some(pid));
     server.stop()?;
@@ -151,10 +150,9 @@ fn search(tmp: &Path, records: u64, out: &mut Tracking) -> Result<()> {
     out.log_bytes = dir_size(&log_dir.join("MessageTracking"));
     drop(log);
 
-    let send = "  - name: Outbound\n    addressSpaces: [{domain: \"*\", cost: 1}]\n    smartHosts: [\"127.0.0.1:9\"]\n";
     let (smtp, admin) = (testkit::port::free_addr(), testkit::port::free_addr());
-    let text = config_with(&dir, smtp, admin, send, "");
-    let mut server = Transport::with_config(&dir, smtp, admin, &text)?;
+    let discard = "127.0.0.1:9".parse().expect("an address");
+    let mut server = Transport::with_config(&dir, smtp, admin, &config(&dir, smtp, admin, discard))?;
     server.start()?;
     let middle = messages / 2;
     let queries = [

@@ -1,12 +1,14 @@
 //! The transport server (release build) as a process with a config the bench
-//! writes: one receive connector, one send connector to the sink, full
-//! durability (nothing to configure: a message is answered 250 only after its
-//! queue commit is fsynced).
+//! builds (the test kit's [`TransportSetup`], never YAML joined from strings): one
+//! receive connector, one send connector to the sink, full durability (nothing to
+//! configure: a message is answered 250 only after its queue commit is fsynced).
+use ::transport::config::TransportFile;
 use anyhow::{bail, Context, Result};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use testkit::config_file::{edit, write_config_file, Placement, TransportSetup};
 
 pub struct Transport {
     pub dir: PathBuf,
@@ -16,50 +18,30 @@ pub struct Transport {
     child: Option<Child>,
 }
 
-/// The configuration file the bench writes (printed into the results as is).
-pub fn config(dir: &Path, smtp: SocketAddr, admin: SocketAddr, next_hop: SocketAddr) -> String {
-    let send = format!(
-        "  - name: Outbound
-    addressSpaces: [{{domain: \"*\", cost: 1}}]
-    smartHosts: [\"{next_hop}\"]
-"
-    );
-    config_with(dir, smtp, admin, &send, "")
+/// The configuration the bench gives its server (printed into the results).
+pub fn config(dir: &Path, smtp: SocketAddr, admin: SocketAddr, next_hop: SocketAddr) -> TransportFile {
+    config_named("bench-0", dir, smtp, admin, Some(next_hop))
 }
 
-/// The bench's server with other send connectors (YAML list items) and more
-/// top-level settings (`extra`).
-pub fn config_with(dir: &Path, smtp: SocketAddr, admin: SocketAddr, send_connectors: &str, extra: &str) -> String {
-    config_named("bench-0", dir, smtp, admin, send_connectors, extra)
-}
-
-/// [`config_with`] for server `name` (servers that know each other need names of their own).
+/// Server `name` (servers that know each other need names of their own) in `dir`: SMTP on
+/// `smtp` for loopback clients, which may relay; the admin API on `admin`; everything
+/// relayed to `next_hop`, or no send connector without one (the caller adds its own).
 pub fn config_named(
     name: &str,
     dir: &Path,
     smtp: SocketAddr,
     admin: SocketAddr,
-    send_connectors: &str,
-    extra: &str,
-) -> String {
-    format!(
-        "serverName: {name}
-fqdn: transport.bench.invalid
-queueDirectory: {q}
-logDirectory: {l}
-receiveConnectors:
-  - name: Default
-    bind: {smtp}
-    remoteIPRanges: [\"127.0.0.0/8\"]
-    allowRelay: true
-    # 100 sessions come from one address (default 20).
-    maxInboundConnectionPerSource: 1000
-sendConnectors:
-{send_connectors}{extra}admin: {{bind: \"{admin}\"}}
-",
-        q = dir.join("queue").display(),
-        l = dir.join("log").display(),
-    )
+    next_hop: Option<SocketAddr>,
+) -> TransportFile {
+    let setup = TransportSetup {
+        server_name: Some(name.into()),
+        fqdn: Some("transport.bench.invalid".into()),
+        smart_host: next_hop,
+        // 100 sessions come from one address (default 20).
+        edit: edit(|f| f.receive_connectors[0].settings.max_inbound_connection_per_source = Some(1000)),
+        ..Default::default()
+    };
+    setup.config_file(&Placement { dir, smtp, admin: Some(admin), token_file: None })
 }
 
 impl Transport {
@@ -68,10 +50,10 @@ impl Transport {
     }
 
     /// A server with a configuration of the caller's (listening on `smtp` and `admin`).
-    pub fn with_config(dir: &Path, smtp: SocketAddr, admin: SocketAddr, text: &str) -> Result<Transport> {
+    pub fn with_config(dir: &Path, smtp: SocketAddr, admin: SocketAddr, file: &TransportFile) -> Result<Transport> {
         std::fs::create_dir_all(dir)?;
         let config_path = dir.join("transport.yaml");
-        std::fs::write(&config_path, text)?;
+        write_config_file(&config_path, file);
         Ok(Transport { dir: dir.to_path_buf(), smtp, admin, config: config_path, child: None })
     }
 

@@ -1022,14 +1022,14 @@ impl Server {
     async fn start() -> Server {
         let dir = tempfile::tempdir().unwrap();
         let (smtp, admin, dead) = (free_loopback_addr(), free_loopback_addr(), free_loopback_addr());
-        let config = format!(
-            "serverName: chart-0\nfqdn: chart.test.invalid\nqueueDirectory: {q}\nlogDirectory: {l}\n\
-             receiveConnectors:\n  - name: Default\n    bind: {smtp}\n    remoteIPRanges: [\"127.0.0.0/8\"]\n    allowRelay: true\n\
-             sendConnectors:\n  - name: Outbound\n    addressSpaces: [{{domain: \"*\", cost: 1}}]\n    smartHosts: [\"{dead}\"]\n\
-             admin: {{bind: \"{admin}\"}}\n",
-            q = dir.path().join("queue").display(),
-            l = dir.path().join("log").display(),
-        );
+        let setup = testkit::TransportSetup {
+            server_name: Some("chart-0".into()),
+            fqdn: Some("chart.test.invalid".into()),
+            smart_host: Some(dead),
+            ..Default::default()
+        };
+        let at = testkit::config_file::Placement { dir: dir.path(), smtp, admin: Some(admin), token_file: None };
+        let config = testkit::config_file::config_text(&setup.config_file(&at));
         let path = dir.path().join("transport.yaml");
         std::fs::write(&path, &config).unwrap();
         let file = transport::config::TransportFile::load(&path).expect("a valid configuration");
@@ -1116,12 +1116,13 @@ fn running_server_metrics() -> String {
     runtime.block_on(async {
         let server = Server::start().await;
         server.metrics_when("the admin API answers", Duration::from_secs(30), |_| true).await;
-        let (mut smtp, banner) = e2e::scenario::smtp::Smtp::connect(server.smtp).await.expect("connect");
+        let (mut smtp, banner) = testkit::AsyncSmtpClient::connect(server.smtp).await.expect("connect");
         assert!(banner.starts_with("220"), "{banner}");
         let refused = smtp.cmd("XYZZY").await.unwrap();
         assert!(refused.starts_with('5'), "{refused}");
         let to = "bob@example.net";
-        let reply = smtp.send("alice@example.org", to, &e2e::scenario::smtp::message("chart-1", to)).await.unwrap();
+        let message = e2e::scenario::smtp::message("chart-1", to);
+        let reply = e2e::scenario::smtp::send(&mut smtp, "alice@example.org", to, &message).await.unwrap();
         assert!(reply.starts_with("250"), "{reply}");
         let text = server
             .metrics_when("the queue goes into Retry", Duration::from_secs(60), |t| {

@@ -1,42 +1,47 @@
 //! The config file of a test server: a [`TransportFile`] built from [`TransportSetup`],
 //! written by serializing it (never YAML joined from strings).
 //!
-//! A test's own settings come as YAML fragments as a user writes them (`extra_receive`,
-//! `extra_send`, `extra`); each is parsed and merged into the file's structure, and the
-//! whole is read once as a `TransportFile`, so a fragment naming a wrong field fails with
-//! the field's path.
+//! The setup's knobs give what most test servers share (a relay from loopback to a smart
+//! host or by MX, a mailbox hop, the admin API); a test's own settings are typed changes
+//! to the file (`edit`), so a setting in the wrong place does not compile, and a value
+//! out of range fails validation naming its field.
 use serde_json::json;
-use serde_yaml::{Mapping, Value};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use transport::config::TransportFile;
+use transport::config::{AcceptedDomain, AcceptedDomainType, ReceiveConnector, ReceiveSettings, TransportFile};
 
 /// Knobs for the config file a test server gets.
 #[derive(Default)]
 pub struct TransportSetup {
+    /// The Outbound send connector's smart host. Without a smart host or `dns_routing`,
+    /// the server has no send connector: it takes mail for its accepted domains only (an
+    /// MX host of a test).
     pub smart_host: Option<SocketAddr>,
     pub dns_routing: bool,
     /// The send connector's port (for MX hosts and smart hosts without one).
     pub connector_port: Option<u16>,
     pub nameserver: Option<SocketAddr>,
     pub mailbox: Option<SocketAddr>,
-    /// The Default receive connector's `remoteIPRanges` (a YAML list); all of
-    /// 127.0.0.0/8 when `None`.
-    pub remote_ip_ranges: Option<String>,
-    /// More receive connectors (YAML list items), or more settings of the Default one (YAML
-    /// keys, indented as list item keys).
-    pub extra_receive: String,
-    /// More settings of the Outbound send connector (YAML, indented as list item keys).
-    pub extra_send: String,
     /// The queue directory, instead of `queue` in the server's folder.
     pub queue_directory: Option<PathBuf>,
-    /// More top-level settings (YAML).
-    pub extra: String,
     /// Serve the admin API on a free loopback port, with this token if given.
     pub admin: bool,
     pub token: Option<String>,
     /// `serverName` (default `test-0`).
     pub server_name: Option<String>,
+    /// `fqdn`, the name of the banner, EHLO and Received headers (default `relay.test.invalid`).
+    pub fqdn: Option<String>,
+    /// Typed changes to the file, made last (see [`edit`]); the file is validated again
+    /// after them.
+    pub edit: Option<Edit>,
+}
+
+/// A typed change to a test server's file.
+pub type Edit = Box<dyn Fn(&mut TransportFile) + Send + Sync>;
+
+/// `change` as a [`TransportSetup::edit`]: `edit: edit(|f| f.max_outbound_connections = Some(4))`.
+pub fn edit(change: impl Fn(&mut TransportFile) + Send + Sync + 'static) -> Option<Edit> {
+    Some(Box::new(change))
 }
 
 /// Where a server of a [`TransportSetup`] lives: its folder and its addresses.
@@ -49,106 +54,78 @@ pub struct Placement<'a> {
 }
 
 impl TransportSetup {
-    /// The config file of a server of this setup placed at `at`; panics naming the fragment
-    /// or field that is wrong (a test's own mistake).
+    /// The config file of a server of this setup placed at `at`; panics naming the field
+    /// that is wrong (a test's own mistake).
     pub fn config_file(&self, at: &Placement) -> TransportFile {
-        let ranges = self
-            .remote_ip_ranges
-            .as_deref()
-            .map_or_else(|| json!(["127.0.0.0/8"]), |text| to_json(fragment("remote_ip_ranges", text)));
-        let mut outbound = json!({"name": "Outbound", "addressSpaces": [{"domain": "*", "cost": 1}]});
-        if let Some(h) = self.smart_host {
-            outbound["smartHosts"] = json!([h.to_string()]);
-        }
-        if self.dns_routing {
-            outbound["dnsRouting"] = json!(true);
-        }
-        if let Some(port) = self.connector_port {
-            outbound["port"] = json!(port);
-        }
         let mut file = json!({
             "serverName": self.server_name.as_deref().unwrap_or("test-0"),
-            "fqdn": "relay.test.invalid",
+            "fqdn": self.fqdn.as_deref().unwrap_or("relay.test.invalid"),
             "queueDirectory": self.queue_directory.clone().unwrap_or_else(|| at.dir.join("queue")),
             "logDirectory": at.dir.join("log"),
             "receiveConnectors": [{
-                "name": "Default", "bind": at.smtp.to_string(), "remoteIPRanges": ranges, "allowRelay": true,
+                "name": "Default", "bind": at.smtp.to_string(), "remoteIPRanges": ["127.0.0.0/8"], "allowRelay": true,
             }],
         });
-        let mut file = to_yaml(file.take());
-        let mut outbound = to_yaml(outbound);
-        merge(&mut outbound, fragment("extra_send", &unindent(&self.extra_send)));
-        let root = file.as_mapping_mut().expect("a mapping");
-        let receive = root.get_mut("receiveConnectors").and_then(Value::as_sequence_mut).expect("a list");
-        match fragment("extra_receive", &unindent(&self.extra_receive)) {
-            Value::Sequence(more) => receive.extend(more),
-            more => merge(&mut receive[0], more),
+        if self.smart_host.is_some() || self.dns_routing {
+            let mut outbound = json!({"name": "Outbound", "addressSpaces": [{"domain": "*", "cost": 1}]});
+            if let Some(h) = self.smart_host {
+                outbound["smartHosts"] = json!([h.to_string()]);
+            }
+            if self.dns_routing {
+                outbound["dnsRouting"] = json!(true);
+            }
+            if let Some(port) = self.connector_port {
+                outbound["port"] = json!(port);
+            }
+            file["sendConnectors"] = json!([outbound]);
         }
-        root.insert("sendConnectors".into(), Value::Sequence(vec![outbound]));
         if let Some(ns) = self.nameserver {
-            root.insert("dns".into(), to_yaml(json!({"nameservers": [ns.to_string()]})));
+            file["dns"] = json!({"nameservers": [ns.to_string()]});
         }
         if let Some(m) = self.mailbox {
-            root.insert("mailboxDelivery".into(), to_yaml(json!({"host": m.to_string()})));
-            root.insert(
-                "transportConfig".into(),
-                to_yaml(json!({
-                    "acceptedDomains": [{"domain": "local.test", "type": "Authoritative"}],
-                    "postmaster": "postmaster@local.test",
-                })),
-            );
+            file["mailboxDelivery"] = json!({"host": m.to_string()});
+            file["transportConfig"] =
+                json!({"acceptedDomains": authoritative(&["local.test"]), "postmaster": "postmaster@local.test"});
         }
         if let Some(a) = at.admin {
-            let mut admin = json!({"bind": a.to_string()});
+            file["admin"] = json!({"bind": a.to_string()});
             if let Some(token_file) = at.token_file {
-                admin["tokenFile"] = json!(token_file);
+                file["admin"]["tokenFile"] = json!(token_file);
             }
-            root.insert("admin".into(), to_yaml(admin));
         }
-        merge(&mut file, fragment("extra", &self.extra));
-        let text = serde_yaml::to_string(&file).expect("YAML of a mapping");
-        TransportFile::from_yaml_str(&text).unwrap_or_else(|e| panic!("the test's config is invalid:\n{e}\n{text}"))
+        // Read as a user's file is (YAML text), so the checks are the server's own.
+        let text = serde_yaml::to_string(&file).expect("YAML of JSON");
+        let mut file = TransportFile::from_yaml_str(&text)
+            .unwrap_or_else(|e| panic!("the test's config is invalid:\n{e}\n{text}"));
+        if let Some(change) = &self.edit {
+            change(&mut file);
+            file.validate().unwrap_or_else(|e| panic!("the test's edited config is invalid:\n{e}\n{file:#?}"));
+        }
+        file
     }
+}
+
+/// `domains` as Authoritative accepted domains: their mail goes to the mailbox hop.
+pub fn authoritative(domains: &[&str]) -> Vec<AcceptedDomain> {
+    domains
+        .iter()
+        .map(|d| AcceptedDomain { domain: d.to_string(), domain_type: AcceptedDomainType::Authoritative })
+        .collect()
+}
+
+/// A receive connector `name` on `bind` with `settings`, without STARTTLS.
+pub fn receive_connector(name: &str, bind: SocketAddr, settings: ReceiveSettings) -> ReceiveConnector {
+    ReceiveConnector { name: name.into(), bind, settings, tls: None }
+}
+
+/// `file` as the YAML text of a config file.
+pub fn config_text(file: &TransportFile) -> String {
+    serde_yaml::to_string(file).expect("a TransportFile serializes")
 }
 
 /// Writes `file` to `path` as YAML.
 pub fn write_config_file(path: &Path, file: &TransportFile) {
-    let text = serde_yaml::to_string(file).expect("a TransportFile serializes");
-    std::fs::write(path, text).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-/// A YAML fragment of a setup; `Null` when empty.
-fn fragment(what: &str, text: &str) -> Value {
-    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{what} is not YAML ({e}):\n{text}"))
-}
-
-/// The keys of a list item written at its place in a file (indented by four spaces) as a
-/// mapping of its own.
-fn unindent(text: &str) -> String {
-    let indent = text.lines().find(|l| !l.trim().is_empty()).map_or(0, |l| l.len() - l.trim_start().len());
-    text.lines().map(|l| l.get(indent..).unwrap_or(l.trim_start())).collect::<Vec<_>>().join("\n")
-}
-
-/// `more`'s keys over `base`'s (nothing when `more` is empty).
-fn merge(base: &mut Value, more: Value) {
-    match more {
-        Value::Null => {}
-        Value::Mapping(more) => {
-            let base: &mut Mapping = base.as_mapping_mut().expect("a mapping");
-            for (k, v) in more {
-                base.insert(k, v);
-            }
-        }
-        other => panic!("a YAML mapping was expected, got {other:?}"),
-    }
-}
-
-fn to_yaml(v: serde_json::Value) -> Value {
-    serde_yaml::to_value(v).expect("JSON is YAML")
-}
-
-fn to_json(v: Value) -> serde_json::Value {
-    serde_json::to_value(v).expect("a YAML list of strings is JSON")
+    std::fs::write(path, config_text(file)).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 #[cfg(test)]
@@ -179,34 +156,6 @@ mod tests {
     }
 
     #[test]
-    fn fragments_land_where_they_belong() {
-        let f = placed(&TransportSetup {
-            smart_host: Some("127.0.0.1:2526".parse().unwrap()),
-            extra_receive: "  - name: Tight\n    bind: 127.0.0.1:2600\n    allowRelay: true\n".into(),
-            extra_send: "    dnsRouting: false\n    smartHosts: [\"127.0.0.1:2700\"]\n".into(),
-            extra: "role: Edge\n".into(),
-            ..Default::default()
-        });
-        assert_eq!(f.receive_connectors.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["Default", "Tight"]);
-        assert_eq!(f.send_connectors[0].smart_hosts, ["127.0.0.1:2700"], "the fragment wins");
-        assert_eq!(f.role, transport::config::Role::Edge);
-    }
-
-    #[test]
-    fn keys_without_a_list_item_are_the_default_connectors() {
-        let f = placed(&TransportSetup {
-            extra_receive: "    protocolLogging: true\n    maxMessageSize: 64KB\n".into(),
-            ..relaying()
-        });
-        assert_eq!(f.receive_connectors.len(), 1);
-        let with_default = placed(&relaying());
-        assert_ne!(
-            serde_yaml::to_string(&f.receive_connectors[0]).unwrap(),
-            serde_yaml::to_string(&with_default.receive_connectors[0]).unwrap()
-        );
-    }
-
-    #[test]
     fn the_file_written_reads_back_the_same() {
         let setup = TransportSetup { mailbox: Some("127.0.0.1:2527".parse().unwrap()), ..relaying() };
         let f = placed(&setup);
@@ -219,8 +168,66 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "maxInboundConections")]
-    fn a_misspelt_field_names_itself() {
-        placed(&TransportSetup { extra: "maxInboundConections: 3\n".into(), ..relaying() });
+    fn a_receive_connector_is_added_as_built() {
+        let bind = "127.0.0.1:2600".parse().unwrap();
+        let settings = ReceiveSettings { allow_relay: true, max_protocol_errors: Some(3), ..Default::default() };
+        let f = placed(&TransportSetup {
+            edit: edit(move |f| f.receive_connectors.push(receive_connector("Tight", bind, settings.clone()))),
+            ..relaying()
+        });
+        let tight = &f.receive_connectors[1];
+        assert_eq!((tight.name.as_str(), tight.bind, tight.tls.is_none()), ("Tight", bind, true));
+        assert_eq!(tight.settings.max_protocol_errors, Some(3));
+        assert!(tight.settings.remote_ip_ranges.is_empty(), "everyone may connect");
+        let ranges =
+            f.receive_connectors[0].settings.remote_ip_ranges.iter().map(|r| r.to_string()).collect::<Vec<_>>();
+        assert_eq!(ranges, ["127.0.0.0/8"], "the Default connector's");
+    }
+
+    #[test]
+    fn an_edit_is_typed_made_last_and_checked() {
+        let f = placed(&TransportSetup {
+            edit: edit(|f| {
+                f.send_connectors[0].smart_hosts = vec!["127.0.0.1:2700".into()];
+                f.receive_connectors[0].settings.protocol_logging = true;
+                f.role = transport::config::Role::Edge;
+            }),
+            ..relaying()
+        });
+        assert_eq!(f.send_connectors[0].smart_hosts, ["127.0.0.1:2700"], "the edit wins over the knob");
+        assert!(f.receive_connectors[0].settings.protocol_logging);
+        assert_eq!(f.role, transport::config::Role::Edge);
+    }
+
+    #[test]
+    #[should_panic(expected = "receiveConnectors[0].maxRecipientsPerMessage")]
+    fn an_edit_that_breaks_the_file_names_the_field() {
+        placed(&TransportSetup {
+            edit: edit(|f| f.receive_connectors[0].settings.max_recipients_per_message = Some(0)),
+            ..relaying()
+        });
+    }
+
+    #[test]
+    fn without_a_next_hop_there_is_no_send_connector() {
+        let f = placed(&TransportSetup {
+            fqdn: Some("mx1.secure.test".into()),
+            mailbox: Some("127.0.0.1:2527".parse().unwrap()),
+            ..Default::default()
+        });
+        assert!(f.send_connectors.is_empty(), "{:?}", f.send_connectors);
+        assert_eq!(f.fqdn, "mx1.secure.test");
+        let dns = placed(&TransportSetup { dns_routing: true, connector_port: Some(2600), ..Default::default() });
+        assert_eq!((dns.send_connectors[0].dns_routing, dns.send_connectors[0].port), (true, Some(2600)));
+        assert_eq!(dns.fqdn, "relay.test.invalid", "the default");
+    }
+
+    #[test]
+    fn authoritative_domains_go_to_the_mailbox_hop() {
+        let f = placed(&TransportSetup { mailbox: Some("127.0.0.1:2527".parse().unwrap()), ..relaying() });
+        assert_eq!(f.transport_config.accepted_domains, authoritative(&["local.test"]));
+        let two = authoritative(&["a.test", "*.b.test"]);
+        assert_eq!(two.iter().map(|d| d.domain.as_str()).collect::<Vec<_>>(), ["a.test", "*.b.test"]);
+        assert!(two.iter().all(|d| d.domain_type == AcceptedDomainType::Authoritative));
     }
 }

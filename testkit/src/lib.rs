@@ -1,10 +1,12 @@
-//! Test support of kube-transport, one of each, for transport's integration tests, the e2e
-//! suites and the bench: the peers they need (Postfix's smtp-sink, found on PATH), an SMTP
-//! client that shows every reply, the `transport` binary as a process with its config file
-//! built from [`transport::config::TransportFile`], polling with a bound, and free ports.
+//! Test support of kube-transport, one of each, for transport's tests, the e2e suites and
+//! the bench: the peers they need (Postfix's smtp-sink, found on PATH), an SMTP client that
+//! shows every reply (blocking, and async for tests on tokio), the `transport` binary as a
+//! process with its config file built from [`transport::config::TransportFile`], polling
+//! with a bound, and free ports.
 //!
 //! A missing peer fails (never skips): a skipped test proves nothing.
 
+pub mod async_smtp_client;
 pub mod config_file;
 pub mod listener;
 pub mod peer;
@@ -14,6 +16,7 @@ pub mod sink;
 pub mod smtp_client;
 pub mod transport_process;
 
+pub use async_smtp_client::AsyncSmtpClient;
 pub use config_file::TransportSetup;
 pub use listener::{wait_for_listener, wait_for_smtp_ready};
 pub use peer::tool;

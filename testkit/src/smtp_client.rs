@@ -77,11 +77,9 @@ pub fn read_reply(r: &mut impl Read) -> std::io::Result<String> {
         line.push(b[0]);
         if b[0] == b'\n' {
             let text = String::from_utf8_lossy(&line).trim_end().to_string();
-            // `250-` continues, `250 ` (or a line too short to say) ends the reply.
-            let last = text.len() < 4 || text.as_bytes()[3] != b'-';
             all.push_str(&text);
             line.clear();
-            if last {
+            if ends_reply(&text) {
                 return Ok(all);
             }
             all.push('\n');
@@ -89,15 +87,23 @@ pub fn read_reply(r: &mut impl Read) -> std::io::Result<String> {
     }
 }
 
-/// A message (CRLF lines) as sent after DATA: lines starting with `.` dot-stuffed, ended by
-/// the lone dot.
+/// Whether a reply line (without its line end) is the last of its reply: `250-` continues,
+/// `250 ` (or a line too short to say) ends it.
+pub fn ends_reply(line: &str) -> bool {
+    line.len() < 4 || line.as_bytes()[3] != b'-'
+}
+
+/// A message (CRLF lines) as sent after DATA: lines starting with `.` dot-stuffed, a CRLF
+/// after the last line if it has none, then the lone dot.
 pub fn data_block(message: &str) -> String {
     let mut body = String::new();
-    for line in message.split("\r\n") {
+    for line in message.split_inclusive("\r\n") {
         if line.starts_with('.') {
             body.push('.');
         }
         body.push_str(line);
+    }
+    if !message.ends_with("\r\n") {
         body.push_str("\r\n");
     }
     body.push_str(".\r\n");
@@ -139,5 +145,16 @@ mod tests {
     #[test]
     fn leading_dots_are_stuffed_and_the_block_ends_with_a_dot() {
         assert_eq!(data_block("Subject: x\r\n\r\n.hidden\r\nlast"), "Subject: x\r\n\r\n..hidden\r\nlast\r\n.\r\n");
+        // A last line with its CRLF gets no second one (no empty line is added).
+        assert_eq!(data_block("Subject: x\r\n\r\n.\r\nlast\r\n"), "Subject: x\r\n\r\n..\r\nlast\r\n.\r\n");
+        assert_eq!(data_block(""), "\r\n.\r\n");
+    }
+
+    #[test]
+    fn a_dash_after_the_code_continues_a_reply() {
+        assert!(!ends_reply("250-relay.test"));
+        assert!(ends_reply("250 8BITMIME"));
+        assert!(ends_reply("250"), "too short to continue");
+        assert!(ends_reply(""));
     }
 }

@@ -78,7 +78,7 @@ fn stopped_server_delivers_nothing_until_started() {
     let port = free_port();
     let t = with_admin(TransportSetup {
         smart_host: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-        extra: "retry: {queueGlitchRetryInterval: \"00:00:01\"}\n".into(),
+        edit: edit(|f| f.retry.queue_glitch_retry_interval = Some(TimeSpan::from_secs(1))),
         ..Default::default()
     });
     assert!(send(t.smtp, "a@example.org", "b@example.net", "held").starts_with("250"));
@@ -145,7 +145,7 @@ fn draining_delivers_what_is_queued() {
     let port = free_port();
     let t = with_admin(TransportSetup {
         smart_host: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-        extra: "retry: {queueGlitchRetryInterval: \"00:00:01\"}\n".into(),
+        edit: edit(|f| f.retry.queue_glitch_retry_interval = Some(TimeSpan::from_secs(1))),
         ..Default::default()
     });
     for i in 0..5 {
@@ -170,7 +170,10 @@ fn queue_and_message_actions_with_their_refusals() {
     let t = with_admin(TransportSetup {
         smart_host: Some(format!("127.0.0.1:{port}").parse().unwrap()),
         mailbox: Some(mailbox.addr),
-        extra: "retry: {queueGlitchRetryInterval: \"01:00:00\", queueGlitchRetryCount: 4}\n".into(),
+        edit: edit(|f| {
+            f.retry.queue_glitch_retry_interval = Some(TimeSpan::from_hours(1));
+            f.retry.queue_glitch_retry_count = Some(4);
+        }),
         ..Default::default()
     });
     for tag in ["one", "two", "three"] {
@@ -281,7 +284,7 @@ fn redirect_message_moves_500_queued_messages_to_another_server() {
     let dead = free_port();
     let a = with_admin(TransportSetup {
         smart_host: Some(format!("127.0.0.1:{dead}").parse().unwrap()),
-        extra: "retry: {queueGlitchRetryInterval: \"01:00:00\"}\n".into(),
+        edit: edit(|f| f.retry.queue_glitch_retry_interval = Some(TimeSpan::from_hours(1))),
         ..Default::default()
     });
     let out = Command::new(source_tool)
@@ -339,8 +342,12 @@ fn admin_api_needs_the_token() {
 fn reload_changes_the_retry_interval_of_a_queue_already_in_retry() {
     let port = free_port();
     let hop: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let retry = "retry: {queueGlitchRetryCount: 0, transientFailureRetryCount: 0, outboundConnectionFailureRetryInterval: \"01:00:00\"}\n";
-    let t = with_admin(TransportSetup { smart_host: Some(hop), extra: retry.into(), ..Default::default() });
+    let retry = edit(|f| {
+        f.retry.queue_glitch_retry_count = Some(0);
+        f.retry.transient_failure_retry_count = Some(0);
+        f.retry.outbound_connection_failure_retry_interval = Some(TimeSpan::from_hours(1));
+    });
+    let t = with_admin(TransportSetup { smart_host: Some(hop), edit: retry, ..Default::default() });
     assert!(send(t.smtp, "a@example.org", "b@example.net", "reload").starts_with("250"));
     let before = eventually(Duration::from_secs(10), "queue in Retry", || {
         let queues = t.admin(|c| async move { c.queues().await }).ok()?;
@@ -392,7 +399,10 @@ fn replay_directory_submits_eml_files_and_renames_bad_ones() {
     std::fs::create_dir_all(&replay).unwrap();
     let t = with_admin(TransportSetup {
         smart_host: Some(sink.addr),
-        extra: format!("replayDirectory: {}\n", replay.display()),
+        edit: {
+            let replay = replay.clone();
+            edit(move |f| f.replay_directory = Some(replay.clone()))
+        },
         ..Default::default()
     });
     std::fs::write(
@@ -415,7 +425,7 @@ fn a_message_that_crashes_processing_twice_goes_to_poison_and_can_be_exported() 
     let sink = Sink::start();
     let t = with_admin(TransportSetup {
         smart_host: Some(sink.addr),
-        extra: "retry: {messageRetryInterval: \"00:00:01\"}\n".into(),
+        edit: edit(|f| f.retry.message_retry_interval = Some(TimeSpan::from_secs(1))),
         ..Default::default()
     });
     let mut c = session(t.smtp);
@@ -468,7 +478,7 @@ fn stored_messages_metric_counts_what_a_restart_recovers() {
     let port = free_port();
     let t = with_admin(TransportSetup {
         smart_host: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-        extra: "retry: {queueGlitchRetryInterval: \"01:00:00\"}\n".into(),
+        edit: edit(|f| f.retry.queue_glitch_retry_interval = Some(TimeSpan::from_hours(1))),
         ..Default::default()
     });
     assert_eq!(t.metric("transport_queue_stored_messages"), Some(0.0));
@@ -485,7 +495,7 @@ fn transportctl_speaks_exchange() {
     let t = with_admin(TransportSetup {
         smart_host: Some(format!("127.0.0.1:{port}").parse().unwrap()),
         token: Some("ctl-token".into()),
-        extra: "retry: {queueGlitchRetryInterval: \"01:00:00\"}\n".into(),
+        edit: edit(|f| f.retry.queue_glitch_retry_interval = Some(TimeSpan::from_hours(1))),
         ..Default::default()
     });
     let token_file = t.dir.join("token");
@@ -544,7 +554,7 @@ fn get_message_pages_with_a_bookmark_and_filters() {
     let port = free_port();
     let t = with_admin(TransportSetup {
         smart_host: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-        extra: "retry: {queueGlitchRetryInterval: \"01:00:00\"}\n".into(),
+        edit: edit(|f| f.retry.queue_glitch_retry_interval = Some(TimeSpan::from_hours(1))),
         ..Default::default()
     });
     let source = tool("smtp-source", "postfix");

@@ -20,6 +20,8 @@ fn every_error_with_its_field_path_and_the_server_refuses_to_start() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("bad.yaml");
     let queue = dir.path().join("q");
+    // Written by hand, not built from a TransportFile: the file is wrong on purpose, as a
+    // user would write it.
     std::fs::write(
         &file,
         format!(

@@ -6,13 +6,14 @@
 use crate::support::inproc::read_logs;
 use crate::support::*;
 use std::time::Duration;
+use transport::config::TimeSpan;
 
 #[test]
 fn connectivity_log_and_event_2007_follow_a_hop_going_down_and_up() {
     let port = free_port();
     let server = start_transport(&TransportSetup {
         smart_host: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-        extra: "retry: {queueGlitchRetryInterval: \"00:00:01\"}\n".into(),
+        edit: edit(|f| f.retry.queue_glitch_retry_interval = Some(TimeSpan::from_secs(1))),
         ..Default::default()
     });
     let mut c = SmtpClient::connect(server.smtp).unwrap().0;
@@ -64,14 +65,11 @@ fn protocol_logs_record_both_directions_of_connectors_that_ask_for_it() {
     use crate::support::inproc::{t0, InProc};
     let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
-    let setup = TransportSetup {
-        server_name: Some("plog-0".into()),
-        smart_host: Some(sink.addr),
-        extra_receive: "    protocolLogging: true\n".into(),
-        extra_send: "    protocolLogging: true\n".into(),
-        ..Default::default()
-    };
+    let setup =
+        TransportSetup { server_name: Some("plog-0".into()), smart_host: Some(sink.addr), ..Default::default() };
     let mut file = setup.config_file(&Placement { dir: dir.path(), smtp: free_addr(), admin: None, token_file: None });
+    file.receive_connectors[0].settings.protocol_logging = true;
+    file.send_connectors[0].protocol_logging = true;
     file.receive_connectors[0].name = "Logged".into();
     file.receive_connectors[0].settings.remote_ip_ranges.clear();
     let server = InProc::start_file(&file, dir.path(), transport::clock::ManualClock::new(t0()));

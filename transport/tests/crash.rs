@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use transport::config::TimeSpan;
 
 #[test]
 fn every_acknowledged_message_survives_sigkill() {
@@ -13,7 +14,7 @@ fn every_acknowledged_message_survives_sigkill() {
     let sink = Sink::start();
     let mut server = start_transport(&TransportSetup {
         smart_host: Some(sink.addr),
-        extra: "retry: {queueGlitchRetryInterval: \"00:00:01\"}\n".into(),
+        edit: edit(|f| f.retry.queue_glitch_retry_interval = Some(TimeSpan::from_secs(1))),
         ..Default::default()
     });
 

@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use transport::config::TimeSpan;
 
 /// Kills per CI run (RELIABILITY.md quotes this number).
 const DEFAULT_KILLS: usize = 24;
@@ -144,11 +145,14 @@ fn random_sigkills_under_load_lose_no_acknowledged_message() {
     let setup = TransportSetup {
         smart_host: Some(sink.addr),
         admin: true,
-        // Without the Safety Net, which would keep delivered bodies: the spool folder
-        // must empty once the queue has (transport/tests/safety_net.rs covers it).
-        extra: format!("{}transportConfig: {{safetyNetHoldTime: \"00:00:00\"}}\n", retry_every(1)),
-        // Bound the outbound connections: the duplicate bound below depends on it.
-        extra_send: format!("    maxConcurrentConnections: {CONNECTIONS}\n"),
+        edit: edit(|f| {
+            f.retry = retry_every(1);
+            // Without the Safety Net, which would keep delivered bodies: the spool folder
+            // must empty once the queue has (transport/tests/safety_net.rs covers it).
+            f.transport_config.safety_net_hold_time = Some(TimeSpan::from_secs(0));
+            // Bound the outbound connections: the duplicate bound below depends on it.
+            f.send_connectors[0].max_concurrent_connections = Some(CONNECTIONS as u32);
+        }),
         ..Default::default()
     };
     let mut server = start_transport(&setup);

@@ -13,7 +13,7 @@
 //! The sender runs on a test clock; DNSSEC signatures are checked against the real time.
 use crate::support::dns::{DnsServer, Zone, ZoneKey};
 use crate::support::inproc::*;
-use crate::support::sts::*;
+use crate::support::sts::{self, *};
 use crate::support::*;
 use sha2::{Digest, Sha256, Sha512};
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,6 +21,7 @@ use std::path::Path;
 use std::time::Duration;
 use transport::api::{QueueStatus, TlsReportDomain};
 use transport::clock::ManualClock;
+use transport::config::{DaneMode, TransportFile};
 
 const CLEAR_MX: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const WAIT: Duration = Duration::from_secs(30);
@@ -129,9 +130,14 @@ struct World {
 }
 
 impl World {
-    /// `zones` builds the DNS from the hosts' certificates; `connector` is added to the
-    /// sender's send connector; `sts` publishes MTA-STS policies.
-    fn start(hosts: &[Host], zones: impl FnOnce(&Keys) -> Vec<Zone>, connector: &str, sts: &[(&str, String)]) -> World {
+    /// `zones` builds the DNS from the hosts' certificates; `dane` is the sender's send
+    /// connector's `dane`, when set; `sts` publishes MTA-STS policies.
+    fn start(
+        hosts: &[Host],
+        zones: impl FnOnce(&Keys) -> Vec<Zone>,
+        dane: Option<DaneMode>,
+        sts: &[(&str, String)],
+    ) -> World {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new();
         let port = free_port();
@@ -157,8 +163,9 @@ impl World {
             std::fs::write(queue.join(transport::delivery::mta_sts::PORT_FLAG), https.port.to_string()).unwrap();
             https
         });
-        let yaml = sender_config(dir.path(), dns.addr, port, reports.addr, &anchors, &ca, connector);
-        let sender = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+        let mut file = sender_file(dir.path(), dns.addr, port, reports.addr, &anchors, &ca);
+        file.send_connectors[0].dane = dane;
+        let sender = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
         World { _dir: dir, port, mailbox, clear, _hosts: started, reports, _dns: dns, _https: https, sender }
     }
 
@@ -206,53 +213,23 @@ fn over_tls_by(message: &SinkMessage, host: &str) -> bool {
 /// A transport server taking mail for the test domains on `host.ip`, with STARTTLS and
 /// the certificate made for it.
 fn start_host(dir: &Path, host: &Host, made: &Made, port: u16, mailbox: SocketAddr) -> InProc {
-    let at = dir.join(host.name);
-    std::fs::create_dir_all(&at).unwrap();
-    std::fs::write(at.join("tls.crt"), &made.chain_pem).unwrap();
-    std::fs::write(at.join("tls.key"), &made.key_pem).unwrap();
-    let yaml = format!(
-        "serverName: {name}\nfqdn: {name}\nqueueDirectory: {q}\n\
-         receiveConnectors:\n  - name: Default\n    bind: {ip}:{port}\n    \
-         tls: {{certificateFile: {crt}, keyFile: {key}}}\n\
-         mailboxDelivery: {{host: \"{mailbox}\"}}\n\
-         transportConfig:\n  acceptedDomains: [{{domain: \"*.test\", type: Authoritative}}]\n  \
-         postmaster: postmaster@{name}\n",
-        name = host.name,
-        ip = host.ip,
-        q = at.join("queue").display(),
-        crt = at.join("tls.crt").display(),
-        key = at.join("tls.key").display(),
-    );
-    InProc::start(&yaml, &at, ManualClock::new(t0()))
+    let bind = SocketAddr::new(host.ip.into(), port);
+    start_mx_host(&dir.join(host.name), host.name, (&made.chain_pem, &made.key_pem), bind, mailbox, &["*.test"])
 }
 
-/// The sender: MX routing on `port`, DNSSEC anchored at the `test.` key, the test CA
-/// trusted (MTA-STS), DSNs to alice at `reports`.
-fn sender_config(
+/// The sender of [`sts::sender_file`] (MX routing on `port`, the test CA trusted for
+/// MTA-STS, DSNs to alice at `reports`), its DNSSEC anchored at the `test.` key.
+fn sender_file(
     dir: &Path,
     dns: SocketAddr,
     port: u16,
     reports: SocketAddr,
     anchors: &Path,
     ca: &Path,
-    extra: &str,
-) -> String {
-    format!(
-        "serverName: sender\nfqdn: sender.test\nqueueDirectory: {q}\nlogDirectory: {l}\n\
-         receiveConnectors:\n  - name: Default\n    bind: 127.0.0.1:{smtp}\n    remoteIPRanges: [\"127.0.0.0/8\"]\n    \
-         allowRelay: true\n\
-         sendConnectors:\n  - name: Internet\n    addressSpaces: [{{domain: \"*\"}}]\n    dnsRouting: true\n    \
-         port: {port}\n    tlsCertificateAuthorities: {ca}\n{extra}\
-         mailboxDelivery: {{host: \"{reports}\"}}\n\
-         dns: {{nameservers: [\"{dns}\"]}}\n\
-         transportConfig:\n  acceptedDomains: [{{domain: local.test, type: Authoritative}}]\n  \
-         postmaster: postmaster@local.test\n  dnssecTrustAnchorFile: {anchors}\n",
-        q = dir.join("queue").display(),
-        l = dir.join("log").display(),
-        smtp = free_port(),
-        ca = ca.display(),
-        anchors = anchors.display(),
-    )
+) -> TransportFile {
+    let mut file = sts::sender_file(dir, free_addr(), dns, port, reports, ca);
+    file.transport_config.dnssec_trust_anchor_file = Some(anchors.to_path_buf());
+    file
 }
 
 /// TLSA association data: (usage, selector, matching, data).
@@ -309,7 +286,7 @@ fn dane_ee_delivers_over_tls_whatever_the_certificates_names_dates_or_issuer() {
             test = mx_with_tlsa(test, k, "wrongname.test", hosts[2].name, hosts[2].ip, &[spki_sha512]);
             k.zones(test, plain, bogus)
         },
-        "",
+        None,
         &[],
     );
     let cases =
@@ -341,7 +318,7 @@ fn a_certificate_matching_no_tlsa_record_is_deferred_never_sent_and_expires_to_a
             let test = mx_with_tlsa(Zone::new("test"), k, "mismatch.test", hosts[0].name, hosts[0].ip, &[other]);
             k.zones(test, plain, bogus)
         },
-        "",
+        None,
         &[],
     );
     w.send("bob@mismatch.test", "mismatch");
@@ -384,7 +361,7 @@ fn a_host_without_starttls_under_dane_is_deferred_never_sent_in_clear() {
             let test = mx_with_tlsa(Zone::new("test"), k, "nostarttls.test", "mx.nostarttls.test", CLEAR_MX, &[record]);
             k.zones(test, plain, bogus)
         },
-        "",
+        None,
         &[],
     );
     w.send("bob@nostarttls.test", "clear");
@@ -410,7 +387,7 @@ fn dane_ta_delivers_through_a_chain_to_the_anchor_for_the_mx_name_only() {
             test = mx_with_tlsa(test, k, "taname.test", hosts[1].name, hosts[1].ip, &[anchor(hosts[1].name)]);
             k.zones(test, plain, bogus)
         },
-        "",
+        None,
         &[],
     );
     w.send("bob@ta.test", "ta");
@@ -435,7 +412,7 @@ fn an_unsigned_zone_gets_no_dane_and_its_tlsa_records_are_not_applied() {
             let plain = mx_with_tlsa(Zone::new("plain.test"), k, "plain.test", "mx.plain.test", CLEAR_MX, &[record]);
             k.zones(Zone::new("test"), plain, bogus)
         },
-        "",
+        None,
         &[],
     );
     w.send("bob@plain.test", "plain");
@@ -459,7 +436,7 @@ fn bogus_signatures_defer_the_domain_or_the_mx_host() {
             let test = Zone::new("test").mx("viabogus.test", 10, hosts[0].name);
             k.zones(test, plain, bogus)
         },
-        "",
+        None,
         &[],
     );
     w.send("bob@bogus.test", "bogus");
@@ -488,7 +465,7 @@ fn tlsa_records_stripped_of_their_signatures_defer_the_host_never_clear_text() {
                 .strip_signatures(&k.tlsa_name("mx.stripped.test"));
             k.zones(test, plain, bogus)
         },
-        "",
+        None,
         &[],
     );
     w.send("bob@stripped.test", "stripped");
@@ -514,7 +491,7 @@ fn where_dane_and_mta_sts_are_both_published_dane_decides() {
                 .a("mta-sts.both.test", Ipv4Addr::LOCALHOST);
             k.zones(test, plain, bogus)
         },
-        "",
+        None,
         &[("both.test", policy("enforce", &["mx.both.test"], 86_400))],
     );
     w.send("bob@both.test", "both");
@@ -535,7 +512,7 @@ fn without_dnssec_from_the_nameservers_dane_is_off_and_the_log_says_so() {
             let record = (3, 1, 1, Sha256::digest(b"any key").to_vec());
             vec![mx_with_tlsa(Zone::new("test"), k, "unsigned.test", "mx.unsigned.test", CLEAR_MX, &[record])]
         },
-        "",
+        None,
         &[],
     );
     w.send("bob@unsigned.test", "unsigned");
@@ -558,7 +535,7 @@ fn dane_disabled_leaves_the_connector_as_it_was() {
             let test = mx_with_tlsa(Zone::new("test"), k, "off.test", "mx.off.test", CLEAR_MX, &[record]);
             k.zones(test, plain, bogus)
         },
-        "    dane: Disabled\n",
+        Some(DaneMode::Disabled),
         &[],
     );
     w.send("bob@off.test", "off");
@@ -571,17 +548,16 @@ fn dane_disabled_leaves_the_connector_as_it_was() {
 fn an_unreadable_trust_anchor_file_is_refused_naming_the_field() {
     let dir = tempfile::tempdir().unwrap();
     let anchors = dir.path().join("missing-anchors.txt");
-    let yaml = sender_config(
+    let file = sender_file(
         dir.path(),
         "127.0.0.1:53".parse().unwrap(),
         25,
         "127.0.0.1:25".parse().unwrap(),
         &anchors,
         &anchors,
-        "",
     );
     let path = dir.path().join("sender.yaml");
-    std::fs::write(&path, yaml).unwrap();
+    write_config_file(&path, &file);
     let errors = transport::config::TransportFile::load(&path).expect_err("the anchors file is missing");
     assert!(errors.to_string().contains("transportConfig.dnssecTrustAnchorFile"), "{errors}");
 

@@ -49,7 +49,7 @@ fn disk_full_is_452_4_3_1_and_the_server_recovers_without_loss_or_repeats() {
     let mut server = start_transport(&TransportSetup {
         smart_host: Some(sink_addr),
         admin: true,
-        extra: retry_every(1),
+        edit: edit(|f| f.retry = retry_every(1)),
         ..Default::default()
     });
     let flag = server.dir.join("queue").join(DISK_FULL_FLAG);
@@ -199,7 +199,7 @@ fn real_full_tmpfs_is_452_4_3_1_and_recovers_when_space_returns() {
     let queue = fs.path.join("queue");
     let setup = TransportSetup {
         smart_host: Some(sink_addr),
-        extra: retry_every(1),
+        edit: edit(|f| f.retry = retry_every(1)),
         queue_directory: Some(queue.clone()),
         ..Default::default()
     };

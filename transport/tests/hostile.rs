@@ -13,6 +13,7 @@ use crate::support::*;
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+use transport::config::{ReceiveSettings, TimeSpan};
 
 struct Fixture {
     sink: Sink,
@@ -31,17 +32,21 @@ fn fixture() -> Fixture {
     static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let sink = Sink::start();
-    let port = free_port();
+    let tight = free_addr();
+    let settings = ReceiveSettings {
+        allow_relay: true,
+        max_inbound_connection_per_source: Some(3),
+        max_inbound_connection: Some(5),
+        connection_inactivity_timeout: Some(TimeSpan::from_secs(2)),
+        connection_timeout: Some(TimeSpan::from_secs(5)),
+        max_protocol_errors: Some(3),
+        ..Default::default()
+    };
     let server = start_transport(&TransportSetup {
         smart_host: Some(sink.addr),
-        extra_receive: format!(
-            "  - name: Tight\n    bind: 127.0.0.1:{port}\n    allowRelay: true\n    maxInboundConnectionPerSource: 3\n    \
-             maxInboundConnection: 5\n    connectionInactivityTimeout: 2s\n    connectionTimeout: 5s\n    \
-             maxProtocolErrors: 3\n"
-        ),
+        edit: edit(move |f| f.receive_connectors.push(receive_connector("Tight", tight, settings.clone()))),
         ..Default::default()
     });
-    let tight: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     wait_for_smtp_ready(tight, Duration::from_secs(10));
     Fixture { sink, server, tight, _serial: serial }
 }

@@ -24,6 +24,7 @@ fn check(text: &str) -> (Option<i32>, String) {
     (status.code(), err)
 }
 
+// The files are written by hand, not built from a TransportFile: hostile text is the point.
 const BASE: &str = "serverName: t\nfqdn: relay.test.invalid\nqueueDirectory: /tmp/q\n";
 
 #[test]

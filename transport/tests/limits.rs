@@ -4,6 +4,8 @@
 use crate::support::*;
 use std::net::SocketAddr;
 use std::time::Duration;
+use transport::config::size::KB;
+use transport::config::{ByteSize, ReceiveSettings, TimeSpan};
 
 struct Fixture {
     sink: Sink,
@@ -14,17 +16,19 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let sink = Sink::start();
-    let port = free_port();
+    let limited = free_addr();
+    let settings = ReceiveSettings {
+        max_message_size: Some(ByteSize(64 * KB)),
+        max_recipients_per_message: Some(3),
+        connection_inactivity_timeout: Some(TimeSpan::from_secs(2)),
+        ..Default::default()
+    };
     let server = start_transport(&TransportSetup {
         smart_host: Some(sink.addr),
         mailbox: Some(sink.addr),
-        extra_receive: format!(
-            "  - name: Limited\n    bind: 127.0.0.1:{port}\n    allowRelay: false\n    maxMessageSize: 64KB\n    \
-             maxRecipientsPerMessage: 3\n    connectionInactivityTimeout: 2s\n"
-        ),
+        edit: edit(move |f| f.receive_connectors.push(receive_connector("Limited", limited, settings.clone()))),
         ..Default::default()
     });
-    let limited = format!("127.0.0.1:{port}").parse().expect("addr");
     wait_for_smtp_ready(limited, Duration::from_secs(10));
     Fixture { sink, server, limited }
 }

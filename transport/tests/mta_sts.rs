@@ -16,11 +16,12 @@ use crate::support::inproc::*;
 use crate::support::sts::*;
 use crate::support::*;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use transport::api::QueueStatus;
 use transport::clock::ManualClock;
+use transport::config::MtaStsMode;
 
 const CLEAR_MX: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const TLS_MX: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
@@ -76,8 +77,8 @@ struct Setup<'a> {
     policies: Vec<(&'a str, String)>,
     /// The name on mx1's certificate.
     mx1_certificate: &'a str,
-    /// Lines added to the sender's send connector.
-    connector: &'a str,
+    /// The sender's send connector's `mtaSts`, when set.
+    mta_sts: Option<MtaStsMode>,
     /// The policy host's certificate comes from a CA the sender does not trust.
     untrusted_policy_host: bool,
 }
@@ -88,7 +89,7 @@ impl Default for Setup<'_> {
             domains: vec![&SECURE],
             policies: vec![("secure.test", policy("enforce", &["mx1.secure.test"], 86_400))],
             mx1_certificate: "mx1.secure.test",
-            connector: "",
+            mta_sts: None,
             untrusted_policy_host: false,
         }
     }
@@ -118,8 +119,9 @@ impl World {
         let queue = dir.path().join("queue");
         std::fs::create_dir_all(&queue).unwrap();
         std::fs::write(queue.join(transport::delivery::mta_sts::PORT_FLAG), https.port.to_string()).unwrap();
-        let yaml = sender_config(dir.path(), dns.addr, mx_port, reports.addr, &ca, setup.connector);
-        let sender = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+        let mut file = sender_file(dir.path(), free_addr(), dns.addr, mx_port, reports.addr, &ca);
+        file.send_connectors[0].mta_sts = setup.mta_sts;
+        let sender = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
         World { dir, mailbox, clear, _hop: hop, reports, https, dns, sender, mx_port, ca }
     }
 
@@ -155,26 +157,6 @@ impl World {
             (q.status == QueueStatus::Retry && error.contains(reason)).then_some(q)
         })
     }
-}
-
-/// The sender: MX routing on `mx_port` with the test CA trusted, its queue in
-/// `<dir>/queue` (where the port file is), reports to alice at `reports`.
-fn sender_config(dir: &Path, dns: SocketAddr, mx_port: u16, reports: SocketAddr, ca: &Path, extra: &str) -> String {
-    format!(
-        "serverName: sender\nfqdn: sender.test\nqueueDirectory: {q}\nlogDirectory: {l}\n\
-         receiveConnectors:\n  - name: Default\n    bind: 127.0.0.1:{smtp}\n    remoteIPRanges: [\"127.0.0.0/8\"]\n    \
-         allowRelay: true\n\
-         sendConnectors:\n  - name: Internet\n    addressSpaces: [{{domain: \"*\"}}]\n    dnsRouting: true\n    \
-         port: {mx_port}\n    tlsCertificateAuthorities: {ca}\n{extra}\
-         mailboxDelivery: {{host: \"{reports}\"}}\n\
-         dns: {{nameservers: [\"{dns}\"]}}\n\
-         transportConfig:\n  acceptedDomains: [{{domain: local.test, type: Authoritative}}]\n  \
-         postmaster: postmaster@local.test\n",
-        q = dir.join("queue").display(),
-        l = dir.join("log").display(),
-        smtp = free_port(),
-        ca = ca.display(),
-    )
 }
 
 /// Mail that came to mx1 over TLS (its Received header says ESMTPS).
@@ -292,7 +274,7 @@ fn testing_mode_delivers_as_before_and_logs_what_would_have_failed() {
         ],
         mx1_certificate: "other.test",
         // Published enforce is only tested on this connector.
-        connector: "    mtaSts: TestingOnly\n",
+        mta_sts: Some(MtaStsMode::TestingOnly),
         ..Setup::default()
     });
     // testing.test publishes testing; mx0 (preferred, not in the policy, no STARTTLS) takes it.
@@ -439,11 +421,8 @@ fn a_cached_policy_applies_without_its_host_and_after_a_restart() {
     w.settle();
     w.sender.stop();
     let dns = DnsServer::start(vec![zone(&[&Domain { sts_id: Some("2"), ..SECURE }])]);
-    let yaml = sender_config(w.dir.path(), dns.addr, w.mx_port, w.reports.addr, &w.ca, "");
-    let old = std::fs::read_to_string(&w.sender.config_path).unwrap();
-    let smtp = old.lines().find(|l| l.contains("bind: 127.0.0.1:")).unwrap().to_string();
-    let fresh = yaml.lines().find(|l| l.contains("bind: 127.0.0.1:")).unwrap();
-    std::fs::write(&w.sender.config_path, yaml.replace(fresh, &smtp)).unwrap();
+    let file = sender_file(w.dir.path(), w.sender.smtp, dns.addr, w.mx_port, w.reports.addr, &w.ca);
+    write_config_file(&w.sender.config_path, &file);
     w.dns = dns;
     w.sender.restart();
     w.send("bob@secure.test", "after-restart");

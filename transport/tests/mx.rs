@@ -87,7 +87,7 @@ fn dead_destinations_hold_one_connection_each_and_live_mail_flows() {
         dns_routing: true,
         connector_port: Some(world.addr.port()),
         nameserver: Some(dns.addr),
-        extra: "maxOutboundConnections: 4\n".into(),
+        edit: edit(|f| f.max_outbound_connections = Some(4)),
         ..Default::default()
     });
     let (mut c, _) = SmtpClient::connect(server.smtp).unwrap_or_else(|e| panic!("{e}: {}", server.log()));

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 use transport::api::QueueStatus;
+use transport::config::TimeSpan;
 
 /// What a scripted peer does wrong.
 #[derive(Clone, Copy, Debug)]
@@ -149,8 +150,11 @@ fn server(hop: SocketAddr) -> TransportProcess {
         smart_host: Some(hop),
         admin: true,
         // Retries 3 s apart (time to look at the state), a hop silent for 2 s is given up.
-        extra: retry_every(3),
-        extra_send: "    connectionTimeout: 2s\n    connectionInactivityTimeout: 2s\n".into(),
+        edit: edit(|f| {
+            f.retry = retry_every(3);
+            f.send_connectors[0].connection_timeout = Some(TimeSpan::from_secs(2));
+            f.send_connectors[0].connection_inactivity_timeout = Some(TimeSpan::from_secs(2));
+        }),
         ..Default::default()
     };
     start_transport(&setup)

@@ -3,6 +3,7 @@
 use crate::support::*;
 use std::process::Command;
 use std::time::Duration;
+use transport::config::TimeSpan;
 
 /// Strips the `Received:` header our server prepends (with its folded lines).
 fn without_our_received(content: &str) -> &str {
@@ -79,7 +80,10 @@ fn large_messages_are_spooled_survive_a_kill_and_arrive_byte_for_byte() {
     let mut server = start_transport(&TransportSetup {
         smart_host: Some(hop),
         // Without the Safety Net, which would keep the delivered bodies (safety_net.rs).
-        extra: format!("{}transportConfig: {{safetyNetHoldTime: \"00:00:00\"}}\n", retry_every(1)),
+        edit: edit(|f| {
+            f.retry = retry_every(1);
+            f.transport_config.safety_net_hold_time = Some(TimeSpan::from_secs(0));
+        }),
         admin: true,
         ..Default::default()
     });
@@ -131,14 +135,14 @@ fn sent_lines(server: &TransportProcess) -> Vec<String> {
 fn a_hop_that_offers_chunking_gets_bdat_and_one_that_does_not_gets_data() {
     // client → A → B (a transport server: CHUNKING, BINARYMIME) → smtp-sink (neither).
     let sink = Sink::start();
-    let logged = "    protocolLogging: true\n".to_string();
+    let logged = || edit(|f| f.send_connectors[0].protocol_logging = true);
     let b = start_transport(&TransportSetup {
         smart_host: Some(sink.addr),
-        extra_send: logged.clone(),
+        edit: logged(),
         server_name: Some("test-b".into()),
         ..Default::default()
     });
-    let a = start_transport(&TransportSetup { smart_host: Some(b.smtp), extra_send: logged, ..Default::default() });
+    let a = start_transport(&TransportSetup { smart_host: Some(b.smtp), edit: logged(), ..Default::default() });
 
     // 200 KB with lines that start with a dot: more than one chunk, and what DATA
     // would have to dot-stuff goes as it is.
@@ -151,8 +155,8 @@ fn a_hop_that_offers_chunking_gets_bdat_and_one_that_does_not_gets_data() {
     assert!(reply.starts_with("250"), "{reply}");
     let _ = c.cmd("QUIT");
     let got = sink.wait_for(1, Duration::from_secs(30));
-    // smtp-sink writes LF line ends and an empty line after the message.
-    let want = format!("{}\n", message.replace("\r\n", "\n"));
+    // smtp-sink writes LF line ends.
+    let want = message.replace("\r\n", "\n");
     assert!(got[0].content.ends_with(&want), "the message arrives as it was sent");
 
     let a_sent = eventually(Duration::from_secs(10), "A's send protocol log", || {
@@ -186,7 +190,7 @@ fn python_smtplib_sends_smtputf8_and_it_is_relayed_with_smtputf8() {
     let dead = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let b = start_transport(&TransportSetup {
         smart_host: Some(dead),
-        extra_receive: "    protocolLogging: true\n".into(),
+        edit: edit(|f| f.receive_connectors[0].settings.protocol_logging = true),
         server_name: Some("test-b".into()),
         ..Default::default()
     });

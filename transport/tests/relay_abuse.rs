@@ -12,6 +12,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::process::Command;
 use std::time::Duration;
+use transport::config::{ReceiveAuth, ReceiveSettings, TlsFiles};
 
 fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
@@ -40,26 +41,26 @@ fn fixture() -> Fixture {
     std::fs::write(tls.path().join("tls.crt"), key.cert.pem()).expect("cert");
     std::fs::write(tls.path().join("tls.key"), key.key_pair.serialize_pem()).expect("key");
     std::fs::write(tls.path().join("users"), format!("{USER}:{PASSWORD}\n")).expect("users");
-    let (internet_port, submission_port) = (free_port(), free_port());
+    let (internet, submission) = (free_addr(), free_addr());
+    let files = tls.path().to_path_buf();
     let setup = TransportSetup {
         smart_host: Some(smart_host.addr),
         mailbox: Some(mailbox.addr),
-        extra_receive: format!(
-            "  - name: Internet\n    bind: 127.0.0.1:{internet_port}\n    allowRelay: false\n\
-             \x20 - name: Submission\n    bind: 127.0.0.1:{submission_port}\n    allowRelay: false\n    \
-             tls: {{certificateFile: {crt}, keyFile: {key}}}\n    auth: {{usersFile: {users}}}\n",
-            crt = tls.path().join("tls.crt").display(),
-            key = tls.path().join("tls.key").display(),
-            users = tls.path().join("users").display(),
-        ),
-        // The relay connector relays for one client address only.
-        remote_ip_ranges: Some("[\"127.0.0.2/32\"]".into()),
+        edit: edit(move |f| {
+            // The relay connector relays for one client address only.
+            f.receive_connectors[0].settings.remote_ip_ranges = vec!["127.0.0.2/32".parse().expect("a range")];
+            f.receive_connectors.push(receive_connector("Internet", internet, ReceiveSettings::default()));
+            let auth = ReceiveAuth { users_file: files.join("users") };
+            let settings = ReceiveSettings { auth: Some(auth), ..Default::default() };
+            let mut authenticated = receive_connector("Submission", submission, settings);
+            authenticated.tls =
+                Some(TlsFiles { certificate_file: files.join("tls.crt"), key_file: files.join("tls.key") });
+            f.receive_connectors.push(authenticated);
+        }),
         admin: true,
         ..Default::default()
     };
     let server = start_transport(&setup);
-    let internet = format!("127.0.0.1:{internet_port}").parse().expect("addr");
-    let submission = format!("127.0.0.1:{submission_port}").parse().expect("addr");
     wait_for_smtp_ready(internet, Duration::from_secs(10));
     wait_for_smtp_ready(submission, Duration::from_secs(10));
     Fixture { smart_host, mailbox, server, internet, submission, tls }
@@ -295,39 +296,39 @@ fn a_token_file_emptied_at_runtime_refuses_every_admin_request() {
 #[test]
 fn a_public_admin_bind_without_a_token_is_refused_by_check_config_and_the_server() {
     let dir = tempfile::tempdir().expect("dir");
-    let base = format!(
-        "serverName: t\nfqdn: relay.test.invalid\nqueueDirectory: {q}\nreceiveConnectors:\n  - name: Default\n    bind: 127.0.0.1:{p}\n",
-        q = dir.path().join("queue").display(),
-        p = free_port(),
-    );
+    // A server with no next hop; each case adds its admin API.
+    let setup = TransportSetup { server_name: Some("t".into()), ..Default::default() };
+    let mut base = setup.config_file(&Placement { dir: dir.path(), smtp: free_addr(), admin: None, token_file: None });
+    base.log_directory = None;
+    base.receive_connectors[0].settings = ReceiveSettings::default();
     let token = dir.path().join("token");
     let empty = dir.path().join("empty");
     std::fs::write(&token, "t0ken").expect("token");
     std::fs::write(&empty, "\n").expect("empty");
+    let api = |ip: &str, token_file: Option<std::path::PathBuf>| transport::config::AdminSettings {
+        bind: SocketAddr::new(ip.parse().unwrap(), free_port()),
+        token_file,
+    };
     let cases = [
-        (format!("admin: {{bind: \"0.0.0.0:{}\"}}\n", free_port()), Some("admin.tokenFile")),
-        (format!("admin: {{bind: \"[::]:{}\"}}\n", free_port()), Some("admin.tokenFile")),
-        (format!("admin: {{bind: \"127.0.0.2:{}\"}}\n", free_port()), None),
-        (format!("admin: {{bind: \"0.0.0.0:{}\", tokenFile: {}}}\n", free_port(), token.display()), None),
-        (
-            format!("admin: {{bind: \"0.0.0.0:{}\", tokenFile: {}}}\n", free_port(), empty.display()),
-            Some("admin.tokenFile"),
-        ),
-        (
-            format!("admin: {{bind: \"0.0.0.0:{}\", tokenFile: {}/missing}}\n", free_port(), dir.path().display()),
-            Some("admin.tokenFile"),
-        ),
+        (api("0.0.0.0", None), Some("admin.tokenFile")),
+        (api("::", None), Some("admin.tokenFile")),
+        (api("127.0.0.2", None), None),
+        (api("0.0.0.0", Some(token)), None),
+        (api("0.0.0.0", Some(empty)), Some("admin.tokenFile")),
+        (api("0.0.0.0", Some(dir.path().join("missing"))), Some("admin.tokenFile")),
     ];
     let transport = env!("CARGO_BIN_EXE_transport");
     for (i, (admin, refused_field)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("c{i}.yaml"));
-        std::fs::write(&path, format!("{base}{admin}")).expect("config");
+        let mut file = base.clone();
+        file.admin = Some(admin.clone());
+        write_config_file(&path, &file);
         let check = Command::new(transport).arg("check-config").arg(&path).output().expect("check-config");
         let stderr = String::from_utf8_lossy(&check.stderr);
         match refused_field {
             Some(field) => {
-                assert_eq!(check.status.code(), Some(2), "check-config accepted {admin}");
-                assert!(stderr.contains(field), "{admin}: {stderr}");
+                assert_eq!(check.status.code(), Some(2), "check-config accepted {admin:?}");
+                assert!(stderr.contains(field), "{admin:?}: {stderr}");
                 // The server refuses to start with it as well.
                 let mut run = Command::new(transport)
                     .arg("--config")
@@ -340,10 +341,10 @@ fn a_public_admin_bind_without_a_token_is_refused_by_check_config_and_the_server
                 });
                 let mut err = String::new();
                 std::io::Read::read_to_string(&mut run.stderr.take().expect("stderr"), &mut err).expect("stderr");
-                assert_eq!(status.code(), Some(2), "the server started with {admin}");
+                assert_eq!(status.code(), Some(2), "the server started with {admin:?}");
                 assert!(err.contains(field), "{err}");
             }
-            None => assert!(check.status.success(), "{admin}: {stderr}"),
+            None => assert!(check.status.success(), "{admin:?}: {stderr}"),
         }
     }
 }

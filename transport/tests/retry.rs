@@ -8,18 +8,17 @@ use crate::support::*;
 use std::net::SocketAddr;
 use std::time::Duration;
 use transport::clock::ManualClock;
-use transport::config::TransportFile;
+use transport::config::{RetrySettings, Role, TimeSpan, TransportFile};
 
 const MIN: u64 = 60_000;
 
 /// A config with one dead smart host for the world and a live mailbox hop
 /// (Postfix's smtp-sink) for `local.test`, where the DSNs to alice go.
-fn config(dir: &std::path::Path, smtp_port: u16, dead: u16, sink: std::net::SocketAddr, extra: &str) -> TransportFile {
+fn config(dir: &std::path::Path, smtp_port: u16, dead: u16, sink: std::net::SocketAddr) -> TransportFile {
     let setup = TransportSetup {
         server_name: Some("retry-0".into()),
         smart_host: Some(SocketAddr::from(([127, 0, 0, 1], dead))),
         mailbox: Some(sink),
-        extra: extra.into(),
         ..Default::default()
     };
     setup.config_file(&Placement {
@@ -73,13 +72,22 @@ fn dsns(sink: &Sink) -> Vec<(String, String, SinkMessage)> {
         .collect()
 }
 
-/// Walks every attempt of the schedule for `role` up to expiry.
-fn walk(role: &str, glitch_gaps: u64, transient_count: u64, transient_min: u64, outbound_min: u64, extra: &str) {
+/// Walks every attempt of the schedule for `role` (with `retry` settings) up to expiry.
+fn walk(
+    role: Role,
+    glitch_gaps: u64,
+    transient_count: u64,
+    transient_min: u64,
+    outbound_min: u64,
+    retry: RetrySettings,
+) {
     let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
     let dead = dead_port();
     let clock = ManualClock::new(t0());
-    let file = config(dir.path(), free_port(), dead, sink.addr, &format!("role: {role}\n{extra}"));
+    let mut file = config(dir.path(), free_port(), dead, sink.addr);
+    file.role = role;
+    file.retry = retry;
     let server = InProc::start_file(&file, dir.path(), clock);
     let hop = format!("127.0.0.1:{dead}");
     send(&server, "alice@local.test", "bob@example.net", "", "walk");
@@ -96,7 +104,7 @@ fn walk(role: &str, glitch_gaps: u64, transient_count: u64, transient_min: u64, 
     let mut delay_seen = false;
     loop {
         let gap = expected.get(attempt - 1).copied().unwrap_or(outbound_min);
-        assert_eq!(next - last, gap * MIN, "gap after attempt {attempt} ({role})");
+        assert_eq!(next - last, gap * MIN, "gap after attempt {attempt} ({role:?})");
         if next >= expire_at {
             break;
         }
@@ -141,25 +149,25 @@ fn next_before(gaps: &[u64], n: usize, start: u64, outbound: u64) -> u64 {
 
 #[test]
 fn mailbox_role_default_schedule_delay_dsn_and_expiry() {
-    walk("Mailbox", 4, 6, 5, 10, "");
+    walk(Role::Mailbox, 4, 6, 5, 10, RetrySettings::default());
 }
 
 #[test]
 fn edge_role_default_schedule_delay_dsn_and_expiry() {
-    walk("Edge", 4, 6, 10, 30, "");
+    walk(Role::Edge, 4, 6, 10, 30, RetrySettings::default());
 }
 
 #[test]
 fn non_default_schedule() {
-    walk(
-        "Mailbox",
-        2,
-        3,
-        7,
-        45,
-        "retry: {queueGlitchRetryCount: 2, queueGlitchRetryInterval: \"00:01:00\", transientFailureRetryCount: 3, \
-         transientFailureRetryInterval: 7m, outboundConnectionFailureRetryInterval: \"00:45:00\"}\n",
-    );
+    let retry = RetrySettings {
+        queue_glitch_retry_count: Some(2),
+        queue_glitch_retry_interval: Some(TimeSpan::from_mins(1)),
+        transient_failure_retry_count: Some(3),
+        transient_failure_retry_interval: Some(TimeSpan::from_mins(7)),
+        outbound_connection_failure_retry_interval: Some(TimeSpan::from_mins(45)),
+        ..Default::default()
+    };
+    walk(Role::Mailbox, 2, 3, 7, 45, retry);
 }
 
 #[test]
@@ -167,7 +175,8 @@ fn restart_mid_schedule_keeps_counters_and_sends_no_second_delay_dsn() {
     let sink = Sink::start();
     let dir = tempfile::tempdir().unwrap();
     let dead = dead_port();
-    let file = config(dir.path(), free_port(), dead, sink.addr, "expiration: {delayNotificationTimeOut: \"00:40:00\"}");
+    let mut file = config(dir.path(), free_port(), dead, sink.addr);
+    file.expiration.delay_notification_time_out = Some(TimeSpan::from_mins(40));
     let mut server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     let hop = format!("127.0.0.1:{dead}");
     send(&server, "alice@local.test", "bob@example.net", "", "restart");
@@ -207,8 +216,8 @@ fn queue_stuck_in_retry_is_resubmitted_and_reaches_a_new_route() {
     let dir = tempfile::tempdir().unwrap();
     let dead = dead_port();
     let smtp_port = free_port();
-    let extra = "retry: {maxIdleTimeBeforeResubmit: \"01:00:00\"}";
-    let file = config(dir.path(), smtp_port, dead, sink.addr, extra);
+    let mut file = config(dir.path(), smtp_port, dead, sink.addr);
+    file.retry.max_idle_time_before_resubmit = Some(TimeSpan::from_hours(1));
     let server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     let hop = format!("127.0.0.1:{dead}");
     send(&server, "alice@local.test", "bob@example.net", "", "resubmit");
@@ -238,13 +247,8 @@ fn mailbox_hops_retry_on_their_own_interval() {
     let dir = tempfile::tempdir().unwrap();
     let dead_mailbox: std::net::SocketAddr = format!("127.0.0.1:{}", dead_port()).parse().unwrap();
     let world = Sink::start();
-    let file = config(
-        dir.path(),
-        free_port(),
-        world.addr.port(),
-        dead_mailbox,
-        "retry: {mailboxDeliveryQueueRetryInterval: 7m}",
-    );
+    let mut file = config(dir.path(), free_port(), world.addr.port(), dead_mailbox);
+    file.retry.mailbox_delivery_queue_retry_interval = Some(TimeSpan::from_mins(7));
     let server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     send(&server, "carol@example.org", "bob@local.test", "", "mailbox");
     let hop = dead_mailbox.to_string();
@@ -263,7 +267,7 @@ fn a_4xx_on_a_working_connection_retries_the_message_not_the_queue() {
     let soft = Sink::start_with(&["-r", "RCPT"]);
     let mailbox = Sink::start();
     let dir = tempfile::tempdir().unwrap();
-    let file = config(dir.path(), free_port(), soft.addr.port(), mailbox.addr, "");
+    let file = config(dir.path(), free_port(), soft.addr.port(), mailbox.addr);
     let server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     send(&server, "alice@local.test", "bob@example.net", "", "soft");
     let hop = soft.addr.to_string();
@@ -287,7 +291,7 @@ fn unreachable_is_resubmitted_when_routing_changes() {
     let sink = Sink::start();
     let mailbox = Sink::start();
     let dir = tempfile::tempdir().unwrap();
-    let mut file = config(dir.path(), free_port(), sink.addr.port(), mailbox.addr, "");
+    let mut file = config(dir.path(), free_port(), sink.addr.port(), mailbox.addr);
     file.send_connectors[0].address_spaces[0].domain = "example.com".into();
     let server = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
     send(&server, "alice@local.test", "bob@example.net", "", "unroutable");

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use transport::api::{DeliveryType, QueueInfo, TrackingEvent, TrackingQuery, TrackingRecord};
+use transport::config::{ShadowChannel, ShadowPeer, TimeSpan};
 
 const TOKEN: &str = "peers-of-the-test-service";
 
@@ -22,8 +23,22 @@ struct Service {
     _token_dir: tempfile::TempDir,
 }
 
+/// A shadow channel on `bind` with the service's token in `token_file`, offering copies
+/// to `peers` (name, channel) in that order.
+fn shadow_channel<'a>(
+    bind: SocketAddr,
+    token_file: &Path,
+    peers: impl IntoIterator<Item = (&'a str, SocketAddr)>,
+) -> ShadowChannel {
+    let peers = peers
+        .into_iter()
+        .map(|(name, channel)| ShadowPeer { name: name.into(), address: channel.to_string(), leaving: false })
+        .collect();
+    ShadowChannel { bind, token_file: token_file.to_path_buf(), peers }
+}
+
 impl Service {
-    fn start(count: usize, hop: SocketAddr, org: &str) -> Service {
+    fn start(count: usize, hop: SocketAddr) -> Service {
         let names: Vec<String> = (0..count).map(|i| format!("test-{}", (b'a' + i as u8) as char)).collect();
         let channels: Vec<SocketAddr> =
             (0..count).map(|_| format!("127.0.0.1:{}", free_port()).parse().unwrap()).collect();
@@ -32,23 +47,17 @@ impl Service {
         std::fs::write(&token_file, TOKEN).unwrap();
         let servers = (0..count)
             .map(|i| {
-                let mut peers = String::new();
-                for step in 1..count {
-                    let j = (i + step) % count;
-                    peers.push_str(&format!("    - {{name: {}, address: \"{}\"}}\n", names[j], channels[j]));
-                }
-                let extra = format!(
-                    "{retry}transportConfig:\n  shadowHeartbeatFrequency: \"00:00:01\"\n{org}\
-                     shadow:\n  bind: \"{bind}\"\n  tokenFile: {token}\n  peers:\n{peers}",
-                    retry = retry_every(1),
-                    bind = channels[i],
-                    token = token_file.display(),
-                );
+                let peers = (1..count).map(|step| (i + step) % count).map(|j| (names[j].as_str(), channels[j]));
+                let shadow = shadow_channel(channels[i], &token_file, peers);
                 start_transport(&TransportSetup {
                     server_name: Some(names[i].clone()),
                     smart_host: Some(hop),
                     admin: true,
-                    extra,
+                    edit: edit(move |f| {
+                        f.retry = retry_every(1);
+                        f.transport_config.shadow_heartbeat_frequency = Some(TimeSpan::from_secs(1));
+                        f.shadow = Some(shadow.clone());
+                    }),
                     ..Default::default()
                 })
             })
@@ -116,7 +125,7 @@ fn a_server_killed_with_its_disk_loses_no_acknowledged_message() {
     // The next hop is down while the mail is taken: it all waits in A's queue.
     let hop_port = free_port();
     let hop: SocketAddr = format!("127.0.0.1:{hop_port}").parse().unwrap();
-    let mut service = Service::start(3, hop, "");
+    let mut service = Service::start(3, hop);
     let acked = send_tracked(service.servers[0].smtp, 4, 120, "lost-disk");
     assert_eq!(acked.len(), 120);
 
@@ -166,7 +175,7 @@ fn a_server_killed_with_its_disk_loses_no_acknowledged_message() {
 #[test]
 fn copies_are_dropped_once_the_primary_has_delivered() {
     let sink = Sink::start();
-    let service = Service::start(2, sink.addr, "");
+    let service = Service::start(2, sink.addr);
     let acked = send_tracked(service.servers[0].smtp, 2, 40, "steady");
     sink.wait_for(40, Duration::from_secs(60));
     // The shadow asks A at its next heartbeat and drops every copy.
@@ -220,14 +229,13 @@ fn no_shadow_reachable_is_450_4_5_1_when_asked_and_counted_otherwise() {
             server_name: Some("test-a".into()),
             smart_host: Some(sink.addr),
             admin: true,
-            extra: format!(
-                "transportConfig: {{rejectMessageOnShadowFailure: {reject}}}\nshadow:\n  bind: \"127.0.0.1:{}\"\n  \
-                 tokenFile: {}\n  peers: [{{name: test-b, address: \"{}\"}}, {{name: test-c, address: \"{}\"}}]\n",
-                free_port(),
-                token_file.display(),
-                dead[0],
-                dead[1],
-            ),
+            edit: {
+                let shadow = shadow_channel(free_addr(), &token_file, [("test-b", dead[0]), ("test-c", dead[1])]);
+                edit(move |f| {
+                    f.transport_config.reject_message_on_shadow_failure = Some(reject);
+                    f.shadow = Some(shadow.clone());
+                })
+            },
             ..Default::default()
         })
     };
@@ -256,7 +264,7 @@ fn no_shadow_reachable_is_450_4_5_1_when_asked_and_counted_otherwise() {
 #[test]
 fn a_stranger_cannot_read_inject_or_drop_shadow_copies() {
     let hop: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let service = Service::start(2, hop, "");
+    let service = Service::start(2, hop);
     send_tracked(service.servers[0].smtp, 1, 5, "held");
     assert_eq!(service.shadow_counts().get("test-a"), Some(&5));
     let channel = service.channels[1];
@@ -309,7 +317,7 @@ mod on_a_test_clock {
     use crate::support::inproc::{t0, InProc};
     use transport::api::QueueStatus;
     use transport::clock::ManualClock;
-    use transport::config::{ShadowChannel, ShadowPeer, TransportFile};
+    use transport::config::TransportFile;
 
     /// Server `name` relaying to `hop`, shadowing to `peer` over `channel`.
     fn config(name: &str, hop: SocketAddr, channel: SocketAddr, peer: (&str, SocketAddr), dir: &Path) -> TransportFile {
@@ -318,11 +326,7 @@ mod on_a_test_clock {
             setup.config_file(&Placement { dir, smtp: free_addr(), admin: Some(free_addr()), token_file: None });
         file.fqdn = format!("{name}.test.invalid");
         file.log_directory = None;
-        file.shadow = Some(ShadowChannel {
-            bind: channel,
-            token_file: dir.parent().unwrap().join("peer-token"),
-            peers: vec![ShadowPeer { name: peer.0.into(), address: peer.1.to_string(), leaving: false }],
-        });
+        file.shadow = Some(shadow_channel(channel, &dir.parent().unwrap().join("peer-token"), [peer]));
         file
     }
 

@@ -18,10 +18,10 @@ use crate::support::inproc::*;
 use crate::support::sts::*;
 use crate::support::*;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::time::Duration;
 use transport::api::{TlsReportDay, TlsReportDomain};
 use transport::clock::ManualClock;
+use transport::config::{AdminSettings, OrgSettings};
 
 const CLEAR_MX: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const TLS_MX: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
@@ -44,8 +44,8 @@ struct World {
 }
 
 impl World {
-    /// `org`: lines added under the sender's `transportConfig`.
-    fn start(org: &str) -> World {
+    /// `org` changes the sender's organization settings (`transportConfig`).
+    fn start(org: impl FnOnce(&mut OrgSettings)) -> World {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new();
         let ca = dir.path().join("ca.pem");
@@ -99,9 +99,11 @@ impl World {
         let queue = dir.path().join("queue");
         std::fs::create_dir_all(&queue).unwrap();
         std::fs::write(queue.join(transport::delivery::mta_sts::PORT_FLAG), https.port.to_string()).unwrap();
-        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let yaml = sender_config(dir.path(), dns.addr, mx_port, reports.addr, &ca, admin) + org;
-        let sender = InProc::start(&yaml, dir.path(), ManualClock::new(t0()));
+        let admin = free_addr();
+        let mut file = sender_file(dir.path(), free_addr(), dns.addr, mx_port, reports.addr, &ca);
+        file.admin = Some(AdminSettings { bind: admin, token_file: None });
+        org(&mut file.transport_config);
+        let sender = InProc::start_file(&file, dir.path(), ManualClock::new(t0()));
         World { _dir: dir, mailbox, clear, _hop: hop, reports, https, _dns: dns, sender, admin }
     }
 
@@ -136,35 +138,9 @@ fn domain<'a>(day: &'a TlsReportDay, name: &str) -> &'a TlsReportDomain {
     day.domains.iter().find(|d| d.domain == name).unwrap_or_else(|| panic!("{name} in {day:#?}"))
 }
 
-fn sender_config(
-    dir: &Path,
-    dns: SocketAddr,
-    mx_port: u16,
-    reports: SocketAddr,
-    ca: &Path,
-    admin: SocketAddr,
-) -> String {
-    format!(
-        "serverName: sender\nfqdn: sender.test\nqueueDirectory: {q}\nlogDirectory: {l}\n\
-         receiveConnectors:\n  - name: Default\n    bind: 127.0.0.1:{smtp}\n    remoteIPRanges: [\"127.0.0.0/8\"]\n    \
-         allowRelay: true\n\
-         sendConnectors:\n  - name: Internet\n    addressSpaces: [{{domain: \"*\"}}]\n    dnsRouting: true\n    \
-         port: {mx_port}\n    tlsCertificateAuthorities: {ca}\n\
-         mailboxDelivery: {{host: \"{reports}\"}}\n\
-         dns: {{nameservers: [\"{dns}\"]}}\n\
-         admin: {{bind: \"{admin}\"}}\n\
-         transportConfig:\n  acceptedDomains: [{{domain: local.test, type: Authoritative}}]\n  \
-         postmaster: postmaster@local.test\n",
-        q = dir.join("queue").display(),
-        l = dir.join("log").display(),
-        smtp = free_port(),
-        ca = ca.display(),
-    )
-}
-
 #[test]
 fn sessions_are_counted_kept_over_a_restart_and_reported_after_the_day() {
-    let mut w = World::start("");
+    let mut w = World::start(|_| {});
     w.send("bob@secure.test", "secure");
     w.arrived(&w.mailbox, 1);
     w.send("carol@other.test", "other");
@@ -279,7 +255,7 @@ fn sessions_are_counted_kept_over_a_restart_and_reported_after_the_day() {
 
 #[test]
 fn with_reporting_off_the_day_is_counted_and_no_report_is_mailed() {
-    let w = World::start("  tlsReportingEnabled: false\n");
+    let w = World::start(|org| org.tls_reporting_enabled = Some(false));
     w.send("bob@secure.test", "secure");
     w.arrived(&w.mailbox, 1);
     let counted = domain(&w.tlsrpt("").remove(0), "secure.test").clone();
@@ -297,7 +273,7 @@ fn with_reporting_off_the_day_is_counted_and_no_report_is_mailed() {
 
 #[test]
 fn a_report_is_posted_to_an_https_rua_and_tried_again_while_refused() {
-    let w = World::start("");
+    let w = World::start(|_| {});
     w.send("dave@posted.test", "posted");
     w.arrived(&w.mailbox, 1);
     let rua = posted_rua(w.https.port);
@@ -338,7 +314,7 @@ fn a_report_is_posted_to_an_https_rua_and_tried_again_while_refused() {
 
 #[test]
 fn a_policy_not_fetched_and_a_domain_without_one_are_reported_too() {
-    let w = World::start("");
+    let w = World::start(|_| {});
     for (to, tag) in
         [("d@broken.test", "broken"), ("d@webpki.test", "webpki"), ("d@plain.test", "plain"), ("d@quiet.test", "quiet")]
     {

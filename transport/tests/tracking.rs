@@ -10,6 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 use transport::api::{TrackingEvent, TrackingQuery, TrackingRecord};
 use transport::clock::ManualClock;
+use transport::config::TimeSpan;
 
 const MIN: u64 = 60_000;
 
@@ -25,10 +26,11 @@ fn server(
         server_name: Some(name.into()),
         smart_host: Some(smart_host),
         mailbox: Some(mailbox),
-        extra: "retry: {messageRetryInterval: \"00:05:00\", transientFailureRetryCount: 0}".into(),
         ..Default::default()
     };
     let mut file = setup.config_file(&Placement { dir, smtp: free_addr(), admin: None, token_file: None });
+    file.retry.message_retry_interval = Some(TimeSpan::from_mins(5));
+    file.retry.transient_failure_retry_count = Some(0);
     file.fqdn = format!("{name}.test.invalid");
     file.send_connectors[0].name = "Internet".into();
     InProc::start_file(&file, dir, ManualClock::new(t0()))

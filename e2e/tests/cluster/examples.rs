@@ -50,7 +50,7 @@ pub fn as_documented(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         // The Edge servers answer with the example's FQDN and offer STARTTLS with the Secret's certificate.
         let pod = env.pod("edge-0").await.unwrap().unwrap();
         let ip = pod.status.and_then(|s| s.pod_ip).unwrap();
-        let (mut c, banner) = e2e::scenario::smtp::Smtp::connect(format!("{ip}:25").parse().unwrap()).await.unwrap();
+        let (mut c, banner) = testkit::AsyncSmtpClient::connect(format!("{ip}:25").parse().unwrap()).await.unwrap();
         assert!(banner.starts_with("220") && banner.contains("mx.example.com"), "{banner}");
         let ehlo = c.cmd("EHLO client.e2e.test").await.unwrap();
         assert!(ehlo.contains("STARTTLS"), "{ehlo}");

@@ -8,13 +8,14 @@ use e2e::scenario::flow::{
     wait_service_ready, MailFlow,
 };
 use e2e::scenario::sink::Sink;
-use e2e::scenario::smtp::{self, Smtp};
+use e2e::scenario::smtp;
 use e2e::scenario::{smtp_address, Suite};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use operator::crd::ServerComponentState;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::AsyncSmtpClient;
 use transport::config::{Component, ComponentState};
 
 fn inactive(server: &str) -> String {
@@ -73,7 +74,7 @@ pub fn inactive_server(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         .await;
 
         // The banner and EHLO still work; MAIL is refused with the Exchange reply.
-        let (mut c, banner) = Smtp::connect(mail1).await.expect("connect to mail-1");
+        let (mut c, banner) = AsyncSmtpClient::connect(mail1).await.expect("connect to mail-1");
         assert!(banner.starts_with("220"), "{banner}");
         assert!(c.cmd("EHLO client.e2e.test").await.unwrap().starts_with("250"));
         let reply = c.cmd("MAIL FROM:<alice@example.org>").await.unwrap();

@@ -7,13 +7,14 @@ use e2e::scenario::flow::{
     wait_service_ready,
 };
 use e2e::scenario::sink::Sink;
-use e2e::scenario::smtp::{self, Smtp};
+use e2e::scenario::smtp;
 use e2e::scenario::Suite;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use operator::crd::ServerComponentState;
 use std::sync::Arc;
 use std::time::Duration;
+use testkit::AsyncSmtpClient;
 use transport::config::{Component, ComponentState};
 
 fn request(name: &str, component: &str, state: &str, redirect: Option<&str>) -> String {
@@ -57,7 +58,7 @@ pub fn exchange_sequence(suite: Arc<Suite>) -> BoxFuture<'static, ()> {
         let ts = env.service("mail").await.unwrap();
         let comps = &ts.status.unwrap().servers[1].components;
         assert!(comps.iter().all(|c| c.state == ComponentState::Inactive), "{comps:?}");
-        let (mut c, _) = Smtp::connect(mail1).await.unwrap();
+        let (mut c, _) = AsyncSmtpClient::connect(mail1).await.unwrap();
         c.cmd("EHLO client.e2e.test").await.unwrap();
         let reply = c.cmd("MAIL FROM:<alice@example.org>").await.unwrap();
         assert!(reply.starts_with("421 4.3.2"), "{reply}");

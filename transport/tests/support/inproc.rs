@@ -51,7 +51,7 @@ impl InProc {
 
     /// [`InProc::start`] on `file`, written as YAML.
     pub fn start_file(file: &TransportFile, dir: &Path, clock: ManualClock) -> InProc {
-        InProc::start(&serde_yaml::to_string(file).expect("a TransportFile serializes"), dir, clock)
+        InProc::start(&testkit::config_file::config_text(file), dir, clock)
     }
 
     fn spawn(&mut self) {
@@ -91,7 +91,7 @@ impl InProc {
 
     /// [`InProc::reload`] of `file`, written as YAML.
     pub fn reload_file(&self, file: &TransportFile) {
-        self.reload(&serde_yaml::to_string(file).expect("a TransportFile serializes"));
+        self.reload(&testkit::config_file::config_text(file));
     }
 
     pub fn queues(&self) -> Vec<QueueInfo> {

@@ -11,7 +11,7 @@ pub mod inproc;
 pub mod sts;
 
 pub use testkit::block_on;
-pub use testkit::config_file::{write_config_file, Placement, TransportSetup};
+pub use testkit::config_file::{authoritative, edit, receive_connector, write_config_file, Placement, TransportSetup};
 pub use testkit::listener::wait_for_smtp_ready;
 pub use testkit::peer::tool;
 pub use testkit::poll::{eventually, eventually_or};
@@ -26,14 +26,17 @@ pub fn start_transport(setup: &TransportSetup) -> TransportProcess {
     TransportProcess::start(std::path::Path::new(env!("CARGO_BIN_EXE_transport")), setup)
 }
 
-/// A `retry:` section with every retry interval at `secs` seconds, so a hop that comes
-/// back is used soon.
-pub fn retry_every(secs: u32) -> String {
-    let t = format!("\"00:00:{secs:02}\"");
-    format!(
-        "retry: {{queueGlitchRetryInterval: {t}, transientFailureRetryInterval: {t}, \
-         outboundConnectionFailureRetryInterval: {t}, messageRetryInterval: {t}}}\n"
-    )
+/// Retry settings with every retry interval at `secs` seconds, so a hop that comes back
+/// is used soon.
+pub fn retry_every(secs: u64) -> transport::config::RetrySettings {
+    let t = Some(transport::config::TimeSpan::from_secs(secs));
+    transport::config::RetrySettings {
+        queue_glitch_retry_interval: t,
+        transient_failure_retry_interval: t,
+        outbound_connection_failure_retry_interval: t,
+        message_retry_interval: t,
+        ..Default::default()
+    }
 }
 
 /// An envelope as the receive side would queue it from `client.test` on the Default

@@ -1,7 +1,8 @@
-//! The MTA-STS peers of the integration tests (mta_sts.rs, tls_report.rs): a test CA
-//! (rcgen), an HTTPS server publishing policies (tokio + rustls) and an MX host that
-//! takes mail over STARTTLS with a certificate from the CA.
+//! The MTA-STS peers of the integration tests (mta_sts.rs, tls_report.rs, dane.rs): a
+//! test CA (rcgen), an HTTPS server publishing policies (tokio + rustls), MX hosts that
+//! take mail over STARTTLS, and the config of the server that sends to them.
 use super::inproc::{t0, InProc};
+use super::{authoritative, Placement, TransportSetup};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use transport::clock::ManualClock;
+use transport::config::{ReceiveSettings, TlsFiles, TransportFile};
 
 pub fn policy(mode: &str, mx: &[&str], max_age: u64) -> String {
     let mx: String = mx.iter().map(|m| format!("mx: {m}\r\n")).collect();
@@ -55,9 +57,9 @@ pub fn tls_acceptor(
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
-/// An MX host (the server name `hop`, fqdn mx1.secure.test) listening on `bind` with
-/// STARTTLS, its certificate for `name` from `pki`, taking mail for `domains` and
-/// delivering it to `mailbox`; its files under `<dir>/hop`, on a test clock.
+/// An MX host (fqdn mx1.secure.test) listening on `bind` with STARTTLS, its certificate
+/// for `name` from `pki`, taking mail for `domains` and delivering it to `mailbox`; its
+/// files under `<dir>/hop`, on a test clock.
 pub fn start_tls_hop(
     dir: &Path,
     pki: &Pki,
@@ -66,24 +68,67 @@ pub fn start_tls_hop(
     mailbox: SocketAddr,
     domains: &[&str],
 ) -> InProc {
-    let hop = dir.join("hop");
-    std::fs::create_dir_all(&hop).unwrap();
     let (cert, key) = pki.issue(&[name.to_string()]);
-    std::fs::write(hop.join("tls.crt"), cert.pem()).unwrap();
-    std::fs::write(hop.join("tls.key"), key.serialize_pem()).unwrap();
-    let accepted: Vec<String> = domains.iter().map(|d| format!("{{domain: {d}, type: Authoritative}}")).collect();
-    let yaml = format!(
-        "serverName: hop\nfqdn: mx1.secure.test\nqueueDirectory: {q}\n\
-         receiveConnectors:\n  - name: Default\n    bind: {bind}\n    \
-         tls: {{certificateFile: {crt}, keyFile: {key}}}\n\
-         mailboxDelivery: {{host: \"{mailbox}\"}}\n\
-         transportConfig:\n  acceptedDomains: [{accepted}]\n  postmaster: postmaster@secure.test\n",
-        q = hop.join("queue").display(),
-        crt = hop.join("tls.crt").display(),
-        key = hop.join("tls.key").display(),
-        accepted = accepted.join(", "),
-    );
-    InProc::start(&yaml, &hop, ManualClock::new(t0()))
+    start_mx_host(&dir.join("hop"), "mx1.secure.test", (&cert.pem(), &key.serialize_pem()), bind, mailbox, domains)
+}
+
+/// An MX host named `fqdn` (its server name too) listening on `bind` with STARTTLS, its
+/// certificate chain and key the PEM texts of `tls`, taking mail for `domains` and
+/// delivering it to `mailbox`; it relays nothing. Its files under `at`, on a test clock.
+pub fn start_mx_host(
+    at: &Path,
+    fqdn: &str,
+    tls: (&str, &str),
+    bind: SocketAddr,
+    mailbox: SocketAddr,
+    domains: &[&str],
+) -> InProc {
+    std::fs::create_dir_all(at).unwrap();
+    let tls_files = TlsFiles { certificate_file: at.join("tls.crt"), key_file: at.join("tls.key") };
+    std::fs::write(&tls_files.certificate_file, tls.0).unwrap();
+    std::fs::write(&tls_files.key_file, tls.1).unwrap();
+    let setup = TransportSetup {
+        server_name: Some(fqdn.into()),
+        fqdn: Some(fqdn.into()),
+        mailbox: Some(mailbox),
+        ..Default::default()
+    };
+    let mut file = setup.config_file(&Placement { dir: at, smtp: bind, admin: None, token_file: None });
+    file.log_directory = None;
+    // Anyone may connect; nothing is relayed.
+    file.receive_connectors[0].settings = ReceiveSettings::default();
+    file.receive_connectors[0].tls = Some(tls_files);
+    file.transport_config.accepted_domains = authoritative(domains);
+    file.transport_config.postmaster = Some(format!("postmaster@{fqdn}"));
+    InProc::start_file(&file, at, ManualClock::new(t0()))
+}
+
+/// The sending server of the MTA-STS, TLS reporting and DANE tests (`sender`, fqdn
+/// sender.test): SMTP on `smtp`; MX routing through the nameserver `dns` to port
+/// `mx_port`, the CAs of `ca` trusted; its queue in `<dir>/queue` (where the test hooks'
+/// files go), its logs in `<dir>/log`; DSNs and reports to local.test at `reports`.
+pub fn sender_file(
+    dir: &Path,
+    smtp: SocketAddr,
+    dns: SocketAddr,
+    mx_port: u16,
+    reports: SocketAddr,
+    ca: &Path,
+) -> TransportFile {
+    let setup = TransportSetup {
+        server_name: Some("sender".into()),
+        fqdn: Some("sender.test".into()),
+        dns_routing: true,
+        connector_port: Some(mx_port),
+        nameserver: Some(dns),
+        mailbox: Some(reports),
+        ..Default::default()
+    };
+    let mut file = setup.config_file(&Placement { dir, smtp, admin: None, token_file: None });
+    let internet = &mut file.send_connectors[0];
+    internet.name = "Internet".into();
+    internet.tls_certificate_authorities = Some(ca.to_path_buf());
+    file
 }
 
 /// A report POSTed to the server (RFC 8460 §5.3).

@@ -5,20 +5,20 @@ use crate::envelope::{Notify, Ret, Source};
 #[tokio::test]
 async fn plain_transaction_stores_received_header_then_the_clients_bytes() {
     let server = start(settings()).await;
-    let (mut c, banner) = Client::connect(server.addr).await;
+    let (mut c, banner) = AsyncSmtpClient::connect(server.addr).await.unwrap();
     assert_eq!(banner, "220 mail.local.test kube-transport ESMTP ready");
     assert_eq!(
-        c.cmd("EHLO client.test").await,
+        c.cmd("EHLO client.test").await.unwrap(),
         "250-mail.local.test Hello [127.0.0.1]\n250-SIZE 10000\n250-PIPELINING\n250-DSN\n250-ENHANCEDSTATUSCODES\n250-8BITMIME\n\
          250-CHUNKING\n250-SMTPUTF8\n250 BINARYMIME"
     );
-    assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").await, "250 2.1.0 Sender OK");
-    assert_eq!(c.cmd("RCPT TO:<bob@local.test>").await, "250 2.1.5 Recipient OK");
-    assert_eq!(c.cmd("DATA").await, "354 Start mail input; end with <CRLF>.<CRLF>");
-    c.send(&stuff(&message("plain"))).await;
-    assert_eq!(c.reply().await, "250 2.6.0 <1@mail.local.test> Queued mail for delivery");
-    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Service closing transmission channel");
-    assert_eq!(c.until_closed().await, "");
+    assert_eq!(c.cmd("MAIL FROM:<alice@example.org>").await.unwrap(), "250 2.1.0 Sender OK");
+    assert_eq!(c.cmd("RCPT TO:<bob@local.test>").await.unwrap(), "250 2.1.5 Recipient OK");
+    assert_eq!(c.cmd("DATA").await.unwrap(), "354 Start mail input; end with <CRLF>.<CRLF>");
+    c.send_raw(data_block(&message("plain")).as_bytes()).await.unwrap();
+    assert_eq!(c.read_reply().await.unwrap(), "250 2.6.0 <1@mail.local.test> Queued mail for delivery");
+    assert_eq!(c.cmd("QUIT").await.unwrap(), "221 2.0.0 Service closing transmission channel");
+    assert_eq!(c.read_to_end().await.unwrap(), "");
 
     let m = &server.submit.messages()[0];
     let want = format!("{}{}", received(1, "ESMTP"), message("plain"));
@@ -43,20 +43,23 @@ async fn plain_transaction_stores_received_header_then_the_clients_bytes() {
 #[tokio::test]
 async fn helo_and_simple_commands() {
     let server = start(settings()).await;
-    let (mut c, _) = Client::connect(server.addr).await;
-    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await, "503 5.5.1 Send hello first");
-    assert_eq!(c.cmd("HELO").await, "501 5.5.4 Syntax: HELO hostname");
-    assert_eq!(c.cmd("HELO bad(name)").await, "501 5.5.4 Invalid domain name");
-    assert_eq!(c.cmd("HELO client.test").await, "250 mail.local.test Hello [127.0.0.1]");
-    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 OK");
-    assert_eq!(c.cmd("RSET").await, "250 2.0.0 Resetting");
-    assert_eq!(c.cmd("VRFY bob").await, "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery");
-    expect(&c.cmd("HELP").await, "214 2.0.0 ");
-    assert_eq!(c.cmd("FROBNICATE now").await, "500 5.5.2 Unrecognized command");
-    assert_eq!(c.cmd("STARTTLS").await, "502 5.5.1 Command not implemented");
+    let (mut c, _) = AsyncSmtpClient::connect(server.addr).await.unwrap();
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await.unwrap(), "503 5.5.1 Send hello first");
+    assert_eq!(c.cmd("HELO").await.unwrap(), "501 5.5.4 Syntax: HELO hostname");
+    assert_eq!(c.cmd("HELO bad(name)").await.unwrap(), "501 5.5.4 Invalid domain name");
+    assert_eq!(c.cmd("HELO client.test").await.unwrap(), "250 mail.local.test Hello [127.0.0.1]");
+    assert_eq!(c.cmd("NOOP").await.unwrap(), "250 2.0.0 OK");
+    assert_eq!(c.cmd("RSET").await.unwrap(), "250 2.0.0 Resetting");
+    assert_eq!(
+        c.cmd("VRFY bob").await.unwrap(),
+        "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery"
+    );
+    expect(&c.cmd("HELP").await.unwrap(), "214 2.0.0 ");
+    assert_eq!(c.cmd("FROBNICATE now").await.unwrap(), "500 5.5.2 Unrecognized command");
+    assert_eq!(c.cmd("STARTTLS").await.unwrap(), "502 5.5.1 Command not implemented");
     // A HELO session's message says SMTP in its Received header.
-    expect(&c.send_message("a@example.org", &["b@local.test"], &message("helo")).await, "250 2.6.0");
-    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Service closing transmission channel");
+    expect(&c.send_message("a@example.org", &["b@local.test"], &message("helo")).await.unwrap(), "250 2.6.0");
+    assert_eq!(c.cmd("QUIT").await.unwrap(), "221 2.0.0 Service closing transmission channel");
     let data = String::from_utf8(server.submit.messages()[0].data.inline().unwrap().to_vec()).unwrap();
     assert!(data.starts_with(&received(1, "SMTP")), "{data}");
 }
@@ -65,25 +68,25 @@ async fn helo_and_simple_commands() {
 async fn mail_from_replies_and_parameters() {
     let server = start(settings()).await;
     let mut c = server.session().await;
-    assert_eq!(c.cmd("MAIL FROM:not-an-address").await, "501 5.1.7 Invalid address");
-    assert_eq!(c.cmd("MAIL FROM:<a@example.org> FOO=BAR").await, "555 5.5.4 Unsupported parameter FOO");
+    assert_eq!(c.cmd("MAIL FROM:not-an-address").await.unwrap(), "501 5.1.7 Invalid address");
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org> FOO=BAR").await.unwrap(), "555 5.5.4 Unsupported parameter FOO");
     assert_eq!(
-        c.cmd("MAIL FROM:<a@example.org> SIZE=10001").await,
+        c.cmd("MAIL FROM:<a@example.org> SIZE=10001").await.unwrap(),
         "552 5.3.4 Message size exceeds fixed maximum message size"
     );
-    assert_eq!(c.cmd("MAIL FROM:<a@example.org> BODY=UTF8").await, "501 5.5.4 Invalid BODY parameter");
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org> BODY=UTF8").await.unwrap(), "501 5.5.4 Invalid BODY parameter");
     assert_eq!(
-        c.cmd("MAIL FROM:<a@example.org> SIZE=10000 BODY=8BITMIME RET=HDRS ENVID=QQ+2B1").await,
+        c.cmd("MAIL FROM:<a@example.org> SIZE=10000 BODY=8BITMIME RET=HDRS ENVID=QQ+2B1").await.unwrap(),
         "250 2.1.0 Sender OK"
     );
-    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await, "503 5.5.1 Sender already specified");
-    expect(&c.cmd("RCPT TO:<b@local.test>").await, "250 2.1.5");
-    expect(&c.cmd("DATA").await, "354");
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await.unwrap(), "503 5.5.1 Sender already specified");
+    expect(&c.cmd("RCPT TO:<b@local.test>").await.unwrap(), "250 2.1.5");
+    expect(&c.cmd("DATA").await.unwrap(), "354");
     let body = "Subject: 8bit\r\n\r\ncaf\u{e9} \u{2603}\r\n";
-    c.send(&stuff(body)).await;
-    expect(&c.reply().await, "250 2.6.0");
+    c.send_raw(data_block(body).as_bytes()).await.unwrap();
+    expect(&c.read_reply().await.unwrap(), "250 2.6.0");
     // The null reverse path.
-    expect(&c.send_message("", &["b@local.test"], &message("null")).await, "250 2.6.0");
+    expect(&c.send_message("", &["b@local.test"], &message("null")).await.unwrap(), "250 2.6.0");
     let m = server.submit.messages();
     assert_eq!(
         (m[0].envelope.body_8bit, m[0].envelope.ret, m[0].envelope.envid.as_deref()),
@@ -102,7 +105,7 @@ async fn require_tls_refuses_mail_in_clear() {
     s.settings.require_tls = true;
     let server = start(s).await;
     let mut c = server.session().await;
-    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await, "530 5.7.0 Must issue a STARTTLS command first");
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await.unwrap(), "530 5.7.0 Must issue a STARTTLS command first");
     assert!(server.submit.messages().is_empty());
 }
 
@@ -112,14 +115,17 @@ async fn rcpt_to_replies_relay_rules_and_dsn_parameters() {
     s.limits.max_recipients_per_message = 50;
     let server = start(s).await;
     let mut c = server.session().await;
-    assert_eq!(c.cmd("RCPT TO:<b@local.test>").await, "503 5.5.1 Need MAIL command");
-    expect(&c.cmd("MAIL FROM:<a@example.org>").await, "250 2.1.0");
-    assert_eq!(c.cmd("RCPT TO:<not an address>").await, "501 5.1.3 Invalid recipient address");
-    assert_eq!(c.cmd("RCPT TO:<b@local.test> NOTIFY=NEVER,SUCCESS").await, "501 5.5.4 Invalid NOTIFY parameter");
-    assert_eq!(c.cmd("RCPT TO:<victim@example.net>").await, "550 5.7.1 Unable to relay");
+    assert_eq!(c.cmd("RCPT TO:<b@local.test>").await.unwrap(), "503 5.5.1 Need MAIL command");
+    expect(&c.cmd("MAIL FROM:<a@example.org>").await.unwrap(), "250 2.1.0");
+    assert_eq!(c.cmd("RCPT TO:<not an address>").await.unwrap(), "501 5.1.3 Invalid recipient address");
+    assert_eq!(
+        c.cmd("RCPT TO:<b@local.test> NOTIFY=NEVER,SUCCESS").await.unwrap(),
+        "501 5.5.4 Invalid NOTIFY parameter"
+    );
+    assert_eq!(c.cmd("RCPT TO:<victim@example.net>").await.unwrap(), "550 5.7.1 Unable to relay");
     // The source route does not decide: its destination does.
-    assert_eq!(c.cmd("RCPT TO:<@local.test:victim@example.net>").await, "550 5.7.1 Unable to relay");
-    assert_eq!(c.cmd("RCPT TO:<victim@local.test.example.net>").await, "550 5.7.1 Unable to relay");
+    assert_eq!(c.cmd("RCPT TO:<@local.test:victim@example.net>").await.unwrap(), "550 5.7.1 Unable to relay");
+    assert_eq!(c.cmd("RCPT TO:<victim@local.test.example.net>").await.unwrap(), "550 5.7.1 Unable to relay");
     let accepted = [
         ("RCPT TO:<one@local.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;one+40local.test", "one@local.test"),
         ("RCPT TO:<two@LOCAL.TEST> NOTIFY=NEVER", "two@LOCAL.TEST"),
@@ -133,11 +139,11 @@ async fn rcpt_to_replies_relay_rules_and_dsn_parameters() {
         ("RCPT TO:<Postmaster>", "postmaster@local.test"),
     ];
     for (cmd, _) in accepted {
-        assert_eq!(c.cmd(cmd).await, "250 2.1.5 Recipient OK", "{cmd}");
+        assert_eq!(c.cmd(cmd).await.unwrap(), "250 2.1.5 Recipient OK", "{cmd}");
     }
-    expect(&c.cmd("DATA").await, "354");
-    c.send(&stuff(&message("rcpts"))).await;
-    expect(&c.reply().await, "250 2.6.0");
+    expect(&c.cmd("DATA").await.unwrap(), "354");
+    c.send_raw(data_block(&message("rcpts")).as_bytes()).await.unwrap();
+    expect(&c.read_reply().await.unwrap(), "250 2.6.0");
     let m = &server.submit.messages()[0];
     let got: Vec<&str> = m.envelope.recipients.iter().map(|r| r.address.as_str()).collect();
     let want: Vec<&str> = accepted.iter().map(|(_, a)| *a).collect();
@@ -157,7 +163,7 @@ async fn allow_relay_accepts_any_domain() {
     s.settings.allow_relay = true;
     let server = start(s).await;
     let mut c = server.session().await;
-    expect(&c.send_message("a@example.org", &["victim@example.net"], &message("relay")).await, "250 2.6.0");
+    expect(&c.send_message("a@example.org", &["victim@example.net"], &message("relay")).await.unwrap(), "250 2.6.0");
     assert_eq!(server.submit.messages()[0].envelope.recipients[0].address.as_str(), "victim@example.net");
 }
 
@@ -165,10 +171,10 @@ async fn allow_relay_accepts_any_domain() {
 async fn data_needs_recipients() {
     let server = start(settings()).await;
     let mut c = server.session().await;
-    assert_eq!(c.cmd("DATA").await, "503 5.5.1 Need MAIL command");
-    expect(&c.cmd("MAIL FROM:<a@example.org>").await, "250");
-    expect(&c.cmd("RCPT TO:<x@example.net>").await, "550 5.7.1");
-    assert_eq!(c.cmd("DATA").await, "503 5.5.1 No valid recipients");
+    assert_eq!(c.cmd("DATA").await.unwrap(), "503 5.5.1 Need MAIL command");
+    expect(&c.cmd("MAIL FROM:<a@example.org>").await.unwrap(), "250");
+    expect(&c.cmd("RCPT TO:<x@example.net>").await.unwrap(), "550 5.7.1");
+    assert_eq!(c.cmd("DATA").await.unwrap(), "503 5.5.1 No valid recipients");
     assert!(server.submit.messages().is_empty());
 }
 
@@ -176,20 +182,21 @@ async fn data_needs_recipients() {
 async fn pipelined_commands_in_one_write_are_answered_in_order() {
     let server = start(settings()).await;
     let mut c = server.session().await;
-    c.send(
+    c.send_raw(
         b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@local.test>\r\nRCPT TO:<x@example.net>\r\nRCPT TO:<c@local.test>\r\nDATA\r\n",
     )
-    .await;
+    .await
+    .unwrap();
     for want in ["250 2.1.0", "250 2.1.5", "550 5.7.1", "250 2.1.5", "354 "] {
-        expect(&c.reply().await, want);
+        expect(&c.read_reply().await.unwrap(), want);
     }
-    let mut rest = stuff(&message("pipelined"));
+    let mut rest = data_block(&message("pipelined")).into_bytes();
     rest.extend_from_slice(b"MAIL FROM:<a@example.org>\r\nRSET\r\nQUIT\r\n");
-    c.send(&rest).await;
+    c.send_raw(&rest).await.unwrap();
     for want in ["250 2.6.0", "250 2.1.0", "250 2.0.0 Resetting", "221 2.0.0"] {
-        expect(&c.reply().await, want);
+        expect(&c.read_reply().await.unwrap(), want);
     }
-    assert_eq!(c.until_closed().await, "");
+    assert_eq!(c.read_to_end().await.unwrap(), "");
     let m = server.submit.messages();
     assert_eq!(m.len(), 1);
     assert_eq!(
@@ -202,21 +209,21 @@ async fn pipelined_commands_in_one_write_are_answered_in_order() {
 async fn long_line_is_refused_and_the_session_goes_on() {
     let server = start(settings()).await;
     let mut c = server.session().await;
-    assert_eq!(c.cmd(&format!("NOOP {}", "x".repeat(5000))).await, "500 5.5.2 Line too long");
-    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 OK");
+    assert_eq!(c.cmd(&format!("NOOP {}", "x".repeat(5000))).await.unwrap(), "500 5.5.2 Line too long");
+    assert_eq!(c.cmd("NOOP").await.unwrap(), "250 2.0.0 OK");
     // Control characters inside a command.
-    expect(&c.cmd("NOOP a\rb").await, "500 5.5.2");
-    expect(&c.send_message("a@example.org", &["b@local.test"], &message("after-long")).await, "250 2.6.0");
+    expect(&c.cmd("NOOP a\rb").await.unwrap(), "500 5.5.2");
+    expect(&c.send_message("a@example.org", &["b@local.test"], &message("after-long")).await.unwrap(), "250 2.6.0");
 }
 
 #[tokio::test]
 async fn protocol_log_and_events() {
     let server = start(settings()).await;
     let mut c = server.session().await;
-    expect(&c.send_message("a@example.org", &["b@local.test"], &message("logged")).await, "250 2.6.0");
-    expect(&c.cmd("RCPT TO:<x@local.test>").await, "503");
-    expect(&c.cmd("QUIT").await, "221");
-    c.until_closed().await;
+    expect(&c.send_message("a@example.org", &["b@local.test"], &message("logged")).await.unwrap(), "250 2.6.0");
+    expect(&c.cmd("RCPT TO:<x@local.test>").await.unwrap(), "503");
+    expect(&c.cmd("QUIT").await.unwrap(), "221");
+    c.read_to_end().await.unwrap();
     drop(c);
     // session_closed comes when the session task ends, just after the close.
     for _ in 0..100 {
@@ -240,7 +247,7 @@ async fn protocol_log_and_events() {
     s.settings.protocol_logging = false;
     let quiet = start(s).await;
     let mut c = quiet.session().await;
-    expect(&c.send_message("a@example.org", &["b@local.test"], &message("quiet")).await, "250 2.6.0");
+    expect(&c.send_message("a@example.org", &["b@local.test"], &message("quiet")).await.unwrap(), "250 2.6.0");
     assert!(quiet.events.lines.lock().unwrap().is_empty());
     assert_eq!(quiet.events.received.load(Ordering::SeqCst), 1);
 }

@@ -8,11 +8,11 @@ async fn new_connections_refused_while_the_gate_is_closed() {
     let server = start(settings()).await;
     let mut open = server.session().await;
     server.gate.send_replace(Availability { connections: false, ..Availability::OPEN });
-    let (mut c, banner) = Client::connect(server.addr).await;
+    let (mut c, banner) = AsyncSmtpClient::connect(server.addr).await.unwrap();
     assert_eq!(banner, "421 4.3.2 Service not available, closing transmission channel");
-    assert_eq!(c.until_closed().await, "");
+    assert_eq!(c.read_to_end().await.unwrap(), "");
     // A session already open goes on and may submit (Paused).
-    expect(&open.send_message("a@example.org", &["b@local.test"], &message("paused")).await, "250 2.6.0");
+    expect(&open.send_message("a@example.org", &["b@local.test"], &message("paused")).await.unwrap(), "250 2.6.0");
     server.gate.send_replace(Availability::OPEN);
     server.good_message_still_accepted("reopened").await;
 }
@@ -23,8 +23,8 @@ async fn mail_refused_with_421_while_hub_transport_is_inactive() {
     server.gate.send_replace(Availability { mail: false, ..Availability::OPEN });
     // Banner and EHLO still work.
     let mut c = server.session().await;
-    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await, "421 4.3.2 Service not active");
-    assert_eq!(c.until_closed().await, "");
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await.unwrap(), "421 4.3.2 Service not active");
+    assert_eq!(c.read_to_end().await.unwrap(), "");
     server.gate.send_replace(Availability::OPEN);
     server.good_message_still_accepted("active-again").await;
 }
@@ -34,15 +34,15 @@ async fn end_sessions_closes_idle_sessions_and_lets_transactions_finish() {
     let server = start(settings()).await;
     let mut idle = server.session().await;
     let mut busy = server.session().await;
-    expect(&busy.cmd("MAIL FROM:<a@example.org>").await, "250");
-    expect(&busy.cmd("RCPT TO:<b@local.test>").await, "250");
+    expect(&busy.cmd("MAIL FROM:<a@example.org>").await.unwrap(), "250");
+    expect(&busy.cmd("RCPT TO:<b@local.test>").await.unwrap(), "250");
     server.gate.send_replace(Availability { end_sessions: true, connections: false, ..Availability::OPEN });
-    assert_eq!(idle.reply().await, SHUTTING_DOWN);
-    assert_eq!(idle.until_closed().await, "");
-    expect(&busy.cmd("DATA").await, "354");
-    busy.send(&stuff(&message("last-one"))).await;
-    expect(&busy.reply().await, "250 2.6.0");
-    assert_eq!(busy.reply().await, SHUTTING_DOWN);
+    assert_eq!(idle.read_reply().await.unwrap(), SHUTTING_DOWN);
+    assert_eq!(idle.read_to_end().await.unwrap(), "");
+    expect(&busy.cmd("DATA").await.unwrap(), "354");
+    busy.send_raw(data_block(&message("last-one")).as_bytes()).await.unwrap();
+    expect(&busy.read_reply().await.unwrap(), "250 2.6.0");
+    assert_eq!(busy.read_reply().await.unwrap(), SHUTTING_DOWN);
     assert_eq!(server.submit.messages().len(), 1);
 }
 
@@ -51,8 +51,8 @@ async fn shutdown_stops_accepting_and_ends_sessions() {
     let server = start(settings()).await;
     let mut idle = server.session().await;
     server.shutdown.send_replace(true);
-    assert_eq!(idle.reply().await, SHUTTING_DOWN);
-    assert_eq!(idle.until_closed().await, "");
+    assert_eq!(idle.read_reply().await.unwrap(), SHUTTING_DOWN);
+    assert_eq!(idle.read_to_end().await.unwrap(), "");
     drop(idle);
     tokio::time::timeout(WAIT, server.task).await.expect("listener returns after shutdown").expect("no panic");
     let refused = tokio::time::timeout(WAIT, TcpStream::connect(server.addr)).await.expect("connect attempt ends");
@@ -64,12 +64,12 @@ async fn storage_failure_is_452_4_3_1_and_the_session_goes_on() {
     let server = start_with(settings(), MemSubmit::new(Mode::Storage)).await;
     let mut c = server.session().await;
     assert_eq!(
-        c.send_message("a@example.org", &["b@local.test"], &message("no-disk")).await,
+        c.send_message("a@example.org", &["b@local.test"], &message("no-disk")).await.unwrap(),
         "452 4.3.1 Insufficient system storage"
     );
-    assert_eq!(c.cmd("RSET").await, "250 2.0.0 Resetting");
+    assert_eq!(c.cmd("RSET").await.unwrap(), "250 2.0.0 Resetting");
     server.submit.set_mode(Mode::Store);
-    expect(&c.send_message("a@example.org", &["b@local.test"], &message("disk-back")).await, "250 2.6.0");
+    expect(&c.send_message("a@example.org", &["b@local.test"], &message("disk-back")).await.unwrap(), "250 2.6.0");
     assert_eq!(server.submit.messages().len(), 1);
     server.good_message_still_accepted("after-storage").await;
 }
@@ -79,10 +79,10 @@ async fn intake_unavailable_is_421_and_close() {
     let server = start_with(settings(), MemSubmit::new(Mode::Unavailable)).await;
     let mut c = server.session().await;
     assert_eq!(
-        c.send_message("a@example.org", &["b@local.test"], &message("stopped")).await,
+        c.send_message("a@example.org", &["b@local.test"], &message("stopped")).await.unwrap(),
         "421 4.3.2 Service not active"
     );
-    assert_eq!(c.until_closed().await, "");
+    assert_eq!(c.read_to_end().await.unwrap(), "");
     server.submit.set_mode(Mode::Store);
     server.good_message_still_accepted("after-unavailable").await;
 }
@@ -92,13 +92,20 @@ async fn a_panicking_session_does_not_affect_others() {
     let server = start_with(settings(), MemSubmit::new(Mode::Panic)).await;
     let mut bystander = server.session().await;
     let mut victim = server.session().await;
-    expect(&victim.cmd("MAIL FROM:<a@example.org>").await, "250");
-    expect(&victim.cmd("RCPT TO:<b@local.test>").await, "250");
-    expect(&victim.cmd("DATA").await, "354");
-    victim.send(&stuff(&message("boom"))).await;
-    assert_eq!(victim.reply().await, "", "connection dropped, no 250");
+    expect(&victim.cmd("MAIL FROM:<a@example.org>").await.unwrap(), "250");
+    expect(&victim.cmd("RCPT TO:<b@local.test>").await.unwrap(), "250");
+    expect(&victim.cmd("DATA").await.unwrap(), "354");
+    victim.send_raw(data_block(&message("boom")).as_bytes()).await.unwrap();
+    let dropped = victim.read_reply().await.expect_err("connection dropped, no 250");
+    assert!(
+        matches!(dropped.kind(), std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset),
+        "{dropped}"
+    );
     server.submit.set_mode(Mode::Store);
-    expect(&bystander.send_message("a@example.org", &["b@local.test"], &message("bystander")).await, "250 2.6.0");
+    expect(
+        &bystander.send_message("a@example.org", &["b@local.test"], &message("bystander")).await.unwrap(),
+        "250 2.6.0",
+    );
     server.good_message_still_accepted("after-panic").await;
     // The panicked session's slot was released.
     for _ in 0..100 {

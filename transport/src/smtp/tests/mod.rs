@@ -1,5 +1,9 @@
-//! The receive side driven by real clients over loopback: a raw tokio client
-//! for exact replies, rustls for STARTTLS, and swaks.
+//! The receive side driven by real clients over loopback: the test kit's async SMTP
+//! client for exact replies, rustls for STARTTLS, and swaks.
+//!
+//! The test kit depends on the transport library, so these tests link a second build of
+//! it (a dev-dependency cycle Cargo allows): only std and tokio types (streams, strings)
+//! pass between the two, never this crate's own types.
 use super::{Incoming, Listener, SessionEvents, SessionSettings, Submit, SubmitError};
 use crate::clock::ManualClock;
 use crate::config::domain_pattern::DomainPattern;
@@ -13,7 +17,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, UNIX_EPOCH};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+pub use testkit::async_smtp_client::{AsyncSmtpClient, WAIT};
+pub use testkit::smtp_client::data_block;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
@@ -26,8 +31,6 @@ mod swaks;
 mod tls_auth;
 mod utf8;
 
-/// Bound of every network wait in these tests.
-pub const WAIT: Duration = Duration::from_secs(15);
 pub const FQDN: &str = "mail.local.test";
 /// 2023-11-14 22:13:20 UTC, the test clock's time.
 pub const DATE: &str = "Tue, 14 Nov 2023 22:13:20 +0000";
@@ -179,10 +182,10 @@ pub async fn start_with(settings: SessionSettings, submit: Arc<MemSubmit>) -> Se
 
 impl Server {
     /// A session past the banner and `EHLO client.test`.
-    pub async fn session(&self) -> Client<TcpStream> {
-        let (mut c, banner) = Client::connect(self.addr).await;
+    pub async fn session(&self) -> AsyncSmtpClient<TcpStream> {
+        let (mut c, banner) = AsyncSmtpClient::connect(self.addr).await.unwrap();
         expect(&banner, "220 ");
-        expect(&c.cmd("EHLO client.test").await, "250-");
+        expect(&c.cmd("EHLO client.test").await.unwrap(), "250-");
         c
     }
 
@@ -190,8 +193,8 @@ impl Server {
     pub async fn good_message_still_accepted(&self, tag: &str) {
         let before = self.submit.messages().len();
         let mut c = self.session().await;
-        expect(&c.send_message("alice@example.org", &["bob@local.test"], &message(tag)).await, "250 2.6.0");
-        expect(&c.cmd("QUIT").await, "221 2.0.0");
+        expect(&c.send_message("alice@example.org", &["bob@local.test"], &message(tag)).await.unwrap(), "250 2.6.0");
+        expect(&c.cmd("QUIT").await.unwrap(), "221 2.0.0");
         let all = self.submit.messages();
         assert_eq!(all.len(), before + 1);
         assert!(all.last().unwrap().data.inline().unwrap().ends_with(message(tag).as_bytes()));
@@ -213,102 +216,4 @@ pub fn message(tag: &str) -> String {
 /// Our Received header for a plain ESMTP session from client.test.
 pub fn received(id: u64, with: &str) -> String {
     format!("Received: from client.test ([127.0.0.1])\r\n\tby {FQDN} with {with} id {id};\r\n\t{DATE}\r\n")
-}
-
-pub struct Client<S> {
-    s: BufReader<S>,
-}
-
-impl Client<TcpStream> {
-    pub async fn connect(addr: SocketAddr) -> (Self, String) {
-        let stream =
-            tokio::time::timeout(WAIT, TcpStream::connect(addr)).await.expect("connect in time").expect("connect");
-        let mut c = Client { s: BufReader::new(stream) };
-        let banner = c.reply().await;
-        (c, banner)
-    }
-
-    pub fn into_inner(self) -> TcpStream {
-        assert!(self.s.buffer().is_empty(), "unread bytes before TLS");
-        self.s.into_inner()
-    }
-}
-
-impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
-    pub fn new(s: S) -> Self {
-        Client { s: BufReader::new(s) }
-    }
-
-    /// One reply, its lines joined with `\n`; empty at end of stream.
-    pub async fn reply(&mut self) -> String {
-        let mut all = String::new();
-        loop {
-            let mut line = String::new();
-            let n = tokio::time::timeout(WAIT, self.s.read_line(&mut line))
-                .await
-                .unwrap_or_else(|_| panic!("no reply in time after `{all}`"))
-                .unwrap_or(0);
-            if n == 0 {
-                return all;
-            }
-            let last = line.len() < 4 || line.as_bytes()[3] != b'-';
-            all.push_str(line.trim_end_matches(['\r', '\n']));
-            if last {
-                return all;
-            }
-            all.push('\n');
-        }
-    }
-
-    pub async fn send(&mut self, bytes: &[u8]) {
-        let w = self.s.get_mut();
-        tokio::time::timeout(WAIT, w.write_all(bytes)).await.expect("write in time").expect("write");
-        w.flush().await.expect("flush");
-    }
-
-    pub async fn cmd(&mut self, line: &str) -> String {
-        self.send(format!("{line}\r\n").as_bytes()).await;
-        self.reply().await
-    }
-
-    /// MAIL, RCPTs, DATA, the dot-stuffed message; the reply after the dot
-    /// (or the first refusal).
-    pub async fn send_message(&mut self, from: &str, to: &[&str], msg: &str) -> String {
-        let r = self.cmd(&format!("MAIL FROM:<{from}>")).await;
-        if !r.starts_with('2') {
-            return r;
-        }
-        for rcpt in to {
-            let r = self.cmd(&format!("RCPT TO:<{rcpt}>")).await;
-            if !r.starts_with('2') {
-                return r;
-            }
-        }
-        let r = self.cmd("DATA").await;
-        if !r.starts_with("354") {
-            return r;
-        }
-        self.send(&stuff(msg)).await;
-        self.reply().await
-    }
-
-    /// Everything until the server closes; panics if it does not.
-    pub async fn until_closed(&mut self) -> String {
-        let mut rest = Vec::new();
-        tokio::time::timeout(WAIT, self.s.read_to_end(&mut rest)).await.expect("server closes the connection").ok();
-        String::from_utf8_lossy(&rest).into_owned()
-    }
-}
-
-/// Dot-stuffing and the end-of-data line.
-pub fn stuff(msg: &str) -> Vec<u8> {
-    let mut out = String::new();
-    for line in msg.split_inclusive("\r\n") {
-        if line.starts_with('.') {
-            out.push('.');
-        }
-        out.push_str(line);
-    }
-    out.push_str(".\r\n");
-    out.into_bytes()
 }

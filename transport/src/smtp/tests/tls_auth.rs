@@ -33,7 +33,10 @@ pub fn tls_settings(f: &Fixture) -> SessionSettings {
     s
 }
 
-async fn handshake(c: Client<TcpStream>, root: &CertificateDer<'static>) -> Client<TlsStream<TcpStream>> {
+async fn handshake(
+    c: AsyncSmtpClient<TcpStream>,
+    root: &CertificateDer<'static>,
+) -> AsyncSmtpClient<TlsStream<TcpStream>> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(root.clone()).unwrap();
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
@@ -43,11 +46,11 @@ async fn handshake(c: Client<TcpStream>, root: &CertificateDer<'static>) -> Clie
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let name = ServerName::try_from(FQDN.to_string()).unwrap();
-    let tls = tokio::time::timeout(WAIT, connector.connect(name, c.into_inner()))
+    let tls = tokio::time::timeout(WAIT, connector.connect(name, c.into_inner().expect("nothing unread before TLS")))
         .await
         .expect("handshake in time")
         .expect("handshake");
-    Client::new(tls)
+    AsyncSmtpClient::new(tls)
 }
 
 fn b64(s: &str) -> String {
@@ -71,41 +74,41 @@ fn b64(s: &str) -> String {
 async fn starttls_discards_pipelined_commands_then_auth_and_relay() {
     let f = fixture();
     let server = start(tls_settings(&f)).await;
-    let (mut c, _) = Client::connect(server.addr).await;
-    let ehlo = c.cmd("EHLO client.test").await;
+    let (mut c, _) = AsyncSmtpClient::connect(server.addr).await.unwrap();
+    let ehlo = c.cmd("EHLO client.test").await.unwrap();
     assert!(ehlo.contains("\n250-STARTTLS") || ehlo.ends_with("\n250 STARTTLS"), "{ehlo}");
     assert!(!ehlo.contains("AUTH"), "no AUTH in clear: {ehlo}");
     assert_eq!(
-        c.cmd(&format!("AUTH PLAIN {}", b64(&format!("\0{USER}\0{PASSWORD}")))).await,
+        c.cmd(&format!("AUTH PLAIN {}", b64(&format!("\0{USER}\0{PASSWORD}")))).await.unwrap(),
         "538 5.7.11 Encryption required for requested authentication mechanism"
     );
     // CVE-2011-0411: a command sent in clear behind STARTTLS must not run.
-    c.send(b"STARTTLS\r\nMAIL FROM:<evil@example.org>\r\n").await;
-    assert_eq!(c.reply().await, "220 2.0.0 Ready to start TLS");
+    c.send_raw(b"STARTTLS\r\nMAIL FROM:<evil@example.org>\r\n").await.unwrap();
+    assert_eq!(c.read_reply().await.unwrap(), "220 2.0.0 Ready to start TLS");
     let mut c = handshake(c, &f.root).await;
-    assert_eq!(c.cmd("RCPT TO:<b@local.test>").await, "503 5.5.1 Need MAIL command");
+    assert_eq!(c.cmd("RCPT TO:<b@local.test>").await.unwrap(), "503 5.5.1 Need MAIL command");
     // The session starts over: hello first, no STARTTLS, AUTH offered.
-    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await, "503 5.5.1 Send hello first");
-    let ehlo = c.cmd("EHLO client.test").await;
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await.unwrap(), "503 5.5.1 Send hello first");
+    let ehlo = c.cmd("EHLO client.test").await.unwrap();
     assert!(!ehlo.contains("STARTTLS") && ehlo.ends_with("\n250 AUTH PLAIN LOGIN"), "{ehlo}");
-    assert_eq!(c.cmd("STARTTLS").await, "503 5.5.1 TLS already active");
+    assert_eq!(c.cmd("STARTTLS").await.unwrap(), "503 5.5.1 TLS already active");
     // Not authenticated yet: no relay.
-    expect(&c.cmd("MAIL FROM:<a@example.org>").await, "250");
-    assert_eq!(c.cmd("RCPT TO:<x@example.net>").await, "550 5.7.1 Unable to relay");
-    assert_eq!(c.cmd("AUTH PLAIN").await, "503 5.5.1 Mail transaction in progress");
-    expect(&c.cmd("RSET").await, "250");
-    assert_eq!(c.cmd("AUTH CRAM-MD5").await, "504 5.5.4 Unrecognized authentication type");
+    expect(&c.cmd("MAIL FROM:<a@example.org>").await.unwrap(), "250");
+    assert_eq!(c.cmd("RCPT TO:<x@example.net>").await.unwrap(), "550 5.7.1 Unable to relay");
+    assert_eq!(c.cmd("AUTH PLAIN").await.unwrap(), "503 5.5.1 Mail transaction in progress");
+    expect(&c.cmd("RSET").await.unwrap(), "250");
+    assert_eq!(c.cmd("AUTH CRAM-MD5").await.unwrap(), "504 5.5.4 Unrecognized authentication type");
     assert_eq!(
-        c.cmd(&format!("AUTH PLAIN {}", b64(&format!("\0{USER}\0wrong")))).await,
+        c.cmd(&format!("AUTH PLAIN {}", b64(&format!("\0{USER}\0wrong")))).await.unwrap(),
         "535 5.7.8 Authentication credentials invalid"
     );
-    assert_eq!(c.cmd("AUTH PLAIN").await, "334 ");
-    assert_eq!(c.cmd("*").await, "501 5.0.0 Authentication canceled");
-    assert_eq!(c.cmd("AUTH PLAIN").await, "334 ");
-    assert_eq!(c.cmd(&b64(&format!("\0{USER}\0{PASSWORD}"))).await, "235 2.7.0 Authentication successful");
-    assert_eq!(c.cmd("AUTH PLAIN").await, "503 5.5.1 Already authenticated");
-    expect(&c.send_message("a@example.org", &["x@example.net"], &message("authenticated")).await, "250 2.6.0");
-    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Service closing transmission channel");
+    assert_eq!(c.cmd("AUTH PLAIN").await.unwrap(), "334 ");
+    assert_eq!(c.cmd("*").await.unwrap(), "501 5.0.0 Authentication canceled");
+    assert_eq!(c.cmd("AUTH PLAIN").await.unwrap(), "334 ");
+    assert_eq!(c.cmd(&b64(&format!("\0{USER}\0{PASSWORD}"))).await.unwrap(), "235 2.7.0 Authentication successful");
+    assert_eq!(c.cmd("AUTH PLAIN").await.unwrap(), "503 5.5.1 Already authenticated");
+    expect(&c.send_message("a@example.org", &["x@example.net"], &message("authenticated")).await.unwrap(), "250 2.6.0");
+    assert_eq!(c.cmd("QUIT").await.unwrap(), "221 2.0.0 Service closing transmission channel");
 
     let m = server.submit.messages();
     assert_eq!(m.len(), 1, "the injected MAIL never ran");
@@ -123,20 +126,20 @@ async fn starttls_discards_pipelined_commands_then_auth_and_relay() {
 async fn auth_login_and_plain_with_initial_response() {
     let f = fixture();
     let server = start(tls_settings(&f)).await;
-    let (mut c, _) = Client::connect(server.addr).await;
-    expect(&c.cmd("EHLO client.test").await, "250");
-    expect(&c.cmd("STARTTLS").await, "220 2.0.0");
+    let (mut c, _) = AsyncSmtpClient::connect(server.addr).await.unwrap();
+    expect(&c.cmd("EHLO client.test").await.unwrap(), "250");
+    expect(&c.cmd("STARTTLS").await.unwrap(), "220 2.0.0");
     let mut c = handshake(c, &f.root).await;
-    expect(&c.cmd("EHLO client.test").await, "250");
-    assert_eq!(c.cmd("AUTH LOGIN").await, "334 VXNlcm5hbWU6");
-    assert_eq!(c.cmd(&b64(USER)).await, "334 UGFzc3dvcmQ6");
-    assert_eq!(c.cmd(&b64("nope")).await, "535 5.7.8 Authentication credentials invalid");
-    assert_eq!(c.cmd(&format!("AUTH LOGIN {}", b64(USER))).await, "334 UGFzc3dvcmQ6");
-    assert_eq!(c.cmd("not base64!").await, "501 5.5.2 Cannot decode response");
-    assert_eq!(c.cmd("AUTH LOGIN").await, "334 VXNlcm5hbWU6");
-    assert_eq!(c.cmd(&b64(USER)).await, "334 UGFzc3dvcmQ6");
-    assert_eq!(c.cmd(&b64(PASSWORD)).await, "235 2.7.0 Authentication successful");
-    expect(&c.send_message("a@example.org", &["x@example.net"], &message("login")).await, "250 2.6.0");
+    expect(&c.cmd("EHLO client.test").await.unwrap(), "250");
+    assert_eq!(c.cmd("AUTH LOGIN").await.unwrap(), "334 VXNlcm5hbWU6");
+    assert_eq!(c.cmd(&b64(USER)).await.unwrap(), "334 UGFzc3dvcmQ6");
+    assert_eq!(c.cmd(&b64("nope")).await.unwrap(), "535 5.7.8 Authentication credentials invalid");
+    assert_eq!(c.cmd(&format!("AUTH LOGIN {}", b64(USER))).await.unwrap(), "334 UGFzc3dvcmQ6");
+    assert_eq!(c.cmd("not base64!").await.unwrap(), "501 5.5.2 Cannot decode response");
+    assert_eq!(c.cmd("AUTH LOGIN").await.unwrap(), "334 VXNlcm5hbWU6");
+    assert_eq!(c.cmd(&b64(USER)).await.unwrap(), "334 UGFzc3dvcmQ6");
+    assert_eq!(c.cmd(&b64(PASSWORD)).await.unwrap(), "235 2.7.0 Authentication successful");
+    expect(&c.send_message("a@example.org", &["x@example.net"], &message("login")).await.unwrap(), "250 2.6.0");
     assert_eq!(server.submit.messages()[0].envelope.recipients[0].address.as_str(), "x@example.net");
 }
 
@@ -147,15 +150,15 @@ async fn require_tls_accepts_mail_after_starttls() {
     s.settings.require_tls = true;
     s.settings.auth = None;
     let server = start(s).await;
-    let (mut c, _) = Client::connect(server.addr).await;
-    expect(&c.cmd("EHLO client.test").await, "250");
-    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await, "530 5.7.0 Must issue a STARTTLS command first");
-    expect(&c.cmd("STARTTLS").await, "220");
+    let (mut c, _) = AsyncSmtpClient::connect(server.addr).await.unwrap();
+    expect(&c.cmd("EHLO client.test").await.unwrap(), "250");
+    assert_eq!(c.cmd("MAIL FROM:<a@example.org>").await.unwrap(), "530 5.7.0 Must issue a STARTTLS command first");
+    expect(&c.cmd("STARTTLS").await.unwrap(), "220");
     let mut c = handshake(c, &f.root).await;
-    let ehlo = c.cmd("EHLO client.test").await;
+    let ehlo = c.cmd("EHLO client.test").await.unwrap();
     assert!(!ehlo.contains("AUTH"), "AUTH only when configured: {ehlo}");
-    assert_eq!(c.cmd("AUTH PLAIN").await, "502 5.5.1 Command not implemented");
-    expect(&c.send_message("a@example.org", &["b@local.test"], &message("tls")).await, "250 2.6.0");
+    assert_eq!(c.cmd("AUTH PLAIN").await.unwrap(), "502 5.5.1 Command not implemented");
+    expect(&c.send_message("a@example.org", &["b@local.test"], &message("tls")).await.unwrap(), "250 2.6.0");
     let data = String::from_utf8(server.submit.messages()[0].data.inline().unwrap().to_vec()).unwrap();
     assert!(data.starts_with(&received(1, "ESMTPS")), "{data}");
 }
@@ -185,25 +188,31 @@ async fn requiretls_is_offered_and_taken_only_inside_tls_when_enabled() {
     let mut settings = tls_settings(&f);
     settings.settings.offer_require_tls = true;
     let server = start(settings).await;
-    let (mut c, _) = Client::connect(server.addr).await;
-    assert!(!c.cmd("EHLO client.test").await.contains("REQUIRETLS"), "not offered in clear");
-    assert_eq!(c.cmd("MAIL FROM:<alice@example.org> REQUIRETLS").await, "555 5.5.4 Unsupported parameter REQUIRETLS");
-    expect(&c.cmd("STARTTLS").await, "220");
+    let (mut c, _) = AsyncSmtpClient::connect(server.addr).await.unwrap();
+    assert!(!c.cmd("EHLO client.test").await.unwrap().contains("REQUIRETLS"), "not offered in clear");
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@example.org> REQUIRETLS").await.unwrap(),
+        "555 5.5.4 Unsupported parameter REQUIRETLS"
+    );
+    expect(&c.cmd("STARTTLS").await.unwrap(), "220");
     let mut c = handshake(c, &f.root).await;
-    assert!(c.cmd("EHLO client.test").await.contains("\n250-REQUIRETLS"));
-    assert_eq!(c.cmd("MAIL FROM:<alice@example.org> REQUIRETLS").await, "250 2.1.0 Sender OK");
-    expect(&c.cmd("RCPT TO:<bob@local.test>").await, "250");
-    expect(&c.cmd("DATA").await, "354");
-    c.send(&stuff(&message("protected"))).await;
-    expect(&c.reply().await, "250 2.6.0");
+    assert!(c.cmd("EHLO client.test").await.unwrap().contains("\n250-REQUIRETLS"));
+    assert_eq!(c.cmd("MAIL FROM:<alice@example.org> REQUIRETLS").await.unwrap(), "250 2.1.0 Sender OK");
+    expect(&c.cmd("RCPT TO:<bob@local.test>").await.unwrap(), "250");
+    expect(&c.cmd("DATA").await.unwrap(), "354");
+    c.send_raw(data_block(&message("protected")).as_bytes()).await.unwrap();
+    expect(&c.read_reply().await.unwrap(), "250 2.6.0");
     assert!(server.submit.messages()[0].envelope.requiretls);
 
     // Off (the default): not offered even inside TLS.
     let server = start(tls_settings(&f)).await;
-    let (mut c, _) = Client::connect(server.addr).await;
-    expect(&c.cmd("EHLO client.test").await, "250");
-    expect(&c.cmd("STARTTLS").await, "220");
+    let (mut c, _) = AsyncSmtpClient::connect(server.addr).await.unwrap();
+    expect(&c.cmd("EHLO client.test").await.unwrap(), "250");
+    expect(&c.cmd("STARTTLS").await.unwrap(), "220");
     let mut c = handshake(c, &f.root).await;
-    assert!(!c.cmd("EHLO client.test").await.contains("REQUIRETLS"));
-    assert_eq!(c.cmd("MAIL FROM:<alice@example.org> REQUIRETLS").await, "555 5.5.4 Unsupported parameter REQUIRETLS");
+    assert!(!c.cmd("EHLO client.test").await.unwrap().contains("REQUIRETLS"));
+    assert_eq!(
+        c.cmd("MAIL FROM:<alice@example.org> REQUIRETLS").await.unwrap(),
+        "555 5.5.4 Unsupported parameter REQUIRETLS"
+    );
 }
