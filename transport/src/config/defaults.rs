@@ -5,9 +5,8 @@ use super::{
     AcceptedDomain, ByteSize, DaneMode, ExpirationSettings, MtaStsMode, OrgSettings, OutboundTls, ReceiveSettings,
     RetrySettings, Role, TransportFile,
 };
+use crate::address::{Address, ConfiguredAddressError};
 use std::time::Duration;
-
-// The ranged settings' defaults are in `settings`, with their ranges.
 
 // Send connectors.
 pub const SEND_PORT: u16 = 25;
@@ -276,9 +275,10 @@ impl TransportFile {
 
     /// The postmaster address: configured, else `postmaster@<first accepted
     /// domain>` (the first that is not a wildcard), else `postmaster@<fqdn>`.
-    pub fn postmaster(&self) -> String {
+    /// The configured one goes through the same parser validation uses.
+    pub fn postmaster(&self) -> Result<Address, ConfiguredAddressError> {
         if let Some(p) = &self.transport_config.postmaster {
-            return p.clone();
+            return Address::parse_configured(p);
         }
         let domain = self
             .transport_config
@@ -287,7 +287,7 @@ impl TransportFile {
             .map(|d: &AcceptedDomain| d.domain.as_str())
             .find(|d| !d.contains('*'))
             .unwrap_or(&self.fqdn);
-        format!("postmaster@{domain}")
+        Address::parse_configured(&format!("postmaster@{domain}"))
     }
 }
 
@@ -476,10 +476,12 @@ mod tests {
 
     #[test]
     fn postmaster_is_configured_else_first_plain_accepted_domain_else_fqdn() {
-        assert_eq!(file(&["a.test"], Some("pm@b.test")).postmaster(), "pm@b.test");
-        assert_eq!(file(&["*.wild.test", "a.test", "b.test"], None).postmaster(), "postmaster@a.test");
-        assert_eq!(file(&["*.wild.test"], None).postmaster(), "postmaster@mail.example.net");
-        assert_eq!(file(&[], None).postmaster(), "postmaster@mail.example.net");
+        let postmaster = |domains: &[&str], configured| file(domains, configured).postmaster().unwrap();
+        assert_eq!(postmaster(&["a.test"], Some("pm@b.test")).as_str(), "pm@b.test");
+        assert_eq!(postmaster(&["*.wild.test", "a.test", "b.test"], None).as_str(), "postmaster@a.test");
+        assert_eq!(postmaster(&["*.wild.test"], None).as_str(), "postmaster@mail.example.net");
+        assert_eq!(postmaster(&[], None).as_str(), "postmaster@mail.example.net");
+        assert!(file(&[], Some("nobody")).postmaster().is_err());
     }
 
     #[test]

@@ -781,7 +781,7 @@ sendConnectors:
         assert_eq!((sc.name.as_str(), sc.address_spaces[0].domain.as_str()), ("Outbound", "*"));
         assert_eq!(sc.smart_hosts, ["127.0.0.1:2526"]);
         assert_eq!(f.mailbox_delivery.as_ref().unwrap().host, "127.0.0.1:2424");
-        assert_eq!(f.postmaster(), "postmaster@local.test");
+        assert_eq!(f.postmaster().unwrap().as_str(), "postmaster@local.test");
         assert_eq!(f.transport_config.accepted_domains[0].domain_type, AcceptedDomainType::Authoritative);
         let admin = f.admin.as_ref().unwrap();
         assert_eq!((admin.bind.to_string().as_str(), admin.token_file.is_none()), ("127.0.0.1:8025", true));

@@ -101,7 +101,7 @@ impl RuntimeConfig {
             retry: file.retry_policy(),
             expiration: file.expiration_policy(),
             org: file.transport_config.clone(),
-            postmaster: Address::parse_configured(&file.postmaster())?,
+            postmaster: file.postmaster()?,
             max_outbound_connections: file.max_outbound_connections_or_default(),
         })
     }
