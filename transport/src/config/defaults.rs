@@ -15,18 +15,6 @@ pub const SEND_PORT: u16 = 25;
 pub const SEND_MTA_STS: MtaStsMode = MtaStsMode::AsPublished;
 pub const SEND_DANE: DaneMode = DaneMode::AsPublished;
 
-// Organisation (Set-TransportConfig).
-pub const INTERNAL_DELAY_DSN_ENABLED: bool = true;
-pub const EXTERNAL_DELAY_DSN_ENABLED: bool = true;
-pub const SHADOW_REDUNDANCY_ENABLED: bool = true;
-pub const REJECT_MESSAGE_ON_SHADOW_FAILURE: bool = false;
-
-// Transport logs.
-pub const LOG_CONNECTIVITY: bool = true;
-pub const LOG_PROTOCOL: bool = true;
-pub const TRACKING_LOG: bool = true;
-pub const TRACKING_LOG_SUBJECT: bool = false;
-
 /// Every §4 retry row, resolved (file value or role default).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -131,17 +119,17 @@ impl ReceiveLimits {
 }
 
 impl OrgSettings {
-    /// tlsReportingEnabled, default true (as Stalwart and KumoMTA send TLS reports).
+    /// tlsReportingEnabled.
     pub fn tls_reporting(&self) -> bool {
-        self.tls_reporting_enabled.unwrap_or(true)
+        TLS_REPORTING_ENABLED.or_default(self.tls_reporting_enabled)
     }
     /// internalDelayDSNEnabled, default true.
     pub fn internal_delay_dsn(&self) -> bool {
-        self.internal_delay_dsn_enabled.unwrap_or(INTERNAL_DELAY_DSN_ENABLED)
+        INTERNAL_DELAY_DSN_ENABLED.or_default(self.internal_delay_dsn_enabled)
     }
     /// externalDelayDSNEnabled, default true.
     pub fn external_delay_dsn(&self) -> bool {
-        self.external_delay_dsn_enabled.unwrap_or(EXTERNAL_DELAY_DSN_ENABLED)
+        EXTERNAL_DELAY_DSN_ENABLED.or_default(self.external_delay_dsn_enabled)
     }
     /// maxSendSize, default 10MB; `unlimited` is [`ByteSize::UNLIMITED`].
     pub fn max_send_size(&self) -> ByteSize {
@@ -165,13 +153,13 @@ impl OrgSettings {
     /// The shadow redundancy settings, resolved.
     pub fn shadow_policy(&self) -> ShadowPolicy {
         ShadowPolicy {
-            enabled: self.shadow_redundancy_enabled.unwrap_or(SHADOW_REDUNDANCY_ENABLED),
+            enabled: SHADOW_REDUNDANCY_ENABLED.or_default(self.shadow_redundancy_enabled),
             heartbeat_frequency: SHADOW_HEARTBEAT_FREQUENCY.or_default(self.shadow_heartbeat_frequency).0,
             resubmit_time_span: SHADOW_RESUBMIT_TIME_SPAN.or_default(self.shadow_resubmit_time_span).0,
             auto_discard_interval: SHADOW_MESSAGE_AUTO_DISCARD_INTERVAL
                 .or_default(self.shadow_message_auto_discard_interval)
                 .0,
-            reject_on_failure: self.reject_message_on_shadow_failure.unwrap_or(REJECT_MESSAGE_ON_SHADOW_FAILURE),
+            reject_on_failure: REJECT_MESSAGE_ON_SHADOW_FAILURE.or_default(self.reject_message_on_shadow_failure),
         }
     }
 }
@@ -227,10 +215,10 @@ impl super::AddressSpace {
 
 impl super::LoggingSettings {
     pub fn connectivity_log_enabled(&self) -> bool {
-        self.connectivity_log.unwrap_or(LOG_CONNECTIVITY)
+        LOG_CONNECTIVITY.or_default(self.connectivity_log)
     }
     pub fn protocol_log_enabled(&self) -> bool {
-        self.protocol_log.unwrap_or(LOG_PROTOCOL)
+        LOG_PROTOCOL.or_default(self.protocol_log)
     }
     /// `None` when files are never deleted by age (`00:00:00`).
     pub fn max_age_or_default(&self) -> Option<Duration> {
@@ -243,7 +231,7 @@ impl super::LoggingSettings {
         LOG_MAX_FILE_SIZE.or_default(self.max_file_size)
     }
     pub fn message_tracking_log_enabled_or_default(&self) -> bool {
-        self.message_tracking_log_enabled.unwrap_or(TRACKING_LOG)
+        TRACKING_LOG_ENABLED.or_default(self.message_tracking_log_enabled)
     }
     /// `None` when files are never deleted by age (`00:00:00`).
     pub fn message_tracking_log_max_age_or_default(&self) -> Option<Duration> {
@@ -256,7 +244,7 @@ impl super::LoggingSettings {
         TRACKING_LOG_MAX_FILE_SIZE.or_default(self.message_tracking_log_max_file_size)
     }
     pub fn message_tracking_log_subject_logging_enabled_or_default(&self) -> bool {
-        self.message_tracking_log_subject_logging_enabled.unwrap_or(TRACKING_LOG_SUBJECT)
+        TRACKING_LOG_SUBJECT_LOGGING_ENABLED.or_default(self.message_tracking_log_subject_logging_enabled)
     }
 }
 

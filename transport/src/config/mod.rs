@@ -256,15 +256,15 @@ pub struct ReceiveSettings {
     /// Write this connector's sessions to the protocol log.
     #[serde(default)]
     pub protocol_logging: bool,
-    /// Offer CHUNKING (RFC 3030 BDAT). Default true, as Exchange's ChunkingEnabled.
+    /// Offer CHUNKING (RFC 3030 BDAT), as Exchange's ChunkingEnabled. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chunking_enabled: Option<bool>,
-    /// Offer BINARYMIME (RFC 3030; only with CHUNKING). Default true, as Exchange's
-    /// BinaryMimeEnabled.
+    /// Offer BINARYMIME (RFC 3030; only with CHUNKING), as Exchange's BinaryMimeEnabled.
+    /// Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub binary_mime_enabled: Option<bool>,
-    /// Offer SMTPUTF8 (RFC 6531: UTF-8 addresses and headers). Default true, as
-    /// Postfix's smtputf8_enable and Exchange Online.
+    /// Offer SMTPUTF8 (RFC 6531: UTF-8 addresses and headers), as Postfix's
+    /// smtputf8_enable and Exchange Online. Default true.
     #[serde(default, rename = "smtpUtf8Enabled", alias = "smtputf8Enabled", skip_serializing_if = "Option::is_none")]
     pub smtp_utf8_enabled: Option<bool>,
     /// Offer REQUIRETLS (RFC 8689) after STARTTLS. Default false (neither Exchange nor
@@ -278,17 +278,17 @@ pub struct ReceiveSettings {
 impl ReceiveSettings {
     /// CHUNKING is offered.
     pub fn chunking(&self) -> bool {
-        self.chunking_enabled.unwrap_or(true)
+        settings::RECEIVE_CHUNKING_ENABLED.or_default(self.chunking_enabled)
     }
 
     /// SMTPUTF8 is offered.
     pub fn smtputf8(&self) -> bool {
-        self.smtp_utf8_enabled.unwrap_or(true)
+        settings::RECEIVE_SMTP_UTF8_ENABLED.or_default(self.smtp_utf8_enabled)
     }
 
     /// BINARYMIME is offered (never without CHUNKING: its data can only come with BDAT).
     pub fn binary_mime(&self) -> bool {
-        self.chunking() && self.binary_mime_enabled.unwrap_or(true)
+        self.chunking() && settings::RECEIVE_BINARY_MIME_ENABLED.or_default(self.binary_mime_enabled)
     }
 }
 
@@ -559,8 +559,8 @@ pub struct OrgSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dsn_text: Option<DsnText>,
     /// Keep a copy of every message received from outside on a second server
-    /// before answering `250` (shadow redundancy). Default true; takes effect on
-    /// servers that have a shadow channel.
+    /// before answering `250` (shadow redundancy); takes effect on servers that have a
+    /// shadow channel. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shadow_redundancy_enabled: Option<bool>,
     /// How often a shadow server asks each primary about its copies. 1 s – 1 day. Default 00:02:00.
@@ -584,8 +584,8 @@ pub struct OrgSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_net_hold_time: Option<TimeSpan>,
     /// Send the daily SMTP TLS reports (RFC 8460) to the recipient domains that ask for
-    /// them (`_smtp._tls` TXT record, `mailto:` rua). Default true; counting and the admin
-    /// API's view go on when false.
+    /// them (`_smtp._tls` TXT record, `mailto:` rua); counting and the admin API's view go
+    /// on when false. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_reporting_enabled: Option<bool>,
     /// organization-name of those reports (and their submitter). Default the server's fqdn.
@@ -732,8 +732,8 @@ pub struct LoggingSettings {
     /// messageTrackingLogMaxDirectorySize. At least 1KB. Default 10MB.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_tracking_log_max_file_size: Option<ByteSize>,
-    /// Write each message's Subject into its tracking records. Default false: subjects are
-    /// personal data (Exchange's MessageTrackingLogSubjectLoggingEnabled).
+    /// Write each message's Subject into its tracking records; subjects are personal data
+    /// (Exchange's MessageTrackingLogSubjectLoggingEnabled). Default false.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message_tracking_log_subject_logging_enabled: Option<bool>,
 }

@@ -38,6 +38,16 @@ impl Bounded for u32 {
     }
 }
 
+/// A switch: every value is in range, so only its default is written.
+impl Bounded for bool {
+    const UNBOUNDED: Self = true;
+    const LEAST: Self = false;
+    const DASH: &'static str = "–";
+    fn human(self) -> String {
+        self.to_string()
+    }
+}
+
 impl Bounded for ByteSize {
     const UNBOUNDED: Self = ByteSize::UNLIMITED;
     const LEAST: Self = ByteSize(0);
@@ -279,6 +289,41 @@ pub const TRACKING_LOG_MAX_DIRECTORY_SIZE: Setting<ByteSize> =
 pub const TRACKING_LOG_MAX_FILE_SIZE: Setting<ByteSize> =
     one("logging.messageTrackingLogMaxFileSize", AT_LEAST_1KB, ByteSize::mb(10));
 
+// ---- Switches ----
+
+const SWITCH: (bool, bool) = (false, true);
+pub const RECEIVE_CHUNKING_ENABLED: Setting<bool> = one("receiveConnectors[].chunkingEnabled", SWITCH, true);
+pub const RECEIVE_BINARY_MIME_ENABLED: Setting<bool> = one("receiveConnectors[].binaryMimeEnabled", SWITCH, true);
+pub const RECEIVE_SMTP_UTF8_ENABLED: Setting<bool> = one("receiveConnectors[].smtpUtf8Enabled", SWITCH, true);
+pub const INTERNAL_DELAY_DSN_ENABLED: Setting<bool> = one("transportConfig.internalDelayDSNEnabled", SWITCH, true);
+pub const EXTERNAL_DELAY_DSN_ENABLED: Setting<bool> = one("transportConfig.externalDelayDSNEnabled", SWITCH, true);
+pub const SHADOW_REDUNDANCY_ENABLED: Setting<bool> = one("transportConfig.shadowRedundancyEnabled", SWITCH, true);
+pub const REJECT_MESSAGE_ON_SHADOW_FAILURE: Setting<bool> =
+    one("transportConfig.rejectMessageOnShadowFailure", SWITCH, false);
+// As Stalwart and KumoMTA send TLS reports.
+pub const TLS_REPORTING_ENABLED: Setting<bool> = one("transportConfig.tlsReportingEnabled", SWITCH, true);
+pub const LOG_CONNECTIVITY: Setting<bool> = one("logging.connectivityLog", SWITCH, true);
+pub const LOG_PROTOCOL: Setting<bool> = one("logging.protocolLog", SWITCH, true);
+pub const TRACKING_LOG_ENABLED: Setting<bool> = one("logging.messageTrackingLogEnabled", SWITCH, true);
+pub const TRACKING_LOG_SUBJECT_LOGGING_ENABLED: Setting<bool> =
+    one("logging.messageTrackingLogSubjectLoggingEnabled", SWITCH, false);
+
+/// Every switch with a default, in the order of docs/design.md §8's "Ranges and defaults".
+pub const SWITCHES: [&Setting<bool>; 12] = [
+    &RECEIVE_CHUNKING_ENABLED,
+    &RECEIVE_BINARY_MIME_ENABLED,
+    &RECEIVE_SMTP_UTF8_ENABLED,
+    &INTERNAL_DELAY_DSN_ENABLED,
+    &EXTERNAL_DELAY_DSN_ENABLED,
+    &SHADOW_REDUNDANCY_ENABLED,
+    &REJECT_MESSAGE_ON_SHADOW_FAILURE,
+    &TLS_REPORTING_ENABLED,
+    &LOG_CONNECTIVITY,
+    &LOG_PROTOCOL,
+    &TRACKING_LOG_ENABLED,
+    &TRACKING_LOG_SUBJECT_LOGGING_ENABLED,
+];
+
 /// Every time span outside §4, in the order of docs/design.md §8's "Ranges and defaults".
 pub const OTHER_SPANS: [&Setting<TimeSpan>; 10] = [
     &RECEIVE_CONNECTION_INACTIVITY_TIMEOUT,
@@ -385,6 +430,7 @@ mod tests {
         let schema = schema();
         SPANS.iter().chain(OTHER_SPANS.iter()).for_each(|s| says_what_the_table_says(&schema, s));
         SIZES.iter().for_each(|s| says_what_the_table_says(&schema, s));
+        SWITCHES.iter().for_each(|s| says_what_the_table_says(&schema, s));
         for s in COUNTS.iter().chain(OTHER_COUNTS.iter()) {
             says_what_the_table_says(&schema, s);
             let p = property(&schema, s.path);
@@ -402,6 +448,9 @@ mod tests {
             assert_eq!(s.mailbox, s.edge, "{}", s.path);
         }
         for s in SIZES {
+            assert_eq!(s.mailbox, s.edge, "{}", s.path);
+        }
+        for s in SWITCHES {
             assert_eq!(s.mailbox, s.edge, "{}", s.path);
         }
     }
@@ -447,6 +496,7 @@ mod tests {
         want.extend(OTHER_SPANS.iter().map(|s| row(*s)));
         want.extend(OTHER_COUNTS.iter().map(|s| row(*s)));
         want.extend(SIZES.iter().map(|s| row(*s)));
+        want.extend(SWITCHES.iter().map(|s| row(*s)));
         let got: Vec<(String, String, String)> =
             rows.iter().map(|r| (r[0].clone(), r[1].clone(), r.get(2).cloned().unwrap_or_default())).collect();
         for w in &want {
@@ -470,6 +520,8 @@ mod tests {
         assert_eq!(RECEIVE_MAX_MESSAGE_SIZE.doc(), "64KB – 2GB. Default 36MB.");
         assert_eq!(LOG_MAX_FILE_SIZE.doc(), "At least 1KB. Default 10MB.");
         assert_eq!(SAFETY_NET_HOLD_TIME.doc(), "0 – 90 days. Default 2.00:00:00.");
+        assert_eq!(REJECT_MESSAGE_ON_SHADOW_FAILURE.doc(), "Default false.");
+        assert_eq!(TLS_REPORTING_ENABLED.refusal(false), None);
         assert_eq!(MESSAGE_EXPIRATION_TIME_OUT.resolve(Role::Edge, None), TimeSpan::from_days(2));
         assert_eq!(POISON_THRESHOLD.resolve(Role::Mailbox, Some(5)), 5);
         assert_eq!(POISON_THRESHOLD.field(), "poisonThreshold");
