@@ -76,7 +76,7 @@ enum Found {
 pub struct MtaSts {
     clock: SharedClock,
     /// Where the test hook's port file is looked for (the queue directory).
-    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
+    #[cfg(feature = "test-hooks")]
     dir: PathBuf,
     cache: Mutex<Cache>,
     /// Domain → (id, not before, why): fetches that failed, not tried again before then.
@@ -96,6 +96,7 @@ impl MtaSts {
     pub fn open(queue_dir: &Path, clock: SharedClock) -> MtaSts {
         MtaSts {
             clock,
+            #[cfg(feature = "test-hooks")]
             dir: queue_dir.to_path_buf(),
             cache: Mutex::new(Cache::load(queue_dir)),
             failed: Mutex::default(),
