@@ -1365,3 +1365,56 @@ fn every_metric_of_the_alerts_and_the_dashboard_is_exported_by_a_running_server(
     // their names are checked, their label names only by the unit tests of metrics.rs.
     eprintln!("label names not checked against a sample: {unchecked:#?}");
 }
+
+/// The rows of the README table whose header line is `header`, as trimmed cells.
+fn readme_table(header: &str) -> Vec<Vec<String>> {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
+    let rows: Vec<Vec<String>> = readme
+        .lines()
+        .skip_while(|l| *l != header)
+        .skip(2)
+        .take_while(|l| l.starts_with('|'))
+        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
+        .collect();
+    assert!(!rows.is_empty(), "README has no table {header:?}");
+    rows
+}
+
+/// README's tables are what users copy into a values file: every value it names is one of
+/// values.yaml, and its alerts are the PrometheusRule's with their default `for`.
+#[test]
+fn readme_values_and_alerts_are_the_charts() {
+    let values: Value =
+        serde_yaml::from_str(&std::fs::read_to_string(repo_root().join("charts/kube-transport/values.yaml")).unwrap())
+            .expect("values.yaml");
+    for row in readme_table("| value | default | what |") {
+        for name in row[0].split('`').skip(1).step_by(2) {
+            // `a.b/c.d` is a.b.d and a.c.d; `image.*` is the map image.
+            let name = name.trim_end_matches(".*");
+            let expanded: Vec<String> = match name.split_once('/') {
+                Some((first, rest)) => {
+                    let (head, _) = first.rsplit_once('.').unwrap_or(("", first));
+                    let (alternative, tail) = rest.split_once('.').unwrap_or((rest, ""));
+                    let (_, first_leaf) = first.rsplit_once('.').unwrap_or(("", first));
+                    [first_leaf, alternative].iter().map(|leaf| format!("{head}.{leaf}.{tail}")).collect()
+                }
+                None => vec![name.to_string()],
+            };
+            for path in expanded {
+                let found = path.trim_end_matches('.').split('.').try_fold(&values, |node, key| node.get(key));
+                assert!(found.is_some(), "README names the value {path}, which values.yaml does not have");
+            }
+        }
+    }
+    let rules = alert_rules(&render(&["--set", "metrics.prometheusRule.enabled=true"]));
+    let rows = readme_table("| alert | fires when | `for` |");
+    let documented: Vec<(&str, &str)> = rows.iter().map(|r| (r[0].as_str(), r[2].as_str())).collect();
+    let rendered: Vec<(&str, &str)> = rules
+        .iter()
+        .map(|r| (r["alert"].as_str().unwrap_or_default(), r["for"].as_str().unwrap_or_default()))
+        .collect();
+    assert_eq!(
+        documented, rendered,
+        "README's alert table (name, `for`) against the PrometheusRule with default values"
+    );
+}
