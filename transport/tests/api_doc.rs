@@ -76,6 +76,13 @@ fn every_admin_route_is_documented_and_every_documented_route_is_served() {
     let t = start_transport(&TransportSetup { admin: true, smart_host: Some(sink.addr), ..Default::default() });
     let addr = t.admin.expect("admin API");
     let token = t.token.clone();
+    // The fallback's answer, which the routes below must not give.
+    let unknown = block_on(async {
+        let response = reqwest::get(format!("http://{addr}/v1/no-such-route")).await.expect("GET");
+        (response.status().as_u16(), response.text().await.unwrap_or_default())
+    });
+    assert_eq!(unknown.0, 404);
+    assert!(unknown.1.contains("no such path"), "{}", unknown.1);
     for (method, path) in documented.iter().chain(served.iter().filter(|(_, p)| !p.starts_with("/v1/"))) {
         let concrete =
             path.replace("{component}", "HubTransport").replace("{id}", "999999").replace("{primary}", "nobody");

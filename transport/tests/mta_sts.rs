@@ -229,7 +229,15 @@ fn enforce_refuses_a_certificate_for_another_name() {
     let error = q.last_error.unwrap();
     assert!(error.contains("certificate not valid for name \"mx1.secure.test\""), "{error}");
     std::thread::sleep(Duration::from_millis(500));
-    assert!(w.mailbox.messages().is_empty() && w.clear.messages().is_empty(), "nothing sent");
+    assert!(w.mailbox.messages().is_empty() && w.clear.messages().is_empty(), "nothing sent"); // The TLS report says what the handshake's certificate error was, typed.
+    assert_eq!(result_types(&w, "secure.test"), ["certificate-host-mismatch"]);
+}
+
+/// The result types of the TLS report entry of `domain` today.
+fn result_types(w: &World, domain: &str) -> Vec<String> {
+    let day = w.sender.server().queue_manager().tls_reports().day(None);
+    let entry = day.domains.into_iter().find(|d| d.domain == domain).expect("a TLS report entry");
+    entry.failure_details.into_iter().map(|d| d.result_type).collect()
 }
 
 /// Tracing output of this test binary (the servers run in it), from the first call on.
@@ -318,6 +326,7 @@ fn testing_mode_audits_the_certificate_and_still_delivers_over_tls() {
     assert_eq!(logged.len(), 1, "{:#?}", w.sender.connectivity_log());
     assert!(logged[0].contains("not valid for name"), "{}", logged[0]);
     assert!(String::from_utf8_lossy(&warnings.lock().unwrap()).contains(line));
+    assert_eq!(result_types(&w, "secure.test"), ["certificate-host-mismatch"], "what enforce would have refused");
 }
 
 #[test]

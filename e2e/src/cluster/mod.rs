@@ -279,3 +279,34 @@ impl Drop for Cluster {
 }
 
 pub use transport::client::install_crypto_provider;
+
+#[cfg(test)]
+mod tests {
+    /// docs/e2e.md's table of this folder names every module once, and only modules that
+    /// exist: a newcomer reads the cluster's architecture there.
+    #[test]
+    fn docs_e2e_lists_every_module_of_the_cluster() {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+        let doc = std::fs::read_to_string(format!("{root}/docs/e2e.md")).expect("docs/e2e.md");
+        let table = doc.split("## The cluster (`e2e/src/cluster/`)").nth(1).expect("the cluster's section");
+        let mut listed: Vec<String> = table
+            .lines()
+            .skip_while(|l| !l.starts_with("| module |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .flat_map(|l| {
+                let first = l.split(" | ").next().unwrap_or_default().to_string();
+                first.split('`').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>()
+            })
+            .collect();
+        listed.sort();
+        let mut modules: Vec<String> = std::fs::read_dir(format!("{root}/e2e/src/cluster"))
+            .expect("e2e/src/cluster")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|f| f.strip_suffix(".rs").map(str::to_string))
+            .filter(|m| m != "mod")
+            .collect();
+        modules.sort();
+        assert_eq!(listed, modules, "docs/e2e.md's module table against e2e/src/cluster/");
+    }
+}

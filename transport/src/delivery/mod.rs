@@ -81,12 +81,11 @@ pub enum DeliveryError {
     /// A refusal of the session itself (banner 4xx/5xx, EHLO refused, 421).
     #[error("{addr} refused the session: {reply}")]
     Refused { addr: String, reply: String },
-    #[error("TLS with {addr} failed: {reason}")]
+    #[error("TLS with {addr} failed: {failure}")]
     Tls {
         addr: String,
-        reason: String,
-        /// What RFC 8460 calls the failure (decided where it happened).
-        kind: ResultType,
+        /// Why, and what RFC 8460 calls it (decided where it happened).
+        failure: TlsFailure,
         /// This server's address on the connection (RFC 8460 sending-mta-ip).
         local: Option<std::net::IpAddr>,
     },

@@ -311,12 +311,7 @@ impl OutboundSession {
     }
 
     fn tls_error(&self, failure: TlsFailure) -> DeliveryError {
-        DeliveryError::Tls {
-            addr: self.remote.clone(),
-            reason: failure.reason,
-            kind: failure.kind,
-            local: self.local_ip,
-        }
+        DeliveryError::Tls { addr: self.remote.clone(), failure, local: self.local_ip }
     }
 
     /// STARTTLS missing, refused or abused: RFC 8460's `starttls-not-supported`.

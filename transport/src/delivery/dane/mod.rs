@@ -413,8 +413,7 @@ mod tests {
         plan.hosts.insert("bad.x.test".into(), HostPolicy::Failed("the TLSA records are Bogus".into()));
         let tls = DeliveryError::Tls {
             addr: "mx.x.test [127.0.0.1:25]".into(),
-            reason: "no STARTTLS".into(),
-            kind: ResultType::StarttlsNotSupported,
+            failure: TlsFailure::new(ResultType::StarttlsNotSupported, "no STARTTLS"),
             local: None,
         };
         let told = plan.explain("mx.x.test", &tls);

@@ -6,8 +6,7 @@
 //! verified as always: the peer holds the key it shows.
 use super::tlsa::{Tlsa, DANE_EE, DANE_TA};
 use crate::delivery::tls::PeerCheck;
-use crate::delivery::tls_report::result::CheckFailed;
-use crate::delivery::ResultType;
+use crate::delivery::{ResultType, TlsFailure};
 use rustls::client::danger::ServerCertVerifier;
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
@@ -28,7 +27,7 @@ pub struct DaneCheck {
 }
 
 /// The reason a certificate matches no record: the TLS report's `tlsa-invalid`.
-pub const NO_MATCH: &str = "matches no TLSA record";
+const NO_MATCH: &str = "matches no TLSA record";
 
 impl DaneCheck {
     /// Whether the chain a server sent (its certificate first) passes, at `now`.
@@ -38,7 +37,7 @@ impl DaneCheck {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         provider: &Arc<CryptoProvider>,
-    ) -> Result<(), CheckFailed> {
+    ) -> Result<(), TlsFailure> {
         let records = |usage| self.records.iter().filter(move |r| r.usage == usage);
         if records(DANE_EE).any(|r| r.matches(end_entity)) {
             return Ok(());
@@ -54,10 +53,10 @@ impl DaneCheck {
         }
         Err(chain_error.unwrap_or_else(|| {
             let shown: Vec<String> = self.records.iter().map(ToString::to_string).collect();
-            CheckFailed {
-                kind: ResultType::TlsaInvalid,
-                reason: format!("DANE: the certificate chain {NO_MATCH} of {} ({})", self.tlsa_name, shown.join(", ")),
-            }
+            TlsFailure::new(
+                ResultType::TlsaInvalid,
+                format!("DANE: the certificate chain {NO_MATCH} of {} ({})", self.tlsa_name, shown.join(", ")),
+            )
         }))
     }
 
@@ -69,8 +68,8 @@ impl DaneCheck {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
         provider: &Arc<CryptoProvider>,
-    ) -> Result<(), CheckFailed> {
-        let invalid = |reason: String| CheckFailed { kind: ResultType::ValidationFailure, reason };
+    ) -> Result<(), TlsFailure> {
+        let invalid = |reason: String| TlsFailure::new(ResultType::ValidationFailure, reason);
         let mut store = RootCertStore::empty();
         store
             .add(anchor.clone().into_owned())
@@ -84,10 +83,10 @@ impl DaneCheck {
             match webpki.verify_server_cert(end_entity, intermediates, &server_name, &[], now) {
                 Ok(_) => return Ok(()),
                 Err(e) => {
-                    first_error.get_or_insert(CheckFailed {
-                        kind: ResultType::of_rustls(&e),
-                        reason: format!("DANE-TA ({}): {e}", self.tlsa_name),
-                    });
+                    first_error.get_or_insert(TlsFailure::new(
+                        ResultType::of_rustls(&e),
+                        format!("DANE-TA ({}): {e}", self.tlsa_name),
+                    ));
                 }
             }
         }
@@ -104,7 +103,7 @@ impl PeerCheck for DaneCheck {
         now: UnixTime,
         provider: &Arc<CryptoProvider>,
     ) -> Result<(), rustls::Error> {
-        self.verify(end_entity, intermediates, now, provider).map_err(CheckFailed::into_rustls)
+        self.verify(end_entity, intermediates, now, provider).map_err(TlsFailure::into_rustls)
     }
 }
 

@@ -168,7 +168,7 @@ fn report(log: &ConnectivitySession, what: &str) {
 mod tests {
     use super::*;
     use crate::config::{AddressSpace, OutboundTls};
-    use crate::delivery::ResultType;
+    use crate::delivery::{ResultType, TlsFailure};
     use crate::logs::ConnectivityLog;
 
     fn connector(mta_sts: Option<MtaStsMode>) -> SendConnector {
@@ -240,8 +240,7 @@ mod tests {
         );
         let tls = DeliveryError::Tls {
             addr: "mx1.example.com [127.0.0.1:25]".into(),
-            reason: "bad name".into(),
-            kind: ResultType::CertificateHostMismatch,
+            failure: TlsFailure::new(ResultType::CertificateHostMismatch, "bad name"),
             local: None,
         };
         let reason = sts.explain(&tls);
@@ -262,8 +261,7 @@ mod tests {
         assert!(matches!(opts.policy_audit, Some(CertificateCheck::Domain { .. })));
         let tls = DeliveryError::Tls {
             addr: "x".into(),
-            reason: "bad name".into(),
-            kind: ResultType::CertificateHostMismatch,
+            failure: TlsFailure::new(ResultType::CertificateHostMismatch, "bad name"),
             local: None,
         };
         assert_eq!(sts.explain(&tls), tls.to_string());

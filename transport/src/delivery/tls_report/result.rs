@@ -41,7 +41,10 @@ impl ResultType {
 
 /// Why a TLS session failed, or (under MTA-STS `testing`, or in clear text) fell short:
 /// its RFC 8460 result type, decided where the failure happened, and the text for logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A check of this server's own (DANE's) that fails a handshake is carried through rustls
+/// as this error ([`TlsFailure::into_rustls`]), so [`ResultType::of_rustls`] finds its type.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
 pub struct TlsFailure {
     pub kind: ResultType,
     pub reason: String,
@@ -59,18 +62,7 @@ impl TlsFailure {
         let kind = rustls.map_or(ResultType::ValidationFailure, ResultType::of_rustls);
         TlsFailure::new(kind, error.to_string())
     }
-}
 
-/// A check of this server's own (DANE's) that fails a handshake, with its result type:
-/// carried through rustls as `Error::Other` so that [`ResultType::of_rustls`] finds it.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{reason}")]
-pub struct CheckFailed {
-    pub kind: ResultType,
-    pub reason: String,
-}
-
-impl CheckFailed {
     pub fn into_rustls(self) -> rustls::Error {
         rustls::Error::Other(rustls::OtherError(std::sync::Arc::new(self)))
     }
@@ -87,7 +79,7 @@ impl ResultType {
             rustls::Error::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => ResultType::CertificateExpired,
             rustls::Error::InvalidCertificate(C::UnknownIssuer) => ResultType::CertificateNotTrusted,
             rustls::Error::Other(rustls::OtherError(inner)) => {
-                inner.downcast_ref::<CheckFailed>().map_or(ResultType::ValidationFailure, |c| c.kind)
+                inner.downcast_ref::<TlsFailure>().map_or(ResultType::ValidationFailure, |f| f.kind)
             }
             _ => ResultType::ValidationFailure,
         }
@@ -107,7 +99,7 @@ mod tests {
             (rustls::Error::InvalidCertificate(C::UnknownIssuer), "certificate-not-trusted"),
             (rustls::Error::InvalidCertificate(C::BadSignature), "validation-failure"),
             (rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure), "validation-failure"),
-            (CheckFailed { kind: ResultType::TlsaInvalid, reason: "no match".into() }.into_rustls(), "tlsa-invalid"),
+            (TlsFailure::new(ResultType::TlsaInvalid, "no match").into_rustls(), "tlsa-invalid"),
         ];
         for (error, want) in cases {
             assert_eq!(ResultType::of_rustls(&error).as_str(), want, "{error}");
@@ -126,7 +118,7 @@ mod tests {
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
         assert_eq!(TlsFailure::of_handshake(&reset).kind, ResultType::ValidationFailure);
         // A check of ours keeps its own text.
-        let dane = CheckFailed { kind: ResultType::TlsaInvalid, reason: "DANE: no record".into() }.into_rustls();
+        let dane = TlsFailure::new(ResultType::TlsaInvalid, "DANE: no record").into_rustls();
         assert_eq!(dane.to_string(), "other error: DANE: no record");
     }
 }

@@ -266,9 +266,8 @@ impl QueueManager {
                     // Only TLS failures are TLS sessions (not a refused connection, a timeout
                     // before STARTTLS).
                     match &e {
-                        delivery::DeliveryError::Tls { reason, kind, local, .. } => {
-                            let failure = delivery::TlsFailure::new(*kind, reason.clone());
-                            self.tls_session(&config, reported.as_ref(), target, *local, Some(&failure))
+                        delivery::DeliveryError::Tls { failure, local, .. } => {
+                            self.tls_session(&config, reported.as_ref(), target, *local, Some(failure))
                         }
                         delivery::DeliveryError::Timeout { stage: "TLS handshake", .. } => {
                             let failure =
