@@ -2,6 +2,7 @@
 //! shows exists in the plugin, and every verb of the plugin has a row.
 use std::collections::BTreeSet;
 use std::process::Command;
+use testkit::cli_help::commands;
 
 /// `kubectl-transport <args> --help`.
 fn help(args: &[&str]) -> String {
@@ -12,18 +13,6 @@ fn help(args: &[&str]) -> String {
         .expect("kubectl-transport runs");
     assert!(out.status.success(), "kubectl-transport {args:?} --help: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// The subcommands a help text lists under `Commands:`.
-fn commands(help: &str) -> BTreeSet<String> {
-    let Some(list) = help.split("Commands:").nth(1) else { return BTreeSet::new() };
-    list.lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|c| *c != "help")
-        .map(str::to_string)
-        .collect()
 }
 
 /// The first cells of README's verb table: `status TS`, `maintenance start SERVER [-t TS]`...

@@ -2,11 +2,12 @@
 //! the bench: the peers they need (Postfix's smtp-sink, found on PATH), an SMTP client that
 //! shows every reply (blocking, and async for tests on tokio), the `transport` binary as a
 //! process with its config file built from [`transport::config::TransportFile`], polling
-//! with a bound, and free ports.
+//! with a bound, free ports, and what a CLI's `--help` lists.
 //!
 //! A missing peer fails (never skips): a skipped test proves nothing.
 
 pub mod async_smtp_client;
+pub mod cli_help;
 pub mod config_file;
 pub mod listener;
 pub mod peer;

@@ -105,15 +105,7 @@ fn transportctl_verbs() -> BTreeSet<String> {
     let out =
         std::process::Command::new(env!("CARGO_BIN_EXE_transportctl")).arg("--help").output().expect("transportctl");
     let help = String::from_utf8_lossy(&out.stdout).to_string();
-    let commands = help.split("Commands:").nth(1).expect("transportctl --help lists Commands").to_string();
-    commands
-        .lines()
-        .skip(1)
-        .take_while(|l| !l.trim().is_empty())
-        .filter_map(|l| l.split_whitespace().next())
-        .filter(|v| *v != "help")
-        .map(str::to_string)
-        .collect()
+    testkit::cli_help::commands(&help)
 }
 
 #[test]
