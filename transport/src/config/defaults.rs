@@ -123,19 +123,19 @@ impl OrgSettings {
     pub fn tls_reporting(&self) -> bool {
         TLS_REPORTING_ENABLED.or_default(self.tls_reporting_enabled)
     }
-    /// internalDelayDSNEnabled, default true.
+    /// internalDelayDSNEnabled.
     pub fn internal_delay_dsn(&self) -> bool {
         INTERNAL_DELAY_DSN_ENABLED.or_default(self.internal_delay_dsn_enabled)
     }
-    /// externalDelayDSNEnabled, default true.
+    /// externalDelayDSNEnabled.
     pub fn external_delay_dsn(&self) -> bool {
         EXTERNAL_DELAY_DSN_ENABLED.or_default(self.external_delay_dsn_enabled)
     }
-    /// maxSendSize, default 10MB; `unlimited` is [`ByteSize::UNLIMITED`].
+    /// maxSendSize; `unlimited` is [`ByteSize::UNLIMITED`].
     pub fn max_send_size(&self) -> ByteSize {
         MAX_SEND_SIZE.or_default(self.max_send_size)
     }
-    /// maxReceiveSize, default 10MB; `unlimited` is [`ByteSize::UNLIMITED`].
+    /// maxReceiveSize; `unlimited` is [`ByteSize::UNLIMITED`].
     pub fn max_receive_size(&self) -> ByteSize {
         MAX_RECEIVE_SIZE.or_default(self.max_receive_size)
     }
@@ -145,7 +145,7 @@ impl OrgSettings {
     pub fn dsn_max_message_attach_size(&self) -> ByteSize {
         DSN_MAX_MESSAGE_ATTACH_SIZE.or_default(self.dsn_max_message_attach_size)
     }
-    /// safetyNetHoldTime, default 2 days; zero: the Safety Net is off.
+    /// safetyNetHoldTime; zero: the Safety Net is off.
     pub fn safety_net_hold_time(&self) -> Duration {
         SAFETY_NET_HOLD_TIME.or_default(self.safety_net_hold_time).0
     }

@@ -284,7 +284,6 @@ impl TransportFile {
                     max_age: log.max_age,
                     max_directory_size: log.max_directory_size,
                     max_file_size: log.max_file_size,
-                    resolved: (log.max_file_size_or_default(), log.max_directory_size_or_default()),
                 },
             );
             c.retention(
@@ -297,10 +296,6 @@ impl TransportFile {
                     max_age: log.message_tracking_log_max_age,
                     max_directory_size: log.message_tracking_log_max_directory_size,
                     max_file_size: log.message_tracking_log_max_file_size,
-                    resolved: (
-                        log.message_tracking_log_max_file_size_or_default(),
-                        log.message_tracking_log_max_directory_size_or_default(),
-                    ),
                 },
             );
         }
@@ -487,7 +482,6 @@ struct Retention {
     max_age: Option<TimeSpan>,
     max_directory_size: Option<ByteSize>,
     max_file_size: Option<ByteSize>,
-    resolved: (ByteSize, ByteSize),
 }
 
 impl Checker {
@@ -519,7 +513,7 @@ impl Checker {
         self.setting(age, &[], r.max_age);
         self.setting(dir, &[], r.max_directory_size);
         self.setting(file, &[], r.max_file_size);
-        let (file_size, dir_size) = r.resolved;
+        let (file_size, dir_size) = (file.or_default(r.max_file_size), dir.or_default(r.max_directory_size));
         if file_size > dir_size {
             self.push(
                 if r.max_file_size.is_some() { file.path } else { dir.path },

@@ -93,6 +93,21 @@ pub enum DeliveryError {
     Broken { addr: String, reason: String },
 }
 
+impl DeliveryError {
+    /// The failed TLS session this error ended, for RFC 8460, with this server's address
+    /// when known: a TLS failure, or a handshake that timed out. None for an error before
+    /// TLS was tried (a refused connection, a timeout before STARTTLS).
+    pub fn tls_session(&self) -> Option<(TlsFailure, Option<std::net::IpAddr>)> {
+        match self {
+            DeliveryError::Tls { failure, local, .. } => Some((failure.clone(), *local)),
+            DeliveryError::Timeout { stage: session::TLS_HANDSHAKE, .. } => {
+                Some((TlsFailure::new(ResultType::ValidationFailure, self.to_string()), None))
+            }
+            _ => None,
+        }
+    }
+}
+
 /// What the next hop said about one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecipientOutcome {

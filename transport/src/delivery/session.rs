@@ -82,6 +82,9 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
+/// The stage of a [`DeliveryError::Timeout`] in the TLS handshake.
+pub(super) const TLS_HANDSHAKE: &str = "TLS handshake";
+
 /// The name TLS checks: a host name, else the address connected to.
 fn server_name(host: String, target: &HostAddress) -> ServerName<'static> {
     ServerName::try_from(host).unwrap_or(ServerName::IpAddress(target.addr.ip().into()))
@@ -241,7 +244,7 @@ impl OutboundSession {
         match timeout(self.opts.command_timeout, self.stream.start_tls(connector, name)).await {
             Err(_) => {
                 self.reusable = false;
-                return Err(DeliveryError::Timeout { addr: self.remote.clone(), stage: "TLS handshake" });
+                return Err(DeliveryError::Timeout { addr: self.remote.clone(), stage: TLS_HANDSHAKE });
             }
             Ok(Err(e)) => {
                 self.reusable = false;

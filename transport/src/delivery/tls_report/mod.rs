@@ -41,7 +41,7 @@ pub const FILE: &str = "tls-reports.json";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reported {
     seen: PolicySeen,
-    policy_failure: Option<(ResultType, String)>,
+    policy_failure: Option<TlsFailure>,
 }
 
 impl Reported {
@@ -65,7 +65,7 @@ impl Reported {
         };
         let seen =
             PolicySeen { domain: domain.to_string(), policy_type: "sts", policy_string: vec![], mx_host: vec![] };
-        Some(Reported { seen, policy_failure: Some((kind, failure.reason.clone())) })
+        Some(Reported { seen, policy_failure: Some(TlsFailure::new(kind, failure.reason.clone())) })
     }
 
     /// Under DANE for `host` (policy-type `tlsa`, its usable records as policy-string);
@@ -138,17 +138,12 @@ impl TlsReports {
         local_ip: Option<IpAddr>,
         failure: Option<&TlsFailure>,
     ) -> (&'static str, &'static str) {
-        let failure = match (&under.policy_failure, failure) {
-            (Some((kind, reason)), _) => Some((*kind, reason.as_str())),
-            (None, Some(f)) => Some((f.kind, f.reason.as_str())),
-            (None, None) => None,
-        }
-        .map(|(kind, reason)| Failure {
-            result_type: kind.as_str(),
+        let failure = under.policy_failure.as_ref().or(failure).map(|f| Failure {
+            result_type: f.kind.as_str(),
             mx_host: target.host.clone(),
             ip: Some(target.addr.ip().to_string()),
             sending_ip: local_ip.map(|ip| ip.to_string()),
-            reason: reason.to_string(),
+            reason: f.reason.clone(),
         });
         let result = failure.as_ref().map_or("success", |f| f.result_type);
         let today = date_of(self.clock.now());

@@ -263,18 +263,8 @@ impl QueueManager {
                     break;
                 }
                 Err(e) => {
-                    // Only TLS failures are TLS sessions (not a refused connection, a timeout
-                    // before STARTTLS).
-                    match &e {
-                        delivery::DeliveryError::Tls { failure, local, .. } => {
-                            self.tls_session(&config, reported.as_ref(), target, *local, Some(failure))
-                        }
-                        delivery::DeliveryError::Timeout { stage: "TLS handshake", .. } => {
-                            let failure =
-                                delivery::TlsFailure::new(delivery::ResultType::ValidationFailure, e.to_string());
-                            self.tls_session(&config, reported.as_ref(), target, None, Some(&failure))
-                        }
-                        _ => {}
+                    if let Some((failure, local)) = e.tls_session() {
+                        self.tls_session(&config, reported.as_ref(), target, local, Some(&failure));
                     }
                     last_error = if host_dane.applies() { dane.explain(&target.host, &e) } else { sts.explain(&e) };
                     warn!(event_id = 2002, target = %target.addr, error = %last_error, "SmtpSendConnectionError");
