@@ -1369,15 +1369,7 @@ fn every_metric_of_the_alerts_and_the_dashboard_is_exported_by_a_running_server(
 /// The rows of the README table whose header line is `header`, as trimmed cells.
 fn readme_table(header: &str) -> Vec<Vec<String>> {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README.md");
-    let rows: Vec<Vec<String>> = readme
-        .lines()
-        .skip_while(|l| *l != header)
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .map(|l| l.trim_matches('|').split(" | ").map(|c| c.trim().to_string()).collect())
-        .collect();
-    assert!(!rows.is_empty(), "README has no table {header:?}");
-    rows
+    testkit::doc_table::rows(&readme, header)
 }
 
 /// README's tables are what users copy into a values file: every value it names is one of

@@ -18,12 +18,9 @@ fn help(args: &[&str]) -> String {
 /// The first cells of README's verb table: `status TS`, `maintenance start SERVER [-t TS]`...
 fn readme_rows() -> Vec<String> {
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).expect("README.md");
-    let rows: Vec<String> = readme
-        .lines()
-        .skip_while(|l| !l.starts_with("| verb | Exchange | example |"))
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .filter_map(|l| l.split('`').nth(1).map(str::to_string))
+    let rows: Vec<String> = testkit::doc_table::rows(&readme, "| verb | Exchange | example |")
+        .into_iter()
+        .map(|row| row[0].trim_matches('`').to_string())
         .collect();
     assert!(rows.len() >= 7, "README's kubectl transport table was not found whole: {rows:?}");
     rows

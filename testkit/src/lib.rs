@@ -9,6 +9,7 @@
 pub mod async_smtp_client;
 pub mod cli_help;
 pub mod config_file;
+pub mod doc_table;
 pub mod listener;
 pub mod peer;
 pub mod poll;

@@ -132,18 +132,12 @@ fn transportctl_verbs_are_the_ones_docs_design_lists() {
 #[test]
 fn readme_cmdlet_table_names_real_verbs_and_routes() {
     let readme = repo_file("README.md");
-    let rows: Vec<Vec<&str>> = readme
-        .lines()
-        .skip_while(|l| !l.starts_with("| Exchange | transportctl | API |"))
-        .skip(2)
-        .take_while(|l| l.starts_with('|'))
-        .map(|l| l.trim_matches('|').split(" | ").map(str::trim).collect())
-        .collect();
+    let rows = testkit::doc_table::rows(&readme, "| Exchange | transportctl | API |");
     assert!(rows.len() >= 14, "README's cmdlet table was not found whole: {rows:?}");
     let verbs = transportctl_verbs();
     let served = served_routes();
     for row in rows {
-        let [_, cli, api] = row[..] else { panic!("a row of three cells: {row:?}") };
+        let [_, cli, api] = &row[..] else { panic!("a row of three cells: {row:?}") };
         for example in cli.split('`').skip(1).step_by(2) {
             let verb = example.split_whitespace().next().unwrap_or_default();
             if verb.starts_with('-') {

@@ -289,15 +289,9 @@ mod tests {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
         let doc = std::fs::read_to_string(format!("{root}/docs/e2e.md")).expect("docs/e2e.md");
         let table = doc.split("## The cluster (`e2e/src/cluster/`)").nth(1).expect("the cluster's section");
-        let mut listed: Vec<String> = table
-            .lines()
-            .skip_while(|l| !l.starts_with("| module |"))
-            .skip(2)
-            .take_while(|l| l.starts_with('|'))
-            .flat_map(|l| {
-                let first = l.split(" | ").next().unwrap_or_default().to_string();
-                first.split('`').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>()
-            })
+        let mut listed: Vec<String> = testkit::doc_table::rows(table, "| module |")
+            .iter()
+            .flat_map(|row| row[0].split('`').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>())
             .collect();
         listed.sort();
         let mut modules: Vec<String> = std::fs::read_dir(format!("{root}/e2e/src/cluster"))

@@ -90,7 +90,7 @@ impl<T: Bounded> Setting<T> {
 
     /// The value in force of a setting outside §4.
     pub fn or_default(&self, value: Option<T>) -> T {
-        value.unwrap_or(self.mailbox)
+        value.unwrap_or(self.default())
     }
 
     pub fn contains(&self, value: T) -> bool {
@@ -150,8 +150,7 @@ impl<T: Bounded> Setting<T> {
     pub fn doc(&self) -> String {
         let default = format!("Default {}.", self.default_text());
         match self.range_text() {
-            Some(range) => {
-                let mut range = range;
+            Some(mut range) => {
                 range[..1].make_ascii_uppercase();
                 format!("{range}. {default}")
             }
@@ -459,12 +458,7 @@ mod tests {
     fn design_table(section: &str) -> Vec<Vec<String>> {
         let design = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/design.md")).unwrap();
         let text = design.split(section).nth(1).unwrap_or_else(|| panic!("no {section:?}"));
-        text.lines()
-            .skip_while(|l| !l.starts_with('|'))
-            .take_while(|l| l.starts_with('|'))
-            .filter(|l| !l.starts_with("| setting") && !l.starts_with("|--") && !l.starts_with("| --"))
-            .map(|l| l.split('|').map(|c| c.trim().to_string()).filter(|c| !c.is_empty()).collect())
-            .collect()
+        testkit::doc_table::rows(text, "| setting |")
     }
 
     #[test]
